@@ -1,0 +1,428 @@
+"""The job state machine and the rules around it, as data plus pure functions.
+
+Nothing here does I/O or reads the clock: callers pass `now`. Storage asks `plan_*`
+what to write for a job it has locked, and writes exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from jobpulse.errors import InvalidTransitionError, JobPulseError, ValidationError
+
+METADATA_MAX_BYTES = 64 * 1024
+PAGE_LIMIT_DEFAULT = 50
+PAGE_LIMIT_MAX = 1000
+#: The metadata keys a listing can filter on.
+METADATA_KEY = re.compile(r"[\w.:-]{1,128}")
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life."""
+
+    #: Known to jobpulse, not yet queued.
+    CREATED = "created"
+    #: Queued, waiting for a worker.
+    PENDING = "pending"
+    #: A worker is on it.
+    RUNNING = "running"
+    #: Finished as intended.
+    COMPLETED = "completed"
+    #: Finished with an error.
+    FAILED = "failed"
+    #: Stopped on request.
+    CANCELLED = "cancelled"
+    #: Stopped by jobpulse: past its deadline or silent too long.
+    EXPIRED = "expired"
+
+
+class StopReason(StrEnum):
+    """Why a job stopped (the names of Letta's stop reasons)."""
+
+    END_TURN = "end_turn"
+    MAX_STEPS = "max_steps"
+    TOOL_RULE = "tool_rule"
+    REQUIRES_APPROVAL = "requires_approval"
+    ERROR = "error"
+    INVALID_TOOL_CALL = "invalid_tool_call"
+    NO_TOOL_CALL = "no_tool_call"
+    INVALID_LLM_RESPONSE = "invalid_llm_response"
+    LLM_API_ERROR = "llm_api_error"
+    MAX_TOKENS_EXCEEDED = "max_tokens_exceeded"
+    CONTEXT_WINDOW_OVERFLOW_IN_SYSTEM_PROMPT = "context_window_overflow_in_system_prompt"
+    INSUFFICIENT_CREDITS = "insufficient_credits"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    HEARTBEAT_LOST = "heartbeat_lost"
+
+
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+)
+ACTIVE: frozenset[JobStatus] = frozenset(JobStatus) - TERMINAL
+#: The statuses a job may be created in.
+INITIAL: frozenset[JobStatus] = ACTIVE
+
+#: Every allowed move: from a status to the statuses it may enter.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.CREATED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}) | TERMINAL,
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING}) | TERMINAL,
+    JobStatus.RUNNING: TERMINAL,
+    **{status: frozenset() for status in TERMINAL},
+}
+
+#: The status each stop reason implies.
+STOP_REASON_STATUS: dict[StopReason, JobStatus] = {
+    **dict.fromkeys(
+        (
+            StopReason.END_TURN,
+            StopReason.MAX_STEPS,
+            StopReason.TOOL_RULE,
+            StopReason.REQUIRES_APPROVAL,
+        ),
+        JobStatus.COMPLETED,
+    ),
+    **dict.fromkeys(
+        (
+            StopReason.ERROR,
+            StopReason.INVALID_TOOL_CALL,
+            StopReason.NO_TOOL_CALL,
+            StopReason.INVALID_LLM_RESPONSE,
+            StopReason.LLM_API_ERROR,
+            StopReason.MAX_TOKENS_EXCEEDED,
+            StopReason.CONTEXT_WINDOW_OVERFLOW_IN_SYSTEM_PROMPT,
+            StopReason.INSUFFICIENT_CREDITS,
+        ),
+        JobStatus.FAILED,
+    ),
+    StopReason.CANCELLED: JobStatus.CANCELLED,
+    StopReason.TIMEOUT: JobStatus.EXPIRED,
+    StopReason.HEARTBEAT_LOST: JobStatus.EXPIRED,
+}
+
+
+def _parse_enum(kind: type[_E], value: object, what: str) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ValidationError(f"unknown {what} {value!r}; expected one of: {allowed}") from None
+
+
+def parse_status(value: object) -> JobStatus:
+    """The status named by `value`, exactly as spelled on the wire."""
+    return _parse_enum(JobStatus, value, "status")
+
+
+def parse_stop_reason(value: object) -> StopReason:
+    """The stop reason named by `value`, exactly as spelled on the wire."""
+    return _parse_enum(StopReason, value, "stop_reason")
+
+
+def allowed_sources(target: JobStatus) -> frozenset[JobStatus]:
+    """The statuses from which a job may enter `target`."""
+    return frozenset(source for source, targets in TRANSITIONS.items() if target in targets)
+
+
+def can_transition(current: JobStatus, target: JobStatus) -> bool:
+    """Whether a job in `current` may enter `target`."""
+    return target in TRANSITIONS[current]
+
+
+def check_transition(current: JobStatus, target: JobStatus) -> None:
+    """Raise InvalidTransitionError unless a job in `current` may enter `target`."""
+    if can_transition(current, target):
+        return
+    if current in TERMINAL:
+        why = f"job is already {current}; terminal jobs never change"
+    elif target == JobStatus.CREATED:
+        why = "no job can return to created"
+    elif target == current:
+        why = f"job is already {current}"
+    else:
+        why = f"a {current} job cannot go back to {target}"
+    raise InvalidTransitionError(
+        f"cannot move from {current} to {target}: {why}",
+        current_status=current,
+        requested_status=target,
+    )
+
+
+def resolve_outcome(
+    status: JobStatus | None, stop_reason: StopReason | None
+) -> JobStatus | None:
+    """The status to enter: the given one, or the one the stop reason implies.
+
+    A stop reason that contradicts the given status is a ValidationError.
+    """
+    if stop_reason is None:
+        return status
+    implied = STOP_REASON_STATUS[stop_reason]
+    if status is not None and status != implied:
+        raise ValidationError(
+            f"stop_reason {stop_reason} means status {implied}, not {status}"
+        )
+    return implied
+
+
+def check_metadata(value: object, what: str = "metadata") -> dict[str, Any]:
+    """`value` as a metadata object: a JSON object of at most 64 KiB."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{what} must be a JSON object, not {type(value).__name__}")
+    try:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{what} is not JSON-serializable: {exc}") from None
+    if size > METADATA_MAX_BYTES:
+        raise ValidationError(f"{what} is {size} bytes; the limit is {METADATA_MAX_BYTES}")
+    return dict(value)
+
+
+def merge_metadata(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Shallow merge of `patch` into `current`; a key set to None is removed."""
+    merged = {**current, **patch}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+def check_duration(name: str, value: object) -> int | None:
+    """`value` as a nanosecond count: None or a non-negative integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{name} must be an integer number of nanoseconds")
+    if value < 0:
+        raise ValidationError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def elapsed_ns(start: datetime, end: datetime) -> int:
+    """Nanoseconds from `start` to `end`, never negative."""
+    delta = end - start
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return max(micros, 0) * 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is asking: a member sees its own jobs, an admin its whole organization."""
+
+    organization_id: str
+    user_id: str
+    is_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored."""
+
+    id: str
+    organization_id: str
+    user_id: str
+    job_type: str
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    stop_reason: StopReason | None = None
+    background: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    callback_url: str | None = None
+    callback_sent_at: datetime | None = None
+    callback_status_code: int | None = None
+    callback_error: str | None = None
+    ttft_ns: int | None = None
+    total_duration_ns: int | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    deadline_at: datetime | None = None
+    heartbeat_timeout_s: float | None = None
+    stuck_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One entry of a job's history: an applied transition or a rejected attempt."""
+
+    job_id: str
+    from_status: JobStatus | None
+    to_status: JobStatus
+    at: datetime
+    applied: bool = True
+    stop_reason: StopReason | None = None
+    reason: str | None = None
+    actor: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobChange:
+    """What a caller asks to change on a job; None leaves a field as it is."""
+
+    status: JobStatus | None = None
+    stop_reason: StopReason | None = None
+    metadata: dict[str, Any] | None = None
+    ttft_ns: int | None = None
+    total_duration_ns: int | None = None
+    callback_url: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to write for one request on a locked job.
+
+    `values` are the columns to set, guarded by the job still being in `expected`;
+    `event` goes to the history; `error`, if any, is raised after the event is stored.
+    """
+
+    expected: JobStatus
+    values: dict[str, Any] = field(default_factory=dict)
+    event: JobEvent | None = None
+    error: JobPulseError | None = None
+
+
+def plan_change(job: Job, change: JobChange, now: datetime, actor: str | None) -> Plan:
+    """The writes `change` makes to `job` at `now`, or the rejected attempt it records."""
+    values: dict[str, Any] = {}
+    if change.metadata is not None:
+        values["metadata"] = merge_metadata(job.metadata, change.metadata)
+    for name in ("ttft_ns", "total_duration_ns", "callback_url"):
+        if (value := getattr(change, name)) is not None:
+            values[name] = value
+    target = resolve_outcome(change.status, change.stop_reason)
+    if target is None:
+        if values:
+            values["updated_at"] = now
+        return Plan(expected=job.status, values=values)
+    event = JobEvent(
+        job_id=job.id,
+        from_status=job.status,
+        to_status=target,
+        at=now,
+        stop_reason=change.stop_reason,
+        reason=change.reason,
+        actor=actor,
+    )
+    try:
+        check_transition(job.status, target)
+    except InvalidTransitionError as exc:
+        return Plan(expected=job.status, event=replace(event, applied=False), error=exc)
+    values |= {"status": target, "updated_at": now}
+    if change.stop_reason is not None:
+        values["stop_reason"] = change.stop_reason
+    if target == JobStatus.RUNNING and job.started_at is None:
+        values["started_at"] = now
+    if target in TERMINAL:
+        values["completed_at"] = now
+        if change.total_duration_ns is None and job.total_duration_ns is None:
+            values["total_duration_ns"] = elapsed_ns(job.started_at or job.created_at, now)
+    return Plan(expected=job.status, values=values, event=event)
+
+
+def check_active(job: Job, what: str) -> InvalidTransitionError | None:
+    """The error for `what` on a job that has already ended, if it has."""
+    if job.status not in TERMINAL:
+        return None
+    return InvalidTransitionError(
+        f"job is already {job.status}; {what} is accepted only while it is active",
+        current_status=job.status,
+        requested_status=None,
+    )
+
+
+def plan_heartbeat(
+    job: Job, progress: dict[str, Any] | None, now: datetime, actor: str | None
+) -> Plan:
+    """A heartbeat: liveness stamped, progress merged, a stuck flag cleared with an event."""
+    if (error := check_active(job, "a heartbeat")) is not None:
+        return Plan(expected=job.status, error=error)
+    values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
+    if progress:
+        values["metadata"] = merge_metadata(job.metadata, progress)
+    event = None
+    if job.stuck_since is not None:
+        values["stuck_since"] = None
+        event = JobEvent(
+            job_id=job.id,
+            from_status=job.status,
+            to_status=job.status,
+            at=now,
+            reason="heartbeat resumed",
+            actor=actor,
+        )
+    return Plan(expected=job.status, values=values, event=event)
+
+
+def plan_first_token(job: Job, now: datetime) -> Plan:
+    """Time to first token, measured once from the start (or creation) to `now`."""
+    if (error := check_active(job, "a first token")) is not None:
+        return Plan(expected=job.status, error=error)
+    if job.ttft_ns is not None:
+        return Plan(expected=job.status)
+    ttft = elapsed_ns(job.started_at or job.created_at, now)
+    return Plan(expected=job.status, values={"ttft_ns": ttft, "updated_at": now})
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """The filters of a job listing or count; None means no filter."""
+
+    statuses: frozenset[JobStatus] | None = None
+    job_type: str | None = None
+    background: bool | None = None
+    source_id: str | None = None
+    stop_reason: StopReason | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    active: bool | None = None
+    stuck: bool | None = None
+    user_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (
+            self.created_after is not None
+            and self.created_before is not None
+            and self.created_after > self.created_before
+        ):
+            raise ValidationError("created_after is later than created_before")
+        for key in self.metadata:
+            if not METADATA_KEY.fullmatch(key):
+                raise ValidationError(
+                    f"metadata filter key {key!r} must be 1-128 letters, digits, _ . - or :"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A keyset page: `before`/`after` are job ids, the page is the one next to them."""
+
+    limit: int = PAGE_LIMIT_DEFAULT
+    ascending: bool = False
+    before: str | None = None
+    after: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not 1 <= self.limit <= PAGE_LIMIT_MAX:
+            raise ValidationError(
+                f"limit must be between 1 and {PAGE_LIMIT_MAX}, got {self.limit}"
+            )
+
+    @property
+    def reads_backwards(self) -> bool:
+        """Whether the rows next to the cursor are the newest ones before it.
+
+        Reading ascending from `after`, or with no cursor at all in ascending order, walks
+        forward; everything else walks back from `before` (or from the newest job).
+        """
+        if self.ascending:
+            return self.after is None and self.before is not None
+        return not (self.after is not None and self.before is None)

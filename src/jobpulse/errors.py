@@ -1,0 +1,89 @@
+"""The exceptions jobpulse raises; the API turns each into one JSON error.
+
+    JobPulseError
+    ├── NotFoundError            the job (or key) does not exist or is not visible to the caller
+    ├── InvalidTransitionError   the state machine refuses the change (409)
+    ├── ValidationError          the input breaks a rule (422)
+    ├── InvalidCursorError       a pagination cursor is unknown or not visible (400)
+    ├── UnauthorizedError        no valid API key (401)
+    ├── ForbiddenError           the key may not do this (403)
+    ├── PayloadTooLargeError     the request body is too large (413)
+    └── UnavailableError         the database cannot be reached (503)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JobPulseError(Exception):
+    """Something went wrong in jobpulse."""
+
+    #: The machine-readable error code, stable on the wire.
+    code = "error"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or (self.__doc__ or self.code).strip()
+        self.details = details
+        super().__init__(self.message)
+
+
+class NotFoundError(JobPulseError):
+    """The job does not exist."""
+
+    code = "not_found"
+
+
+class InvalidTransitionError(JobPulseError):
+    """The job cannot move to the requested status."""
+
+    code = "invalid_transition"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        current_status: str,
+        requested_status: str | None,
+    ) -> None:
+        super().__init__(
+            message, current_status=current_status, requested_status=requested_status
+        )
+        self.current_status = current_status
+        self.requested_status = requested_status
+
+
+class ValidationError(JobPulseError):
+    """The request is not valid."""
+
+    code = "validation_error"
+
+
+class InvalidCursorError(JobPulseError):
+    """The pagination cursor is not a job visible to the caller."""
+
+    code = "invalid_cursor"
+
+
+class UnauthorizedError(JobPulseError):
+    """A valid API key is required."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(JobPulseError):
+    """This API key may not do that."""
+
+    code = "forbidden"
+
+
+class PayloadTooLargeError(JobPulseError):
+    """The request body is too large."""
+
+    code = "payload_too_large"
+
+
+class UnavailableError(JobPulseError):
+    """The database is unavailable."""
+
+    code = "unavailable"

@@ -1,0 +1,234 @@
+"""JobManager: the only writer of jobs. Each change, its history event and (later) its
+outbox rows commit in one transaction, guarded by a compare-and-set on the status.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+from jobpulse.config import Settings
+from jobpulse.domain import (
+    INITIAL,
+    Actor,
+    Job,
+    JobChange,
+    JobEvent,
+    JobFilter,
+    JobStatus,
+    Page,
+    Plan,
+    StopReason,
+    check_duration,
+    check_metadata,
+    parse_status,
+    parse_stop_reason,
+    plan_change,
+    plan_first_token,
+    plan_heartbeat,
+)
+from jobpulse.errors import ValidationError
+from jobpulse.storage import repository
+from jobpulse.storage.engine import Database
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JobCount:
+    """How many jobs match a filter, in all and per status."""
+
+    total: int
+    by_status: dict[JobStatus, int]
+
+
+def _positive(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValidationError(f"{name} must be a positive number of seconds")
+    return float(value)
+
+
+def _callback_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("callback_url must be an absolute http(s) URL")
+    return value
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValidationError(f"{name} needs a timezone (use UTC, e.g. 2026-01-01T00:00:00Z)")
+    return value
+
+
+class JobManager:
+    """Creates, changes, lists and deletes jobs, enforcing the state machine."""
+
+    def __init__(self, database: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        self.database = database
+        self._now = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobManager:
+        """A manager on the database `settings` names (already migrated)."""
+        return cls(Database(settings))
+
+    async def close(self) -> None:
+        """Finish pending writes and close the database."""
+        await self.database.close()
+
+    async def create_job(
+        self,
+        actor: Actor,
+        *,
+        job_type: str = "job",
+        status: str = JobStatus.CREATED,
+        metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+        background: bool = False,
+        timeout_s: float | None = None,
+        deadline_at: datetime | None = None,
+        heartbeat_timeout_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """A new job; with an idempotency key, the job made earlier with that key."""
+        initial = parse_status(status)
+        if initial not in INITIAL:
+            raise ValidationError(
+                f"a job is created as created, pending or running, not {initial}"
+            )
+        if not isinstance(job_type, str) or not 1 <= len(job_type) <= 128:
+            raise ValidationError("job_type must be a string of 1 to 128 characters")
+        if timeout_s is not None and deadline_at is not None:
+            raise ValidationError("give timeout_s or deadline_at, not both")
+        now = self._now()
+        timeout = _positive("timeout_s", timeout_s)
+        job = Job(
+            id=f"job-{uuid.uuid4()}",
+            organization_id=actor.organization_id,
+            user_id=actor.user_id,
+            job_type=job_type,
+            status=initial,
+            created_at=now,
+            updated_at=now,
+            background=bool(background),
+            metadata=check_metadata(metadata if metadata is not None else {}),
+            callback_url=_callback_url(callback_url),
+            started_at=now if initial == JobStatus.RUNNING else None,
+            deadline_at=_aware("deadline_at", deadline_at)
+            or (now + timedelta(seconds=timeout) if timeout else None),
+            heartbeat_timeout_s=_positive("heartbeat_timeout_s", heartbeat_timeout_s),
+        )
+        stored, _created = await self.database.write(
+            repository.insert_job, job, idempotency_key
+        )
+        return stored
+
+    async def get_job(self, actor: Actor, job_id: str) -> Job:
+        """The job, if the actor may see it (NotFoundError otherwise)."""
+        return await self.database.read(repository.get_job, actor, job_id)
+
+    async def update_job(
+        self,
+        actor: Actor,
+        job_id: str,
+        *,
+        status: str | None = None,
+        stop_reason: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        ttft_ns: int | None = None,
+        total_duration_ns: int | None = None,
+        callback_url: str | None = None,
+        reason: str | None = None,
+    ) -> Job:
+        """Apply a guarded change: status, stop reason, metadata merge, timings."""
+        change = JobChange(
+            status=None if status is None else parse_status(status),
+            stop_reason=None if stop_reason is None else parse_stop_reason(stop_reason),
+            metadata=None if metadata is None else check_metadata(metadata),
+            ttft_ns=check_duration("ttft_ns", ttft_ns),
+            total_duration_ns=check_duration("total_duration_ns", total_duration_ns),
+            callback_url=_callback_url(callback_url),
+            reason=reason,
+        )
+        return await self._apply(
+            actor, job_id, partial(plan_change, change=change, now=self._now(), actor=actor.user_id)
+        )
+
+    async def cancel_job(self, actor: Actor, job_id: str, reason: str | None = None) -> Job:
+        """Cancel the job (stop reason `cancelled`); InvalidTransitionError if it has ended."""
+        return await self.update_job(
+            actor,
+            job_id,
+            status=JobStatus.CANCELLED,
+            stop_reason=StopReason.CANCELLED,
+            reason=reason,
+        )
+
+    async def heartbeat(
+        self, actor: Actor, job_id: str, progress: Mapping[str, Any] | None = None
+    ) -> Job:
+        """Record that the job is alive, merging `progress` into its metadata."""
+        patch = None if progress is None else check_metadata(progress, "progress")
+        return await self._apply(
+            actor, job_id, partial(plan_heartbeat, progress=patch, now=self._now(), actor=actor.user_id)
+        )
+
+    async def record_first_token(self, actor: Actor, job_id: str) -> Job:
+        """Set ttft_ns to the time since the job started, once."""
+        return await self._apply(actor, job_id, partial(plan_first_token, now=self._now()))
+
+    async def record_ttft(self, actor: Actor, job_id: str, ttft_ns: int) -> Job:
+        """Set the time to first token the caller measured."""
+        return await self.update_job(actor, job_id, ttft_ns=_required("ttft_ns", ttft_ns))
+
+    async def record_duration(self, actor: Actor, job_id: str, total_duration_ns: int) -> Job:
+        """Set the total duration the caller measured."""
+        duration = _required("total_duration_ns", total_duration_ns)
+        return await self.update_job(actor, job_id, total_duration_ns=duration)
+
+    async def delete_job(self, actor: Actor, job_id: str) -> None:
+        """Delete the job and its history."""
+        await self.database.write(repository.delete_job, actor, job_id)
+
+    async def list_jobs(
+        self, actor: Actor, query: JobFilter | None = None, page: Page | None = None
+    ) -> list[Job]:
+        """One page of the jobs the actor may see, filtered by `query`."""
+        return await self.database.read(
+            repository.list_jobs, actor, query or JobFilter(), page or Page()
+        )
+
+    async def count_jobs(self, actor: Actor, query: JobFilter | None = None) -> JobCount:
+        """How many of the actor's jobs match `query`, in all and per status."""
+        by_status = await self.database.read(repository.count_jobs, actor, query or JobFilter())
+        return JobCount(total=sum(by_status.values()), by_status=by_status)
+
+    async def list_events(self, actor: Actor, job_id: str) -> list[JobEvent]:
+        """The job's status history, oldest first, rejected attempts included."""
+        return await self.database.read(repository.list_events, actor, job_id)
+
+    async def _apply(self, actor: Actor, job_id: str, planner: Callable[[Job], Plan]) -> Job:
+        job, plan = await self.database.write(repository.apply_plan, actor, job_id, planner)
+        if plan.error is not None:
+            raise plan.error
+        return job
+
+
+def _required(name: str, value: int | None) -> int:
+    checked = check_duration(name, value)
+    if checked is None:
+        raise ValidationError(f"{name} is required")
+    return checked

@@ -1,0 +1,34 @@
+"""Schema migrations with Alembic, shipped inside the package."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+
+from jobpulse.storage.engine import create_async, translated_errors
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """The Alembic configuration for the packaged migrations."""
+    config = Config()
+    config.set_main_option("script_location", "jobpulse.storage:migrations")
+    config.attributes["connection"] = connection
+    return config
+
+
+def _run(connection: Connection, action: str, *args: Any) -> None:
+    getattr(command, action)(alembic_config(connection), *args)
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision`."""
+    engine = create_async(url, pool_size=1)
+    try:
+        with translated_errors():
+            async with engine.begin() as connection:
+                await connection.run_sync(_run, "upgrade", revision)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,191 @@
+"""The tables, as SQLAlchemy Core: jobs, their history, API keys and the webhook outbox.
+
+Every listing is ordered by (created_at, id), so each index that serves a filter ends
+with those two columns and a page is one index range scan.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+from jobpulse.domain import JobStatus
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite keeps them as naive UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; jobpulse stores UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+#: An integer primary key that is SQLite's rowid there and a bigint elsewhere.
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_STATUSES = ", ".join(f"'{status.value}'" for status in JobStatus)
+
+
+def _ordered_index(name: str, *columns: str, where: str | None = None) -> Index:
+    """An index on `columns` then (created_at, id), optionally partial."""
+    kwargs: dict[str, Any] = {}
+    if where is not None:
+        kwargs = {"sqlite_where": text(where), "postgresql_where": text(where)}
+    return Index(name, *columns, "created_at", "id", **kwargs)
+
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("organization_id", String(128), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("job_type", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("stop_reason", String(64)),
+    Column("background", Boolean, nullable=False),
+    Column("metadata", Json, nullable=False),
+    # metadata.source_id, kept in a column of its own so that filtering on it uses an index.
+    Column("source_id", String(255)),
+    Column("idempotency_key", String(255)),
+    Column("callback_url", Text),
+    Column("callback_sent_at", UTCDateTime),
+    Column("callback_status_code", Integer),
+    Column("callback_error", Text),
+    Column("ttft_ns", BigInteger),
+    Column("total_duration_ns", BigInteger),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    Column("heartbeat_at", UTCDateTime),
+    Column("deadline_at", UTCDateTime),
+    Column("heartbeat_timeout_s", Float),
+    Column("stuck_since", UTCDateTime),
+    CheckConstraint(f"status IN ({_STATUSES})", name="status"),
+    CheckConstraint("ttft_ns >= 0 AND total_duration_ns >= 0", name="timings"),
+    _ordered_index("ix_jobs_org", "organization_id"),
+    _ordered_index("ix_jobs_org_user", "organization_id", "user_id"),
+    _ordered_index("ix_jobs_org_status", "organization_id", "status"),
+    _ordered_index("ix_jobs_org_user_status", "organization_id", "user_id", "status"),
+    _ordered_index("ix_jobs_org_type", "organization_id", "job_type"),
+    _ordered_index(
+        "ix_jobs_org_source", "organization_id", "source_id", where="source_id IS NOT NULL"
+    ),
+    _ordered_index("ix_jobs_org_stuck", "organization_id", where="stuck_since IS NOT NULL"),
+    Index(
+        "ix_jobs_deadline",
+        "deadline_at",
+        sqlite_where=text("deadline_at IS NOT NULL AND completed_at IS NULL"),
+        postgresql_where=text("deadline_at IS NOT NULL AND completed_at IS NULL"),
+    ),
+    Index(
+        "uq_jobs_idempotency",
+        "organization_id",
+        "user_id",
+        "idempotency_key",
+        unique=True,
+    ),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("stop_reason", String(64)),
+    Column("applied", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("actor", String(128)),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_job_events_job_id", "job_id", "id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("organization_id", String(128), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("is_admin", Boolean, nullable=False),
+    Column("name", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(64), nullable=False, unique=True),
+    # No foreign key: deleting a job must not drop the news of its end.
+    Column("job_id", String(64)),
+    Column("event_type", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("trace_context", Json),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("locked_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Index("ix_outbox_job_id", "job_id"),
+    Index(
+        "ix_outbox_due",
+        "next_attempt_at",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+)

@@ -1,0 +1,87 @@
+"""Databases for tests: a template migrated once per run, cloned for every test.
+
+Every storage test runs on SQLite and on PostgreSQL through the `database_url` fixture.
+PostgreSQL is skipped when no server answers, unless CI is set: then that is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from jobpulse import Actor, JobManager, Settings
+from jobpulse.storage.migrate import upgrade
+
+POSTGRES_URL = os.environ.get(
+    "JOBPULSE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def postgres_database_url(name: str) -> str:
+    """The URL of database `name` on the test server."""
+    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "jobpulse.db"
+    asyncio.run(upgrade(f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    try:
+        asyncio.run(_admin("SELECT 1"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    name = f"jobpulse_template_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    asyncio.run(upgrade(postgres_database_url(name)))
+    yield name
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database of each kind."""
+    if request.param == "sqlite":
+        path = tmp_path / "jobpulse.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"jobpulse_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    yield postgres_database_url(name)
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+async def manager(database_url: str) -> AsyncIterator[JobManager]:
+    jobs = JobManager.from_settings(Settings(database_url=database_url))
+    yield jobs
+    await jobs.close()
+
+
+@pytest.fixture
+def alice() -> Actor:
+    """A member of org-a."""
+    return Actor(organization_id="org-a", user_id="alice")
