@@ -59,17 +59,34 @@ def postgres_template() -> Iterator[str]:
     asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database of each kind."""
     if request.param == "sqlite":
         path = tmp_path / "jobpulse.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
-        return
-    template = request.getfixturevalue("postgres_template")
+    else:
+        yield from _postgres_database(request.getfixturevalue("postgres_template"))
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of each kind with no tables at all."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        request.getfixturevalue("postgres_template")  # skips or fails without a server
+        yield from _postgres_database(None)
+
+
+def _postgres_database(template: str | None) -> Iterator[str]:
     name = f"jobpulse_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    clone = f" TEMPLATE {template}" if template else ""
+    asyncio.run(_admin(f"CREATE DATABASE {name}{clone}"))
     yield postgres_database_url(name)
     asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
