@@ -156,9 +156,7 @@ def check_transition(current: JobStatus, target: JobStatus) -> None:
     )
 
 
-def resolve_outcome(
-    status: JobStatus | None, stop_reason: StopReason | None
-) -> JobStatus | None:
+def resolve_outcome(status: JobStatus | None, stop_reason: StopReason | None) -> JobStatus | None:
     """The status to enter: the given one, or the one the stop reason implies.
 
     A stop reason that contradicts the given status is a ValidationError.
@@ -167,9 +165,7 @@ def resolve_outcome(
         return status
     implied = STOP_REASON_STATUS[stop_reason]
     if status is not None and status != implied:
-        raise ValidationError(
-            f"stop_reason {stop_reason} means status {implied}, not {status}"
-        )
+        raise ValidationError(f"stop_reason {stop_reason} means status {implied}, not {status}")
     return implied
 
 
@@ -315,7 +311,13 @@ def plan_change(job: Job, change: JobChange, now: datetime, actor: str | None) -
         check_transition(job.status, target)
     except InvalidTransitionError as exc:
         return Plan(expected=job.status, event=replace(event, applied=False), error=exc)
-    values |= {"status": target, "updated_at": now}
+    values |= {"status": target, "updated_at": now} | _stamps(job, change, target, now)
+    return Plan(expected=job.status, values=values, event=event)
+
+
+def _stamps(job: Job, change: JobChange, target: JobStatus, now: datetime) -> dict[str, Any]:
+    """The fields entering `target` sets: stop reason, start, end and duration."""
+    values: dict[str, Any] = {}
     if change.stop_reason is not None:
         values["stop_reason"] = change.stop_reason
     if target == JobStatus.RUNNING and job.started_at is None:
@@ -324,7 +326,7 @@ def plan_change(job: Job, change: JobChange, now: datetime, actor: str | None) -
         values["completed_at"] = now
         if change.total_duration_ns is None and job.total_duration_ns is None:
             values["total_duration_ns"] = elapsed_ns(job.started_at or job.created_at, now)
-    return Plan(expected=job.status, values=values, event=event)
+    return values
 
 
 def check_active(job: Job, what: str) -> InvalidTransitionError | None:
@@ -412,9 +414,7 @@ class Page:
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not 1 <= self.limit <= PAGE_LIMIT_MAX:
-            raise ValidationError(
-                f"limit must be between 1 and {PAGE_LIMIT_MAX}, got {self.limit}"
-            )
+            raise ValidationError(f"limit must be between 1 and {PAGE_LIMIT_MAX}, got {self.limit}")
 
     @property
     def reads_backwards(self) -> bool:

@@ -1,14 +1,14 @@
 """The exceptions jobpulse raises; the API turns each into one JSON error.
 
-    JobPulseError
-    ├── NotFoundError            the job (or key) does not exist or is not visible to the caller
-    ├── InvalidTransitionError   the state machine refuses the change (409)
-    ├── ValidationError          the input breaks a rule (422)
-    ├── InvalidCursorError       a pagination cursor is unknown or not visible (400)
-    ├── UnauthorizedError        no valid API key (401)
-    ├── ForbiddenError           the key may not do this (403)
-    ├── PayloadTooLargeError     the request body is too large (413)
-    └── UnavailableError         the database cannot be reached (503)
+JobPulseError
+├── NotFoundError            the job (or key) does not exist or is not visible to the caller
+├── InvalidTransitionError   the state machine refuses the change (409)
+├── ValidationError          the input breaks a rule (422)
+├── InvalidCursorError       a pagination cursor is unknown or not visible (400)
+├── UnauthorizedError        no valid API key (401)
+├── ForbiddenError           the key may not do this (403)
+├── PayloadTooLargeError     the request body is too large (413)
+└── UnavailableError         the database cannot be reached (503)
 """
 
 from __future__ import annotations
@@ -46,9 +46,7 @@ class InvalidTransitionError(JobPulseError):
         current_status: str,
         requested_status: str | None,
     ) -> None:
-        super().__init__(
-            message, current_status=current_status, requested_status=requested_status
-        )
+        super().__init__(message, current_status=current_status, requested_status=requested_status)
         self.current_status = current_status
         self.requested_status = requested_status
 

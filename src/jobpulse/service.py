@@ -106,9 +106,7 @@ class JobManager:
         """A new job; with an idempotency key, the job made earlier with that key."""
         initial = parse_status(status)
         if initial not in INITIAL:
-            raise ValidationError(
-                f"a job is created as created, pending or running, not {initial}"
-            )
+            raise ValidationError(f"a job is created as created, pending or running, not {initial}")
         if not isinstance(job_type, str) or not 1 <= len(job_type) <= 128:
             raise ValidationError("job_type must be a string of 1 to 128 characters")
         if timeout_s is not None and deadline_at is not None:
@@ -131,9 +129,7 @@ class JobManager:
             or (now + timedelta(seconds=timeout) if timeout else None),
             heartbeat_timeout_s=_positive("heartbeat_timeout_s", heartbeat_timeout_s),
         )
-        stored, _created = await self.database.write(
-            repository.insert_job, job, idempotency_key
-        )
+        stored, _created = await self.database.write(repository.insert_job, job, idempotency_key)
         return stored
 
     async def get_job(self, actor: Actor, job_id: str) -> Job:
@@ -183,7 +179,9 @@ class JobManager:
         """Record that the job is alive, merging `progress` into its metadata."""
         patch = None if progress is None else check_metadata(progress, "progress")
         return await self._apply(
-            actor, job_id, partial(plan_heartbeat, progress=patch, now=self._now(), actor=actor.user_id)
+            actor,
+            job_id,
+            partial(plan_heartbeat, progress=patch, now=self._now(), actor=actor.user_id),
         )
 
     async def record_first_token(self, actor: Actor, job_id: str) -> Job:

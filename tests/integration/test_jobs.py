@@ -86,7 +86,9 @@ async def test_a_job_lives_its_life(manager: JobManager, alice: Actor) -> None:
     assert done.total_duration_ns is not None
     assert 0 <= done.ttft_ns <= done.total_duration_ns
     assert await manager.get_job(alice, job.id) == done
-    history = [(e.from_status, e.to_status, e.applied) for e in await manager.list_events(alice, job.id)]
+    history = [
+        (e.from_status, e.to_status, e.applied) for e in await manager.list_events(alice, job.id)
+    ]
     assert history == [
         (None, S.PENDING, True),
         (S.PENDING, S.RUNNING, True),

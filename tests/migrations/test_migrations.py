@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
-from jobpulse.storage.engine import create_async
+from jobpulse.storage.engine import run_in_transaction
 from jobpulse.storage.migrate import upgrade
 from jobpulse.storage.tables import metadata
 
@@ -27,14 +27,11 @@ async def test_upgrade_head_on_an_empty_database_equals_the_models(
     empty_database_url: str,
 ) -> None:
     await upgrade(empty_database_url)
-    engine = create_async(empty_database_url, pool_size=1)
-    try:
-        async with engine.connect() as connection:
-            assert await connection.run_sync(differences) == []
-            found = await connection.run_sync(indexes)
-    finally:
-        await engine.dispose()
-    expected = {name: {ix.name or "" for ix in table.indexes} for name, table in metadata.tables.items()}
+    assert await run_in_transaction(empty_database_url, differences) == []
+    found = await run_in_transaction(empty_database_url, indexes)
+    expected = {
+        name: {ix.name or "" for ix in table.indexes} for name, table in metadata.tables.items()
+    }
     for name, wanted in expected.items():
         assert wanted <= found[name], name
 

@@ -1,10 +1,11 @@
 """Connections to the one database, chosen by URL, and the group-committing writer.
 
-Storage code is written once, as synchronous Core functions of a `Connection`. Reads run
-them on the async engine (`run_sync`); writes go to a writer that commits whole batches of
-requests in one transaction: a thread owning the SQLite connection, or a few tasks on
-PostgreSQL connections. A batch that hits a database error is rolled back and its requests
-are retried one transaction each, so one bad request never fails its neighbours.
+Storage code is written once, as synchronous Core functions of a `Connection`, and each
+call crosses to the database once: on SQLite it runs whole in a thread (a pool of reader
+threads, one writer thread), on PostgreSQL under `run_sync` on an asyncpg connection. Writes
+go to a writer that commits whole batches of requests in one transaction (group commit); a
+batch that hits a database error is rolled back and its requests are retried one
+transaction each, so one bad request never fails its neighbours.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -31,7 +33,7 @@ Command = Callable[[Connection], Any]
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000")
 
 
-def database_url(url: str, *, driver: str = "async") -> URL:
+def database_url(url: str) -> URL:
     """The SQLAlchemy URL for a plain `sqlite:///…` or `postgresql://…` setting."""
     try:
         parsed = make_url(url)
@@ -41,14 +43,19 @@ def database_url(url: str, *, driver: str = "async") -> URL:
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             raise ValidationError("SQLite needs a file: use sqlite:///path/to/jobpulse.db")
-        return parsed.set(drivername="sqlite+aiosqlite" if driver == "async" else "sqlite")
+        return parsed.set(drivername="sqlite")
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg")
     raise ValidationError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
-def _configure_sqlite(engine: Engine, begin: str) -> None:
-    """WAL and foreign keys on every connection; transactions begun explicitly."""
+def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> Engine:
+    """A pysqlite engine with WAL and foreign keys on every connection.
+
+    With `begin`, transactions start with that statement (BEGIN IMMEDIATE for the writer,
+    so that it takes the write lock up front); without, every statement commits alone.
+    """
+    engine = create_engine(database_url(url), pool_size=pool_size)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -59,19 +66,39 @@ def _configure_sqlite(engine: Engine, begin: str) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql(begin)
+    if begin is not None:
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            connection.exec_driver_sql(begin)
+
+    return engine
 
 
-def create_async(url: str, pool_size: int = 10) -> AsyncEngine:
-    """The async engine for `url`, configured for its dialect."""
-    target = database_url(url)
-    if target.get_backend_name() == "sqlite":
-        engine = create_async_engine(target, pool_size=pool_size)
-        _configure_sqlite(engine.sync_engine, "BEGIN")
-        return engine
-    return create_async_engine(target, pool_size=pool_size, max_overflow=pool_size)
+def _postgres_engine(url: str, pool_size: int) -> AsyncEngine:
+    return create_async_engine(database_url(url), pool_size=pool_size, max_overflow=pool_size)
+
+
+async def run_in_transaction(url: str, command: Callable[..., T], *args: Any) -> T:
+    """Run the sync `command(connection, *args)` once, in a transaction of its own."""
+    with translated_errors():
+        if database_url(url).get_backend_name() == "sqlite":
+            engine = _sqlite_engine(url, "BEGIN IMMEDIATE", pool_size=1)
+            try:
+                return await asyncio.to_thread(_in_transaction, engine, command, *args)
+            finally:
+                engine.dispose()
+        async_engine = _postgres_engine(url, pool_size=1)
+        try:
+            async with async_engine.begin() as connection:
+                return await connection.run_sync(command, *args)
+        finally:
+            await async_engine.dispose()
+
+
+def _in_transaction(engine: Engine, command: Callable[..., T], *args: Any) -> T:
+    with engine.begin() as connection:
+        return command(connection, *args)
 
 
 def translate_error(exc: Exception) -> Exception:
@@ -244,35 +271,74 @@ class TaskWriter:
                 requests.task_done()
 
 
+class ThreadReader:
+    """SQLite reads: each query runs whole in one of a pool of threads."""
+
+    def __init__(self, engine: Engine, threads: int) -> None:
+        self._engine = engine
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="jobpulse-reader")
+
+    async def run(self, query: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._run, query, args)
+
+    def _run(self, query: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with translated_errors(), self._engine.connect() as connection:
+            return query(connection, *args)
+
+    async def close(self) -> None:
+        self._threads.shutdown(wait=True)
+        self._engine.dispose()
+
+
+class TaskReader:
+    """PostgreSQL reads: each query under run_sync on a pooled autocommit connection."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        # Reads need no transaction: autocommit spares the BEGIN and ROLLBACK round trips.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def run(self, query: Callable[..., T], *args: Any) -> T:
+        with translated_errors():
+            async with self._engine.connect() as connection:
+                return await connection.run_sync(query, *args)
+
+    async def close(self) -> None:
+        """The writer's engine owns the pool; nothing to close here."""
+
+
 class Database:
     """The one database: reads on a pool, writes through the group-committing writer."""
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
-        self.engine = create_async(self.url, settings.pool_size)
-        self.dialect = self.engine.dialect.name
-        self.writer: Writer
+        self.dialect = database_url(self.url).get_backend_name()
+        self._reader: ThreadReader | TaskReader
+        self._writer: Writer
         if self.dialect == "sqlite":
-            sync_engine = create_engine(database_url(self.url, driver="sync"))
-            _configure_sqlite(sync_engine, "BEGIN IMMEDIATE")
-            self.writer = ThreadWriter(sync_engine, settings.write_batch_max)
+            reads = _sqlite_engine(self.url, None, settings.pool_size)
+            self._reader = ThreadReader(reads, settings.pool_size)
+            writes = _sqlite_engine(self.url, "BEGIN IMMEDIATE", pool_size=1)
+            self._writer = ThreadWriter(writes, settings.write_batch_max)
         else:
-            self.writer = TaskWriter(
-                self.engine, settings.postgres_writers, settings.write_batch_max
+            self._engine = _postgres_engine(self.url, settings.pool_size)
+            self._reader = TaskReader(self._engine)
+            self._writer = TaskWriter(
+                self._engine, settings.postgres_writers, settings.write_batch_max
             )
 
     async def read(self, query: Callable[..., T], *args: Any) -> T:
         """Run the sync `query(connection, *args)` on a pooled connection."""
-        with translated_errors():
-            async with self.engine.connect() as connection:
-                return await connection.run_sync(query, *args)
+        return await self._reader.run(query, *args)
 
     async def write(self, command: Callable[..., T], *args: Any) -> T:
         """Run the sync `command(connection, *args)` in the writer's next committed batch."""
-        result: T = await self.writer.submit(lambda connection: command(connection, *args))
+        result: T = await self._writer.submit(lambda connection: command(connection, *args))
         return result
 
     async def close(self) -> None:
         """Finish queued writes and close every connection."""
-        await self.writer.close()
-        await self.engine.dispose()
+        await self._writer.close()
+        await self._reader.close()
+        if self.dialect != "sqlite":
+            await self._engine.dispose()

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
 
-from jobpulse.storage.engine import create_async, translated_errors
+from jobpulse.storage.engine import run_in_transaction
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -25,10 +25,4 @@ def _run(connection: Connection, action: str, *args: Any) -> None:
 
 async def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision`."""
-    engine = create_async(url, pool_size=1)
-    try:
-        with translated_errors():
-            async with engine.begin() as connection:
-                await connection.run_sync(_run, "upgrade", revision)
-    finally:
-        await engine.dispose()
+    await run_in_transaction(url, _run, "upgrade", revision)

@@ -6,25 +6,26 @@ plan the change, and apply it with a compare-and-set on the status that was read
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Integer,
     Row,
     Select,
+    String,
     and_,
     bindparam,
     func,
     insert,
     select,
     tuple_,
-    type_coerce,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
 from jobpulse.domain import (
@@ -44,21 +45,40 @@ from jobpulse.storage.tables import job_events, jobs
 
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 _EVENT_FIELDS = tuple(f.name for f in fields(JobEvent) if f.name != "id")
+_STATUSES = {status.value: status for status in JobStatus}
+_STOP_REASONS = {reason.value: reason for reason in StopReason}
 
+#: The columns of a Job, in the order of its fields.
+_SELECT_JOB = select(*(jobs.c[name] for name in _JOB_FIELDS))
+#: A job by id in the actor's view, for a member (False) and for an admin (True).
+_JOB_BY_ID = {
+    False: _SELECT_JOB.where(
+        jobs.c.id == bindparam("b_id"),
+        jobs.c.organization_id == bindparam("b_org"),
+        jobs.c.user_id == bindparam("b_user"),
+    ),
+    True: _SELECT_JOB.where(
+        jobs.c.id == bindparam("b_id"), jobs.c.organization_id == bindparam("b_org")
+    ),
+}
+_LOCK_BY_ID = {admin: statement.with_for_update() for admin, statement in _JOB_BY_ID.items()}
 _UPDATE_GUARDED = update(jobs).where(
     jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_expected")
 )
 _INSERT_EVENT = insert(job_events)
 
 
-def to_job(row: Row[Any] | Mapping[str, Any]) -> Job:
-    """The domain Job for a row of `jobs`."""
-    mapping = row._mapping if isinstance(row, Row) else row
-    values = {name: mapping[name] for name in _JOB_FIELDS}
-    values["status"] = JobStatus(values["status"])
-    if values["stop_reason"] is not None:
-        values["stop_reason"] = StopReason(values["stop_reason"])
-    return Job(**values)
+_STATUS_AT = _JOB_FIELDS.index("status")
+_STOP_REASON_AT = _JOB_FIELDS.index("stop_reason")
+
+
+def to_job(row: Sequence[Any]) -> Job:
+    """The domain Job for a row of `_SELECT_JOB`'s columns (listings make many: keep it lean)."""
+    values = list(row)
+    values[_STATUS_AT] = _STATUSES[values[_STATUS_AT]]
+    if (reason := values[_STOP_REASON_AT]) is not None:
+        values[_STOP_REASON_AT] = _STOP_REASONS[reason]
+    return Job(*values)
 
 
 def to_event(row: Row[Any]) -> JobEvent:
@@ -129,7 +149,7 @@ def insert_job(connection: Connection, job: Job, idempotency_key: str | None) ->
 
 def _find_by_key(connection: Connection, job: Job, key: str) -> Job | None:
     row = connection.execute(
-        select(jobs).where(
+        _SELECT_JOB.where(
             jobs.c.organization_id == job.organization_id,
             jobs.c.user_id == job.user_id,
             jobs.c.idempotency_key == key,
@@ -138,26 +158,28 @@ def _find_by_key(connection: Connection, job: Job, key: str) -> Job | None:
     return None if row is None else to_job(row)
 
 
-def _select_job(actor: Actor, job_id: str) -> Select[Any]:
-    return select(jobs).where(jobs.c.id == job_id, _visible(actor))
+def _find_job(connection: Connection, actor: Actor, job_id: str, *, lock: bool = False) -> Job:
+    """The job in the actor's view, optionally locked for update; NotFoundError if none."""
+    statement = (_LOCK_BY_ID if lock else _JOB_BY_ID)[actor.is_admin]
+    params = {"b_id": job_id, "b_org": actor.organization_id}
+    if not actor.is_admin:
+        params["b_user"] = actor.user_id
+    row = connection.execute(statement, params).first()
+    if row is None:
+        raise NotFoundError(f"job {job_id} not found")
+    return to_job(row)
 
 
 def get_job(connection: Connection, actor: Actor, job_id: str) -> Job:
     """The job, if the actor may see it."""
-    row = connection.execute(_select_job(actor, job_id)).first()
-    if row is None:
-        raise NotFoundError(f"job {job_id} not found")
-    return to_job(row)
+    return _find_job(connection, actor, job_id)
 
 
 def apply_plan(
     connection: Connection, actor: Actor, job_id: str, planner: Callable[[Job], Plan]
 ) -> tuple[Job, Plan]:
     """Lock the job, plan the change, write it; the job as it now is, and the plan."""
-    row = connection.execute(_select_job(actor, job_id).with_for_update()).first()
-    if row is None:
-        raise NotFoundError(f"job {job_id} not found")
-    job = to_job(row)
+    job = _find_job(connection, actor, job_id, lock=True)
     plan = planner(job)
     if plan.values:
         params = _column_values(plan.values) | {"b_id": job.id, "b_expected": plan.expected}
@@ -187,79 +209,156 @@ def list_events(connection: Connection, actor: Actor, job_id: str) -> list[JobEv
     return [to_event(row) for row in rows]
 
 
-def _filtered(dialect: str, actor: Actor, query: JobFilter) -> list[ColumnElement[bool]]:
-    """The WHERE clauses for the actor's view under `query`."""
-    clauses = [_visible(actor)]
-    equal = {
-        jobs.c.job_type: query.job_type,
-        jobs.c.background: query.background,
-        jobs.c.source_id: query.source_id,
-        jobs.c.stop_reason: query.stop_reason,
-        jobs.c.user_id: query.user_id,
-    }
-    clauses += [column == value for column, value in equal.items() if value is not None]
+#: Filters that compare one column with one value.
+_EQUAL_FILTERS = ("job_type", "background", "source_id", "stop_reason", "user_id")
+
+
+def _conditions(actor: Actor, query: JobFilter) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The shape of the actor's view under `query` (hashable) and its parameter values.
+
+    Statements are built once per shape and cached, so a listing only binds values.
+    """
+    shape: list[Any] = [actor.is_admin]
+    params: dict[str, Any] = {"b_org": actor.organization_id, "b_user": actor.user_id}
+    if actor.is_admin:
+        del params["b_user"]
+    for name in _EQUAL_FILTERS:
+        if (value := getattr(query, name)) is not None:
+            shape.append(name)
+            params[f"b_{name}"] = value
     if query.statuses is not None:
-        clauses.append(jobs.c.status.in_(sorted(query.statuses)))
-    if query.active is not None:
-        clauses.append(jobs.c.status.in_(sorted(ACTIVE if query.active else TERMINAL)))
-    if query.stuck is not None:
-        clauses.append(
-            jobs.c.stuck_since.is_not(None) if query.stuck else jobs.c.stuck_since.is_(None)
-        )
-    if query.created_after is not None:
-        clauses.append(jobs.c.created_at > query.created_after)
-    if query.created_before is not None:
-        clauses.append(jobs.c.created_at < query.created_before)
-    clauses += [_metadata_equals(dialect, key, value) for key, value in query.metadata.items()]
-    return clauses
+        shape.append("statuses")
+        params["b_statuses"] = sorted(query.statuses)
+    for name in ("created_after", "created_before"):
+        if (value := getattr(query, name)) is not None:
+            shape.append(name)
+            params[f"b_{name}"] = value
+    shape += [("active", query.active), ("stuck", query.stuck)]
+    for number, (key, value) in enumerate(sorted(query.metadata.items())):
+        shape.append(("metadata", key))
+        params[f"b_meta_{number}"] = value
+    return tuple(shape), params
 
 
-def _metadata_equals(dialect: str, key: str, value: str) -> ColumnElement[bool]:
-    """metadata[key] is the string `value` (a number or boolean never matches)."""
+@functools.lru_cache(maxsize=512)
+def _where(dialect: str, shape: tuple[Any, ...]) -> tuple[ColumnElement[bool], ...]:
+    """The WHERE clauses for a shape from `_conditions`."""
+    admin, *parts = shape
+    clauses = [jobs.c.organization_id == bindparam("b_org")]
+    if not admin:
+        clauses.append(jobs.c.user_id == bindparam("b_user"))
+    metadata_filters = 0
+    for part in parts:
+        if part == "statuses":
+            clauses.append(jobs.c.status.in_(bindparam("b_statuses", expanding=True)))
+        elif part == "created_after":
+            clauses.append(jobs.c.created_at > bindparam("b_created_after"))
+        elif part == "created_before":
+            clauses.append(jobs.c.created_at < bindparam("b_created_before"))
+        elif isinstance(part, str):
+            clauses.append(jobs.c[part] == bindparam(f"b_{part}"))
+        elif part[0] == "metadata":
+            clauses.append(_metadata_equals(dialect, part[1], f"b_meta_{metadata_filters}"))
+            metadata_filters += 1
+        elif part[1] is not None:
+            clauses.append(_flag(*part))
+    return tuple(clauses)
+
+
+def _flag(name: str, wanted: bool) -> ColumnElement[bool]:
+    """The `active` or `stuck` filter."""
+    if name == "active":
+        return jobs.c.status.in_(sorted(ACTIVE if wanted else TERMINAL))
+    return jobs.c.stuck_since.is_not(None) if wanted else jobs.c.stuck_since.is_(None)
+
+
+def _metadata_equals(dialect: str, key: str, param: str) -> ColumnElement[bool]:
+    """metadata[key] is the string bound to `param` (a number or boolean never matches)."""
     column = jobs.c["metadata"]
     if dialect == "postgresql":
-        return column.op("@>")(type_coerce({key: value}, JSONB))
+        return and_(
+            column.op("->>")(key) == bindparam(param, type_=String()),
+            func.jsonb_typeof(column.op("->")(key)) == "string",
+        )
     path = f'$."{key}"'  # JobFilter admits only keys that need no escaping
-    return and_(func.json_extract(column, path) == value, func.json_type(column, path) == "text")
+    return and_(
+        func.json_extract(column, path) == bindparam(param, type_=String()),
+        func.json_type(column, path) == "text",
+    )
+
+
+_CURSOR = {
+    admin: select(jobs.c.created_at, jobs.c.id).where(
+        *statement.whereclause.clauses  # type: ignore[union-attr]
+    )
+    for admin, statement in _JOB_BY_ID.items()
+}
 
 
 def _cursor(connection: Connection, actor: Actor, job_id: str) -> tuple[Any, str]:
-    row = connection.execute(
-        select(jobs.c.created_at, jobs.c.id).where(jobs.c.id == job_id, _visible(actor))
-    ).first()
+    params = {"b_id": job_id, "b_org": actor.organization_id}
+    if not actor.is_admin:
+        params["b_user"] = actor.user_id
+    row = connection.execute(_CURSOR[actor.is_admin], params).first()
     if row is None:
         raise InvalidCursorError(f"cursor {job_id!r} is not a job you can see")
     return row.created_at, row.id
 
 
+@functools.lru_cache(maxsize=512)
+def _page_statement(
+    dialect: str, shape: tuple[Any, ...], before: bool, after: bool, backwards: bool
+) -> Select[Any]:
+    order = tuple_(jobs.c.created_at, jobs.c.id)
+    clauses = list(_where(dialect, shape))
+    for wanted, side, compare in ((before, "before", order.__lt__), (after, "after", order.__gt__)):
+        if wanted:
+            clauses.append(
+                compare(
+                    tuple_(
+                        bindparam(f"b_{side}_at", type_=jobs.c.created_at.type),
+                        bindparam(f"b_{side}_id", type_=jobs.c.id.type),
+                    )
+                )
+            )
+    keys = (jobs.c.created_at, jobs.c.id)
+    return (
+        _SELECT_JOB.where(*clauses)
+        .order_by(*(key.desc() if backwards else key.asc() for key in keys))
+        .limit(bindparam("b_limit", type_=Integer()))
+    )
+
+
 def list_jobs(connection: Connection, actor: Actor, query: JobFilter, page: Page) -> list[Job]:
     """One page of the actor's jobs under `query`, the page next to the cursor."""
-    clauses = _filtered(connection.dialect.name, actor, query)
-    order = tuple_(jobs.c.created_at, jobs.c.id)
-    if page.before is not None:
-        clauses.append(order < _cursor(connection, actor, page.before))
-    if page.after is not None:
-        clauses.append(order > _cursor(connection, actor, page.after))
-    backwards = page.reads_backwards
-    keys = (jobs.c.created_at, jobs.c.id)
-    statement = (
-        select(jobs)
-        .where(*clauses)
-        .order_by(*(key.desc() if backwards else key.asc() for key in keys))
-        .limit(page.limit)
+    shape, params = _conditions(actor, query)
+    for side in ("before", "after"):
+        if (job_id := getattr(page, side)) is not None:
+            params[f"b_{side}_at"], params[f"b_{side}_id"] = _cursor(connection, actor, job_id)
+    statement = _page_statement(
+        connection.dialect.name,
+        shape,
+        page.before is not None,
+        page.after is not None,
+        page.reads_backwards,
     )
-    found = [to_job(row) for row in connection.execute(statement)]
-    return found[::-1] if backwards == page.ascending else found
+    rows = connection.execute(statement, params | {"b_limit": page.limit}).all()
+    found = [to_job(row) for row in rows]
+    return found[::-1] if page.reads_backwards == page.ascending else found
+
+
+@functools.lru_cache(maxsize=512)
+def _count_statement(dialect: str, shape: tuple[Any, ...]) -> Select[Any]:
+    return (
+        select(jobs.c.status, func.count()).where(*_where(dialect, shape)).group_by(jobs.c.status)
+    )
 
 
 def count_jobs(connection: Connection, actor: Actor, query: JobFilter) -> dict[JobStatus, int]:
     """How many of the actor's jobs under `query` are in each status."""
-    rows = connection.execute(
-        select(jobs.c.status, func.count())
-        .where(*_filtered(connection.dialect.name, actor, query))
-        .group_by(jobs.c.status)
-    )
+    shape, params = _conditions(actor, query)
+    rows = connection.execute(_count_statement(connection.dialect.name, shape), params)
     counts = dict.fromkeys(JobStatus, 0)
     for status, number in rows:
-        counts[JobStatus(status)] = number
+        counts[_STATUSES[status]] = number
     return counts

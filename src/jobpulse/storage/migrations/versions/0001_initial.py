@@ -61,7 +61,8 @@ def upgrade() -> None:
         sa.Column("heartbeat_timeout_s", sa.Float(), nullable=True),
         sa.Column("stuck_since", UTCDateTime(), nullable=True),
         sa.CheckConstraint(
-            "status IN ('created', 'pending', 'running', 'completed', 'failed', 'cancelled', 'expired')",
+            "status IN ('created', 'pending', 'running', "
+            "'completed', 'failed', 'cancelled', 'expired')",
             name=op.f("ck_jobs_status"),
         ),
         sa.CheckConstraint("ttft_ns >= 0 AND total_duration_ns >= 0", name=op.f("ck_jobs_timings")),

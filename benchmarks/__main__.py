@@ -1,0 +1,74 @@
+"""`make bench`: every figure next to its baseline from the same run, and their ratio.
+
+Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (transitions),
+BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000).
+"""
+
+from __future__ import annotations
+
+import os
+
+import uvloop
+
+from benchmarks import listing, transitions
+
+KINDS = ("sqlite", "postgresql")
+TRANSITION_JOBS = {
+    "sqlite": int(os.environ.get("BENCH_SQLITE_JOBS", "4000")),
+    "postgresql": int(os.environ.get("BENCH_POSTGRES_JOBS", "1000")),
+}
+TRANSITION_TARGETS = {"sqlite": 0.3, "postgresql": 0.7}
+LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST_SIZES", "10000,1000000").split(",")]
+
+
+def verdict(ratio: float, target: float, *, at_most: bool = False) -> str:
+    met = ratio <= target if at_most else ratio >= target
+    return f"target {'<=' if at_most else '>='} {target}: {'met' if met else 'MISSED'}"
+
+
+def report(line: str) -> None:
+    print(line, flush=True)
+
+
+async def bench_transitions() -> None:
+    report("== transitions/s: JobManager.update_job vs the raw driver, same statements")
+    for kind in KINDS:
+        rates = await transitions.measure(kind, TRANSITION_JOBS[kind])
+        report(f"{kind:10}  raw driver, 1 connection      {rates['raw']:8.0f}/s")
+        for concurrency in (1, 16):
+            rate = rates[f"c{concurrency}"]
+            ratio = rate / rates["raw"]
+            note = verdict(ratio, TRANSITION_TARGETS[kind]) if concurrency == 16 else ""
+            report(
+                f"{kind:10}  JobManager, concurrency {concurrency:2}   {rate:8.0f}/s"
+                f"  ratio {ratio:5.2f}  {note}"
+            )
+
+
+async def bench_listing() -> None:
+    report("== listing: p99 of a page of 50 filtered by user and status")
+    for kind in KINDS:
+        by_size = {size: await listing.measure(kind, size) for size in LIST_SIZES}
+        smallest, largest = min(by_size), max(by_size)
+        for size, p99s in by_size.items():
+            ratio = p99s["ours"] / p99s["raw"]
+            note = verdict(ratio, 3.0, at_most=True) if size == largest else ""
+            report(
+                f"{kind:10}  {size:>9} jobs  JobManager p99 {p99s['ours'] * 1e3:6.2f} ms"
+                f"  raw p99 {p99s['raw'] * 1e3:6.2f} ms  ratio {ratio:5.2f}  {note}"
+            )
+        if smallest != largest:
+            growth = by_size[largest]["ours"] / by_size[smallest]["ours"]
+            report(
+                f"{kind:10}  p99 at {largest} / p99 at {smallest}: {growth:5.2f}"
+                f"  {verdict(growth, 1.5, at_most=True)}"
+            )
+
+
+async def main() -> None:
+    await bench_transitions()
+    await bench_listing()
+
+
+if __name__ == "__main__":
+    uvloop.run(main())

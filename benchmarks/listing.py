@@ -1,0 +1,108 @@
+"""Listing latency: a page of 50 jobs filtered by user and status, at 10 thousand and
+1 million jobs, against the raw driver running the same two keyset queries.
+
+JobManager.list_jobs looks the cursor up (in the caller's view) and reads the page next
+to it; the raw loop sends those two statements with stdlib sqlite3 or asyncpg.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from benchmarks.common import ORG, fresh_database, p99, seed, seeded_status, sqlite_path
+from jobpulse import Actor, JobFilter, JobManager, JobStatus, Page, Settings
+
+USERS = 20
+ACTOR = Actor(ORG, "user-3")
+CURSOR = (
+    "SELECT created_at, id FROM jobs WHERE id = {0} AND organization_id = {1} AND user_id = {2}"
+)
+PAGE = (
+    "SELECT * FROM jobs WHERE organization_id = {0} AND user_id = {1} AND status = {2} "
+    "AND (created_at, id) < ({3}, {4}) ORDER BY created_at DESC, id DESC LIMIT 50"
+)
+
+
+def _cursors(job_ids: list[str], samples: int) -> list[str]:
+    user = int(ACTOR.user_id.removeprefix("user-"))
+    matching = [
+        job_id
+        for i, job_id in enumerate(job_ids)
+        if i % USERS == user and seeded_status(i, USERS) == "running"
+    ]
+    return random.Random(7).choices(matching[50:], k=samples)
+
+
+async def _timed(calls: list[Callable[[], Awaitable[object]]]) -> list[float]:
+    took = []
+    for call in calls:
+        began = time.perf_counter()
+        await call()
+        took.append(time.perf_counter() - began)
+    return took
+
+
+def _raw_sqlite(url: str, cursors: list[str]) -> list[float]:
+    connection = sqlite3.connect(sqlite_path(url))
+    cursor_sql = CURSOR.format("?", "?", "?")
+    page_sql = PAGE.format(*["?"] * 5)
+    took = []
+    for job_id in cursors:
+        began = time.perf_counter()
+        at, key = connection.execute(cursor_sql, (job_id, ORG, ACTOR.user_id)).fetchone()
+        rows = connection.execute(page_sql, (ORG, ACTOR.user_id, "running", at, key)).fetchall()
+        took.append(time.perf_counter() - began)
+        assert len(rows) == 50
+    connection.close()
+    return took
+
+
+async def _raw_asyncpg(url: str, cursors: list[str]) -> list[float]:
+    connection = await asyncpg.connect(url)
+    cursor_sql = CURSOR.format("$1", "$2", "$3")
+    page_sql = PAGE.format(*[f"${n}" for n in range(1, 6)])
+
+    async def one(job_id: str) -> None:
+        row = await connection.fetchrow(cursor_sql, job_id, ORG, ACTOR.user_id)
+        rows = await connection.fetch(page_sql, ORG, ACTOR.user_id, "running", *row)
+        assert len(rows) == 50
+
+    try:
+        return await _timed([lambda c=c: one(c) for c in cursors])
+    finally:
+        await connection.close()
+
+
+async def _manager(url: str, cursors: list[str]) -> list[float]:
+    manager = JobManager.from_settings(Settings(database_url=url))
+    query = JobFilter(statuses=frozenset({JobStatus.RUNNING}))
+
+    async def one(job_id: str) -> None:
+        found = await manager.list_jobs(ACTOR, query, Page(limit=50, before=job_id))
+        assert len(found) == 50
+
+    try:
+        return await _timed([lambda c=c: one(c) for c in cursors])
+    finally:
+        await manager.close()
+
+
+async def measure(kind: str, size: int, samples: int = 400) -> dict[str, float]:
+    """p99 seconds of one filtered page at `size` jobs: JobManager and raw driver."""
+    async with fresh_database(kind) as url:
+        cursors = _cursors(await seed(url, size, users=USERS), samples)
+        warm = cursors[:20]
+        if kind == "sqlite":
+            _raw_sqlite(url, warm)
+            raw = _raw_sqlite(url, cursors)
+        else:
+            await _raw_asyncpg(url, warm)
+            raw = await _raw_asyncpg(url, cursors)
+        await _manager(url, warm)
+        ours = await _manager(url, cursors)
+    return {"raw": p99(raw), "ours": p99(ours)}

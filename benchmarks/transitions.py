@@ -1,0 +1,122 @@
+"""Transitions per second: JobManager.update_job against the raw driver doing the same work.
+
+Each job lives three transitions (created → pending → running → completed), one after the
+other. A transition is what JobManager does for it: lock-read the job, compare-and-set
+UPDATE, history INSERT, in one transaction. The raw loop issues those same statements on one
+connection with stdlib sqlite3 or asyncpg, committing each transition on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import asyncpg
+
+from benchmarks.common import ORG, fresh_database, seed, sqlite_path
+from jobpulse import Actor, JobManager, Settings
+from jobpulse.domain import elapsed_ns
+
+ACTOR = Actor(ORG, "user-0")
+STEPS = ("pending", "running", "completed")
+SELECT = "SELECT * FROM jobs WHERE id = {0} AND organization_id = {1} AND user_id = {2}"
+UPDATES = {
+    "pending": "UPDATE jobs SET status = {0}, updated_at = {1} WHERE id = {2} AND status = {3}",
+    "running": "UPDATE jobs SET status = {0}, updated_at = {1}, started_at = {1} "
+    "WHERE id = {2} AND status = {3}",
+    "completed": "UPDATE jobs SET status = {0}, updated_at = {1}, completed_at = {1}, "
+    "total_duration_ns = {4} WHERE id = {2} AND status = {3}",
+}
+INSERT_EVENT = (
+    "INSERT INTO job_events (job_id, from_status, to_status, stop_reason, applied, reason, "
+    "actor, at) VALUES ({0}, {1}, {2}, NULL, {3}, NULL, {4}, {5})"
+)
+
+
+def _sql(template: str, style: str) -> str:
+    marks = [f"{style}{n}" for n in range(1, 7)]
+    return template.format(*marks)
+
+
+def _raw_sqlite(url: str, job_ids: list[str]) -> float:
+    connection = sqlite3.connect(sqlite_path(url), isolation_level=None)
+    connection.row_factory = sqlite3.Row
+    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000"):
+        connection.execute(f"PRAGMA {pragma}")
+    select = _sql(SELECT, "?")
+    updates = {step: _sql(sql, "?") for step, sql in UPDATES.items()}
+    insert = _sql(INSERT_EVENT, "?")
+    began = time.perf_counter()
+    for job_id in job_ids:
+        for previous, step in itertools.pairwise(("created", *STEPS)):
+            now = datetime.now(UTC)
+            stamp = now.replace(tzinfo=None).isoformat(" ", "microseconds")
+            connection.execute("BEGIN IMMEDIATE")
+            row = connection.execute(select, (job_id, ORG, ACTOR.user_id)).fetchone()
+            extra = []
+            if step == "completed":
+                started = datetime.fromisoformat(row["started_at"]).replace(tzinfo=UTC)
+                extra = [elapsed_ns(started, now)]
+            connection.execute(updates[step], (step, stamp, job_id, previous, *extra))
+            connection.execute(insert, (job_id, previous, step, True, ACTOR.user_id, stamp))
+            connection.execute("COMMIT")
+    elapsed = time.perf_counter() - began
+    connection.close()
+    return len(job_ids) * len(STEPS) / elapsed
+
+
+async def _raw_asyncpg(url: str, job_ids: list[str]) -> float:
+    connection = await asyncpg.connect(url)
+    select = _sql(SELECT, "$") + " FOR UPDATE"
+    updates = {step: _sql(sql, "$") for step, sql in UPDATES.items()}
+    insert = _sql(INSERT_EVENT, "$")
+    began = time.perf_counter()
+    for job_id in job_ids:
+        for previous, step in itertools.pairwise(("created", *STEPS)):
+            now = datetime.now(UTC)
+            async with connection.transaction():
+                row = await connection.fetchrow(select, job_id, ORG, ACTOR.user_id)
+                extra = [elapsed_ns(row["started_at"], now)] if step == "completed" else []
+                await connection.execute(updates[step], step, now, job_id, previous, *extra)
+                await connection.execute(insert, job_id, previous, step, True, ACTOR.user_id, now)
+    elapsed = time.perf_counter() - began
+    await connection.close()
+    return len(job_ids) * len(STEPS) / elapsed
+
+
+async def _manager(url: str, job_ids: list[str], concurrency: int) -> float:
+    manager = JobManager.from_settings(Settings(database_url=url))
+    pending: Iterator[str] = iter(job_ids)
+
+    async def worker() -> None:
+        for job_id in pending:
+            for step in STEPS:
+                await manager.update_job(ACTOR, job_id, status=step)
+
+    await manager.get_job(ACTOR, job_ids[0])  # connect before the clock starts
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    await manager.close()
+    return len(job_ids) * len(STEPS) / elapsed
+
+
+async def measure(kind: str, jobs: int) -> dict[str, float]:
+    """Transitions per second: raw driver, and JobManager at concurrency 1 and 16."""
+    results: dict[str, float] = {}
+    for name in ("raw", "c1", "c16"):
+        async with fresh_database(kind) as url:
+            job_ids = await seed(url, jobs, users=1, status="created")
+            if name == "raw":
+                results[name] = (
+                    await asyncio.to_thread(_raw_sqlite, url, job_ids)
+                    if kind == "sqlite"
+                    else await _raw_asyncpg(url, job_ids)
+                )
+            else:
+                results[name] = await _manager(url, job_ids, int(name[1:]))
+    return results
