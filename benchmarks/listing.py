@@ -7,6 +7,7 @@ to it; the raw loop sends those two statements with stdlib sqlite3 or asyncpg.
 
 from __future__ import annotations
 
+import functools
 import random
 import sqlite3
 import time
@@ -73,7 +74,7 @@ async def _raw_asyncpg(url: str, cursors: list[str]) -> list[float]:
         assert len(rows) == 50
 
     try:
-        return await _timed([lambda c=c: one(c) for c in cursors])
+        return await _timed([functools.partial(one, c) for c in cursors])
     finally:
         await connection.close()
 
@@ -87,7 +88,7 @@ async def _manager(url: str, cursors: list[str]) -> list[float]:
         assert len(found) == 50
 
     try:
-        return await _timed([lambda c=c: one(c) for c in cursors])
+        return await _timed([functools.partial(one, c) for c in cursors])
     finally:
         await manager.close()
 

@@ -111,6 +111,8 @@ STOP_REASON_STATUS: dict[StopReason, JobStatus] = {
 
 def _parse_enum(kind: type[_E], value: object, what: str) -> _E:
     try:
+        if not isinstance(value, str):
+            raise ValueError(value)
         return kind(value)
     except ValueError:
         allowed = ", ".join(member.value for member in kind)

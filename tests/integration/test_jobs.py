@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -242,7 +243,7 @@ async def test_unknown_job_is_not_found_everywhere(manager: JobManager, alice: A
 )
 async def test_tenancy(manager: JobManager, alice: Actor, other: Actor, visible: bool) -> None:
     job = await manager.create_job(alice, status="running")
-    calls = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "get": lambda: manager.get_job(other, job.id),
         "events": lambda: manager.list_events(other, job.id),
         "update": lambda: manager.update_job(other, job.id, metadata={"by": other.user_id}),
