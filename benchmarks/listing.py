@@ -1,8 +1,9 @@
 """Listing latency: a page of 50 jobs filtered by user and status, at 10 thousand and
 1 million jobs, against the raw driver running the same two keyset queries.
 
-JobManager.list_jobs looks the cursor up (in the caller's view) and reads the page next
-to it; the raw loop sends those two statements with stdlib sqlite3 or asyncpg.
+JobManager.list_jobs reads the page next to the cursor in one statement that looks the
+cursor up (in the caller's view) as a subquery; the raw loop sends that same query with
+stdlib sqlite3 or asyncpg.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from jobpulse import Actor, JobFilter, JobManager, JobStatus, Page, Settings
 
 USERS = 20
 ACTOR = Actor(ORG, "user-3")
-CURSOR = (
-    "SELECT created_at, id FROM jobs WHERE id = {0} AND organization_id = {1} AND user_id = {2}"
-)
 PAGE = (
     "SELECT * FROM jobs WHERE organization_id = {0} AND user_id = {1} AND status = {2} "
-    "AND (created_at, id) < ({3}, {4}) ORDER BY created_at DESC, id DESC LIMIT 50"
+    "AND (created_at, id) < ((SELECT c.created_at FROM jobs AS c WHERE c.id = {3} "
+    "AND c.organization_id = {0} AND c.user_id = {1}), {3}) "
+    "ORDER BY created_at DESC, id DESC LIMIT 50"
 )
 
 
@@ -50,13 +50,11 @@ async def _timed(calls: list[Callable[[], Awaitable[object]]]) -> list[float]:
 
 def _raw_sqlite(url: str, cursors: list[str]) -> list[float]:
     connection = sqlite3.connect(sqlite_path(url))
-    cursor_sql = CURSOR.format("?", "?", "?")
-    page_sql = PAGE.format(*["?"] * 5)
+    page_sql = PAGE.format(*[f"?{n}" for n in range(1, 5)])
     took = []
     for job_id in cursors:
         began = time.perf_counter()
-        at, key = connection.execute(cursor_sql, (job_id, ORG, ACTOR.user_id)).fetchone()
-        rows = connection.execute(page_sql, (ORG, ACTOR.user_id, "running", at, key)).fetchall()
+        rows = connection.execute(page_sql, (ORG, ACTOR.user_id, "running", job_id)).fetchall()
         took.append(time.perf_counter() - began)
         assert len(rows) == 50
     connection.close()
@@ -65,12 +63,10 @@ def _raw_sqlite(url: str, cursors: list[str]) -> list[float]:
 
 async def _raw_asyncpg(url: str, cursors: list[str]) -> list[float]:
     connection = await asyncpg.connect(url)
-    cursor_sql = CURSOR.format("$1", "$2", "$3")
-    page_sql = PAGE.format(*[f"${n}" for n in range(1, 6)])
+    page_sql = PAGE.format(*[f"${n}" for n in range(1, 5)])
 
     async def one(job_id: str) -> None:
-        row = await connection.fetchrow(cursor_sql, job_id, ORG, ACTOR.user_id)
-        rows = await connection.fetch(page_sql, ORG, ACTOR.user_id, "running", *row)
+        rows = await connection.fetch(page_sql, ORG, ACTOR.user_id, "running", job_id)
         assert len(rows) == 50
 
     try:
@@ -97,7 +93,7 @@ async def measure(kind: str, size: int, samples: int = 400) -> dict[str, float]:
     """p99 seconds of one filtered page at `size` jobs: JobManager and raw driver."""
     async with fresh_database(kind) as url:
         cursors = _cursors(await seed(url, size, users=USERS), samples)
-        warm = cursors[:20]
+        warm = cursors[:100]
         if kind == "sqlite":
             _raw_sqlite(url, warm)
             raw = _raw_sqlite(url, cursors)

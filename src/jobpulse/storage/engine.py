@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -55,7 +56,7 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> Engine:
     With `begin`, transactions start with that statement (BEGIN IMMEDIATE for the writer,
     so that it takes the write lock up front); without, every statement commits alone.
     """
-    engine = create_engine(database_url(url), pool_size=pool_size)
+    engine = create_engine(database_url(url), pool_size=pool_size, json_deserializer=orjson.loads)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -76,7 +77,12 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> Engine:
 
 
 def _postgres_engine(url: str, pool_size: int) -> AsyncEngine:
-    return create_async_engine(database_url(url), pool_size=pool_size, max_overflow=pool_size)
+    return create_async_engine(
+        database_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        json_deserializer=orjson.loads,
+    )
 
 
 async def run_in_transaction(url: str, command: Callable[..., T], *args: Any) -> T:

@@ -287,22 +287,36 @@ def _metadata_equals(dialect: str, key: str, param: str) -> ColumnElement[bool]:
     )
 
 
+_CURSOR_JOBS = jobs.alias("cursor_job")
 _CURSOR = {
-    admin: select(jobs.c.created_at, jobs.c.id).where(
+    admin: select(jobs.c.id).where(
         *statement.whereclause.clauses  # type: ignore[union-attr]
     )
     for admin, statement in _JOB_BY_ID.items()
 }
 
 
-def _cursor(connection: Connection, actor: Actor, job_id: str) -> tuple[Any, str]:
+def _check_cursor(connection: Connection, actor: Actor, job_id: str) -> None:
     params = {"b_id": job_id, "b_org": actor.organization_id}
     if not actor.is_admin:
         params["b_user"] = actor.user_id
-    row = connection.execute(_CURSOR[actor.is_admin], params).first()
-    if row is None:
+    if connection.execute(_CURSOR[actor.is_admin], params).first() is None:
         raise InvalidCursorError(f"cursor {job_id!r} is not a job you can see")
-    return row.created_at, row.id
+
+
+def _cursor_key(side: str, admin: bool) -> ColumnElement[Any]:
+    """(created_at, id) of the cursor job, looked up inside the page query itself.
+
+    A cursor the actor cannot see yields NULL, so no rows; list_jobs then says why.
+    """
+    visible = [
+        _CURSOR_JOBS.c.id == bindparam(f"b_{side}"),
+        _CURSOR_JOBS.c.organization_id == bindparam("b_org"),
+    ]
+    if not admin:
+        visible.append(_CURSOR_JOBS.c.user_id == bindparam("b_user"))
+    created_at = select(_CURSOR_JOBS.c.created_at).where(*visible).scalar_subquery()
+    return tuple_(created_at, bindparam(f"b_{side}", type_=jobs.c.id.type))
 
 
 @functools.lru_cache(maxsize=512)
@@ -311,16 +325,10 @@ def _page_statement(
 ) -> Select[Any]:
     order = tuple_(jobs.c.created_at, jobs.c.id)
     clauses = list(_where(dialect, shape))
-    for wanted, side, compare in ((before, "before", order.__lt__), (after, "after", order.__gt__)):
-        if wanted:
-            clauses.append(
-                compare(
-                    tuple_(
-                        bindparam(f"b_{side}_at", type_=jobs.c.created_at.type),
-                        bindparam(f"b_{side}_id", type_=jobs.c.id.type),
-                    )
-                )
-            )
+    if before:
+        clauses.append(order < _cursor_key("before", admin=shape[0]))
+    if after:
+        clauses.append(order > _cursor_key("after", admin=shape[0]))
     keys = (jobs.c.created_at, jobs.c.id)
     return (
         _SELECT_JOB.where(*clauses)
@@ -332,9 +340,7 @@ def _page_statement(
 def list_jobs(connection: Connection, actor: Actor, query: JobFilter, page: Page) -> list[Job]:
     """One page of the actor's jobs under `query`, the page next to the cursor."""
     shape, params = _conditions(actor, query)
-    for side in ("before", "after"):
-        if (job_id := getattr(page, side)) is not None:
-            params[f"b_{side}_at"], params[f"b_{side}_id"] = _cursor(connection, actor, job_id)
+    cursors = {f"b_{side}": getattr(page, side) for side in ("before", "after")}
     statement = _page_statement(
         connection.dialect.name,
         shape,
@@ -342,7 +348,10 @@ def list_jobs(connection: Connection, actor: Actor, query: JobFilter, page: Page
         page.after is not None,
         page.reads_backwards,
     )
-    rows = connection.execute(statement, params | {"b_limit": page.limit}).all()
+    rows = connection.execute(statement, params | cursors | {"b_limit": page.limit}).all()
+    if not rows:  # an empty page may be an invisible cursor: say so
+        for job_id in filter(None, cursors.values()):
+            _check_cursor(connection, actor, job_id)
     found = [to_job(row) for row in rows]
     return found[::-1] if page.reads_backwards == page.ascending else found
 

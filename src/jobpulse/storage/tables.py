@@ -74,7 +74,8 @@ def _to_sqlite(value: datetime | None) -> str | None:
 
 
 def _from_sqlite(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+    # Appending the offset is several times faster than datetime.replace(tzinfo=UTC).
+    return None if value is None else datetime.fromisoformat(value + "+00:00")
 
 
 Json = JSON().with_variant(JSONB(), "postgresql")
