@@ -89,7 +89,7 @@ async def _manager(url: str, cursors: list[str]) -> list[float]:
         await manager.close()
 
 
-async def measure(kind: str, size: int, samples: int = 400) -> dict[str, float]:
+async def measure(kind: str, size: int, samples: int = 1000) -> dict[str, float]:
     """p99 seconds of one filtered page at `size` jobs: JobManager and raw driver."""
     async with fresh_database(kind) as url:
         cursors = _cursors(await seed(url, size, users=USERS), samples)

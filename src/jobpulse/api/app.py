@@ -1,0 +1,51 @@
+"""The application factory: each app builds its own database, managers and settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from jobpulse import __version__
+from jobpulse.api import errors, health, jobs
+from jobpulse.api.limits import BodySizeLimit
+from jobpulse.config import Settings
+from jobpulse.keys import KeyManager
+from jobpulse.service import JobManager
+from jobpulse.storage.engine import Database
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The jobpulse HTTP API on the database `settings` names (already migrated)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings)
+        app.state.jobs = JobManager(database)
+        app.state.keys = KeyManager(database)
+        try:
+            yield
+        finally:
+            await database.close()
+
+    app = FastAPI(
+        title="jobpulse",
+        version=__version__,
+        summary="Track, guard and watch background jobs and LLM agent runs.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    errors.install(app)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    return app

@@ -1,0 +1,41 @@
+"""Dependencies of the routes, as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from jobpulse.domain import Actor
+from jobpulse.errors import UnauthorizedError
+from jobpulse.keys import KeyManager
+from jobpulse.service import JobManager
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `jobpulse keys create`.")
+
+
+def get_jobs(request: Request) -> JobManager:
+    """The app's JobManager."""
+    jobs: JobManager = request.app.state.jobs
+    return jobs
+
+
+def get_keys(request: Request) -> KeyManager:
+    """The app's KeyManager."""
+    keys: KeyManager = request.app.state.keys
+    return keys
+
+
+async def authenticate(
+    keys: Annotated[KeyManager, Depends(get_keys)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    """The actor the request's API key speaks for."""
+    if credentials is None:
+        raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'")
+    return await keys.authenticate(credentials.credentials)
+
+
+Jobs = Annotated[JobManager, Depends(get_jobs)]
+CurrentActor = Annotated[Actor, Depends(authenticate)]

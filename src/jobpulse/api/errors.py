@@ -1,0 +1,83 @@
+"""One place that turns every error into the JSON body of DESIGN §3, and nothing else leaks."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from jobpulse.errors import (
+    ForbiddenError,
+    InvalidCursorError,
+    InvalidTransitionError,
+    JobPulseError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+    UnavailableError,
+    ValidationError,
+)
+
+logger = logging.getLogger("jobpulse.api")
+
+#: The HTTP status of each error.
+STATUS_CODES: dict[type[JobPulseError], int] = {
+    UnauthorizedError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    InvalidTransitionError: 409,
+    PayloadTooLargeError: 413,
+    ValidationError: 422,
+    InvalidCursorError: 400,
+    UnavailableError: 503,
+}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+
+
+def error_response(status: int, code: str, message: str, **details: object) -> JSONResponse:
+    """The JSON error every failure answers with."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = {"error": {"code": code, "message": message, **details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _jobpulse_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, JobPulseError)
+    status = next(
+        (code for kind, code in STATUS_CODES.items() if isinstance(exc, kind)),
+        500,
+    )
+    return error_response(status, exc.code, exc.message, **exc.details)
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"loc": list(error["loc"]), "message": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    first = problems[0] if problems else {"loc": [], "message": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"])
+    return error_response(422, "validation_error", f"{where}: {first['message']}", errors=problems)
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+    app.add_exception_handler(JobPulseError, _jobpulse_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,34 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
+
+from jobpulse.api.deps import Jobs
+from jobpulse.api.errors import error_response
+from jobpulse.errors import UnavailableError
+from jobpulse.schemas import ErrorBody, Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The process is up and serving."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": ErrorBody}})
+async def readyz(jobs: Jobs) -> Health | JSONResponse:
+    """The database answers (503 while it does not)."""
+    try:
+        await jobs.database.read(_ping)
+    except UnavailableError as exc:
+        return error_response(503, exc.code, exc.message)
+    return Health(status="ready")
+
+
+def _ping(connection: Connection) -> None:
+    connection.exec_driver_sql("SELECT 1")

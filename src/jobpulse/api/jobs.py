@@ -1,0 +1,202 @@
+"""/v1/jobs: create, read, change, list and count jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from pydantic import AwareDatetime
+
+from jobpulse.api.deps import CurrentActor, Jobs
+from jobpulse.domain import (
+    PAGE_LIMIT_DEFAULT,
+    PAGE_LIMIT_MAX,
+    Job,
+    JobFilter,
+    Page,
+    parse_status,
+    parse_stop_reason,
+)
+from jobpulse.errors import ValidationError
+from jobpulse.schemas import (
+    CancelRequest,
+    ErrorBody,
+    EventPublic,
+    Heartbeat,
+    JobCountPublic,
+    JobCreate,
+    JobPublic,
+    JobUpdate,
+    StatusName,
+    StopReasonName,
+)
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)
+}
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=_ERRORS)
+
+JobId = Annotated[str, "the job id, job-<uuid>"]
+#: The list filters that are not metadata.<key>.
+_LIST_PARAMS = frozenset(
+    {
+        "status",
+        "job_type",
+        "background",
+        "source_id",
+        "stop_reason",
+        "created_after",
+        "created_before",
+        "active",
+        "stuck",
+        "user_id",
+        "limit",
+        "ascending",
+        "before",
+        "after",
+    }
+)
+
+
+def public(job: Job) -> JobPublic:
+    """The API view of a job."""
+    return JobPublic.model_validate(job, from_attributes=True)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
+async def create_job(
+    body: JobCreate,
+    actor: CurrentActor,
+    jobs: Jobs,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> JobPublic:
+    """Create a job; a retry with the same Idempotency-Key returns the same job."""
+    job = await jobs.create_job(actor, **body.model_dump(), idempotency_key=idempotency_key)
+    return public(job)
+
+
+Text = Annotated[str | None, Query(min_length=1, max_length=255)]
+Stamp = Annotated[AwareDatetime | None, Query()]
+
+
+def job_filter(
+    request: Request,
+    status: Annotated[list[StatusName] | None, Query(description="repeatable")] = None,
+    job_type: Text = None,
+    background: bool | None = None,
+    source_id: Text = None,
+    stop_reason: StopReasonName | None = None,
+    created_after: Stamp = None,
+    created_before: Stamp = None,
+    active: bool | None = None,
+    stuck: bool | None = None,
+    user_id: Text = None,
+) -> JobFilter:
+    """The filters of a listing or count; also `metadata.<key>=<value>` (string values)."""
+    metadata: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name.startswith("metadata."):
+            metadata[name.removeprefix("metadata.")] = value
+        elif name not in _LIST_PARAMS:
+            raise ValidationError(f"unknown query parameter {name!r}")
+    return JobFilter(
+        statuses=None if not status else frozenset(parse_status(s) for s in status),
+        job_type=job_type,
+        background=background,
+        source_id=source_id,
+        stop_reason=None if stop_reason is None else parse_stop_reason(stop_reason),
+        created_after=created_after,
+        created_before=created_before,
+        active=active,
+        stuck=stuck,
+        user_id=user_id,
+        metadata=metadata,
+    )
+
+
+Filters = Annotated[JobFilter, Depends(job_filter)]
+
+
+@router.get("", response_model=list[JobPublic])
+async def list_jobs(
+    query: Filters,
+    actor: CurrentActor,
+    jobs: Jobs,
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = PAGE_LIMIT_DEFAULT,
+    ascending: bool = False,
+    before: Text = None,
+    after: Text = None,
+) -> list[JobPublic]:
+    """One page of jobs, newest first unless `ascending`.
+
+    `before` and `after` are job ids: the page returned is the one next to them (`before` =
+    created earlier). Also filters on `metadata.<key>=<value>` (string values).
+    """
+    page = Page(limit=limit, ascending=ascending, before=before, after=after)
+    return [public(job) for job in await jobs.list_jobs(actor, query, page)]
+
+
+@router.get("/count", response_model=JobCountPublic)
+async def count_jobs(query: Filters, actor: CurrentActor, jobs: Jobs) -> JobCountPublic:
+    """How many jobs match the listing's filters, in all and per status."""
+    count = await jobs.count_jobs(actor, query)
+    by_status = {status.value: number for status, number in count.by_status.items()}
+    return JobCountPublic.model_validate({"total": count.total, "by_status": by_status})
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+async def get_job(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> JobPublic:
+    """One job."""
+    return public(await jobs.get_job(actor, job_id))
+
+
+@router.patch("/{job_id}", response_model=JobPublic)
+async def update_job(job_id: JobId, body: JobUpdate, actor: CurrentActor, jobs: Jobs) -> JobPublic:
+    """Change status, stop reason, metadata (merged; null removes a key) or timings."""
+    changes = body.model_dump(exclude_unset=True)
+    return public(await jobs.update_job(actor, job_id, **changes))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+async def cancel_job(
+    job_id: JobId,
+    actor: CurrentActor,
+    jobs: Jobs,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> JobPublic:
+    """Cancel the job; 409 if it has already ended."""
+    reason = body.reason if body else None
+    return public(await jobs.cancel_job(actor, job_id, reason=reason))
+
+
+@router.post("/{job_id}/heartbeat", response_model=JobPublic)
+async def heartbeat(
+    job_id: JobId,
+    actor: CurrentActor,
+    jobs: Jobs,
+    body: Annotated[Heartbeat | None, Body()] = None,
+) -> JobPublic:
+    """Say the job is alive, optionally merging progress into its metadata."""
+    return public(await jobs.heartbeat(actor, job_id, body.progress if body else None))
+
+
+@router.post("/{job_id}/first-token", response_model=JobPublic)
+async def first_token(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> JobPublic:
+    """Record the time to first token as of now (once)."""
+    return public(await jobs.record_first_token(actor, job_id))
+
+
+@router.get("/{job_id}/events", response_model=list[EventPublic])
+async def list_events(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> list[EventPublic]:
+    """The status history, oldest first, rejected attempts included."""
+    events = await jobs.list_events(actor, job_id)
+    return [EventPublic.model_validate(event, from_attributes=True) for event in events]
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def delete_job(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> Response:
+    """Delete the job and its history."""
+    await jobs.delete_job(actor, job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

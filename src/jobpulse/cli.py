@@ -1,0 +1,257 @@
+"""The `jobpulse` command: serve | migrate | keys | jobs | demo. Thin: the work is elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jobpulse.config import Settings
+from jobpulse.errors import JobPulseError
+
+app = typer.Typer(help="Track, guard and watch background jobs.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Look at and cancel jobs through the HTTP API.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(help="sqlite:///path or postgresql://… (default: JOBPULSE_DATABASE_URL)"),
+]
+Url = Annotated[str, typer.Option(envvar="JOBPULSE_URL", help="The jobpulse server.")]
+Key = Annotated[str, typer.Option(envvar="JOBPULSE_API_KEY", help="An API key.")]
+
+
+def _settings(database_url: str | None) -> Settings:
+    return Settings(database_url=database_url) if database_url else Settings()
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run `action`, turning a jobpulse error into a message and exit status 1."""
+    try:
+        return action()
+    except JobPulseError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Migrate the database, then serve the API (SIGTERM drains and exits 0)."""
+    import uvicorn
+
+    from jobpulse.api import create_app
+    from jobpulse.bootstrap import prepare
+
+    settings = _settings(database_url)
+    first_key = _run(lambda: asyncio.run(prepare(settings)))
+    address = f"http://{host}:{port}"
+    out.print(f"jobpulse {address}  (API docs: {address}/docs)", highlight=False)
+    if first_key is not None:
+        out.print(f"Admin API key, shown once: {first_key}", highlight=False, soft_wrap=True)
+    sys.stdout.flush()
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        timeout_graceful_shutdown=30,
+        log_level="info",
+    )
+
+
+@app.command()
+def migrate(database_url: DatabaseUrl = None) -> None:
+    """Bring the database schema up to date."""
+    from jobpulse.storage.migrate import upgrade
+
+    settings = _settings(database_url)
+    _run(lambda: asyncio.run(upgrade(settings.database_url)))
+    out.print("database is up to date")
+
+
+def _with_keys(database_url: str | None, use: Callable[[Any], Any]) -> Any:
+    from jobpulse.keys import KeyManager
+    from jobpulse.storage.engine import Database
+
+    async def run() -> Any:
+        database = Database(_settings(database_url))
+        try:
+            return await use(KeyManager(database))
+        finally:
+            await database.close()
+
+    return _run(lambda: asyncio.run(run()))
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="The user the key acts as.")],
+    org: Annotated[str, typer.Option(help="The organization of that user.")],
+    admin: Annotated[bool, typer.Option(help="See the whole organization.")] = False,
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a key and print it, alone, on stdout (it is not stored and not shown again)."""
+
+    async def create(keys: Any) -> str:
+        _key, secret = await keys.create(
+            organization_id=org, user_id=user, is_admin=admin, name=name
+        )
+        return str(secret)
+
+    print(_with_keys(database_url, create))
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseUrl = None) -> None:
+    """List keys (never their secrets)."""
+    keys = _with_keys(database_url, lambda manager: manager.list())
+    table = Table("id", "prefix", "organization", "user", "role", "created", "revoked")
+    for key in keys:
+        role = "admin" if key.is_admin else "member"
+        revoked = key.revoked_at.isoformat() if key.revoked_at else ""
+        created = key.created_at.isoformat(timespec="seconds")
+        table.add_row(
+            key.id, key.prefix, key.organization_id, key.user_id, role, created, revoked
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database_url: DatabaseUrl = None) -> None:
+    """Revoke a key by id."""
+    _with_keys(database_url, lambda manager: manager.revoke(key_id))
+    out.print(f"revoked {key_id}")
+
+
+def _client(url: str, key: str) -> Any:
+    from jobpulse.client import JobPulse
+
+    return JobPulse(url, key)
+
+
+def _seconds(nanoseconds: int | None) -> str:
+    return "" if nanoseconds is None else f"{nanoseconds / 1e9:.3f}s"
+
+
+@jobs_app.command("list")
+def jobs_list(
+    url: Url = "http://127.0.0.1:8000",
+    key: Key = "",
+    status: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    job_type: str | None = None,
+    stop_reason: str | None = None,
+    source_id: str | None = None,
+    active: bool | None = None,
+    stuck: bool | None = None,
+    user_id: str | None = None,
+    limit: int = 50,
+    ascending: bool = False,
+    before: str | None = None,
+    after: str | None = None,
+) -> None:
+    """List jobs, newest first."""
+    filters = {
+        "status": status,
+        "job_type": job_type,
+        "stop_reason": stop_reason,
+        "source_id": source_id,
+        "active": active,
+        "stuck": stuck,
+        "user_id": user_id,
+        "limit": limit,
+        "ascending": ascending,
+        "before": before,
+        "after": after,
+    }
+    with _client(url, key) as client:
+        jobs = _run(lambda: client.list_jobs(**filters))
+    table = Table("id", "type", "status", "stop reason", "created", "ttft", "duration")
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.job_type,
+            job.status,
+            job.stop_reason or "",
+            job.created_at.isoformat(timespec="seconds"),
+            _seconds(job.ttft_ns),
+            _seconds(job.total_duration_ns),
+        )
+    out.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, url: Url = "http://127.0.0.1:8000", key: Key = "") -> None:
+    """Show one job as JSON."""
+    with _client(url, key) as client:
+        job = _run(lambda: client.get_job(job_id))
+    print(json.dumps(job.model_dump(mode="json"), indent=2))
+
+
+@jobs_app.command("events")
+def jobs_events(job_id: str, url: Url = "http://127.0.0.1:8000", key: Key = "") -> None:
+    """Show a job's history, rejected attempts included."""
+    with _client(url, key) as client:
+        events = _run(lambda: client.list_events(job_id))
+    table = Table("at", "from", "to", "stop reason", "applied", "reason", "actor")
+    for event in events:
+        table.add_row(
+            event.at.isoformat(timespec="milliseconds"),
+            event.from_status or "",
+            event.to_status,
+            event.stop_reason or "",
+            "yes" if event.applied else "REJECTED",
+            event.reason or "",
+            event.actor or "",
+        )
+    out.print(table)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: str,
+    url: Url = "http://127.0.0.1:8000",
+    key: Key = "",
+    reason: str | None = None,
+) -> None:
+    """Cancel a job."""
+    with _client(url, key) as client:
+        job = _run(lambda: client.cancel_job(job_id, reason))
+    out.print(f"{job.id} {job.status}")
+
+
+@app.command()
+def demo(
+    url: Url = "http://127.0.0.1:8000",
+    key: Key = "",
+    jobs: Annotated[int, typer.Option(help="How many jobs to run.")] = 60,
+    speed: Annotated[float, typer.Option(help="Time scale: 2 runs twice as fast.")] = 1.0,
+) -> None:
+    """Run a realistic simulated workload against a server, so there is something to see."""
+    from jobpulse.demo import run_demo
+
+    with _client(url, key) as client:
+        summary = _run(lambda: run_demo(client, jobs, speed))
+    for outcome, number in sorted(summary.items()):
+        out.print(f"{outcome:>12}: {number}")
+
+
+def main() -> None:
+    """The console script."""
+    app()

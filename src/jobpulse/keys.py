@@ -1,0 +1,102 @@
+"""API keys: one organization and one user each, member or admin, stored hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobpulse.domain import Actor
+from jobpulse.errors import NotFoundError, UnauthorizedError, ValidationError
+from jobpulse.service import utcnow
+from jobpulse.storage import keys as repository
+from jobpulse.storage.engine import Database
+
+KEY_PREFIX = "jp_"
+#: How long a verified key is trusted before the database is asked again.
+CACHE_SECONDS = 5.0
+
+
+def hash_key(secret: str) -> str:
+    """The stored form of a key."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key as listed (the secret itself is shown once, at creation)."""
+
+    id: str
+    prefix: str
+    organization_id: str
+    user_id: str
+    is_admin: bool
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyManager:
+    """Creates, checks, lists and revokes API keys."""
+
+    def __init__(self, database: Database, clock: Callable[[], float] = time.monotonic) -> None:
+        self.database = database
+        self._clock = clock
+        self._verified: dict[str, tuple[Actor, float]] = {}
+
+    async def create(
+        self, *, organization_id: str, user_id: str, is_admin: bool = False, name: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (which is not stored and cannot be shown again)."""
+        for label, value in (("organization", organization_id), ("user", user_id)):
+            if not value or len(value) > 128:
+                raise ValidationError(f"{label} must be 1 to 128 characters")
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(
+            id=f"key-{uuid.uuid4().hex[:12]}",
+            prefix=secret[:10],
+            organization_id=organization_id,
+            user_id=user_id,
+            is_admin=is_admin,
+            name=name,
+            created_at=utcnow(),
+            revoked_at=None,
+        )
+        values = {name: getattr(key, name) for name in ApiKey.__slots__} | {
+            "key_hash": hash_key(secret)
+        }
+        await self.database.write(repository.insert_key, values)
+        return key, secret
+
+    async def authenticate(self, secret: str) -> Actor:
+        """The actor a key speaks for; UnauthorizedError for an unknown or revoked key."""
+        digest = hash_key(secret)
+        cached = self._verified.get(digest)
+        if cached is not None and self._clock() - cached[1] < CACHE_SECONDS:
+            return cached[0]
+        row = await self.database.read(repository.find_active_key, digest)
+        if row is None:
+            self._verified.pop(digest, None)
+            raise UnauthorizedError("invalid or revoked API key")
+        actor = Actor(row.organization_id, row.user_id, row.is_admin)
+        self._verified[digest] = (actor, self._clock())
+        return actor
+
+    async def list(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        rows = await self.database.read(repository.list_keys)
+        return [ApiKey(**{name: getattr(row, name) for name in ApiKey.__slots__}) for row in rows]
+
+    async def count_active(self) -> int:
+        """How many keys can be used."""
+        return await self.database.read(repository.count_active_keys)
+
+    async def revoke(self, key_id: str) -> None:
+        """Revoke a key; this process forgets it at once, others within CACHE_SECONDS."""
+        if not await self.database.write(repository.revoke_key, key_id, utcnow()):
+            raise NotFoundError(f"no active key {key_id}")
+        self._verified.clear()

@@ -1,0 +1,140 @@
+"""The wire format of the HTTP API (pydantic), shared by the server and the Python SDK."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+StatusName = Literal["created", "pending", "running", "completed", "failed", "cancelled", "expired"]
+InitialStatus = Literal["created", "pending", "running"]
+StopReasonName = Literal[
+    "end_turn",
+    "max_steps",
+    "tool_rule",
+    "requires_approval",
+    "error",
+    "invalid_tool_call",
+    "no_tool_call",
+    "invalid_llm_response",
+    "llm_api_error",
+    "max_tokens_exceeded",
+    "context_window_overflow_in_system_prompt",
+    "insufficient_credits",
+    "cancelled",
+    "timeout",
+    "heartbeat_lost",
+]
+Nanoseconds = Field(default=None, ge=0, le=2**63 - 1)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobCreate(_Strict):
+    """The body of POST /v1/jobs."""
+
+    job_type: str = Field(default="job", min_length=1, max_length=128)
+    status: InitialStatus = "created"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = Field(default=None, max_length=2048)
+    background: bool = False
+    timeout_s: float | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+    deadline_at: AwareDatetime | None = None
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=365 * 86400)
+
+
+class JobUpdate(_Strict):
+    """The body of PATCH /v1/jobs/{id}; absent fields stay as they are."""
+
+    status: StatusName | None = None
+    stop_reason: StopReasonName | None = None
+    metadata: dict[str, Any] | None = None
+    ttft_ns: int | None = Nanoseconds
+    total_duration_ns: int | None = Nanoseconds
+    callback_url: str | None = Field(default=None, max_length=2048)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class Heartbeat(_Strict):
+    """The body of POST /v1/jobs/{id}/heartbeat (optional)."""
+
+    progress: dict[str, Any] | None = None
+
+
+class CancelRequest(_Strict):
+    """The body of POST /v1/jobs/{id}/cancel (optional)."""
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class JobPublic(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    organization_id: str
+    user_id: str
+    job_type: str
+    status: StatusName
+    stop_reason: StopReasonName | None = None
+    background: bool
+    metadata: dict[str, Any]
+    callback_url: str | None = None
+    callback_sent_at: datetime | None = None
+    callback_status_code: int | None = None
+    callback_error: str | None = None
+    ttft_ns: int | None = None
+    total_duration_ns: int | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    deadline_at: datetime | None = None
+    heartbeat_timeout_s: float | None = None
+    stuck_since: datetime | None = None
+
+
+class EventPublic(BaseModel):
+    """One entry of a job's history."""
+
+    id: int
+    job_id: str
+    from_status: StatusName | None
+    to_status: StatusName
+    stop_reason: StopReasonName | None = None
+    applied: bool
+    reason: str | None = None
+    actor: str | None = None
+    at: datetime
+
+
+class JobCountPublic(BaseModel):
+    """GET /v1/jobs/count."""
+
+    total: int
+    by_status: dict[StatusName, int]
+
+
+class ErrorDetail(BaseModel):
+    """The `error` object of every error response."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: {"error": {"code": ..., "message": ...}}."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    """GET /healthz and /readyz."""
+
+    status: str
+    detail: str | None = None

@@ -1,0 +1,217 @@
+"""Report a run of your own code as a job: `with client.track(...) as run:` or as a decorator.
+
+The job is created running; `run.first_token()` (or the first item of `run.stream(...)`)
+records the time to first token; optional heartbeats keep it visibly alive; leaving the block
+completes it, an exception fails it (stop reason `error`, the exception in its metadata) and a
+cancellation cancels it. Reporting never hides the exception of the code being tracked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import httpx
+
+from jobpulse.errors import JobPulseError
+from jobpulse.schemas import JobPublic
+
+if TYPE_CHECKING:
+    from jobpulse.client import AsyncJobPulse, JobPulse
+
+logger = logging.getLogger("jobpulse.tracking")
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+#: What a failed report may raise; it is logged, never raised into the tracked code.
+REPORT_ERRORS = (JobPulseError, httpx.HTTPError)
+
+
+def outcome(error: BaseException | None) -> dict[str, Any]:
+    """The final change for a run that ended with `error` (None when it succeeded)."""
+    if error is None:
+        return {"status": "completed"}
+    if isinstance(error, KeyboardInterrupt | asyncio.CancelledError | GeneratorExit):
+        return {"status": "cancelled", "stop_reason": "cancelled"}
+    message = str(error)[:2000]
+    return {
+        "stop_reason": "error",
+        "metadata": {"error_type": type(error).__qualname__, "error_message": message},
+    }
+
+
+def _job_fields(options: dict[str, Any]) -> dict[str, Any]:
+    wanted = ("job_type", "metadata", "callback_url", "background", "timeout_s")
+    fields = {name: options[name] for name in wanted if name in options}
+    if "heartbeat_s" in options and "heartbeat_timeout_s" not in options:
+        fields["heartbeat_timeout_s"] = options["heartbeat_s"] * 3
+    return fields | {"status": "running"}
+
+
+class Run:
+    """The job of a tracked run."""
+
+    def __init__(self, client: JobPulse, job: JobPublic) -> None:
+        self.client = client
+        self.job = job
+
+    @property
+    def id(self) -> str:
+        """The job id."""
+        return self.job.id
+
+    def first_token(self) -> None:
+        """Record the time to first token now."""
+        self.job = self.client.first_token(self.id)
+
+    def heartbeat(self, **progress: Any) -> None:
+        """Say the run is alive, merging `progress` into the job's metadata."""
+        self.job = self.client.heartbeat(self.id, progress or None)
+
+    def update(self, **fields: Any) -> None:
+        """Change the job (metadata merges)."""
+        self.job = self.client.update_job(self.id, **fields)
+
+    def stream(self, items: Iterable[T]) -> Iterator[T]:
+        """Yield from `items`, recording the first token when the first one arrives."""
+        first = True
+        for item in items:
+            if first:
+                self.first_token()
+                first = False
+            yield item
+
+
+class Tracker:
+    """`with client.track(job_type=...) as run:`, or `@client.track(job_type=...)`."""
+
+    def __init__(self, client: JobPulse, **options: Any) -> None:
+        self._client = client
+        self._options = options
+        self._run: Run | None = None
+        self._stop = threading.Event()
+        self._beats: threading.Thread | None = None
+
+    def __enter__(self) -> Run:
+        job = self._client.create_job(**_job_fields(self._options))
+        self._run = Run(self._client, job)
+        if interval := self._options.get("heartbeat_s"):
+            self._beats = threading.Thread(target=self._beat, args=(interval,), daemon=True)
+            self._beats.start()
+        return self._run
+
+    def _beat(self, interval: float) -> None:
+        assert self._run is not None
+        while not self._stop.wait(interval):
+            try:
+                self._client.heartbeat(self._run.id)
+            except REPORT_ERRORS as exc:
+                logger.warning("heartbeat for %s failed: %s", self._run.id, exc)
+
+    def __exit__(self, _kind: object, error: BaseException | None, _tb: object) -> None:
+        self._stop.set()
+        if self._beats is not None:
+            self._beats.join()
+        assert self._run is not None
+        try:
+            self._run.update(**outcome(error))
+        except REPORT_ERRORS as exc:
+            logger.warning("could not report the end of %s: %s", self._run.id, exc)
+
+    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def tracked(*args: P.args, **kwargs: P.kwargs) -> R:
+            with Tracker(self._client, **self._options):
+                return function(*args, **kwargs)
+
+        return tracked
+
+
+def track_stream(client: JobPulse, items: Iterable[T], **options: Any) -> Iterator[T]:
+    """Yield from `items` as one tracked job; the first item records the first token."""
+    with Tracker(client, **options) as run:
+        yield from run.stream(items)
+
+
+class AsyncRun:
+    """The job of a tracked async run."""
+
+    def __init__(self, client: AsyncJobPulse, job: JobPublic) -> None:
+        self.client = client
+        self.job = job
+
+    @property
+    def id(self) -> str:
+        """The job id."""
+        return self.job.id
+
+    async def first_token(self) -> None:
+        """Record the time to first token now."""
+        self.job = await self.client.first_token(self.id)
+
+    async def heartbeat(self, **progress: Any) -> None:
+        """Say the run is alive, merging `progress` into the job's metadata."""
+        self.job = await self.client.heartbeat(self.id, progress or None)
+
+    async def update(self, **fields: Any) -> None:
+        """Change the job (metadata merges)."""
+        self.job = await self.client.update_job(self.id, **fields)
+
+    async def stream(self, items: AsyncIterable[T]) -> AsyncIterator[T]:
+        """Yield from `items`, recording the first token when the first one arrives."""
+        first = True
+        async for item in items:
+            if first:
+                await self.first_token()
+                first = False
+            yield item
+
+
+class AsyncTracker:
+    """`async with client.track(...) as run:`, or `@client.track(...)` on a coroutine function."""
+
+    def __init__(self, client: AsyncJobPulse, **options: Any) -> None:
+        self._client = client
+        self._options = options
+        self._run: AsyncRun | None = None
+        self._beats: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AsyncRun:
+        job = await self._client.create_job(**_job_fields(self._options))
+        self._run = AsyncRun(self._client, job)
+        if interval := self._options.get("heartbeat_s"):
+            self._beats = asyncio.create_task(self._beat(interval))
+        return self._run
+
+    async def _beat(self, interval: float) -> None:
+        assert self._run is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._client.heartbeat(self._run.id)
+            except REPORT_ERRORS as exc:
+                logger.warning("heartbeat for %s failed: %s", self._run.id, exc)
+
+    async def __aexit__(self, _kind: object, error: BaseException | None, _tb: object) -> None:
+        if self._beats is not None:
+            self._beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beats
+        assert self._run is not None
+        try:
+            await self._run.update(**outcome(error))
+        except REPORT_ERRORS as exc:
+            logger.warning("could not report the end of %s: %s", self._run.id, exc)
+
+    def __call__(self, function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(function)
+        async def tracked(*args: P.args, **kwargs: P.kwargs) -> R:
+            async with AsyncTracker(self._client, **self._options):
+                return await function(*args, **kwargs)
+
+        return tracked
