@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -21,7 +22,8 @@ jobs_app = typer.Typer(help="Look at and cancel jobs through the HTTP API.", no_
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
 
-out = Console()
+# Piped output is not cut to a terminal's width: scripts get whole ids.
+out = Console(width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True)
 T = TypeVar("T")
 
@@ -58,6 +60,8 @@ def serve(
     from jobpulse.api import create_app
     from jobpulse.bootstrap import prepare
 
+    # uvicorn drains on SIGTERM, then re-raises it to this handler: ending there is a clean exit.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = _settings(database_url)
     first_key = _run(lambda: asyncio.run(prepare(settings)))
     address = f"http://{host}:{port}"
@@ -73,6 +77,10 @@ def serve(
         timeout_graceful_shutdown=30,
         log_level="info",
     )
+
+
+def _exit_cleanly(_signal: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command()
@@ -122,14 +130,12 @@ def keys_create(
 def keys_list(database_url: DatabaseUrl = None) -> None:
     """List keys (never their secrets)."""
     keys = _with_keys(database_url, lambda manager: manager.list())
-    table = Table("id", "prefix", "organization", "user", "role", "created", "revoked")
+    table = _table("id", "prefix", "organization", "user", "role", "created", "revoked")
     for key in keys:
         role = "admin" if key.is_admin else "member"
         revoked = key.revoked_at.isoformat() if key.revoked_at else ""
         created = key.created_at.isoformat(timespec="seconds")
-        table.add_row(
-            key.id, key.prefix, key.organization_id, key.user_id, role, created, revoked
-        )
+        table.add_row(key.id, key.prefix, key.organization_id, key.user_id, role, created, revoked)
     out.print(table)
 
 
@@ -144,6 +150,15 @@ def _client(url: str, key: str) -> Any:
     from jobpulse.client import JobPulse
 
     return JobPulse(url, key)
+
+
+def _table(*headers: str) -> Table:
+    """A table whose first column (an id or a time) is never cut; the others wrap."""
+    table = Table()
+    table.add_column(headers[0], no_wrap=True)
+    for header in headers[1:]:
+        table.add_column(header, overflow="fold")
+    return table
 
 
 def _seconds(nanoseconds: int | None) -> str:
@@ -182,7 +197,7 @@ def jobs_list(
     }
     with _client(url, key) as client:
         jobs = _run(lambda: client.list_jobs(**filters))
-    table = Table("id", "type", "status", "stop reason", "created", "ttft", "duration")
+    table = _table("id", "type", "status", "stop reason", "created", "ttft", "duration")
     for job in jobs:
         table.add_row(
             job.id,
@@ -209,7 +224,7 @@ def jobs_events(job_id: str, url: Url = "http://127.0.0.1:8000", key: Key = "") 
     """Show a job's history, rejected attempts included."""
     with _client(url, key) as client:
         events = _run(lambda: client.list_events(job_id))
-    table = Table("at", "from", "to", "stop reason", "applied", "reason", "actor")
+    table = _table("at", "from", "to", "stop reason", "applied", "reason", "actor")
     for event in events:
         table.add_row(
             event.at.isoformat(timespec="milliseconds"),

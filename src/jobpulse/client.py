@@ -86,7 +86,11 @@ class _Call(Generic[T]):
 
     def request(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         return client.build_request(
-            self.method, self.path, params=self.params, json=self.json, headers=self.headers
+            self.method,
+            self.path,
+            params=tuple(self.params),
+            json=self.json,
+            headers=self.headers,
         )
 
     def is_already_done(self, response: httpx.Response) -> bool:

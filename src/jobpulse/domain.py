@@ -181,7 +181,26 @@ def check_metadata(value: object, what: str = "metadata") -> dict[str, Any]:
         raise ValidationError(f"{what} is not JSON-serializable: {exc}") from None
     if size > METADATA_MAX_BYTES:
         raise ValidationError(f"{what} is {size} bytes; the limit is {METADATA_MAX_BYTES}")
+    if not _is_storable(value):
+        raise ValidationError(f"{what} has a NUL character or an unpaired surrogate in a string")
     return dict(value)
+
+
+def _is_storable(value: object) -> bool:
+    """Whether every string inside is UTF-8 without NUL (which PostgreSQL cannot keep)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, Mapping):
+        return all(_is_storable(key) and _is_storable(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_is_storable(item) for item in value)
+    return True
 
 
 def merge_metadata(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -58,11 +58,22 @@ def _positive(name: str, value: float | None) -> float | None:
     return float(value)
 
 
+def _printable(name: str, value: str | None) -> None:
+    """Refuse text with a NUL character, which PostgreSQL cannot store (SQLite could)."""
+    if value is not None and "\x00" in value:
+        raise ValidationError(f"{name} must not contain a NUL character")
+
+
 def _callback_url(value: str | None) -> str | None:
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    _printable("callback_url", value)
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
         raise ValidationError("callback_url must be an absolute http(s) URL")
     return value
 
@@ -109,6 +120,8 @@ class JobManager:
             raise ValidationError(f"a job is created as created, pending or running, not {initial}")
         if not isinstance(job_type, str) or not 1 <= len(job_type) <= 128:
             raise ValidationError("job_type must be a string of 1 to 128 characters")
+        _printable("job_type", job_type)
+        _printable("Idempotency-Key", idempotency_key)
         if timeout_s is not None and deadline_at is not None:
             raise ValidationError("give timeout_s or deadline_at, not both")
         now = self._now()
@@ -159,6 +172,7 @@ class JobManager:
             callback_url=_callback_url(callback_url),
             reason=reason,
         )
+        _printable("reason", reason)
         return await self._apply(
             actor, job_id, partial(plan_change, change=change, now=self._now(), actor=actor.user_id)
         )

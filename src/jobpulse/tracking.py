@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import httpx
@@ -49,7 +49,7 @@ def _job_fields(options: dict[str, Any]) -> dict[str, Any]:
     wanted = ("job_type", "metadata", "callback_url", "background", "timeout_s")
     fields = {name: options[name] for name in wanted if name in options}
     if "heartbeat_s" in options and "heartbeat_timeout_s" not in options:
-        fields["heartbeat_timeout_s"] = options["heartbeat_s"] * 3
+        fields["heartbeat_timeout_s"] = round(options["heartbeat_s"] * 3, 3)
     return fields | {"status": "running"}
 
 
@@ -208,7 +208,9 @@ class AsyncTracker:
         except REPORT_ERRORS as exc:
             logger.warning("could not report the end of %s: %s", self._run.id, exc)
 
-    def __call__(self, function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    def __call__(
+        self, function: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]:
         @functools.wraps(function)
         async def tracked(*args: P.args, **kwargs: P.kwargs) -> R:
             async with AsyncTracker(self._client, **self._options):

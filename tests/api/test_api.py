@@ -79,7 +79,7 @@ async def test_list_filters_and_cursors(http: httpx.AsyncClient, make_key: MakeK
     )
     assert [job["id"] for job in page.json()] == ids[2:4]
     query = [("status", "running"), ("status", "cancelled"), ("source_id", "s0")]
-    found = await http.get("/v1/jobs", params=query, headers=me)
+    found = await http.get("/v1/jobs", params=tuple(query), headers=me)
     assert {job["id"] for job in found.json()} == {ids[0], ids[2], ids[4]}
     by_meta = await http.get(
         "/v1/jobs", params={"metadata.team": "red", "active": "false"}, headers=me

@@ -52,6 +52,11 @@ async def test_create_running_stamps_start_and_deadline(manager: JobManager, ali
         ({"deadline_at": datetime(2030, 1, 1)}, "timezone"),
         ({"callback_url": "ftp://example.com/x"}, "http"),
         ({"job_type": ""}, "job_type"),
+        ({"job_type": "a\x00b"}, "NUL"),
+        ({"metadata": {"k": "a\x00b"}}, "NUL"),
+        ({"metadata": {"k\x00": 1}}, "NUL"),
+        ({"metadata": {"k": ["\ud800"]}}, "surrogate"),
+        ({"callback_url": "http://[::1"}, "http"),
     ],
 )
 async def test_bad_create_is_refused_and_stores_nothing(
@@ -132,6 +137,8 @@ async def test_no_job_returns_to_created_or_repeats_its_status(
         ({"total_duration_ns": -1}, "must not be negative"),
         ({"metadata": "text"}, "JSON object"),
         ({"metadata": {"big": "x" * 70_000}}, "limit is 65536"),
+        ({"metadata": {"nul": "\x00"}}, "NUL"),
+        ({"reason": "why\x00"}, "NUL"),
     ],
 )
 async def test_bad_update_changes_nothing(

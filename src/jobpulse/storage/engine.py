@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobpulse.config import Settings
@@ -108,12 +108,23 @@ def _in_transaction(engine: Engine, command: Callable[..., T], *args: Any) -> T:
 
 
 def translate_error(exc: Exception) -> Exception:
-    """UnavailableError for a database that cannot be reached; anything else as it is."""
+    """UnavailableError for a database that cannot be reached, ValidationError for a value it
+    cannot store (a NUL character for PostgreSQL, text that is not UTF-8); anything else as
+    it is.
+    """
+    if isinstance(exc, DataError | UnicodeEncodeError) or _is_data_exception(exc):
+        return ValidationError("a value cannot be stored: text must be UTF-8 without NUL")
     if isinstance(exc, OperationalError | OSError):
         return UnavailableError("the database cannot be reached")
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return UnavailableError("the database connection was lost")
     return exc
+
+
+def _is_data_exception(exc: Exception) -> bool:
+    """A PostgreSQL "data exception" (SQLSTATE class 22), however the driver wraps it."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, DBAPIError) and str(sqlstate or "").startswith("22")
 
 
 @contextlib.contextmanager

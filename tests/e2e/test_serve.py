@@ -1,0 +1,131 @@
+"""The real thing: `jobpulse serve`, keys from the CLI, the SDK and the CLI driving jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from jobpulse.client import AsyncJobPulse, JobPulse
+from tests.e2e.conftest import Server, cli, close, start, stop
+
+
+def chunks() -> Iterator[str]:
+    time.sleep(0.05)
+    yield from ("Hel", "lo", "!")
+
+
+def test_jobs_live_through_sdk_and_cli(empty_server: Server) -> None:
+    server = empty_server
+    key = cli(
+        "keys",
+        "create",
+        "--user",
+        "worker",
+        "--org",
+        "default",
+        "--database-url",
+        server.database_url,
+    )
+    [secret] = key.stdout.splitlines()
+    assert secret.startswith("jp_")
+    listed_keys = cli("keys", "list", "--database-url", server.database_url).stdout
+    assert "worker" in listed_keys
+    assert secret not in listed_keys
+
+    with JobPulse(server.url, secret) as client:
+        with client.track(
+            job_type="agent_run", metadata={"source_id": "e2e"}, heartbeat_s=0.1
+        ) as run:
+            time.sleep(0.05)
+            run.first_token()
+            time.sleep(0.3)
+        tracked = client.get_job(run.id)
+        assert (tracked.status, tracked.job_type) == ("completed", "agent_run")
+        assert tracked.heartbeat_at is not None
+        assert tracked.ttft_ns is not None
+        assert tracked.total_duration_ns is not None
+        assert 0 < tracked.ttft_ns < tracked.total_duration_ns
+
+        @client.track(job_type="summarize")
+        def flaky() -> None:
+            raise ValueError("the model said no")
+
+        with pytest.raises(ValueError, match="the model said no"):
+            flaky()
+        [failed] = client.list_jobs(job_type="summarize")
+        assert (failed.status, failed.stop_reason) == ("failed", "error")
+        assert failed.metadata == {"error_type": "ValueError", "error_message": "the model said no"}
+
+        streamed = list(client.track_stream(chunks(), job_type="stream"))
+        assert streamed == ["Hel", "lo", "!"]
+        [stream_job] = client.list_jobs(job_type="stream")
+        assert stream_job.status == "completed"
+        assert stream_job.ttft_ns is not None
+        assert stream_job.ttft_ns >= 50_000_000
+
+        again = client.update_job(tracked.id, status="completed")  # a worker repeating itself
+        assert again.completed_at == tracked.completed_at
+        assert {job.id for job in client.iter_jobs(limit=1)} == {
+            tracked.id,
+            failed.id,
+            stream_job.id,
+        }
+
+    async def cancelled_run() -> str:
+        async with AsyncJobPulse(server.url, secret) as client:
+            started = asyncio.Event()
+            job_ids: list[str] = []
+
+            @client.track(job_type="long")
+            async def long_run() -> None:
+                [job] = await client.list_jobs(job_type="long", active=True)
+                job_ids.append(job.id)
+                started.set()
+                await asyncio.sleep(30)
+
+            task = asyncio.create_task(long_run())
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            job = await client.get_job(job_ids[0])
+            return f"{job.status} {job.stop_reason}"
+
+    assert asyncio.run(cancelled_run()) == "cancelled cancelled"
+
+    options = ["--url", server.url, "--key", secret]
+    table = cli("jobs", "list", *options, "--job-type", "agent_run").stdout
+    assert tracked.id in table
+    assert "completed" in table
+    with JobPulse(server.url, secret) as client:
+        pending = client.create_job(job_type="cli", status="pending")
+    assert "cancelled" in cli("jobs", "cancel", pending.id, *options).stdout
+    refused = cli("jobs", "cancel", pending.id, *options)  # already cancelled: still fine
+    assert refused.returncode == 0
+    shown = json.loads(cli("jobs", "show", pending.id, *options).stdout)
+    assert (shown["status"], shown["stop_reason"]) == ("cancelled", "cancelled")
+    events = cli("jobs", "events", tracked.id, *options).stdout
+    assert "running" in events
+    assert "completed" in events
+    assert "REJECTED" in events  # the repeated "completed" is kept as a rejected attempt
+    missing = cli("jobs", "show", "job-nope", *options, check=False)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr
+    bad_key = cli("jobs", "list", "--url", server.url, "--key", "jp_wrong", check=False)
+    assert bad_key.returncode == 1
+    assert "invalid or revoked" in bad_key.stderr
+
+    assert stop(server) == 0
+
+
+def test_second_start_prints_no_new_key(empty_server: Server) -> None:
+    assert stop(empty_server) == 0
+    again = start(empty_server.database_url, expect_key=False)
+    assert again.process.stdout is not None
+    assert stop(again) == 0
+    assert "Admin API key" not in again.process.stdout.read()
+    close(again)
