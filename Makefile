@@ -1,10 +1,11 @@
-# jobpulse: `make test` runs every test, `make check` lints and type-checks, `make bench` measures.
+# jobpulse: `make run` serves, `make test` runs every test, `make check` lints and type-checks,
+# `make bench` measures.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test check bench postgres clean
+.PHONY: install test check bench run postgres clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,13 @@ check: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP) postgres
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
+		{ echo "make bench needs wrk (Debian package wrk)"; exit 1; }
 	$(BIN)/python -m benchmarks
+
+# Serve on ./jobpulse.db at http://127.0.0.1:8000; the first start prints an admin key.
+run: $(STAMP)
+	$(BIN)/jobpulse serve --host 127.0.0.1 --port 8000 --database-url sqlite:///./jobpulse.db
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

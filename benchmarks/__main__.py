@@ -1,7 +1,8 @@
 """`make bench`: every figure next to its baseline from the same run, and their ratio.
 
 Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (transitions),
-BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000).
+BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
+BENCH_HTTP_SECONDS (each wrk run; default 10). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import os
 
 import uvloop
 
-from benchmarks import listing, transitions
+import asyncio
+
+from benchmarks import http, listing, transitions
 
 KINDS = ("sqlite", "postgresql")
 TRANSITION_JOBS = {
@@ -65,8 +68,22 @@ async def bench_listing() -> None:
             )
 
 
+async def bench_http() -> None:
+    report(
+        f"== HTTP transitions/s (wrk, {http.CONNECTIONS} connections, {http.DURATION_S}s): "
+        "PATCH on `jobpulse serve` vs a hello-world FastAPI POST"
+    )
+    hello = await asyncio.to_thread(http.hello_world)
+    report(f"hello-world FastAPI POST        {hello:8.0f}/s")
+    for kind in KINDS:
+        rate = await http.transitions(kind)
+        note = verdict(rate / hello, 0.4) if kind == "sqlite" else ""
+        report(f"{kind:10}  PATCH transitions  {rate:8.0f}/s  ratio {rate / hello:5.2f}  {note}")
+
+
 async def main() -> None:
     await bench_transitions()
+    await bench_http()
     await bench_listing()
 
 

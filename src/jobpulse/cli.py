@@ -53,6 +53,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     database_url: DatabaseUrl = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
 ) -> None:
     """Migrate the database, then serve the API (SIGTERM drains and exits 0)."""
     import uvicorn
@@ -76,6 +77,7 @@ def serve(
         loop="uvloop",
         timeout_graceful_shutdown=30,
         log_level="info",
+        access_log=access_log,
     )
 
 

@@ -129,3 +129,21 @@ def test_second_start_prints_no_new_key(empty_server: Server) -> None:
     assert stop(again) == 0
     assert "Admin API key" not in again.process.stdout.read()
     close(again)
+
+
+def test_demo_fills_a_server_with_a_living_workload(empty_server: Server) -> None:
+    options = ["--url", empty_server.url, "--key", empty_server.admin_key]
+    summary = cli("demo", *options, "--jobs", "30", "--speed", "40").stdout
+    counts = {line.split(":")[0].strip(): int(line.split(":")[1]) for line in summary.splitlines()}
+    assert sum(counts.values()) == 30
+    assert counts.get("completed", 0) > 0
+    with JobPulse(empty_server.url, empty_server.admin_key) as client:
+        total = client.count_jobs()
+        assert total.total == 30
+        assert total.by_status["completed"] == counts["completed"]
+        assert total.by_status["running"] == counts.get("silent", 0)
+        kinds = {job.job_type for job in client.iter_jobs(limit=100)}
+        assert len(kinds) > 1
+        finished = client.list_jobs(status=["completed"], limit=1)[0]
+        assert finished.ttft_ns is not None
+        assert finished.total_duration_ns is not None

@@ -43,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Track, guard and watch background jobs and LLM agent runs.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        # jobpulse wires its own OpenTelemetry; FastAPI's would look providers up per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
     app.include_router(jobs.router)

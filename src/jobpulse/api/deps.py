@@ -1,4 +1,7 @@
-"""Dependencies of the routes, as Annotated aliases."""
+"""Dependencies of the routes, as Annotated aliases.
+
+All are `async def`: FastAPI runs a plain `def` dependency in a thread pool, a hop per request.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +18,13 @@ from jobpulse.service import JobManager
 _bearer = HTTPBearer(auto_error=False, description="An API key from `jobpulse keys create`.")
 
 
-def get_jobs(request: Request) -> JobManager:
+async def get_jobs(request: Request) -> JobManager:
     """The app's JobManager."""
     jobs: JobManager = request.app.state.jobs
     return jobs
 
 
-def get_keys(request: Request) -> KeyManager:
+async def get_keys(request: Request) -> KeyManager:
     """The app's KeyManager."""
     keys: KeyManager = request.app.state.keys
     return keys

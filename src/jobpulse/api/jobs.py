@@ -81,7 +81,7 @@ Text = Annotated[str | None, Query(min_length=1, max_length=255)]
 Stamp = Annotated[AwareDatetime | None, Query()]
 
 
-def job_filter(
+async def job_filter(
     request: Request,
     status: Annotated[list[StatusName] | None, Query(description="repeatable")] = None,
     job_type: Text = None,
