@@ -7,11 +7,10 @@ BENCH_HTTP_SECONDS (each wrk run; default 10). The HTTP figures need wrk (Debian
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import uvloop
-
-import asyncio
 
 from benchmarks import http, listing, transitions
 
