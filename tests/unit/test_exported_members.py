@@ -15,3 +15,13 @@ def test_all_is_sorted_and_complete() -> None:
     assert public <= set(jobpulse.__all__)
     for name in jobpulse.__all__:
         assert hasattr(jobpulse, name), name
+
+
+def test_the_wire_job_has_the_domain_fields() -> None:
+    """The API serializes domain Jobs directly: JobPublic must describe exactly those fields."""
+    from dataclasses import fields
+
+    from jobpulse.domain import Job
+    from jobpulse.schemas import JobPublic
+
+    assert set(JobPublic.model_fields) == {f.name for f in fields(Job)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, TypeAdapter
 
 from jobpulse.api.deps import CurrentActor, Jobs
 from jobpulse.domain import (
@@ -58,9 +58,14 @@ _LIST_PARAMS = frozenset(
 )
 
 
-def public(job: Job) -> JobPublic:
-    """The API view of a job."""
-    return JobPublic.model_validate(job, from_attributes=True)
+_JOB_JSON = TypeAdapter(Job)
+_JOBS_JSON = TypeAdapter(list[Job])
+
+
+def job_response(job: Job, status_code: int = 200) -> Response:
+    """A job as JSON, serialized straight from the domain object (the fields of JobPublic)."""
+    body = _JOB_JSON.dump_json(job)
+    return Response(body, status_code=status_code, media_type="application/json")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
@@ -71,10 +76,10 @@ async def create_job(
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
-) -> JobPublic:
+) -> Response:
     """Create a job; a retry with the same Idempotency-Key returns the same job."""
     job = await jobs.create_job(actor, **body.model_dump(), idempotency_key=idempotency_key)
-    return public(job)
+    return job_response(job, status.HTTP_201_CREATED)
 
 
 Text = Annotated[str | None, Query(min_length=1, max_length=255)]
@@ -128,14 +133,15 @@ async def list_jobs(
     ascending: bool = False,
     before: Text = None,
     after: Text = None,
-) -> list[JobPublic]:
+) -> Response:
     """One page of jobs, newest first unless `ascending`.
 
     `before` and `after` are job ids: the page returned is the one next to them (`before` =
     created earlier). Also filters on `metadata.<key>=<value>` (string values).
     """
     page = Page(limit=limit, ascending=ascending, before=before, after=after)
-    return [public(job) for job in await jobs.list_jobs(actor, query, page)]
+    found = await jobs.list_jobs(actor, query, page)
+    return Response(_JOBS_JSON.dump_json(found), media_type="application/json")
 
 
 @router.get("/count", response_model=JobCountPublic)
@@ -147,16 +153,16 @@ async def count_jobs(query: Filters, actor: CurrentActor, jobs: Jobs) -> JobCoun
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-async def get_job(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> JobPublic:
+async def get_job(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> Response:
     """One job."""
-    return public(await jobs.get_job(actor, job_id))
+    return job_response(await jobs.get_job(actor, job_id))
 
 
 @router.patch("/{job_id}", response_model=JobPublic)
-async def update_job(job_id: JobId, body: JobUpdate, actor: CurrentActor, jobs: Jobs) -> JobPublic:
+async def update_job(job_id: JobId, body: JobUpdate, actor: CurrentActor, jobs: Jobs) -> Response:
     """Change status, stop reason, metadata (merged; null removes a key) or timings."""
     changes = body.model_dump(exclude_unset=True)
-    return public(await jobs.update_job(actor, job_id, **changes))
+    return job_response(await jobs.update_job(actor, job_id, **changes))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
@@ -165,10 +171,10 @@ async def cancel_job(
     actor: CurrentActor,
     jobs: Jobs,
     body: Annotated[CancelRequest | None, Body()] = None,
-) -> JobPublic:
+) -> Response:
     """Cancel the job; 409 if it has already ended."""
     reason = body.reason if body else None
-    return public(await jobs.cancel_job(actor, job_id, reason=reason))
+    return job_response(await jobs.cancel_job(actor, job_id, reason=reason))
 
 
 @router.post("/{job_id}/heartbeat", response_model=JobPublic)
@@ -177,15 +183,15 @@ async def heartbeat(
     actor: CurrentActor,
     jobs: Jobs,
     body: Annotated[Heartbeat | None, Body()] = None,
-) -> JobPublic:
+) -> Response:
     """Say the job is alive, optionally merging progress into its metadata."""
-    return public(await jobs.heartbeat(actor, job_id, body.progress if body else None))
+    return job_response(await jobs.heartbeat(actor, job_id, body.progress if body else None))
 
 
 @router.post("/{job_id}/first-token", response_model=JobPublic)
-async def first_token(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> JobPublic:
+async def first_token(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> Response:
     """Record the time to first token as of now (once)."""
-    return public(await jobs.record_first_token(actor, job_id))
+    return job_response(await jobs.record_first_token(actor, job_id))
 
 
 @router.get("/{job_id}/events", response_model=list[EventPublic])
