@@ -24,19 +24,14 @@ async def get_jobs(request: Request) -> JobManager:
     return jobs
 
 
-async def get_keys(request: Request) -> KeyManager:
-    """The app's KeyManager."""
-    keys: KeyManager = request.app.state.keys
-    return keys
-
-
 async def authenticate(
-    keys: Annotated[KeyManager, Depends(get_keys)],
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
     """The actor the request's API key speaks for."""
     if credentials is None:
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'")
+    keys: KeyManager = request.app.state.keys
     return await keys.authenticate(credentials.credentials)
 
 

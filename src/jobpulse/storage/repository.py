@@ -41,6 +41,7 @@ from jobpulse.domain import (
     StopReason,
 )
 from jobpulse.errors import InvalidCursorError, NotFoundError
+from jobpulse.storage import prepared
 from jobpulse.storage.tables import job_events, jobs
 
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
@@ -112,7 +113,9 @@ def _visible(actor: Actor) -> ColumnElement[bool]:
 
 
 def _insert_event(connection: Connection, event: JobEvent) -> None:
-    connection.execute(_INSERT_EVENT, {name: getattr(event, name) for name in _EVENT_FIELDS})
+    prepared.write(
+        connection, _INSERT_EVENT, {name: getattr(event, name) for name in _EVENT_FIELDS}
+    )
 
 
 def insert_job(connection: Connection, job: Job, idempotency_key: str | None) -> tuple[Job, bool]:
@@ -164,7 +167,7 @@ def _find_job(connection: Connection, actor: Actor, job_id: str, *, lock: bool =
     params = {"b_id": job_id, "b_org": actor.organization_id}
     if not actor.is_admin:
         params["b_user"] = actor.user_id
-    row = connection.execute(statement, params).first()
+    row = prepared.first(connection, statement, params)
     if row is None:
         raise NotFoundError(f"job {job_id} not found")
     return to_job(row)
@@ -183,8 +186,7 @@ def apply_plan(
     plan = planner(job)
     if plan.values:
         params = _column_values(plan.values) | {"b_id": job.id, "b_expected": plan.expected}
-        result = connection.execute(_UPDATE_GUARDED, params)
-        if result.rowcount != 1:
+        if prepared.write(connection, _UPDATE_GUARDED, params) != 1:
             # Under the row lock only a concurrent writer outside jobpulse can cause this.
             raise RuntimeError(f"job {job.id} changed while locked")
         job = replace(job, **plan.values)
