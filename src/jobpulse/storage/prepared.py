@@ -29,10 +29,12 @@ class Prepared:
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in self.names
         ]
-        columns = statement.selected_columns if isinstance(statement, Select) else []
-        self.results: list[Processor] = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-        ]
+        self.results: list[Processor] = []
+        if isinstance(statement, Select):
+            self.results = [
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in statement.selected_columns
+            ]
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional parameters for `params`, converted as their types say."""
