@@ -67,6 +67,21 @@ async def bench_listing() -> None:
             )
 
 
+async def bench_cpu_bound_sqlite() -> None:
+    report(
+        "== the same on SQLite with synchronous=NORMAL on both sides: fsync out of the way, "
+        "so the ratio shows the Python cost (informational; jobpulse defaults to FULL)"
+    )
+    rates = await transitions.measure("sqlite", TRANSITION_JOBS["sqlite"], synchronous="NORMAL")
+    report(f"sqlite      raw driver, 1 connection      {rates['raw']:8.0f}/s")
+    for concurrency in (1, 16):
+        rate = rates[f"c{concurrency}"]
+        report(
+            f"sqlite      JobManager, concurrency {concurrency:2}   {rate:8.0f}/s"
+            f"  ratio {rate / rates['raw']:5.2f}"
+        )
+
+
 async def bench_http() -> None:
     report(
         f"== HTTP transitions/s (wrk, {http.CONNECTIONS} connections, {http.DURATION_S}s): "
@@ -82,6 +97,7 @@ async def bench_http() -> None:
 
 async def main() -> None:
     await bench_transitions()
+    await bench_cpu_bound_sqlite()
     await bench_http()
     await bench_listing()
 

@@ -8,6 +8,7 @@ stdlib sqlite3 or asyncpg.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import random
 import sqlite3
@@ -39,29 +40,24 @@ def _cursors(job_ids: list[str], samples: int) -> list[str]:
     return random.Random(7).choices(matching[50:], k=samples)
 
 
-async def _timed(calls: list[Callable[[], Awaitable[object]]]) -> list[float]:
-    took = []
-    for call in calls:
-        began = time.perf_counter()
-        await call()
-        took.append(time.perf_counter() - began)
-    return took
+async def _timed(call: Callable[[], Awaitable[object]]) -> float:
+    began = time.perf_counter()
+    await call()
+    return time.perf_counter() - began
 
 
-def _raw_sqlite(url: str, cursors: list[str]) -> list[float]:
+async def _raw_sqlite(url: str) -> tuple[Callable[[str], Awaitable[None]], Callable[[], object]]:
     connection = sqlite3.connect(sqlite_path(url))
     page_sql = PAGE.format(*[f"?{n}" for n in range(1, 5)])
-    took = []
-    for job_id in cursors:
-        began = time.perf_counter()
+
+    async def one(job_id: str) -> None:
         rows = connection.execute(page_sql, (ORG, ACTOR.user_id, "running", job_id)).fetchall()
-        took.append(time.perf_counter() - began)
         assert len(rows) == 50
-    connection.close()
-    return took
+
+    return one, connection.close
 
 
-async def _raw_asyncpg(url: str, cursors: list[str]) -> list[float]:
+async def _raw_asyncpg(url: str) -> tuple[Callable[[str], Awaitable[None]], Callable[[], object]]:
     connection = await asyncpg.connect(url)
     page_sql = PAGE.format(*[f"${n}" for n in range(1, 5)])
 
@@ -69,37 +65,34 @@ async def _raw_asyncpg(url: str, cursors: list[str]) -> list[float]:
         rows = await connection.fetch(page_sql, ORG, ACTOR.user_id, "running", job_id)
         assert len(rows) == 50
 
-    try:
-        return await _timed([functools.partial(one, c) for c in cursors])
-    finally:
-        await connection.close()
-
-
-async def _manager(url: str, cursors: list[str]) -> list[float]:
-    manager = JobManager.from_settings(Settings(database_url=url))
-    query = JobFilter(statuses=frozenset({JobStatus.RUNNING}))
-
-    async def one(job_id: str) -> None:
-        found = await manager.list_jobs(ACTOR, query, Page(limit=50, before=job_id))
-        assert len(found) == 50
-
-    try:
-        return await _timed([functools.partial(one, c) for c in cursors])
-    finally:
-        await manager.close()
+    return one, connection.close
 
 
 async def measure(kind: str, size: int, samples: int = 1000) -> dict[str, float]:
-    """p99 seconds of one filtered page at `size` jobs: JobManager and raw driver."""
+    """p99 seconds of one filtered page at `size` jobs: JobManager and raw driver.
+
+    The two alternate, cursor by cursor, so that both meet the same machine.
+    """
     async with fresh_database(kind) as url:
         cursors = _cursors(await seed(url, size, users=USERS), samples)
-        warm = cursors[:100]
-        if kind == "sqlite":
-            _raw_sqlite(url, warm)
-            raw = _raw_sqlite(url, cursors)
-        else:
-            await _raw_asyncpg(url, warm)
-            raw = await _raw_asyncpg(url, cursors)
-        await _manager(url, warm)
-        ours = await _manager(url, cursors)
-    return {"raw": p99(raw), "ours": p99(ours)}
+        raw, close_raw = await (_raw_sqlite(url) if kind == "sqlite" else _raw_asyncpg(url))
+        manager = JobManager.from_settings(Settings(database_url=url))
+        query = JobFilter(statuses=frozenset({JobStatus.RUNNING}))
+
+        async def ours(job_id: str) -> None:
+            found = await manager.list_jobs(ACTOR, query, Page(limit=50, before=job_id))
+            assert len(found) == 50
+
+        took: dict[str, list[float]] = {"raw": [], "ours": []}
+        try:
+            for number, job_id in enumerate(cursors[:100] + cursors):
+                for name, call in (("raw", raw), ("ours", ours)):
+                    elapsed = await _timed(functools.partial(call, job_id))
+                    if number >= 100:  # the first hundred warm both up
+                        took[name].append(elapsed)
+        finally:
+            await manager.close()
+            result = close_raw()
+            if asyncio.iscoroutine(result):
+                await result
+    return {name: p99(samples) for name, samples in took.items()}

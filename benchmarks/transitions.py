@@ -42,10 +42,11 @@ def _sql(template: str, style: str) -> str:
     return template.format(*marks)
 
 
-def _raw_sqlite(url: str, job_ids: list[str]) -> float:
+def _raw_sqlite(url: str, job_ids: list[str], synchronous: str) -> float:
     connection = sqlite3.connect(sqlite_path(url), isolation_level=None)
     connection.row_factory = sqlite3.Row
-    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000"):
+    pragmas = ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000")
+    for pragma in (*pragmas, f"synchronous={synchronous}"):
         connection.execute(f"PRAGMA {pragma}")
     select = _sql(SELECT, "?")
     updates = {step: _sql(sql, "?") for step, sql in UPDATES.items()}
@@ -88,8 +89,9 @@ async def _raw_asyncpg(url: str, job_ids: list[str]) -> float:
     return len(job_ids) * len(STEPS) / elapsed
 
 
-async def _manager(url: str, job_ids: list[str], concurrency: int) -> float:
-    manager = JobManager.from_settings(Settings(database_url=url))
+async def _manager(url: str, job_ids: list[str], concurrency: int, synchronous: str) -> float:
+    settings = Settings(database_url=url, sqlite_synchronous=synchronous)
+    manager = JobManager.from_settings(settings)
     pending: Iterator[str] = iter(job_ids)
 
     async def worker() -> None:
@@ -105,18 +107,21 @@ async def _manager(url: str, job_ids: list[str], concurrency: int) -> float:
     return len(job_ids) * len(STEPS) / elapsed
 
 
-async def measure(kind: str, jobs: int) -> dict[str, float]:
-    """Transitions per second: raw driver, and JobManager at concurrency 1 and 16."""
+async def measure(kind: str, jobs: int, synchronous: str = "FULL") -> dict[str, float]:
+    """Transitions per second: raw driver, and JobManager at concurrency 1 and 16.
+
+    `synchronous` is SQLite's fsync policy, the same for both sides (PostgreSQL ignores it).
+    """
     results: dict[str, float] = {}
     for name in ("raw", "c1", "c16"):
         async with fresh_database(kind) as url:
             job_ids = await seed(url, jobs, users=1, status="created")
             if name == "raw":
                 results[name] = (
-                    await asyncio.to_thread(_raw_sqlite, url, job_ids)
+                    await asyncio.to_thread(_raw_sqlite, url, job_ids, synchronous)
                     if kind == "sqlite"
                     else await _raw_asyncpg(url, job_ids)
                 )
             else:
-                results[name] = await _manager(url, job_ids, int(name[1:]))
+                results[name] = await _manager(url, job_ids, int(name[1:]), synchronous)
     return results

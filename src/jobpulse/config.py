@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,6 +15,9 @@ class Settings(BaseSettings):
 
     #: `sqlite:///path` (embedded, the default) or `postgresql://user@host/db`.
     database_url: str = "sqlite:///./jobpulse.db"
+    #: SQLite's fsync policy. FULL (SQLite's default) never loses a committed transaction;
+    #: NORMAL, common with WAL, may lose the last ones on power loss but never corrupts.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     #: Connections kept for reads (and, on PostgreSQL, for the writers).
     pool_size: int = Field(default=10, ge=1)
     #: Requests committed together by one writer transaction at most.

@@ -50,7 +50,9 @@ def database_url(url: str) -> URL:
     raise ValidationError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
-def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> Engine:
+def _sqlite_engine(
+    url: str, begin: str | None, pool_size: int, synchronous: str = "FULL"
+) -> Engine:
     """A pysqlite engine with WAL and foreign keys on every connection.
 
     With `begin`, transactions start with that statement (BEGIN IMMEDIATE for the writer,
@@ -63,7 +65,7 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> Engine:
         # Let SQLAlchemy, not the driver, decide where transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in _SQLITE_PRAGMAS:
+        for pragma in (*_SQLITE_PRAGMAS, f"synchronous={synchronous}"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -333,9 +335,11 @@ class Database:
         self._reader: ThreadReader | TaskReader
         self._writer: Writer
         if self.dialect == "sqlite":
-            reads = _sqlite_engine(self.url, None, settings.pool_size)
+            reads = _sqlite_engine(self.url, None, settings.pool_size, settings.sqlite_synchronous)
             self._reader = ThreadReader(reads, settings.pool_size)
-            writes = _sqlite_engine(self.url, "BEGIN IMMEDIATE", pool_size=1)
+            writes = _sqlite_engine(
+                self.url, "BEGIN IMMEDIATE", pool_size=1, synchronous=settings.sqlite_synchronous
+            )
             self._writer = ThreadWriter(writes, settings.write_batch_max)
         else:
             self._engine = _postgres_engine(self.url, settings.pool_size)
