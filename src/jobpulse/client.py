@@ -32,6 +32,7 @@ from jobpulse.errors import (
 )
 from jobpulse.schemas import EventPublic, JobCountPublic, JobPublic
 from jobpulse.tracking import AsyncTracker, Tracker, track_stream
+from jobpulse.webhooks import signing
 
 T = TypeVar("T")
 RETRY_DELAYS = (0.2, 0.5, 1.0)
@@ -200,6 +201,13 @@ class _Requests:
             lambda r: JobCountPublic.model_validate_json(r.content),
             params=_query(_filters(filters)),
         )
+
+
+def verify_webhook(headers: Mapping[str, str], body: bytes | str, secret: str) -> Any:
+    """For receivers: the parsed body of a jobpulse webhook whose Standard Webhooks signature
+    is valid and at most 5 minutes old; raises WebhookVerificationError otherwise.
+    """
+    return signing.verify(dict(headers), body, secret)
 
 
 def _headers(api_key: str) -> dict[str, str]:

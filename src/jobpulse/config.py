@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,36000"
 
 
 class Settings(BaseSettings):
     """Everything jobpulse can be told from outside."""
 
-    model_config = SettingsConfigDict(env_prefix="JOBPULSE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="JOBPULSE_", extra="ignore", populate_by_name=True)
 
     #: `sqlite:///path` (embedded, the default) or `postgresql://user@host/db`.
     database_url: str = "sqlite:///./jobpulse.db"
@@ -24,3 +26,43 @@ class Settings(BaseSettings):
     write_batch_max: int = Field(default=128, ge=1)
     #: Writer connections on PostgreSQL (SQLite always has exactly one writer).
     postgres_writers: int = Field(default=4, ge=1)
+
+    #: `whsec_…`: sign every webhook (Standard Webhooks); unsigned without it.
+    webhook_secret: str | None = None
+    #: Seconds before each delivery attempt, the first included; comma-separated.
+    webhook_retry_schedule: str = DEFAULT_RETRY_SCHEDULE
+    #: Allow callback URLs on loopback, private and link-local addresses (tests, closed networks).
+    webhook_allow_private: bool = False
+    #: Seconds one delivery attempt may take.
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    #: Deliveries in flight at once, per process.
+    webhook_concurrency: int = Field(default=16, ge=1)
+    #: How often the delivery worker looks for due events it was not told about.
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    #: How long a claimed event stays claimed: past it, another worker may deliver it.
+    webhook_lease_s: float = Field(default=60.0, gt=0)
+    #: Receives `job.stuck` and `callback.exhausted` alerts.
+    alert_webhook: str | None = None
+    #: Receives a `step.completed` event for every recorded step.
+    step_complete_webhook: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STEP_COMPLETE_WEBHOOK", "JOBPULSE_STEP_COMPLETE_WEBHOOK"),
+    )
+    #: Sent as `Authorization: Bearer <key>` with step events.
+    step_complete_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STEP_COMPLETE_KEY", "JOBPULSE_STEP_COMPLETE_KEY"),
+    )
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        delays = [float(part) for part in value.split(",") if part.strip()]
+        if not delays or any(delay < 0 for delay in delays):
+            raise ValueError("a comma-separated list of seconds, none negative")
+        return value
+
+    @property
+    def retry_schedule(self) -> tuple[float, ...]:
+        """The delay before each attempt, in seconds."""
+        return tuple(float(part) for part in self.webhook_retry_schedule.split(",") if part.strip())

@@ -293,17 +293,36 @@ class JobChange:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A webhook to send, written in the same transaction as the change that caused it."""
+
+    webhook_id: str
+    event_type: str
+    url: str
+    payload: dict[str, Any]
+    created_at: datetime
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """What to write for one request on a locked job.
 
     `values` are the columns to set, guarded by the job still being in `expected`;
-    `event` goes to the history; `error`, if any, is raised after the event is stored.
+    `event` goes to the history and `outbox` to the webhook outbox; `error`, if any, is
+    raised after the event is stored.
     """
 
     expected: JobStatus
     values: dict[str, Any] = field(default_factory=dict)
     event: JobEvent | None = None
     error: JobPulseError | None = None
+    outbox: tuple[OutboxMessage, ...] = ()
+
+    @property
+    def ends_job(self) -> bool:
+        """Whether this plan moves the job into a terminal status."""
+        return self.values.get("status") in TERMINAL
 
 
 def plan_change(job: Job, change: JobChange, now: datetime, actor: str | None) -> Plan:

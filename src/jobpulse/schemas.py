@@ -111,6 +111,28 @@ class EventPublic(BaseModel):
     at: datetime
 
 
+class AttemptPublic(BaseModel):
+    """One delivery attempt of a webhook."""
+
+    id: int
+    webhook_id: str
+    event_type: str
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float
+    state: Literal["delivered", "retrying", "failed", "exhausted"]
+    next_attempt_at: datetime | None = None
+
+
+class RetryPublic(BaseModel):
+    """POST /v1/jobs/{id}/callbacks/retry."""
+
+    webhook_id: str
+    status: Literal["queued"] = "queued"
+
+
 class JobCountPublic(BaseModel):
     """GET /v1/jobs/count."""
 

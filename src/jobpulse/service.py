@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 from jobpulse.config import Settings
 from jobpulse.domain import (
@@ -33,8 +32,9 @@ from jobpulse.domain import (
     plan_heartbeat,
 )
 from jobpulse.errors import ValidationError
-from jobpulse.storage import repository
+from jobpulse.storage import outbox, repository
 from jobpulse.storage.engine import Database
+from jobpulse.webhooks import guard, payload
 
 
 def utcnow() -> datetime:
@@ -68,13 +68,7 @@ def _callback_url(value: str | None) -> str | None:
     if value is None:
         return None
     _printable("callback_url", value)
-    try:
-        parts = urlsplit(value)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        valid = False
-    if not valid:
-        raise ValidationError("callback_url must be an absolute http(s) URL")
+    guard.split(value)
     return value
 
 
@@ -87,14 +81,30 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 class JobManager:
     """Creates, changes, lists and deletes jobs, enforcing the state machine."""
 
-    def __init__(self, database: Database, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        database: Database,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        allow_private_callbacks: bool = False,
+        notify: Callable[[], None] | None = None,
+    ) -> None:
         self.database = database
         self._now = clock
+        self._allow_private = allow_private_callbacks
+        #: Called after a commit that queued webhooks (wakes the delivery worker).
+        self._notify = notify
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> JobManager:
+    def from_settings(
+        cls, settings: Settings, notify: Callable[[], None] | None = None
+    ) -> JobManager:
         """A manager on the database `settings` names (already migrated)."""
-        return cls(Database(settings))
+        return cls(
+            Database(settings),
+            allow_private_callbacks=settings.webhook_allow_private,
+            notify=notify,
+        )
 
     async def close(self) -> None:
         """Finish pending writes and close the database."""
@@ -142,6 +152,7 @@ class JobManager:
             or (now + timedelta(seconds=timeout) if timeout else None),
             heartbeat_timeout_s=_positive("heartbeat_timeout_s", heartbeat_timeout_s),
         )
+        await self._check_callback(job.callback_url)
         stored, _created = await self.database.write(repository.insert_job, job, idempotency_key)
         return stored
 
@@ -173,6 +184,7 @@ class JobManager:
             reason=reason,
         )
         _printable("reason", reason)
+        await self._check_callback(change.callback_url)
         return await self._apply(
             actor, job_id, partial(plan_change, change=change, now=self._now(), actor=actor.user_id)
         )
@@ -232,11 +244,49 @@ class JobManager:
         """The job's status history, oldest first, rejected attempts included."""
         return await self.database.read(repository.list_events, actor, job_id)
 
+    async def list_callbacks(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
+        """Every delivery attempt of the job's webhooks, oldest first."""
+        rows = await self.database.read(
+            repository.for_visible_job, actor, job_id, outbox.list_attempts
+        )
+        return [dict(row._mapping) for row in rows]
+
+    async def retry_callback(self, actor: Actor, job_id: str) -> str:
+        """Send the job's callback again, with the same webhook-id (which it returns)."""
+        webhook_id: str = await self.database.write(
+            repository.for_visible_job, actor, job_id, outbox.requeue_callback, self._now()
+        )
+        self._wake()
+        return webhook_id
+
+    async def _check_callback(self, url: str | None) -> None:
+        if url is not None:
+            await guard.check(url, self._allow_private)
+
+    def _wake(self) -> None:
+        if self._notify is not None:
+            self._notify()
+
     async def _apply(self, actor: Actor, job_id: str, planner: Callable[[Job], Plan]) -> Job:
-        job, plan = await self.database.write(repository.apply_plan, actor, job_id, planner)
+        job, plan = await self.database.write(
+            repository.apply_plan, actor, job_id, partial(_with_callback, planner, self._now())
+        )
         if plan.error is not None:
             raise plan.error
+        if plan.outbox:
+            self._wake()
         return job
+
+
+def _with_callback(planner: Callable[[Job], Plan], now: datetime, job: Job) -> Plan:
+    """`planner`'s plan, plus the job's callback when the plan ends a job that has one."""
+    plan = planner(job)
+    if not plan.ends_job:
+        return plan
+    ended = replace(job, **plan.values)
+    if ended.callback_url is None:
+        return plan
+    return replace(plan, outbox=(*plan.outbox, payload.callback(ended, now)))
 
 
 def _required(name: str, value: int | None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,12 +11,13 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import errors, health, jobs
+from jobpulse.api import callbacks, errors, health, jobs
 from jobpulse.api.limits import BodySizeLimit
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
 from jobpulse.service import JobManager
 from jobpulse.storage.engine import Database
+from jobpulse.webhooks.delivery import Deliverer, new_client
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -30,12 +33,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
-        app.state.jobs = JobManager(database)
+        wake = asyncio.Event()
+        app.state.jobs = JobManager(
+            database, allow_private_callbacks=settings.webhook_allow_private, notify=wake.set
+        )
         app.state.keys = KeyManager(database)
-        try:
-            yield
-        finally:
-            await database.close()
+        async with new_client(settings) as http:
+            deliverer = Deliverer(database, settings, http, wake=wake)
+            worker = asyncio.create_task(deliverer.run(), name="jobpulse-webhooks")
+            try:
+                yield
+            finally:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+                await database.close()
 
     app = FastAPI(
         title="jobpulse",
@@ -48,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(callbacks.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     return app

@@ -31,10 +31,10 @@ from jobpulse.schemas import (
     StopReasonName,
 )
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)
 }
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=_ERRORS)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 JobId = Annotated[str, "the job id, job-<uuid>"]
 #: The list filters that are not metadata.<key>.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -42,8 +42,10 @@ from jobpulse.domain import (
 )
 from jobpulse.errors import InvalidCursorError, NotFoundError
 from jobpulse.storage import prepared
+from jobpulse.storage.outbox import insert_messages
 from jobpulse.storage.tables import job_events, jobs
 
+T = TypeVar("T")
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 _EVENT_FIELDS = tuple(f.name for f in fields(JobEvent) if f.name != "id")
 _STATUSES = {status.value: status for status in JobStatus}
@@ -192,7 +194,17 @@ def apply_plan(
         job = replace(job, **plan.values)
     if plan.event is not None:
         _insert_event(connection, plan.event)
+    if plan.outbox:
+        insert_messages(connection, plan.outbox)
     return job, plan
+
+
+def for_visible_job(
+    connection: Connection, actor: Actor, job_id: str, then: Callable[..., T], *args: Any
+) -> T:
+    """`then(connection, job_id, *args)`, if the actor may see the job (NotFoundError if not)."""
+    _find_job(connection, actor, job_id)
+    return then(connection, job_id, *args)
 
 
 def delete_job(connection: Connection, actor: Actor, job_id: str) -> None:

@@ -212,3 +212,21 @@ outbox = Table(
         postgresql_where=text("state = 'pending'"),
     ),
 )
+
+callback_attempts = Table(
+    "callback_attempts",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("outbox_id", Serial, nullable=False),
+    Column("webhook_id", String(64), nullable=False),
+    Column("job_id", String(64)),
+    Column("event_type", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Float, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Index("ix_callback_attempts_job_id", "job_id", "id"),
+)

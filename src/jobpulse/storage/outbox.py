@@ -1,0 +1,183 @@
+"""The webhook outbox: messages written with the change that caused them, claimed by
+delivery workers under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), and every attempt kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, or_, select, update
+
+from jobpulse.domain import OutboxMessage
+from jobpulse.errors import NotFoundError
+from jobpulse.storage import prepared
+from jobpulse.storage.tables import callback_attempts, jobs, outbox
+
+PENDING = "pending"
+_INSERT_MESSAGE = insert(outbox)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message a worker holds until `locked_until`."""
+
+    id: int
+    webhook_id: str
+    job_id: str | None
+    event_type: str
+    url: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one delivery attempt did, and what it leaves the message in."""
+
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    state: str
+    next_attempt_at: datetime | None
+
+
+def insert_messages(connection: Connection, messages: Sequence[OutboxMessage]) -> None:
+    """Queue messages for delivery, in the caller's transaction."""
+    for message in messages:
+        prepared.write(
+            connection,
+            _INSERT_MESSAGE,
+            {
+                "webhook_id": message.webhook_id,
+                "job_id": message.job_id,
+                "event_type": message.event_type,
+                "url": message.url,
+                "payload": message.payload,
+                "trace_context": None,
+                "state": PENDING,
+                "attempts": 0,
+                "next_attempt_at": message.created_at,
+                "locked_until": None,
+                "created_at": message.created_at,
+                "delivered_at": None,
+            },
+        )
+
+
+def claim_due(
+    connection: Connection, now: datetime, lease_until: datetime, limit: int
+) -> list[Claimed]:
+    """Claim up to `limit` due messages until `lease_until`; rows another worker holds are
+    skipped, and a lease that ran out (a worker died) makes its message due again.
+    """
+    due = (
+        select(outbox.c.id)
+        .where(
+            outbox.c.state == PENDING,
+            outbox.c.next_attempt_at <= now,
+            or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
+        )
+        .order_by(outbox.c.next_attempt_at, outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = connection.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(due.scalar_subquery()))
+        .values(locked_until=lease_until)
+        .returning(
+            outbox.c.id,
+            outbox.c.webhook_id,
+            outbox.c.job_id,
+            outbox.c.event_type,
+            outbox.c.url,
+            outbox.c.payload,
+            outbox.c.attempts,
+        )
+    )
+    return sorted((Claimed(**row._mapping) for row in rows), key=lambda claimed: claimed.id)
+
+
+def record_attempt(
+    connection: Connection,
+    message: Claimed,
+    attempt: Attempt,
+    follow_up: OutboxMessage | None = None,
+) -> None:
+    """Keep the attempt, move the message on, and show the last attempt on its job."""
+    connection.execute(
+        insert(callback_attempts),
+        {
+            "outbox_id": message.id,
+            "webhook_id": message.webhook_id,
+            "job_id": message.job_id,
+            "event_type": message.event_type,
+            "attempt": attempt.attempt,
+            "attempted_at": attempt.attempted_at,
+            "status_code": attempt.status_code,
+            "error": attempt.error,
+            "duration_ms": attempt.duration_ms,
+            "state": attempt.state,
+            "next_attempt_at": attempt.next_attempt_at,
+        },
+    )
+    retrying = attempt.next_attempt_at is not None
+    connection.execute(
+        update(outbox)
+        .where(outbox.c.id == message.id)
+        .values(
+            state=PENDING if retrying else attempt.state,
+            attempts=attempt.attempt,
+            next_attempt_at=attempt.next_attempt_at or attempt.attempted_at,
+            locked_until=None,
+            delivered_at=attempt.attempted_at if attempt.state == "delivered" else None,
+        )
+    )
+    if message.job_id is not None and message.event_type.startswith("job."):
+        connection.execute(
+            update(jobs)
+            .where(jobs.c.id == message.job_id)
+            .values(
+                callback_sent_at=attempt.attempted_at,
+                callback_status_code=attempt.status_code,
+                callback_error=attempt.error,
+            )
+        )
+    if follow_up is not None:
+        insert_messages(connection, [follow_up])
+
+
+def list_attempts(connection: Connection, job_id: str) -> list[Row[Any]]:
+    """Every delivery attempt for the job's webhooks, oldest first."""
+    return list(
+        connection.execute(
+            select(callback_attempts)
+            .where(callback_attempts.c.job_id == job_id)
+            .order_by(callback_attempts.c.id)
+        )
+    )
+
+
+def requeue_callback(connection: Connection, job_id: str, now: datetime) -> str:
+    """Make the job's callback due again, to its current callback_url, with the same
+    webhook-id (which it returns).
+    """
+    row = connection.execute(
+        select(outbox.c.id, outbox.c.webhook_id)
+        .where(outbox.c.job_id == job_id, outbox.c.event_type.like("job.%"))
+        .order_by(outbox.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"job {job_id} has no callback to deliver")
+    url = connection.execute(select(jobs.c.callback_url).where(jobs.c.id == job_id)).scalar()
+    changes: dict[str, Any] = {"state": PENDING, "next_attempt_at": now, "locked_until": None}
+    if url:
+        changes["url"] = url
+    connection.execute(update(outbox).where(outbox.c.id == row.id).values(**changes))
+    return str(row.webhook_id)

@@ -1,0 +1,71 @@
+"""A real HTTP webhook receiver on loopback, for tests: it records every request and answers
+with the status codes it is given, in order (the last one repeats).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Received:
+    """One request the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Serves on 127.0.0.1 until closed."""
+
+    statuses: list[int] = field(default_factory=lambda: [200])
+    received: list[Received] = field(default_factory=list)
+    #: While set, requests wait before answering (to kill a sender mid-delivery).
+    hold: threading.Event = field(default_factory=threading.Event)
+    got_one: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.released = threading.Event()
+        self.released.set()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                receiver.received.append(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
+                receiver.got_one.set()
+                receiver.released.wait(30)
+                index = min(len(receiver.received), len(receiver.statuses)) - 1
+                self.send_response(receiver.statuses[index])
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
