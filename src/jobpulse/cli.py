@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -83,6 +84,31 @@ def serve(
 
 def _exit_cleanly(_signal: int, _frame: object) -> None:
     raise SystemExit(0)
+
+
+@app.command()
+def worker(database_url: DatabaseUrl = None) -> None:
+    """Deliver webhooks without serving the API (`serve` delivers too)."""
+    import uvloop
+
+    from jobpulse.storage.engine import Database
+    from jobpulse.webhooks.delivery import Deliverer, new_client
+
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    settings = _settings(database_url)
+
+    async def deliver() -> None:
+        database = Database(settings)
+        try:
+            async with new_client(settings) as http:
+                await Deliverer(database, settings, http).run()
+        finally:
+            await database.close()
+
+    out.print("delivering webhooks (Ctrl-C or SIGTERM stops)")
+    sys.stdout.flush()
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(lambda: uvloop.run(deliver()))
 
 
 @app.command()

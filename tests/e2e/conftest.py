@@ -44,14 +44,16 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def start(database_url: str, *, expect_key: bool = True) -> Server:
+def start(
+    database_url: str, *, expect_key: bool = True, env: dict[str, str] | None = None
+) -> Server:
     port = free_port()
     process = subprocess.Popen(
         [JOBPULSE, "serve", "--port", str(port), "--database-url", database_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=os.environ | {"COLUMNS": "200"},
+        env=os.environ | {"COLUMNS": "200"} | (env or {}),
     )
     assert process.stdout is not None
     banner = process.stdout.readline()
