@@ -133,6 +133,24 @@ class RetryPublic(BaseModel):
     status: Literal["queued"] = "queued"
 
 
+class StepCreate(_Strict):
+    """The body of POST /v1/jobs/{id}/steps."""
+
+    step_id: str | None = Field(default=None, min_length=1, max_length=128)
+    status: Literal["success", "failed", "cancelled"]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepPublic(BaseModel):
+    """A recorded step."""
+
+    step_id: str
+    job_id: str
+    status: Literal["success", "failed", "cancelled"]
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
 class JobCountPublic(BaseModel):
     """GET /v1/jobs/count."""
 

@@ -32,9 +32,12 @@ from jobpulse.domain import (
     plan_heartbeat,
 )
 from jobpulse.errors import ValidationError
-from jobpulse.storage import outbox, repository
+from jobpulse.storage import outbox, repository, steps
 from jobpulse.storage.engine import Database
 from jobpulse.webhooks import guard, payload
+
+#: What a step can report.
+STEP_STATUSES = ("success", "failed", "cancelled")
 
 
 def utcnow() -> datetime:
@@ -88,10 +91,12 @@ class JobManager:
         *,
         allow_private_callbacks: bool = False,
         notify: Callable[[], None] | None = None,
+        step_webhook: str | None = None,
     ) -> None:
         self.database = database
         self._now = clock
         self._allow_private = allow_private_callbacks
+        self._step_webhook = step_webhook
         #: Called after a commit that queued webhooks (wakes the delivery worker).
         self._notify = notify
 
@@ -104,6 +109,7 @@ class JobManager:
             Database(settings),
             allow_private_callbacks=settings.webhook_allow_private,
             notify=notify,
+            step_webhook=settings.step_complete_webhook,
         )
 
     async def close(self) -> None:
@@ -243,6 +249,44 @@ class JobManager:
     async def list_events(self, actor: Actor, job_id: str) -> list[JobEvent]:
         """The job's status history, oldest first, rejected attempts included."""
         return await self.database.read(repository.list_events, actor, job_id)
+
+    async def record_step(
+        self,
+        actor: Actor,
+        job_id: str,
+        *,
+        status: str,
+        step_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Record a step of the job and fire the step-complete webhook (once per step id)."""
+        if status not in STEP_STATUSES:
+            raise ValidationError(f"step status must be one of {', '.join(STEP_STATUSES)}")
+        step_id = step_id or f"step-{uuid.uuid4()}"
+        _printable("step_id", step_id)
+        details = check_metadata(metadata if metadata is not None else {})
+        now = self._now()
+        message = None
+        if self._step_webhook:
+            message = payload.step(self._step_webhook, job_id, step_id, status, details, now)
+        step: dict[str, Any] = await self.database.write(
+            repository.for_visible_job,
+            actor,
+            job_id,
+            steps.record_step,
+            step_id,
+            status,
+            details,
+            now,
+            message,
+        )
+        if message is not None:
+            self._wake()
+        return step
+
+    async def list_steps(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
+        """The job's steps, oldest first."""
+        return await self.database.read(repository.for_visible_job, actor, job_id, steps.list_steps)
 
     async def list_callbacks(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
         """Every delivery attempt of the job's webhooks, oldest first."""

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import MakeKey
+from tests.conftest import MakeKey
 
 Headers = dict[str, str]
 

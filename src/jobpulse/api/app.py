@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import callbacks, errors, health, jobs
+from jobpulse.api import callbacks, errors, health, jobs, steps
 from jobpulse.api.limits import BodySizeLimit
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
@@ -35,7 +35,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database(settings)
         wake = asyncio.Event()
         app.state.jobs = JobManager(
-            database, allow_private_callbacks=settings.webhook_allow_private, notify=wake.set
+            database,
+            allow_private_callbacks=settings.webhook_allow_private,
+            notify=wake.set,
+            step_webhook=settings.step_complete_webhook,
         )
         app.state.keys = KeyManager(database)
         async with new_client(settings) as http:
@@ -61,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(callbacks.router)
+    app.include_router(steps.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     return app

@@ -230,3 +230,15 @@ callback_attempts = Table(
     Column("next_attempt_at", UTCDateTime),
     Index("ix_callback_attempts_job_id", "job_id", "id"),
 )
+
+job_steps = Table(
+    "job_steps",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("metadata", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("uq_job_steps_job_id_step_id", "job_id", "step_id", unique=True),
+)
