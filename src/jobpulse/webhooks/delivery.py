@@ -65,19 +65,29 @@ class Deliverer:
         self.wake = wake or asyncio.Event()
         self._now = clock
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
+        self._stopping = False
 
     async def run(self) -> None:
-        """Deliver until cancelled; between rounds, wait to be woken or for the poll period."""
-        while True:
+        """Deliver until stopped; between rounds, wait to be woken or for the poll period."""
+        while not self._stopping:
             try:
                 claimed = await self.run_once()
             except Exception:  # the database may be away for a while: keep going
                 logger.exception("webhook delivery round failed")
                 claimed = 0
-            if claimed == 0:
+            if claimed == 0 and not self._stopping:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.settings.webhook_poll_s)
+
+    async def stop(self, worker: asyncio.Task[None]) -> None:
+        """Claim nothing more and let the deliveries in flight finish (at most one timeout);
+        any still unfinished is cancelled, and its lease hands it to the next worker.
+        """
+        self._stopping = True
+        self.wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(worker, self.settings.webhook_timeout_s + 5)
 
     async def run_once(self) -> int:
         """Claim the due messages and deliver them all; how many there were."""
