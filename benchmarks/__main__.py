@@ -12,7 +12,7 @@ import os
 
 import uvloop
 
-from benchmarks import http, listing, transitions
+from benchmarks import http, listing, transitions, webhooks
 
 KINDS = ("sqlite", "postgresql")
 TRANSITION_JOBS = {
@@ -95,10 +95,32 @@ async def bench_http() -> None:
         report(f"{kind:10}  PATCH transitions  {rate:8.0f}/s  ratio {rate / hello:5.2f}  {note}")
 
 
+async def bench_webhooks() -> None:
+    report(
+        f"== webhooks: callbacks/s from a backlog of {webhooks.BACKLOG} vs a raw httpx POST loop "
+        f"({webhooks.CONCURRENCY} at a time, same receiver); PATCH-to-receiver latency"
+    )
+    for kind in KINDS:
+        rates = await webhooks.throughput(kind)
+        ratio = rates["ours"] / rates["raw"]
+        report(
+            f"{kind:10}  delivered {rates['ours']:7.0f}/s  raw httpx {rates['raw']:7.0f}/s"
+            f"  ratio {ratio:5.2f}  {verdict(ratio, 0.7)}"
+        )
+        delays = await webhooks.latency(kind)
+        p50, p99 = delays["p50"] * 1e3, delays["p99"] * 1e3
+        met = "met" if p50 <= 50 and p99 <= 250 else "MISSED"
+        report(
+            f"{kind:10}  latency p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
+            f"  (targets <= 50 / <= 250 ms: {met})"
+        )
+
+
 async def main() -> None:
     await bench_transitions()
     await bench_cpu_bound_sqlite()
     await bench_http()
+    await bench_webhooks()
     await bench_listing()
 
 

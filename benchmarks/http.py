@@ -83,8 +83,15 @@ def _wrk(url: str, script: str, env: dict[str, str] | None = None) -> float:
     return float(match.group(1))
 
 
-def _serve(command: list[str], probe: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _serve(
+    command: list[str], probe: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ | (env or {}),
+    )
     _wait(probe)
     return process
 

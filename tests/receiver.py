@@ -29,6 +29,8 @@ class Receiver:
     """Serves on 127.0.0.1 until closed."""
 
     statuses: list[int] = field(default_factory=lambda: [200])
+    #: 0 picks a free port; a port given brings a closed receiver back at the same address.
+    port: int = 0
     received: list[Received] = field(default_factory=list)
     got_one: threading.Event = field(default_factory=threading.Event)
     #: Cleared, requests wait before answering (to kill a sender mid-delivery).
@@ -59,7 +61,7 @@ class Receiver:
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a sender that died mid-request is what some tests are about
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
