@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ class Server:
     database_url: str
     admin_key: str
     process: subprocess.Popen[str]
+    #: Everything it printed after its banner (read all along, so that it never blocks).
+    output: list[str]
+    reader: threading.Thread
 
 
 def free_port() -> int:
@@ -61,6 +65,9 @@ def start(
     key_line = process.stdout.readline() if expect_key else ": "
     assert key_line.startswith(("Admin API key, shown once: ", ": ")), key_line
     url = f"http://127.0.0.1:{port}"
+    output: list[str] = []
+    reader = threading.Thread(target=output.extend, args=(process.stdout,), daemon=True)
+    reader.start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -68,7 +75,8 @@ def start(
                 break
         except httpx.TransportError:
             time.sleep(0.1)
-    return Server(url, database_url, key_line.split(": ", 1)[1].strip(), process)
+    admin_key = key_line.split(": ", 1)[1].strip()
+    return Server(url, database_url, admin_key, process, output, reader)
 
 
 def stop(server: Server) -> int:
@@ -82,6 +90,7 @@ def close(server: Server) -> None:
     if server.process.poll() is None:
         server.process.kill()
         server.process.wait()
+    server.reader.join(timeout=10)  # the process is gone: its output has ended
     if server.process.stdout is not None:
         server.process.stdout.close()
 

@@ -163,13 +163,17 @@ def _find_by_key(connection: Connection, job: Job, key: str) -> Job | None:
     return None if row is None else to_job(row)
 
 
+def _scope(actor: Actor) -> dict[str, Any]:
+    """The bound values of the actor's view: its organization, and its user for a member."""
+    if actor.is_admin:
+        return {"b_org": actor.organization_id}
+    return {"b_org": actor.organization_id, "b_user": actor.user_id}
+
+
 def _find_job(connection: Connection, actor: Actor, job_id: str, *, lock: bool = False) -> Job:
     """The job in the actor's view, optionally locked for update; NotFoundError if none."""
     statement = (_LOCK_BY_ID if lock else _JOB_BY_ID)[actor.is_admin]
-    params = {"b_id": job_id, "b_org": actor.organization_id}
-    if not actor.is_admin:
-        params["b_user"] = actor.user_id
-    row = prepared.first(connection, statement, params)
+    row = prepared.first(connection, statement, _scope(actor) | {"b_id": job_id})
     if row is None:
         raise NotFoundError(f"job {job_id} not found")
     return to_job(row)
@@ -233,9 +237,7 @@ def _conditions(actor: Actor, query: JobFilter) -> tuple[tuple[Any, ...], dict[s
     Statements are built once per shape and cached, so a listing only binds values.
     """
     shape: list[Any] = [actor.is_admin]
-    params: dict[str, Any] = {"b_org": actor.organization_id, "b_user": actor.user_id}
-    if actor.is_admin:
-        del params["b_user"]
+    params = _scope(actor)
     for name in _EQUAL_FILTERS:
         if (value := getattr(query, name)) is not None:
             shape.append(name)
@@ -311,9 +313,7 @@ _CURSOR = {
 
 
 def _check_cursor(connection: Connection, actor: Actor, job_id: str) -> None:
-    params = {"b_id": job_id, "b_org": actor.organization_id}
-    if not actor.is_admin:
-        params["b_user"] = actor.user_id
+    params = _scope(actor) | {"b_id": job_id}
     if connection.execute(_CURSOR[actor.is_admin], params).first() is None:
         raise InvalidCursorError(f"cursor {job_id!r} is not a job you can see")
 
