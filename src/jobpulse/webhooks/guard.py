@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from jobpulse.errors import ValidationError
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: A name that takes longer than this to resolve is refused rather than waited for.
+RESOLVE_TIMEOUT_S = 5.0
 #: Cloud metadata services that are not already link-local.
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
@@ -50,9 +52,10 @@ def split(url: str) -> tuple[str, int]:
 async def resolve(host: str, port: int) -> list[IpAddress]:
     """Every address `host` resolves to."""
     loop = asyncio.get_running_loop()
+    lookup = loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+        infos = await asyncio.wait_for(lookup, RESOLVE_TIMEOUT_S)
+    except (OSError, UnicodeError, TimeoutError) as exc:
         raise ValidationError(f"callback host {host!r} does not resolve") from exc
     return [ipaddress.ip_address(info[4][0]) for info in infos]
 
