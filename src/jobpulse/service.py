@@ -30,9 +30,10 @@ from jobpulse.domain import (
     plan_change,
     plan_first_token,
     plan_heartbeat,
+    plan_sweep,
 )
 from jobpulse.errors import ValidationError
-from jobpulse.storage import outbox, repository, steps
+from jobpulse.storage import outbox, repository, steps, sweeps
 from jobpulse.storage.engine import Database
 from jobpulse.webhooks import guard, payload
 
@@ -92,11 +93,13 @@ class JobManager:
         allow_private_callbacks: bool = False,
         notify: Callable[[], None] | None = None,
         step_webhook: str | None = None,
+        alert_webhook: str | None = None,
     ) -> None:
         self.database = database
         self._now = clock
         self._allow_private = allow_private_callbacks
         self._step_webhook = step_webhook
+        self._alert_webhook = alert_webhook
         #: Called after a commit that queued webhooks (wakes the delivery worker).
         self._notify = notify
 
@@ -110,6 +113,7 @@ class JobManager:
             allow_private_callbacks=settings.webhook_allow_private,
             notify=notify,
             step_webhook=settings.step_complete_webhook,
+            alert_webhook=settings.alert_webhook,
         )
 
     async def close(self) -> None:
@@ -288,6 +292,18 @@ class JobManager:
         """The job's steps, oldest first."""
         return await self.database.read(repository.for_visible_job, actor, job_id, steps.list_steps)
 
+    async def sweep(self, limit: int = 500) -> list[tuple[Job, Plan]]:
+        """Expire jobs past their deadline, flag and then expire silent ones (see plan_sweep);
+        what changed. Safe to run on every replica at once.
+        """
+        now = self._now()
+        planner = partial(_with_callback, partial(plan_sweep, now=now), now)
+        planner = partial(_with_stuck_alert, planner, self._alert_webhook)
+        changed = await self.database.write(sweeps.sweep, now, planner, limit)
+        if any(plan.outbox for _job, plan in changed):
+            self._wake()
+        return changed
+
     async def list_callbacks(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
         """Every delivery attempt of the job's webhooks, oldest first."""
         rows = await self.database.read(
@@ -320,6 +336,24 @@ class JobManager:
         if plan.outbox:
             self._wake()
         return job
+
+
+def _with_stuck_alert(planner: Callable[[Job], Plan], url: str | None, job: Job) -> Plan:
+    """`planner`'s plan, plus a `job.stuck` alert when it flags the job stuck."""
+    plan = planner(job)
+    flagged = plan.values.get("stuck_since")
+    if url is None or flagged is None:
+        return plan
+    data = {
+        "job_id": job.id,
+        "job_type": job.job_type,
+        "organization_id": job.organization_id,
+        "stuck_since": payload.timestamp(flagged),
+        "heartbeat_timeout_s": job.heartbeat_timeout_s,
+    }
+    return replace(
+        plan, outbox=(*plan.outbox, payload.alert(url, payload.JOB_STUCK, data, flagged))
+    )
 
 
 def _with_callback(planner: Callable[[Job], Plan], now: datetime, job: Job) -> Plan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from jobpulse.api import callbacks, errors, health, jobs, steps
 from jobpulse.api.limits import BodySizeLimit
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
+from jobpulse.monitor.sweeper import sweep_forever
 from jobpulse.service import JobManager
 from jobpulse.storage.engine import Database
 from jobpulse.webhooks.delivery import Deliverer, new_client
@@ -38,14 +40,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_private_callbacks=settings.webhook_allow_private,
             notify=wake.set,
             step_webhook=settings.step_complete_webhook,
+            alert_webhook=settings.alert_webhook,
         )
         app.state.keys = KeyManager(database)
         async with new_client(settings) as http:
             deliverer = Deliverer(database, settings, http, wake=wake)
             worker = asyncio.create_task(deliverer.run(), name="jobpulse-webhooks")
+            sweeper = asyncio.create_task(
+                sweep_forever(app.state.jobs, settings.sweep_interval_s), name="jobpulse-sweeper"
+            )
             try:
                 yield
             finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
                 await deliverer.stop(worker)
                 await database.close()
 

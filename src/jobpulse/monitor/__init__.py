@@ -1,0 +1,1 @@
+"""Watching jobs and the service: the sweeper (deadlines, heartbeats, stuck jobs)."""

@@ -1,0 +1,122 @@
+"""The sweeper on SQLite and PostgreSQL: deadlines, stuck jobs, alerts, racing replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobpulse import Actor, JobManager, JobStatus, Settings
+from jobpulse.storage.engine import Database
+from jobpulse.storage.tables import outbox
+
+ALICE = Actor("org-a", "alice")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def jobs(database_url: str, clock: Clock) -> AsyncIterator[JobManager]:
+    database = Database(Settings(database_url=database_url))
+    yield JobManager(
+        database,
+        clock,
+        allow_private_callbacks=True,
+        alert_webhook="http://127.0.0.1:9/alerts",
+    )
+    await database.close()
+
+
+async def queued(jobs: JobManager) -> list[tuple[str, str | None]]:
+    rows = await jobs.database.read(
+        lambda c: c.execute(outbox.select().order_by(outbox.c.id)).all()
+    )
+    return [(row.event_type, row.job_id) for row in rows]
+
+
+async def test_past_deadline_expires_and_calls_back(jobs: JobManager, clock: Clock) -> None:
+    due = await jobs.create_job(
+        ALICE, status="pending", timeout_s=10, callback_url="http://127.0.0.1:9/cb"
+    )
+    later = await jobs.create_job(ALICE, status="running", timeout_s=60)
+    clock.advance(10)
+    changed = await jobs.sweep()
+    assert [job.id for job, _plan in changed] == [due.id]
+    expired = await jobs.get_job(ALICE, due.id)
+    assert (expired.status, expired.stop_reason) == (JobStatus.EXPIRED, "timeout")
+    assert expired.completed_at == clock.now
+    assert (await jobs.get_job(ALICE, later.id)).status == JobStatus.RUNNING
+    assert await queued(jobs) == [("job.expired", due.id)]
+    assert await jobs.sweep() == []  # nothing twice
+    history = await jobs.list_events(ALICE, due.id)
+    assert (history[-1].to_status, history[-1].actor) == (JobStatus.EXPIRED, "jobpulse:sweeper")
+
+
+async def test_silent_job_is_flagged_cleared_then_lost(jobs: JobManager, clock: Clock) -> None:
+    job = await jobs.create_job(ALICE, status="running", heartbeat_timeout_s=30)
+    clock.advance(29)
+    assert await jobs.sweep() == []
+    clock.advance(1)
+    await jobs.sweep()
+    flagged = await jobs.get_job(ALICE, job.id)
+    assert flagged.stuck_since == clock.now
+    assert flagged.status == JobStatus.RUNNING
+    assert await queued(jobs) == [("job.stuck", None)]
+    clock.advance(10)
+    beat = await jobs.heartbeat(ALICE, job.id, progress={"step": 3})
+    assert beat.stuck_since is None
+    clock.advance(29)
+    assert await jobs.sweep() == []  # the heartbeat reset the clock
+    clock.advance(1)
+    await jobs.sweep()
+    clock.advance(30)
+    await jobs.sweep()
+    lost = await jobs.get_job(ALICE, job.id)
+    assert (lost.status, lost.stop_reason) == (JobStatus.EXPIRED, "heartbeat_lost")
+    reasons = [event.reason for event in await jobs.list_events(ALICE, job.id)]
+    assert reasons[1:] == [
+        "stuck: no heartbeat for 30s",
+        "heartbeat resumed",
+        "stuck: no heartbeat for 30s",
+        "no heartbeat after stuck",
+    ]
+
+
+async def test_racing_sweepers_transition_each_job_once(
+    database_url: str, jobs: JobManager, clock: Clock
+) -> None:
+    created = [await jobs.create_job(ALICE, status="running", timeout_s=5) for _ in range(40)]
+    clock.advance(6)
+    others = [JobManager(Database(Settings(database_url=database_url)), clock) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(j.sweep() for j in [jobs, *others]))
+    finally:
+        for other in others:
+            await other.close()
+    swept = [job.id for changed in results for job, _plan in changed]
+    assert sorted(swept) == sorted(job.id for job in created)
+    for job in created:
+        events = await jobs.list_events(ALICE, job.id)
+        assert [(e.to_status, e.applied) for e in events] == [
+            (JobStatus.RUNNING, True),
+            (JobStatus.EXPIRED, True),
+        ]
