@@ -146,3 +146,18 @@ def test_demo_fills_a_server_with_a_living_workload(empty_server: Server) -> Non
         finished = client.list_jobs(status=["completed"], limit=1)[0]
         assert finished.ttft_ns is not None
         assert finished.total_duration_ns is not None
+
+
+def test_serve_sweeps_expired_jobs(empty_database_url: str) -> None:
+    server = start(empty_database_url, env={"JOBPULSE_SWEEP_INTERVAL_S": "0.2"})
+    try:
+        with JobPulse(server.url, server.admin_key) as client:
+            job = client.create_job(status="running", timeout_s=0.5)
+            deadline = time.monotonic() + 15
+            while client.get_job(job.id).status != "expired":
+                assert time.monotonic() < deadline, "the sweeper never expired the job"
+                time.sleep(0.1)
+            assert client.get_job(job.id).stop_reason == "timeout"
+        assert stop(server) == 0
+    finally:
+        close(server)
