@@ -33,7 +33,8 @@ from jobpulse.domain import (
     plan_sweep,
 )
 from jobpulse.errors import ValidationError
-from jobpulse.storage import outbox, repository, steps, sweeps
+from jobpulse.metrics import Metrics
+from jobpulse.storage import outbox, repository, stats, steps, sweeps
 from jobpulse.storage.engine import Database
 from jobpulse.webhooks import guard, payload
 
@@ -94,12 +95,14 @@ class JobManager:
         notify: Callable[[], None] | None = None,
         step_webhook: str | None = None,
         alert_webhook: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self._now = clock
         self._allow_private = allow_private_callbacks
         self._step_webhook = step_webhook
         self._alert_webhook = alert_webhook
+        self.metrics = metrics or Metrics()
         #: Called after a commit that queued webhooks (wakes the delivery worker).
         self._notify = notify
 
@@ -163,7 +166,9 @@ class JobManager:
             heartbeat_timeout_s=_positive("heartbeat_timeout_s", heartbeat_timeout_s),
         )
         await self._check_callback(job.callback_url)
-        stored, _created = await self.database.write(repository.insert_job, job, idempotency_key)
+        stored, created = await self.database.write(repository.insert_job, job, idempotency_key)
+        if created:
+            self.metrics.created(stored)
         return stored
 
     async def get_job(self, actor: Actor, job_id: str) -> Job:
@@ -300,9 +305,15 @@ class JobManager:
         planner = partial(_with_callback, partial(plan_sweep, now=now), now)
         planner = partial(_with_stuck_alert, planner, self._alert_webhook)
         changed = await self.database.write(sweeps.sweep, now, planner, limit)
+        for job, plan in changed:
+            self.metrics.applied(job, plan)
         if any(plan.outbox for _job, plan in changed):
             self._wake()
         return changed
+
+    async def refresh_gauges(self) -> None:
+        """Read the metrics gauges from the database (at scrape time)."""
+        self.metrics.set_gauges(*await self.database.read(stats.gauges))
 
     async def list_callbacks(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
         """Every delivery attempt of the job's webhooks, oldest first."""
@@ -333,6 +344,7 @@ class JobManager:
         )
         if plan.error is not None:
             raise plan.error
+        self.metrics.applied(job, plan)
         if plan.outbox:
             self._wake()
         return job

@@ -92,6 +92,11 @@ async def test_retried_until_delivered(world: World, receiver: Receiver) -> None
     assert shown.callback_sent_at is not None
     await world.deliverer.run_once()
     assert len(receiver.received) == 3  # delivered means done
+    registry = world.deliverer.metrics.registry
+    for outcome, number in (("retrying", 2), ("delivered", 1)):
+        labels = {"event_type": "job.completed", "outcome": outcome}
+        assert registry.get_sample_value("jobpulse_callbacks_total", labels) == number
+    assert registry.get_sample_value("jobpulse_callback_latency_seconds_count") == 3
 
 
 async def test_exhausted_then_redelivered_by_hand(

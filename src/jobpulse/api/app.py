@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.keys = KeyManager(database)
         async with new_client(settings) as http:
-            deliverer = Deliverer(database, settings, http, wake=wake)
+            deliverer = Deliverer(
+                database, settings, http, wake=wake, metrics=app.state.jobs.metrics
+            )
             worker = asyncio.create_task(deliverer.run(), name="jobpulse-webhooks")
             sweeper = asyncio.create_task(
                 sweep_forever(app.state.jobs, settings.sweep_interval_s), name="jobpulse-sweeper"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Connection
 
 from jobpulse.api.deps import Jobs
@@ -28,6 +29,13 @@ async def readyz(jobs: Jobs) -> Health | JSONResponse:
     except UnavailableError as exc:
         return error_response(503, exc.code, exc.message)
     return Health(status="ready")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(jobs: Jobs) -> Response:
+    """Prometheus text: this process's counters, and gauges read from the database now."""
+    await jobs.refresh_gauges()
+    return Response(jobs.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _ping(connection: Connection) -> None:

@@ -22,6 +22,7 @@ import httpx
 from jobpulse.config import Settings
 from jobpulse.domain import OutboxMessage
 from jobpulse.errors import ValidationError
+from jobpulse.metrics import Metrics
 from jobpulse.service import utcnow
 from jobpulse.storage import outbox
 from jobpulse.storage.engine import Database
@@ -58,12 +59,14 @@ class Deliverer:
         *,
         wake: asyncio.Event | None = None,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.http = http
         self.wake = wake or asyncio.Event()
         self._now = clock
+        self.metrics = metrics or Metrics()
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
         self._stopping = False
 
@@ -101,6 +104,8 @@ class Deliverer:
     async def _deliver(self, message: outbox.Claimed) -> None:
         async with self._slots:
             attempt, follow_up = await self._attempt(message)
+        self.metrics.callbacks.labels(message.event_type, attempt.state).inc()
+        self.metrics.callback_latency.observe(attempt.duration_ms / 1000)
         try:
             await self.database.write(outbox.record_attempt, message, attempt, follow_up)
         except Exception:  # the lease runs out and the message is sent again

@@ -1,0 +1,95 @@
+"""Prometheus metrics, one registry per app: job lifecycle counters and histograms kept as
+changes commit, and gauges read from the database when /metrics is scraped. Each replica
+exports its own counters; nothing is counted twice within one (only applied changes count).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from jobpulse.domain import Job, JobStatus, Plan
+
+#: The OpenTelemetry GenAI time-to-first-token buckets, extended to five minutes.
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+CALLBACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15)
+
+
+class Metrics:
+    """The jobpulse metrics of one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs_created = Counter(
+            "jobpulse_jobs_created", "Jobs created.", ["job_type"], registry=r
+        )
+        self.transitions = Counter(
+            "jobpulse_job_transitions",
+            "Applied status transitions.",
+            ["job_type", "from_status", "to_status"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "jobpulse_job_ttft_seconds",
+            "Time to first token.",
+            ["job_type"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "jobpulse_job_duration_seconds",
+            "Total duration of ended jobs.",
+            ["job_type", "status"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.callbacks = Counter(
+            "jobpulse_callbacks",
+            "Webhook delivery attempts, by outcome.",
+            ["event_type", "outcome"],
+            registry=r,
+        )
+        self.callback_latency = Histogram(
+            "jobpulse_callback_latency_seconds",
+            "Time one delivery attempt took.",
+            buckets=CALLBACK_BUCKETS,
+            registry=r,
+        )
+        self.active = Gauge(
+            "jobpulse_jobs_active", "Jobs not yet ended, by status.", ["status"], registry=r
+        )
+        self.stuck = Gauge("jobpulse_jobs_stuck", "Running jobs flagged stuck.", registry=r)
+        self.outbox_pending = Gauge(
+            "jobpulse_outbox_pending", "Webhooks waiting to be delivered.", registry=r
+        )
+
+    def created(self, job: Job) -> None:
+        """Count a new job."""
+        self.jobs_created.labels(job.job_type).inc()
+
+    def applied(self, job: Job, plan: Plan) -> None:
+        """Count what a committed plan did; `job` is the job after it."""
+        values = plan.values
+        event = plan.event
+        if event is not None and event.applied and "status" in values and event.from_status:
+            self.transitions.labels(job.job_type, event.from_status.value, job.status.value).inc()
+            if plan.ends_job and job.total_duration_ns is not None:
+                seconds = job.total_duration_ns / 1e9
+                self.duration.labels(job.job_type, job.status.value).observe(seconds)
+        if values.get("ttft_ns") is not None:
+            self.ttft.labels(job.job_type).observe(values["ttft_ns"] / 1e9)
+
+    def set_gauges(self, active: dict[JobStatus, int], stuck: int, pending: int) -> None:
+        """The gauges read from the database at scrape time."""
+        for status, number in active.items():
+            self.active.labels(status.value).set(number)
+        self.stuck.set(stuck)
+        self.outbox_pending.set(pending)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format."""
+        return generate_latest(self.registry)

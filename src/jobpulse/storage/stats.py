@@ -1,0 +1,29 @@
+"""Whole-database figures for the metrics gauges."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, func, select
+
+from jobpulse.domain import ACTIVE, JobStatus
+from jobpulse.storage.tables import jobs, outbox
+
+
+def gauges(connection: Connection) -> tuple[dict[JobStatus, int], int, int]:
+    """Active jobs by status, stuck jobs, and webhooks waiting to be delivered."""
+    active = dict.fromkeys(sorted(ACTIVE), 0)
+    rows = connection.execute(
+        select(jobs.c.status, func.count())
+        .where(jobs.c.status.in_(sorted(ACTIVE)))
+        .group_by(jobs.c.status)
+    )
+    for status, number in rows:
+        active[JobStatus(status)] = number
+    stuck = connection.execute(
+        select(func.count()).where(
+            jobs.c.stuck_since.is_not(None), jobs.c.status.in_(sorted(ACTIVE))
+        )
+    ).scalar_one()
+    pending = connection.execute(
+        select(func.count()).where(outbox.c.state == "pending")
+    ).scalar_one()
+    return active, int(stuck), int(pending)
