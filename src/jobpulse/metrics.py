@@ -66,6 +66,9 @@ class Metrics:
         self.outbox_pending = Gauge(
             "jobpulse_outbox_pending", "Webhooks waiting to be delivered.", registry=r
         )
+        self.loop_lag = Gauge(
+            "jobpulse_event_loop_lag_seconds", "Last measured event-loop lag.", registry=r
+        )
 
     def created(self, job: Job) -> None:
         """Count a new job."""

@@ -178,3 +178,6 @@ class Health(BaseModel):
 
     status: str
     detail: str | None = None
+    #: /healthz: the event loop, ok | lagging | stalled, and its last measured lag.
+    event_loop: Literal["ok", "lagging", "stalled"] | None = None
+    event_loop_lag_s: float | None = None

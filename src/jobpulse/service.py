@@ -103,6 +103,8 @@ class JobManager:
         self._step_webhook = step_webhook
         self._alert_webhook = alert_webhook
         self.metrics = metrics or Metrics()
+        #: The jobs whose changes are in flight (the watchdog names them on a stall).
+        self.handling: set[str] = set()
         #: Called after a commit that queued webhooks (wakes the delivery worker).
         self._notify = notify
 
@@ -339,9 +341,13 @@ class JobManager:
             self._notify()
 
     async def _apply(self, actor: Actor, job_id: str, planner: Callable[[Job], Plan]) -> Job:
-        job, plan = await self.database.write(
-            repository.apply_plan, actor, job_id, partial(_with_callback, planner, self._now())
-        )
+        self.handling.add(job_id)
+        try:
+            job, plan = await self.database.write(
+                repository.apply_plan, actor, job_id, partial(_with_callback, planner, self._now())
+            )
+        finally:
+            self.handling.discard(job_id)
         if plan.error is not None:
             raise plan.error
         self.metrics.applied(job, plan)

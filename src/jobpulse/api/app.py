@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ from jobpulse.api.limits import BodySizeLimit
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
 from jobpulse.monitor.sweeper import sweep_forever
+from jobpulse.monitor.watchdog import Watchdog
 from jobpulse.service import JobManager
 from jobpulse.storage.engine import Database
 from jobpulse.webhooks.delivery import Deliverer, new_client
@@ -43,20 +43,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             alert_webhook=settings.alert_webhook,
         )
         app.state.keys = KeyManager(database)
+        app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
         async with new_client(settings) as http:
             deliverer = Deliverer(
                 database, settings, http, wake=wake, metrics=app.state.jobs.metrics
             )
             worker = asyncio.create_task(deliverer.run(), name="jobpulse-webhooks")
-            sweeper = asyncio.create_task(
-                sweep_forever(app.state.jobs, settings.sweep_interval_s), name="jobpulse-sweeper"
-            )
+            background = [
+                asyncio.create_task(
+                    sweep_forever(app.state.jobs, settings.sweep_interval_s),
+                    name="jobpulse-sweeper",
+                ),
+                asyncio.create_task(app.state.watchdog.beat(), name="jobpulse-watchdog"),
+            ]
             try:
                 yield
             finally:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
                 await deliverer.stop(worker)
                 await database.close()
 

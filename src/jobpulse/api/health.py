@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Connection
@@ -16,9 +16,10 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-async def healthz() -> Health:
-    """The process is up and serving."""
-    return Health(status="ok")
+async def healthz(request: Request) -> Health:
+    """The process is up and serving, and how its event loop is doing."""
+    loop = request.app.state.watchdog.health
+    return Health(status="ok", event_loop=loop.state, event_loop_lag_s=round(loop.lag_s, 3))
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": ErrorBody}})
@@ -32,9 +33,10 @@ async def readyz(jobs: Jobs) -> Health | JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(jobs: Jobs) -> Response:
+async def metrics(request: Request, jobs: Jobs) -> Response:
     """Prometheus text: this process's counters, and gauges read from the database now."""
     await jobs.refresh_gauges()
+    jobs.metrics.loop_lag.set(request.app.state.watchdog.lag_s)
     return Response(jobs.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
