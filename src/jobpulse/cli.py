@@ -61,10 +61,12 @@ def serve(
 
     from jobpulse.api import create_app
     from jobpulse.bootstrap import prepare
+    from jobpulse.telemetry import setup_tracing
 
     # uvicorn drains on SIGTERM, then re-raises it to this handler: ending there is a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = _settings(database_url)
+    setup_tracing(console=settings.trace_console)
     first_key = _run(lambda: asyncio.run(prepare(settings)))
     address = f"http://{host}:{port}"
     out.print(f"jobpulse {address}  (API docs: {address}/docs)", highlight=False)

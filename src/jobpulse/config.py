@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     #: Writer connections on PostgreSQL (SQLite always has exactly one writer).
     postgres_writers: int = Field(default=4, ge=1)
 
+    #: Print spans to the console (OTLP is used when OTEL_EXPORTER_OTLP_ENDPOINT is set).
+    trace_console: bool = False
     #: How often the sweeper looks for jobs past their deadline or silent too long.
     sweep_interval_s: float = Field(default=5.0, gt=0)
     #: `whsec_…`: sign every webhook (Standard Webhooks); unsigned without it.

@@ -302,6 +302,8 @@ class OutboxMessage:
     payload: dict[str, Any]
     created_at: datetime
     job_id: str | None = None
+    #: The W3C trace context of the request that caused it, continued by the delivery.
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from jobpulse.errors import ValidationError
 from jobpulse.metrics import Metrics
 from jobpulse.storage import outbox, repository, stats, steps, sweeps
 from jobpulse.storage.engine import Database
+from jobpulse.telemetry import current_context, trace_method
 from jobpulse.webhooks import guard, payload
 
 #: What a step can report.
@@ -125,6 +126,7 @@ class JobManager:
         """Finish pending writes and close the database."""
         await self.database.close()
 
+    @trace_method
     async def create_job(
         self,
         actor: Actor,
@@ -173,10 +175,12 @@ class JobManager:
             self.metrics.created(stored)
         return stored
 
+    @trace_method
     async def get_job(self, actor: Actor, job_id: str) -> Job:
         """The job, if the actor may see it (NotFoundError otherwise)."""
         return await self.database.read(repository.get_job, actor, job_id)
 
+    @trace_method
     async def update_job(
         self,
         actor: Actor,
@@ -206,6 +210,7 @@ class JobManager:
             actor, job_id, partial(plan_change, change=change, now=self._now(), actor=actor.user_id)
         )
 
+    @trace_method
     async def cancel_job(self, actor: Actor, job_id: str, reason: str | None = None) -> Job:
         """Cancel the job (stop reason `cancelled`); InvalidTransitionError if it has ended."""
         return await self.update_job(
@@ -216,6 +221,7 @@ class JobManager:
             reason=reason,
         )
 
+    @trace_method
     async def heartbeat(
         self, actor: Actor, job_id: str, progress: Mapping[str, Any] | None = None
     ) -> Job:
@@ -227,6 +233,7 @@ class JobManager:
             partial(plan_heartbeat, progress=patch, now=self._now(), actor=actor.user_id),
         )
 
+    @trace_method
     async def record_first_token(self, actor: Actor, job_id: str) -> Job:
         """Set ttft_ns to the time since the job started, once."""
         return await self._apply(actor, job_id, partial(plan_first_token, now=self._now()))
@@ -240,10 +247,12 @@ class JobManager:
         duration = _required("total_duration_ns", total_duration_ns)
         return await self.update_job(actor, job_id, total_duration_ns=duration)
 
+    @trace_method
     async def delete_job(self, actor: Actor, job_id: str) -> None:
         """Delete the job and its history."""
         await self.database.write(repository.delete_job, actor, job_id)
 
+    @trace_method
     async def list_jobs(
         self, actor: Actor, query: JobFilter | None = None, page: Page | None = None
     ) -> list[Job]:
@@ -252,15 +261,18 @@ class JobManager:
             repository.list_jobs, actor, query or JobFilter(), page or Page()
         )
 
+    @trace_method
     async def count_jobs(self, actor: Actor, query: JobFilter | None = None) -> JobCount:
         """How many of the actor's jobs match `query`, in all and per status."""
         by_status = await self.database.read(repository.count_jobs, actor, query or JobFilter())
         return JobCount(total=sum(by_status.values()), by_status=by_status)
 
+    @trace_method
     async def list_events(self, actor: Actor, job_id: str) -> list[JobEvent]:
         """The job's status history, oldest first, rejected attempts included."""
         return await self.database.read(repository.list_events, actor, job_id)
 
+    @trace_method
     async def record_step(
         self,
         actor: Actor,
@@ -295,16 +307,18 @@ class JobManager:
             self._wake()
         return step
 
+    @trace_method
     async def list_steps(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
         """The job's steps, oldest first."""
         return await self.database.read(repository.for_visible_job, actor, job_id, steps.list_steps)
 
+    @trace_method
     async def sweep(self, limit: int = 500) -> list[tuple[Job, Plan]]:
         """Expire jobs past their deadline, flag and then expire silent ones (see plan_sweep);
         what changed. Safe to run on every replica at once.
         """
         now = self._now()
-        planner = partial(_with_callback, partial(plan_sweep, now=now), now)
+        planner = partial(_with_callback, partial(plan_sweep, now=now), now, None)
         planner = partial(_with_stuck_alert, planner, self._alert_webhook)
         changed = await self.database.write(sweeps.sweep, now, planner, limit)
         for job, plan in changed:
@@ -317,6 +331,7 @@ class JobManager:
         """Read the metrics gauges from the database (at scrape time)."""
         self.metrics.set_gauges(*await self.database.read(stats.gauges))
 
+    @trace_method
     async def list_callbacks(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
         """Every delivery attempt of the job's webhooks, oldest first."""
         rows = await self.database.read(
@@ -324,6 +339,7 @@ class JobManager:
         )
         return [dict(row._mapping) for row in rows]
 
+    @trace_method
     async def retry_callback(self, actor: Actor, job_id: str) -> str:
         """Send the job's callback again, with the same webhook-id (which it returns)."""
         webhook_id: str = await self.database.write(
@@ -343,9 +359,8 @@ class JobManager:
     async def _apply(self, actor: Actor, job_id: str, planner: Callable[[Job], Plan]) -> Job:
         self.handling.add(job_id)
         try:
-            job, plan = await self.database.write(
-                repository.apply_plan, actor, job_id, partial(_with_callback, planner, self._now())
-            )
+            planner = partial(_with_callback, planner, self._now(), current_context() or None)
+            job, plan = await self.database.write(repository.apply_plan, actor, job_id, planner)
         finally:
             self.handling.discard(job_id)
         if plan.error is not None:
@@ -374,7 +389,9 @@ def _with_stuck_alert(planner: Callable[[Job], Plan], url: str | None, job: Job)
     )
 
 
-def _with_callback(planner: Callable[[Job], Plan], now: datetime, job: Job) -> Plan:
+def _with_callback(
+    planner: Callable[[Job], Plan], now: datetime, trace: dict[str, str] | None, job: Job
+) -> Plan:
     """`planner`'s plan, plus the job's callback when the plan ends a job that has one."""
     plan = planner(job)
     if not plan.ends_job:
@@ -382,7 +399,8 @@ def _with_callback(planner: Callable[[Job], Plan], now: datetime, job: Job) -> P
     ended = replace(job, **plan.values)
     if ended.callback_url is None:
         return plan
-    return replace(plan, outbox=(*plan.outbox, payload.callback(ended, now)))
+    message = replace(payload.callback(ended, now), trace_context=trace)
+    return replace(plan, outbox=(*plan.outbox, message))
 
 
 def _required(name: str, value: int | None) -> int:

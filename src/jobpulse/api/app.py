@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from jobpulse import __version__
 from jobpulse.api import callbacks, errors, health, jobs, steps
 from jobpulse.api.limits import BodySizeLimit
+from jobpulse.api.tracing import RequestSpans
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
 from jobpulse.monitor.sweeper import sweep_forever
@@ -80,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(steps.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestSpans)
     return app

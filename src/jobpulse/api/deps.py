@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry import trace
 
 from jobpulse.domain import Actor
 from jobpulse.errors import UnauthorizedError
@@ -32,7 +33,11 @@ async def authenticate(
     if credentials is None:
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'")
     keys: KeyManager = request.app.state.keys
-    return await keys.authenticate(credentials.credentials)
+    actor = await keys.authenticate(credentials.credentials)
+    span = trace.get_current_span()
+    span.set_attribute("user.id", actor.user_id)
+    span.set_attribute("organization.id", actor.organization_id)
+    return actor
 
 
 Jobs = Annotated[JobManager, Depends(get_jobs)]

@@ -31,6 +31,7 @@ class Claimed:
     url: str
     payload: dict[str, Any]
     attempts: int
+    trace_context: dict[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ def insert_messages(connection: Connection, messages: Sequence[OutboxMessage]) -
                 "event_type": message.event_type,
                 "url": message.url,
                 "payload": message.payload,
-                "trace_context": None,
+                "trace_context": message.trace_context,
                 "state": PENDING,
                 "attempts": 0,
                 "next_attempt_at": message.created_at,
@@ -98,6 +99,7 @@ def claim_due(
             outbox.c.url,
             outbox.c.payload,
             outbox.c.attempts,
+            outbox.c.trace_context,
         )
     )
     return sorted((Claimed(**row._mapping) for row in rows), key=lambda claimed: claimed.id)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
+from opentelemetry import propagate, trace
 
 from jobpulse.config import Settings
 from jobpulse.domain import OutboxMessage
@@ -26,6 +27,7 @@ from jobpulse.metrics import Metrics
 from jobpulse.service import utcnow
 from jobpulse.storage import outbox
 from jobpulse.storage.engine import Database
+from jobpulse.telemetry import tracer
 from jobpulse.webhooks import guard, payload, policy, signing
 
 logger = logging.getLogger("jobpulse.webhooks")
@@ -122,9 +124,18 @@ class Deliverer:
         headers = signing.headers(message.webhook_id, sent_at, body, self.settings.webhook_secret)
         if message.event_type == payload.STEP_COMPLETED and self.settings.step_complete_key:
             headers["authorization"] = f"Bearer {self.settings.step_complete_key}"
-        started = time.perf_counter()
-        status_code, error, retry_after = await self._post(message.url, body, headers, sent_at)
-        duration_ms = (time.perf_counter() - started) * 1000
+        parent = propagate.extract(message.trace_context or {})
+        with tracer().start_as_current_span(
+            f"webhook {message.event_type}", context=parent, kind=trace.SpanKind.CLIENT
+        ) as span:
+            span.set_attribute("webhook.id", message.webhook_id)
+            span.set_attribute("webhook.attempt", number)
+            propagate.inject(headers)  # traceparent, continuing the request that ended the job
+            started = time.perf_counter()
+            status_code, error, retry_after = await self._post(message.url, body, headers, sent_at)
+            duration_ms = (time.perf_counter() - started) * 1000
+            if status_code is not None:
+                span.set_attribute("http.status_code", status_code)
         state, next_at = policy.decide(
             number, status_code, sent_at, self.settings.retry_schedule, retry_after
         )

@@ -1,0 +1,52 @@
+"""One span per HTTP request, carrying the attributes of DESIGN §5."""
+
+from __future__ import annotations
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobpulse.telemetry import tracer
+
+
+class RequestSpans:
+    """ASGI middleware: one span per request, named by route, with the attributes of DESIGN §5.
+
+    `user.id` and `organization.id` are added by authentication, `job.id` from the path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+        }
+        parent = propagate.extract(headers)
+        method = scope["method"]
+        with tracer().start_as_current_span(
+            f"{method} {scope['path']}", context=parent, kind=trace.SpanKind.SERVER
+        ) as span:
+            span.set_attribute("http.method", method)
+
+            async def observed(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.status_code", message["status"])
+                    if message["status"] >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                await send(message)
+
+            try:
+                await self.app(scope, receive, observed)
+            finally:
+                route = scope.get("route")
+                path = getattr(route, "path", None)
+                if path:
+                    span.update_name(f"{method} {path}")
+                    span.set_attribute("http.route", path)
+                job_id = scope.get("path_params", {}).get("job_id")
+                if job_id:
+                    span.set_attribute("job.id", job_id)

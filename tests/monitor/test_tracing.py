@@ -1,0 +1,122 @@
+"""Spans read from an in-memory exporter: requests, trace_method, webhook trace continuation."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from jobpulse import Actor, JobManager, Settings
+from jobpulse.storage.engine import Database
+from jobpulse.telemetry import trace_method, tracer
+from jobpulse.webhooks.delivery import Deliverer, new_client
+from tests.conftest import MakeKey
+from tests.receiver import Receiver
+
+
+@functools.cache
+def exporter() -> InMemorySpanExporter:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    trace.set_tracer_provider(provider)  # once per process: the global provider
+    return memory
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    memory = exporter()
+    memory.clear()
+    return memory
+
+
+def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [span for span in spans.get_finished_spans() if span.name == name]
+
+
+async def test_a_request_span_has_the_attributes(
+    spans: InMemorySpanExporter, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    me = await make_key("org-a", "alice")
+    job = (await http.post("/v1/jobs", json={"status": "running"}, headers=me)).json()
+    await http.patch(f"/v1/jobs/{job['id']}", json={"status": "completed"}, headers=me)
+    [span] = named(spans, "PATCH /v1/jobs/{job_id}")
+    assert dict(span.attributes or {}) == {
+        "http.method": "PATCH",
+        "http.route": "/v1/jobs/{job_id}",
+        "http.status_code": 200,
+        "user.id": "alice",
+        "organization.id": "org-a",
+        "job.id": job["id"],
+    }
+    [service] = named(spans, "JobManager.update_job")
+    assert service.parent is not None
+    assert service.parent.span_id == span.context.span_id
+    assert (service.attributes or {})["parameter.status"] == "completed"
+
+
+class Vault:
+    @trace_method
+    async def store(self, blob: str, api_key: str, items: list[int]) -> int:
+        return len(blob)
+
+    @trace_method
+    async def fail(self, token: str) -> None:
+        raise ValueError("no such thing")
+
+
+async def test_trace_method_cuts_and_redacts(spans: InMemorySpanExporter) -> None:
+    vault = Vault()
+    assert (
+        await vault.store("x" * 1_000_000, api_key="jp_secret", items=list(range(1000)))
+        == 1_000_000
+    )
+    [span] = named(spans, "Vault.store")
+    attributes = dict(span.attributes or {})
+    assert attributes["parameter.api_key"] == "[REDACTED]"
+    assert str(attributes["parameter.blob"]).endswith("(1000000 characters)")
+    assert len(str(attributes["parameter.blob"])) < 2100
+    assert attributes["parameter.items"] == "list of 1000 items"
+    assert "jp_secret" not in str(attributes)
+    with pytest.raises(ValueError, match="no such thing"):
+        await vault.fail(token="t0ken")
+    [failed] = named(spans, "Vault.fail")
+    assert failed.status.status_code == StatusCode.ERROR
+    assert [event.name for event in failed.events] == ["exception"]
+    assert dict(failed.attributes or {})["parameter.token"] == "[REDACTED]"
+
+
+async def test_the_webhook_continues_the_trace_that_ended_the_job(
+    spans: InMemorySpanExporter, database_url: str
+) -> None:
+    receiver = Receiver()
+    settings = Settings(database_url=database_url, webhook_allow_private=True)
+    database = Database(settings)
+    jobs = JobManager(database, allow_private_callbacks=True)
+    alice = Actor("org-a", "alice")
+    try:
+        job = await jobs.create_job(alice, status="running", callback_url=receiver.url)
+        with tracer().start_as_current_span("request") as request:
+            await jobs.update_job(alice, job.id, status="completed")
+        async with new_client(settings) as http:
+            deliverer = Deliverer(database, settings, http)
+            deadline = time.monotonic() + 10
+            while not receiver.received:
+                assert time.monotonic() < deadline
+                await deliverer.run_once()
+                await asyncio.sleep(0.02)
+        traceparent = receiver.received[0].headers["traceparent"]
+        assert traceparent.split("-")[1] == f"{request.get_span_context().trace_id:032x}"
+        [delivery] = named(spans, "webhook job.completed")
+        assert delivery.context.trace_id == request.get_span_context().trace_id
+    finally:
+        receiver.close()
+        await database.close()
