@@ -61,6 +61,7 @@ def serve(
 
     from jobpulse.api import create_app
     from jobpulse.bootstrap import prepare
+    from jobpulse.logs import log_config
     from jobpulse.telemetry import setup_tracing
 
     # uvicorn drains on SIGTERM, then re-raises it to this handler: ending there is a clean exit.
@@ -81,6 +82,7 @@ def serve(
         timeout_graceful_shutdown=30,
         log_level="info",
         access_log=access_log,
+        log_config=log_config(settings.log_format),
     )
 
 

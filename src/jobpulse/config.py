@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     #: Writer connections on PostgreSQL (SQLite always has exactly one writer).
     postgres_writers: int = Field(default=4, ge=1)
 
+    #: `text` or `json` (one object per line, with trace and span ids).
+    log_format: Literal["text", "json"] = "text"
     #: Print spans to the console (OTLP is used when OTEL_EXPORTER_OTLP_ENDPOINT is set).
     trace_console: bool = False
     #: How often the sweeper looks for jobs past their deadline or silent too long.

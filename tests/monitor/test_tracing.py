@@ -120,3 +120,26 @@ async def test_the_webhook_continues_the_trace_that_ended_the_job(
     finally:
         receiver.close()
         await database.close()
+
+
+def test_json_logs_carry_the_trace(spans: InMemorySpanExporter) -> None:
+    import json
+    import logging
+
+    from jobpulse.logs import JsonFormatter
+
+    record = logging.LogRecord(
+        "jobpulse.test", logging.INFO, __file__, 1, "hello %s", ("you",), None
+    )
+    plain = json.loads(JsonFormatter().format(record))
+    assert (plain["level"], plain["message"], plain["logger"]) == (
+        "info",
+        "hello you",
+        "jobpulse.test",
+    )
+    assert "trace_id" not in plain
+    with tracer().start_as_current_span("work") as span:
+        inside = json.loads(JsonFormatter().format(record))
+    context = span.get_span_context()
+    assert inside["trace_id"] == f"{context.trace_id:032x}"
+    assert inside["span_id"] == f"{context.span_id:016x}"
