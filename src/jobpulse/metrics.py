@@ -66,6 +66,13 @@ class Metrics:
         self.outbox_pending = Gauge(
             "jobpulse_outbox_pending", "Webhooks waiting to be delivered.", registry=r
         )
+        self.http_duration = Histogram(
+            "jobpulse_http_request_duration_seconds",
+            "HTTP requests served, by route and status.",
+            ["method", "route", "status"],
+            buckets=CALLBACK_BUCKETS,
+            registry=r,
+        )
         self.loop_lag = Gauge(
             "jobpulse_event_loop_lag_seconds", "Last measured event-loop lag.", registry=r
         )

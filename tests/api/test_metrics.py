@@ -76,3 +76,7 @@ async def test_metrics_follow_the_jobs(http: httpx.AsyncClient, make_key: MakeKe
     assert value("jobpulse_jobs_active", status="running") == 0
     assert value("jobpulse_jobs_stuck") == 0
     assert value("jobpulse_outbox_pending") == 0
+    served = {"method": "PATCH", "route": "/v1/jobs/{job_id}", "status": "200"}
+    assert value("jobpulse_http_request_duration_seconds_count", **served) == 3
+    refused_labels = served | {"status": "409"}
+    assert value("jobpulse_http_request_duration_seconds_count", **refused_labels) == 1

@@ -1,6 +1,10 @@
-"""One span per HTTP request, carrying the attributes of DESIGN §5."""
+"""One span per HTTP request, carrying the attributes of DESIGN §5, and its duration in the
+HTTP server histogram.
+"""
 
 from __future__ import annotations
+
+import time
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode
@@ -22,6 +26,8 @@ class RequestSpans:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        status = 500
         headers = {
             key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
         }
@@ -33,7 +39,9 @@ class RequestSpans:
             span.set_attribute("http.method", method)
 
             async def observed(message: Message) -> None:
+                nonlocal status
                 if message["type"] == "http.response.start":
+                    status = message["status"]
                     span.set_attribute("http.status_code", message["status"])
                     if message["status"] >= 500:
                         span.set_status(Status(StatusCode.ERROR))
@@ -47,6 +55,14 @@ class RequestSpans:
                 if path:
                     span.update_name(f"{method} {path}")
                     span.set_attribute("http.route", path)
+                self._observe(scope, method, path or "unmatched", status, started)
                 job_id = scope.get("path_params", {}).get("job_id")
                 if job_id:
                     span.set_attribute("job.id", job_id)
+
+    @staticmethod
+    def _observe(scope: Scope, method: str, route: str, status: int, started: float) -> None:
+        jobs = getattr(scope["app"].state, "jobs", None)
+        if jobs is not None:
+            elapsed = time.perf_counter() - started
+            jobs.metrics.http_duration.labels(method, route, str(status)).observe(elapsed)
