@@ -93,6 +93,13 @@ async def bench_http() -> None:
         rate = await http.transitions(kind)
         note = verdict(rate / hello, 0.4) if kind == "sqlite" else ""
         report(f"{kind:10}  PATCH transitions  {rate:8.0f}/s  ratio {rate / hello:5.2f}  {note}")
+        if kind == "sqlite":
+            traced = await http.transitions(kind, env={"JOBPULSE_TRACE_CONSOLE": "true"})
+            cost = rate / traced
+            report(
+                f"{kind:10}  with tracing on   {traced:8.0f}/s  off/on {cost:5.2f}"
+                f"  (spans exported to the console, discarded; {verdict(cost, 1.15, at_most=True)})"
+            )
 
 
 async def bench_webhooks() -> None:

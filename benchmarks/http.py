@@ -133,7 +133,7 @@ async def _member_key(url: str) -> str:
         await database.close()
 
 
-async def transitions(kind: str) -> float:
+async def transitions(kind: str, env: dict[str, str] | None = None) -> float:
     """Requests/s of PATCH transitions on `jobpulse serve` over a `kind` database."""
     async with fresh_database(kind) as url:
         job_ids = await seed(url, 12_000 * DURATION_S, users=1, status="created")
@@ -150,6 +150,7 @@ async def transitions(kind: str) -> float:
                 "--no-access-log",
             ],
             f"http://127.0.0.1:{port}/healthz",
+            env,
         )
         try:
             with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
