@@ -27,6 +27,10 @@ class RequestSpans:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            # No tracing configured: only the duration histogram.
+            await self._untraced(scope, receive, send, started)
+            return
         status = 500
         headers = {
             key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
@@ -59,6 +63,21 @@ class RequestSpans:
                 job_id = scope.get("path_params", {}).get("job_id")
                 if job_id:
                     span.set_attribute("job.id", job_id)
+
+    async def _untraced(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        status = 500
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            path = getattr(scope.get("route"), "path", None) or "unmatched"
+            self._observe(scope, scope["method"], path, status, started)
 
     @staticmethod
     def _observe(scope: Scope, method: str, route: str, status: int, started: float) -> None:
