@@ -101,23 +101,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
+def serve_asgi(app: str, probe_path: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve an ASGI app of the benchmarks under uvicorn as `jobpulse serve` is served."""
+    port = _free_port()
+    command = [str(BIN / "uvicorn"), app, "--port", str(port), "--loop", "uvloop"]
+    flags = ["--no-access-log", "--log-level", "warning"]
+    return _serve([*command, *flags], f"http://127.0.0.1:{port}{probe_path}"), port
+
+
 def hello_world() -> float:
     """Requests/s of the hello-world POST."""
-    port = _free_port()
-    process = _serve(
-        [
-            str(BIN / "uvicorn"),
-            "benchmarks.hello:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        f"http://127.0.0.1:{port}/docs",
-    )
+    process, port = serve_asgi("benchmarks.hello:app", "/docs")
     try:
         return _wrk(f"http://127.0.0.1:{port}/hello", HELLO_SCRIPT)
     finally:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import subprocess
 import time
 from datetime import UTC, datetime
 
 import httpx
 
 from benchmarks.common import fresh_database, p99
-from benchmarks.http import BIN, _free_port, _member_key, _serve, _stop
+from benchmarks.http import BIN, _free_port, _member_key, _serve, _stop, serve_asgi
 from jobpulse import Settings
 from jobpulse.domain import OutboxMessage
 from jobpulse.storage.engine import Database
@@ -27,22 +28,8 @@ CONCURRENCY = 16
 BODY = {"type": "job.completed", "job_id": "", "status": "completed", "metadata": {"k": "v"}}
 
 
-def _receiver() -> tuple[object, str]:
-    port = _free_port()
-    process = _serve(
-        [
-            str(BIN / "uvicorn"),
-            "benchmarks.receiver:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        f"http://127.0.0.1:{port}/",
-    )
+def _receiver() -> tuple[subprocess.Popen[bytes], str]:
+    process, port = serve_asgi("benchmarks.receiver:app", "/")
     return process, f"http://127.0.0.1:{port}/hook"
 
 
@@ -99,7 +86,7 @@ async def throughput(kind: str) -> dict[str, float]:
     try:
         return {"raw": await _raw(url), "ours": await _backlog(kind, url)}
     finally:
-        _stop(process)  # type: ignore[arg-type]
+        _stop(process)
 
 
 async def latency(kind: str, jobs: int = 200) -> dict[str, float]:
@@ -138,7 +125,7 @@ async def latency(kind: str, jobs: int = 200) -> dict[str, float]:
                 log = (await api.get(hook.replace("/hook", "/log"))).json()["arrivals"]
         finally:
             _stop(server)
-            _stop(process)  # type: ignore[arg-type]
+            _stop(process)
     delays = [log[job_id] - at for job_id, at in returned.items() if job_id in log]
     assert len(delays) == jobs, f"{jobs - len(delays)} callbacks missing"
     return {"p50": statistics.median(delays), "p99": p99(delays)}
