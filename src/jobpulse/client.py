@@ -19,35 +19,13 @@ import httpx
 from pydantic import TypeAdapter
 
 from jobpulse import __version__
-from jobpulse.errors import (
-    ForbiddenError,
-    InvalidCursorError,
-    InvalidTransitionError,
-    JobPulseError,
-    NotFoundError,
-    PayloadTooLargeError,
-    UnauthorizedError,
-    UnavailableError,
-    ValidationError,
-)
+from jobpulse.errors import InvalidTransitionError, JobPulseError, error_class
 from jobpulse.schemas import EventPublic, JobCountPublic, JobPublic
 from jobpulse.tracking import AsyncTracker, Tracker, track_stream
 from jobpulse.webhooks import signing
 
 T = TypeVar("T")
 RETRY_DELAYS = (0.2, 0.5, 1.0)
-_ERRORS: dict[str, type[JobPulseError]] = {
-    kind.code: kind
-    for kind in (
-        NotFoundError,
-        ValidationError,
-        InvalidCursorError,
-        UnauthorizedError,
-        ForbiddenError,
-        PayloadTooLargeError,
-        UnavailableError,
-    )
-}
 _JOBS = TypeAdapter(list[JobPublic])
 _EVENTS = TypeAdapter(list[EventPublic])
 
@@ -65,7 +43,7 @@ def _error(response: httpx.Response) -> JobPulseError:
             current_status=str(detail.get("current_status")),
             requested_status=detail.get("requested_status"),
         )
-    kind = _ERRORS.get(code, JobPulseError)
+    kind = error_class(code)
     error = kind(message, **detail)
     error.code = code
     return error

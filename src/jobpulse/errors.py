@@ -85,3 +85,9 @@ class UnavailableError(JobPulseError):
     """The database is unavailable."""
 
     code = "unavailable"
+
+
+def error_class(code: str) -> type[JobPulseError]:
+    """The exception class for a wire error code (JobPulseError for an unknown one)."""
+    kinds = {kind.code: kind for kind in JobPulseError.__subclasses__()}
+    return kinds.get(code, JobPulseError)
