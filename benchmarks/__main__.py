@@ -2,13 +2,15 @@
 
 Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (transitions),
 BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
-BENCH_HTTP_SECONDS (each wrk run; default 10). The HTTP figures need wrk (Debian: wrk).
+BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
+comparison; default 3). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 
 import uvloop
 
@@ -20,6 +22,7 @@ TRANSITION_JOBS = {
     "postgresql": int(os.environ.get("BENCH_POSTGRES_JOBS", "1000")),
 }
 TRANSITION_TARGETS = {"sqlite": 0.3, "postgresql": 0.7}
+HTTP_ROUNDS = int(os.environ.get("BENCH_HTTP_ROUNDS", "3"))
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST_SIZES", "10000,1000000").split(",")]
 
 
@@ -90,16 +93,40 @@ async def bench_http() -> None:
     hello = await asyncio.to_thread(http.hello_world)
     report(f"hello-world FastAPI POST        {hello:8.0f}/s")
     for kind in KINDS:
-        rate = await http.transitions(kind)
-        note = verdict(rate / hello, 0.4) if kind == "sqlite" else ""
-        report(f"{kind:10}  PATCH transitions  {rate:8.0f}/s  ratio {rate / hello:5.2f}  {note}")
-        if kind == "sqlite":
-            traced = await http.transitions(kind, env={"JOBPULSE_TRACE_CONSOLE": "true"})
-            cost = rate / traced
-            report(
-                f"{kind:10}  with tracing on   {traced:8.0f}/s  off/on {cost:5.2f}"
-                f"  (spans exported to the console, discarded; {verdict(cost, 1.15, at_most=True)})"
-            )
+        [run] = (await http.transitions(kind, {"plain": http.PLAIN}))["plain"]
+        ratio = run.rate / hello
+        note = verdict(ratio, 0.4) if kind == "sqlite" else ""
+        report(f"{kind:10}  PATCH transitions  {run.rate:8.0f}/s  ratio {ratio:5.2f}  {note}")
+
+
+async def bench_tracing() -> None:
+    report(
+        "== telemetry cost: PATCH transitions on SQLite, three servers side by side on one core "
+        "(each its own database and wrk): tracing off; on, every span kept in memory; on, one "
+        f"trace in ten sampled. Metrics are on in all. {HTTP_ROUNDS} rounds"
+    )
+    servers = {"off": http.PLAIN, "on": http.TRACED, "sampled": http.SAMPLED}
+    runs = await http.transitions("sqlite", servers, rounds=HTTP_ROUNDS)
+    for turn in range(HTTP_ROUNDS):
+        off, on, sampled = (runs[name][turn] for name in servers)
+        report(
+            f"sqlite      off {off.rate:6.0f}/s {off.cpu_per_request * 1e6:5.0f} us CPU/request"
+            f"  on {on.rate:6.0f}/s {on.cpu_per_request * 1e6:5.0f} us"
+            f"  sampled {sampled.rate:6.0f}/s {sampled.cpu_per_request * 1e6:5.0f} us"
+        )
+    for name, target in (("on", 1.15), ("sampled", None)):
+        by_rate = statistics.median(
+            off.rate / other.rate for off, other in zip(runs["off"], runs[name], strict=True)
+        )
+        by_cpu = statistics.median(
+            other.cpu_per_request / off.cpu_per_request
+            for off, other in zip(runs["off"], runs[name], strict=True)
+        )
+        note = verdict(by_rate, target, at_most=True) if target else "(informational)"
+        report(
+            f"sqlite      {name:7} median off/on {by_rate:5.2f}"
+            f"  CPU per request on/off {by_cpu:5.2f}  {note}"
+        )
 
 
 async def bench_webhooks() -> None:
@@ -127,6 +154,7 @@ async def main() -> None:
     await bench_transitions()
     await bench_cpu_bound_sqlite()
     await bench_http()
+    await bench_tracing()
     await bench_webhooks()
     await bench_listing()
 

@@ -1,19 +1,23 @@
 """HTTP transitions/s: PATCH /v1/jobs/{id} on a `jobpulse serve` process, next to a
 hello-world FastAPI POST served by uvicorn the same way (one process, uvloop, no access log),
-both loaded by wrk with 64 connections in the same run. Each PATCH moves a different job
-from created to running, so every request is a real, accepted transition.
+both loaded by wrk with 64 connections in the same run (server and wrk on a core each). Each
+PATCH moves a different job from created to running: every request is a real transition.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -25,6 +29,9 @@ from jobpulse.storage.engine import Database
 BIN = Path(sys.executable).parent
 DURATION_S = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))
 CONNECTIONS = 64
+#: The server under test runs on one core and wrk on the other, so that neither takes CPU
+#: from the other (both would float over the two cores of the benchmark machine otherwise).
+SERVER_CPU, LOAD_CPU = 0, 1
 PATCH_SCRIPT = """
 local ids, i = {}, 0
 for line in io.lines(os.getenv("JOBS_FILE")) do ids[#ids + 1] = line end
@@ -52,6 +59,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def pinned(cpu: int) -> list[str]:
+    """A command prefix running a process on core `cpu`, where taskset exists."""
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
+
+
 def _wait(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -69,7 +81,16 @@ def _wrk(url: str, script: str, env: dict[str, str] | None = None) -> float:
         lua.write(script)
         lua.flush()
         done = subprocess.run(
-            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "-s", lua.name, url],
+            [
+                *pinned(LOAD_CPU),
+                "wrk",
+                "-t1",
+                f"-c{CONNECTIONS}",
+                f"-d{DURATION_S}s",
+                "-s",
+                lua.name,
+                url,
+            ],
             capture_output=True,
             text=True,
             env=os.environ | (env or {}),
@@ -106,7 +127,8 @@ def serve_asgi(app: str, probe_path: str) -> tuple[subprocess.Popen[bytes], int]
     port = _free_port()
     command = [str(BIN / "uvicorn"), app, "--port", str(port), "--loop", "uvloop"]
     flags = ["--no-access-log", "--log-level", "warning"]
-    return _serve([*command, *flags], f"http://127.0.0.1:{port}{probe_path}"), port
+    probe = f"http://127.0.0.1:{port}{probe_path}"
+    return _serve([*pinned(SERVER_CPU), *command, *flags], probe), port
 
 
 def hello_world() -> float:
@@ -127,31 +149,75 @@ async def _member_key(url: str) -> str:
         await database.close()
 
 
-async def transitions(kind: str, env: dict[str, str] | None = None) -> float:
-    """Requests/s of PATCH transitions on `jobpulse serve` over a `kind` database."""
-    async with fresh_database(kind) as url:
-        job_ids = await seed(url, 12_000 * DURATION_S, users=1, status="created")
-        secret = await _member_key(url)
-        port = _free_port()
-        process = _serve(
-            [
-                str(BIN / "jobpulse"),
-                "serve",
-                "--port",
-                str(port),
-                "--database-url",
-                url,
-                "--no-access-log",
-            ],
-            f"http://127.0.0.1:{port}/healthz",
-            env,
-        )
-        try:
-            with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
-                ids.write("\n".join(job_ids))
-                ids.flush()
-                env = {"JOBS_FILE": ids.name, "API_KEY": secret}
-                url_ = f"http://127.0.0.1:{port}"
-                return await asyncio.to_thread(_wrk, url_, PATCH_SCRIPT, env)
-        finally:
-            _stop(process)
+#: How `transitions` can start the server: as shipped; with every span kept in memory; the
+#: same with one trace in ten sampled (OpenTelemetry's sampler settings, read by its SDK).
+PLAIN = (str(BIN / "jobpulse"),)
+TRACED = (sys.executable, "-m", "benchmarks.traced")
+SAMPLED = (
+    "env",
+    "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+    "OTEL_TRACES_SAMPLER_ARG=0.1",
+    *TRACED,
+)
+
+
+class Run(NamedTuple):
+    """One wrk run on one server: requests/s, and the server's CPU time per request."""
+
+    rate: float
+    cpu_per_request: float
+
+
+async def transitions(
+    kind: str, servers: Mapping[str, Sequence[str]], rounds: int = 1
+) -> dict[str, list[Run]]:
+    """PATCH transitions on `jobpulse serve`, for each way of starting it in `servers`,
+    `rounds` times.
+
+    With several servers they run side by side: each on a database of its own, all on the
+    same core, each loaded by its own wrk at the same moment. The core's time is shared, so
+    their rates compare what a request costs each of them (as does the CPU time each used),
+    and a slow spell of the machine (this one's speed swings by a quarter from minute to
+    minute) falls on all of them alike.
+    """
+    per_run = 12_000 * DURATION_S
+    async with contextlib.AsyncExitStack() as stack:
+        loads = {}
+        for name, command in servers.items():
+            url = await stack.enter_async_context(fresh_database(kind))
+            job_ids = await seed(url, per_run * rounds, users=1, status="created")
+            secret = await _member_key(url)
+            port = _free_port()
+            flags = ["--port", str(port), "--database-url", url, "--no-access-log"]
+            probe = f"http://127.0.0.1:{port}/healthz"
+            process = _serve([*pinned(SERVER_CPU), *command, "serve", *flags], probe)
+            stack.callback(_stop, process)
+            loads[name] = (process.pid, port, secret, job_ids)
+        runs: dict[str, list[Run]] = {name: [] for name in servers}
+        for turn in range(rounds):
+            cpu_before = {name: _cpu_seconds(pid) for name, (pid, *_rest) in loads.items()}
+            rates = await asyncio.gather(
+                *(
+                    asyncio.to_thread(_patch_load, port, secret, ids[turn * per_run :][:per_run])
+                    for _pid, port, secret, ids in loads.values()
+                )
+            )
+            for (name, (pid, *_rest)), rate in zip(loads.items(), rates, strict=True):
+                used = _cpu_seconds(pid) - cpu_before[name]
+                runs[name].append(Run(rate, used / (rate * DURATION_S)))
+    return runs
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time process `pid` has used, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _patch_load(port: int, secret: str, job_ids: list[str]) -> float:
+    """wrk PATCHing each of `job_ids` to running, on the server at `port`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
+        ids.write("\n".join(job_ids))
+        ids.flush()
+        env = {"JOBS_FILE": ids.name, "API_KEY": secret}
+        return _wrk(f"http://127.0.0.1:{port}", PATCH_SCRIPT, env)

@@ -75,7 +75,7 @@ def serve(
         out.print(f"Admin API key, shown once: {first_key}", highlight=False, soft_wrap=True)
     sys.stdout.flush()
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, serving=True),
         host=host,
         port=port,
         loop="uvloop",

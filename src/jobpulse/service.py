@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from opentelemetry import context as otel_context
+
 from jobpulse.config import Settings
 from jobpulse.domain import (
     INITIAL,
@@ -36,7 +38,7 @@ from jobpulse.errors import ValidationError
 from jobpulse.metrics import Metrics
 from jobpulse.storage import outbox, repository, stats, steps, sweeps
 from jobpulse.storage.engine import Database
-from jobpulse.telemetry import current_context, trace_method
+from jobpulse.telemetry import trace_headers, trace_method
 from jobpulse.webhooks import guard, payload
 
 #: What a step can report.
@@ -318,7 +320,8 @@ class JobManager:
         what changed. Safe to run on every replica at once.
         """
         now = self._now()
-        planner = partial(_with_callback, partial(plan_sweep, now=now), now, None)
+        trace = otel_context.get_current()
+        planner = partial(_with_callback, partial(plan_sweep, now=now), now, trace)
         planner = partial(_with_stuck_alert, planner, self._alert_webhook)
         changed = await self.database.write(sweeps.sweep, now, planner, limit)
         for job, plan in changed:
@@ -359,7 +362,10 @@ class JobManager:
     async def _apply(self, actor: Actor, job_id: str, planner: Callable[[Job], Plan]) -> Job:
         self.handling.add(job_id)
         try:
-            planner = partial(_with_callback, planner, self._now(), current_context() or None)
+            # The trace context is captured here, in the request's task, and only written out
+            # as headers if the change ends the job with a callback to send.
+            trace = otel_context.get_current()
+            planner = partial(_with_callback, planner, self._now(), trace)
             job, plan = await self.database.write(repository.apply_plan, actor, job_id, planner)
         finally:
             self.handling.discard(job_id)
@@ -390,7 +396,7 @@ def _with_stuck_alert(planner: Callable[[Job], Plan], url: str | None, job: Job)
 
 
 def _with_callback(
-    planner: Callable[[Job], Plan], now: datetime, trace: dict[str, str] | None, job: Job
+    planner: Callable[[Job], Plan], now: datetime, trace: otel_context.Context, job: Job
 ) -> Plan:
     """`planner`'s plan, plus the job's callback when the plan ends a job that has one."""
     plan = planner(job)
@@ -399,7 +405,7 @@ def _with_callback(
     ended = replace(job, **plan.values)
     if ended.callback_url is None:
         return plan
-    message = replace(payload.callback(ended, now), trace_context=trace)
+    message = replace(payload.callback(ended, now), trace_context=trace_headers(trace))
     return replace(plan, outbox=(*plan.outbox, message))
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from itertools import chain
 from typing import Any, ParamSpec, TypeVar
 
-from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -21,9 +23,38 @@ SPAN_BUDGET = 16 * 1024
 SECRET_WORDS = ("key", "secret", "token", "password", "authorization")
 
 
+_provider: trace.TracerProvider | None = None
+
+
+def active_provider() -> trace.TracerProvider | None:
+    """The tracer provider once one is set, else None (every span would be a no-op).
+
+    Kept once found, since a process sets its provider once (OpenTelemetry refuses a second):
+    the API's lookup reads the environment each time no provider is set.
+    """
+    global _provider
+    if _provider is None:
+        provider = trace.get_tracer_provider()
+        if type(provider) is not trace.ProxyTracerProvider:
+            _provider = provider
+    return _provider
+
+
+def tracing_enabled() -> bool:
+    """Whether spans are recorded (a tracer provider has been set)."""
+    return active_provider() is not None
+
+
 def tracer() -> trace.Tracer:
     """jobpulse's tracer from the current provider."""
-    return trace.get_tracer("jobpulse")
+    return _tracer_of(trace.get_tracer_provider())
+
+
+@functools.cache
+def _tracer_of(provider: trace.TracerProvider) -> trace.Tracer:
+    # Once per provider: the SDK compares instrumentation scopes on every get_tracer call,
+    # which cost a tenth of a traced request.
+    return provider.get_tracer("jobpulse")
 
 
 def setup_tracing(console: bool = False) -> None:
@@ -45,59 +76,84 @@ def setup_tracing(console: bool = False) -> None:
     trace.set_tracer_provider(provider)
 
 
-def attribute_value(name: str, value: Any) -> str | int | float | bool:
+@functools.cache
+def _is_secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def attribute_value(name: str, value: Any) -> AttributeValue:
     """A parameter as a span attribute: secrets redacted, large values cut or summarised."""
-    if any(word in name.lower() for word in SECRET_WORDS):
+    if _is_secret(name):
         return "[REDACTED]"
-    if isinstance(value, bool | int | float):
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool | int | float):
         return value
-    if isinstance(value, Mapping | list | tuple | set) and len(value) > 50:
+    elif isinstance(value, Mapping | list | tuple | set) and len(value) > 50:
         return f"{type(value).__name__} of {len(value)} items"
-    text = value if isinstance(value, str) else repr(value)
+    else:
+        text = repr(value)
     if len(text) > VALUE_LIMIT:
         return f"{text[:VALUE_LIMIT]}… ({len(text)} characters)"
     return text
 
 
-def record_parameters(span: Span, parameters: Mapping[str, Any]) -> None:
-    """Set `parameter.<name>` attributes within the span's size budget."""
+def parameter_attributes(parameters: Iterable[tuple[str, Any]]) -> dict[str, AttributeValue]:
+    """`parameter.<name>` attributes, as many as fit in the span's size budget."""
+    attributes: dict[str, AttributeValue] = {}
     spent = 0
-    for name, value in parameters.items():
+    for name, value in parameters:
         shown = attribute_value(name, value)
-        size = len(str(shown))
-        if spent + size > SPAN_BUDGET:
-            span.set_attribute("parameter._truncated", True)
-            return
-        spent += size
-        span.set_attribute(f"parameter.{name}", shown)
+        spent += len(shown) if isinstance(shown, str) else 8
+        if spent > SPAN_BUDGET:
+            attributes["parameter._truncated"] = True
+            break
+        attributes[f"parameter.{name}"] = shown
+    return attributes
 
 
 def trace_method(
     function: Callable[P, Awaitable[R]],
 ) -> Callable[P, Awaitable[R]]:
-    """Run an async method in a span named after it, its parameters recorded safely."""
-    signature = inspect.signature(function)
+    """Run an async method in a span named after it, its parameters recorded safely.
+
+    This runs on every service call, so it is kept to the SDK's own cost: arguments are paired
+    with parameter names directly (no `Signature.bind`) and set in one call, and the span is
+    made current by attaching it to the context (no context-manager generators).
+    """
+    names = tuple(inspect.signature(function).parameters)
+    skip = 1 if names[:1] == ("self",) else 0
+    names = names[skip:]
     name = function.__qualname__
 
     @functools.wraps(function)
     async def traced(*args: P.args, **kwargs: P.kwargs) -> R:
-        with tracer().start_as_current_span(name, record_exception=False) as span:
-            if span.is_recording():
-                bound = signature.bind_partial(*args, **kwargs)
-                bound.arguments.pop("self", None)
-                record_parameters(span, bound.arguments)
-            try:
-                return await function(*args, **kwargs)
-            except Exception as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                raise
+        provider = active_provider()
+        if provider is None:
+            return await function(*args, **kwargs)
+        span = _tracer_of(provider).start_span(name)
+        if span.is_recording():  # not when the sampler left this trace out
+            given = chain(zip(names, args[skip:], strict=False), kwargs.items())
+            span.set_attributes(parameter_attributes(given))
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            return await function(*args, **kwargs)
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+        finally:
+            context.detach(token)
+            span.end()
 
     return traced
 
 
-def current_context() -> dict[str, str]:
-    """The current trace context as W3C headers (empty with no active trace)."""
+def trace_headers(trace_context: context.Context) -> dict[str, str] | None:
+    """A trace context (from `opentelemetry.context.get_current`) as W3C headers, None when it
+    holds no trace.
+    """
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
+    propagate.inject(carrier, context=trace_context)
+    return carrier or None

@@ -63,10 +63,30 @@ async def test_a_request_span_has_the_attributes(
     assert (service.attributes or {})["parameter.status"] == "completed"
 
 
+async def test_a_request_continues_the_callers_trace(
+    spans: InMemorySpanExporter, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    me = await make_key("org-a", "alice")
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    headers = {**me, "traceparent": f"00-{trace_id}-{parent_id}-01"}
+    assert (await http.post("/v1/jobs", json={}, headers=headers)).status_code == 201
+    await http.post("/v1/jobs", json={}, headers=me)
+    first, second = named(spans, "POST /v1/jobs")
+    assert f"{first.context.trace_id:032x}" == trace_id
+    assert first.parent is not None
+    assert f"{first.parent.span_id:016x}" == parent_id
+    assert second.parent is None  # no traceparent: a trace of its own
+    assert second.context.trace_id != first.context.trace_id
+
+
 class Vault:
     @trace_method
     async def store(self, blob: str, api_key: str, items: list[int]) -> int:
         return len(blob)
+
+    @trace_method
+    async def many(self, a: str, b: str, c: str, d: str, e: str, f: str, g: str, h: str) -> None:
+        pass
 
     @trace_method
     async def fail(self, token: str) -> None:
@@ -92,6 +112,18 @@ async def test_trace_method_cuts_and_redacts(spans: InMemorySpanExporter) -> Non
     assert failed.status.status_code == StatusCode.ERROR
     assert [event.name for event in failed.events] == ["exception"]
     assert dict(failed.attributes or {})["parameter.token"] == "[REDACTED]"
+
+
+async def test_trace_method_keeps_a_span_within_its_budget(
+    spans: InMemorySpanExporter,
+) -> None:
+    await Vault().many(*(letter * 3000 for letter in "abcdefgh"))
+    [span] = named(spans, "Vault.many")
+    attributes = dict(span.attributes or {})
+    recorded = [name for name in attributes if name != "parameter._truncated"]
+    assert recorded == [f"parameter.{letter}" for letter in "abcdefg"]  # 7 x ~2 KiB fit
+    assert attributes["parameter._truncated"] is True
+    assert sum(len(str(value)) for value in attributes.values()) <= 16 * 1024 + 4
 
 
 async def test_the_webhook_continues_the_trace_that_ended_the_job(

@@ -34,9 +34,9 @@ async def authenticate(
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'")
     keys: KeyManager = request.app.state.keys
     actor = await keys.authenticate(credentials.credentials)
-    span = trace.get_current_span()
-    span.set_attribute("user.id", actor.user_id)
-    span.set_attribute("organization.id", actor.organization_id)
+    trace.get_current_span().set_attributes(
+        {"user.id": actor.user_id, "organization.id": actor.organization_id}
+    )
     return actor
 
 
