@@ -1,7 +1,7 @@
-"""HTTP transitions/s: PATCH /v1/jobs/{id} on a `jobpulse serve` process, next to a
-hello-world FastAPI POST served by uvicorn the same way (one process, uvloop, no access log),
-both loaded by wrk with 64 connections in the same run (server and wrk on a core each). Each
-PATCH moves a different job from created to running: every request is a real transition.
+"""HTTP transitions/s: PATCH /v1/jobs/{id} on `jobpulse serve` processes, next to a
+hello-world FastAPI POST served by uvicorn the same way (one process, uvloop, no access log).
+The servers share one core and are loaded at the same moment, each by its own wrk with 64
+connections on the other core (see `side_by_side`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,8 +33,9 @@ CONNECTIONS = 64
 #: from the other (both would float over the two cores of the benchmark machine otherwise).
 SERVER_CPU, LOAD_CPU = 0, 1
 PATCH_SCRIPT = """
-local ids, i = {}, 0
+local ids = {}
 for line in io.lines(os.getenv("JOBS_FILE")) do ids[#ids + 1] = line end
+local i = tonumber(os.getenv("ROUND")) * tonumber(os.getenv("PER_ROUND"))
 wrk.method = "PATCH"
 wrk.body = '{"status": "running"}'
 wrk.headers["Content-Type"] = "application/json"
@@ -87,6 +88,8 @@ def _wrk(url: str, script: str, env: dict[str, str] | None = None) -> float:
                 "-t1",
                 f"-c{CONNECTIONS}",
                 f"-d{DURATION_S}s",
+                "--timeout",
+                "30s",
                 "-s",
                 lua.name,
                 url,
@@ -122,22 +125,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-def serve_asgi(app: str, probe_path: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Serve an ASGI app of the benchmarks under uvicorn as `jobpulse serve` is served."""
+def serve_asgi(
+    app: str, probe_path: str, cpu: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Serve an ASGI app of the benchmarks under uvicorn as `jobpulse serve` is served (on
+    core `cpu` if given).
+    """
     port = _free_port()
     command = [str(BIN / "uvicorn"), app, "--port", str(port), "--loop", "uvloop"]
     flags = ["--no-access-log", "--log-level", "warning"]
     probe = f"http://127.0.0.1:{port}{probe_path}"
-    return _serve([*pinned(SERVER_CPU), *command, *flags], probe), port
-
-
-def hello_world() -> float:
-    """Requests/s of the hello-world POST."""
-    process, port = serve_asgi("benchmarks.hello:app", "/docs")
-    try:
-        return _wrk(f"http://127.0.0.1:{port}/hello", HELLO_SCRIPT)
-    finally:
-        _stop(process)
+    pin = [] if cpu is None else pinned(cpu)
+    return _serve([*pin, *command, *flags], probe), port
 
 
 async def _member_key(url: str) -> str:
@@ -149,7 +148,33 @@ async def _member_key(url: str) -> str:
         await database.close()
 
 
-#: How `transitions` can start the server: as shipped; with every span kept in memory; the
+class Load(NamedTuple):
+    """A server under test, and what wrk sends it."""
+
+    pid: int
+    url: str
+    script: str
+    env: dict[str, str]
+
+
+class Run(NamedTuple):
+    """One wrk run on one server: requests/s, and the server's CPU time per request."""
+
+    rate: float
+    cpu_per_request: float
+
+
+@contextlib.asynccontextmanager
+async def hello_world() -> AsyncIterator[Load]:
+    """The baseline: a hello-world FastAPI POST."""
+    process, port = serve_asgi("benchmarks.hello:app", "/docs", SERVER_CPU)
+    try:
+        yield Load(process.pid, f"http://127.0.0.1:{port}/hello", HELLO_SCRIPT, {})
+    finally:
+        _stop(process)
+
+
+#: How `jobpulse` can start the server: as shipped; with every span kept in memory; the
 #: same with one trace in ten sampled (OpenTelemetry's sampler settings, read by its SDK).
 PLAIN = (str(BIN / "jobpulse"),)
 TRACED = (sys.executable, "-m", "benchmarks.traced")
@@ -161,50 +186,50 @@ SAMPLED = (
 )
 
 
-class Run(NamedTuple):
-    """One wrk run on one server: requests/s, and the server's CPU time per request."""
-
-    rate: float
-    cpu_per_request: float
-
-
-async def transitions(
-    kind: str, servers: Mapping[str, Sequence[str]], rounds: int = 1
-) -> dict[str, list[Run]]:
-    """PATCH transitions on `jobpulse serve`, for each way of starting it in `servers`,
-    `rounds` times.
-
-    With several servers they run side by side: each on a database of its own, all on the
-    same core, each loaded by its own wrk at the same moment. The core's time is shared, so
-    their rates compare what a request costs each of them (as does the CPU time each used),
-    and a slow spell of the machine (this one's speed swings by a quarter from minute to
-    minute) falls on all of them alike.
+@contextlib.asynccontextmanager
+async def jobpulse(
+    kind: str, command: Sequence[str] = PLAIN, rounds: int = 1
+) -> AsyncIterator[Load]:
+    """`jobpulse serve` on a fresh `kind` database, loaded with PATCH transitions: each moves
+    a different seeded job from created to running, so every request is a real transition.
     """
-    per_run = 12_000 * DURATION_S
-    async with contextlib.AsyncExitStack() as stack:
-        loads = {}
-        for name, command in servers.items():
-            url = await stack.enter_async_context(fresh_database(kind))
-            job_ids = await seed(url, per_run * rounds, users=1, status="created")
-            secret = await _member_key(url)
-            port = _free_port()
-            flags = ["--port", str(port), "--database-url", url, "--no-access-log"]
-            probe = f"http://127.0.0.1:{port}/healthz"
+    per_round = 12_000 * DURATION_S
+    async with fresh_database(kind) as url:
+        job_ids = await seed(url, per_round * rounds, users=1, status="created")
+        secret = await _member_key(url)
+        port = _free_port()
+        flags = ["--port", str(port), "--database-url", url, "--no-access-log"]
+        probe = f"http://127.0.0.1:{port}/healthz"
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
+            ids.write("\n".join(job_ids))
+            ids.flush()
             process = _serve([*pinned(SERVER_CPU), *command, "serve", *flags], probe)
-            stack.callback(_stop, process)
-            loads[name] = (process.pid, port, secret, job_ids)
-        runs: dict[str, list[Run]] = {name: [] for name in servers}
-        for turn in range(rounds):
-            cpu_before = {name: _cpu_seconds(pid) for name, (pid, *_rest) in loads.items()}
-            rates = await asyncio.gather(
-                *(
-                    asyncio.to_thread(_patch_load, port, secret, ids[turn * per_run :][:per_run])
-                    for _pid, port, secret, ids in loads.values()
-                )
+            env = {"JOBS_FILE": ids.name, "API_KEY": secret, "PER_ROUND": str(per_round)}
+            try:
+                yield Load(process.pid, f"http://127.0.0.1:{port}", PATCH_SCRIPT, env)
+            finally:
+                _stop(process)
+
+
+async def side_by_side(loads: Mapping[str, Load], rounds: int = 1) -> dict[str, list[Run]]:
+    """Load every server at the same moment, `rounds` times, each with its own wrk.
+
+    The servers all run on one core, whose time they share: their rates compare what a
+    request costs each of them (as does the CPU time each used), and a slow spell of the
+    machine (this one's speed swings by a quarter from minute to minute) falls on all alike.
+    """
+    runs: dict[str, list[Run]] = {name: [] for name in loads}
+    for turn in range(rounds):
+        cpu_before = {name: _cpu_seconds(load.pid) for name, load in loads.items()}
+        rates = await asyncio.gather(
+            *(
+                asyncio.to_thread(_wrk, load.url, load.script, load.env | {"ROUND": str(turn)})
+                for load in loads.values()
             )
-            for (name, (pid, *_rest)), rate in zip(loads.items(), rates, strict=True):
-                used = _cpu_seconds(pid) - cpu_before[name]
-                runs[name].append(Run(rate, used / (rate * DURATION_S)))
+        )
+        for (name, load), rate in zip(loads.items(), rates, strict=True):
+            used = _cpu_seconds(load.pid) - cpu_before[name]
+            runs[name].append(Run(rate, used / (rate * DURATION_S)))
     return runs
 
 
@@ -212,12 +237,3 @@ def _cpu_seconds(pid: int) -> float:
     """User and system CPU time process `pid` has used, all its threads included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _patch_load(port: int, secret: str, job_ids: list[str]) -> float:
-    """wrk PATCHing each of `job_ids` to running, on the server at `port`."""
-    with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
-        ids.write("\n".join(job_ids))
-        ids.flush()
-        env = {"JOBS_FILE": ids.name, "API_KEY": secret}
-        return _wrk(f"http://127.0.0.1:{port}", PATCH_SCRIPT, env)
