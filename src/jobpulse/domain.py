@@ -175,12 +175,7 @@ def check_metadata(value: object, what: str = "metadata") -> dict[str, Any]:
     """`value` as a metadata object: a JSON object of at most 64 KiB."""
     if not isinstance(value, Mapping):
         raise ValidationError(f"{what} must be a JSON object, not {type(value).__name__}")
-    try:
-        size = len(json.dumps(value, separators=(",", ":")).encode())
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{what} is not JSON-serializable: {exc}") from None
-    if size > METADATA_MAX_BYTES:
-        raise ValidationError(f"{what} is {size} bytes; the limit is {METADATA_MAX_BYTES}")
+    _check_size(value, what)
     if not _is_storable(value):
         raise ValidationError(f"{what} has a NUL character or an unpaired surrogate in a string")
     return dict(value)
@@ -203,10 +198,23 @@ def _is_storable(value: object) -> bool:
     return True
 
 
+def _check_size(value: Mapping[str, Any], what: str) -> None:
+    try:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{what} is not JSON-serializable: {exc}") from None
+    if size > METADATA_MAX_BYTES:
+        raise ValidationError(f"{what} is {size} bytes; the limit is {METADATA_MAX_BYTES}")
+
+
 def merge_metadata(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """Shallow merge of `patch` into `current`; a key set to None is removed."""
+    """Shallow merge of `patch` into `current`; a key set to None is removed. ValidationError
+    if the merged object outgrows 64 KiB (each patch may fit while their sum does not).
+    """
     merged = {**current, **patch}
-    return {key: value for key, value in merged.items() if value is not None}
+    merged = {key: value for key, value in merged.items() if value is not None}
+    _check_size(merged, "metadata once merged")
+    return merged
 
 
 def check_duration(name: str, value: object) -> int | None:
@@ -331,7 +339,10 @@ def plan_change(job: Job, change: JobChange, now: datetime, actor: str | None) -
     """The writes `change` makes to `job` at `now`, or the rejected attempt it records."""
     values: dict[str, Any] = {}
     if change.metadata is not None:
-        values["metadata"] = merge_metadata(job.metadata, change.metadata)
+        try:
+            values["metadata"] = merge_metadata(job.metadata, change.metadata)
+        except ValidationError as exc:
+            return Plan(expected=job.status, error=exc)
     for name in ("ttft_ns", "total_duration_ns", "callback_url"):
         if (value := getattr(change, name)) is not None:
             values[name] = value
@@ -390,7 +401,10 @@ def plan_heartbeat(
         return Plan(expected=job.status, error=error)
     values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
     if progress:
-        values["metadata"] = merge_metadata(job.metadata, progress)
+        try:
+            values["metadata"] = merge_metadata(job.metadata, progress)
+        except ValidationError as exc:
+            return Plan(expected=job.status, error=exc)
     event = None
     if job.stuck_since is not None:
         values["stuck_since"] = None

@@ -151,6 +151,29 @@ async def test_bad_update_changes_nothing(
     assert len(await manager.list_events(alice, job.id)) == 1
 
 
+async def test_metadata_that_would_outgrow_64_kib_once_merged_is_refused(
+    manager: JobManager, alice: Actor
+) -> None:
+    half = "x" * 40_000  # each patch fits; the two together do not
+    job = await manager.create_job(alice, status="running", metadata={"first": half})
+    with pytest.raises(ValidationError, match="metadata once merged is 80024 bytes"):
+        await manager.update_job(alice, job.id, status="completed", metadata={"second": half})
+    with pytest.raises(ValidationError, match="metadata once merged"):
+        await manager.heartbeat(alice, job.id, progress={"second": half})
+    stored = await manager.get_job(alice, job.id)
+    assert (stored.status, stored.metadata, stored.heartbeat_at) == (
+        S.RUNNING,
+        {"first": half},
+        None,
+    )
+    assert [event.to_status for event in await manager.list_events(alice, job.id)] == [S.RUNNING]
+    # Replacing the big value, or removing it, still works.
+    done = await manager.update_job(
+        alice, job.id, status="completed", metadata={"first": None, "second": half}
+    )
+    assert (done.status, done.metadata) == (S.COMPLETED, {"second": half})
+
+
 async def test_fifty_concurrent_terminal_transitions_apply_once(
     manager: JobManager, alice: Actor
 ) -> None:

@@ -157,6 +157,13 @@ def test_merge_is_shallow_and_null_removes() -> None:
     assert current["gone"] is True  # the input is not changed
 
 
+def test_merge_refuses_to_outgrow_64_kib() -> None:
+    half = {"a": "x" * 40_000}
+    with pytest.raises(ValidationError, match="metadata once merged"):
+        merge_metadata(half, {"b": "x" * 40_000})
+    assert merge_metadata(half, {"a": None, "b": "y"}) == {"b": "y"}
+
+
 @pytest.mark.parametrize("value", [-1, 1.5, True, "10"])
 def test_timings_are_non_negative_integers(value: object) -> None:
     with pytest.raises(ValidationError, match="ttft_ns"):
