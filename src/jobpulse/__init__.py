@@ -8,9 +8,7 @@ from jobpulse.domain import (
     Job,
     JobChange,
     JobEvent,
-    JobFilter,
     JobStatus,
-    Page,
     StopReason,
 )
 from jobpulse.errors import (
@@ -24,6 +22,7 @@ from jobpulse.errors import (
     UnavailableError,
     ValidationError,
 )
+from jobpulse.listing import JobFilter, Page
 from jobpulse.service import JobManager
 
 __version__ = "0.1.0"

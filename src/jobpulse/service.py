@@ -20,9 +20,7 @@ from jobpulse.domain import (
     Job,
     JobChange,
     JobEvent,
-    JobFilter,
     JobStatus,
-    Page,
     Plan,
     StopReason,
     check_duration,
@@ -35,6 +33,7 @@ from jobpulse.domain import (
     plan_sweep,
 )
 from jobpulse.errors import ValidationError
+from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
 from jobpulse.storage import outbox, repository, stats, steps, sweeps
 from jobpulse.storage.engine import Database

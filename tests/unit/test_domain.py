@@ -13,9 +13,7 @@ from jobpulse.domain import (
     STOP_REASON_STATUS,
     Job,
     JobChange,
-    JobFilter,
     JobStatus,
-    Page,
     StopReason,
     allowed_sources,
     can_transition,
@@ -32,6 +30,7 @@ from jobpulse.domain import (
     resolve_outcome,
 )
 from jobpulse.errors import InvalidTransitionError, ValidationError
+from jobpulse.listing import JobFilter, Page
 
 S = JobStatus
 ENDS = ("completed", "failed", "cancelled", "expired")

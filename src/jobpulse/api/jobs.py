@@ -9,15 +9,12 @@ from pydantic import AwareDatetime, TypeAdapter
 
 from jobpulse.api.deps import CurrentActor, Jobs
 from jobpulse.domain import (
-    PAGE_LIMIT_DEFAULT,
-    PAGE_LIMIT_MAX,
     Job,
-    JobFilter,
-    Page,
     parse_status,
     parse_stop_reason,
 )
 from jobpulse.errors import ValidationError
+from jobpulse.listing import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, JobFilter, Page
 from jobpulse.schemas import (
     CancelRequest,
     ErrorBody,

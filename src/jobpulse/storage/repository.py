@@ -34,13 +34,12 @@ from jobpulse.domain import (
     Actor,
     Job,
     JobEvent,
-    JobFilter,
     JobStatus,
-    Page,
     Plan,
     StopReason,
 )
 from jobpulse.errors import InvalidCursorError, NotFoundError
+from jobpulse.listing import JobFilter, Page
 from jobpulse.storage import prepared
 from jobpulse.storage.outbox import insert_messages
 from jobpulse.storage.tables import job_events, jobs

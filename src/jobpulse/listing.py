@@ -1,0 +1,70 @@
+"""What a listing asks for: the filters of a job listing or count, and a keyset page."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from jobpulse.domain import JobStatus, StopReason
+from jobpulse.errors import ValidationError
+
+PAGE_LIMIT_DEFAULT = 50
+PAGE_LIMIT_MAX = 1000
+#: The metadata keys a listing can filter on.
+METADATA_KEY = re.compile(r"[\w.:-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """The filters of a job listing or count; None means no filter."""
+
+    statuses: frozenset[JobStatus] | None = None
+    job_type: str | None = None
+    background: bool | None = None
+    source_id: str | None = None
+    stop_reason: StopReason | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    active: bool | None = None
+    stuck: bool | None = None
+    user_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (
+            self.created_after is not None
+            and self.created_before is not None
+            and self.created_after > self.created_before
+        ):
+            raise ValidationError("created_after is later than created_before")
+        for key in self.metadata:
+            if not METADATA_KEY.fullmatch(key):
+                raise ValidationError(
+                    f"metadata filter key {key!r} must be 1-128 letters, digits, _ . - or :"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A keyset page: `before`/`after` are job ids, the page is the one next to them."""
+
+    limit: int = PAGE_LIMIT_DEFAULT
+    ascending: bool = False
+    before: str | None = None
+    after: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not 1 <= self.limit <= PAGE_LIMIT_MAX:
+            raise ValidationError(f"limit must be between 1 and {PAGE_LIMIT_MAX}, got {self.limit}")
+
+    @property
+    def reads_backwards(self) -> bool:
+        """Whether the rows next to the cursor are the newest ones before it.
+
+        Reading ascending from `after`, or with no cursor at all in ascending order, walks
+        forward; everything else walks back from `before` (or from the newest job).
+        """
+        if self.ascending:
+            return self.after is None and self.before is not None
+        return not (self.after is not None and self.before is None)
