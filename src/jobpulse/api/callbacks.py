@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from jobpulse.api.deps import CurrentActor, Jobs
+from jobpulse.api.deps import Authenticated
 from jobpulse.api.jobs import ERROR_RESPONSES
 from jobpulse.schemas import AttemptPublic, RetryPublic
 
@@ -14,13 +14,13 @@ router = APIRouter(
 
 
 @router.get("", response_model=list[AttemptPublic])
-async def list_callbacks(job_id: str, actor: CurrentActor, jobs: Jobs) -> list[AttemptPublic]:
+async def list_callbacks(job_id: str, caller: Authenticated) -> list[AttemptPublic]:
     """Every delivery attempt, oldest first."""
-    attempts = await jobs.list_callbacks(actor, job_id)
+    attempts = await caller.jobs.list_callbacks(caller.actor, job_id)
     return [AttemptPublic.model_validate(attempt) for attempt in attempts]
 
 
 @router.post("/retry", status_code=status.HTTP_202_ACCEPTED, response_model=RetryPublic)
-async def retry_callback(job_id: str, actor: CurrentActor, jobs: Jobs) -> RetryPublic:
+async def retry_callback(job_id: str, caller: Authenticated) -> RetryPublic:
     """Deliver the job's callback again, with the same webhook-id."""
-    return RetryPublic(webhook_id=await jobs.retry_callback(actor, job_id))
+    return RetryPublic(webhook_id=await caller.jobs.retry_callback(caller.actor, job_id))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from pydantic import AwareDatetime, TypeAdapter
 
-from jobpulse.api.deps import CurrentActor, Jobs
+from jobpulse.api.deps import Authenticated
 from jobpulse.domain import (
     Job,
     parse_status,
@@ -68,14 +68,15 @@ def job_response(job: Job, status_code: int = 200) -> Response:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
 async def create_job(
     body: JobCreate,
-    actor: CurrentActor,
-    jobs: Jobs,
+    caller: Authenticated,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> Response:
     """Create a job; a retry with the same Idempotency-Key returns the same job."""
-    job = await jobs.create_job(actor, **body.model_dump(), idempotency_key=idempotency_key)
+    job = await caller.jobs.create_job(
+        caller.actor, **body.model_dump(), idempotency_key=idempotency_key
+    )
     return job_response(job, status.HTTP_201_CREATED)
 
 
@@ -124,8 +125,7 @@ Filters = Annotated[JobFilter, Depends(job_filter)]
 @router.get("", response_model=list[JobPublic])
 async def list_jobs(
     query: Filters,
-    actor: CurrentActor,
-    jobs: Jobs,
+    caller: Authenticated,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = PAGE_LIMIT_DEFAULT,
     ascending: bool = False,
     before: Text = None,
@@ -137,69 +137,69 @@ async def list_jobs(
     created earlier). Also filters on `metadata.<key>=<value>` (string values).
     """
     page = Page(limit=limit, ascending=ascending, before=before, after=after)
-    found = await jobs.list_jobs(actor, query, page)
+    found = await caller.jobs.list_jobs(caller.actor, query, page)
     return Response(_JOBS_JSON.dump_json(found), media_type="application/json")
 
 
 @router.get("/count", response_model=JobCountPublic)
-async def count_jobs(query: Filters, actor: CurrentActor, jobs: Jobs) -> JobCountPublic:
+async def count_jobs(query: Filters, caller: Authenticated) -> JobCountPublic:
     """How many jobs match the listing's filters, in all and per status."""
-    count = await jobs.count_jobs(actor, query)
+    count = await caller.jobs.count_jobs(caller.actor, query)
     by_status = {status.value: number for status, number in count.by_status.items()}
     return JobCountPublic.model_validate({"total": count.total, "by_status": by_status})
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-async def get_job(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> Response:
+async def get_job(job_id: JobId, caller: Authenticated) -> Response:
     """One job."""
-    return job_response(await jobs.get_job(actor, job_id))
+    return job_response(await caller.jobs.get_job(caller.actor, job_id))
 
 
 @router.patch("/{job_id}", response_model=JobPublic)
-async def update_job(job_id: JobId, body: JobUpdate, actor: CurrentActor, jobs: Jobs) -> Response:
+async def update_job(job_id: JobId, body: JobUpdate, caller: Authenticated) -> Response:
     """Change status, stop reason, metadata (merged; null removes a key) or timings."""
     changes = body.model_dump(exclude_unset=True)
-    return job_response(await jobs.update_job(actor, job_id, **changes))
+    return job_response(await caller.jobs.update_job(caller.actor, job_id, **changes))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 async def cancel_job(
     job_id: JobId,
-    actor: CurrentActor,
-    jobs: Jobs,
+    caller: Authenticated,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> Response:
     """Cancel the job; 409 if it has already ended."""
     reason = body.reason if body else None
-    return job_response(await jobs.cancel_job(actor, job_id, reason=reason))
+    return job_response(await caller.jobs.cancel_job(caller.actor, job_id, reason=reason))
 
 
 @router.post("/{job_id}/heartbeat", response_model=JobPublic)
 async def heartbeat(
     job_id: JobId,
-    actor: CurrentActor,
-    jobs: Jobs,
+    caller: Authenticated,
     body: Annotated[Heartbeat | None, Body()] = None,
 ) -> Response:
     """Say the job is alive, optionally merging progress into its metadata."""
-    return job_response(await jobs.heartbeat(actor, job_id, body.progress if body else None))
+    return job_response(
+        await caller.jobs.heartbeat(caller.actor, job_id, body.progress if body else None)
+    )
 
 
 @router.post("/{job_id}/first-token", response_model=JobPublic)
-async def first_token(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> Response:
+async def first_token(job_id: JobId, caller: Authenticated) -> Response:
     """Record the time to first token as of now (once)."""
-    return job_response(await jobs.record_first_token(actor, job_id))
+    return job_response(await caller.jobs.record_first_token(caller.actor, job_id))
 
 
 @router.get("/{job_id}/events", response_model=list[EventPublic])
-async def list_events(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> list[EventPublic]:
+async def list_events(job_id: JobId, caller: Authenticated) -> list[EventPublic]:
     """The status history, oldest first, rejected attempts included."""
-    events = await jobs.list_events(actor, job_id)
+    events = await caller.jobs.list_events(caller.actor, job_id)
     return [EventPublic.model_validate(event, from_attributes=True) for event in events]
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def delete_job(job_id: JobId, actor: CurrentActor, jobs: Jobs) -> Response:
+async def delete_job(job_id: JobId, caller: Authenticated) -> Response:
     """Delete the job and its history."""
-    await jobs.delete_job(actor, job_id)
+    await caller.jobs.delete_job(caller.actor, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

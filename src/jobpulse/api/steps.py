@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from jobpulse.api.deps import CurrentActor, Jobs
+from jobpulse.api.deps import Authenticated
 from jobpulse.api.jobs import ERROR_RESPONSES
 from jobpulse.schemas import StepCreate, StepPublic
 
@@ -12,13 +12,16 @@ router = APIRouter(prefix="/v1/jobs/{job_id}/steps", tags=["steps"], responses=E
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StepPublic)
-async def record_step(job_id: str, body: StepCreate, actor: CurrentActor, jobs: Jobs) -> StepPublic:
+async def record_step(job_id: str, body: StepCreate, caller: Authenticated) -> StepPublic:
     """Record a step (once per step_id: a repeat returns the first record)."""
-    step = await jobs.record_step(actor, job_id, **body.model_dump())
+    step = await caller.jobs.record_step(caller.actor, job_id, **body.model_dump())
     return StepPublic.model_validate(step)
 
 
 @router.get("", response_model=list[StepPublic])
-async def list_steps(job_id: str, actor: CurrentActor, jobs: Jobs) -> list[StepPublic]:
+async def list_steps(job_id: str, caller: Authenticated) -> list[StepPublic]:
     """The job's steps, oldest first."""
-    return [StepPublic.model_validate(step) for step in await jobs.list_steps(actor, job_id)]
+    return [
+        StepPublic.model_validate(step)
+        for step in await caller.jobs.list_steps(caller.actor, job_id)
+    ]
