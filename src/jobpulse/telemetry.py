@@ -24,16 +24,18 @@ SECRET_WORDS = ("key", "secret", "token", "password", "authorization")
 
 
 _provider: trace.TracerProvider | None = None
+_decided = False
 
 
 def active_provider() -> trace.TracerProvider | None:
     """The tracer provider once one is set, else None (every span would be a no-op).
 
-    Kept once found, since a process sets its provider once (OpenTelemetry refuses a second):
-    the API's lookup reads the environment each time no provider is set.
+    Kept once found, since a process sets its provider once (OpenTelemetry refuses a second),
+    and not looked for again after `setup_tracing`: the API's lookup reads the environment
+    each time no provider is set, twice a request.
     """
     global _provider
-    if _provider is None:
+    if _provider is None and not _decided:
         provider = trace.get_tracer_provider()
         if type(provider) is not trace.ProxyTracerProvider:
             _provider = provider
@@ -58,7 +60,17 @@ def _tracer_of(provider: trace.TracerProvider) -> trace.Tracer:
 
 
 def setup_tracing(console: bool = False) -> None:
-    """OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, the console when asked, else nothing."""
+    """OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, the console when asked, else nothing
+    (unless a provider was set before, as `opentelemetry-instrument` does). The process's
+    tracing is decided from here on.
+    """
+    global _decided
+    _install_exporters(console)
+    active_provider()
+    _decided = True
+
+
+def _install_exporters(console: bool) -> None:
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if not endpoint and not console:
         return

@@ -161,3 +161,23 @@ def test_serve_sweeps_expired_jobs(empty_database_url: str) -> None:
         assert stop(server) == 0
     finally:
         close(server)
+
+
+def test_serve_with_console_tracing_prints_the_request_and_service_spans(
+    empty_database_url: str,
+) -> None:
+    server = start(empty_database_url, env={"JOBPULSE_TRACE_CONSOLE": "true"})
+    try:
+        with JobPulse(server.url, server.admin_key) as client:
+            job = client.create_job(status="running")
+            client.update_job(job.id, status="completed")
+        assert stop(server) == 0  # exiting flushes the batch of spans
+        server.reader.join(timeout=10)
+        printed = "".join(server.output)
+        request = printed.index('"name": "PATCH /v1/jobs/{job_id}"')
+        service = printed.index('"name": "JobManager.update_job"')
+        trace_id = printed[request:].split('"trace_id": "')[1][:34]
+        assert printed[service:].split('"trace_id": "')[1][:34] == trace_id
+        assert f'"job.id": "{job.id}"' in printed
+    finally:
+        close(server)
