@@ -23,6 +23,7 @@ SPAN_BUDGET = 16 * 1024
 SECRET_WORDS = ("key", "secret", "token", "password", "authorization")
 
 
+#: The tracer provider, once found; and whether `setup_tracing` has settled the question.
 _provider: trace.TracerProvider | None = None
 _decided = False
 
