@@ -181,3 +181,17 @@ def test_serve_with_console_tracing_prints_the_request_and_service_spans(
         assert f'"job.id": "{job.id}"' in printed
     finally:
         close(server)
+
+
+def test_serve_honours_the_sdks_sampler_settings(empty_database_url: str) -> None:
+    env = {"JOBPULSE_TRACE_CONSOLE": "true", "OTEL_TRACES_SAMPLER": "always_off"}
+    server = start(empty_database_url, env=env)
+    try:
+        with JobPulse(server.url, server.admin_key) as client:
+            job = client.create_job(status="running")
+            client.update_job(job.id, status="completed")
+        assert stop(server) == 0
+        server.reader.join(timeout=10)
+        assert '"name": ' not in "".join(server.output)  # no span sampled, none printed
+    finally:
+        close(server)
