@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from jobpulse.config import Settings
-from jobpulse.domain import (
-    Actor,
-    Job,
-    JobChange,
-    JobEvent,
-    JobStatus,
-    StopReason,
-)
+from jobpulse.domain import Actor, Job, JobChange, JobEvent, JobStatus, StopReason
 from jobpulse.errors import (
     ForbiddenError,
     InvalidCursorError,

@@ -8,11 +8,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, 
 from pydantic import AwareDatetime, TypeAdapter
 
 from jobpulse.api.deps import Authenticated
-from jobpulse.domain import (
-    Job,
-    parse_status,
-    parse_stop_reason,
-)
+from jobpulse.domain import Job, parse_status, parse_stop_reason
 from jobpulse.errors import ValidationError
 from jobpulse.listing import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, JobFilter, Page
 from jobpulse.schemas import (

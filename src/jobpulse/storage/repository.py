@@ -28,16 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from jobpulse.domain import (
-    ACTIVE,
-    TERMINAL,
-    Actor,
-    Job,
-    JobEvent,
-    JobStatus,
-    Plan,
-    StopReason,
-)
+from jobpulse.domain import ACTIVE, TERMINAL, Actor, Job, JobEvent, JobStatus, Plan, StopReason
 from jobpulse.errors import InvalidCursorError, NotFoundError
 from jobpulse.listing import JobFilter, Page
 from jobpulse.storage import prepared
