@@ -92,4 +92,4 @@ def _observe(scope: Scope, route: str, status: int, started: float) -> None:
     jobs = getattr(scope["app"].state, "jobs", None)
     if jobs is not None:
         elapsed = time.perf_counter() - started
-        jobs.metrics.http_duration.labels(scope["method"], route, str(status)).observe(elapsed)
+        jobs.metrics.request_served(scope["method"], route, status, elapsed)

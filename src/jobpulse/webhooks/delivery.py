@@ -106,7 +106,7 @@ class Deliverer:
     async def _deliver(self, message: outbox.Claimed) -> None:
         async with self._slots:
             attempt, follow_up = await self._attempt(message)
-        self.metrics.callbacks.labels(message.event_type, attempt.state).inc()
+        self.metrics.child(self.metrics.callbacks, message.event_type, attempt.state).inc()
         self.metrics.callback_latency.observe(attempt.duration_ms / 1000)
         try:
             await self.database.write(outbox.record_attempt, message, attempt, follow_up)
