@@ -49,8 +49,9 @@ def tracing_enabled() -> bool:
 
 
 def tracer() -> trace.Tracer:
-    """jobpulse's tracer from the current provider."""
-    return _tracer_of(trace.get_tracer_provider())
+    """jobpulse's tracer from the current provider (a no-op one while there is none)."""
+    provider = active_provider()
+    return trace.NoOpTracer() if provider is None else _tracer_of(provider)
 
 
 @functools.cache
