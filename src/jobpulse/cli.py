@@ -60,6 +60,7 @@ def serve(
     import uvicorn
 
     from jobpulse.api import create_app
+    from jobpulse.api.protocol import server_options
     from jobpulse.bootstrap import prepare
     from jobpulse.logs import log_config
     from jobpulse.telemetry import setup_tracing
@@ -83,6 +84,7 @@ def serve(
         log_level="info",
         access_log=access_log,
         log_config=log_config(settings.log_format),
+        **server_options(settings),
     )
 
 

@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     #: for nothing (requests free what they allocate): a tenth of its time.
     gc_threshold: int = Field(default=50_000, ge=1)
 
+    #: Seconds a connection may take to send a request's headers (from opening, or from the
+    #: last response); past it the connection is closed.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    #: Seconds an idle keep-alive connection is kept open.
+    keep_alive_s: int = Field(default=5, ge=1)
+    #: Connections (and requests in flight) one process takes at once; past it, 503.
+    max_connections: int = Field(default=1000, ge=1)
+
+    #: A bearer token /metrics then requires (`Authorization: Bearer <token>`); open without.
+    metrics_token: str | None = None
+    #: Distinct job types labelled in the metrics, per process; the rest are counted as `other`.
+    metrics_job_types_max: int = Field(default=100, ge=1)
+
     #: `text` or `json` (one object per line, with trace and span ids).
     log_format: Literal["text", "json"] = "text"
     #: Print spans to the console (OTLP is used when OTEL_EXPORTER_OTLP_ENDPOINT is set).

@@ -6,16 +6,14 @@ what to write for a job it has locked, and writes exactly that.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from jobpulse.documents import check_document, check_size
 from jobpulse.errors import InvalidTransitionError, JobPulseError, ValidationError
-
-METADATA_MAX_BYTES = 64 * 1024
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -167,39 +165,8 @@ def resolve_outcome(status: JobStatus | None, stop_reason: StopReason | None) ->
 
 
 def check_metadata(value: object, what: str = "metadata") -> dict[str, Any]:
-    """`value` as a metadata object: a JSON object of at most 64 KiB."""
-    if not isinstance(value, Mapping):
-        raise ValidationError(f"{what} must be a JSON object, not {type(value).__name__}")
-    _check_size(value, what)
-    if not _is_storable(value):
-        raise ValidationError(f"{what} has a NUL character or an unpaired surrogate in a string")
-    return dict(value)
-
-
-def _is_storable(value: object) -> bool:
-    """Whether every string inside is UTF-8 without NUL (which PostgreSQL cannot keep)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return False
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, Mapping):
-        return all(_is_storable(key) and _is_storable(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return all(_is_storable(item) for item in value)
-    return True
-
-
-def _check_size(value: Mapping[str, Any], what: str) -> None:
-    try:
-        size = len(json.dumps(value, separators=(",", ":")).encode())
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{what} is not JSON-serializable: {exc}") from None
-    if size > METADATA_MAX_BYTES:
-        raise ValidationError(f"{what} is {size} bytes; the limit is {METADATA_MAX_BYTES}")
+    """`value` as a metadata object: a document under the JSON policy of `documents`."""
+    return check_document(value, what)
 
 
 def merge_metadata(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,7 +175,7 @@ def merge_metadata(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict
     """
     merged = {**current, **patch}
     merged = {key: value for key, value in merged.items() if value is not None}
-    _check_size(merged, "metadata once merged")
+    check_size(merged, "metadata once merged")
     return merged
 
 
@@ -221,6 +188,16 @@ def check_duration(name: str, value: object) -> int | None:
     if value < 0:
         raise ValidationError(f"{name} must not be negative, got {value}")
     return value
+
+
+def to_utc(name: str, value: datetime) -> datetime:
+    """`value` in UTC; ValidationError for a naive moment or one UTC cannot hold."""
+    if value.tzinfo is None:
+        raise ValidationError(f"{name} needs a timezone (use UTC, e.g. 2026-01-01T00:00:00Z)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(f"{name} is out of range in UTC (years 1 to 9999)") from None
 
 
 def elapsed_ns(start: datetime, end: datetime) -> int:

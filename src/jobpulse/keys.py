@@ -17,7 +17,9 @@ from jobpulse.storage import keys as repository
 from jobpulse.storage.engine import Database
 
 KEY_PREFIX = "jp_"
-#: How long a verified key is trusted before the database is asked again.
+#: How long a verified key is trusted before the database is asked again: the longest a key
+#: revoked elsewhere still works here when nothing announces it (always on SQLite, where the
+#: `keys revoke` command is another process; on PostgreSQL while the listener reconnects).
 CACHE_SECONDS = 5.0
 
 
@@ -96,7 +98,15 @@ class KeyManager:
         return await self.database.read(repository.count_active_keys)
 
     async def revoke(self, key_id: str) -> None:
-        """Revoke a key; this process forgets it at once, others within CACHE_SECONDS."""
+        """Revoke a key; this process forgets it at once, and on PostgreSQL every process
+        that follows revocations does as soon as it commits (others within CACHE_SECONDS).
+        """
         if not await self.database.write(repository.revoke_key, key_id, utcnow()):
             raise NotFoundError(f"no active key {key_id}")
         self._verified.clear()
+
+    async def follow_revocations(self) -> None:
+        """Forget verified keys whenever any process revokes one (PostgreSQL), until
+        cancelled; returns at once on SQLite.
+        """
+        await self.database.listen(repository.REVOKED_CHANNEL, lambda _key: self._verified.clear())

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from jobpulse.domain import JobStatus, StopReason
+from jobpulse.domain import JobStatus, StopReason, to_utc
 from jobpulse.errors import ValidationError
 
 PAGE_LIMIT_DEFAULT = 50
@@ -32,6 +32,9 @@ class JobFilter:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("created_after", "created_before"):
+            if (moment := getattr(self, name)) is not None:
+                object.__setattr__(self, name, to_utc(name, moment))
         if (
             self.created_after is not None
             and self.created_before is not None

@@ -20,12 +20,18 @@ TTFT_BUCKETS = (
 M = TypeVar("M", bound=MetricWrapperBase)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 CALLBACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15)
+#: The label every job type past the first `job_types_max` is counted under.
+OTHER = "other"
 
 
 class Metrics:
     """The jobpulse metrics of one process."""
 
-    def __init__(self) -> None:
+    def __init__(self, job_types_max: int = 100) -> None:
+        #: Job types are chosen by users: the first `job_types_max` seen are labels of their
+        #: own, the rest share OTHER, so that no caller can grow the series without bound.
+        self._job_types_max = job_types_max
+        self._job_types: set[str] = set()
         #: Labelled children by metric and label values: `labels()` checks and converts its
         #: values and takes a lock each call, a few microseconds every request.
         self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
@@ -91,26 +97,36 @@ class Metrics:
             found = self._children[(metric, labels)] = metric.labels(*labels)
         return found  # type: ignore[return-value]
 
+    def job_type(self, job_type: str) -> str:
+        """The label `job_type` is counted under."""
+        if job_type in self._job_types:
+            return job_type
+        if len(self._job_types) < self._job_types_max:
+            self._job_types.add(job_type)
+            return job_type
+        return OTHER
+
     def request_served(self, method: str, route: str, status: int, seconds: float) -> None:
         """Observe one HTTP request."""
         self.child(self.http_duration, method, route, str(status)).observe(seconds)
 
     def created(self, job: Job) -> None:
         """Count a new job."""
-        self.child(self.jobs_created, job.job_type).inc()
+        self.child(self.jobs_created, self.job_type(job.job_type)).inc()
 
     def applied(self, job: Job, plan: Plan) -> None:
         """Count what a committed plan did; `job` is the job after it."""
         values = plan.values
         event = plan.event
+        job_type = self.job_type(job.job_type)
         if event is not None and event.applied and "status" in values and event.from_status:
-            labels = (job.job_type, event.from_status.value, job.status.value)
+            labels = (job_type, event.from_status.value, job.status.value)
             self.child(self.transitions, *labels).inc()
             if plan.ends_job and job.total_duration_ns is not None:
                 seconds = job.total_duration_ns / 1e9
-                self.child(self.duration, job.job_type, job.status.value).observe(seconds)
+                self.child(self.duration, job_type, job.status.value).observe(seconds)
         if values.get("ttft_ns") is not None:
-            self.child(self.ttft, job.job_type).observe(values["ttft_ns"] / 1e9)
+            self.child(self.ttft, job_type).observe(values["ttft_ns"] / 1e9)
 
     def set_gauges(self, active: dict[JobStatus, int], stuck: int, pending: int) -> None:
         """The gauges read from the database at scrape time."""

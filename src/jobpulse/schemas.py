@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 StatusName = Literal["created", "pending", "running", "completed", "failed", "cancelled", "expired"]
 InitialStatus = Literal["created", "pending", "running"]
@@ -27,6 +27,20 @@ StopReasonName = Literal[
     "heartbeat_lost",
 ]
 Nanoseconds = Field(default=None, ge=0, le=2**63 - 1)
+#: The longest timeout_s and heartbeat_timeout_s a job can have.
+TIMEOUT_MAX_S = 10 * 365 * 86400
+HEARTBEAT_TIMEOUT_MAX_S = 365 * 86400
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
+
+
+#: A timezone-aware moment, converted to UTC (a 422 for one that UTC cannot hold).
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 class _Strict(BaseModel):
@@ -41,9 +55,9 @@ class JobCreate(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     callback_url: str | None = Field(default=None, max_length=2048)
     background: bool = False
-    timeout_s: float | None = Field(default=None, gt=0, le=10 * 365 * 86400)
-    deadline_at: AwareDatetime | None = None
-    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=365 * 86400)
+    timeout_s: float | None = Field(default=None, gt=0, le=TIMEOUT_MAX_S)
+    deadline_at: UtcDatetime | None = None
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=HEARTBEAT_TIMEOUT_MAX_S)
 
 
 class JobUpdate(_Strict):

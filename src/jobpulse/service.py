@@ -31,10 +31,12 @@ from jobpulse.domain import (
     plan_first_token,
     plan_heartbeat,
     plan_sweep,
+    to_utc,
 )
 from jobpulse.errors import ValidationError
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
+from jobpulse.schemas import HEARTBEAT_TIMEOUT_MAX_S, TIMEOUT_MAX_S
 from jobpulse.storage import outbox, repository, stats, steps, sweeps
 from jobpulse.storage.engine import Database
 from jobpulse.telemetry import trace_headers, trace_method
@@ -57,11 +59,11 @@ class JobCount:
     by_status: dict[JobStatus, int]
 
 
-def _positive(name: str, value: float | None) -> float | None:
+def _seconds(name: str, value: float | None, most: float) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValidationError(f"{name} must be a positive number of seconds")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= most:
+        raise ValidationError(f"{name} must be a number of seconds above 0 and at most {most:g}")
     return float(value)
 
 
@@ -76,12 +78,6 @@ def _callback_url(value: str | None) -> str | None:
         return None
     _printable("callback_url", value)
     guard.split(value)
-    return value
-
-
-def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValidationError(f"{name} needs a timezone (use UTC, e.g. 2026-01-01T00:00:00Z)")
     return value
 
 
@@ -121,6 +117,7 @@ class JobManager:
             notify=notify,
             step_webhook=settings.step_complete_webhook,
             alert_webhook=settings.alert_webhook,
+            metrics=Metrics(settings.metrics_job_types_max),
         )
 
     async def close(self) -> None:
@@ -153,7 +150,7 @@ class JobManager:
         if timeout_s is not None and deadline_at is not None:
             raise ValidationError("give timeout_s or deadline_at, not both")
         now = self._now()
-        timeout = _positive("timeout_s", timeout_s)
+        timeout = _seconds("timeout_s", timeout_s, TIMEOUT_MAX_S)
         job = Job(
             id=f"job-{uuid.uuid4()}",
             organization_id=actor.organization_id,
@@ -166,9 +163,11 @@ class JobManager:
             metadata=check_metadata(metadata if metadata is not None else {}),
             callback_url=_callback_url(callback_url),
             started_at=now if initial == JobStatus.RUNNING else None,
-            deadline_at=_aware("deadline_at", deadline_at)
+            deadline_at=(deadline_at and to_utc("deadline_at", deadline_at))
             or (now + timedelta(seconds=timeout) if timeout else None),
-            heartbeat_timeout_s=_positive("heartbeat_timeout_s", heartbeat_timeout_s),
+            heartbeat_timeout_s=_seconds(
+                "heartbeat_timeout_s", heartbeat_timeout_s, HEARTBEAT_TIMEOUT_MAX_S
+            ),
         )
         await self._check_callback(job.callback_url)
         stored, created = await self.database.write(repository.insert_job, job, idempotency_key)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from jobpulse.documents import MAX_BYTES as METADATA_MAX_BYTES
 from jobpulse.domain import (
-    METADATA_MAX_BYTES,
     STOP_REASON_STATUS,
     Job,
     JobChange,
@@ -145,7 +145,7 @@ def test_metadata_size_limit_is_64_kib() -> None:
 
 
 def test_metadata_must_be_json() -> None:
-    with pytest.raises(ValidationError, match="not JSON-serializable"):
+    with pytest.raises(ValidationError, match=r"metadata\.k is a set, not a JSON value"):
         check_metadata({"k": {1, 2}})
 
 

@@ -16,6 +16,7 @@ from jobpulse.api.limits import BodySizeLimit
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
+from jobpulse.metrics import Metrics
 from jobpulse.monitor.sweeper import sweep_forever
 from jobpulse.monitor.watchdog import Watchdog
 from jobpulse.service import JobManager
@@ -57,8 +58,10 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             notify=wake.set,
             step_webhook=settings.step_complete_webhook,
             alert_webhook=settings.alert_webhook,
+            metrics=Metrics(settings.metrics_job_types_max),
         )
         app.state.keys = KeyManager(database)
+        app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
         async with new_client(settings) as http:
             deliverer = Deliverer(
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                     name="jobpulse-sweeper",
                 ),
                 asyncio.create_task(app.state.watchdog.beat(), name="jobpulse-watchdog"),
+                asyncio.create_task(app.state.keys.follow_revocations(), name="jobpulse-keys"),
             ]
             if serving:
                 settle_heap(settings.gc_threshold)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,12 +35,31 @@ STATUS_CODES: dict[type[JobPulseError], int] = {
     InvalidCursorError: 400,
     UnavailableError: 503,
 }
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+}
+#: Seconds a client is asked to wait before retrying while the database is unavailable.
+RETRY_AFTER_S = 2
+#: The header naming an unexpected error, as it is logged.
+CORRELATION_HEADER = "X-Correlation-ID"
 
 
-def error_response(status: int, code: str, message: str, **details: object) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **details: object,
+) -> JSONResponse:
     """The JSON error every failure answers with."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    elif status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
     body = {"error": {"code": code, "message": message, **details}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -71,8 +91,21 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error")
+    """500 with nothing of the error but an id to find it in the log by; the connection is
+    closed after it (the server does, as the error leaves the app), and the client is told.
+    """
+    correlation_id = uuid.uuid4().hex
+    logger.error(
+        "unhandled error %s on %s %s",
+        correlation_id,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
+    headers = {CORRELATION_HEADER: correlation_id, "Connection": "close"}
+    return error_response(
+        500, "internal_error", "internal server error", headers, correlation_id=correlation_id
+    )
 
 
 def install(app: FastAPI) -> None:

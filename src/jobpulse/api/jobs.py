@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
-from pydantic import AwareDatetime, TypeAdapter
+from pydantic import TypeAdapter
 
 from jobpulse.api.deps import Authenticated
 from jobpulse.domain import Job, parse_status, parse_stop_reason
@@ -22,6 +22,7 @@ from jobpulse.schemas import (
     JobUpdate,
     StatusName,
     StopReasonName,
+    UtcDatetime,
 )
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -77,7 +78,7 @@ async def create_job(
 
 
 Text = Annotated[str | None, Query(min_length=1, max_length=255)]
-Stamp = Annotated[AwareDatetime | None, Query()]
+Stamp = Annotated[UtcDatetime | None, Query()]
 
 
 async def job_filter(
@@ -96,6 +97,8 @@ async def job_filter(
     """The filters of a listing or count; also `metadata.<key>=<value>` (string values)."""
     metadata: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
+        if "\x00" in value:
+            raise ValidationError(f"query parameter {name!r} has a NUL character")
         if name.startswith("metadata."):
             metadata[name.removeprefix("metadata.")] = value
         elif name not in _LIST_PARAMS:

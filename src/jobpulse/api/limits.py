@@ -9,7 +9,12 @@ from jobpulse.errors import PayloadTooLargeError
 
 
 class BodySizeLimit:
-    """ASGI middleware: 413 for a body larger than `max_bytes`, declared or streamed."""
+    """ASGI middleware: 413 for a body larger than `max_bytes`, declared or streamed.
+
+    A body of declared length is counted as the app reads it; a chunked one (no length) is
+    read here first, up to the limit, so that its 413 comes from here and not from a parser
+    that would report it as a malformed body.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -19,11 +24,17 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = f"request body is larger than {self.max_bytes} bytes"
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(413, PayloadTooLargeError.code, too_large)
-            await response(scope, receive, send)
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is None and b"transfer-encoding" in headers:
+            buffered = await self._read_whole(receive)
+            if buffered is None:
+                await self._too_large(scope, receive, send)
+                return
+            await self.app(scope, _replay(buffered, receive), send)
+            return
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
             return
         seen = 0
 
@@ -33,7 +44,43 @@ class BodySizeLimit:
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 # Raised inside the app, so its error handler answers 413.
-                raise PayloadTooLargeError(too_large)
+                raise PayloadTooLargeError(self._message)
             return message
 
         await self.app(scope, counted, send)
+
+    @property
+    def _message(self) -> str:
+        return f"request body is larger than {self.max_bytes} bytes"
+
+    async def _read_whole(self, receive: Receive) -> list[Message] | None:
+        """The messages of a body of unknown length, or None once it passes the limit."""
+        messages: list[Message] = []
+        seen = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {"Connection": "close"}  # the rest of the body is not read
+        response = error_response(413, PayloadTooLargeError.code, self._message, headers)
+        await response(scope, receive, send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands out `messages` first, then whatever comes next."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed

@@ -19,14 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import asyncpg
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from jobpulse import documents
 from jobpulse.config import Settings
 from jobpulse.errors import JobPulseError, UnavailableError, ValidationError
+from jobpulse.storage import notify
 
 T = TypeVar("T")
 Command = Callable[[Connection], Any]
@@ -50,6 +54,16 @@ def database_url(url: str) -> URL:
     raise ValidationError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
+def _load_json(text: str | bytes) -> Any:
+    """A stored JSON value: orjson's fast path, and a lenient reader for the rows orjson
+    refuses (NaN written before the JSON policy), so that no stored row fails a read.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return documents.loads(text)
+
+
 def _sqlite_engine(
     url: str, begin: str | None, pool_size: int, synchronous: str = "FULL"
 ) -> Engine:
@@ -58,7 +72,7 @@ def _sqlite_engine(
     With `begin`, transactions start with that statement (BEGIN IMMEDIATE for the writer,
     so that it takes the write lock up front); without, every statement commits alone.
     """
-    engine = create_engine(database_url(url), pool_size=pool_size, json_deserializer=orjson.loads)
+    engine = create_engine(database_url(url), pool_size=pool_size, json_deserializer=_load_json)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -83,7 +97,7 @@ def _postgres_engine(url: str, pool_size: int) -> AsyncEngine:
         database_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        json_deserializer=orjson.loads,
+        json_deserializer=_load_json,
     )
 
 
@@ -109,24 +123,43 @@ def _in_transaction(engine: Engine, command: Callable[..., T], *args: Any) -> T:
         return command(connection, *args)
 
 
+#: SQLSTATE classes of a database that cannot serve now: connection exception, insufficient
+#: resources (too many connections), operator intervention (shutting down, starting up, a
+#: statement cancelled), system error.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58")
+#: Errors of a database that cannot be reached: refused, reset, timed out, the pool waited
+#: too long for a connection, the driver's connection closed under it.
+_UNREACHABLE = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+    PoolTimeout,
+    asyncpg.InterfaceError,
+)
+
+
 def translate_error(exc: Exception) -> Exception:
-    """UnavailableError for a database that cannot be reached, ValidationError for a value it
-    cannot store (a NUL character for PostgreSQL, text that is not UTF-8); anything else as
-    it is.
+    """UnavailableError for a database that cannot be reached or cannot serve now (refused,
+    starting up, shutting down, too many connections, timed out); ValidationError for a value
+    it cannot store; anything else as it is.
     """
-    if isinstance(exc, DataError | UnicodeEncodeError) or _is_data_exception(exc):
+    sqlstate = _sqlstate(exc)
+    if isinstance(exc, DataError | UnicodeEncodeError) or sqlstate.startswith("22"):
         return ValidationError("a value cannot be stored: text must be UTF-8 without NUL")
-    if isinstance(exc, OperationalError | OSError):
+    if isinstance(exc, _UNREACHABLE) or sqlstate[:2] in _UNAVAILABLE_SQLSTATES:
         return UnavailableError("the database cannot be reached")
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return UnavailableError("the database connection was lost")
     return exc
 
 
-def _is_data_exception(exc: Exception) -> bool:
-    """A PostgreSQL "data exception" (SQLSTATE class 22), however the driver wraps it."""
-    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    return isinstance(exc, DBAPIError) and str(sqlstate or "").startswith("22")
+def _sqlstate(exc: Exception) -> str:
+    """The PostgreSQL SQLSTATE of an error, raw from asyncpg or wrapped by SQLAlchemy."""
+    for error in (exc, getattr(exc, "orig", None)):
+        if isinstance(state := getattr(error, "sqlstate", None), str):
+            return state
+    return ""
 
 
 @contextlib.contextmanager
@@ -174,6 +207,9 @@ def run_batch(connection: Connection, commands: Sequence[Command]) -> list[tuple
                     outcomes.append((False, exc))
         return outcomes
     except Exception as exc:
+        # Whatever the failure left on the connection (an open cursor, a savepoint, a broken
+        # socket) goes with it: the next statement reconnects and starts clean.
+        connection.invalidate()
         if len(commands) == 1:
             return [(False, translate_error(exc))]
     return [run_batch(connection, [command])[0] for command in commands]
@@ -356,6 +392,14 @@ class Database:
         """Run the sync `command(connection, *args)` in the writer's next committed batch."""
         result: T = await self._writer.submit(lambda connection: command(connection, *args))
         return result
+
+    async def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
+        """Call `callback` for every notification on `channel` from any process (see
+        `notify.listen`), until cancelled; on SQLite, which has none, return at once.
+        """
+        if self.dialect != "sqlite":
+            plain = database_url(self.url).set(drivername="postgresql")
+            await notify.listen(plain.render_as_string(hide_password=False), channel, callback)
 
     async def close(self) -> None:
         """Finish queued writes and close every connection."""

@@ -9,6 +9,9 @@ from sqlalchemy import Connection, Row, func, select, update
 
 from jobpulse.storage.tables import api_keys
 
+#: The PostgreSQL channel a revocation is announced on.
+REVOKED_CHANNEL = "jobpulse_key_revoked"
+
 
 def insert_key(connection: Connection, values: dict[str, Any]) -> None:
     """Store a new key (its hash, never the secret)."""
@@ -34,10 +37,15 @@ def count_active_keys(connection: Connection) -> int:
 
 
 def revoke_key(connection: Connection, key_id: str, at: datetime) -> bool:
-    """Revoke the key with this id (or id prefix); whether one was revoked."""
+    """Revoke the key with this id; whether one was revoked. On PostgreSQL every replica
+    listening on REVOKED_CHANNEL hears of it when this commits.
+    """
     result = connection.execute(
         update(api_keys)
         .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
         .values(revoked_at=at)
     )
-    return result.rowcount == 1
+    revoked = result.rowcount == 1
+    if revoked and connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_notify(REVOKED_CHANNEL, key_id)))
+    return revoked

@@ -163,7 +163,9 @@ def _scope(actor: Actor) -> dict[str, Any]:
 def _find_job(connection: Connection, actor: Actor, job_id: str, *, lock: bool = False) -> Job:
     """The job in the actor's view, optionally locked for update; NotFoundError if none."""
     statement = (_LOCK_BY_ID if lock else _JOB_BY_ID)[actor.is_admin]
-    row = prepared.first(connection, statement, _scope(actor) | {"b_id": job_id})
+    row = None
+    if "\x00" not in job_id:  # no id has one (and PostgreSQL refuses to compare with it)
+        row = prepared.first(connection, statement, _scope(actor) | {"b_id": job_id})
     if row is None:
         raise NotFoundError(f"job {job_id} not found")
     return to_job(row)
@@ -203,6 +205,7 @@ def for_visible_job(
 
 def delete_job(connection: Connection, actor: Actor, job_id: str) -> None:
     """Delete the job and its history."""
+    _find_job(connection, actor, job_id)
     result = connection.execute(jobs.delete().where(jobs.c.id == job_id, _visible(actor)))
     if result.rowcount == 0:
         raise NotFoundError(f"job {job_id} not found")

@@ -120,7 +120,26 @@ class Deliverer:
     ) -> tuple[outbox.Attempt, OutboxMessage | None]:
         number = message.attempts + 1
         sent_at = self._now()
-        body = json.dumps(message.payload, separators=(",", ":"))
+        started = time.perf_counter()
+        try:
+            status_code, error, retry_after = await self._send(message, number, sent_at)
+        except Exception as exc:  # a message that cannot be serialized or signed fails alone
+            logger.exception("webhook %s cannot be sent", message.webhook_id)
+            status_code, error, retry_after = None, f"cannot send: {type(exc).__name__}", None
+        duration_ms = (time.perf_counter() - started) * 1000
+        state, next_at = policy.decide(
+            number, status_code, sent_at, self.settings.retry_schedule, retry_after
+        )
+        attempt = outbox.Attempt(
+            number, sent_at, status_code, error, duration_ms, state.value, next_at
+        )
+        return attempt, self._alert(message, attempt, state)
+
+    async def _send(
+        self, message: outbox.Claimed, number: int, sent_at: datetime
+    ) -> tuple[int | None, str | None, float | None]:
+        """One signed POST of the message, in a span continuing the trace that caused it."""
+        body = json.dumps(message.payload, separators=(",", ":"), allow_nan=False)
         headers = signing.headers(message.webhook_id, sent_at, body, self.settings.webhook_secret)
         if message.event_type == payload.STEP_COMPLETED and self.settings.step_complete_key:
             headers["authorization"] = f"Bearer {self.settings.step_complete_key}"
@@ -131,18 +150,10 @@ class Deliverer:
             span.set_attribute("webhook.id", message.webhook_id)
             span.set_attribute("webhook.attempt", number)
             propagate.inject(headers)  # traceparent, continuing the request that ended the job
-            started = time.perf_counter()
-            status_code, error, retry_after = await self._post(message.url, body, headers, sent_at)
-            duration_ms = (time.perf_counter() - started) * 1000
-            if status_code is not None:
-                span.set_attribute("http.status_code", status_code)
-        state, next_at = policy.decide(
-            number, status_code, sent_at, self.settings.retry_schedule, retry_after
-        )
-        attempt = outbox.Attempt(
-            number, sent_at, status_code, error, duration_ms, state.value, next_at
-        )
-        return attempt, self._alert(message, attempt, state)
+            result = await self._post(message.url, body, headers, sent_at)
+            if result[0] is not None:
+                span.set_attribute("http.status_code", result[0])
+        return result
 
     async def _post(
         self, url: str, body: str, headers: dict[str, str], sent_at: datetime

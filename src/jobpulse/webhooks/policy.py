@@ -22,23 +22,30 @@ class AttemptState(StrEnum):
     EXHAUSTED = "exhausted"
 
 
+#: The longest wait a Retry-After header can ask for (longer requests wait this long).
+RETRY_AFTER_MAX_S = 86_400.0
+
+
 def jitter(delay: float, rng: Callable[[], float] = random.random) -> float:
     """`delay` spread by ±10%, so that retries of many messages do not arrive together."""
     return delay * (0.9 + 0.2 * rng())
 
 
 def retry_after_seconds(header: str | None, now: datetime) -> float | None:
-    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), if valid."""
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), if valid, at
+    most RETRY_AFTER_MAX_S.
+    """
     if header is None:
         return None
     header = header.strip()
-    if header.isdigit():
-        return float(header)
+    if header.isascii() and header.isdigit():
+        return min(float(header), RETRY_AFTER_MAX_S)
     try:
         when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
+        seconds = (when - now).total_seconds()
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max((when - now).total_seconds(), 0.0)
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
 def decide(
@@ -59,5 +66,5 @@ def decide(
         return AttemptState.FAILED, None
     if attempt >= len(schedule):
         return AttemptState.EXHAUSTED, None
-    delay = max(spread(schedule[attempt]), retry_after or 0.0)
+    delay = max(spread(schedule[attempt]), min(retry_after or 0.0, RETRY_AFTER_MAX_S))
     return AttemptState.RETRYING, now + timedelta(seconds=delay)
