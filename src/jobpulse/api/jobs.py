@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from pydantic import TypeAdapter
 
 from jobpulse.api.deps import Authenticated
+from jobpulse.documents import repaired
 from jobpulse.domain import Job, parse_status, parse_stop_reason
 from jobpulse.errors import ValidationError
 from jobpulse.listing import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, JobFilter, Page
@@ -58,8 +60,27 @@ _JOBS_JSON = TypeAdapter(list[Job])
 
 def job_response(job: Job, status_code: int = 200) -> Response:
     """A job as JSON, serialized straight from the domain object (the fields of JobPublic)."""
-    body = _JOB_JSON.dump_json(job)
+    try:
+        body = _JOB_JSON.dump_json(job)
+    except ValueError:
+        body = _JOB_JSON.dump_json(_showable(job))
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+def _jobs_response(found: list[Job]) -> Response:
+    try:
+        body = _JOBS_JSON.dump_json(found)
+    except ValueError:
+        body = _JOBS_JSON.dump_json([_showable(job) for job in found])
+    return Response(body, media_type="application/json")
+
+
+def _showable(job: Job) -> Job:
+    """`job` with metadata stored before the JSON policy (too deep to serialize) cut to it:
+    one such row must not fail the listing it is in.
+    """
+    metadata = job.metadata
+    return replace(job, metadata=repaired(metadata) if isinstance(metadata, dict) else {})
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
@@ -136,8 +157,7 @@ async def list_jobs(
     created earlier). Also filters on `metadata.<key>=<value>` (string values).
     """
     page = Page(limit=limit, ascending=ascending, before=before, after=after)
-    found = await caller.jobs.list_jobs(caller.actor, query, page)
-    return Response(_JOBS_JSON.dump_json(found), media_type="application/json")
+    return _jobs_response(await caller.jobs.list_jobs(caller.actor, query, page))
 
 
 @router.get("/count", response_model=JobCountPublic)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from jobpulse.api.deps import Authenticated
 from jobpulse.api.jobs import ERROR_RESPONSES
+from jobpulse.documents import repaired
 from jobpulse.schemas import StepCreate, StepPublic
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/steps", tags=["steps"], responses=ERROR_RESPONSES)
@@ -20,8 +21,8 @@ async def record_step(job_id: str, body: StepCreate, caller: Authenticated) -> S
 
 @router.get("", response_model=list[StepPublic])
 async def list_steps(job_id: str, caller: Authenticated) -> list[StepPublic]:
-    """The job's steps, oldest first."""
+    """The job's steps, oldest first (details stored before the JSON policy cut to it)."""
     return [
-        StepPublic.model_validate(step)
+        StepPublic.model_validate(step | {"metadata": repaired(step["metadata"]) or {}})
         for step in await caller.jobs.list_steps(caller.actor, job_id)
     ]

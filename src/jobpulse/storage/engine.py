@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ from jobpulse.config import Settings
 from jobpulse.errors import JobPulseError, UnavailableError, ValidationError
 from jobpulse.storage import notify
 
+logger = logging.getLogger("jobpulse.storage")
 T = TypeVar("T")
 Command = Callable[[Connection], Any]
 
@@ -56,12 +58,18 @@ def database_url(url: str) -> URL:
 
 def _load_json(text: str | bytes) -> Any:
     """A stored JSON value: orjson's fast path, and a lenient reader for the rows orjson
-    refuses (NaN written before the JSON policy), so that no stored row fails a read.
+    refuses (NaN written before the JSON policy). A value neither can read is None, so that
+    one bad row fails only what needs it, never a listing or a claim of many.
     """
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return documents.loads(text)
+    except (ValueError, RecursionError):
+        logger.warning("a stored JSON value cannot be read; it reads as null")
+        return None
 
 
 def _sqlite_engine(

@@ -125,7 +125,7 @@ class Deliverer:
             status_code, error, retry_after = await self._send(message, number, sent_at)
         except Exception as exc:  # a message that cannot be serialized or signed fails alone
             logger.exception("webhook %s cannot be sent", message.webhook_id)
-            status_code, error, retry_after = None, f"cannot send: {type(exc).__name__}", None
+            status_code, error, retry_after = None, f"cannot send: {exc}"[:1000], None
         duration_ms = (time.perf_counter() - started) * 1000
         state, next_at = policy.decide(
             number, status_code, sent_at, self.settings.retry_schedule, retry_after
@@ -139,6 +139,8 @@ class Deliverer:
         self, message: outbox.Claimed, number: int, sent_at: datetime
     ) -> tuple[int | None, str | None, float | None]:
         """One signed POST of the message, in a span continuing the trace that caused it."""
+        if not isinstance(message.payload, dict):
+            raise ValueError("the stored payload cannot be read as a JSON object")
         body = json.dumps(message.payload, separators=(",", ":"), allow_nan=False)
         headers = signing.headers(message.webhook_id, sent_at, body, self.settings.webhook_secret)
         if message.event_type == payload.STEP_COMPLETED and self.settings.step_complete_key:
