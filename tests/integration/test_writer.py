@@ -1,0 +1,115 @@
+"""The group-committing writer after a failure at each step of a batch: the failing request
+alone fails and leaves nothing behind, its neighbours in the batch commit, and every batch
+after it starts on a clean connection (no open cursor, savepoint or aborted transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Connection, func, select
+
+from jobpulse import Actor, JobManager
+from jobpulse.storage import keys
+from jobpulse.storage.tables import api_keys
+
+ALICE = Actor("org-a", "alice")
+KEY = {
+    "id": "key-poison",
+    "prefix": "jp_poison",
+    "organization_id": "org-x",
+    "user_id": "x",
+    "is_admin": False,
+    "name": None,
+    "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    "revoked_at": None,
+    "key_hash": "0" * 64,
+}
+
+
+class InjectedError(Exception):
+    """The failure a test command raises."""
+
+
+def write_then_fail(connection: Connection) -> None:
+    keys.insert_key(connection, KEY)
+    raise InjectedError
+
+
+def leave_a_cursor_open_then_fail(connection: Connection) -> None:
+    rows = connection.exec_driver_sql("SELECT id FROM job_events")
+    assert rows.fetchone() is not None  # more rows wait on the cursor
+    keys.insert_key(connection, KEY)
+    raise InjectedError
+
+
+def stop_reading_an_update_then_fail(connection: Connection) -> None:
+    # As the outbox claim did when a payload could not be read: the UPDATE … RETURNING is
+    # still running when the error leaves.
+    rows = connection.exec_driver_sql("UPDATE jobs SET job_type = job_type RETURNING id")
+    assert rows.fetchone() is not None
+    keys.insert_key(connection, KEY)
+    raise InjectedError
+
+
+def fail_inside_a_savepoint(connection: Connection) -> None:
+    with connection.begin_nested():
+        keys.insert_key(connection, KEY)
+        raise InjectedError
+
+
+def leave_a_savepoint_open_then_fail(connection: Connection) -> None:
+    connection.begin_nested()
+    keys.insert_key(connection, KEY)
+    raise InjectedError
+
+
+def break_the_transaction(connection: Connection) -> None:
+    keys.insert_key(connection, KEY)
+    connection.exec_driver_sql("SELECT no_such_column FROM jobs")
+
+
+def count_poison(connection: Connection) -> int:
+    statement = select(func.count()).where(api_keys.c.id == KEY["id"])
+    return int(connection.execute(statement).scalar_one())
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        write_then_fail,
+        leave_a_cursor_open_then_fail,
+        stop_reading_an_update_then_fail,
+        fail_inside_a_savepoint,
+        leave_a_savepoint_open_then_fail,
+        break_the_transaction,
+    ],
+)
+async def test_a_failing_request_fails_alone_and_the_writer_recovers(
+    manager: JobManager, failure: Callable[[Connection], None]
+) -> None:
+    for _ in range(3):  # rows for a cursor to hold
+        await manager.create_job(ALICE, status="running")
+    for _round in range(2):
+        outcomes = await asyncio.gather(
+            manager.create_job(ALICE, status="running"),
+            manager.database.write(failure),
+            manager.create_job(ALICE, status="running", metadata={"n": 1}),
+            return_exceptions=True,
+        )
+        first, failed, last = outcomes
+        assert isinstance(failed, Exception)
+        assert not isinstance(first, BaseException)
+        assert not isinstance(last, BaseException)
+        assert await manager.database.read(count_poison) == 0
+        # The next batches, one request at a time and several together, go through.
+        job = await manager.create_job(ALICE, status="running")
+        done = await manager.update_job(ALICE, job.id, stop_reason="end_turn")
+        assert done.status == "completed"
+        together = await asyncio.gather(
+            *(manager.create_job(ALICE, idempotency_key=f"k{_round}-{n}") for n in range(5))
+        )
+        assert len({created.id for created in together}) == 5
+    assert (await manager.count_jobs(ALICE)).total == 3 + 2 * (2 + 1 + 5)
