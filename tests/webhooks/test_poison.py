@@ -64,7 +64,7 @@ def messages(connection: Connection) -> list[tuple[str, str, int]]:
             outbox_table.c.id
         )
     )
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+    return [(row.event_type, row.state, row.attempts) for row in rows]
 
 
 async def test_an_unreadable_message_fails_alone_then_rests(
