@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     #: Connections kept for reads (and, on PostgreSQL, for the writers).
     pool_size: int = Field(default=10, ge=1)
+    #: Seconds to wait for a PostgreSQL connection (a new one, or a free one from the pool)
+    #: before the request is answered 503.
+    database_timeout_s: float = Field(default=10.0, gt=0)
     #: Requests committed together by one writer transaction at most.
     write_batch_max: int = Field(default=128, ge=1)
     #: Writer connections on PostgreSQL (SQLite always has exactly one writer).

@@ -100,11 +100,16 @@ def _sqlite_engine(
     return engine
 
 
-def _postgres_engine(url: str, pool_size: int) -> AsyncEngine:
+def _postgres_engine(url: str, pool_size: int, connect_timeout_s: float = 10.0) -> AsyncEngine:
+    """An asyncpg engine; a connection not made within `connect_timeout_s`, or a pooled one
+    not free within it, is an outage (503) rather than a request that hangs.
+    """
     return create_async_engine(
         database_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=connect_timeout_s,
+        connect_args={"timeout": connect_timeout_s},
         json_deserializer=_load_json,
     )
 
@@ -386,7 +391,9 @@ class Database:
             )
             self._writer = ThreadWriter(writes, settings.write_batch_max)
         else:
-            self._engine = _postgres_engine(self.url, settings.pool_size)
+            self._engine = _postgres_engine(
+                self.url, settings.pool_size, settings.database_timeout_s
+            )
             self._reader = TaskReader(self._engine)
             self._writer = TaskWriter(
                 self._engine, settings.postgres_writers, settings.write_batch_max
