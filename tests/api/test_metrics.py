@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
+from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from jobpulse import Settings
+from jobpulse.api import create_app
 from tests.conftest import MakeKey
 
 
@@ -80,3 +85,48 @@ async def test_metrics_follow_the_jobs(http: httpx.AsyncClient, make_key: MakeKe
     assert value("jobpulse_http_request_duration_seconds_count", **served) == 3
     refused_labels = served | {"status": "409"}
     assert value("jobpulse_http_request_duration_seconds_count", **refused_labels) == 1
+
+
+@pytest.fixture
+async def guarded(database_url: str) -> AsyncIterator[FastAPI]:
+    settings = Settings(
+        database_url=database_url, metrics_token="scrape-me", metrics_job_types_max=3
+    )
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_metrics_need_the_token_when_one_is_set(guarded: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=guarded)
+    async with httpx.AsyncClient(transport=transport, base_url="http://jobpulse.test") as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-me"}):
+            refused = await http.get("/metrics", headers=headers)
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "unauthorized"
+            assert "jobpulse_" not in refused.text
+        allowed = await http.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert allowed.status_code == 200
+        assert "jobpulse_jobs_active" in allowed.text
+
+
+async def test_job_type_labels_are_bounded(guarded: FastAPI) -> None:
+    _key, secret = await guarded.state.keys.create(organization_id="org-a", user_id="alice")
+    me = {"Authorization": f"Bearer {secret}"}
+    transport = httpx.ASGITransport(app=guarded)
+    async with httpx.AsyncClient(transport=transport, base_url="http://jobpulse.test") as http:
+        for n in range(300):
+            created = await http.post("/v1/jobs", json={"job_type": f"type-{n}"}, headers=me)
+            assert created.status_code == 201
+        text = (await http.get("/metrics", headers={"Authorization": "Bearer scrape-me"})).text
+    created_by_type = {
+        labels: value
+        for (name, labels), value in samples(text).items()
+        if name == "jobpulse_jobs_created_total"
+    }
+    assert created_by_type == {
+        (("job_type", "type-0"),): 1,
+        (("job_type", "type-1"),): 1,
+        (("job_type", "type-2"),): 1,
+        (("job_type", "other"),): 297,
+    }
