@@ -35,7 +35,10 @@ def _where(what: str, path: _Path) -> str:
     )
 
 
-def _string_problem(text: str) -> str | None:
+def text_problem(text: str) -> str | None:
+    """What keeps `text` from being stored alike on both databases (a NUL, which PostgreSQL
+    refuses; a lone surrogate, which is not UTF-8), or None.
+    """
     if "\x00" in text:
         return "has a NUL character"
     if not text.isascii():
@@ -51,7 +54,7 @@ def _scalar_problem(value: object) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
-        return _string_problem(value)
+        return text_problem(value)
     if isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
             return "is an integer outside 64 bits"
@@ -74,7 +77,7 @@ def check_document(value: object, what: str = "metadata") -> dict[str, Any]:
                 raise ValidationError(f"{where} is nested deeper than {MAX_DEPTH} levels")
             if isinstance(item, Mapping):
                 for key, child in item.items():
-                    problem = _string_problem(key) if isinstance(key, str) else "is not text"
+                    problem = text_problem(key) if isinstance(key, str) else "is not text"
                     if problem is not None:
                         raise ValidationError(f"{_where(what, path)} has a key that {problem}")
                     stack.append((child, (path, key), depth + 1))

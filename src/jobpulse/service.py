@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from jobpulse.config import Settings
+from jobpulse.documents import text_problem
 from jobpulse.domain import (
     INITIAL,
     Actor,
@@ -68,9 +69,9 @@ def _seconds(name: str, value: float | None, most: float) -> float | None:
 
 
 def _printable(name: str, value: str | None) -> None:
-    """Refuse text with a NUL character, which PostgreSQL cannot store (SQLite could)."""
-    if value is not None and "\x00" in value:
-        raise ValidationError(f"{name} must not contain a NUL character")
+    """Refuse text that one of the databases could not store (see `text_problem`)."""
+    if value is not None and (problem := text_problem(value)) is not None:
+        raise ValidationError(f"{name} {problem}")
 
 
 def _callback_url(value: str | None) -> str | None:

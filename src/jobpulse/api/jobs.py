@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, 
 from pydantic import TypeAdapter
 
 from jobpulse.api.deps import Authenticated
-from jobpulse.documents import repaired
+from jobpulse.documents import repaired, text_problem
 from jobpulse.domain import Job, parse_status, parse_stop_reason
 from jobpulse.errors import ValidationError
 from jobpulse.listing import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, JobFilter, Page
@@ -118,8 +118,8 @@ async def job_filter(
     """The filters of a listing or count; also `metadata.<key>=<value>` (string values)."""
     metadata: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
-        if "\x00" in value:
-            raise ValidationError(f"query parameter {name!r} has a NUL character")
+        if (problem := text_problem(value)) is not None:
+            raise ValidationError(f"query parameter {name!r} {problem}")
         if name.startswith("metadata."):
             metadata[name.removeprefix("metadata.")] = value
         elif name not in _LIST_PARAMS:
