@@ -16,6 +16,9 @@ from jobpulse.documents import check_document, check_size
 from jobpulse.errors import InvalidTransitionError, JobPulseError, ValidationError
 
 _E = TypeVar("_E", bound=StrEnum)
+#: The longest timeout_s and heartbeat_timeout_s a job can have.
+TIMEOUT_MAX_S = 10 * 365 * 86400
+HEARTBEAT_TIMEOUT_MAX_S = 365 * 86400
 
 
 class JobStatus(StrEnum):

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from jobpulse.domain import HEARTBEAT_TIMEOUT_MAX_S, TIMEOUT_MAX_S
+
 StatusName = Literal["created", "pending", "running", "completed", "failed", "cancelled", "expired"]
 InitialStatus = Literal["created", "pending", "running"]
 StopReasonName = Literal[
@@ -27,9 +29,6 @@ StopReasonName = Literal[
     "heartbeat_lost",
 ]
 Nanoseconds = Field(default=None, ge=0, le=2**63 - 1)
-#: The longest timeout_s and heartbeat_timeout_s a job can have.
-TIMEOUT_MAX_S = 10 * 365 * 86400
-HEARTBEAT_TIMEOUT_MAX_S = 365 * 86400
 
 
 def _in_utc(value: datetime) -> datetime:

@@ -16,7 +16,9 @@ from opentelemetry import context as otel_context
 from jobpulse.config import Settings
 from jobpulse.documents import text_problem
 from jobpulse.domain import (
+    HEARTBEAT_TIMEOUT_MAX_S,
     INITIAL,
+    TIMEOUT_MAX_S,
     Actor,
     Job,
     JobChange,
@@ -37,7 +39,6 @@ from jobpulse.domain import (
 from jobpulse.errors import ValidationError
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
-from jobpulse.schemas import HEARTBEAT_TIMEOUT_MAX_S, TIMEOUT_MAX_S
 from jobpulse.storage import outbox, repository, stats, steps, sweeps
 from jobpulse.storage.engine import Database
 from jobpulse.telemetry import trace_headers, trace_method
