@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.api import create_app
 from jobpulse.storage.migrate import upgrade
+from tests.receiver import Receiver
 
 POSTGRES_URL = os.environ.get(
     "JOBPULSE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -105,6 +106,14 @@ async def manager(database_url: str) -> AsyncIterator[JobManager]:
 def alice() -> Actor:
     """A member of org-a."""
     return Actor(organization_id="org-a", user_id="alice")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback, answering 200."""
+    served = Receiver()
+    yield served
+    served.close()
 
 
 MakeKey = Callable[..., Awaitable[dict[str, str]]]

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Row, select
 
 from jobpulse import Settings
 from jobpulse.api import create_app
+from jobpulse.api.jobs import LIST_PARAMS
 from jobpulse.storage.tables import metadata as schema
 from tests.receiver import Receiver
 
@@ -143,27 +144,7 @@ step_bodies = body(
     {"step_id": odd_text, "status": st.sampled_from(["success", "x"]), "metadata": documents}
 )
 query_names = st.one_of(
-    st.sampled_from(
-        [
-            "status",
-            "job_type",
-            "background",
-            "source_id",
-            "stop_reason",
-            "created_after",
-            "created_before",
-            "active",
-            "stuck",
-            "user_id",
-            "limit",
-            "ascending",
-            "before",
-            "after",
-            "metadata.k",
-            "metadata.a\x00",
-        ]
-    ),
-    url_text,
+    st.sampled_from([*sorted(LIST_PARAMS), "metadata.k", "metadata.a\x00"]), url_text
 )
 queries = st.lists(
     st.tuples(query_names, st.one_of(url_text, moments, numbers.map(str))), max_size=4

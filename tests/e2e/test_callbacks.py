@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -22,13 +22,6 @@ FAST = {
     "JOBPULSE_WEBHOOK_POLL_S": "0.2",
     "JOBPULSE_WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,1",
 }
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    served = Receiver()
-    yield served
-    served.close()
 
 
 def wait_for(done: Callable[[], bool], seconds: float = 30) -> None:

@@ -29,13 +29,6 @@ class World:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    served = Receiver()
-    yield served
-    served.close()
-
-
-@pytest.fixture
 def alerts() -> Iterator[Receiver]:
     served = Receiver()
     yield served

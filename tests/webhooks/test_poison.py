@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,13 +29,6 @@ from tests.conftest import MakeKey
 from tests.receiver import Receiver
 
 ALICE = Actor("org-a", "alice")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    served = Receiver()
-    yield served
-    served.close()
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 JobId = Annotated[str, "the job id, job-<uuid>"]
 #: The list filters that are not metadata.<key>.
-_LIST_PARAMS = frozenset(
+LIST_PARAMS = frozenset(
     {
         "status",
         "job_type",
@@ -122,7 +122,7 @@ async def job_filter(
             raise ValidationError(f"query parameter {name!r} {problem}")
         if name.startswith("metadata."):
             metadata[name.removeprefix("metadata.")] = value
-        elif name not in _LIST_PARAMS:
+        elif name not in LIST_PARAMS:
             raise ValidationError(f"unknown query parameter {name!r}")
     return JobFilter(
         statuses=None if not status else frozenset(parse_status(s) for s in status),
