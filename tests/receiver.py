@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,6 +37,12 @@ class Receiver:
     got_one: threading.Event = field(default_factory=threading.Event)
     #: Cleared, requests wait before answering (to kill a sender mid-delivery).
     released: threading.Event = field(default_factory=threading.Event)
+    #: Headers added to every answer (Retry-After, Location).
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Makes the body of every answer, sent chunk by chunk, `pause_s` apart (to trickle or
+    #: to flood); without it the answer is empty.
+    body: Callable[[], Iterable[bytes]] | None = None
+    pause_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.released.set()
@@ -51,8 +59,18 @@ class Receiver:
                 receiver.released.wait(30)
                 index = min(len(receiver.received), len(receiver.statuses)) - 1
                 self.send_response(receiver.statuses[index])
-                self.send_header("content-length", "0")
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
+                if receiver.body is None:
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                self.send_header("connection", "close")
                 self.end_headers()
+                for chunk in receiver.body():
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    time.sleep(receiver.pause_s)
 
             def log_message(self, *_args: object) -> None:
                 pass

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,36000"
+#: Seconds a webhook lease outlasts the attempt it covers at the least.
+LEASE_MARGIN_S = 5.0
 
 
 class Settings(BaseSettings):
@@ -60,13 +62,16 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = DEFAULT_RETRY_SCHEDULE
     #: Allow callback URLs on loopback, private and link-local addresses (tests, closed networks).
     webhook_allow_private: bool = False
-    #: Seconds one delivery attempt may take.
+    #: Seconds one delivery attempt may take in all: resolving, connecting, sending, the answer.
     webhook_timeout_s: float = Field(default=15.0, gt=0)
     #: Deliveries in flight at once, per process.
     webhook_concurrency: int = Field(default=16, ge=1)
+    #: Deliveries in flight at once to one host, per process (a slow receiver holds no more).
+    webhook_host_concurrency: int = Field(default=8, ge=1)
     #: How often the delivery worker looks for due events it was not told about.
     webhook_poll_s: float = Field(default=1.0, gt=0)
-    #: How long a claimed event stays claimed: past it, another worker may deliver it.
+    #: How long a claimed event stays claimed: past it, another worker may deliver it. At
+    #: least the attempt timeout plus LEASE_MARGIN_S.
     webhook_lease_s: float = Field(default=60.0, gt=0)
     #: Receives `job.stuck` and `callback.exhausted` alerts.
     alert_webhook: str | None = None
@@ -88,6 +93,16 @@ class Settings(BaseSettings):
         if not delays or any(delay < 0 for delay in delays):
             raise ValueError("a comma-separated list of seconds, none negative")
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> Settings:
+        if self.webhook_lease_s < self.webhook_timeout_s + LEASE_MARGIN_S:
+            raise ValueError(
+                f"webhook_lease_s ({self.webhook_lease_s:g}) must be at least "
+                f"webhook_timeout_s ({self.webhook_timeout_s:g}) + {LEASE_MARGIN_S:g}: "
+                "a lease must outlast the attempt it covers"
+            )
+        return self
 
     @property
     def retry_schedule(self) -> tuple[float, ...]:

@@ -1,23 +1,26 @@
 """The delivery worker: claims due outbox messages, POSTs them, records every attempt.
 
-The only code that sends webhooks. It takes an injected httpx.AsyncClient, never raises
-into its caller (a failure is an attempt like any other), and holds a message only under a
-lease: if this process dies mid-delivery, the lease runs out and the message is sent again,
-with the same webhook-id, by whichever worker claims it next. Delivery is at least once.
+The only code that sends webhooks, through a `Sender` (aiohttp, with the SSRF guard in its
+resolver). It never raises into its caller: any answer, or none, ends as a recorded attempt.
+A message is held only under a lease, longer than an attempt can last: if this process dies
+mid-delivery, the lease runs out and the message is sent again, with the same webhook-id, by
+whichever worker claims it next (at least once). A message whose lease would run out before
+its attempt could end is not sent at all, so two workers never send one message at once.
+Each receiving host gets at most `webhook_host_concurrency` sends at a time, so one slow
+receiver cannot hold every slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
-import httpx
 from opentelemetry import propagate, trace
 
 from jobpulse.config import Settings
@@ -29,25 +32,34 @@ from jobpulse.storage import outbox
 from jobpulse.storage.engine import Database
 from jobpulse.telemetry import tracer
 from jobpulse.webhooks import guard, payload, policy, signing
+from jobpulse.webhooks.sender import AiohttpSender, Sender, SendError
 
 logger = logging.getLogger("jobpulse.webhooks")
 
 
-def new_client(settings: Settings) -> httpx.AsyncClient:
-    """The pooled client deliveries use: bounded, no redirects, the configured timeout."""
-    limits = httpx.Limits(max_connections=settings.webhook_concurrency)
-    return httpx.AsyncClient(
-        timeout=settings.webhook_timeout_s, limits=limits, follow_redirects=False
-    )
+def new_client(settings: Settings) -> AiohttpSender:
+    """The sender deliveries use (an async context manager that closes it)."""
+    return AiohttpSender(settings)
 
 
-def _peer_is_public(response: httpx.Response) -> bool:
-    """Whether the connection that answered went to a public address (DNS rebinding check)."""
-    stream = response.extensions.get("network_stream")
-    peer = stream.get_extra_info("server_addr") if stream is not None else None
-    if not peer:
-        return True
-    return guard.is_public(ipaddress.ip_address(peer[0]))
+class HostLimits:
+    """At most `per_host` sends at once to one host; a host's slot goes when unused."""
+
+    def __init__(self, per_host: int) -> None:
+        self._per_host = per_host
+        self._hosts: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, host: str) -> AsyncIterator[None]:
+        slots, users = self._hosts.setdefault(host, (asyncio.Semaphore(self._per_host), [0]))
+        users[0] += 1
+        try:
+            async with slots:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._hosts[host]
 
 
 class Deliverer:
@@ -57,7 +69,7 @@ class Deliverer:
         self,
         database: Database,
         settings: Settings,
-        http: httpx.AsyncClient,
+        sender: Sender,
         *,
         wake: asyncio.Event | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -65,25 +77,43 @@ class Deliverer:
     ) -> None:
         self.database = database
         self.settings = settings
-        self.http = http
+        self.sender = sender
         self.wake = wake or asyncio.Event()
         self._now = clock
         self.metrics = metrics or Metrics()
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
+        self._hosts = HostLimits(settings.webhook_host_concurrency)
+        #: Claimed messages ready to send (not waiting for their host) at most: enough to keep
+        #: every slot busy; and all claimed messages at most, waiting ones included.
+        self._capacity = settings.webhook_concurrency * 4
+        self._held_max = self._capacity * 4
+        self._in_flight: set[asyncio.Task[None]] = set()
+        #: Claimed messages waiting for a slot of their host (a slow host's backlog).
+        self._waiting = 0
+        #: Set when at most half the capacity is ready or in flight.
+        self._room = asyncio.Event()
         self._stopping = False
 
     async def run(self) -> None:
-        """Deliver until stopped; between rounds, wait to be woken or for the poll period."""
+        """Deliver until stopped: claim due messages while there is room, send each as soon
+        as its host has a slot; once the backlog is drained, wait to be woken (or for the
+        poll period), and while it is not, for half the room to be free again.
+        """
         while not self._stopping:
+            room = self._room_left()
+            claimed = 0
             try:
-                claimed = await self.run_once()
+                claimed = len(await self._start(room))
             except Exception:  # the database may be away for a while: keep going
                 logger.exception("webhook delivery round failed")
-                claimed = 0
-            if claimed == 0 and not self._stopping:
+            if self._stopping:
+                break
+            if claimed < room:
                 self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.settings.webhook_poll_s)
+                await _wait(self.wake, self.settings.webhook_poll_s)
+            elif self._room_left() < self._capacity // 2:
+                self._room.clear()
+                await _wait(self._room, self.settings.webhook_poll_s)
 
     async def stop(self, worker: asyncio.Task[None]) -> None:
         """Claim nothing more and let the deliveries in flight finish (at most one timeout);
@@ -91,20 +121,71 @@ class Deliverer:
         """
         self._stopping = True
         self.wake.set()
+        self._room.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(worker, self.settings.webhook_timeout_s + 5)
+        if self._in_flight:
+            _done, late = await asyncio.wait(
+                self._in_flight, timeout=self.settings.webhook_timeout_s
+            )
+            for task in late:
+                task.cancel()
 
     async def run_once(self) -> int:
         """Claim the due messages and deliver them all; how many there were."""
+        started = await self._start(self._capacity)
+        await asyncio.gather(*started)
+        return len(started)
+
+    async def _start(self, limit: int) -> list[asyncio.Task[None]]:
+        """Claim up to `limit` due messages and start delivering each."""
         now = self._now()
         lease = now + timedelta(seconds=self.settings.webhook_lease_s)
-        limit = self.settings.webhook_concurrency * 4
         claimed = await self.database.write(outbox.claim_due, now, lease, limit)
-        await asyncio.gather(*(self._deliver(message) for message in claimed))
-        return len(claimed)
+        started = []
+        for message in claimed:
+            task = asyncio.create_task(self._deliver(message, lease))
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
+            started.append(task)
+        return started
 
-    async def _deliver(self, message: outbox.Claimed) -> None:
-        async with self._slots:
+    def _room_left(self) -> int:
+        """How many more messages to claim: those waiting for a slow host do not count
+        against the capacity, so the other hosts' messages keep coming, within a hard cap.
+        """
+        ready = len(self._in_flight) - self._waiting
+        return min(self._capacity - ready, self._held_max - len(self._in_flight))
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._check_room()
+
+    def _check_room(self) -> None:
+        if self._room_left() >= self._capacity // 2:
+            self._room.set()
+
+    @contextlib.asynccontextmanager
+    async def _host_slot(self, url: str) -> AsyncIterator[None]:
+        """One of the slots of `url`'s host, counted as waiting until it is had."""
+        self._waiting += 1
+        waiting = True
+        self._check_room()
+        try:
+            async with self._hosts.hold(_host(url)):
+                self._waiting -= 1
+                waiting = False
+                yield
+        finally:
+            if waiting:
+                self._waiting -= 1
+
+    async def _deliver(self, message: outbox.Claimed, lease: datetime) -> None:
+        async with self._host_slot(message.url), self._slots:
+            # An attempt ends within the timeout: it must end a second before the lease does.
+            latest_start = lease - timedelta(seconds=self.settings.webhook_timeout_s + 1)
+            if self._now() > latest_start:
+                return  # it waited too long for a slot: the next claim after the lease sends it
             attempt, follow_up = await self._attempt(message)
         self.metrics.child(self.metrics.callbacks, message.event_type, attempt.state).inc()
         self.metrics.callback_latency.observe(attempt.duration_ms / 1000)
@@ -162,18 +243,16 @@ class Deliverer:
     ) -> tuple[int | None, str | None, float | None]:
         """(status code, error, Retry-After seconds) of one POST; never raises."""
         try:
-            await guard.check(url, self.settings.webhook_allow_private)
-            response = await self.http.post(url, content=body, headers=headers)
+            guard.split(url)
+            reply = await self.sender.post(url, body.encode(), headers)
         except ValidationError as exc:
             return None, exc.message, None
-        except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:1000], None
-        if not self.settings.webhook_allow_private and not _peer_is_public(response):
-            return None, "refused: the connection went to a private address", None
-        if response.is_success:
-            return response.status_code, None, None
-        retry_after = policy.retry_after_seconds(response.headers.get("retry-after"), sent_at)
-        return response.status_code, f"HTTP {response.status_code}", retry_after
+        except SendError as exc:
+            return None, str(exc)[:1000], None
+        error = None if 200 <= reply.status < 300 else f"HTTP {reply.status}"
+        if reply.cut:
+            error = f"{error or 'delivered'}; the answer was cut at 64 KiB"
+        return reply.status, error, policy.retry_after_seconds(reply.retry_after, sent_at)
 
     def _alert(
         self, message: outbox.Claimed, attempt: outbox.Attempt, state: policy.AttemptState
@@ -193,3 +272,17 @@ class Deliverer:
             "last_error": attempt.error,
         }
         return payload.alert(url, payload.CALLBACK_EXHAUSTED, data, attempt.attempted_at)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set, for `seconds` at most."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+def _host(url: str) -> str:
+    """The host (and port) a message goes to: what a slow receiver is counted by."""
+    try:
+        return urlsplit(url).netloc.lower()
+    except ValueError:
+        return url

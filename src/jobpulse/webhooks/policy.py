@@ -22,30 +22,26 @@ class AttemptState(StrEnum):
     EXHAUSTED = "exhausted"
 
 
-#: The longest wait a Retry-After header can ask for (longer requests wait this long).
-RETRY_AFTER_MAX_S = 86_400.0
-
-
 def jitter(delay: float, rng: Callable[[], float] = random.random) -> float:
     """`delay` spread by ±10%, so that retries of many messages do not arrive together."""
     return delay * (0.9 + 0.2 * rng())
 
 
 def retry_after_seconds(header: str | None, now: datetime) -> float | None:
-    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), if valid, at
-    most RETRY_AFTER_MAX_S.
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), if valid; any
+    other value (negative, fractional, garbage, not ASCII) is None.
     """
     if header is None:
         return None
     header = header.strip()
     if header.isascii() and header.isdigit():
-        return min(float(header), RETRY_AFTER_MAX_S)
+        return float(header)
     try:
         when = parsedate_to_datetime(header)
         seconds = (when - now).total_seconds()
     except (TypeError, ValueError, OverflowError):
         return None
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+    return max(seconds, 0.0)
 
 
 def decide(
@@ -58,7 +54,8 @@ def decide(
 ) -> tuple[AttemptState, datetime | None]:
     """The state after attempt number `attempt` (1-based) and when the next one is due.
 
-    `schedule[n]` is the delay before attempt n+1; Retry-After wins when it asks for longer.
+    `schedule[n]` is the delay before attempt n+1; Retry-After wins when it asks for longer,
+    up to the schedule's longest delay (a receiver cannot park a message for ever).
     """
     if status_code is not None and 200 <= status_code < 300:
         return AttemptState.DELIVERED, None
@@ -66,5 +63,5 @@ def decide(
         return AttemptState.FAILED, None
     if attempt >= len(schedule):
         return AttemptState.EXHAUSTED, None
-    delay = max(spread(schedule[attempt]), min(retry_after or 0.0, RETRY_AFTER_MAX_S))
+    delay = max(spread(schedule[attempt]), min(retry_after or 0.0, max(schedule)))
     return AttemptState.RETRYING, now + timedelta(seconds=delay)

@@ -1,0 +1,184 @@
+"""The HTTP client deliveries go through: aiohttp, chosen by measurement (README: httpx's
+pool serialises concurrent requests here), behind the small `Sender` seam tests can replace.
+
+Its resolver is the SSRF guard: every address a callback host resolves to is checked where
+the connection is made, and only public ones are connected to, so nothing is sent to an
+address that was not checked. Redirects are never followed, proxies from the environment
+never used, and a receiver's answer is read to at most 64 KiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from jobpulse.config import Settings
+from jobpulse.webhooks import guard
+
+#: The most of a receiver's answer that is read; the rest is left unread (and the
+#: connection closed), so a huge or endless body costs nothing.
+READ_MAX_BYTES = 64 * 1024
+
+
+class SendError(Exception):
+    """An attempt that got no HTTP answer: refused by the guard, unreachable, timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a receiver answered."""
+
+    status: int
+    retry_after: str | None = None
+    #: The body was longer than READ_MAX_BYTES and was cut there.
+    cut: bool = False
+
+
+class Sender(Protocol):
+    """POSTs one webhook; raises SendError when there is no HTTP answer."""
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply: ...
+
+    async def close(self) -> None: ...
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves callback hosts and keeps only the addresses a webhook may go to."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._allow_private = allow_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        try:
+            found = await asyncio.wait_for(guard.lookup(host, port), guard.RESOLVE_TIMEOUT_S)
+        except (OSError, UnicodeError, TimeoutError) as exc:
+            raise OSError(errno.EHOSTUNREACH, f"{host} does not resolve") from exc
+        results: list[ResolveResult] = []
+        refused: list[guard.IpAddress] = []
+        for found_family, address in found:
+            if family and found_family != family:
+                continue
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            if not self._allow_private and not guard.is_public(ip):
+                refused.append(ip)
+                continue
+            results.append(
+                ResolveResult(
+                    hostname=host,
+                    host=address,
+                    port=port,
+                    family=found_family,
+                    proto=0,
+                    flags=socket.AI_NUMERICHOST,
+                )
+            )
+        if not results:
+            why = guard.refusal(refused[0]) if refused else "no address"
+            raise OSError(errno.EACCES, f"refused: {host} resolves to {why}")
+        return results
+
+    async def close(self) -> None:
+        """Nothing held."""
+
+
+class AiohttpSender:
+    """The delivery client: pooled, `concurrency` connections in all, the guard in its resolver."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._allow_private = settings.webhook_allow_private
+        self._timeout_s = settings.webhook_timeout_s
+        self._session: aiohttp.ClientSession | None = None
+        self._settings = settings
+
+    async def __aenter__(self) -> AiohttpSender:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the running loop that will use it.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(self._allow_private),
+                limit=self._settings.webhook_concurrency,
+                use_dns_cache=False,  # every attempt resolves and checks anew
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+                auto_decompress=False,
+                trust_env=False,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    def _check_literal(self, url: str) -> None:
+        """IP literals never reach the resolver: check them here, in every spelling a socket
+        takes (`127.1`, `2130706433`, `0x7f.1` are 127.0.0.1).
+        """
+        host = (URL(url).host or "").strip("[]").split("%", 1)[0]
+        try:
+            address: guard.IpAddress = ipaddress.ip_address(host)
+        except ValueError:
+            try:
+                address = ipaddress.IPv4Address(socket.inet_aton(host))
+            except (OSError, UnicodeError):
+                return  # a name: the resolver checks what it resolves to
+            if self._allow_private or guard.is_public(address):
+                raise SendError(f"write the address {host!r} as {address}") from None
+        if not self._allow_private and not guard.is_public(address):
+            raise SendError(f"refused: {guard.refusal(address)}")
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        self._check_literal(url)
+        try:
+            async with (
+                asyncio.timeout(self._timeout_s),
+                self._open().post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as response,
+            ):
+                cut = await _read_some(response)
+                return Reply(response.status, response.headers.get("Retry-After"), cut)
+        except TimeoutError:
+            raise SendError(f"no answer within {self._timeout_s:g}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise SendError(_describe(exc)) from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _read_some(response: aiohttp.ClientResponse) -> bool:
+    """Read the answer up to READ_MAX_BYTES; whether there was more (then the connection is
+    closed rather than drained).
+    """
+    seen = 0
+    while seen <= READ_MAX_BYTES:
+        chunk = await response.content.read(READ_MAX_BYTES + 1 - seen)
+        if not chunk:
+            return False
+        seen += len(chunk)
+    response.close()
+    return True
+
+
+def _describe(exc: BaseException) -> str:
+    """A short account of a failed connection (a guard refusal says `refused:` in it)."""
+    return f"{type(exc).__name__}: {exc}"[:1000]
