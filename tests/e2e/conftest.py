@@ -60,10 +60,16 @@ def start(
         env=os.environ | {"COLUMNS": "200"} | (env or {}),
     )
     assert process.stdout is not None
-    banner = process.stdout.readline()
-    assert f"http://127.0.0.1:{port}" in banner, banner
-    key_line = process.stdout.readline() if expect_key else ": "
-    assert key_line.startswith(("Admin API key, shown once: ", ": ")), key_line
+    try:
+        banner = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in banner, banner
+        key_line = process.stdout.readline() if expect_key else ": "
+        assert key_line.startswith(("Admin API key, shown once: ", ": ")), key_line
+    except BaseException:  # it did not start: leave nothing open behind
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        raise
     url = f"http://127.0.0.1:{port}"
     output: list[str] = []
     reader = threading.Thread(target=output.extend, args=(process.stdout,), daemon=True)

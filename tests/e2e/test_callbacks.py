@@ -18,7 +18,10 @@ from tests.receiver import Receiver
 
 FAST = {
     "JOBPULSE_WEBHOOK_ALLOW_PRIVATE": "true",
-    "JOBPULSE_WEBHOOK_LEASE_S": "2",
+    "JOBPULSE_WEBHOOK_TIMEOUT_S": "1",
+    # The shortest lease an attempt of 1 s allows: a killed worker's message is sent again
+    # 6 s after it was claimed.
+    "JOBPULSE_WEBHOOK_LEASE_S": "6",
     "JOBPULSE_WEBHOOK_POLL_S": "0.2",
     "JOBPULSE_WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,1",
 }
