@@ -21,7 +21,7 @@ from benchmarks.http import BIN, _free_port, _member_key, _serve, _stop, serve_a
 from jobpulse import Settings
 from jobpulse.domain import OutboxMessage
 from jobpulse.storage.engine import Database
-from jobpulse.storage.outbox import insert_messages
+from jobpulse.storage.outbox import insert_messages, pending_count
 from jobpulse.webhooks import payload
 from jobpulse.webhooks.delivery import Deliverer, new_client
 
@@ -90,13 +90,14 @@ async def _backlog(kind: str, url: str) -> float:
             for n in range(BACKLOG)
         ]
         await database.write(insert_messages, messages)
-        async with new_client(settings) as http:
-            deliverer = Deliverer(database, settings, http)
+        async with new_client(settings) as sender:
+            deliverer = Deliverer(database, settings, sender)
             began = time.perf_counter()
-            delivered = 0
-            while delivered < BACKLOG:
-                delivered += await deliverer.run_once()
+            worker = asyncio.create_task(deliverer.run())  # as `serve` runs it
+            while await database.read(pending_count) > 0:  # noqa: ASYNC110 - the database says
+                await asyncio.sleep(0.01)
             rate = BACKLOG / (time.perf_counter() - began)
+            await deliverer.stop(worker)
         await database.close()
         return rate
 

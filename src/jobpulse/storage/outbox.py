@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, or_, select, update
 
 from jobpulse.domain import OutboxMessage
 from jobpulse.errors import NotFoundError
@@ -105,53 +105,91 @@ def claim_due(
     return sorted((Claimed(**row._mapping) for row in rows), key=lambda claimed: claimed.id)
 
 
-def record_attempt(
-    connection: Connection,
-    message: Claimed,
-    attempt: Attempt,
-    follow_up: OutboxMessage | None = None,
-) -> None:
-    """Keep the attempt, move the message on, and show the last attempt on its job."""
+#: One attempt to record: the message, what the attempt did, and an alert it leads to.
+Outcome = tuple[Claimed, Attempt, OutboxMessage | None]
+
+_INSERT_ATTEMPT = insert(callback_attempts)
+_MOVE_MESSAGE = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+        locked_until=None,
+        delivered_at=bindparam("b_delivered"),
+    )
+)
+_SHOW_ON_JOB = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_job"))
+    .values(
+        callback_sent_at=bindparam("b_sent"),
+        callback_status_code=bindparam("b_code"),
+        callback_error=bindparam("b_error"),
+    )
+)
+
+
+def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None:
+    """Keep each attempt, move its message on, and show the last attempt on its job: three
+    statements for the whole batch, whatever its size.
+    """
+    if not outcomes:
+        return
     connection.execute(
-        insert(callback_attempts),
+        _INSERT_ATTEMPT,
+        [
+            {
+                "outbox_id": message.id,
+                "webhook_id": message.webhook_id,
+                "job_id": message.job_id,
+                "event_type": message.event_type,
+                "attempt": attempt.attempt,
+                "attempted_at": attempt.attempted_at,
+                "status_code": attempt.status_code,
+                "error": attempt.error,
+                "duration_ms": attempt.duration_ms,
+                "state": attempt.state,
+                "next_attempt_at": attempt.next_attempt_at,
+            }
+            for message, attempt, _follow_up in outcomes
+        ],
+    )
+    connection.execute(
+        _MOVE_MESSAGE,
+        [
+            {
+                "b_id": message.id,
+                "b_state": PENDING if attempt.next_attempt_at is not None else attempt.state,
+                "b_attempts": attempt.attempt,
+                "b_next": attempt.next_attempt_at or attempt.attempted_at,
+                "b_delivered": attempt.attempted_at if attempt.state == "delivered" else None,
+            }
+            for message, attempt, _follow_up in outcomes
+        ],
+    )
+    shown = [
         {
-            "outbox_id": message.id,
-            "webhook_id": message.webhook_id,
-            "job_id": message.job_id,
-            "event_type": message.event_type,
-            "attempt": attempt.attempt,
-            "attempted_at": attempt.attempted_at,
-            "status_code": attempt.status_code,
-            "error": attempt.error,
-            "duration_ms": attempt.duration_ms,
-            "state": attempt.state,
-            "next_attempt_at": attempt.next_attempt_at,
-        },
-    )
-    retrying = attempt.next_attempt_at is not None
-    connection.execute(
-        update(outbox)
-        .where(outbox.c.id == message.id)
-        .values(
-            state=PENDING if retrying else attempt.state,
-            attempts=attempt.attempt,
-            next_attempt_at=attempt.next_attempt_at or attempt.attempted_at,
-            locked_until=None,
-            delivered_at=attempt.attempted_at if attempt.state == "delivered" else None,
-        )
-    )
-    if message.job_id is not None and message.event_type.startswith("job."):
-        connection.execute(
-            update(jobs)
-            .where(jobs.c.id == message.job_id)
-            .values(
-                callback_sent_at=attempt.attempted_at,
-                callback_status_code=attempt.status_code,
-                callback_error=attempt.error,
-            )
-        )
-    if follow_up is not None:
-        insert_messages(connection, [follow_up])
+            "b_job": message.job_id,
+            "b_sent": attempt.attempted_at,
+            "b_code": attempt.status_code,
+            "b_error": attempt.error,
+        }
+        for message, attempt, _follow_up in outcomes
+        if message.job_id is not None and message.event_type.startswith("job.")
+    ]
+    if shown:
+        connection.execute(_SHOW_ON_JOB, shown)
+    follow_ups = [follow_up for _m, _a, follow_up in outcomes if follow_up is not None]
+    if follow_ups:
+        insert_messages(connection, follow_ups)
+
+
+def pending_count(connection: Connection) -> int:
+    """How many messages wait to be delivered (or retried)."""
+    statement = select(func.count()).where(outbox.c.state == PENDING)
+    return int(connection.execute(statement).scalar_one())
 
 
 def list_attempts(connection: Connection, job_id: str) -> list[Row[Any]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import Connection, func, select
 
 from jobpulse.domain import ACTIVE, JobStatus
-from jobpulse.storage.tables import jobs, outbox
+from jobpulse.storage.outbox import pending_count
+from jobpulse.storage.tables import jobs
 
 
 def gauges(connection: Connection) -> tuple[dict[JobStatus, int], int, int]:
@@ -23,7 +24,4 @@ def gauges(connection: Connection) -> tuple[dict[JobStatus, int], int, int]:
             jobs.c.stuck_since.is_not(None), jobs.c.status.in_(sorted(ACTIVE))
         )
     ).scalar_one()
-    pending = connection.execute(
-        select(func.count()).where(outbox.c.state == "pending")
-    ).scalar_one()
-    return active, int(stuck), int(pending)
+    return active, int(stuck), pending_count(connection)

@@ -30,7 +30,7 @@ from jobpulse.metrics import Metrics
 from jobpulse.service import utcnow
 from jobpulse.storage import outbox
 from jobpulse.storage.engine import Database
-from jobpulse.telemetry import tracer
+from jobpulse.telemetry import tracer, tracing_enabled
 from jobpulse.webhooks import guard, payload, policy, signing
 from jobpulse.webhooks.sender import AiohttpSender, Sender, SendError
 
@@ -40,6 +40,42 @@ logger = logging.getLogger("jobpulse.webhooks")
 def new_client(settings: Settings) -> AiohttpSender:
     """The sender deliveries use (an async context manager that closes it)."""
     return AiohttpSender(settings)
+
+
+class Recorder:
+    """Writes attempts in batches: every attempt that ends while a batch is being written
+    goes into the next one, so a burst costs a few statements, not several per message.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._pending: list[outbox.Outcome] = []
+        self._written: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    async def add(self, outcome: outbox.Outcome) -> None:
+        """Record `outcome`, returning once its batch is written (or has failed: then the
+        lease runs out and the message is sent again).
+        """
+        self._pending.append(outcome)
+        if self._written is None:
+            self._written = asyncio.get_running_loop().create_future()
+        written = self._written
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        await asyncio.shield(written)
+
+    async def _write_all(self) -> None:
+        while self._pending:
+            batch, written = self._pending, self._written
+            self._pending, self._written = [], None
+            try:
+                await self._database.write(outbox.record_attempts, batch)
+            except Exception:
+                logger.exception("could not record %d delivery attempts", len(batch))
+            if written is not None:
+                written.set_result(None)
+        self._writer = None
 
 
 class HostLimits:
@@ -92,6 +128,7 @@ class Deliverer:
         self._waiting = 0
         #: Set when at most half the capacity is ready or in flight.
         self._room = asyncio.Event()
+        self._recorder = Recorder(database)
         self._stopping = False
 
     async def run(self) -> None:
@@ -189,12 +226,7 @@ class Deliverer:
             attempt, follow_up = await self._attempt(message)
         self.metrics.child(self.metrics.callbacks, message.event_type, attempt.state).inc()
         self.metrics.callback_latency.observe(attempt.duration_ms / 1000)
-        try:
-            await self.database.write(outbox.record_attempt, message, attempt, follow_up)
-        except Exception:  # the lease runs out and the message is sent again
-            logger.exception(
-                "could not record attempt %s of %s", attempt.attempt, message.webhook_id
-            )
+        await self._recorder.add((message, attempt, follow_up))
 
     async def _attempt(
         self, message: outbox.Claimed
@@ -226,6 +258,9 @@ class Deliverer:
         headers = signing.headers(message.webhook_id, sent_at, body, self.settings.webhook_secret)
         if message.event_type == payload.STEP_COMPLETED and self.settings.step_complete_key:
             headers["authorization"] = f"Bearer {self.settings.step_complete_key}"
+        if not tracing_enabled():  # pass the caller's trace on, without span work
+            headers.update(message.trace_context or {})
+            return await self._post(message.url, body, headers, sent_at)
         parent = propagate.extract(message.trace_context or {})
         with tracer().start_as_current_span(
             f"webhook {message.event_type}", context=parent, kind=trace.SpanKind.CLIENT
