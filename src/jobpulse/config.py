@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=16, ge=1)
     #: Deliveries in flight at once to one host, per process (a slow receiver holds no more).
     webhook_host_concurrency: int = Field(default=8, ge=1)
+    #: An http(s) proxy for deliveries (none by default; HTTP_PROXY and the like are ignored).
+    #: The proxy connects to the receiver: the guard then checks the receiver's addresses just
+    #: before the request, not at the proxy's own connection.
+    webhook_proxy: str | None = None
     #: How often the delivery worker looks for due events it was not told about.
     webhook_poll_s: float = Field(default=1.0, gt=0)
     #: How long a claimed event stays claimed: past it, another worker may deliver it. At

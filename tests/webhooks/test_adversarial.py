@@ -253,3 +253,54 @@ async def test_every_spelling_of_loopback_is_refused_on_create_and_at_delivery(
     [attempt] = await guarded_world.attempts()
     assert "refused" in attempt.error
     assert receiver.received == []
+
+
+class FakeProxy:
+    """An HTTP proxy on loopback that records each request line and answers 200 itself
+    (it forwards nothing: the receivers it is asked for are made up)."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        self.requests.append(head.split("\r\n", 1)[0])
+        length = next(
+            int(line.split(":", 1)[1])
+            for line in head.split("\r\n")
+            if line.lower().startswith("content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+
+async def test_a_configured_proxy_carries_deliveries_and_the_guard_still_holds(
+    database_url: str, dns: dict[str, list[str]]
+) -> None:
+    # Public when the guard asks, loopback after: were the proxy bypassed, the client's own
+    # resolver would get loopback and refuse it, so nothing ever leaves this machine.
+    dns["public.test"] = ["93.184.215.14", "127.0.0.1"]
+    dns["inside.test"] = ["127.0.0.1"]
+    proxy = FakeProxy()
+    async with proxy as proxy_url:
+        settings = Settings(database_url=database_url, webhook_proxy=proxy_url)
+        async with _deliveries(settings) as world:
+            await world.queue("http://public.test/hook")
+            await world.queue("http://inside.test/hook")
+            assert await world.deliverer.run_once() == 2
+            attempts = {a.state: a for a in await world.attempts()}
+    assert proxy.requests == ["POST http://public.test/hook HTTP/1.1"]
+    assert attempts["delivered"].status_code == 200
+    assert "refused" in attempts["retrying"].error

@@ -22,6 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from jobpulse.config import Settings
+from jobpulse.errors import ValidationError
 from jobpulse.webhooks import guard
 
 #: The most of a receiver's answer that is read; the rest is left unread (and the
@@ -54,8 +55,10 @@ class Sender(Protocol):
 class GuardedResolver(AbstractResolver):
     """Resolves callback hosts and keeps only the addresses a webhook may go to."""
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, allow_private: bool, exempt: frozenset[str] = frozenset()) -> None:
         self._allow_private = allow_private
+        #: Hosts the operator chose (the proxy), which may be private.
+        self._exempt = exempt
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -70,7 +73,7 @@ class GuardedResolver(AbstractResolver):
             if family and found_family != family:
                 continue
             ip = ipaddress.ip_address(address.split("%", 1)[0])
-            if not self._allow_private and not guard.is_public(ip):
+            if not (self._allow_private or host in self._exempt or guard.is_public(ip)):
                 refused.append(ip)
                 continue
             results.append(
@@ -113,7 +116,7 @@ class AiohttpSender:
         # Made on first use, inside the running loop that will use it.
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                resolver=GuardedResolver(self._allow_private),
+                resolver=GuardedResolver(self._allow_private, self._proxy_host()),
                 limit=self._settings.webhook_concurrency,
                 use_dns_cache=False,  # every attempt resolves and checks anew
             )
@@ -125,6 +128,10 @@ class AiohttpSender:
                 skip_auto_headers=("User-Agent",),
             )
         return self._session
+
+    def _proxy_host(self) -> frozenset[str]:
+        proxy = self._settings.webhook_proxy
+        return frozenset({URL(proxy).host or ""}) if proxy else frozenset()
 
     def _check_literal(self, url: str) -> None:
         """IP literals never reach the resolver: check them here, in every spelling a socket
@@ -145,11 +152,17 @@ class AiohttpSender:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
         self._check_literal(url)
+        proxy = self._settings.webhook_proxy
+        if proxy is not None:  # the proxy resolves the host: check it here instead
+            try:
+                await guard.check(url, self._allow_private)
+            except ValidationError as exc:
+                raise SendError(f"refused: {exc.message}") from None
         try:
             async with (
                 asyncio.timeout(self._timeout_s),
                 self._open().post(
-                    url, data=body, headers=headers, allow_redirects=False
+                    url, data=body, headers=headers, allow_redirects=False, proxy=proxy
                 ) as response,
             ):
                 cut = await _read_some(response)
