@@ -1,8 +1,14 @@
-"""jobpulse: track, guard and watch background jobs and LLM agent runs."""
+"""jobpulse: track, guard and watch background jobs and LLM agent runs.
+
+The server's classes (`JobManager`, `Settings`) are imported on first use, so that a worker
+importing only the SDK (`jobpulse.client`) never loads the server's dependencies.
+"""
 
 from __future__ import annotations
 
-from jobpulse.config import Settings
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from jobpulse.domain import Actor, Job, JobChange, JobEvent, JobStatus, StopReason
 from jobpulse.errors import (
     ForbiddenError,
@@ -16,9 +22,24 @@ from jobpulse.errors import (
     ValidationError,
 )
 from jobpulse.listing import JobFilter, Page
-from jobpulse.service import JobManager
+
+if TYPE_CHECKING:
+    from jobpulse.config import Settings
+    from jobpulse.service import JobManager
 
 __version__ = "0.1.0"
+
+#: Where each name imported on first use lives.
+_LAZY = {"JobManager": "jobpulse.service", "Settings": "jobpulse.config"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jobpulse' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Actor",
