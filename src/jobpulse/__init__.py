@@ -14,6 +14,7 @@ from jobpulse.errors import (
     ForbiddenError,
     InvalidCursorError,
     InvalidTransitionError,
+    JobCancelledError,
     JobPulseError,
     NotFoundError,
     PayloadTooLargeError,
@@ -41,12 +42,14 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 __all__ = [
     "Actor",
     "ForbiddenError",
     "InvalidCursorError",
     "InvalidTransitionError",
     "Job",
+    "JobCancelledError",
     "JobChange",
     "JobEvent",
     "JobFilter",

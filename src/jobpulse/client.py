@@ -21,10 +21,12 @@ from pydantic import TypeAdapter
 from jobpulse import __version__
 from jobpulse.errors import InvalidTransitionError, JobPulseError, error_class
 from jobpulse.schemas import EventPublic, JobCountPublic, JobPublic
-from jobpulse.tracking import AsyncTracker, Tracker, track_stream
+from jobpulse.tracking import AsyncTracker, JobCancelled, Tracker, track_stream
 from jobpulse.webhooks import signing
 
 T = TypeVar("T")
+__all__ = ["AsyncJobPulse", "JobCancelled", "JobPulse", "verify_webhook"]
+
 RETRY_DELAYS = (0.2, 0.5, 1.0)
 _JOBS = TypeAdapter(list[JobPublic])
 _EVENTS = TypeAdapter(list[EventPublic])
@@ -37,13 +39,13 @@ def _error(response: httpx.Response) -> JobPulseError:
     except (ValueError, KeyError, TypeError):
         detail = {"code": "error", "message": response.text[:500] or response.reason_phrase}
     code, message = str(detail.pop("code", "error")), str(detail.pop("message", ""))
-    if code == InvalidTransitionError.code:
-        return InvalidTransitionError(
+    kind = error_class(code)
+    if issubclass(kind, InvalidTransitionError):
+        return kind(
             message,
             current_status=str(detail.get("current_status")),
             requested_status=detail.get("requested_status"),
         )
-    kind = error_class(code)
     error = kind(message, **detail)
     error.code = code
     return error

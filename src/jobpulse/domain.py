@@ -13,7 +13,12 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from jobpulse.documents import check_document, check_size
-from jobpulse.errors import InvalidTransitionError, JobPulseError, ValidationError
+from jobpulse.errors import (
+    InvalidTransitionError,
+    JobCancelledError,
+    JobPulseError,
+    ValidationError,
+)
 
 _E = TypeVar("_E", bound=StrEnum)
 #: The longest timeout_s and heartbeat_timeout_s a job can have.
@@ -139,6 +144,7 @@ def check_transition(current: JobStatus, target: JobStatus) -> None:
     """Raise InvalidTransitionError unless a job in `current` may enter `target`."""
     if can_transition(current, target):
         return
+    kind = JobCancelledError if current == JobStatus.CANCELLED else InvalidTransitionError
     if current in TERMINAL:
         why = f"job is already {current}; terminal jobs never change"
     elif target == JobStatus.CREATED:
@@ -147,7 +153,7 @@ def check_transition(current: JobStatus, target: JobStatus) -> None:
         why = f"job is already {current}"
     else:
         why = f"a {current} job cannot go back to {target}"
-    raise InvalidTransitionError(
+    raise kind(
         f"cannot move from {current} to {target}: {why}",
         current_status=current,
         requested_status=target,
@@ -361,7 +367,8 @@ def check_active(job: Job, what: str) -> InvalidTransitionError | None:
     """The error for `what` on a job that has already ended, if it has."""
     if job.status not in TERMINAL:
         return None
-    return InvalidTransitionError(
+    kind = JobCancelledError if job.status == JobStatus.CANCELLED else InvalidTransitionError
+    return kind(
         f"job is already {job.status}; {what} is accepted only while it is active",
         current_status=job.status,
         requested_status=None,

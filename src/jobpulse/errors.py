@@ -3,6 +3,7 @@
 JobPulseError
 ├── NotFoundError            the job (or key) does not exist or is not visible to the caller
 ├── InvalidTransitionError   the state machine refuses the change (409)
+│   └── JobCancelledError    ... because the job was cancelled: its worker should stop (409)
 ├── ValidationError          the input breaks a rule (422)
 ├── InvalidCursorError       a pagination cursor is unknown or not visible (400)
 ├── UnauthorizedError        no valid API key (401)
@@ -51,6 +52,12 @@ class InvalidTransitionError(JobPulseError):
         self.requested_status = requested_status
 
 
+class JobCancelledError(InvalidTransitionError):
+    """The job was cancelled: stop working on it."""
+
+    code = "job_cancelled"
+
+
 class ValidationError(JobPulseError):
     """The request is not valid."""
 
@@ -89,5 +96,10 @@ class UnavailableError(JobPulseError):
 
 def error_class(code: str) -> type[JobPulseError]:
     """The exception class for a wire error code (JobPulseError for an unknown one)."""
-    kinds = {kind.code: kind for kind in JobPulseError.__subclasses__()}
+    kinds: dict[str, type[JobPulseError]] = {}
+    pending: list[type[JobPulseError]] = [JobPulseError]
+    while pending:
+        kind = pending.pop()
+        kinds.setdefault(kind.code, kind)
+        pending.extend(kind.__subclasses__())
     return kinds.get(code, JobPulseError)

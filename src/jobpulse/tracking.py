@@ -4,6 +4,12 @@ The job is created running; `run.first_token()` (or the first item of `run.strea
 records the time to first token; optional heartbeats keep it visibly alive; leaving the block
 completes it, an exception fails it (stop reason `error`, the exception in its metadata) and a
 cancellation cancels it. Reporting never hides the exception of the code being tracked.
+
+A job cancelled through the API stops its run: the tracker learns of it at the next heartbeat
+(or call of the run) and then, in `async with` or on a coroutine, cancels the task running
+the tracked code, which ends with `JobCancelled`; in the sync form `run.cancelled` turns true
+and the next `run.heartbeat()`, `first_token()`, `update()`, `raise_if_cancelled()` or stream
+item raises `JobCancelled`. The cancelled job gets no second terminal report.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import httpx
 
-from jobpulse.errors import JobPulseError
+from jobpulse.errors import JobCancelledError, JobPulseError
 from jobpulse.schemas import JobPublic
 
 if TYPE_CHECKING:
@@ -30,6 +36,8 @@ R = TypeVar("R")
 T = TypeVar("T")
 #: What a failed report may raise; it is logged, never raised into the tracked code.
 REPORT_ERRORS = (JobPulseError, httpx.HTTPError)
+#: Raised into tracked code whose job was cancelled (the SDK's name for JobCancelledError).
+JobCancelled = JobCancelledError
 
 
 def outcome(error: BaseException | None) -> dict[str, Any]:
@@ -59,32 +67,56 @@ class Run:
     def __init__(self, client: JobPulse, job: JobPublic) -> None:
         self.client = client
         self.job = job
+        self._cancelled: JobCancelledError | None = None
 
     @property
     def id(self) -> str:
         """The job id."""
         return self.job.id
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled (as far as the run has heard)."""
+        return self._cancelled is not None
+
+    def raise_if_cancelled(self) -> None:
+        """Raise JobCancelled if the job was cancelled."""
+        if self._cancelled is not None:
+            raise self._cancelled
+
+    def learn(self, error: JobCancelledError) -> None:
+        """Note that the job was cancelled (a heartbeat's answer said so)."""
+        self._cancelled = error
+
     def first_token(self) -> None:
         """Record the time to first token now."""
-        self.job = self.client.first_token(self.id)
+        self.job = self._report(self.client.first_token, self.id)
 
     def heartbeat(self, **progress: Any) -> None:
         """Say the run is alive, merging `progress` into the job's metadata."""
-        self.job = self.client.heartbeat(self.id, progress or None)
+        self.job = self._report(self.client.heartbeat, self.id, progress or None)
 
     def update(self, **fields: Any) -> None:
         """Change the job (metadata merges)."""
-        self.job = self.client.update_job(self.id, **fields)
+        self.job = self._report(functools.partial(self.client.update_job, **fields), self.id)
 
     def stream(self, items: Iterable[T]) -> Iterator[T]:
         """Yield from `items`, recording the first token when the first one arrives."""
         first = True
         for item in items:
+            self.raise_if_cancelled()
             if first:
                 self.first_token()
                 first = False
             yield item
+
+    def _report(self, call: Callable[..., JobPublic], *args: Any) -> JobPublic:
+        self.raise_if_cancelled()
+        try:
+            return call(*args)
+        except JobCancelledError as error:
+            self._cancelled = error
+            raise
 
 
 class Tracker:
@@ -110,6 +142,9 @@ class Tracker:
         while not self._stop.wait(interval):
             try:
                 self._client.heartbeat(self._run.id)
+            except JobCancelledError as cancelled:
+                self._run.learn(cancelled)
+                return
             except REPORT_ERRORS as exc:
                 logger.warning("heartbeat for %s failed: %s", self._run.id, exc)
 
@@ -118,6 +153,8 @@ class Tracker:
         if self._beats is not None:
             self._beats.join()
         assert self._run is not None
+        if self._run.cancelled:
+            return  # the job has ended: cancelled through the API
         try:
             self._run.update(**outcome(error))
         except REPORT_ERRORS as exc:
@@ -144,32 +181,58 @@ class AsyncRun:
     def __init__(self, client: AsyncJobPulse, job: JobPublic) -> None:
         self.client = client
         self.job = job
+        self._cancelled: JobCancelledError | None = None
 
     @property
     def id(self) -> str:
         """The job id."""
         return self.job.id
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled (as far as the run has heard)."""
+        return self._cancelled is not None
+
+    def raise_if_cancelled(self) -> None:
+        """Raise JobCancelled if the job was cancelled."""
+        if self._cancelled is not None:
+            raise self._cancelled
+
+    def learn(self, error: JobCancelledError) -> None:
+        """Note that the job was cancelled (a heartbeat's answer said so)."""
+        self._cancelled = error
+
     async def first_token(self) -> None:
         """Record the time to first token now."""
-        self.job = await self.client.first_token(self.id)
+        self.job = await self._report(self.client.first_token(self.id))
 
     async def heartbeat(self, **progress: Any) -> None:
         """Say the run is alive, merging `progress` into the job's metadata."""
-        self.job = await self.client.heartbeat(self.id, progress or None)
+        self.job = await self._report(self.client.heartbeat(self.id, progress or None))
 
     async def update(self, **fields: Any) -> None:
         """Change the job (metadata merges)."""
-        self.job = await self.client.update_job(self.id, **fields)
+        self.job = await self._report(self.client.update_job(self.id, **fields))
 
     async def stream(self, items: AsyncIterable[T]) -> AsyncIterator[T]:
         """Yield from `items`, recording the first token when the first one arrives."""
         first = True
         async for item in items:
+            self.raise_if_cancelled()
             if first:
                 await self.first_token()
                 first = False
             yield item
+
+    async def _report(self, call: Coroutine[Any, Any, JobPublic]) -> JobPublic:
+        if self._cancelled is not None:
+            call.close()
+            raise self._cancelled
+        try:
+            return await call
+        except JobCancelledError as error:
+            self._cancelled = error
+            raise
 
 
 class AsyncTracker:
@@ -180,10 +243,13 @@ class AsyncTracker:
         self._options = options
         self._run: AsyncRun | None = None
         self._beats: asyncio.Task[None] | None = None
+        #: The task that runs the tracked code: cancelled when the job is.
+        self._owner: asyncio.Task[Any] | None = None
 
     async def __aenter__(self) -> AsyncRun:
         job = await self._client.create_job(**_job_fields(self._options))
         self._run = AsyncRun(self._client, job)
+        self._owner = asyncio.current_task()
         if interval := self._options.get("heartbeat_s"):
             self._beats = asyncio.create_task(self._beat(interval))
         return self._run
@@ -194,6 +260,11 @@ class AsyncTracker:
             await asyncio.sleep(interval)
             try:
                 await self._client.heartbeat(self._run.id)
+            except JobCancelledError as cancelled:
+                self._run.learn(cancelled)
+                if self._owner is not None:
+                    self._owner.cancel()  # the tracked code's awaits raise CancelledError now
+                return
             except REPORT_ERRORS as exc:
                 logger.warning("heartbeat for %s failed: %s", self._run.id, exc)
 
@@ -203,6 +274,16 @@ class AsyncTracker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beats
         assert self._run is not None
+        if self._run.cancelled:
+            # The job has ended, cancelled through the API. If this tracker cancelled the
+            # task for it, that cancellation is taken back and the block ends in JobCancelled.
+            owner = self._owner
+            if isinstance(error, asyncio.CancelledError) and owner is not None:
+                owner.uncancel()
+                raise JobCancelledError(
+                    "the job was cancelled", current_status="cancelled", requested_status=None
+                ) from error
+            return
         try:
             await self._run.update(**outcome(error))
         except REPORT_ERRORS as exc:

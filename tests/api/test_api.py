@@ -243,3 +243,24 @@ async def test_health(http: httpx.AsyncClient) -> None:
     spec = (await http.get("/openapi.json")).json()
     operations = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
     assert {"create_job", "list_jobs", "update_job", "count_jobs", "list_events"} <= operations
+
+
+async def test_a_worker_talking_to_a_cancelled_job_is_told_so(
+    http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    me = await make_key("org-a", "alice")
+    job = (await http.post("/v1/jobs", json={"status": "running"}, headers=me)).json()
+    await http.post(f"/v1/jobs/{job['id']}/cancel", headers=me)
+    for method, path, body in (
+        ("POST", "/heartbeat", None),
+        ("POST", "/first-token", None),
+        ("PATCH", "", {"status": "completed"}),
+        ("PATCH", "", {"metadata": {"k": "v"}, "stop_reason": "end_turn"}),
+    ):
+        response = await http.request(method, f"/v1/jobs/{job['id']}{path}", json=body, headers=me)
+        error = error_of(response, 409, "job_cancelled")
+        assert error["current_status"] == "cancelled"
+    done = await http.post("/v1/jobs", json={"status": "running"}, headers=me)
+    await http.patch(f"/v1/jobs/{done.json()['id']}", json={"status": "completed"}, headers=me)
+    refused = await http.post(f"/v1/jobs/{done.json()['id']}/heartbeat", headers=me)
+    error_of(refused, 409, "invalid_transition")  # ended, but not cancelled

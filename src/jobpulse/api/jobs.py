@@ -28,7 +28,15 @@ from jobpulse.schemas import (
 )
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 404, 413, 422, 503)
+}
+ERROR_RESPONSES |= {
+    409: {
+        "model": ErrorBody,
+        "description": "`invalid_transition`: the state machine refuses the change; "
+        "`job_cancelled`: the job was cancelled, and its worker should stop "
+        "(a heartbeat, first token or change of a cancelled job answers this).",
+    }
 }
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
