@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     trace_console: bool = False
     #: How often the sweeper looks for jobs past their deadline or silent too long.
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    #: Seconds a job may stay unchanged (no transition, heartbeat or update) as created, as
+    #: pending, and as running without a heartbeat timeout, before it is flagged stuck; unset
+    #: (empty) never.
+    stale_created_s: float | None = Field(default=3600.0, gt=0)
+    stale_pending_s: float | None = Field(default=3600.0, gt=0)
+    stale_running_s: float | None = Field(default=None, gt=0)
+    #: `flag` a stale job stuck (and alert), or also `expire` it (stop reason `timeout`) once
+    #: it stays unchanged a period more.
+    stale_action: Literal["flag", "expire"] = "flag"
     #: `whsec_…`: sign every webhook (Standard Webhooks); unsigned without it.
     webhook_secret: str | None = None
     #: Seconds before each delivery attempt, the first included; comma-separated.

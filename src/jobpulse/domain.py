@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -352,6 +352,8 @@ def plan_change(job: Job, change: JobChange, now: datetime, actor: str | None) -
 def _stamps(job: Job, change: JobChange, target: JobStatus, now: datetime) -> dict[str, Any]:
     """The fields entering `target` sets: stop reason, start, end and duration."""
     values: dict[str, Any] = {}
+    if job.stuck_since is not None:
+        values["stuck_since"] = None  # a job that moves is not stuck
     if change.stop_reason is not None:
         values["stop_reason"] = change.stop_reason
     if target == JobStatus.RUNNING and job.started_at is None:
@@ -409,39 +411,3 @@ def plan_first_token(job: Job, now: datetime) -> Plan:
         return Plan(expected=job.status)
     ttft = elapsed_ns(job.started_at or job.created_at, now)
     return Plan(expected=job.status, values={"ttft_ns": ttft, "updated_at": now})
-
-
-#: Who the sweeper's changes are attributed to in the history.
-SWEEPER = "jobpulse:sweeper"
-
-
-def plan_sweep(job: Job, now: datetime) -> Plan:
-    """What the sweeper does to `job` at `now`: expire it past its deadline; flag a running job
-    silent for its heartbeat timeout as stuck; expire it when still silent a period later.
-    """
-    nothing = Plan(expected=job.status)
-    if job.status in TERMINAL:
-        return nothing
-    if job.deadline_at is not None and job.deadline_at <= now:
-        change = JobChange(stop_reason=StopReason.TIMEOUT, reason="deadline passed")
-        return plan_change(job, change, now, SWEEPER)
-    if job.status != JobStatus.RUNNING or job.heartbeat_timeout_s is None:
-        return nothing
-    period = timedelta(seconds=job.heartbeat_timeout_s)
-    if job.stuck_since is not None:
-        if now - job.stuck_since < period:
-            return nothing
-        change = JobChange(stop_reason=StopReason.HEARTBEAT_LOST, reason="no heartbeat after stuck")
-        return plan_change(job, change, now, SWEEPER)
-    beats = [moment for moment in (job.started_at, job.heartbeat_at) if moment is not None]
-    if not beats or now - max(beats) < period:
-        return nothing
-    event = JobEvent(
-        job_id=job.id,
-        from_status=job.status,
-        to_status=job.status,
-        at=now,
-        reason=f"stuck: no heartbeat for {job.heartbeat_timeout_s:g}s",
-        actor=SWEEPER,
-    )
-    return Plan(expected=job.status, values={"stuck_since": now, "updated_at": now}, event=event)

@@ -33,7 +33,6 @@ from jobpulse.domain import (
     plan_change,
     plan_first_token,
     plan_heartbeat,
-    plan_sweep,
     to_utc,
 )
 from jobpulse.errors import ValidationError
@@ -41,6 +40,7 @@ from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
 from jobpulse.storage import outbox, repository, stats, steps, sweeps
 from jobpulse.storage.engine import Database
+from jobpulse.sweeping import StaleLimits, plan_sweep
 from jobpulse.telemetry import trace_headers, trace_method
 from jobpulse.webhooks import guard, payload
 
@@ -83,6 +83,16 @@ def _callback_url(value: str | None) -> str | None:
     return value
 
 
+def stale_limits(settings: Settings) -> StaleLimits:
+    """The stale-job limits `settings` ask for."""
+    return StaleLimits(
+        created_s=settings.stale_created_s,
+        pending_s=settings.stale_pending_s,
+        running_s=settings.stale_running_s,
+        expire=settings.stale_action == "expire",
+    )
+
+
 class JobManager:
     """Creates, changes, lists and deletes jobs, enforcing the state machine."""
 
@@ -96,12 +106,15 @@ class JobManager:
         step_webhook: str | None = None,
         alert_webhook: str | None = None,
         metrics: Metrics | None = None,
+        stale: StaleLimits | None = None,
     ) -> None:
         self.database = database
         self._now = clock
         self._allow_private = allow_private_callbacks
         self._step_webhook = step_webhook
         self._alert_webhook = alert_webhook
+        #: When unchanged jobs count as stuck (none without it).
+        self._stale = stale
         self.metrics = metrics or Metrics()
         #: The jobs whose changes are in flight (the watchdog names them on a stall).
         self.handling: set[str] = set()
@@ -120,6 +133,7 @@ class JobManager:
             step_webhook=settings.step_complete_webhook,
             alert_webhook=settings.alert_webhook,
             metrics=Metrics(settings.metrics_job_types_max),
+            stale=stale_limits(settings),
         )
 
     async def close(self) -> None:
@@ -321,9 +335,10 @@ class JobManager:
         """
         now = self._now()
         trace = otel_context.get_current()
-        planner = partial(_with_callback, partial(plan_sweep, now=now), now, trace)
+        rules = partial(plan_sweep, now=now, stale=self._stale)
+        planner = partial(_with_callback, rules, now, trace)
         planner = partial(_with_stuck_alert, planner, self._alert_webhook)
-        changed = await self.database.write(sweeps.sweep, now, planner, limit)
+        changed = await self.database.write(sweeps.sweep, now, planner, limit, self._stale)
         for job, plan in changed:
             self.metrics.applied(job, plan)
         if any(plan.outbox for _job, plan in changed):

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobpulse import Actor, JobManager, JobStatus, Settings
+from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings
 from jobpulse.storage.engine import Database
 from jobpulse.storage.tables import outbox
+from jobpulse.sweeping import StaleLimits
 
 ALICE = Actor("org-a", "alice")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -120,3 +121,52 @@ async def test_racing_sweepers_transition_each_job_once(
             (JobStatus.RUNNING, True),
             (JobStatus.EXPIRED, True),
         ]
+
+
+STALE = StaleLimits(created_s=3600, pending_s=3600, running_s=600)
+
+
+async def test_stale_jobs_of_each_status_are_flagged_once_by_racing_sweepers(
+    database_url: str, clock: Clock
+) -> None:
+    managers = [
+        JobManager(
+            Database(Settings(database_url=database_url)),
+            clock,
+            alert_webhook="http://127.0.0.1:9/alerts",
+            stale=STALE,
+        )
+        for _ in range(4)
+    ]
+    jobs = managers[0]
+    try:
+        quiet = {
+            status: [await jobs.create_job(ALICE, status=status) for _ in range(5)]
+            for status in ("created", "pending", "running")
+        }
+        watched = await jobs.create_job(ALICE, status="running", heartbeat_timeout_s=7200)
+        busy = await jobs.create_job(ALICE, status="pending")
+        clock.advance(600)
+        swept = await asyncio.gather(*(manager.sweep() for manager in managers))
+        flagged = sorted(job.id for changed in swept for job, _plan in changed)
+        assert flagged == sorted(job.id for job in quiet["running"])
+        clock.advance(2999)
+        await jobs.update_job(ALICE, busy.id, metadata={"progress": 1})  # a change: not stale
+        clock.advance(1)
+        swept = await asyncio.gather(*(manager.sweep() for manager in managers))
+        flagged = sorted(job.id for changed in swept for job, _plan in changed)
+        assert flagged == sorted(job.id for job in quiet["created"] + quiet["pending"])
+        assert (await jobs.count_jobs(ALICE, JobFilter(stuck=True))).total == 15
+        for job in quiet["created"] + quiet["pending"]:
+            events = await jobs.list_events(ALICE, job.id)
+            assert [e.reason for e in events if e.actor == "jobpulse:sweeper"] == [
+                f"stuck: {job.status} and unchanged for 3600s"
+            ]
+        assert not (await jobs.get_job(ALICE, watched.id)).stuck_since
+        alerts = [kind for kind, _job in await queued(jobs) if kind == "job.stuck"]
+        assert len(alerts) == 15
+        started = await jobs.update_job(ALICE, quiet["pending"][0].id, status="running")
+        assert started.stuck_since is None  # moving on clears the flag
+    finally:
+        for manager in managers:
+            await manager.close()

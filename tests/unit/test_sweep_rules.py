@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobpulse.domain import SWEEPER, Job, JobStatus, StopReason, plan_sweep
+from jobpulse.domain import Job, JobChange, JobStatus, StopReason, plan_change
+from jobpulse.sweeping import SWEEPER, StaleLimits, plan_sweep
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 S = JobStatus
@@ -75,3 +76,55 @@ def test_only_running_jobs_need_heartbeats(status: JobStatus) -> None:
     assert (
         plan_sweep(job(status=status, started_at=None, heartbeat_timeout_s=1), at(60)).values == {}
     )
+
+
+STALE = StaleLimits(created_s=60, pending_s=120, running_s=300)
+
+
+@pytest.mark.parametrize(
+    ("status", "limit", "started"),
+    [(S.CREATED, 60, None), (S.PENDING, 120, None), (S.RUNNING, 300, T0)],
+)
+def test_a_job_unchanged_past_its_status_limit_is_flagged(
+    status: JobStatus, limit: float, started: datetime | None
+) -> None:
+    quiet = job(status=status, started_at=started)
+    assert plan_sweep(quiet, at(limit - 1), STALE).values == {}
+    flagged = plan_sweep(quiet, at(limit), STALE)
+    assert flagged.values == {"stuck_since": at(limit), "updated_at": at(limit)}
+    assert flagged.event is not None
+    assert flagged.event.reason == f"stuck: {status} and unchanged for {limit:g}s"
+    again = plan_sweep(replace(quiet, stuck_since=at(limit)), at(10 * limit), STALE)
+    assert (again.values, again.event) == ({}, None)  # flagged once; kept unless told to expire
+
+
+def test_a_change_restarts_the_count() -> None:
+    touched = job(status=S.PENDING, started_at=None, updated_at=at(100))
+    assert plan_sweep(touched, at(219), STALE).values == {}
+    assert "stuck_since" in plan_sweep(touched, at(220), STALE).values
+
+
+def test_flagged_stale_jobs_expire_a_period_later_when_told_to() -> None:
+    expiring = replace(STALE, expire=True)
+    flagged = job(status=S.CREATED, started_at=None, stuck_since=at(60), updated_at=at(60))
+    assert plan_sweep(flagged, at(119), expiring).values == {}
+    expired = plan_sweep(flagged, at(120), expiring)
+    assert (expired.values["status"], expired.values["stop_reason"]) == (
+        S.EXPIRED,
+        StopReason.TIMEOUT,
+    )
+    assert expired.values["stuck_since"] is None
+    assert expired.event is not None
+    assert expired.event.reason == "stale: created and unchanged for 120s"
+
+
+def test_heartbeat_watched_jobs_and_unset_limits_are_not_stale() -> None:
+    watched = job(heartbeat_timeout_s=1000, heartbeat_at=T0)
+    assert plan_sweep(watched, at(900), STALE).values == {}
+    assert plan_sweep(job(status=S.RUNNING), at(10**6), StaleLimits()).values == {}
+
+
+def test_moving_on_clears_the_stuck_flag() -> None:
+    stuck = job(status=S.PENDING, started_at=None, stuck_since=at(5))
+    started = plan_change(stuck, JobChange(status=S.RUNNING), at(6), "worker")
+    assert started.values["stuck_since"] is None

@@ -16,11 +16,9 @@ from jobpulse.api.limits import BodySizeLimit
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
-from jobpulse.metrics import Metrics
 from jobpulse.monitor.sweeper import sweep_forever
 from jobpulse.monitor.watchdog import Watchdog
 from jobpulse.service import JobManager
-from jobpulse.storage.engine import Database
 from jobpulse.webhooks.delivery import Deliverer, new_client
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -50,16 +48,9 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(settings)
         wake = asyncio.Event()
-        app.state.jobs = JobManager(
-            database,
-            allow_private_callbacks=settings.webhook_allow_private,
-            notify=wake.set,
-            step_webhook=settings.step_complete_webhook,
-            alert_webhook=settings.alert_webhook,
-            metrics=Metrics(settings.metrics_job_types_max),
-        )
+        app.state.jobs = JobManager.from_settings(settings, notify=wake.set)
+        database = app.state.jobs.database
         app.state.keys = KeyManager(database)
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))

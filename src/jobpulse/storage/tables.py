@@ -143,6 +143,13 @@ jobs = Table(
     ),
     _ordered_index("ix_jobs_org_stuck", "organization_id", where="stuck_since IS NOT NULL"),
     Index(
+        "ix_jobs_active_updated",
+        "status",
+        "updated_at",
+        sqlite_where=text("completed_at IS NULL"),
+        postgresql_where=text("completed_at IS NULL"),
+    ),
+    Index(
         "ix_jobs_deadline",
         "deadline_at",
         sqlite_where=text("deadline_at IS NOT NULL AND completed_at IS NULL"),
