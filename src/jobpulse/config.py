@@ -15,7 +15,9 @@ LEASE_MARGIN_S = 5.0
 class Settings(BaseSettings):
     """Everything jobpulse can be told from outside."""
 
-    model_config = SettingsConfigDict(env_prefix="JOBPULSE_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="JOBPULSE_", extra="ignore", populate_by_name=True, env_parse_none_str="none"
+    )
 
     #: `sqlite:///path` (embedded, the default) or `postgresql://user@host/db`.
     database_url: str = "sqlite:///./jobpulse.db"
@@ -57,8 +59,8 @@ class Settings(BaseSettings):
     #: How often the sweeper looks for jobs past their deadline or silent too long.
     sweep_interval_s: float = Field(default=5.0, gt=0)
     #: Seconds a job may stay unchanged (no transition, heartbeat or update) as created, as
-    #: pending, and as running without a heartbeat timeout, before it is flagged stuck; unset
-    #: (empty) never.
+    #: pending, and as running without a heartbeat timeout, before it is flagged stuck; `none`
+    #: never.
     stale_created_s: float | None = Field(default=3600.0, gt=0)
     stale_pending_s: float | None = Field(default=3600.0, gt=0)
     stale_running_s: float | None = Field(default=None, gt=0)

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from jobpulse.config import Settings
 from jobpulse.domain import Job, JobChange, JobStatus, StopReason, plan_change
+from jobpulse.service import stale_limits
 from jobpulse.sweeping import SWEEPER, StaleLimits, plan_sweep
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -128,3 +130,15 @@ def test_moving_on_clears_the_stuck_flag() -> None:
     stuck = job(status=S.PENDING, started_at=None, stuck_since=at(5))
     started = plan_change(stuck, JobChange(status=S.RUNNING), at(6), "worker")
     assert started.values["stuck_since"] is None
+
+
+def test_the_settings_give_the_limits_and_none_turns_one_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert stale_limits(Settings()) == StaleLimits(created_s=3600, pending_s=3600)
+    monkeypatch.setenv("JOBPULSE_STALE_CREATED_S", "none")
+    monkeypatch.setenv("JOBPULSE_STALE_RUNNING_S", "900")
+    monkeypatch.setenv("JOBPULSE_STALE_ACTION", "expire")
+    assert stale_limits(Settings()) == StaleLimits(
+        created_s=None, pending_s=3600, running_s=900, expire=True
+    )
