@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -125,6 +126,41 @@ def migrate(database_url: DatabaseUrl = None) -> None:
     settings = _settings(database_url)
     _run(lambda: asyncio.run(upgrade(settings.database_url)))
     out.print("database is up to date")
+
+
+def _period(text: str) -> timedelta:
+    """`30d`, `12h`, `90m` or `3600s` as a timedelta."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    number, unit = text[:-1], text[-1:]
+    try:
+        return timedelta(**{units[unit]: float(number)})
+    except (KeyError, ValueError, OverflowError):
+        raise typer.BadParameter(f"{text!r}: write a number and d, h, m or s, e.g. 30d") from None
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option(help="Age past which to remove: 30d, 12h, 90m.")],
+    dry_run: Annotated[bool, typer.Option(help="Count only; remove nothing.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Remove ended jobs (with their history, steps and attempts) and finished webhooks older
+    than --older-than, in short batches; active jobs and undelivered webhooks stay.
+    """
+    from jobpulse.service import JobManager
+
+    period = _period(older_than)
+
+    async def run() -> dict[str, int]:
+        jobs = JobManager.from_settings(_settings(database_url))
+        try:
+            return await jobs.prune(period, dry_run=dry_run)
+        finally:
+            await jobs.close()
+
+    counts = _run(lambda: asyncio.run(run()))
+    verb = "would remove" if dry_run else "removed"
+    out.print(f"{verb}: " + ", ".join(f"{number} {kind}" for kind, number in counts.items()))
 
 
 def _with_keys(database_url: str | None, use: Callable[[Any], Any]) -> Any:

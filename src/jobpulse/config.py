@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     stale_created_s: float | None = Field(default=3600.0, gt=0)
     stale_pending_s: float | None = Field(default=3600.0, gt=0)
     stale_running_s: float | None = Field(default=None, gt=0)
+    #: Keep ended jobs and finished webhooks this many days; `serve` prunes older ones every
+    #: hour (none: keep everything).
+    retention_days: float | None = Field(default=None, gt=0)
     #: `flag` a stale job stuck (and alert), or also `expire` it (stop reason `timeout`) once
     #: it stays unchanged a period more.
     stale_action: Literal["flag", "expire"] = "flag"

@@ -86,6 +86,9 @@ class Metrics:
             buckets=CALLBACK_BUCKETS,
             registry=r,
         )
+        self.pruned_rows = Counter(
+            "jobpulse_pruned", "Rows removed by retention, by kind.", ["kind"], registry=r
+        )
         self.loop_lag = Gauge(
             "jobpulse_event_loop_lag_seconds", "Last measured event-loop lag.", registry=r
         )
@@ -127,6 +130,12 @@ class Metrics:
                 self.child(self.duration, job_type, job.status.value).observe(seconds)
         if values.get("ttft_ns") is not None:
             self.child(self.ttft, job_type).observe(values["ttft_ns"] / 1e9)
+
+    def pruned(self, removed: dict[str, int]) -> None:
+        """Count the rows one prune batch removed."""
+        for kind, number in removed.items():
+            if number:
+                self.child(self.pruned_rows, kind).inc(number)
 
     def set_gauges(self, active: dict[JobStatus, int], stuck: int, pending: int) -> None:
         """The gauges read from the database at scrape time."""

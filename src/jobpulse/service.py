@@ -38,7 +38,7 @@ from jobpulse.domain import (
 from jobpulse.errors import ValidationError
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
-from jobpulse.storage import outbox, repository, stats, steps, sweeps
+from jobpulse.storage import outbox, repository, retention, stats, steps, sweeps
 from jobpulse.storage.engine import Database
 from jobpulse.sweeping import StaleLimits, plan_sweep
 from jobpulse.telemetry import trace_headers, trace_method
@@ -344,6 +344,29 @@ class JobManager:
         if any(plan.outbox for _job, plan in changed):
             self._wake()
         return changed
+
+    @trace_method
+    async def prune(
+        self, older_than: timedelta, *, dry_run: bool = False, batch: int = 500
+    ) -> dict[str, int]:
+        """Remove ended jobs (with history, steps and attempts) and finished webhooks older
+        than `older_than`, `batch` rows at a time, each batch a short transaction of its own;
+        how many rows of each kind went (or, `dry_run`, would go). Active jobs and undelivered
+        webhooks stay.
+        """
+        if older_than < timedelta(0) or batch < 1:
+            raise ValidationError("older_than must not be negative, batch at least 1")
+        cutoff = self._now() - older_than
+        if dry_run:
+            return await self.database.read(retention.count_old, cutoff)
+        total = dict.fromkeys(retention.KINDS, 0)
+        while True:
+            removed = await self.database.write(retention.prune_batch, cutoff, batch)
+            for kind, number in removed.items():
+                total[kind] += number
+            self.metrics.pruned(removed)
+            if removed["jobs"] < batch and removed["messages"] < batch:
+                return total
 
     async def refresh_gauges(self) -> None:
         """Read the metrics gauges from the database (at scrape time)."""

@@ -16,7 +16,7 @@ from jobpulse.api.limits import BodySizeLimit
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
-from jobpulse.monitor.sweeper import sweep_forever
+from jobpulse.monitor.sweeper import prune_forever, sweep_forever
 from jobpulse.monitor.watchdog import Watchdog
 from jobpulse.service import JobManager
 from jobpulse.webhooks.delivery import Deliverer, new_client
@@ -67,6 +67,9 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 asyncio.create_task(app.state.watchdog.beat(), name="jobpulse-watchdog"),
                 asyncio.create_task(app.state.keys.follow_revocations(), name="jobpulse-keys"),
             ]
+            if settings.retention_days is not None:
+                pruning = prune_forever(app.state.jobs, settings.retention_days)
+                background.append(asyncio.create_task(pruning, name="jobpulse-prune"))
             if serving:
                 settle_heap(settings.gc_threshold)
             try:

@@ -1,5 +1,6 @@
 """The sweeper: every JOBPULSE_SWEEP_INTERVAL_S, expire what is past its deadline and find
-running jobs that stopped heartbeating. Every replica may run one: rows are claimed with
+jobs that stopped heartbeating or sit unchanged; and, with JOBPULSE_RETENTION_DAYS, the
+hourly prune. Every replica may run one: rows are claimed with
 SKIP LOCKED and changed by compare-and-set, so no job is ever transitioned twice.
 """
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from jobpulse.service import JobManager
 
@@ -24,3 +26,20 @@ async def sweep_forever(jobs: JobManager, interval_s: float) -> None:
             for job, plan in changed:
                 logger.info("sweeper: %s %s", job.id, plan.event.reason if plan.event else "")
         await asyncio.sleep(interval_s)
+
+
+#: How often `serve` prunes, when a retention is set.
+PRUNE_INTERVAL_S = 3600.0
+
+
+async def prune_forever(jobs: JobManager, retention_days: float) -> None:
+    """Prune what is older than `retention_days`, then every hour, until cancelled."""
+    while True:
+        try:
+            removed = await jobs.prune(timedelta(days=retention_days))
+        except Exception:  # the database may be away for a while: keep going
+            logger.exception("prune failed")
+        else:
+            if any(removed.values()):
+                logger.info("pruned %s", ", ".join(f"{n} {k}" for k, n in removed.items()))
+        await asyncio.sleep(PRUNE_INTERVAL_S)

@@ -150,6 +150,12 @@ jobs = Table(
         postgresql_where=text("completed_at IS NULL"),
     ),
     Index(
+        "ix_jobs_completed",
+        "completed_at",
+        sqlite_where=text("completed_at IS NOT NULL"),
+        postgresql_where=text("completed_at IS NOT NULL"),
+    ),
+    Index(
         "ix_jobs_deadline",
         "deadline_at",
         sqlite_where=text("deadline_at IS NOT NULL AND completed_at IS NULL"),
@@ -212,6 +218,12 @@ outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime),
     Index("ix_outbox_job_id", "job_id"),
+    Index(
+        "ix_outbox_finished",
+        "created_at",
+        sqlite_where=text("state != 'pending'"),
+        postgresql_where=text("state != 'pending'"),
+    ),
     Index(
         "ix_outbox_due",
         "next_attempt_at",

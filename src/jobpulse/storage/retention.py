@@ -1,0 +1,87 @@
+"""Retention: ended jobs (with their history, steps and delivery attempts) and finished
+outbox messages older than a cut-off go, a bounded batch per short transaction, so that a
+prune of millions never holds the writer for long. Active jobs and undelivered messages are
+never touched.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Connection, delete, func, select
+
+from jobpulse.domain import TERMINAL
+from jobpulse.storage.outbox import PENDING
+from jobpulse.storage.tables import callback_attempts, job_events, job_steps, jobs, outbox
+
+#: What a prune counts, by kind.
+KINDS = ("jobs", "events", "steps", "attempts", "messages")
+
+
+def _old_jobs(cutoff: datetime) -> ColumnElement[bool]:
+    return (jobs.c.completed_at < cutoff) & jobs.c.status.in_(sorted(TERMINAL))
+
+
+def _old_messages(cutoff: datetime) -> ColumnElement[bool]:
+    return (outbox.c.state != PENDING) & (outbox.c.created_at < cutoff)
+
+
+def count_old(connection: Connection, cutoff: datetime) -> dict[str, int]:
+    """What a prune at `cutoff` would remove (a dry run)."""
+    old = select(jobs.c.id).where(_old_jobs(cutoff)).scalar_subquery()
+    finished = select(outbox.c.id).where(_old_messages(cutoff)).scalar_subquery()
+    statements = {
+        "jobs": select(func.count()).where(_old_jobs(cutoff)),
+        "events": select(func.count()).where(job_events.c.job_id.in_(old)),
+        "steps": select(func.count()).where(job_steps.c.job_id.in_(old)),
+        "attempts": select(func.count()).where(
+            callback_attempts.c.job_id.in_(old) | callback_attempts.c.outbox_id.in_(finished)
+        ),
+        "messages": select(func.count()).where(_old_messages(cutoff)),
+    }
+    return {
+        kind: int(connection.execute(statement).scalar_one())
+        for kind, statement in statements.items()
+    }
+
+
+def prune_batch(connection: Connection, cutoff: datetime, limit: int) -> dict[str, int]:
+    """Remove at most `limit` old ended jobs and `limit` old finished messages, with what
+    hangs on them; how many rows of each kind went.
+    """
+    job_ids = list(
+        connection.execute(
+            select(jobs.c.id)
+            .where(_old_jobs(cutoff))
+            .order_by(jobs.c.completed_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    message_ids = list(
+        connection.execute(
+            select(outbox.c.id)
+            .where(_old_messages(cutoff))
+            .order_by(outbox.c.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    removed = dict.fromkeys(KINDS, 0)
+    if job_ids:
+        for kind, table in (("events", job_events), ("steps", job_steps)):
+            removed[kind] = connection.execute(
+                delete(table).where(table.c.job_id.in_(job_ids))
+            ).rowcount
+        removed["attempts"] = connection.execute(
+            delete(callback_attempts).where(callback_attempts.c.job_id.in_(job_ids))
+        ).rowcount
+        removed["jobs"] = connection.execute(delete(jobs).where(jobs.c.id.in_(job_ids))).rowcount
+    if message_ids:
+        removed["attempts"] += connection.execute(
+            delete(callback_attempts).where(callback_attempts.c.outbox_id.in_(message_ids))
+        ).rowcount
+        removed["messages"] = connection.execute(
+            delete(outbox).where(outbox.c.id.in_(message_ids))
+        ).rowcount
+    return removed

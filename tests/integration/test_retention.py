@@ -1,0 +1,109 @@
+"""Retention on SQLite and PostgreSQL: ended jobs and finished webhooks older than the cut-off
+go, with everything that hangs on them, in bounded batches; active jobs, recent ones and
+undelivered webhooks stay; a dry run changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Connection, func, select
+
+from jobpulse import Actor, JobManager, Settings, ValidationError
+from jobpulse.storage import outbox, retention
+from jobpulse.storage.engine import Database
+from jobpulse.storage.tables import callback_attempts, job_events, job_steps, jobs
+from jobpulse.storage.tables import outbox as outbox_table
+
+ALICE = Actor("org-a", "alice")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+HOOK = "http://127.0.0.1:9/hook"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def manager(database_url: str) -> AsyncIterator[tuple[JobManager, Clock]]:
+    clock = Clock()
+    database = Database(Settings(database_url=database_url))
+    yield JobManager(database, clock, allow_private_callbacks=True), clock
+    await database.close()
+
+
+def rows(connection: Connection) -> dict[str, int]:
+    tables = {
+        "jobs": jobs,
+        "events": job_events,
+        "steps": job_steps,
+        "attempts": callback_attempts,
+        "messages": outbox_table,
+    }
+    return {
+        kind: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+        for kind, table in tables.items()
+    }
+
+
+async def deliver_all(manager: JobManager, at: datetime) -> None:
+    """Record one delivered attempt for every message waiting (as a worker would)."""
+    claimed = await manager.database.write(outbox.claim_due, at, at + timedelta(60), 1000)
+    outcomes = [
+        (m, outbox.Attempt(1, at, 200, None, 1.0, "delivered", None), None) for m in claimed
+    ]
+    await manager.database.write(outbox.record_attempts, outcomes)
+
+
+async def test_old_ended_jobs_and_finished_webhooks_go_and_nothing_else(
+    manager: tuple[JobManager, Clock],
+) -> None:
+    jobs_, clock = manager
+    for _ in range(12):  # old, ended, with a step, a callback delivered
+        job = await jobs_.create_job(ALICE, status="running", callback_url=HOOK)
+        await jobs_.record_step(ALICE, job.id, status="success")
+        await jobs_.update_job(ALICE, job.id, stop_reason="end_turn")
+    await deliver_all(jobs_, T0)
+    old_running = await jobs_.create_job(ALICE, status="running")
+    undelivered = await jobs_.create_job(ALICE, status="running", callback_url=HOOK)
+    await jobs_.update_job(ALICE, undelivered.id, stop_reason="error")  # its callback waits
+    clock.now = T0 + timedelta(days=40)
+    recent = await jobs_.create_job(ALICE, status="running")
+    await jobs_.update_job(ALICE, recent.id, status="completed")
+
+    before = await jobs_.database.read(rows)
+    would = await jobs_.prune(timedelta(days=30), dry_run=True)
+    assert await jobs_.database.read(rows) == before  # the dry run changed nothing
+    assert would == {"jobs": 13, "events": 26, "steps": 12, "attempts": 12, "messages": 12}
+
+    removed = await jobs_.prune(timedelta(days=30), batch=5)
+    assert removed == would
+    after = await jobs_.database.read(rows)
+    assert {kind: before[kind] - after[kind] for kind in before} == removed
+    left = {job.id for job in await jobs_.list_jobs(ALICE)}
+    assert left == {old_running.id, recent.id}
+    assert await jobs_.database.read(outbox.pending_count) == 1  # the undelivered callback
+    assert await jobs_.prune(timedelta(days=30)) == dict.fromkeys(retention.KINDS, 0)
+
+
+async def test_a_batch_removes_at_most_its_limit(manager: tuple[JobManager, Clock]) -> None:
+    jobs_, clock = manager
+    for _ in range(9):
+        job = await jobs_.create_job(ALICE, status="running")
+        await jobs_.update_job(ALICE, job.id, status="failed")
+    clock.now = T0 + timedelta(days=2)
+    cutoff = clock.now - timedelta(days=1)
+    first = await jobs_.database.write(retention.prune_batch, cutoff, 4)
+    assert (first["jobs"], first["events"]) == (4, 8)
+    assert (await jobs_.count_jobs(ALICE)).total == 5
+
+
+async def test_a_negative_age_is_refused(manager: tuple[JobManager, Clock]) -> None:
+    jobs_, _clock = manager
+    with pytest.raises(ValidationError, match="must not be negative"):
+        await jobs_.prune(timedelta(days=-1))
