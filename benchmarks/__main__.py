@@ -4,7 +4,7 @@ Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (t
 BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, sqlite_cpu, http,
-tracing, webhooks, listing). The HTTP figures need wrk (Debian: wrk).
+tracing, webhooks, listing, imports). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import statistics
 
 import uvloop
 
-from benchmarks import http, listing, transitions, webhooks
+from benchmarks import http, imports, listing, transitions, webhooks
 
 KINDS = ("sqlite", "postgresql")
 TRANSITION_JOBS = {
@@ -170,6 +170,16 @@ async def bench_webhooks() -> None:
         )
 
 
+async def bench_imports() -> None:
+    report("== SDK import: a fresh interpreter importing jobpulse.client vs importing httpx")
+    times = imports.measure()
+    ratio = times["jobpulse.client"] / times["httpx"]
+    report(
+        f"jobpulse.client {times['jobpulse.client'] * 1e3:6.1f} ms  httpx "
+        f"{times['httpx'] * 1e3:6.1f} ms  ratio {ratio:5.2f}  {verdict(ratio, 2.0, at_most=True)}"
+    )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "sqlite_cpu": bench_cpu_bound_sqlite,
@@ -177,6 +187,7 @@ SECTIONS = {
     "tracing": bench_tracing,
     "webhooks": bench_webhooks,
     "listing": bench_listing,
+    "imports": bench_imports,
 }
 
 
