@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -21,7 +21,13 @@ from pydantic import TypeAdapter
 from jobpulse import __version__
 from jobpulse.errors import InvalidTransitionError, JobPulseError, error_class
 from jobpulse.schemas import EventPublic, JobCountPublic, JobPublic
-from jobpulse.tracking import AsyncTracker, JobCancelled, Tracker, track_stream
+from jobpulse.tracking import (
+    AsyncTracker,
+    JobCancelled,
+    Tracker,
+    track_async_stream,
+    track_stream,
+)
 from jobpulse.webhooks import signing
 
 T = TypeVar("T")
@@ -381,6 +387,19 @@ class AsyncJobPulse:
         """Counts for the same filters."""
         return await self._run(_Requests.count_jobs(**filters))
 
+    async def iter_jobs(self, **filters: Any) -> AsyncIterator[JobPublic]:
+        """Every matching job, following the cursors page by page."""
+        call: _Call[list[JobPublic]] | None = _Requests.list_jobs(**filters)
+        while call is not None:
+            page = await self._run(call)
+            for job in page:
+                yield job
+            call = _next_page(call, page, bool(filters.get("ascending")))
+
     def track(self, **options: Any) -> AsyncTracker:
         """An async context manager and decorator that reports a run as a job."""
         return AsyncTracker(self, **options)
+
+    def track_stream(self, items: AsyncIterable[T], **options: Any) -> AsyncIterator[T]:
+        """Yield from `items` inside a tracked job; the first item records the first token."""
+        return track_async_stream(self, items, **options)

@@ -20,15 +20,12 @@ import functools
 import logging
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import httpx
 
 from jobpulse.errors import JobCancelledError, JobPulseError
 from jobpulse.schemas import JobPublic
-
-if TYPE_CHECKING:
-    from jobpulse.client import AsyncJobPulse, JobPulse
 
 logger = logging.getLogger("jobpulse.tracking")
 P = ParamSpec("P")
@@ -38,6 +35,30 @@ T = TypeVar("T")
 REPORT_ERRORS = (JobPulseError, httpx.HTTPError)
 #: Raised into tracked code whose job was cancelled (the SDK's name for JobCancelledError).
 JobCancelled = JobCancelledError
+
+
+class Reporter(Protocol):
+    """What a tracker needs of a client (JobPulse is one)."""
+
+    def create_job(self, **fields: Any) -> JobPublic: ...
+
+    def update_job(self, job_id: str, **fields: Any) -> JobPublic: ...
+
+    def heartbeat(self, job_id: str, progress: dict[str, Any] | None = None) -> JobPublic: ...
+
+    def first_token(self, job_id: str) -> JobPublic: ...
+
+
+class AsyncReporter(Protocol):
+    """What an async tracker needs of a client (AsyncJobPulse is one)."""
+
+    async def create_job(self, **fields: Any) -> JobPublic: ...
+
+    async def update_job(self, job_id: str, **fields: Any) -> JobPublic: ...
+
+    async def heartbeat(self, job_id: str, progress: dict[str, Any] | None = None) -> JobPublic: ...
+
+    async def first_token(self, job_id: str) -> JobPublic: ...
 
 
 def outcome(error: BaseException | None) -> dict[str, Any]:
@@ -64,7 +85,7 @@ def _job_fields(options: dict[str, Any]) -> dict[str, Any]:
 class Run:
     """The job of a tracked run."""
 
-    def __init__(self, client: JobPulse, job: JobPublic) -> None:
+    def __init__(self, client: Reporter, job: JobPublic) -> None:
         self.client = client
         self.job = job
         self._cancelled: JobCancelledError | None = None
@@ -122,7 +143,7 @@ class Run:
 class Tracker:
     """`with client.track(job_type=...) as run:`, or `@client.track(job_type=...)`."""
 
-    def __init__(self, client: JobPulse, **options: Any) -> None:
+    def __init__(self, client: Reporter, **options: Any) -> None:
         self._client = client
         self._options = options
         self._run: Run | None = None
@@ -169,16 +190,25 @@ class Tracker:
         return tracked
 
 
-def track_stream(client: JobPulse, items: Iterable[T], **options: Any) -> Iterator[T]:
+def track_stream(client: Reporter, items: Iterable[T], **options: Any) -> Iterator[T]:
     """Yield from `items` as one tracked job; the first item records the first token."""
     with Tracker(client, **options) as run:
         yield from run.stream(items)
 
 
+async def track_async_stream(
+    client: AsyncReporter, items: AsyncIterable[T], **options: Any
+) -> AsyncIterator[T]:
+    """Yield from `items` as one tracked job; the first item records the first token."""
+    async with AsyncTracker(client, **options) as run:
+        async for item in run.stream(items):
+            yield item
+
+
 class AsyncRun:
     """The job of a tracked async run."""
 
-    def __init__(self, client: AsyncJobPulse, job: JobPublic) -> None:
+    def __init__(self, client: AsyncReporter, job: JobPublic) -> None:
         self.client = client
         self.job = job
         self._cancelled: JobCancelledError | None = None
@@ -238,7 +268,7 @@ class AsyncRun:
 class AsyncTracker:
     """`async with client.track(...) as run:`, or `@client.track(...)` on a coroutine function."""
 
-    def __init__(self, client: AsyncJobPulse, **options: Any) -> None:
+    def __init__(self, client: AsyncReporter, **options: Any) -> None:
         self._client = client
         self._options = options
         self._run: AsyncRun | None = None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
 from jobpulse import client as sdk
-from jobpulse.client import JobPulse
+from jobpulse.client import AsyncJobPulse, JobPulse
 from jobpulse.errors import InvalidTransitionError, JobPulseError, NotFoundError, ValidationError
 
 JOB = {
@@ -129,3 +129,35 @@ def test_iter_jobs_follows_cursors() -> None:
 
     with client_for(handler) as client:
         assert [job.id for job in client.iter_jobs(limit=2)] == ["job-3", "job-2", "job-1"]
+
+
+async def test_the_async_client_pages_and_tracks_streams_as_the_sync_one_does() -> None:
+    pages = {None: ["job-3", "job-2"], "job-2": ["job-1"], "job-1": []}
+    seen: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        if request.url.path == "/v1/jobs" and request.method == "GET":
+            ids = pages[request.url.params.get("before")]
+            return httpx.Response(200, json=[JOB | {"id": job_id} for job_id in ids])
+        if request.method == "POST" and request.url.path == "/v1/jobs":
+            return httpx.Response(201, json=JOB | {"status": "running"})
+        return httpx.Response(200, json=JOB)
+
+    async def tokens() -> AsyncIterator[str]:
+        for token in ("a", "b"):
+            yield token
+
+    transport = httpx.MockTransport(handler)
+    async with AsyncJobPulse("http://jobpulse.test", "jp_key", transport=transport) as client:
+        assert [job.id async for job in client.iter_jobs(limit=2)] == ["job-3", "job-2", "job-1"]
+        seen.clear()
+        assert [token async for token in client.track_stream(tokens(), job_type="llm")] == [
+            "a",
+            "b",
+        ]
+    assert seen == [
+        ("POST", "/v1/jobs"),
+        ("POST", "/v1/jobs/job-1/first-token"),
+        ("PATCH", "/v1/jobs/job-1"),
+    ]
