@@ -69,12 +69,17 @@ def plan_sweep(job: Job, now: datetime, stale: StaleLimits | None = None) -> Pla
     beats = [moment for moment in (job.started_at, job.heartbeat_at) if moment is not None]
     if not beats or now - max(beats) < period:
         return nothing
+    return _flag_stuck(job, now, f"stuck: no heartbeat for {job.heartbeat_timeout_s:g}s")
+
+
+def _flag_stuck(job: Job, now: datetime, reason: str) -> Plan:
+    """Mark `job` stuck since `now`, with an event saying why (the status stays)."""
     event = JobEvent(
         job_id=job.id,
         from_status=job.status,
         to_status=job.status,
         at=now,
-        reason=f"stuck: no heartbeat for {job.heartbeat_timeout_s:g}s",
+        reason=reason,
         actor=SWEEPER,
     )
     return Plan(expected=job.status, values={"stuck_since": now, "updated_at": now}, event=event)
@@ -93,12 +98,4 @@ def _plan_stale(job: Job, now: datetime, stale: StaleLimits) -> Plan:
         return plan_change(job, change, now, SWEEPER)
     if now - job.updated_at < period:
         return Plan(expected=job.status)
-    event = JobEvent(
-        job_id=job.id,
-        from_status=job.status,
-        to_status=job.status,
-        at=now,
-        reason=f"stuck: {job.status} and unchanged for {limit:g}s",
-        actor=SWEEPER,
-    )
-    return Plan(expected=job.status, values={"stuck_since": now, "updated_at": now}, event=event)
+    return _flag_stuck(job, now, f"stuck: {job.status} and unchanged for {limit:g}s")

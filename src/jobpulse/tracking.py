@@ -82,11 +82,10 @@ def _job_fields(options: dict[str, Any]) -> dict[str, Any]:
     return fields | {"status": "running"}
 
 
-class Run:
-    """The job of a tracked run."""
+class _Cancellable:
+    """A run's job and whether it has heard the job was cancelled."""
 
-    def __init__(self, client: Reporter, job: JobPublic) -> None:
-        self.client = client
+    def __init__(self, job: JobPublic) -> None:
         self.job = job
         self._cancelled: JobCancelledError | None = None
 
@@ -108,6 +107,14 @@ class Run:
     def learn(self, error: JobCancelledError) -> None:
         """Note that the job was cancelled (a heartbeat's answer said so)."""
         self._cancelled = error
+
+
+class Run(_Cancellable):
+    """The job of a tracked run."""
+
+    def __init__(self, client: Reporter, job: JobPublic) -> None:
+        super().__init__(job)
+        self.client = client
 
     def first_token(self) -> None:
         """Record the time to first token now."""
@@ -205,32 +212,12 @@ async def track_async_stream(
             yield item
 
 
-class AsyncRun:
+class AsyncRun(_Cancellable):
     """The job of a tracked async run."""
 
     def __init__(self, client: AsyncReporter, job: JobPublic) -> None:
+        super().__init__(job)
         self.client = client
-        self.job = job
-        self._cancelled: JobCancelledError | None = None
-
-    @property
-    def id(self) -> str:
-        """The job id."""
-        return self.job.id
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether the job was cancelled (as far as the run has heard)."""
-        return self._cancelled is not None
-
-    def raise_if_cancelled(self) -> None:
-        """Raise JobCancelled if the job was cancelled."""
-        if self._cancelled is not None:
-            raise self._cancelled
-
-    def learn(self, error: JobCancelledError) -> None:
-        """Note that the job was cancelled (a heartbeat's answer said so)."""
-        self._cancelled = error
 
     async def first_token(self) -> None:
         """Record the time to first token now."""

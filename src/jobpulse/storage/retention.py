@@ -7,6 +7,7 @@ never touched.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, delete, func, select
 
@@ -45,27 +46,27 @@ def count_old(connection: Connection, cutoff: datetime) -> dict[str, int]:
     }
 
 
+def _oldest(
+    connection: Connection,
+    key: ColumnElement[Any],
+    old: ColumnElement[bool],
+    age: ColumnElement[Any],
+    limit: int,
+) -> list[Any]:
+    """The keys of at most `limit` rows matching `old`, oldest first, locked (rows another
+    pruner holds are skipped).
+    """
+    statement = select(key).where(old).order_by(age).limit(limit).with_for_update(skip_locked=True)
+    return list(connection.execute(statement).scalars())
+
+
 def prune_batch(connection: Connection, cutoff: datetime, limit: int) -> dict[str, int]:
     """Remove at most `limit` old ended jobs and `limit` old finished messages, with what
     hangs on them; how many rows of each kind went.
     """
-    job_ids = list(
-        connection.execute(
-            select(jobs.c.id)
-            .where(_old_jobs(cutoff))
-            .order_by(jobs.c.completed_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).scalars()
-    )
-    message_ids = list(
-        connection.execute(
-            select(outbox.c.id)
-            .where(_old_messages(cutoff))
-            .order_by(outbox.c.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).scalars()
+    job_ids = _oldest(connection, jobs.c.id, _old_jobs(cutoff), jobs.c.completed_at, limit)
+    message_ids = _oldest(
+        connection, outbox.c.id, _old_messages(cutoff), outbox.c.created_at, limit
     )
     removed = dict.fromkeys(KINDS, 0)
     if job_ids:
