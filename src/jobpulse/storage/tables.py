@@ -95,12 +95,17 @@ metadata = MetaData(
 _STATUSES = ", ".join(f"'{status.value}'" for status in JobStatus)
 
 
-def _ordered_index(name: str, *columns: str, where: str | None = None) -> Index:
-    """An index on `columns` then (created_at, id), optionally partial."""
+def _partial_index(name: str, *columns: str, where: str | None) -> Index:
+    """An index on `columns`, over the rows `where` holds for (all rows without it)."""
     kwargs: dict[str, Any] = {}
     if where is not None:
         kwargs = {"sqlite_where": text(where), "postgresql_where": text(where)}
-    return Index(name, *columns, "created_at", "id", **kwargs)
+    return Index(name, *columns, **kwargs)
+
+
+def _ordered_index(name: str, *columns: str, where: str | None = None) -> Index:
+    """An index on `columns` then (created_at, id), optionally partial."""
+    return _partial_index(name, *columns, "created_at", "id", where=where)
 
 
 jobs = Table(
@@ -142,24 +147,10 @@ jobs = Table(
         "ix_jobs_org_source", "organization_id", "source_id", where="source_id IS NOT NULL"
     ),
     _ordered_index("ix_jobs_org_stuck", "organization_id", where="stuck_since IS NOT NULL"),
-    Index(
-        "ix_jobs_active_updated",
-        "status",
-        "updated_at",
-        sqlite_where=text("completed_at IS NULL"),
-        postgresql_where=text("completed_at IS NULL"),
-    ),
-    Index(
-        "ix_jobs_completed",
-        "completed_at",
-        sqlite_where=text("completed_at IS NOT NULL"),
-        postgresql_where=text("completed_at IS NOT NULL"),
-    ),
-    Index(
-        "ix_jobs_deadline",
-        "deadline_at",
-        sqlite_where=text("deadline_at IS NOT NULL AND completed_at IS NULL"),
-        postgresql_where=text("deadline_at IS NOT NULL AND completed_at IS NULL"),
+    _partial_index("ix_jobs_active_updated", "status", "updated_at", where="completed_at IS NULL"),
+    _partial_index("ix_jobs_completed", "completed_at", where="completed_at IS NOT NULL"),
+    _partial_index(
+        "ix_jobs_deadline", "deadline_at", where="deadline_at IS NOT NULL AND completed_at IS NULL"
     ),
     Index(
         "uq_jobs_idempotency",
@@ -218,18 +209,8 @@ outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime),
     Index("ix_outbox_job_id", "job_id"),
-    Index(
-        "ix_outbox_finished",
-        "created_at",
-        sqlite_where=text("state != 'pending'"),
-        postgresql_where=text("state != 'pending'"),
-    ),
-    Index(
-        "ix_outbox_due",
-        "next_attempt_at",
-        sqlite_where=text("state = 'pending'"),
-        postgresql_where=text("state = 'pending'"),
-    ),
+    _partial_index("ix_outbox_finished", "created_at", where="state != 'pending'"),
+    _partial_index("ix_outbox_due", "next_attempt_at", where="state = 'pending'"),
 )
 
 callback_attempts = Table(
