@@ -4,7 +4,7 @@ Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (t
 BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, sqlite_cpu, http,
-tracing, webhooks, listing, imports). The HTTP figures need wrk (Debian: wrk).
+tracing, webhooks, listing, imports, retention). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import statistics
 
 import uvloop
 
-from benchmarks import http, imports, listing, transitions, webhooks
+from benchmarks import http, imports, listing, retention, transitions, webhooks
 
 KINDS = ("sqlite", "postgresql")
 TRANSITION_JOBS = {
@@ -180,6 +180,20 @@ async def bench_imports() -> None:
     )
 
 
+async def bench_retention() -> None:
+    report(
+        f"== retention: jobs pruned/s from {retention.JOBS} ended jobs (with events), "
+        f"batches of {retention.BATCH}, vs a raw-driver loop of the same statements"
+    )
+    for kind in KINDS:
+        rates = await retention.measure(kind)
+        ratio = rates["ours"] / rates["raw"]
+        report(
+            f"{kind:10}  JobManager.prune {rates['ours']:8.0f}/s  raw {rates['raw']:8.0f}/s"
+            f"  ratio {ratio:5.2f}  {verdict(ratio, 0.7)}"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "sqlite_cpu": bench_cpu_bound_sqlite,
@@ -188,6 +202,7 @@ SECTIONS = {
     "webhooks": bench_webhooks,
     "listing": bench_listing,
     "imports": bench_imports,
+    "retention": bench_retention,
 }
 
 

@@ -79,12 +79,13 @@ async def test_old_ended_jobs_and_finished_webhooks_go_and_nothing_else(
     before = await jobs_.database.read(rows)
     would = await jobs_.prune(timedelta(days=30), dry_run=True)
     assert await jobs_.database.read(rows) == before  # the dry run changed nothing
-    assert would == {"jobs": 13, "events": 26, "steps": 12, "attempts": 12, "messages": 12}
+    assert would == {"jobs": 13, "attempts": 12, "messages": 12}
 
     removed = await jobs_.prune(timedelta(days=30), batch=5)
     assert removed == would
     after = await jobs_.database.read(rows)
-    assert {kind: before[kind] - after[kind] for kind in before} == removed
+    gone = {kind: before[kind] - after[kind] for kind in before}
+    assert gone == removed | {"events": 26, "steps": 12}  # with their jobs, by cascade
     left = {job.id for job in await jobs_.list_jobs(ALICE)}
     assert left == {old_running.id, recent.id}
     assert await jobs_.database.read(outbox.pending_count) == 1  # the undelivered callback
@@ -99,8 +100,9 @@ async def test_a_batch_removes_at_most_its_limit(manager: tuple[JobManager, Cloc
     clock.now = T0 + timedelta(days=2)
     cutoff = clock.now - timedelta(days=1)
     first = await jobs_.database.write(retention.prune_batch, cutoff, 4)
-    assert (first["jobs"], first["events"]) == (4, 8)
+    assert first["jobs"] == 4
     assert (await jobs_.count_jobs(ALICE)).total == 5
+    assert (await jobs_.database.read(rows))["events"] == 5 * 2
 
 
 async def test_a_negative_age_is_refused(manager: tuple[JobManager, Clock]) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, func, select
+from sqlalchemy import ColumnElement, Connection, Select, delete, func, select
 
 from jobpulse.domain import TERMINAL
 from jobpulse.storage.outbox import PENDING
-from jobpulse.storage.tables import callback_attempts, job_events, job_steps, jobs, outbox
+from jobpulse.storage.tables import callback_attempts, jobs, outbox
 
-#: What a prune counts, by kind.
-KINDS = ("jobs", "events", "steps", "attempts", "messages")
+#: What a prune counts, by kind (a job's history and steps go with it, by ON DELETE CASCADE).
+KINDS = ("jobs", "attempts", "messages")
 
 
 def _old_jobs(cutoff: datetime) -> ColumnElement[bool]:
@@ -33,8 +33,6 @@ def count_old(connection: Connection, cutoff: datetime) -> dict[str, int]:
     finished = select(outbox.c.id).where(_old_messages(cutoff)).scalar_subquery()
     statements = {
         "jobs": select(func.count()).where(_old_jobs(cutoff)),
-        "events": select(func.count()).where(job_events.c.job_id.in_(old)),
-        "steps": select(func.count()).where(job_steps.c.job_id.in_(old)),
         "attempts": select(func.count()).where(
             callback_attempts.c.job_id.in_(old) | callback_attempts.c.outbox_id.in_(finished)
         ),
@@ -47,42 +45,31 @@ def count_old(connection: Connection, cutoff: datetime) -> dict[str, int]:
 
 
 def _oldest(
-    connection: Connection,
-    key: ColumnElement[Any],
-    old: ColumnElement[bool],
-    age: ColumnElement[Any],
-    limit: int,
-) -> list[Any]:
+    key: ColumnElement[Any], old: ColumnElement[bool], age: ColumnElement[Any], limit: int
+) -> Select[Any]:
     """The keys of at most `limit` rows matching `old`, oldest first, locked (rows another
-    pruner holds are skipped).
+    pruner holds are skipped). Used as a subquery: the ids never travel to Python.
     """
-    statement = select(key).where(old).order_by(age).limit(limit).with_for_update(skip_locked=True)
-    return list(connection.execute(statement).scalars())
+    return select(key).where(old).order_by(age).limit(limit).with_for_update(skip_locked=True)
 
 
 def prune_batch(connection: Connection, cutoff: datetime, limit: int) -> dict[str, int]:
     """Remove at most `limit` old ended jobs and `limit` old finished messages, with what
-    hangs on them; how many rows of each kind went.
+    hangs on them; how many rows of each kind went. Both statements of a kind pick the same
+    rows: the first one locks them for the transaction.
     """
-    job_ids = _oldest(connection, jobs.c.id, _old_jobs(cutoff), jobs.c.completed_at, limit)
-    message_ids = _oldest(
-        connection, outbox.c.id, _old_messages(cutoff), outbox.c.created_at, limit
+    old_jobs = _oldest(jobs.c.id, _old_jobs(cutoff), jobs.c.completed_at, limit)
+    old_messages = _oldest(outbox.c.id, _old_messages(cutoff), outbox.c.created_at, limit)
+    statements = (
+        ("attempts", delete(callback_attempts).where(callback_attempts.c.job_id.in_(old_jobs))),
+        ("jobs", delete(jobs).where(jobs.c.id.in_(old_jobs))),
+        (
+            "attempts",
+            delete(callback_attempts).where(callback_attempts.c.outbox_id.in_(old_messages)),
+        ),
+        ("messages", delete(outbox).where(outbox.c.id.in_(old_messages))),
     )
     removed = dict.fromkeys(KINDS, 0)
-    if job_ids:
-        for kind, table in (("events", job_events), ("steps", job_steps)):
-            removed[kind] = connection.execute(
-                delete(table).where(table.c.job_id.in_(job_ids))
-            ).rowcount
-        removed["attempts"] = connection.execute(
-            delete(callback_attempts).where(callback_attempts.c.job_id.in_(job_ids))
-        ).rowcount
-        removed["jobs"] = connection.execute(delete(jobs).where(jobs.c.id.in_(job_ids))).rowcount
-    if message_ids:
-        removed["attempts"] += connection.execute(
-            delete(callback_attempts).where(callback_attempts.c.outbox_id.in_(message_ids))
-        ).rowcount
-        removed["messages"] = connection.execute(
-            delete(outbox).where(outbox.c.id.in_(message_ids))
-        ).rowcount
+    for kind, statement in statements:
+        removed[kind] += connection.execute(statement).rowcount
     return removed

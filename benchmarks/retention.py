@@ -1,0 +1,110 @@
+"""Retention: jobs pruned per second by `JobManager.prune` next to a raw-driver loop doing the
+same work (the same batch size, the same statements: delete the delivery attempts of the
+oldest ended jobs, then those jobs and so, by cascade, their history, the jobs picked by a
+subquery so no id travels to the client; a transaction a batch), on equally seeded databases.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import timedelta
+
+import asyncpg
+
+from benchmarks.common import fresh_database, seed, sqlite_path
+from jobpulse import JobManager, Settings
+
+JOBS = 20_000
+BATCH = 500
+
+_SQLITE_ENDED = [
+    "UPDATE jobs SET completed_at = created_at",
+    "INSERT INTO job_events (job_id, from_status, to_status, applied, at)"
+    " SELECT id, 'running', 'completed', 1, created_at FROM jobs",
+]
+_POSTGRES_ENDED = [
+    "UPDATE jobs SET completed_at = created_at",
+    "INSERT INTO job_events (job_id, from_status, to_status, applied, at)"
+    " SELECT id, 'running', 'completed', true, created_at FROM jobs",
+    "VACUUM ANALYZE",
+]
+_PICK = (
+    "SELECT id FROM jobs WHERE completed_at < {cutoff} AND status IN"
+    " ('cancelled', 'completed', 'expired', 'failed') ORDER BY completed_at LIMIT {limit}"
+)
+
+
+async def _seeded(kind: str, url: str) -> None:
+    await seed(url, JOBS, users=10, status="completed")
+    if kind == "sqlite":
+        connection = sqlite3.connect(sqlite_path(url))
+        with connection:
+            for statement in _SQLITE_ENDED:
+                connection.execute(statement)
+        connection.close()
+        return
+    raw = await asyncpg.connect(url)
+    try:
+        for statement in _POSTGRES_ENDED:
+            await raw.execute(statement)
+    finally:
+        await raw.close()
+
+
+def _raw_sqlite(url: str) -> float:
+    connection = sqlite3.connect(sqlite_path(url), isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    pick = _PICK.format(cutoff="'2100-01-01'", limit=BATCH)
+    began = time.perf_counter()
+    while True:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute(f"DELETE FROM callback_attempts WHERE job_id IN ({pick})")
+        removed = connection.execute(f"DELETE FROM jobs WHERE id IN ({pick})").rowcount
+        connection.execute("COMMIT")
+        if removed < BATCH:
+            break
+    seconds = time.perf_counter() - began
+    connection.close()
+    return JOBS / seconds
+
+
+async def _raw_postgres(url: str) -> float:
+    connection = await asyncpg.connect(url)
+    pick = _PICK.format(cutoff="'2100-01-01'::timestamptz", limit=BATCH) + " FOR UPDATE SKIP LOCKED"
+    began = time.perf_counter()
+    try:
+        while True:
+            async with connection.transaction():
+                await connection.execute(f"DELETE FROM callback_attempts WHERE job_id IN ({pick})")
+                status = await connection.execute(f"DELETE FROM jobs WHERE id IN ({pick})")
+            if int(status.split()[-1]) < BATCH:
+                break
+    finally:
+        await connection.close()
+    return JOBS / (time.perf_counter() - began)
+
+
+async def _ours(url: str) -> float:
+    jobs = JobManager.from_settings(Settings(database_url=url))
+    try:
+        began = time.perf_counter()
+        removed = await jobs.prune(timedelta(days=1), batch=BATCH)
+        seconds = time.perf_counter() - began
+    finally:
+        await jobs.close()
+    assert removed["jobs"] == JOBS, removed
+    return JOBS / seconds
+
+
+async def measure(kind: str) -> dict[str, float]:
+    """Jobs pruned per second: ours and the raw loop, each on its own seeded database."""
+    rates: dict[str, float] = {}
+    async with fresh_database(kind) as url:
+        await _seeded(kind, url)
+        rates["raw"] = _raw_sqlite(url) if kind == "sqlite" else await _raw_postgres(url)
+    async with fresh_database(kind) as url:
+        await _seeded(kind, url)
+        rates["ours"] = await _ours(url)
+    return rates
