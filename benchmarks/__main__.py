@@ -192,6 +192,13 @@ async def bench_retention() -> None:
             f"{kind:10}  JobManager.prune {rates['ours']:8.0f}/s  raw {rates['raw']:8.0f}/s"
             f"  ratio {ratio:5.2f}  {verdict(ratio, 0.7)}"
         )
+        p99s = await retention.writer_p99(kind)
+        slowed = p99s["pruning"] / p99s["alone"]
+        report(
+            f"{kind:10}  a writer's p99 while pruning {p99s['pruning'] * 1e3:6.2f} ms, alone "
+            f"{p99s['alone'] * 1e3:6.2f} ms  ratio {slowed:5.2f}  "
+            f"{verdict(slowed, 2.0, at_most=True)}"
+        )
 
 
 SECTIONS = {

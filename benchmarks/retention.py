@@ -6,17 +6,19 @@ subquery so no id travels to the client; a transaction a batch), on equally seed
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from datetime import timedelta
 
 import asyncpg
 
-from benchmarks.common import fresh_database, seed, sqlite_path
-from jobpulse import JobManager, Settings
+from benchmarks.common import fresh_database, p99, seed, sqlite_path
+from jobpulse import Actor, JobManager, Settings
 
 JOBS = 20_000
-BATCH = 500
+BATCH = 100
+ACTOR = Actor("org-bench", "writer")
 
 _SQLITE_ENDED = [
     "UPDATE jobs SET completed_at = created_at",
@@ -96,6 +98,41 @@ async def _ours(url: str) -> float:
         await jobs.close()
     assert removed["jobs"] == JOBS, removed
     return JOBS / seconds
+
+
+async def _transitions_p99(jobs: JobManager, job_ids: list[str], stop: asyncio.Event) -> float:
+    """p99 seconds of metadata updates, one at a time, until `stop` (at least 200)."""
+    latencies: list[float] = []
+    number = 0
+    while not stop.is_set() or len(latencies) < 200:
+        job_id = job_ids[number % len(job_ids)]
+        began = time.perf_counter()
+        await jobs.update_job(ACTOR, job_id, metadata={"n": number})
+        latencies.append(time.perf_counter() - began)
+        number += 1
+    return p99(latencies)
+
+
+async def writer_p99(kind: str) -> dict[str, float]:
+    """p99 of one writer's updates alone, and while a prune of the seeded jobs runs."""
+    async with fresh_database(kind) as url:
+        await _seeded(kind, url)
+        jobs = JobManager.from_settings(Settings(database_url=url))
+        try:
+            running = [(await jobs.create_job(ACTOR, status="running")).id for _ in range(20)]
+            alone = asyncio.Event()
+            alone_task = asyncio.create_task(_transitions_p99(jobs, running, alone))
+            await asyncio.sleep(2)
+            alone.set()
+            quiet = await alone_task
+            pruned = asyncio.Event()
+            busy_task = asyncio.create_task(_transitions_p99(jobs, running, pruned))
+            await jobs.prune(timedelta(days=1), batch=BATCH)
+            pruned.set()
+            busy = await busy_task
+        finally:
+            await jobs.close()
+    return {"alone": quiet, "pruning": busy}
 
 
 async def measure(kind: str) -> dict[str, float]:

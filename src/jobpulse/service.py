@@ -347,7 +347,7 @@ class JobManager:
 
     @trace_method
     async def prune(
-        self, older_than: timedelta, *, dry_run: bool = False, batch: int = 500
+        self, older_than: timedelta, *, dry_run: bool = False, batch: int = 100
     ) -> dict[str, int]:
         """Remove ended jobs (with history, steps and attempts) and finished webhooks older
         than `older_than`, `batch` rows at a time, each batch a short transaction of its own;

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, delete, func, select
+from sqlalchemy import ColumnElement, Connection, Select, delete, func, literal, select
 
 from jobpulse.domain import TERMINAL
 from jobpulse.storage.outbox import PENDING
@@ -23,8 +23,12 @@ def _old_jobs(cutoff: datetime) -> ColumnElement[bool]:
     return (jobs.c.completed_at < cutoff) & jobs.c.status.in_(sorted(TERMINAL))
 
 
+#: Written out, not bound: only then can SQLite use the partial index of finished messages.
+_FINISHED = outbox.c.state != literal(PENDING, literal_execute=True)
+
+
 def _old_messages(cutoff: datetime) -> ColumnElement[bool]:
-    return (outbox.c.state != PENDING) & (outbox.c.created_at < cutoff)
+    return _FINISHED & (outbox.c.created_at < cutoff)
 
 
 def count_old(connection: Connection, cutoff: datetime) -> dict[str, int]:
