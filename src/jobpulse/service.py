@@ -361,7 +361,7 @@ class JobManager:
             return await self.database.read(retention.count_old, cutoff)
         total = dict.fromkeys(retention.KINDS, 0)
         while True:
-            removed = await self.database.write(retention.prune_batch, cutoff, batch)
+            removed = await self.database.write_background(retention.prune_batch, cutoff, batch)
             for kind, number in removed.items():
                 total[kind] += number
             self.metrics.pruned(removed)

@@ -5,6 +5,7 @@ after it starts on a clean connection (no open cursor, savepoint or aborted tran
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -113,3 +114,35 @@ async def test_a_failing_request_fails_alone_and_the_writer_recovers(
         )
         assert len({created.id for created in together}) == 5
     assert (await manager.count_jobs(ALICE)).total == 3 + 2 * (2 + 1 + 5)
+
+
+async def test_background_work_waits_for_every_queued_change(
+    manager: JobManager, database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL runs background work beside its writers, not after them")
+    order: list[str] = []
+
+    def note(name: str) -> Callable[[Connection], str]:
+        def command(connection: Connection) -> str:
+            connection.exec_driver_sql("SELECT 1")
+            order.append(name)
+            return name
+
+        return command
+
+    gate = threading.Event()
+
+    def held(connection: Connection) -> str:
+        gate.wait(10)  # the writer is busy while the rest queues up
+        return "gate"
+
+    first = asyncio.ensure_future(manager.database.write(held))
+    await asyncio.sleep(0.05)
+    background = asyncio.ensure_future(manager.database.write_background(note("prune")))
+    changes = [asyncio.ensure_future(manager.database.write(note(f"c{n}"))) for n in range(5)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    done = await asyncio.gather(first, background, *changes)
+    assert done == ["gate", "prune", "c0", "c1", "c2", "c3", "c4"]
+    assert order == ["c0", "c1", "c2", "c3", "c4", "prune"]  # queued first, run last

@@ -11,6 +11,7 @@ transaction each, so one bad request never fails its neighbours.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
@@ -231,25 +232,39 @@ def run_batch(connection: Connection, commands: Sequence[Command]) -> list[tuple
 class Writer(Protocol):
     """Runs write commands, committing them in batches."""
 
-    async def submit(self, command: Command) -> Any: ...
+    async def submit(self, command: Command, background: bool = False) -> Any: ...
 
     async def close(self) -> None: ...
 
 
+#: Put on the SQLite writer's queue to wake it for a request of the background lane.
+_WAKE = object()
+
+
 class ThreadWriter:
-    """The single SQLite writer: a thread that commits queued commands in batches."""
+    """The single SQLite writer: a thread that commits queued commands in batches.
+
+    Background requests (a prune) wait in a lane of their own and run one at a time, alone in
+    their transaction, only when no other request is queued: a change never shares a batch
+    with one, nor waits for more than the one already running.
+    """
 
     def __init__(self, engine: Engine, batch_max: int) -> None:
         self._engine = engine
         self._batch_max = batch_max
-        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Request | object | None] = queue.SimpleQueue()
+        self._background: collections.deque[_Request] = collections.deque()
         self._thread = threading.Thread(target=self._run, name="jobpulse-writer", daemon=True)
         self._thread.start()
 
-    async def submit(self, command: Command) -> Any:
+    async def submit(self, command: Command, background: bool = False) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put(_Request(command, future, loop))
+        if background:
+            self._background.append(_Request(command, future, loop))
+            self._queue.put(_WAKE)
+        else:
+            self._queue.put(_Request(command, future, loop))
         return await future
 
     async def close(self) -> None:
@@ -258,9 +273,15 @@ class ThreadWriter:
         self._engine.dispose()
 
     def _next_batch(self) -> list[_Request] | None:
-        first = self._queue.get()
+        first: _Request | object | None = _WAKE
+        while first is _WAKE:
+            try:  # wait for a change only while the background lane is empty
+                first = self._queue.get(block=not self._background)
+            except queue.Empty:
+                return [self._background.popleft()]  # idle: one background request, alone
         if first is None:
             return None
+        assert isinstance(first, _Request)
         batch = [first]
         while len(batch) < self._batch_max:
             try:
@@ -270,7 +291,8 @@ class ThreadWriter:
             if request is None:
                 self._queue.put(None)  # finish this batch, then stop
                 break
-            batch.append(request)
+            if isinstance(request, _Request):
+                batch.append(request)
         return batch
 
     def _run(self) -> None:
@@ -284,6 +306,9 @@ class ThreadWriter:
             self._deliver(batch, outcomes)
         if connection is not None:
             connection.close()
+        closing = UnavailableError("the database is closing")
+        while self._background:  # left when the writer closed: their callers are told
+            self._deliver([self._background.popleft()], [(False, closing)])
 
     @staticmethod
     def _deliver(batch: list[_Request], outcomes: list[tuple[bool, Any]]) -> None:
@@ -305,7 +330,13 @@ class TaskWriter:
         self._queue: asyncio.Queue[_Request] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def submit(self, command: Command) -> Any:
+    async def submit(self, command: Command, background: bool = False) -> Any:
+        if background:  # beside the writers, in a transaction of its own
+            async with self._engine.connect() as connection:
+                [(ok, value)] = await connection.run_sync(run_batch, [command])
+            if not ok:
+                raise value
+            return value
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
@@ -415,6 +446,15 @@ class Database:
         if self.dialect != "sqlite":
             plain = database_url(self.url).set(drivername="postgresql")
             await notify.listen(plain.render_as_string(hide_password=False), channel, callback)
+
+    async def write_background(self, command: Callable[..., T], *args: Any) -> T:
+        """Like `write`, for work that can wait (a prune): it never shares a transaction with
+        a change nor holds one up for longer than the one batch it is running.
+        """
+        result: T = await self._writer.submit(
+            lambda connection: command(connection, *args), background=True
+        )
+        return result
 
     async def close(self) -> None:
         """Finish queued writes and close every connection."""
