@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from pydantic import TypeAdapter
@@ -62,25 +63,30 @@ LIST_PARAMS = frozenset(
 )
 
 
+T = TypeVar("T")
 _JOB_JSON = TypeAdapter(Job)
 _JOBS_JSON = TypeAdapter(list[Job])
 
 
 def job_response(job: Job, status_code: int = 200) -> Response:
     """A job as JSON, serialized straight from the domain object (the fields of JobPublic)."""
-    try:
-        body = _JOB_JSON.dump_json(job)
-    except ValueError:
-        body = _JOB_JSON.dump_json(_showable(job))
+    body = _json(_JOB_JSON, job, lambda: _showable(job))
     return Response(body, status_code=status_code, media_type="application/json")
 
 
 def _jobs_response(found: list[Job]) -> Response:
-    try:
-        body = _JOBS_JSON.dump_json(found)
-    except ValueError:
-        body = _JOBS_JSON.dump_json([_showable(job) for job in found])
+    body = _json(_JOBS_JSON, found, lambda: [_showable(job) for job in found])
     return Response(body, media_type="application/json")
+
+
+def _json(adapter: TypeAdapter[T], value: T, showable: Callable[[], T]) -> bytes:
+    """`value` as JSON; if stored metadata cannot be (too deep, from before the JSON
+    policy), the `showable` form of it instead.
+    """
+    try:
+        return adapter.dump_json(value)
+    except ValueError:
+        return adapter.dump_json(showable())
 
 
 def _showable(job: Job) -> Job:

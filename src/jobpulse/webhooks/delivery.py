@@ -79,20 +79,35 @@ class Recorder:
 
 
 class HostLimits:
-    """At most `per_host` sends at once to one host; a host's slot goes when unused."""
+    """At most `per_host` sends at once to one host; a host's slot goes when unused. Counts
+    the messages waiting for a slot, and tells `on_wait` when one starts to.
+    """
 
-    def __init__(self, per_host: int) -> None:
+    def __init__(self, per_host: int, on_wait: Callable[[], None]) -> None:
         self._per_host = per_host
+        self._on_wait = on_wait
         self._hosts: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+        #: Messages waiting for a slot of their host (a slow host's backlog).
+        self.waiting = 0
 
     @contextlib.asynccontextmanager
-    async def hold(self, host: str) -> AsyncIterator[None]:
+    async def hold(self, url: str) -> AsyncIterator[None]:
+        host = _host(url)
         slots, users = self._hosts.setdefault(host, (asyncio.Semaphore(self._per_host), [0]))
         users[0] += 1
+        self.waiting += 1
+        self._on_wait()
         try:
-            async with slots:
-                yield
+            acquired = False
+            try:
+                await slots.acquire()
+                acquired = True
+            finally:
+                self.waiting -= 1
+            yield
         finally:
+            if acquired:
+                slots.release()
             users[0] -= 1
             if users[0] == 0:
                 del self._hosts[host]
@@ -118,14 +133,12 @@ class Deliverer:
         self._now = clock
         self.metrics = metrics or Metrics()
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
-        self._hosts = HostLimits(settings.webhook_host_concurrency)
+        self._hosts = HostLimits(settings.webhook_host_concurrency, on_wait=self._check_room)
         #: Claimed messages ready to send (not waiting for their host) at most: enough to keep
         #: every slot busy; and all claimed messages at most, waiting ones included.
         self._capacity = settings.webhook_concurrency * 4
         self._held_max = self._capacity * 4
         self._in_flight: set[asyncio.Task[None]] = set()
-        #: Claimed messages waiting for a slot of their host (a slow host's backlog).
-        self._waiting = 0
         #: Set when at most half the capacity is ready or in flight.
         self._room = asyncio.Event()
         self._recorder = Recorder(database)
@@ -191,7 +204,7 @@ class Deliverer:
         """How many more messages to claim: those waiting for a slow host do not count
         against the capacity, so the other hosts' messages keep coming, within a hard cap.
         """
-        ready = len(self._in_flight) - self._waiting
+        ready = len(self._in_flight) - self._hosts.waiting
         return min(self._capacity - ready, self._held_max - len(self._in_flight))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -202,23 +215,8 @@ class Deliverer:
         if self._room_left() >= self._capacity // 2:
             self._room.set()
 
-    @contextlib.asynccontextmanager
-    async def _host_slot(self, url: str) -> AsyncIterator[None]:
-        """One of the slots of `url`'s host, counted as waiting until it is had."""
-        self._waiting += 1
-        waiting = True
-        self._check_room()
-        try:
-            async with self._hosts.hold(_host(url)):
-                self._waiting -= 1
-                waiting = False
-                yield
-        finally:
-            if waiting:
-                self._waiting -= 1
-
     async def _deliver(self, message: outbox.Claimed, lease: datetime) -> None:
-        async with self._host_slot(message.url), self._slots:
+        async with self._hosts.hold(message.url), self._slots:
             # An attempt ends within the timeout: it must end a second before the lease does.
             latest_start = lease - timedelta(seconds=self.settings.webhook_timeout_s + 1)
             if self._now() > latest_start:

@@ -99,10 +99,9 @@ class AiohttpSender:
     """The delivery client: pooled, `concurrency` connections in all, the guard in its resolver."""
 
     def __init__(self, settings: Settings) -> None:
-        self._allow_private = settings.webhook_allow_private
-        self._timeout_s = settings.webhook_timeout_s
-        self._session: aiohttp.ClientSession | None = None
         self._settings = settings
+        self._allow_private = settings.webhook_allow_private
+        self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> AiohttpSender:
         return self
@@ -122,7 +121,6 @@ class AiohttpSender:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 auto_decompress=False,
                 trust_env=False,
                 skip_auto_headers=("User-Agent",),
@@ -160,7 +158,7 @@ class AiohttpSender:
                 raise SendError(f"refused: {exc.message}") from None
         try:
             async with (
-                asyncio.timeout(self._timeout_s),
+                asyncio.timeout(self._settings.webhook_timeout_s),
                 self._open().post(
                     url, data=body, headers=headers, allow_redirects=False, proxy=proxy
                 ) as response,
@@ -168,7 +166,7 @@ class AiohttpSender:
                 cut = await _read_some(response)
                 return Reply(response.status, response.headers.get("Retry-After"), cut)
         except TimeoutError:
-            raise SendError(f"no answer within {self._timeout_s:g}s") from None
+            raise SendError(f"no answer within {self._settings.webhook_timeout_s:g}s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise SendError(_describe(exc)) from exc
 
