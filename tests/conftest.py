@@ -7,6 +7,7 @@ PostgreSQL is skipped when no server answers, unless CI is set: then that is a f
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import uuid
@@ -17,6 +18,10 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.api import create_app
@@ -144,3 +149,20 @@ def make_key(app: FastAPI) -> MakeKey:
         return {"Authorization": f"Bearer {secret}"}
 
     return make
+
+
+@functools.cache
+def _exporter() -> InMemorySpanExporter:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    trace.set_tracer_provider(provider)  # once per process: the global provider
+    return memory
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """Every span finished from here on (a tracer provider is set for the whole run)."""
+    memory = _exporter()
+    memory.clear()
+    return memory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,36000"
@@ -104,6 +104,28 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("STEP_COMPLETE_KEY", "JOBPULSE_STEP_COMPLETE_KEY"),
     )
 
+    #: How often a followed LLM batch is polled at its provider.
+    batch_poll_interval_s: float = Field(default=60.0, gt=0)
+    #: Provider requests in flight at once, per process.
+    batch_poll_concurrency: int = Field(default=8, ge=1)
+    #: Seconds one provider request may take (reading an ended batch's results may take what
+    #: the lease leaves after the status and cancel requests; see batch_lease_s).
+    batch_timeout_s: float = Field(default=30.0, gt=0)
+    #: How long a claimed batch stays claimed: past it, another poller may poll it. At least
+    #: three times the request timeout plus LEASE_MARGIN_S.
+    batch_lease_s: float = Field(default=300.0, gt=0)
+    #: Seconds a batch may stay unknown to its provider (404) before its job fails.
+    batch_not_found_fail_s: float = Field(default=3600.0, gt=0)
+    anthropic_base_url: str = "https://api.anthropic.com"
+    openai_base_url: str = "https://api.openai.com"
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "JOBPULSE_ANTHROPIC_API_KEY"),
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "JOBPULSE_OPENAI_API_KEY")
+    )
+
     @field_validator("webhook_retry_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
@@ -119,6 +141,12 @@ class Settings(BaseSettings):
                 f"webhook_lease_s ({self.webhook_lease_s:g}) must be at least "
                 f"webhook_timeout_s ({self.webhook_timeout_s:g}) + {LEASE_MARGIN_S:g}: "
                 "a lease must outlast the attempt it covers"
+            )
+        if self.batch_lease_s < 3 * self.batch_timeout_s + LEASE_MARGIN_S:
+            raise ValueError(
+                f"batch_lease_s ({self.batch_lease_s:g}) must be at least three times "
+                f"batch_timeout_s ({self.batch_timeout_s:g}) + {LEASE_MARGIN_S:g}: "
+                "a lease must outlast the poll it covers"
             )
         return self
 

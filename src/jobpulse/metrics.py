@@ -5,6 +5,7 @@ exports its own counters; nothing is counted twice within one (only applied chan
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -22,6 +23,16 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 
 CALLBACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15)
 #: The label every job type past the first `job_types_max` is counted under.
 OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """The whole-database figures the gauges show."""
+
+    active: dict[JobStatus, int]
+    stuck: int
+    outbox_pending: int
+    batches: int
 
 
 class Metrics:
@@ -89,6 +100,22 @@ class Metrics:
         self.pruned_rows = Counter(
             "jobpulse_pruned", "Rows removed by retention, by kind.", ["kind"], registry=r
         )
+        self.batch_polls = Counter(
+            "jobpulse_batch_polls",
+            "LLM batch polls, by provider and outcome.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.batch_poll_latency = Histogram(
+            "jobpulse_batch_poll_seconds",
+            "Time one LLM batch poll took at its provider.",
+            ["provider"],
+            buckets=CALLBACK_BUCKETS,
+            registry=r,
+        )
+        self.batches_in_flight = Gauge(
+            "jobpulse_batches_in_flight", "LLM batches followed at their providers.", registry=r
+        )
         self.loop_lag = Gauge(
             "jobpulse_event_loop_lag_seconds", "Last measured event-loop lag.", registry=r
         )
@@ -137,12 +164,18 @@ class Metrics:
             if number:
                 self.child(self.pruned_rows, kind).inc(number)
 
-    def set_gauges(self, active: dict[JobStatus, int], stuck: int, pending: int) -> None:
+    def batch_polled(self, provider: str, outcome: str, seconds: float) -> None:
+        """Count one LLM batch poll."""
+        self.child(self.batch_polls, provider, outcome).inc()
+        self.child(self.batch_poll_latency, provider).observe(seconds)
+
+    def set_gauges(self, figures: Gauges) -> None:
         """The gauges read from the database at scrape time."""
-        for status, number in active.items():
+        for status, number in figures.active.items():
             self.active.labels(status.value).set(number)
-        self.stuck.set(stuck)
-        self.outbox_pending.set(pending)
+        self.stuck.set(figures.stuck)
+        self.outbox_pending.set(figures.outbox_pending)
+        self.batches_in_flight.set(figures.batches)
 
     def exposition(self) -> bytes:
         """The Prometheus text format."""

@@ -4,6 +4,7 @@ outbox rows commit in one transaction, guarded by a compare-and-set on the statu
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -12,7 +13,9 @@ from functools import partial
 from typing import Any
 
 from opentelemetry import context as otel_context
+from sqlalchemy import Connection
 
+from jobpulse.batches import BATCH_JOB_TYPE, POLLER, batch_ref
 from jobpulse.config import Settings
 from jobpulse.documents import text_problem
 from jobpulse.domain import (
@@ -38,7 +41,7 @@ from jobpulse.domain import (
 from jobpulse.errors import ValidationError
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
-from jobpulse.storage import outbox, repository, retention, stats, steps, sweeps
+from jobpulse.storage import batches, outbox, repository, retention, stats, steps, sweeps
 from jobpulse.storage.engine import Database
 from jobpulse.sweeping import StaleLimits, plan_sweep
 from jobpulse.telemetry import trace_headers, trace_method
@@ -120,6 +123,8 @@ class JobManager:
         self.handling: set[str] = set()
         #: Called after a commit that queued webhooks (wakes the delivery worker).
         self._notify = notify
+        #: Set when a followed batch's job is ended through jobpulse (wakes the batch poller).
+        self.batches_due = asyncio.Event()
 
     @classmethod
     def from_settings(
@@ -186,7 +191,13 @@ class JobManager:
             ),
         )
         await self._check_callback(job.callback_url)
-        stored, created = await self.database.write(repository.insert_job, job, idempotency_key)
+        if job_type == BATCH_JOB_TYPE:
+            ref = batch_ref(job.metadata)
+            stored, created = await self.database.write(
+                batches.insert_batch_job, job, idempotency_key, ref
+            )
+        else:
+            stored, created = await self.database.write(repository.insert_job, job, idempotency_key)
         if created:
             self.metrics.created(stored)
         return stored
@@ -370,7 +381,7 @@ class JobManager:
 
     async def refresh_gauges(self) -> None:
         """Read the metrics gauges from the database (at scrape time)."""
-        self.metrics.set_gauges(*await self.database.read(stats.gauges))
+        self.metrics.set_gauges(await self.database.read(stats.gauges))
 
     @trace_method
     async def list_callbacks(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
@@ -397,14 +408,31 @@ class JobManager:
         if self._notify is not None:
             self._notify()
 
-    async def _apply(self, actor: Actor, job_id: str, planner: Callable[[Job], Plan]) -> Job:
+    async def record_batch_poll(
+        self, claimed: batches.Claimed, planner: Callable[[Job], Plan], poll: batches.Polled
+    ) -> Job:
+        """Apply one batch poll's change to its job (see `batches.record_poll`)."""
+        poller = Actor(claimed.organization_id, POLLER, is_admin=True)
+        return await self._apply(
+            poller, claimed.job_id, planner, partial(batches.record_poll, poll=poll)
+        )
+
+    async def _apply(
+        self,
+        actor: Actor,
+        job_id: str,
+        planner: Callable[[Job], Plan],
+        command: Callable[
+            [Connection, Actor, str, Callable[[Job], Plan]], tuple[Job, Plan]
+        ] = repository.apply_plan,
+    ) -> Job:
         self.handling.add(job_id)
         try:
             # The trace context is captured here, in the request's task, and only written out
             # as headers if the change ends the job with a callback to send.
             trace = otel_context.get_current()
             planner = partial(_with_callback, planner, self._now(), trace)
-            job, plan = await self.database.write(repository.apply_plan, actor, job_id, planner)
+            job, plan = await self.database.write(command, actor, job_id, planner)
         finally:
             self.handling.discard(job_id)
         if plan.error is not None:
@@ -412,6 +440,10 @@ class JobManager:
         self.metrics.applied(job, plan)
         if plan.outbox:
             self._wake()
+        if plan.ends_job and job.job_type == BATCH_JOB_TYPE and actor.user_id != POLLER:
+            # The poller tells the provider (a cancel) or stops following (any other end).
+            await self.database.write(batches.poll_soon, job.id, self._now())
+            self.batches_due.set()
         return job
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 
 import httpx
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -20,22 +17,6 @@ from jobpulse.telemetry import trace_method, tracer
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.conftest import MakeKey
 from tests.receiver import Receiver
-
-
-@functools.cache
-def exporter() -> InMemorySpanExporter:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    trace.set_tracer_provider(provider)  # once per process: the global provider
-    return memory
-
-
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    memory = exporter()
-    memory.clear()
-    return memory
 
 
 def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

@@ -16,6 +16,8 @@ from jobpulse.api.limits import BodySizeLimit
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
+from jobpulse.monitor.batch_poller import BatchPoller
+from jobpulse.monitor.providers import ProviderClient
 from jobpulse.monitor.sweeper import prune_forever, sweep_forever
 from jobpulse.monitor.watchdog import Watchdog
 from jobpulse.service import JobManager
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         app.state.keys = KeyManager(database)
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
+        providers = ProviderClient(settings)
         async with new_client(settings) as http:
             deliverer = Deliverer(
                 database, settings, http, wake=wake, metrics=app.state.jobs.metrics
@@ -67,6 +70,11 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 asyncio.create_task(app.state.watchdog.beat(), name="jobpulse-watchdog"),
                 asyncio.create_task(app.state.keys.follow_revocations(), name="jobpulse-keys"),
             ]
+            background.append(
+                asyncio.create_task(
+                    BatchPoller(app.state.jobs, settings, providers).run(), name="jobpulse-batches"
+                )
+            )
             if settings.retention_days is not None:
                 pruning = prune_forever(app.state.jobs, settings.retention_days)
                 background.append(asyncio.create_task(pruning, name="jobpulse-prune"))
@@ -79,6 +87,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
                 await deliverer.stop(worker)
+                await providers.close()
                 await database.close()
 
     app = FastAPI(

@@ -5,12 +5,14 @@ from __future__ import annotations
 from sqlalchemy import Connection, func, select
 
 from jobpulse.domain import ACTIVE, JobStatus
+from jobpulse.metrics import Gauges
+from jobpulse.storage.batches import followed
 from jobpulse.storage.outbox import pending_count
 from jobpulse.storage.tables import jobs
 
 
-def gauges(connection: Connection) -> tuple[dict[JobStatus, int], int, int]:
-    """Active jobs by status, stuck jobs, and webhooks waiting to be delivered."""
+def gauges(connection: Connection) -> Gauges:
+    """Active jobs by status, stuck jobs, webhooks waiting to be delivered, batches followed."""
     active = dict.fromkeys(sorted(ACTIVE), 0)
     rows = connection.execute(
         select(jobs.c.status, func.count())
@@ -24,4 +26,4 @@ def gauges(connection: Connection) -> tuple[dict[JobStatus, int], int, int]:
             jobs.c.stuck_since.is_not(None), jobs.c.status.in_(sorted(ACTIVE))
         )
     ).scalar_one()
-    return active, int(stuck), pending_count(connection)
+    return Gauges(active, int(stuck), pending_count(connection), followed(connection))

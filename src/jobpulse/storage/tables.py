@@ -242,3 +242,19 @@ job_steps = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("uq_job_steps_job_id_step_id", "job_id", "step_id", unique=True),
 )
+
+#: The provider batches `llm_batch` jobs follow, while they are followed (see batches.py).
+batch_polls = Table(
+    "batch_polls",
+    metadata,
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("organization_id", String(128), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("batch_id", String(255), nullable=False),
+    # Due then; a claim moves it past its lease, so no other poller takes it meanwhile.
+    Column("next_poll_at", UTCDateTime, nullable=False),
+    Column("polled_at", UTCDateTime),
+    Column("not_found_since", UTCDateTime),
+    Column("cancel_sent_at", UTCDateTime),
+    Index("ix_batch_polls_next_poll_at", "next_poll_at"),
+)

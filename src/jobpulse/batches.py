@@ -1,0 +1,368 @@
+"""LLM batch jobs as ordinary jobs: what a provider's answer means for the job that follows
+its batch. Pure: the poller (monitor/batch_poller.py) does the I/O and passes the clock.
+
+A job of type `llm_batch` names its batch in `metadata.provider` and `metadata.batch_id`.
+Each poll reads the batch as a `Snapshot`; `plan_observed` turns it into the job's change
+(request counts and progress merged into metadata, the provider's end mapped to a terminal
+status with a stop reason), `plan_failed` records a poll that got no usable answer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from jobpulse.domain import (
+    TERMINAL,
+    Job,
+    JobChange,
+    JobEvent,
+    JobStatus,
+    Plan,
+    StopReason,
+    plan_change,
+)
+from jobpulse.errors import ValidationError
+
+#: The job type the poller follows.
+BATCH_JOB_TYPE = "llm_batch"
+#: The actor named in the history of what the poller changes.
+POLLER = "batch-poller"
+#: Error messages from a batch's results kept on its job, and the length of each.
+ERRORS_KEPT = 5
+ERROR_CHARS = 300
+
+
+class Provider(StrEnum):
+    """The batch APIs jobpulse speaks."""
+
+    ANTHROPIC = "anthropic"
+    OPENAI = "openai"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRef:
+    """Which provider batch a job follows."""
+
+    provider: Provider
+    batch_id: str
+
+
+def batch_ref(metadata: Mapping[str, Any]) -> BatchRef:
+    """The batch an `llm_batch` job's metadata names; ValidationError if it names none."""
+    provider = metadata.get("provider")
+    if provider not in tuple(Provider):
+        choices = ", ".join(p.value for p in Provider)
+        raise ValidationError(f"an {BATCH_JOB_TYPE} job needs metadata.provider: one of {choices}")
+    batch_id = metadata.get("batch_id")
+    if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= 255:
+        raise ValidationError(
+            f"an {BATCH_JOB_TYPE} job needs metadata.batch_id: a string of 1 to 255 characters"
+        )
+    return BatchRef(Provider(provider), batch_id)
+
+
+class UnexpectedAnswerError(Exception):
+    """A provider answered 2xx with something that is not a batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A batch as its provider described it on one poll."""
+
+    provider_status: str
+    #: The job status the batch's end means; None while the batch runs.
+    outcome: JobStatus | None
+    counts: dict[str, int]
+    done: int
+    total: int
+    #: Where its per-request outcomes are: results_url, output_file_id, error_file_id.
+    files: dict[str, str] = field(default_factory=dict)
+    expires_at: str | None = None
+    #: Why it ended, for the history (None while it runs).
+    reason: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        """Whether the provider has finished with the batch."""
+        return self.outcome is not None
+
+    def metadata(self) -> dict[str, Any]:
+        """What this poll puts in the job's metadata."""
+        return {
+            "provider_status": self.provider_status,
+            "request_counts": self.counts,
+            "progress": {"done": self.done, "total": self.total},
+            **self.files,
+            "expires_at": self.expires_at,
+        }
+
+
+#: The stop reason that says why a batch's job ended with each status.
+STOP_REASONS = {
+    JobStatus.COMPLETED: StopReason.END_TURN,
+    JobStatus.FAILED: StopReason.LLM_API_ERROR,
+    JobStatus.CANCELLED: StopReason.CANCELLED,
+    JobStatus.EXPIRED: StopReason.TIMEOUT,
+}
+
+
+def _counts(body: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, int]:
+    found = body.get("request_counts")
+    if not isinstance(found, Mapping):
+        raise UnexpectedAnswerError("no request_counts")
+    counts = {}
+    for name in names:
+        value = found.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UnexpectedAnswerError(f"request_counts.{name} is not a count")
+        counts[name] = value
+    return counts
+
+
+def _text(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _status(body: Mapping[str, Any], name: str, known: frozenset[str]) -> str:
+    value = body.get(name)
+    if value not in known:
+        raise UnexpectedAnswerError(f"{name} is {value!r}")
+    return str(value)
+
+
+_ANTHROPIC_COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
+_ANTHROPIC_STATUSES = frozenset({"in_progress", "canceling", "ended"})
+
+
+def read_anthropic(body: Mapping[str, Any]) -> Snapshot:
+    """A Message Batch (`GET /v1/messages/batches/{id}`) as a Snapshot."""
+    status = _status(body, "processing_status", _ANTHROPIC_STATUSES)
+    counts = _counts(body, _ANTHROPIC_COUNTS)
+    total = sum(counts.values())
+    files = {"results_url": url} if (url := _text(body, "results_url")) else {}
+    outcome = None
+    reason = None
+    if status == "ended":
+        if _text(body, "cancel_initiated_at"):
+            outcome = JobStatus.CANCELLED
+        elif total and counts["expired"] == total:
+            outcome = JobStatus.EXPIRED
+        elif total and counts["errored"] == total:
+            outcome = JobStatus.FAILED
+        else:
+            outcome = JobStatus.COMPLETED
+        tally = ", ".join(f"{n} {name}" for name, n in counts.items() if n and name != "processing")
+        reason = f"anthropic batch ended: {tally or 'no requests'}"
+    return Snapshot(
+        provider_status=status,
+        outcome=outcome,
+        counts=counts,
+        done=total - counts["processing"],
+        total=total,
+        files=files,
+        expires_at=_text(body, "expires_at"),
+        reason=reason,
+    )
+
+
+_OPENAI_COUNTS = ("total", "completed", "failed")
+_OPENAI_RUNNING = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
+_OPENAI_ENDS = {
+    "completed": JobStatus.COMPLETED,
+    "cancelled": JobStatus.CANCELLED,
+    "expired": JobStatus.EXPIRED,
+    "failed": JobStatus.FAILED,
+}
+
+
+def read_openai(body: Mapping[str, Any]) -> Snapshot:
+    """A Batch (`GET /v1/batches/{id}`) as a Snapshot."""
+    status = _status(body, "status", _OPENAI_RUNNING | frozenset(_OPENAI_ENDS))
+    counts = _counts(body, _OPENAI_COUNTS)
+    files = {
+        name: ref for name in ("output_file_id", "error_file_id") if (ref := _text(body, name))
+    }
+    outcome = _OPENAI_ENDS.get(status)
+    if outcome == JobStatus.COMPLETED and counts["total"] and counts["failed"] == counts["total"]:
+        outcome = JobStatus.FAILED
+    reason = None
+    if outcome is not None:
+        reason = (
+            f"openai batch {status}: {counts['completed']} completed, {counts['failed']} failed"
+        )
+        if (why := _openai_errors(body)) is not None:
+            reason += f" ({why})"
+    expires = body.get("expires_at")
+    return Snapshot(
+        provider_status=status,
+        outcome=outcome,
+        counts=counts,
+        done=counts["completed"] + counts["failed"],
+        total=counts["total"],
+        files=files,
+        expires_at=_epoch(expires) if isinstance(expires, int) else None,
+        reason=reason,
+    )
+
+
+def _epoch(seconds: int) -> str | None:
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _openai_errors(body: Mapping[str, Any]) -> str | None:
+    """The first message of a failed batch's `errors` list, if it has one."""
+    errors = body.get("errors")
+    data = errors.get("data") if isinstance(errors, Mapping) else None
+    if isinstance(data, list) and data and isinstance(data[0], Mapping):
+        message = data[0].get("message")
+        if isinstance(message, str):
+            return message[:ERROR_CHARS]
+    return None
+
+
+READERS = {Provider.ANTHROPIC: read_anthropic, Provider.OPENAI: read_openai}
+
+
+class Tally:
+    """Per-request outcomes of an ended batch, counted line by line, with the first few
+    error messages: the summary put on its job. Bounded whatever the batch's size.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.errors: list[dict[str, str | None]] = []
+        self.partial = False
+
+    def add(self, outcome: str, custom_id: object = None, message: object = None) -> None:
+        """Count one request's outcome (and keep its error message while there is room)."""
+        self.counts[outcome] += 1
+        if message is not None and len(self.errors) < ERRORS_KEPT:
+            self.errors.append(
+                {
+                    "custom_id": custom_id if isinstance(custom_id, str) else None,
+                    "message": str(message)[:ERROR_CHARS],
+                }
+            )
+
+    def add_anthropic(self, line: Any) -> None:
+        """One line of a Message Batch's results JSONL."""
+        result = line.get("result") if isinstance(line, Mapping) else None
+        kind = result.get("type") if isinstance(result, Mapping) else None
+        if not isinstance(result, Mapping) or not isinstance(kind, str):
+            self.add("unreadable")
+            return
+        message = None
+        if kind == "errored":
+            message = _message(result.get("error")) or "errored"
+        self.add(kind, line.get("custom_id"), message)
+
+    def add_openai(self, line: Any) -> None:
+        """One line of a Batch's output or error file."""
+        if not isinstance(line, Mapping):
+            self.add("unreadable")
+            return
+        response = line.get("response")
+        status = response.get("status_code") if isinstance(response, Mapping) else None
+        if line.get("error") is None and isinstance(status, int) and 200 <= status < 300:
+            self.add("succeeded")
+            return
+        body = response.get("body") if isinstance(response, Mapping) else None
+        message = _message(line.get("error")) or _message(body) or f"HTTP {status}"
+        self.add("errored", line.get("custom_id"), message)
+
+    def summary(self) -> dict[str, Any]:
+        """The summary put on the job as `metadata.results`."""
+        found: dict[str, Any] = {"counts": dict(self.counts), "errors": self.errors}
+        if self.partial:
+            found["partial"] = True
+        return found
+
+
+def _message(error: object) -> str | None:
+    """The message of a provider error object, however deeply the provider nests it."""
+    for _ in range(4):
+        if not isinstance(error, Mapping):
+            return None
+        message = error.get("message")
+        if isinstance(message, str):
+            return message
+        error = error.get("error")
+    return None
+
+
+def plan_observed(
+    job: Job, snapshot: Snapshot, summary: dict[str, Any] | None, now: datetime
+) -> Plan:
+    """The change one successful poll makes: what changed merged into metadata, a created or
+    pending job moved to running, and the batch's end applied to a job still active (a job
+    already ended, as one cancelled through jobpulse, only gets the final counts).
+    """
+    observed = snapshot.metadata() | {"last_poll_error": None}
+    if summary is not None:
+        observed["results"] = summary
+    patch = {key: value for key, value in observed.items() if job.metadata.get(key) != value}
+    status = None
+    if job.status not in TERMINAL:
+        if snapshot.outcome is not None:
+            status = snapshot.outcome
+        elif job.status != JobStatus.RUNNING:
+            status = JobStatus.RUNNING
+    if status is None and not patch:
+        return Plan(expected=job.status)
+    change = JobChange(
+        status=status,
+        stop_reason=STOP_REASONS.get(status) if status is not None else None,
+        metadata=patch or None,
+        reason=snapshot.reason if status in TERMINAL else None,
+    )
+    return plan_change(job, change, now, POLLER)
+
+
+def plan_failed(job: Job, message: str, now: datetime, give_up: bool = False) -> Plan:
+    """A poll without a usable answer: `metadata.last_poll_error` and a history note when
+    the error is new; the status stays, unless `give_up` (the batch has been unknown too
+    long) fails a job still active.
+    """
+    if give_up and job.status not in TERMINAL:
+        change = JobChange(
+            status=JobStatus.FAILED,
+            stop_reason=StopReason.ERROR,
+            metadata={"last_poll_error": message},
+            reason=message,
+        )
+        return plan_change(job, change, now, POLLER)
+    if job.metadata.get("last_poll_error") == message:
+        return Plan(expected=job.status)
+    plan = plan_change(job, JobChange(metadata={"last_poll_error": message}), now, POLLER)
+    note = JobEvent(
+        job_id=job.id,
+        from_status=job.status,
+        to_status=job.status,
+        at=now,
+        reason=f"batch poll failed: {message}",
+        actor=POLLER,
+    )
+    return Plan(expected=plan.expected, values=plan.values, event=note, error=plan.error)
+
+
+def keeps_following(job: Job, ended: bool) -> bool:
+    """Whether the poller polls this batch again: until the provider ends it, unless the job
+    was ended some other way than a cancel (a cancelled job is followed to the batch's end).
+    """
+    if ended:
+        return False
+    return job.status not in TERMINAL or job.status == JobStatus.CANCELLED
+
+
+def gave_up(not_found_since: datetime | None, now: datetime, limit_s: float) -> bool:
+    """Whether a batch unknown to its provider since `not_found_since` has been so too long."""
+    return not_found_since is not None and now - not_found_since >= timedelta(seconds=limit_s)

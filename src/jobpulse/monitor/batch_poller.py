@@ -1,0 +1,224 @@
+"""The LLM batch poller: follows `llm_batch` jobs at their providers until the batches end.
+
+Every replica may run one. Due batches are claimed under a lease (storage/batches.py), the
+longest unpolled first, and polled with at most `batch_poll_concurrency` requests in flight;
+each poll's outcome is written with its job's change in one transaction. A provider that
+answers 429 or 5xx is not asked again (for any batch) before its Retry-After, or an
+exponential backoff without one. A failed poll is recorded on the job and never changes its
+status, except a batch unknown to its provider for `batch_not_found_fail_s`, which fails it.
+A job cancelled through jobpulse has its batch cancelled at the provider and is followed to
+the batch's end for its final counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import partial
+
+from jobpulse.batches import (
+    Provider,
+    Snapshot,
+    gave_up,
+    plan_failed,
+    plan_observed,
+)
+from jobpulse.config import LEASE_MARGIN_S, Settings
+from jobpulse.domain import TERMINAL, Job, JobStatus, Plan
+from jobpulse.monitor.providers import ProviderClient, ProviderError
+from jobpulse.service import JobManager, utcnow
+from jobpulse.storage import batches
+from jobpulse.telemetry import tracer
+from jobpulse.webhooks.policy import retry_after_seconds
+
+logger = logging.getLogger("jobpulse.batches")
+
+#: The longest a provider's Retry-After is honoured, and the backoff's ceiling without one.
+RETRY_AFTER_MAX_S = 3600.0
+BACKOFF_MAX_S = 60.0
+#: How often the poller looks for due batches when nothing wakes it.
+TICK_S = 1.0
+
+
+class BatchPoller:
+    """Polls due batches and applies what their providers say to their jobs."""
+
+    def __init__(
+        self,
+        jobs: JobManager,
+        settings: Settings,
+        client: ProviderClient,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._jobs = jobs
+        self._client = client
+        self._now = clock
+        self._interval = timedelta(seconds=settings.batch_poll_interval_s)
+        self._lease_s = settings.batch_lease_s
+        self._not_found_fail_s = settings.batch_not_found_fail_s
+        #: What a batch's results may take to read: the lease, less its other two requests.
+        self._results_s = settings.batch_lease_s - 2 * settings.batch_timeout_s - LEASE_MARGIN_S
+        self._concurrency = settings.batch_poll_concurrency
+        self._slots = asyncio.Semaphore(self._concurrency)
+        #: Per provider: the monotonic time before which it is not asked, and failures in a row.
+        self._resume_at: dict[Provider, float] = {}
+        self._failures: dict[Provider, int] = {}
+
+    async def run(self, tick_s: float = TICK_S) -> None:
+        """Poll due batches until cancelled; between rounds, wait for a batch's job to end
+        through jobpulse or for `tick_s`.
+        """
+        due = self._jobs.batches_due
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # the database may be away for a while: keep going
+                logger.exception("batch polling round failed")
+            due.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), tick_s)
+
+    async def run_once(self) -> int:
+        """Poll every batch due now, `batch_poll_concurrency` at a time; how many."""
+        due_by = self._now()
+        polled = 0
+        async with asyncio.TaskGroup() as polls:
+            while True:
+                claimed = await self._jobs.database.write(
+                    batches.claim, due_by, self._now(), 2 * self._concurrency, self._lease_s
+                )
+                if not claimed:
+                    return polled
+                for batch in claimed:
+                    await self._slots.acquire()
+                    polls.create_task(self._poll(batch))
+                polled += len(claimed)
+
+    async def _poll(self, batch: batches.Claimed) -> None:
+        try:
+            provider = batch.ref.provider
+            if batch.job_status in TERMINAL and batch.job_status != JobStatus.CANCELLED:
+                await self._defer(batch, 0.0, ended=True)  # ended through jobpulse: let go
+                return
+            wait = self._resume_at.get(provider, 0.0) - time.monotonic()
+            if wait > 0:  # the provider asked for a pause: come back then, unasked
+                await self._defer(batch, wait)
+                return
+            with tracer().start_as_current_span("batch poll") as span:
+                span.set_attribute("batch.provider", provider.value)
+                span.set_attribute("batch.id", batch.ref.batch_id)
+                span.set_attribute("job.id", batch.job_id)
+                outcome = await self._ask(batch)
+                span.set_attribute("batch.outcome", outcome)
+        except Exception:
+            logger.exception("polling batch %s of job %s failed", batch.ref.batch_id, batch.job_id)
+        finally:
+            self._slots.release()
+
+    async def _ask(self, batch: batches.Claimed) -> str:
+        """Poll the batch and record the outcome on its job; the outcome's metric label."""
+        now = self._now()
+        provider = batch.ref.provider
+        cancel_sent = batch.cancel_sent_at
+        started = time.perf_counter()
+        try:
+            if batch.job_status == JobStatus.CANCELLED and cancel_sent is None:
+                await self._client.cancel(batch.ref)
+                cancel_sent = now
+            snapshot = await self._client.get(batch.ref)
+            summary = None
+            if snapshot.ended:
+                summary = await self._summary(batch, snapshot)
+        except ProviderError as exc:
+            self._jobs.metrics.batch_polled(provider, _label(exc), time.perf_counter() - started)
+            await self._failed(batch, exc, now, cancel_sent)
+            return _label(exc)
+        outcome = "ended" if snapshot.ended else "ok"
+        self._jobs.metrics.batch_polled(provider, outcome, time.perf_counter() - started)
+        self._failures.pop(provider, None)
+        poll = batches.Polled(
+            next_poll_at=now + self._interval,
+            polled_at=now,
+            not_found_since=None,
+            cancel_sent_at=cancel_sent,
+            ended=snapshot.ended,
+        )
+        planner = partial(plan_observed, snapshot=snapshot, summary=summary, now=now)
+        await self._jobs.record_batch_poll(batch, planner, poll)
+        return outcome
+
+    async def _summary(self, batch: batches.Claimed, snapshot: Snapshot) -> dict[str, object]:
+        """The ended batch's per-request summary; a results answer that will not come right
+        by asking again (4xx) ends the job without it, saying why.
+        """
+        try:
+            return await self._client.tally(batch.ref, snapshot, self._results_s)
+        except ProviderError as exc:
+            if exc.status is None or exc.throttled:
+                raise
+            return {"counts": {}, "errors": [], "unavailable": exc.message}
+
+    async def _failed(
+        self,
+        batch: batches.Claimed,
+        exc: ProviderError,
+        now: datetime,
+        cancel_sent: datetime | None,
+    ) -> None:
+        provider = batch.ref.provider
+        retry_s = self._interval.total_seconds()
+        if exc.throttled:
+            retry_s = self._back_off(provider, exc.retry_after, now)
+        not_found_since = (batch.not_found_since or now) if exc.not_found else None
+        give_up = gave_up(not_found_since, now, self._not_found_fail_s)
+        message = exc.message
+        if give_up:
+            message = (
+                f"batch {batch.ref.batch_id} unknown to {provider} for "
+                f"{self._not_found_fail_s:g}s ({exc.message})"
+            )
+        poll = batches.Polled(
+            next_poll_at=now + timedelta(seconds=retry_s),
+            polled_at=now,
+            not_found_since=not_found_since,
+            cancel_sent_at=cancel_sent,
+            ended=give_up,
+        )
+        planner = partial(plan_failed, message=message, now=now, give_up=give_up)
+        await self._jobs.record_batch_poll(batch, planner, poll)
+
+    def _back_off(self, provider: Provider, retry_after: str | None, now: datetime) -> float:
+        """Pause every request to `provider`: for its Retry-After, or 1, 2, 4… up to 60 s."""
+        failures = self._failures[provider] = self._failures.get(provider, 0) + 1
+        seconds = retry_after_seconds(retry_after, now)
+        if seconds is None:
+            seconds = min(2.0 ** (failures - 1), BACKOFF_MAX_S)
+        seconds = min(seconds, RETRY_AFTER_MAX_S)
+        resume = time.monotonic() + seconds
+        self._resume_at[provider] = max(resume, self._resume_at.get(provider, 0.0))
+        return seconds
+
+    async def _defer(self, batch: batches.Claimed, wait_s: float, ended: bool = False) -> None:
+        """Put the batch back unasked, due in `wait_s` (or, `ended`, stop following it)."""
+        poll = batches.Polled(
+            next_poll_at=self._now() + timedelta(seconds=wait_s),
+            polled_at=batch.polled_at or self._now(),
+            not_found_since=batch.not_found_since,
+            cancel_sent_at=batch.cancel_sent_at,
+            ended=ended,
+        )
+        await self._jobs.record_batch_poll(batch, _unchanged, poll)
+
+
+def _unchanged(job: Job) -> Plan:
+    return Plan(expected=job.status)
+
+
+def _label(exc: ProviderError) -> str:
+    if exc.not_found:
+        return "not_found"
+    return "throttled" if exc.throttled else "error"
