@@ -4,7 +4,8 @@ Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (t
 BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, sqlite_cpu, http,
-tracing, webhooks, listing, imports, retention). The HTTP figures need wrk (Debian: wrk).
+tracing, webhooks, listing, imports, retention,
+batches). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import statistics
 
 import uvloop
 
-from benchmarks import http, imports, listing, retention, transitions, webhooks
+from benchmarks import batches, http, imports, listing, retention, transitions, webhooks
 
 KINDS = ("sqlite", "postgresql")
 TRANSITION_JOBS = {
@@ -201,6 +202,23 @@ async def bench_retention() -> None:
         )
 
 
+async def bench_batches() -> None:
+    report(
+        f"== LLM batch polling: one round over {batches.BATCHES} due batches, the fake providers "
+        f"answering in {batches.ANSWER_S * 1e3:.0f} ms, {batches.CONCURRENCY} at a time; vs the "
+        "ideal (batches x answer / concurrency) and a raw aiohttp GET loop"
+    )
+    for kind in KINDS:
+        seconds = await batches.measure(kind)
+        ratio = seconds["ours"] / seconds["ideal"]
+        report(
+            f"{kind:10}  round {seconds['ours']:6.2f} s  ideal {seconds['ideal']:6.2f} s"
+            f"  raw aiohttp {seconds['raw']:6.2f} s  ratio to ideal {ratio:5.2f}"
+            f"  {verdict(ratio, 1.3, at_most=True)}"
+            f"  ours/raw {seconds['ours'] / seconds['raw']:5.2f}"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "sqlite_cpu": bench_cpu_bound_sqlite,
@@ -210,6 +228,7 @@ SECTIONS = {
     "listing": bench_listing,
     "imports": bench_imports,
     "retention": bench_retention,
+    "batches": bench_batches,
 }
 
 

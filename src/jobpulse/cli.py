@@ -1,4 +1,6 @@
-"""The `jobpulse` command: serve | migrate | keys | jobs | demo. Thin: the work is elsewhere."""
+"""The `jobpulse` command: serve | migrate | prune | keys | jobs | batches | demo. Thin: the
+work is elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 jobs_app = typer.Typer(help="Look at and cancel jobs through the HTTP API.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+batches_app = typer.Typer(
+    help="Follow LLM provider batches as jobs, through the HTTP API.", no_args_is_help=True
+)
+app.add_typer(batches_app, name="batches")
 
 # Piped output is not cut to a terminal's width: scripts get whole ids.
 out = Console(width=None if sys.stdout.isatty() else 250)
@@ -319,6 +325,20 @@ def jobs_cancel(
     with _client(url, key) as client:
         job = _run(lambda: client.cancel_job(job_id, reason))
     out.print(f"{job.id} {job.status}")
+
+
+@batches_app.command("add")
+def batches_add(
+    provider: Annotated[str, typer.Option(help="anthropic or openai.")],
+    batch_id: Annotated[str, typer.Option(help="The provider's batch id.")],
+    callback_url: Annotated[str | None, typer.Option(help="Called when it ends.")] = None,
+    url: Url = "http://127.0.0.1:8000",
+    key: Key = "",
+) -> None:
+    """Register a provider batch; the server polls it and ends its job when it ends."""
+    with _client(url, key) as client:
+        job = _run(lambda: client.track_batch(provider, batch_id, callback_url=callback_url))
+    out.print(job.id, highlight=False)
 
 
 @app.command()

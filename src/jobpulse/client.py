@@ -129,6 +129,17 @@ class _Requests:
         key = {"Idempotency-Key": str(uuid.uuid4())}
         return _Call("POST", "/v1/jobs", _job, json=body, headers=key)
 
+    @classmethod
+    def track_batch(
+        cls,
+        provider: str,
+        batch_id: str,
+        metadata: Mapping[str, Any] | None,
+        fields: Mapping[str, Any],
+    ) -> _Call[JobPublic]:
+        described = {**(metadata or {}), "provider": provider, "batch_id": batch_id}
+        return cls.create_job(job_type="llm_batch", status="pending", metadata=described, **fields)
+
     @staticmethod
     def get_job(job_id: str) -> _Call[JobPublic]:
         return _Call("GET", f"/v1/jobs/{job_id}", _job)
@@ -253,6 +264,19 @@ class JobPulse:
         """Create a job (fields of POST /v1/jobs)."""
         return self._run(_Requests.create_job(**fields))
 
+    def track_batch(
+        self,
+        provider: str,
+        batch_id: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> JobPublic:
+        """Register a provider batch (`anthropic` or `openai`) as an `llm_batch` job that the
+        server follows to its end (other fields of POST /v1/jobs, as callback_url, allowed).
+        """
+        return self._run(_Requests.track_batch(provider, batch_id, metadata, fields))
+
     def get_job(self, job_id: str) -> JobPublic:
         """One job."""
         return self._run(_Requests.get_job(job_id))
@@ -350,6 +374,17 @@ class AsyncJobPulse:
     async def create_job(self, **fields: Any) -> JobPublic:
         """Create a job (fields of POST /v1/jobs)."""
         return await self._run(_Requests.create_job(**fields))
+
+    async def track_batch(
+        self,
+        provider: str,
+        batch_id: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> JobPublic:
+        """Register a provider batch as an `llm_batch` job (see `JobPulse.track_batch`)."""
+        return await self._run(_Requests.track_batch(provider, batch_id, metadata, fields))
 
     async def get_job(self, job_id: str) -> JobPublic:
         """One job."""

@@ -103,6 +103,26 @@ async def test_list_filters_and_cursors(http: httpx.AsyncClient, make_key: MakeK
         ("POST", "/v1/jobs", {"json": {"metadata": [1, 2]}}, 422, "validation_error"),
         ("POST", "/v1/jobs", {"json": {"background": "often"}}, 422, "validation_error"),
         ("POST", "/v1/jobs", {"json": {"surprise": 1}}, 422, "validation_error"),
+        ("POST", "/v1/jobs", {"json": {"job_type": "llm_batch"}}, 422, "validation_error"),
+        (
+            "POST",
+            "/v1/jobs",
+            {
+                "json": {
+                    "job_type": "llm_batch",
+                    "metadata": {"provider": "gemini", "batch_id": "b"},
+                }
+            },
+            422,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            {"json": {"job_type": "llm_batch", "metadata": {"provider": "openai", "batch_id": 7}}},
+            422,
+            "validation_error",
+        ),
         ("POST", "/v1/jobs", {"json": {"metadata": {"k": "x" * 70_000}}}, 422, "validation_error"),
         (
             "POST",

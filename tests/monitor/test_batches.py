@@ -410,7 +410,7 @@ async def test_a_cancel_is_forwarded_and_followed_to_the_batch_end(
     assert fake.cancels == [("anthropic", "b4")]
 
     async def ended() -> bool:
-        return (await polling.job(job)).metadata["provider_status"] == "ended"
+        return bool((await polling.job(job)).metadata["provider_status"] == "ended")
 
     async def poll_when_due() -> bool:
         await polling.jobs.database.write(_due_now, job.id)
