@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from jobpulse import Actor, JobManager, JobStatus, Settings
 from jobpulse.domain import Job
+from jobpulse.monitor import providers
 from jobpulse.monitor.batch_poller import BatchPoller
 from jobpulse.monitor.providers import ProviderClient
 from jobpulse.service import utcnow
@@ -528,3 +529,35 @@ async def test_a_missing_key_is_recorded_not_sent(
     assert found.status == JobStatus.PENDING
     assert "OPENAI_API_KEY is not set" in found.metadata["last_poll_error"]
     assert fake.seen == []
+
+
+async def test_results_are_read_line_by_line_and_bad_lines_counted(
+    fake: FakeProviders, make_polling: MakePolling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(providers, "LINE_MAX_BYTES", 1000)
+    polling = await make_polling()
+    fake.script("anthropic", "big", anthropic("big", "ended", succeeded=3, errored=1))
+    huge = {"custom_id": "huge", "result": {"type": "succeeded", "message": "x" * 5000}}
+    lines: list[Any] = [*anthropic_results(2, 1), huge, "{not json"]
+    fake.results("big", lines)
+    job = await polling.add("anthropic", "big")
+    await polling.poller.run_once()
+    ended = await polling.job(job)
+    assert ended.status == JobStatus.COMPLETED
+    assert ended.metadata["results"]["counts"] == {"succeeded": 2, "errored": 1, "unreadable": 2}
+    exposition = polling.jobs.metrics.exposition().decode()
+    assert 'jobpulse_batch_polls_total{outcome="ended",provider="anthropic"} 1.0' in exposition
+    await polling.jobs.refresh_gauges()
+    assert "jobpulse_batches_in_flight 0.0" in polling.jobs.metrics.exposition().decode()
+
+
+async def test_results_the_provider_no_longer_has_end_the_job_saying_so(
+    fake: FakeProviders, make_polling: MakePolling
+) -> None:
+    polling = await make_polling()
+    fake.script("openai", "gone", openai("gone", "completed", 2, 2, 0, output="file-gone"))
+    job = await polling.add("openai", "gone")
+    await polling.poller.run_once()
+    ended = await polling.job(job)
+    assert ended.status == JobStatus.COMPLETED
+    assert ended.metadata["results"]["unavailable"] == "openai answered 404: no such batch"

@@ -208,6 +208,8 @@ class ProviderClient:
                         del buffer[: end + 1]
                         if skipping:
                             skipping = False
+                        elif len(line) > LINE_MAX_BYTES:
+                            yield None
                         elif line.strip():
                             yield line
                     if len(buffer) > LINE_MAX_BYTES:
