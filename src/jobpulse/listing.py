@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from jobpulse.domain import JobStatus, StopReason, to_utc
+from jobpulse.domain import ACTIVE, Job, JobStatus, StopReason, to_utc
 from jobpulse.errors import ValidationError
 
 PAGE_LIMIT_DEFAULT = 50
@@ -30,6 +30,8 @@ class JobFilter:
     stuck: bool | None = None
     user_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    #: One job only (its live stream).
+    job_id: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("created_after", "created_before"):
@@ -46,6 +48,29 @@ class JobFilter:
                 raise ValidationError(
                     f"metadata filter key {key!r} must be 1-128 letters, digits, _ . - or :"
                 )
+
+    def matches(self, job: Job) -> bool:
+        """Whether `job` is one this filter selects (what the listing's SQL selects)."""
+        if self.statuses is not None and job.status not in self.statuses:
+            return False
+        if self.job_id is not None and job.id != self.job_id:
+            return False
+        for name in ("job_type", "background", "stop_reason", "user_id"):
+            wanted = getattr(self, name)
+            if wanted is not None and getattr(job, name) != wanted:
+                return False
+        source = job.metadata.get("source_id")
+        if self.source_id is not None and (source is None or str(source) != self.source_id):
+            return False
+        if self.created_after is not None and not job.created_at > self.created_after:
+            return False
+        if self.created_before is not None and not job.created_at < self.created_before:
+            return False
+        if self.active is not None and (job.status in ACTIVE) != self.active:
+            return False
+        if self.stuck is not None and (job.stuck_since is not None) != self.stuck:
+            return False
+        return all(job.metadata.get(key) == value for key, value in self.metadata.items())
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,8 @@ class JobManager:
         self._notify = notify
         #: Set when a followed batch's job is ended through jobpulse (wakes the batch poller).
         self.batches_due = asyncio.Event()
+        #: Called after a commit that wrote history events (wakes the live feed).
+        self.on_events: Callable[[], None] | None = None
 
     @classmethod
     def from_settings(
@@ -200,6 +202,7 @@ class JobManager:
             stored, created = await self.database.write(repository.insert_job, job, idempotency_key)
         if created:
             self.metrics.created(stored)
+            self._events_written()
         return stored
 
     @trace_method
@@ -354,6 +357,8 @@ class JobManager:
             self.metrics.applied(job, plan)
         if any(plan.outbox for _job, plan in changed):
             self._wake()
+        if changed:
+            self._events_written()
         return changed
 
     @trace_method
@@ -408,6 +413,10 @@ class JobManager:
         if self._notify is not None:
             self._notify()
 
+    def _events_written(self) -> None:
+        if self.on_events is not None:
+            self.on_events()
+
     async def record_batch_poll(
         self, claimed: batches.Claimed, planner: Callable[[Job], Plan], poll: batches.Polled
     ) -> Job:
@@ -435,6 +444,8 @@ class JobManager:
             job, plan = await self.database.write(command, actor, job_id, planner)
         finally:
             self.handling.discard(job_id)
+        if plan.event is not None:
+            self._events_written()
         if plan.error is not None:
             raise plan.error
         self.metrics.applied(job, plan)

@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import callbacks, errors, health, jobs, steps
+from jobpulse.api import callbacks, errors, health, jobs, steps, stream
 from jobpulse.api.limits import BodySizeLimit
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.config import Settings
+from jobpulse.feed import EventFeed
 from jobpulse.keys import KeyManager
 from jobpulse.monitor.batch_poller import BatchPoller
 from jobpulse.monitor.providers import ProviderClient
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         app.state.jobs = JobManager.from_settings(settings, notify=wake.set)
         database = app.state.jobs.database
         app.state.keys = KeyManager(database)
+        app.state.feed = EventFeed(database)
+        app.state.jobs.on_events = app.state.feed.committed
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
         providers = ProviderClient(settings)
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 ),
                 asyncio.create_task(app.state.watchdog.beat(), name="jobpulse-watchdog"),
                 asyncio.create_task(app.state.keys.follow_revocations(), name="jobpulse-keys"),
+                asyncio.create_task(app.state.feed.run(), name="jobpulse-feed"),
             ]
             background.append(
                 asyncio.create_task(
@@ -100,6 +104,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
+    app.include_router(stream.router)  # before /v1/jobs/{job_id} would take /v1/jobs/stream
     app.include_router(jobs.router)
     app.include_router(callbacks.router)
     app.include_router(steps.router)

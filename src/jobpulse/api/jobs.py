@@ -116,44 +116,53 @@ Text = Annotated[str | None, Query(min_length=1, max_length=255)]
 Stamp = Annotated[UtcDatetime | None, Query()]
 
 
-async def job_filter(
-    request: Request,
-    status: Annotated[list[StatusName] | None, Query(description="repeatable")] = None,
-    job_type: Text = None,
-    background: bool | None = None,
-    source_id: Text = None,
-    stop_reason: StopReasonName | None = None,
-    created_after: Stamp = None,
-    created_before: Stamp = None,
-    active: bool | None = None,
-    stuck: bool | None = None,
-    user_id: Text = None,
-) -> JobFilter:
-    """The filters of a listing or count; also `metadata.<key>=<value>` (string values)."""
-    metadata: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if (problem := text_problem(value)) is not None:
-            raise ValidationError(f"query parameter {name!r} {problem}")
-        if name.startswith("metadata."):
-            metadata[name.removeprefix("metadata.")] = value
-        elif name not in LIST_PARAMS:
-            raise ValidationError(f"unknown query parameter {name!r}")
-    return JobFilter(
-        statuses=None if not status else frozenset(parse_status(s) for s in status),
-        job_type=job_type,
-        background=background,
-        source_id=source_id,
-        stop_reason=None if stop_reason is None else parse_stop_reason(stop_reason),
-        created_after=created_after,
-        created_before=created_before,
-        active=active,
-        stuck=stuck,
-        user_id=user_id,
-        metadata=metadata,
-    )
+class JobFilterQuery:
+    """The dependency reading a JobFilter from the query string; parameters other than the
+    filters and `allowed` are refused.
+    """
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self.allowed = allowed
+
+    async def __call__(
+        self,
+        request: Request,
+        status: Annotated[list[StatusName] | None, Query(description="repeatable")] = None,
+        job_type: Text = None,
+        background: bool | None = None,
+        source_id: Text = None,
+        stop_reason: StopReasonName | None = None,
+        created_after: Stamp = None,
+        created_before: Stamp = None,
+        active: bool | None = None,
+        stuck: bool | None = None,
+        user_id: Text = None,
+    ) -> JobFilter:
+        """The filters of a listing or count; also `metadata.<key>=<value>` (string values)."""
+        metadata: dict[str, str] = {}
+        for name, value in request.query_params.multi_items():
+            if (problem := text_problem(value)) is not None:
+                raise ValidationError(f"query parameter {name!r} {problem}")
+            if name.startswith("metadata."):
+                metadata[name.removeprefix("metadata.")] = value
+            elif name not in self.allowed:
+                raise ValidationError(f"unknown query parameter {name!r}")
+        return JobFilter(
+            statuses=None if not status else frozenset(parse_status(s) for s in status),
+            job_type=job_type,
+            background=background,
+            source_id=source_id,
+            stop_reason=None if stop_reason is None else parse_stop_reason(stop_reason),
+            created_after=created_after,
+            created_before=created_before,
+            active=active,
+            stuck=stuck,
+            user_id=user_id,
+            metadata=metadata,
+        )
 
 
-Filters = Annotated[JobFilter, Depends(job_filter)]
+Filters = Annotated[JobFilter, Depends(JobFilterQuery(LIST_PARAMS))]
 
 
 @router.get("", response_model=list[JobPublic])

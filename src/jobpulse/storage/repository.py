@@ -15,7 +15,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
-    Row,
     Select,
     String,
     and_,
@@ -37,20 +36,22 @@ from jobpulse.storage.tables import job_events, jobs
 
 T = TypeVar("T")
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
-_EVENT_FIELDS = tuple(f.name for f in fields(JobEvent) if f.name != "id")
+#: The columns of a JobEvent; those it is written with (its id is the table's).
+EVENT_COLUMNS = tuple(f.name for f in fields(JobEvent))
+_EVENT_FIELDS = tuple(name for name in EVENT_COLUMNS if name != "id")
 _STATUSES = {status.value: status for status in JobStatus}
 _STOP_REASONS = {reason.value: reason for reason in StopReason}
 
 #: The columns of a Job, in the order of its fields.
-_SELECT_JOB = select(*(jobs.c[name] for name in _JOB_FIELDS))
+SELECT_JOB = select(*(jobs.c[name] for name in _JOB_FIELDS))
 #: A job by id in the actor's view, for a member (False) and for an admin (True).
 _JOB_BY_ID = {
-    False: _SELECT_JOB.where(
+    False: SELECT_JOB.where(
         jobs.c.id == bindparam("b_id"),
         jobs.c.organization_id == bindparam("b_org"),
         jobs.c.user_id == bindparam("b_user"),
     ),
-    True: _SELECT_JOB.where(
+    True: SELECT_JOB.where(
         jobs.c.id == bindparam("b_id"), jobs.c.organization_id == bindparam("b_org")
     ),
 }
@@ -66,7 +67,7 @@ _STOP_REASON_AT = _JOB_FIELDS.index("stop_reason")
 
 
 def to_job(row: Sequence[Any]) -> Job:
-    """The domain Job for a row of `_SELECT_JOB`'s columns (listings make many: keep it lean)."""
+    """The domain Job for a row of `SELECT_JOB`'s columns (listings make many: keep it lean)."""
     values = list(row)
     values[_STATUS_AT] = _STATUSES[values[_STATUS_AT]]
     if (reason := values[_STOP_REASON_AT]) is not None:
@@ -74,11 +75,10 @@ def to_job(row: Sequence[Any]) -> Job:
     return Job(*values)
 
 
-def to_event(row: Row[Any]) -> JobEvent:
-    """The domain JobEvent for a row of `job_events`."""
-    values = dict(row._mapping)
+def to_event(values: Mapping[Any, Any]) -> JobEvent:
+    """The domain JobEvent for a row of `job_events` (its mapping; other columns ignored)."""
     return JobEvent(
-        **values
+        **{name: values[name] for name in EVENT_COLUMNS}
         | {
             "from_status": values["from_status"] and JobStatus(values["from_status"]),
             "to_status": JobStatus(values["to_status"]),
@@ -144,7 +144,7 @@ def insert_job(connection: Connection, job: Job, idempotency_key: str | None) ->
 
 def _find_by_key(connection: Connection, job: Job, key: str) -> Job | None:
     row = connection.execute(
-        _SELECT_JOB.where(
+        SELECT_JOB.where(
             jobs.c.organization_id == job.organization_id,
             jobs.c.user_id == job.user_id,
             jobs.c.idempotency_key == key,
@@ -217,11 +217,13 @@ def list_events(connection: Connection, actor: Actor, job_id: str) -> list[JobEv
     rows = connection.execute(
         select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
     )
-    return [to_event(row) for row in rows]
+    return [to_event(row._mapping) for row in rows]
 
 
 #: Filters that compare one column with one value.
-_EQUAL_FILTERS = ("job_type", "background", "source_id", "stop_reason", "user_id")
+_EQUAL_FILTERS = ("job_type", "background", "source_id", "stop_reason", "user_id", "job_id")
+#: The column of each filter named otherwise.
+_FILTER_COLUMNS = {"job_id": "id"}
 
 
 def _conditions(actor: Actor, query: JobFilter) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -265,13 +267,22 @@ def _where(dialect: str, shape: tuple[Any, ...]) -> tuple[ColumnElement[bool], .
         elif part == "created_before":
             clauses.append(jobs.c.created_at < bindparam("b_created_before"))
         elif isinstance(part, str):
-            clauses.append(jobs.c[part] == bindparam(f"b_{part}"))
+            column = jobs.c[_FILTER_COLUMNS.get(part, part)]
+            clauses.append(column == bindparam(f"b_{part}"))
         elif part[0] == "metadata":
             clauses.append(_metadata_equals(dialect, part[1], f"b_meta_{metadata_filters}"))
             metadata_filters += 1
         elif part[1] is not None:
             clauses.append(_flag(*part))
     return tuple(clauses)
+
+
+def job_filter_clauses(
+    dialect: str, actor: Actor, query: JobFilter
+) -> tuple[tuple[ColumnElement[bool], ...], dict[str, Any]]:
+    """WHERE clauses on `jobs` for the actor's view under `query`, and their bound values."""
+    shape, params = _conditions(actor, query)
+    return _where(dialect, shape), params
 
 
 def _flag(name: str, wanted: bool) -> ColumnElement[bool]:
@@ -338,7 +349,7 @@ def _page_statement(
         clauses.append(order > _cursor_key("after", admin=shape[0]))
     keys = (jobs.c.created_at, jobs.c.id)
     return (
-        _SELECT_JOB.where(*clauses)
+        SELECT_JOB.where(*clauses)
         .order_by(*(key.desc() if backwards else key.asc() for key in keys))
         .limit(bindparam("b_limit", type_=Integer()))
     )

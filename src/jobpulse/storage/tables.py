@@ -173,7 +173,11 @@ job_events = Table(
     Column("reason", Text),
     Column("actor", String(128)),
     Column("at", UTCDateTime, nullable=False),
+    # PostgreSQL: the writing transaction's id (a column default), the stream's order with
+    # `id` (see storage/events.py). SQLite leaves it empty: its ids are in commit order.
+    Column("txid", BigInteger),
     Index("ix_job_events_job_id", "job_id", "id"),
+    _partial_index("ix_job_events_position", "txid", "id", where="txid IS NOT NULL"),
 )
 
 api_keys = Table(

@@ -1,0 +1,140 @@
+"""Server-Sent Events of applied history events: every job of the caller's view under the
+list filters (`GET /v1/jobs/stream`), or one job (`GET /v1/jobs/{id}/stream`).
+
+Each event's `id:` is its position (see storage/events.py): a client that reconnects with
+`Last-Event-ID` (browsers do it by themselves), or `?last_event_id=`, gets every event after
+it exactly once. A comment every 15 s keeps proxies from closing an idle stream; a client
+too slow to take what comes gets `event: overflow` and the stream ends (reconnect to resume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from jobpulse.api.deps import Authenticated
+from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery, JobId
+from jobpulse.domain import Actor, Job
+from jobpulse.errors import ValidationError
+from jobpulse.feed import EventFeed, TooSlowError
+from jobpulse.listing import JobFilter
+from jobpulse.storage.events import Happened, Position
+
+#: Seconds between keep-alive comments.
+PING_S = 15
+#: The query parameters of a stream besides the list filters.
+STREAM_PARAMS = (LIST_PARAMS - {"limit", "ascending", "before", "after"}) | {"last_event_id"}
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+StreamFilters = Annotated[JobFilter, Depends(JobFilterQuery(STREAM_PARAMS))]
+_DESCRIPTION: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "`text/event-stream`: one `data:` JSON object per applied history "
+        "event (the event's fields and `job`, the job without its metadata), `id:` its "
+        "position; `event: overflow` before the end of a stream the client could not keep "
+        "up with.",
+        "content": {"text/event-stream": {}},
+    }
+}
+
+
+def _resume_from(header: str | None, query: str | None) -> Position | None:
+    given = query if query is not None else header
+    if given is None or not given.strip():
+        return None
+    position = Position.parse(given)
+    if position is None:
+        raise ValidationError(f"Last-Event-ID {given[:64]!r} is not a stream position")
+    return position
+
+
+def _job_fields(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "user_id": job.user_id,
+        "job_type": job.job_type,
+        "status": job.status,
+        "stop_reason": job.stop_reason,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "completed_at": job.completed_at,
+        "stuck_since": job.stuck_since,
+        "ttft_ns": job.ttft_ns,
+        "total_duration_ns": job.total_duration_ns,
+    }
+
+
+def encode(happened: Happened) -> ServerSentEvent:
+    """One event as SSE."""
+    event = happened.event
+    data = {
+        "event_id": event.id,
+        "job_id": event.job_id,
+        "from_status": event.from_status,
+        "to_status": event.to_status,
+        "stop_reason": event.stop_reason,
+        "reason": event.reason,
+        "actor": event.actor,
+        "at": event.at,
+        "job": _job_fields(happened.job),
+    }
+    return ServerSentEvent(orjson.dumps(data).decode(), id=str(happened.position))
+
+
+async def _events(
+    feed: EventFeed, actor: Actor, query: JobFilter, after: Position | None
+) -> AsyncIterator[ServerSentEvent]:
+    try:
+        async for happened in feed.follow(actor, query, after):
+            yield encode(happened)
+    except TooSlowError:
+        yield ServerSentEvent(
+            '{"reason": "the client fell behind; reconnect with Last-Event-ID"}',
+            event="overflow",
+        )
+
+
+def _response(
+    request: Request, actor: Actor, query: JobFilter, after: Position | None
+) -> EventSourceResponse:
+    feed: EventFeed = request.app.state.feed
+    return EventSourceResponse(
+        _events(feed, actor, query, after),
+        ping=PING_S,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)]
+LastEventIdQuery = Annotated[str | None, Query(max_length=64)]
+
+
+@router.get("/stream", responses=_DESCRIPTION, response_model=None)
+async def stream_jobs(
+    request: Request,
+    query: StreamFilters,
+    caller: Authenticated,
+    last_event_id: LastEventId = None,
+    resume: Annotated[LastEventIdQuery, Query(alias="last_event_id")] = None,
+) -> EventSourceResponse:
+    """Live history events of the jobs you may see under the list filters."""
+    return _response(request, caller.actor, query, _resume_from(last_event_id, resume))
+
+
+@router.get("/{job_id}/stream", responses=_DESCRIPTION, response_model=None)
+async def stream_job(
+    request: Request,
+    job_id: JobId,
+    caller: Authenticated,
+    last_event_id: LastEventId = None,
+    resume: Annotated[LastEventIdQuery, Query(alias="last_event_id")] = None,
+) -> EventSourceResponse:
+    """Live history events of one job (a worker can wait here for its cancellation)."""
+    await caller.jobs.get_job(caller.actor, job_id)  # 404 unless visible
+    after = _resume_from(last_event_id, resume)
+    return _response(request, caller.actor, JobFilter(job_id=job_id), after)

@@ -1,0 +1,133 @@
+"""Applied history events in a stable order a reader can resume from, for the live stream.
+
+On SQLite one writer commits events in the order of their ids, so an event's position is its
+id. On PostgreSQL ids are taken before commit, and transactions commit in any order: a reader
+that remembered "the last id I saw" would skip an id that commits after a larger one. Each
+event therefore also records its transaction id (`txid`, a column default), and a position is
+(txid, id). Only events of transactions older than every transaction still running (the
+snapshot's xmin) are read: no event can ever appear below such a position, so a reader that
+resumes after one loses nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+
+from jobpulse.domain import Actor, Job, JobEvent
+from jobpulse.listing import JobFilter
+from jobpulse.storage.repository import (
+    EVENT_COLUMNS,
+    SELECT_JOB,
+    job_filter_clauses,
+    to_event,
+    to_job,
+)
+from jobpulse.storage.tables import job_events, jobs
+
+#: The oldest transaction id still running, as an integer (PostgreSQL 13 and later).
+_XMIN: ColumnElement[int] = literal_column(
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
+)
+
+
+class Position(NamedTuple):
+    """Where an event sits in the stream: (transaction id, event id); txid is 0 on SQLite."""
+
+    txid: int
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.txid}.{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position | None:
+        """The position written as `str(position)`, or None if `text` is not one."""
+        txid, dot, number = text.strip().partition(".")
+        if not (dot and txid.isascii() and txid.isdigit() and number.isascii()):
+            return None
+        if not number.isdigit() or len(txid) > 19 or len(number) > 19:
+            return None
+        return cls(int(txid), int(number))
+
+
+class Happened(NamedTuple):
+    """One applied event, where it sits, and its job as it is now."""
+
+    position: Position
+    event: JobEvent
+    job: Job
+
+
+def start(connection: Connection) -> Position:
+    """The position of "now": events after it are the ones yet to come (or just committed)."""
+    if connection.dialect.name == "postgresql":
+        return Position(int(connection.execute(select(_XMIN)).scalar_one()), 0)
+    last = connection.execute(select(func.max(job_events.c.id))).scalar_one()
+    return Position(0, int(last or 0))
+
+
+def _after(dialect: str) -> tuple[Any, ...]:
+    """The columns of a position and the conditions of "after it, and final"."""
+    keys: tuple[ColumnElement[Any], ...]
+    if dialect == "postgresql":
+        keys = (job_events.c.txid, job_events.c.id)
+        later = or_(
+            job_events.c.txid > bindparam("b_txid"),
+            and_(job_events.c.txid == bindparam("b_txid"), job_events.c.id > bindparam("b_id")),
+        )
+        return keys, (later, job_events.c.txid < _XMIN)
+    keys = (job_events.c.id,)
+    return keys, (job_events.c.id > bindparam("b_id"),)
+
+
+_EVENT = tuple(job_events.c[name] for name in EVENT_COLUMNS)
+_JOB = tuple(SELECT_JOB.selected_columns)
+
+
+def _statement(dialect: str, clauses: tuple[Any, ...]) -> Select[Any]:
+    keys, conditions = _after(dialect)
+    txid = keys[0] if len(keys) == 2 else literal_column("0")
+    return (
+        select(txid, job_events.c.id, *_EVENT, *_JOB)
+        .join_from(job_events, jobs, jobs.c.id == job_events.c.job_id)
+        .where(job_events.c.applied.is_(True), *conditions, *clauses)
+        .order_by(*keys)
+        .limit(bindparam("b_limit"))
+    )
+
+
+def after(
+    connection: Connection,
+    position: Position,
+    limit: int,
+    actor: Actor | None = None,
+    query: JobFilter | None = None,
+) -> list[Happened]:
+    """Up to `limit` applied events after `position`, oldest first: all of them, or (given an
+    actor) those of the jobs the actor may see under `query`.
+    """
+    dialect = connection.dialect.name
+    clauses: tuple[Any, ...] = ()
+    params: dict[str, Any] = {}
+    if actor is not None:
+        clauses, params = job_filter_clauses(dialect, actor, query or JobFilter())
+    params |= {"b_txid": position.txid, "b_id": position.id, "b_limit": limit}
+    found = []
+    for row in connection.execute(_statement(dialect, clauses), params):
+        event = to_event(dict(zip(EVENT_COLUMNS, row[2 : 2 + len(_EVENT)], strict=True)))
+        job = to_job(row[2 + len(_EVENT) :])
+        found.append(Happened(Position(int(row[0]), int(row[1])), event, job))
+    return found
