@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from sqlalchemy import Connection, text
 
@@ -137,7 +137,7 @@ class EventFeed:
 
     async def follow(
         self, actor: Actor, query: JobFilter, after: Position | None = None
-    ) -> AsyncIterator[Happened]:
+    ) -> AsyncGenerator[Happened, None]:
         """The events of the actor's view under `query`: those after `after` first (from the
         database), then live ones, until the caller stops or TooSlowError.
         """
