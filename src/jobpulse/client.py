@@ -9,6 +9,7 @@ counts as success, so a worker repeating "completed" is harmless.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -55,6 +56,22 @@ def _error(response: httpx.Response) -> JobPulseError:
     error = kind(message, **detail)
     error.code = code
     return error
+
+
+_TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
+
+
+async def _server_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, Any]]:
+    """(id, JSON data) of each Server-Sent Event of a stream's lines (comments skipped)."""
+    fields: dict[str, str] = {}
+    async for line in lines:
+        if not line:
+            if "data" in fields and "event" not in fields:
+                yield fields.get("id"), json.loads(fields["data"])
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
 
 
 @dataclass(frozen=True)
@@ -375,6 +392,35 @@ class AsyncJobPulse:
         """Create a job (fields of POST /v1/jobs)."""
         return await self._run(_Requests.create_job(**fields))
 
+    async def wait_cancelled(self, job_id: str) -> bool:
+        """Wait on the job's live stream (GET /v1/jobs/{id}/stream) until it ends: True once
+        it is cancelled (at once if it already is), False if it ends otherwise. A dropped
+        stream is resumed where it stopped (Last-Event-ID).
+        """
+        last: str | None = None
+        while True:
+            headers = {"Last-Event-ID": last} if last else {}
+            try:
+                async with self._http.stream(
+                    "GET",
+                    f"/v1/jobs/{job_id}/stream",
+                    headers=headers,
+                    timeout=httpx.Timeout(self._http.timeout.connect, read=None),
+                ) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        raise _error(response)
+                    if last is None:  # it may have ended before the stream began
+                        status = (await self.get_job(job_id)).status
+                        if status in _TERMINAL:
+                            return status == "cancelled"
+                    async for event_id, data in _server_events(response.aiter_lines()):
+                        last = event_id or last
+                        if data.get("to_status") in _TERMINAL:
+                            return bool(data["to_status"] == "cancelled")
+            except httpx.TransportError:
+                await asyncio.sleep(RETRY_DELAYS[-1])
+
     async def track_batch(
         self,
         provider: str,
@@ -432,7 +478,11 @@ class AsyncJobPulse:
             call = _next_page(call, page, bool(filters.get("ascending")))
 
     def track(self, **options: Any) -> AsyncTracker:
-        """An async context manager and decorator that reports a run as a job."""
+        """An async context manager and decorator that reports a run as a job.
+
+        Options: those of `JobPulse.track`, and cancel_stream (True: wait for a cancel on the
+        job's live stream, so the run stops at once rather than at its next heartbeat).
+        """
         return AsyncTracker(self, **options)
 
     def track_stream(self, items: AsyncIterable[T], **options: Any) -> AsyncIterator[T]:

@@ -6,8 +6,10 @@ completes it, an exception fails it (stop reason `error`, the exception in its m
 cancellation cancels it. Reporting never hides the exception of the code being tracked.
 
 A job cancelled through the API stops its run: the tracker learns of it at the next heartbeat
-(or call of the run) and then, in `async with` or on a coroutine, cancels the task running
-the tracked code, which ends with `JobCancelled`; in the sync form `run.cancelled` turns true
+(or call of the run; an async tracker with `cancel_stream=True` also waits for it on the job's
+live stream, and learns of it at once) and then, in `async with` or on a coroutine, cancels
+the task running the tracked code, which ends with `JobCancelled`; in the sync form
+`run.cancelled` turns true
 and the next `run.heartbeat()`, `first_token()`, `update()`, `raise_if_cancelled()` or stream
 item raises `JobCancelled`. The cancelled job gets no second terminal report.
 """
@@ -59,6 +61,8 @@ class AsyncReporter(Protocol):
     async def heartbeat(self, job_id: str, progress: dict[str, Any] | None = None) -> JobPublic: ...
 
     async def first_token(self, job_id: str) -> JobPublic: ...
+
+    async def wait_cancelled(self, job_id: str) -> bool: ...
 
 
 def outcome(error: BaseException | None) -> dict[str, Any]:
@@ -259,7 +263,8 @@ class AsyncTracker:
         self._client = client
         self._options = options
         self._run: AsyncRun | None = None
-        self._beats: asyncio.Task[None] | None = None
+        #: The heartbeat and cancel-stream tasks.
+        self._watchers: list[asyncio.Task[None]] = []
         #: The task that runs the tracked code: cancelled when the job is.
         self._owner: asyncio.Task[Any] | None = None
 
@@ -268,7 +273,9 @@ class AsyncTracker:
         self._run = AsyncRun(self._client, job)
         self._owner = asyncio.current_task()
         if interval := self._options.get("heartbeat_s"):
-            self._beats = asyncio.create_task(self._beat(interval))
+            self._watchers.append(asyncio.create_task(self._beat(interval)))
+        if self._options.get("cancel_stream"):
+            self._watchers.append(asyncio.create_task(self._watch()))
         return self._run
 
     async def _beat(self, interval: float) -> None:
@@ -278,18 +285,43 @@ class AsyncTracker:
             try:
                 await self._client.heartbeat(self._run.id)
             except JobCancelledError as cancelled:
-                self._run.learn(cancelled)
-                if self._owner is not None:
-                    self._owner.cancel()  # the tracked code's awaits raise CancelledError now
+                self._stop(cancelled)
                 return
             except REPORT_ERRORS as exc:
                 logger.warning("heartbeat for %s failed: %s", self._run.id, exc)
 
+    async def _watch(self) -> None:
+        """Wait on the job's live stream for its cancellation."""
+        assert self._run is not None
+        try:
+            cancelled = await self._client.wait_cancelled(self._run.id)
+        except REPORT_ERRORS as exc:
+            logger.warning("watching %s for a cancel failed: %s", self._run.id, exc)
+            return
+        if cancelled:
+            self._stop(
+                JobCancelledError(
+                    "the job was cancelled", current_status="cancelled", requested_status=None
+                )
+            )
+
+    def _stop(self, cancelled: JobCancelledError) -> None:
+        """The job was cancelled: cancel the task of the tracked code (its awaits raise
+        CancelledError now), once.
+        """
+        assert self._run is not None
+        if self._run.cancelled:
+            return
+        self._run.learn(cancelled)
+        if self._owner is not None:
+            self._owner.cancel()
+
     async def __aexit__(self, _kind: object, error: BaseException | None, _tb: object) -> None:
-        if self._beats is not None:
-            self._beats.cancel()
+        for watcher in self._watchers:
+            watcher.cancel()
+        for watcher in self._watchers:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._beats
+                await watcher
         assert self._run is not None
         if self._run.cancelled:
             # The job has ended, cancelled through the API. If this tracker cancelled the

@@ -84,6 +84,44 @@ def test_an_async_run_is_stopped_soon_after_its_job_is_cancelled(server: Server)
         assert terminal_events(client, job_id) == ["cancelled"]
 
 
+def test_a_run_waiting_on_its_stream_stops_at_once(server: Server) -> None:
+    cancelled = cancel_when_running(server, "streamed")
+    job_ids: list[str] = []
+
+    async def tracked(client: AsyncJobPulse) -> None:
+        # No heartbeat: the live stream alone tells the run.
+        async with client.track(job_type="streamed", cancel_stream=True) as job:
+            job_ids.append(job.id)
+            await busy_async()
+
+    async def run() -> float:
+        async with AsyncJobPulse(server.url, server.admin_key) as client:
+            with pytest.raises(JobCancelled):
+                await tracked(client)
+            return time.monotonic()
+
+    stopped = asyncio.run(run())
+    assert stopped - cancelled["at"] <= 0.5
+    with JobPulse(server.url, server.admin_key) as client:
+        assert terminal_events(client, job_ids[0]) == ["cancelled"]
+
+
+def test_waiting_for_a_cancel_on_a_job_that_ends_otherwise(server: Server) -> None:
+    async def run() -> tuple[bool, bool]:
+        async with AsyncJobPulse(server.url, server.admin_key) as client:
+            done = await client.create_job(status="running")
+            waiting = asyncio.create_task(client.wait_cancelled(done.id))
+            await asyncio.sleep(0.3)
+            await client.update_job(done.id, status="completed")
+            ended = await asyncio.wait_for(waiting, 5)
+            gone = await client.create_job()
+            await client.cancel_job(gone.id)
+            already = await asyncio.wait_for(client.wait_cancelled(gone.id), 5)
+            return ended, already
+
+    assert asyncio.run(run()) == (False, True)
+
+
 def test_a_decorated_coroutine_ends_in_job_cancelled(server: Server) -> None:
     cancelled = cancel_when_running(server, "decorated")
 

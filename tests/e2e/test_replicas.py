@@ -1,0 +1,57 @@
+"""Two `jobpulse serve` processes on one PostgreSQL database: a change made through one
+reaches the live streams of the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+
+from jobpulse.client import AsyncJobPulse, JobPulse
+from tests.e2e.conftest import close, start
+
+
+def test_a_change_through_one_replica_reaches_a_stream_of_the_other(
+    empty_database_url: str,
+) -> None:
+    if not empty_database_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL database")
+    first = start(empty_database_url)
+    second = start(empty_database_url, expect_key=False)
+    try:
+        key = {"Authorization": f"Bearer {first.admin_key}"}
+        with (
+            httpx.Client(timeout=httpx.Timeout(10, read=None)) as http,
+            http.stream("GET", f"{second.url}/v1/jobs/stream", headers=key) as stream,
+        ):
+            assert stream.status_code == 200
+            time.sleep(0.3)
+            with JobPulse(first.url, first.admin_key) as client:
+                made = client.create_job(job_type="across")
+            started = time.monotonic()
+            lines = stream.iter_lines()
+            data = next(line for line in lines if line.startswith("data:"))
+            took = time.monotonic() - started
+        event = json.loads(data.removeprefix("data:"))
+        assert (event["job_id"], event["to_status"]) == (made.id, "created")
+        assert took < 2.0
+
+        async def cancel_across() -> bool:
+            async with (
+                AsyncJobPulse(first.url, first.admin_key) as one,
+                AsyncJobPulse(second.url, first.admin_key) as other,
+            ):
+                job = await one.create_job(status="running")
+                waiting = asyncio.create_task(other.wait_cancelled(job.id))
+                await asyncio.sleep(0.3)
+                await one.cancel_job(job.id)
+                return await asyncio.wait_for(waiting, 5)
+
+        assert asyncio.run(cancel_across()) is True
+    finally:
+        close(first)
+        close(second)
