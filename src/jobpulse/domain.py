@@ -251,6 +251,8 @@ class Job:
     deadline_at: datetime | None = None
     heartbeat_timeout_s: float | None = None
     stuck_since: datetime | None = None
+    #: Seconds it may stay unchanged while active before it is stuck (the defaults without).
+    stale_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,9 @@ class JobCreate(_Strict):
     timeout_s: float | None = Field(default=None, gt=0, le=TIMEOUT_MAX_S)
     deadline_at: UtcDatetime | None = None
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=HEARTBEAT_TIMEOUT_MAX_S)
+    #: Seconds this job may stay unchanged in any active status before it is flagged stuck
+    #: (instead of JOBPULSE_STALE_CREATED_S / _PENDING_S / _RUNNING_S).
+    stale_after_s: float | None = Field(default=None, gt=0, le=TIMEOUT_MAX_S)
 
 
 class JobUpdate(_Strict):
@@ -107,6 +110,7 @@ class JobPublic(BaseModel):
     heartbeat_at: datetime | None = None
     deadline_at: datetime | None = None
     heartbeat_timeout_s: float | None = None
+    stale_after_s: float | None = None
     stuck_since: datetime | None = None
 
 

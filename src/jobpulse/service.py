@@ -160,6 +160,7 @@ class JobManager:
         timeout_s: float | None = None,
         deadline_at: datetime | None = None,
         heartbeat_timeout_s: float | None = None,
+        stale_after_s: float | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """A new job; with an idempotency key, the job made earlier with that key."""
@@ -191,6 +192,7 @@ class JobManager:
             heartbeat_timeout_s=_seconds(
                 "heartbeat_timeout_s", heartbeat_timeout_s, HEARTBEAT_TIMEOUT_MAX_S
             ),
+            stale_after_s=_seconds("stale_after_s", stale_after_s, TIMEOUT_MAX_S),
         )
         await self._check_callback(job.callback_url)
         if job_type == BATCH_JOB_TYPE:

@@ -37,7 +37,9 @@ class StaleLimits:
     expire: bool = False
 
     def of(self, job: Job) -> float | None:
-        """The limit for `job` as it is now."""
+        """The limit for `job` as it is now: its own `stale_after_s`, or its status's."""
+        if job.stale_after_s is not None:
+            return job.stale_after_s
         if job.status == JobStatus.CREATED:
             return self.created_s
         if job.status == JobStatus.PENDING:
@@ -60,6 +62,11 @@ def plan_sweep(job: Job, now: datetime, stale: StaleLimits | None = None) -> Pla
         return plan_change(job, change, now, SWEEPER)
     if job.status != JobStatus.RUNNING or job.heartbeat_timeout_s is None:
         return _plan_stale(job, now, stale or StaleLimits())
+    if job.stale_after_s is not None and job.stuck_since is None:
+        # A job's own limit holds beside its heartbeat timeout: whichever comes first.
+        stale_plan = _plan_stale(job, now, stale or StaleLimits())
+        if stale_plan.event is not None:
+            return stale_plan
     period = timedelta(seconds=job.heartbeat_timeout_s)
     if job.stuck_since is not None:
         if now - job.stuck_since < period:

@@ -104,6 +104,7 @@ async def test_list_filters_and_cursors(http: httpx.AsyncClient, make_key: MakeK
         ("POST", "/v1/jobs", {"json": {"background": "often"}}, 422, "validation_error"),
         ("POST", "/v1/jobs", {"json": {"surprise": 1}}, 422, "validation_error"),
         ("POST", "/v1/jobs", {"json": {"job_type": "llm_batch"}}, 422, "validation_error"),
+        ("POST", "/v1/jobs", {"json": {"stale_after_s": 0}}, 422, "validation_error"),
         (
             "POST",
             "/v1/jobs",

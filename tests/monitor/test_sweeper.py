@@ -170,3 +170,49 @@ async def test_stale_jobs_of_each_status_are_flagged_once_by_racing_sweepers(
     finally:
         for manager in managers:
             await manager.close()
+
+
+async def test_a_jobs_own_stale_limit_wins_over_its_statuss(
+    database_url: str, clock: Clock
+) -> None:
+    database = Database(Settings(database_url=database_url))
+    jobs = JobManager(database, clock, stale=StaleLimits(pending_s=3600, expire=True))
+    try:
+        hasty = await jobs.create_job(ALICE, status="pending", stale_after_s=10)
+        patient = await jobs.create_job(ALICE, status="pending", stale_after_s=7200)
+        running = await jobs.create_job(ALICE, status="running", stale_after_s=60)
+        beating = await jobs.create_job(
+            ALICE, status="running", stale_after_s=30, heartbeat_timeout_s=600
+        )
+        plain = await jobs.create_job(ALICE, status="pending")
+        clock.advance(11)
+        assert {job.id for job, _ in await jobs.sweep()} == {hasty.id}
+        # 31 s: the beating job's own limit comes before its heartbeat's; the hasty one,
+        # flagged a period ago, expires.
+        clock.advance(20)
+        assert {job.id for job, _ in await jobs.sweep()} == {beating.id, hasty.id}
+        assert (await jobs.get_job(ALICE, hasty.id)).status == JobStatus.EXPIRED
+        clock.advance(30)  # 61 s: the running job without a heartbeat timeout
+        assert {job.id for job, _ in await jobs.sweep()} == {running.id}
+        clock.advance(3600)  # the status limit takes the plain job, not the patient one
+        flagged = {job.id for job, _ in await jobs.sweep()}
+        assert plain.id in flagged
+        assert patient.id not in flagged
+        clock.advance(3600)
+        assert patient.id in {job.id for job, _ in await jobs.sweep()}
+        events = await jobs.list_events(ALICE, patient.id)
+        assert events[-1].reason == "stuck: pending and unchanged for 7200s"
+        assert (await jobs.get_job(ALICE, patient.id)).stale_after_s == 7200
+    finally:
+        await jobs.close()
+
+
+async def test_without_stale_limits_a_jobs_own_still_holds(database_url: str, clock: Clock) -> None:
+    database = Database(Settings(database_url=database_url))
+    jobs = JobManager(database, clock)
+    try:
+        job = await jobs.create_job(ALICE, stale_after_s=5)
+        clock.advance(6)
+        assert [j.id for j, _ in await jobs.sweep()] == [job.id]
+    finally:
+        await jobs.close()

@@ -12,11 +12,21 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 
 from jobpulse.domain import ACTIVE, Actor, Job, JobStatus, Plan
 from jobpulse.storage.repository import apply_plan
-from jobpulse.storage.tables import jobs
+from jobpulse.storage.tables import UTCDateTime, jobs
 from jobpulse.sweeping import SWEEPER, StaleLimits
 
 
@@ -47,9 +57,18 @@ def _watched(limit: int) -> Select[Any]:
     )
 
 
-def _stale(now: datetime, stale: StaleLimits, limit: int) -> Select[Any] | None:
-    """Active jobs unchanged past their status's limit (and, when stale jobs expire, flagged
-    ones due to), on the partial index of active jobs by (status, updated_at).
+def _past(dialect: str, moment: ColumnElement[Any], now: datetime) -> ColumnElement[bool]:
+    """`moment` plus the job's own `stale_after_s` is not later than `now`."""
+    seconds = jobs.c.stale_after_s
+    if dialect == "postgresql":
+        return moment + seconds * literal_column("interval '1 second'") <= now
+    day = 86400.0
+    return func.julianday(moment) + seconds / day <= func.julianday(literal(now, UTCDateTime()))
+
+
+def _stale(dialect: str, now: datetime, stale: StaleLimits, limit: int) -> Select[Any]:
+    """Active jobs unchanged past their own limit or their status's (and, when stale jobs
+    expire, flagged ones due to), on partial indexes of active jobs.
     """
     watched_running = jobs.c.heartbeat_timeout_s.is_not(None)
     limits = (
@@ -57,18 +76,20 @@ def _stale(now: datetime, stale: StaleLimits, limit: int) -> Select[Any] | None:
         (JobStatus.PENDING, stale.pending_s, None),
         (JobStatus.RUNNING, stale.running_s, watched_running),
     )
-    clauses: list[ColumnElement[bool]] = []
+    own = jobs.c.stale_after_s.is_not(None)
+    flag: ColumnElement[bool] = jobs.c.stuck_since.is_(None)
+    if stale.expire:
+        flag = or_(flag, _past(dialect, jobs.c.stuck_since, now))
+    clauses: list[ColumnElement[bool]] = [and_(own, _past(dialect, jobs.c.updated_at, now), flag)]
     for status, seconds, excluded in limits:
         if seconds is None:
             continue
         cutoff = now - timedelta(seconds=seconds)
-        flag: ColumnElement[bool] = jobs.c.stuck_since.is_(None)
+        flag = jobs.c.stuck_since.is_(None)
         if stale.expire:
             flag = or_(flag, jobs.c.stuck_since <= cutoff)
-        clause = and_(jobs.c.status == status, jobs.c.updated_at <= cutoff, flag)
+        clause = and_(jobs.c.status == status, jobs.c.updated_at <= cutoff, flag, ~own)
         clauses.append(clause if excluded is None else and_(clause, ~excluded))
-    if not clauses:
-        return None
     return (
         select(jobs.c.id, jobs.c.organization_id)
         .where(jobs.c.completed_at.is_(None), or_(*clauses))
@@ -87,8 +108,8 @@ def sweep(
 ) -> list[tuple[Job, Plan]]:
     """Apply `planner` to every candidate; the changes that did something."""
     statements = [_past_deadline(now, limit), _watched(limit)]
-    if stale is not None and (found := _stale(now, stale, limit)) is not None:
-        statements.append(found)
+    # Without stale limits, the jobs' own `stale_after_s` still hold.
+    statements.append(_stale(connection.dialect.name, now, stale or StaleLimits(), limit))
     candidates = {
         row.id: row.organization_id
         for statement in statements

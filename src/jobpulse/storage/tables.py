@@ -136,6 +136,7 @@ jobs = Table(
     Column("deadline_at", UTCDateTime),
     Column("heartbeat_timeout_s", Float),
     Column("stuck_since", UTCDateTime),
+    Column("stale_after_s", Float),
     CheckConstraint(f"status IN ({_STATUSES})", name="status"),
     CheckConstraint("ttft_ns >= 0 AND total_duration_ns >= 0", name="timings"),
     _ordered_index("ix_jobs_org", "organization_id"),
@@ -149,6 +150,11 @@ jobs = Table(
     _ordered_index("ix_jobs_org_stuck", "organization_id", where="stuck_since IS NOT NULL"),
     _partial_index("ix_jobs_active_updated", "status", "updated_at", where="completed_at IS NULL"),
     _partial_index("ix_jobs_completed", "completed_at", where="completed_at IS NOT NULL"),
+    _partial_index(
+        "ix_jobs_stale_after",
+        "updated_at",
+        where="stale_after_s IS NOT NULL AND completed_at IS NULL",
+    ),
     _partial_index(
         "ix_jobs_deadline", "deadline_at", where="deadline_at IS NOT NULL AND completed_at IS NULL"
     ),
