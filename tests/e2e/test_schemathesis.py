@@ -24,6 +24,8 @@ def test_api_conforms_to_its_schema(empty_server: Server) -> None:
     assert len(operations) == len(results), "the OpenAPI document has invalid operations"
     assert len(operations) >= 12
     for operation in operations:
+        if operation.path.endswith("/stream"):
+            continue  # never ends by design: tests/api/test_stream.py reads it as a client does
 
         @given(case=operation.as_strategy())
         @settings(
