@@ -198,3 +198,52 @@ class Health(BaseModel):
     #: /healthz: the event loop, ok | lagging | stalled, and its last measured lag.
     event_loop: Literal["ok", "lagging", "stalled"] | None = None
     event_loop_lag_s: float | None = None
+
+
+class HistogramPublic(BaseModel):
+    """A distribution in seconds: its count, quantiles (interpolated within buckets, like
+    Prometheus' histogram_quantile) and cumulative buckets.
+    """
+
+    count: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    buckets: list[dict[str, float]] = Field(
+        description='cumulative: [{"le": seconds, "count": observations at or under it}]'
+    )
+
+
+class PointPublic(BaseModel):
+    """One bucket of the series: jobs created, and jobs that completed or failed, in it."""
+
+    start: datetime
+    created: int
+    completed: int
+    failed: int
+
+
+class WebhookHealth(BaseModel):
+    """The webhooks of the window's jobs."""
+
+    pending: int = Field(description="waiting to be delivered now")
+    delivered: int = Field(description="delivered within the window")
+    exhausted: int = Field(description="made within the window and out of attempts")
+
+
+class StatsPublic(BaseModel):
+    """GET /v1/stats: the jobs created in the window, under the list filters."""
+
+    since: datetime
+    until: datetime
+    bucket: Literal["hour", "day"]
+    total: int
+    by_status: dict[StatusName, int]
+    completion_rate: float | None = Field(description="completed / ended (None if none ended)")
+    failure_rate: float | None = Field(description="failed / ended (None if none ended)")
+    ttft: HistogramPublic
+    duration: HistogramPublic
+    stop_reasons: dict[str, int]
+    series: list[PointPublic]
+    stuck: int = Field(description="active jobs flagged stuck now (any creation time)")
+    webhooks: WebhookHealth

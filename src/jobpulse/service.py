@@ -39,6 +39,7 @@ from jobpulse.domain import (
     to_utc,
 )
 from jobpulse.errors import ValidationError
+from jobpulse.figures import Stats, Window
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
 from jobpulse.storage import batches, outbox, repository, retention, stats, steps, sweeps
@@ -142,6 +143,10 @@ class JobManager:
             metrics=Metrics(settings.metrics_job_types_max),
             stale=stale_limits(settings),
         )
+
+    def now(self) -> datetime:
+        """The time by this manager's clock."""
+        return self._now()
 
     async def close(self) -> None:
         """Finish pending writes and close the database."""
@@ -298,6 +303,16 @@ class JobManager:
         """How many of the actor's jobs match `query`, in all and per status."""
         by_status = await self.database.read(repository.count_jobs, actor, query or JobFilter())
         return JobCount(total=sum(by_status.values()), by_status=by_status)
+
+    @trace_method
+    async def stats(
+        self, actor: Actor, query: JobFilter | None = None, window: Window | None = None
+    ) -> Stats:
+        """The figures of the actor's jobs created in `window` (the last 24 hours by the hour
+        by default) under `query`.
+        """
+        window = window or Window.last_day(self._now())
+        return await self.database.read(stats.window_stats, actor, query or JobFilter(), window)
 
     @trace_method
     async def list_events(self, actor: Actor, job_id: str) -> list[JobEvent]:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import callbacks, errors, health, jobs, steps, stream
+from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream
 from jobpulse.api.limits import BodySizeLimit
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.config import Settings
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(jobs.router)
     app.include_router(callbacks.router)
     app.include_router(steps.router)
+    app.include_router(stats.router)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestSpans)

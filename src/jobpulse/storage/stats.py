@@ -1,14 +1,22 @@
-"""Whole-database figures for the metrics gauges."""
+"""Figures over many jobs: the metrics gauges (whole database) and `/v1/stats` (a window of
+one caller's view under the list filters, counted by the database in a few aggregates).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select
+from datetime import UTC, datetime
+from typing import Any
 
-from jobpulse.domain import ACTIVE, JobStatus
-from jobpulse.metrics import Gauges
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, func, or_, select
+
+from jobpulse.domain import ACTIVE, Actor, JobStatus
+from jobpulse.figures import Bucket, Histogram, Stats, Window, series
+from jobpulse.listing import JobFilter
+from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS, Gauges
 from jobpulse.storage.batches import followed
 from jobpulse.storage.outbox import pending_count
-from jobpulse.storage.tables import jobs
+from jobpulse.storage.repository import job_filter_clauses
+from jobpulse.storage.tables import UTCDateTime, jobs, outbox
 
 
 def gauges(connection: Connection) -> Gauges:
@@ -27,3 +35,112 @@ def gauges(connection: Connection) -> Gauges:
         )
     ).scalar_one()
     return Gauges(active, int(stuck), pending_count(connection), followed(connection))
+
+
+def _bucketed(dialect: str, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+    """`column` floored to its bucket, in UTC."""
+    if dialect == "postgresql":
+        return func.date_trunc(bucket.value, func.timezone("UTC", column))
+    pattern = "%Y-%m-%d %H:00:00" if bucket == Bucket.HOUR else "%Y-%m-%d 00:00:00"
+    return func.strftime(pattern, column)
+
+
+def _moment(value: Any) -> datetime:
+    """A bucket start as read back: a naive UTC timestamp (PostgreSQL) or text (SQLite)."""
+    moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC)
+
+
+def _cumulative(column: ColumnElement[Any], bounds: tuple[float, ...]) -> list[Any]:
+    """For each bound (seconds), how many of `column` (nanoseconds) are at or under it."""
+    return [func.sum(case((column <= int(bound * 1e9), 1), else_=0)) for bound in bounds]
+
+
+def window_stats(connection: Connection, actor: Actor, query: JobFilter, window: Window) -> Stats:
+    """The figures of the jobs created in `window` that the actor may see under `query`."""
+    dialect = connection.dialect.name
+    clauses, params = job_filter_clauses(dialect, actor, query)
+    params |= {"b_since": window.since, "b_until": window.until}
+    since = bindparam("b_since", type_=UTCDateTime())
+    until = bindparam("b_until", type_=UTCDateTime())
+    created = (*clauses, jobs.c.created_at >= since, jobs.c.created_at < until)
+    ended_at = (*clauses, jobs.c.completed_at >= since, jobs.c.completed_at < until)
+    duration = case((jobs.c.completed_at.is_not(None), jobs.c.total_duration_ns))
+
+    statuses = [func.sum(case((jobs.c.status == s.value, 1), else_=0)) for s in JobStatus]
+    ttft = _cumulative(jobs.c.ttft_ns, TTFT_BUCKETS)
+    durations = _cumulative(duration, DURATION_BUCKETS)
+    counted = [func.count(jobs.c.ttft_ns), func.count(duration)]
+    row = connection.execute(
+        select(*statuses, *ttft, *durations, *counted).where(*created), params
+    ).one()
+    numbers = [int(value or 0) for value in row]
+    by_status = dict(zip(JobStatus, numbers[: len(statuses)], strict=True))
+    at = len(statuses)
+    ttft_cumulative = tuple(numbers[at : at + len(ttft)])
+    at += len(ttft)
+    duration_cumulative = tuple(numbers[at : at + len(durations)])
+    ttft_count, duration_count = numbers[-2:]
+
+    reasons = connection.execute(
+        select(jobs.c.stop_reason, func.count())
+        .where(*created, jobs.c.stop_reason.is_not(None))
+        .group_by(jobs.c.stop_reason),
+        params,
+    )
+    created_bucket = _bucketed(dialect, jobs.c.created_at, window.bucket)
+    made = connection.execute(
+        select(created_bucket, func.count()).where(*created).group_by(created_bucket), params
+    )
+    ended_bucket = _bucketed(dialect, jobs.c.completed_at, window.bucket)
+    ends = connection.execute(
+        select(ended_bucket, jobs.c.status, func.count())
+        .where(*ended_at, jobs.c.status.in_([JobStatus.COMPLETED, JobStatus.FAILED]))
+        .group_by(ended_bucket, jobs.c.status),
+        params,
+    )
+    stuck = connection.execute(
+        select(func.count()).where(
+            *clauses, jobs.c.stuck_since.is_not(None), jobs.c.status.in_(sorted(ACTIVE))
+        ),
+        params,
+    ).scalar_one()
+    return Stats(
+        window=window,
+        by_status=by_status,
+        ttft=Histogram(TTFT_BUCKETS, ttft_cumulative, ttft_count),
+        duration=Histogram(DURATION_BUCKETS, duration_cumulative, duration_count),
+        stop_reasons={str(reason): int(number) for reason, number in reasons},
+        series=series(
+            window.starts(),
+            {_moment(start): int(number) for start, number in made},
+            {(_moment(start), JobStatus(status)): int(n) for start, status, n in ends},
+        ),
+        stuck=int(stuck),
+        webhooks=_webhooks(connection, clauses, params, since, until),
+    )
+
+
+def _webhooks(
+    connection: Connection,
+    clauses: tuple[ColumnElement[bool], ...],
+    params: dict[str, Any],
+    since: ColumnElement[Any],
+    until: ColumnElement[Any],
+) -> dict[str, int]:
+    """The actor's jobs' webhooks: waiting now, delivered and exhausted in the window."""
+    state = outbox.c.state
+    in_window = and_(outbox.c.created_at >= since, outbox.c.created_at < until)
+    delivered = and_(outbox.c.delivered_at >= since, outbox.c.delivered_at < until)
+    counts = connection.execute(
+        select(
+            func.sum(case((state == "pending", 1), else_=0)),
+            func.sum(case((and_(state == "delivered", delivered), 1), else_=0)),
+            func.sum(case((and_(state == "exhausted", in_window), 1), else_=0)),
+        )
+        .select_from(outbox.join(jobs, jobs.c.id == outbox.c.job_id))
+        .where(*clauses, or_(state == "pending", in_window, delivered)),
+        params,
+    ).one()
+    pending, sent, exhausted = (int(value or 0) for value in counts)
+    return {"pending": pending, "delivered": sent, "exhausted": exhausted}

@@ -1,0 +1,76 @@
+"""/v1/stats: what happened to the caller's jobs in a window, under the list filters."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from jobpulse.api.deps import Authenticated
+from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery
+from jobpulse.domain import JobStatus
+from jobpulse.figures import Bucket, Histogram, Stats, Window
+from jobpulse.listing import JobFilter
+from jobpulse.schemas import HistogramPublic, PointPublic, StatsPublic, UtcDatetime, WebhookHealth
+
+router = APIRouter(prefix="/v1", tags=["stats"], responses=ERROR_RESPONSES)
+#: The query parameters of stats besides the list filters.
+STATS_PARAMS = (LIST_PARAMS - {"limit", "ascending", "before", "after"}) | {
+    "since",
+    "until",
+    "bucket",
+}
+StatsFilters = Annotated[JobFilter, Depends(JobFilterQuery(STATS_PARAMS))]
+
+
+def _histogram(histogram: Histogram) -> HistogramPublic:
+    return HistogramPublic(
+        count=histogram.count,
+        p50=histogram.quantile(0.5),
+        p90=histogram.quantile(0.9),
+        p99=histogram.quantile(0.99),
+        buckets=[
+            {"le": bound, "count": count}
+            for bound, count in zip(histogram.bounds, histogram.cumulative, strict=True)
+        ],
+    )
+
+
+def stats_public(stats: Stats) -> StatsPublic:
+    """The answer for `stats`."""
+    window = stats.window
+    return StatsPublic(
+        since=window.since,
+        until=window.until,
+        bucket=window.bucket.value,
+        total=stats.total,
+        by_status={status.value: n for status, n in stats.by_status.items()},
+        completion_rate=stats.rate(JobStatus.COMPLETED),
+        failure_rate=stats.rate(JobStatus.FAILED),
+        ttft=_histogram(stats.ttft),
+        duration=_histogram(stats.duration),
+        stop_reasons=stats.stop_reasons,
+        series=[PointPublic.model_validate(point, from_attributes=True) for point in stats.series],
+        stuck=stats.stuck,
+        webhooks=WebhookHealth.model_validate(stats.webhooks),
+    )
+
+
+@router.get("/stats", response_model=StatsPublic)
+async def get_stats(
+    query: StatsFilters,
+    caller: Authenticated,
+    since: Annotated[UtcDatetime | None, Query()] = None,
+    until: Annotated[UtcDatetime | None, Query()] = None,
+    bucket: Bucket = Bucket.HOUR,
+) -> StatsPublic:
+    """Counts by status, completion and failure rates, TTFT and duration quantiles and
+    buckets, stop reasons, a series per hour or day, stuck jobs and webhook health, for the
+    jobs created from `since` to `until` (default: the 24 hours up to now) under the filters.
+    """
+    day = timedelta(days=1)
+    if until is None:
+        until = caller.jobs.now() if since is None else since + day
+    window = Window(since or until - day, until, bucket)
+    return stats_public(await caller.jobs.stats(caller.actor, query, window))
