@@ -103,7 +103,8 @@ class EventFeed:
             tasks.create_task(self._database.listen(CHANNEL, self._heard))
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                    async with asyncio.timeout(self._poll_s):  # wait_for may swallow a cancel
+                        await self._wake.wait()
                 self._wake.clear()
                 try:
                     await self._round()

@@ -80,7 +80,8 @@ class BatchPoller:
                 logger.exception("batch polling round failed")
             due.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(due.wait(), tick_s)
+                async with asyncio.timeout(tick_s):  # never swallows a cancel, as wait_for may
+                    await due.wait()
 
     async def run_once(self) -> int:
         """Poll every batch due now, `batch_poll_concurrency` at a time; how many."""
