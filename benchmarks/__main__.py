@@ -4,8 +4,8 @@ Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (t
 BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, sqlite_cpu, http,
-tracing, webhooks, listing, imports, retention,
-batches). The HTTP figures need wrk (Debian: wrk).
+tracing, webhooks, listing, imports, retention, batches, stats), BENCH_STATS_SIZES (job
+counts of the stats section; default 10000,1000000). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ import statistics
 
 import uvloop
 
-from benchmarks import batches, http, imports, listing, retention, transitions, webhooks
+from benchmarks import (
+    batches,
+    http,
+    imports,
+    listing,
+    retention,
+    stats,
+    transitions,
+    webhooks,
+)
 
 KINDS = ("sqlite", "postgresql")
 TRANSITION_JOBS = {
@@ -219,6 +228,37 @@ async def bench_batches() -> None:
         )
 
 
+STATS_SIZES = [int(n) for n in os.environ.get("BENCH_STATS_SIZES", "10000,1000000").split(",")]
+
+
+async def bench_stats() -> None:
+    report(
+        "== /v1/stats over HTTP on `jobpulse serve`, jobs spread over 30 days: the last 24 h "
+        "by the hour, 30 days by the day; /v1/jobs/count?status=running (p50 / p99)"
+    )
+    for kind in KINDS:
+        by_size = {size: await stats.measure(kind, size) for size in STATS_SIZES}
+        for size, figures in by_size.items():
+            for name, times in figures.items():
+                note = ""
+                if size == max(STATS_SIZES):
+                    note = verdict(times["p99"] * 1e3, 250, at_most=True).replace(
+                        "target <= 250", "target p99 <= 250 ms"
+                    )
+                report(
+                    f"{kind:10}  {size:>9} jobs  {name:13} p50 {times['p50'] * 1e3:7.1f} ms"
+                    f"  p99 {times['p99'] * 1e3:7.1f} ms  {note}"
+                )
+        smallest, largest = min(by_size), max(by_size)
+        if smallest != largest:
+            for name in ("stats 24h", "stats 30d"):
+                growth = by_size[largest][name]["p99"] / by_size[smallest][name]["p99"]
+                report(
+                    f"{kind:10}  {name} p99 at {largest} / at {smallest}: {growth:6.2f}"
+                    f"  {verdict(growth, 2.0, at_most=True)}"
+                )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "sqlite_cpu": bench_cpu_bound_sqlite,
@@ -229,6 +269,7 @@ SECTIONS = {
     "imports": bench_imports,
     "retention": bench_retention,
     "batches": bench_batches,
+    "stats": bench_stats,
 }
 
 
