@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test check bench run postgres clean
+.PHONY: install test check bench run postgres chromium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ postgres:
 		for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
 
-test: $(STAMP) postgres
+# Debian's Chromium for the browser tests (Playwright drives it; no browser is downloaded).
+chromium:
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq chromium) || true; \
+	fi
+
+test: $(STAMP) postgres chromium
 	$(BIN)/pytest
 
 check: $(STAMP)

@@ -78,7 +78,9 @@ def serve(
     setup_tracing(console=settings.trace_console)
     first_key = _run(lambda: asyncio.run(prepare(settings)))
     address = f"http://{host}:{port}"
-    out.print(f"jobpulse {address}  (API docs: {address}/docs)", highlight=False)
+    out.print(
+        f"jobpulse {address}  (dashboard: {address}/, API docs: {address}/docs)", highlight=False
+    )
     if first_key is not None:
         out.print(f"Admin API key, shown once: {first_key}", highlight=False, soft_wrap=True)
     sys.stdout.flush()

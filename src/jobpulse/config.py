@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     #: Distinct job types labelled in the metrics, per process; the rest are counted as `other`.
     metrics_job_types_max: int = Field(default=100, ge=1)
 
+    #: Signs dashboard session cookies. Unset, each process makes its own at start: sessions
+    #: then end with the process and work on one replica only; set it to share them.
+    session_secret: SecretStr | None = None
+    #: Hours a dashboard session lasts.
+    session_hours: float = Field(default=12.0, gt=0)
+
     #: `text` or `json` (one object per line, with trace and span ids).
     log_format: Literal["text", "json"] = "text"
     #: Print spans to the console (OTLP is used when OTEL_EXPORTER_OTLP_ENDPOINT is set).

@@ -76,7 +76,12 @@ class KeyManager:
 
     async def authenticate(self, secret: str) -> Actor:
         """The actor a key speaks for; UnauthorizedError for an unknown or revoked key."""
-        digest = hash_key(secret)
+        return await self.authenticate_hash(hash_key(secret))
+
+    async def authenticate_hash(self, digest: str) -> Actor:
+        """The actor the key with this hash speaks for (a dashboard session holds the hash,
+        never the key); UnauthorizedError for an unknown or revoked key.
+        """
         cached = self._verified.get(digest)
         if cached is not None and self._clock() - cached[1] < CACHE_SECONDS:
             return cached[0]

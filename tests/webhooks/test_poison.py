@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -115,20 +116,24 @@ async def test_nan_kept_by_sqlite_reads_as_null_and_is_delivered(
 
 
 async def test_migration_repairs_what_sqlite_kept(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
     await upgrade(url, "0003")
-    manager = JobManager.from_settings(Settings(database_url=url, webhook_allow_private=True))
-    try:
-        job = await manager.create_job(ALICE, status="running", callback_url="http://127.0.0.1:9/")
-        await manager.update_job(ALICE, job.id, stop_reason="end_turn")
-        await manager.database.write(poison_sqlite, job.id)
-        await manager.database.write(
-            lambda c: c.execute(
-                text("UPDATE jobs SET metadata = '{bad' WHERE id != :id"), {"id": job.id}
-            )
+    # Rows as the code of revision 0003 wrote them, before the JSON policy.
+    stamp = "2026-01-01 00:00:00.000000"
+    with sqlite3.connect(path) as old:
+        old.executemany(
+            "INSERT INTO jobs (id, organization_id, user_id, job_type, status, background,"
+            " metadata, created_at, updated_at) VALUES (?, 'org-a', 'alice', 'job',"
+            " 'completed', 0, ?, ?, ?)",
+            [("job-nan", '{"x": NaN, "k": "v"}', stamp, stamp), ("job-bad", "{bad", stamp, stamp)],
         )
-    finally:
-        await manager.close()
+        old.execute(
+            "INSERT INTO outbox (webhook_id, job_id, event_type, url, payload, state, attempts,"
+            " next_attempt_at, created_at) VALUES ('msg_1', 'job-nan', 'job.completed',"
+            " 'http://127.0.0.1:9/', '{\"x\": NaN}', 'pending', 0, ?, ?)",
+            (stamp, stamp),
+        )
     await upgrade(url)
     manager = JobManager.from_settings(Settings(database_url=url))
     try:

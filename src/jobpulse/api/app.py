@@ -15,6 +15,8 @@ from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream
 from jobpulse.api.limits import BodySizeLimit
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.config import Settings
+from jobpulse.dashboard import pages
+from jobpulse.dashboard.session import Sessions
 from jobpulse.feed import EventFeed
 from jobpulse.keys import KeyManager
 from jobpulse.monitor.batch_poller import BatchPoller
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(steps.router)
     app.include_router(stats.router)
     app.include_router(health.router)
+    pages.install(app, Sessions.from_settings(settings))
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestSpans)
     return app

@@ -86,9 +86,10 @@ def encode(happened: Happened) -> ServerSentEvent:
     return ServerSentEvent(orjson.dumps(data).decode(), id=str(happened.position))
 
 
-async def _events(
+async def server_events(
     feed: EventFeed, actor: Actor, query: JobFilter, after: Position | None
 ) -> AsyncIterator[ServerSentEvent]:
+    """The actor's events under `query` as SSE, and `overflow` if the client falls behind."""
     try:
         async for happened in feed.follow(actor, query, after):
             yield encode(happened)
@@ -104,7 +105,7 @@ def _response(
 ) -> EventSourceResponse:
     feed: EventFeed = request.app.state.feed
     return EventSourceResponse(
-        _events(feed, actor, query, after),
+        server_events(feed, actor, query, after),
         ping=PING_S,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

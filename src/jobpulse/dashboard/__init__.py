@@ -1,0 +1,1 @@
+"""The live dashboard: pages, templates and static assets, served by `jobpulse serve`."""

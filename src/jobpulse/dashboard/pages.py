@@ -1,0 +1,289 @@
+"""The dashboard: overview, jobs, a job, sign-in; HTML drawn on the server from the same
+JobManager the API uses, kept live by the event stream (our one small script refetches a
+page's live region when an event of its view arrives).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sse_starlette import EventSourceResponse
+
+from jobpulse.api.stream import PING_S, server_events
+from jobpulse.dashboard import charts
+from jobpulse.dashboard.session import (
+    Sessions,
+    SignInRequiredError,
+    check_csrf,
+    csrf_token,
+    keep_csrf,
+)
+from jobpulse.domain import ACTIVE, Actor, JobStatus, StopReason, parse_status, parse_stop_reason
+from jobpulse.errors import JobPulseError, UnauthorizedError
+from jobpulse.figures import Bucket, Window
+from jobpulse.listing import JobFilter, Page
+from jobpulse.service import JobManager
+
+HERE = Path(__file__).parent
+TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+#: The overview's windows: how far back, and how the series is cut.
+WINDOWS = {
+    "24h": (timedelta(days=1), Bucket.HOUR),
+    "7d": (timedelta(days=7), Bucket.DAY),
+    "30d": (timedelta(days=30), Bucket.DAY),
+}
+PAGE_SIZE = 25
+
+router = APIRouter(include_in_schema=False)
+
+
+def _sessions(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
+async def _signed_in(request: Request) -> Actor:
+    return await _sessions(request).actor(request)
+
+
+def _jobs(request: Request) -> JobManager:
+    jobs: JobManager = request.app.state.jobs
+    return jobs
+
+
+SignedIn = Annotated[Actor, Depends(_signed_in)]
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    """The page (or, `?fragment=1`, its live region alone)."""
+    fragment = request.query_params.get("fragment") == "1"
+    context = {"request": request, "csrf": csrf_token(request), **context}
+    name = f"_{template}" if fragment else template
+    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+    keep_csrf(request, response, _secure(request))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _back(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def install(app: FastAPI, sessions: Sessions) -> None:
+    """Serve the dashboard on `app`."""
+    app.state.sessions = sessions
+    app.include_router(router)
+    app.mount("/static/dashboard", StaticFiles(directory=HERE / "static"), name="dashboard")
+
+    async def sign_in_first(request: Request, _exc: Exception) -> Response:
+        return _back(f"/login?next={request.url.path}")
+
+    app.add_exception_handler(SignInRequiredError, sign_in_first)
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "/") -> Response:
+    return _render(request, "login.html", {"next": _local(next), "error": None})
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    key: Annotated[str, Form(max_length=256)],
+    csrf: Annotated[str, Form(max_length=64)] = "",
+    next: Annotated[str, Form(max_length=512)] = "/",
+) -> Response:
+    check_csrf(request, csrf)
+    response = _back(_local(next))
+    try:
+        await _sessions(request).sign_in(request, response, key.strip())
+    except UnauthorizedError:
+        context = {"next": _local(next), "error": "That API key is not valid (or was revoked)."}
+        return _render(request, "login.html", context, status_code=401)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    check_csrf(request, csrf)
+    response = _back("/login")
+    response.delete_cookie("jobpulse_session")
+    return response
+
+
+def _local(path: str) -> str:
+    """A path on this site (never another site's address) to go to after signing in."""
+    return path if path.startswith("/") and not path.startswith("//") else "/"
+
+
+@router.get("/")
+async def overview(
+    request: Request,
+    actor: SignedIn,
+    window: str = "24h",
+    job_type: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    span, bucket = WINDOWS.get(window, WINDOWS["24h"])
+    jobs = _jobs(request)
+    now = jobs.now()
+    query = JobFilter(job_type=job_type or None)
+    stats = await jobs.stats(actor, query, Window(now - span, now, bucket))
+    label = "%H:%M" if bucket == Bucket.HOUR else "%b %d"
+    by_status = {status.value: stats.by_status[status] for status in JobStatus}
+    context = {
+        "actor": actor,
+        "page": "overview",
+        "window": window if window in WINDOWS else "24h",
+        "windows": list(WINDOWS),
+        "job_type": job_type or "",
+        "stats": stats,
+        "by_status": by_status,
+        "completion": stats.rate(JobStatus.COMPLETED),
+        "failure": stats.rate(JobStatus.FAILED),
+        "quantiles": {
+            name: {q: histogram.quantile(q) for q in (0.5, 0.9, 0.99)}
+            for name, histogram in (("TTFT", stats.ttft), ("Duration", stats.duration))
+        },
+        "charts": {
+            "status": charts.bars("Jobs by status", by_status),
+            "throughput": charts.throughput(stats.series, label),
+            "ttft": charts.distribution("Time to first token", stats.ttft),
+            "duration": charts.distribution("Duration", stats.duration),
+            "stop_reasons": charts.bars("Stop reasons", stats.stop_reasons or {"none": 0}),
+        },
+        "stream": _stream_url({"job_type": job_type}),
+    }
+    return _render(request, "overview.html", context)
+
+
+def _stream_url(params: dict[str, str | None]) -> str:
+    query = "&".join(f"{name}={value}" for name, value in params.items() if value)
+    return "/live" + (f"?{query}" if query else "")
+
+
+def _filter(
+    status: str | None, job_type: str | None, stop_reason: str | None, stuck: bool
+) -> JobFilter:
+    return JobFilter(
+        statuses=frozenset({parse_status(status)}) if status else None,
+        job_type=job_type or None,
+        stop_reason=parse_stop_reason(stop_reason) if stop_reason else None,
+        stuck=True if stuck else None,
+    )
+
+
+@router.get("/jobs")
+async def job_list(
+    request: Request,
+    actor: SignedIn,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    job_type: Annotated[str | None, Query(max_length=128)] = None,
+    stop_reason: Annotated[str | None, Query(max_length=64)] = None,
+    stuck: bool = False,
+    before: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    jobs = _jobs(request)
+    query = _filter(status, job_type, stop_reason, stuck)
+    page = Page(limit=PAGE_SIZE, before=before or None, after=after or None)
+    found = await jobs.list_jobs(actor, query, page)
+    count = await jobs.count_jobs(actor, query)
+    filters = {
+        "status": status or "",
+        "job_type": job_type or "",
+        "stop_reason": stop_reason or "",
+        "stuck": "true" if stuck else "",
+    }
+    context = {
+        "actor": actor,
+        "page": "jobs",
+        "jobs": found,
+        "count": count,
+        "filters": filters,
+        "statuses": [s.value for s in JobStatus],
+        "stop_reasons": [r.value for r in StopReason],
+        "query": "&".join(f"{k}={v}" for k, v in filters.items() if v),
+        "newer": found[0].id if found and (before or after) else None,
+        "older": found[-1].id if len(found) == PAGE_SIZE else None,
+        "stream": _stream_url(
+            {k: filters[k] or None for k in ("status", "job_type", "stop_reason", "stuck")}
+        ),
+    }
+    return _render(request, "jobs.html", context)
+
+
+@router.get("/jobs/{job_id}")
+async def job_page(request: Request, job_id: str, actor: SignedIn) -> Response:
+    jobs = _jobs(request)
+    job = await jobs.get_job(actor, job_id)
+    context = {
+        "actor": actor,
+        "page": "jobs",
+        "job": job,
+        "active": job.status in ACTIVE,
+        "metadata": json.dumps(job.metadata, indent=2, sort_keys=True, ensure_ascii=False),
+        "events": await jobs.list_events(actor, job_id),
+        "callbacks": await jobs.list_callbacks(actor, job_id),
+        "steps": await jobs.list_steps(actor, job_id),
+        "stream": f"/live?job_id={job.id}",
+        "error": request.query_params.get("error"),
+    }
+    return _render(request, "job.html", context)
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel(
+    request: Request, job_id: str, actor: SignedIn, csrf: Annotated[str, Form(max_length=64)] = ""
+) -> Response:
+    check_csrf(request, csrf)
+    try:
+        await _jobs(request).cancel_job(actor, job_id, reason="cancelled from the dashboard")
+    except JobPulseError as exc:
+        if exc.code == "not_found":
+            raise
+        return _back(f"/jobs/{job_id}?error={exc.code}")
+    return _back(f"/jobs/{job_id}")
+
+
+@router.post("/jobs/{job_id}/resend")
+async def resend(
+    request: Request, job_id: str, actor: SignedIn, csrf: Annotated[str, Form(max_length=64)] = ""
+) -> Response:
+    check_csrf(request, csrf)
+    try:
+        await _jobs(request).retry_callback(actor, job_id)
+    except JobPulseError as exc:
+        if exc.code == "not_found" and "job" in exc.message:
+            raise
+        return _back(f"/jobs/{job_id}?error={exc.code}")
+    return _back(f"/jobs/{job_id}")
+
+
+@router.get("/live")
+async def live(
+    request: Request,
+    actor: SignedIn,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    job_type: Annotated[str | None, Query(max_length=128)] = None,
+    stop_reason: Annotated[str | None, Query(max_length=64)] = None,
+    stuck: bool = False,
+    job_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> EventSourceResponse:
+    query = _filter(status, job_type, stop_reason, stuck)
+    if job_id:
+        query = JobFilter(job_id=job_id)
+    events = server_events(request.app.state.feed, actor, query, None)
+    return EventSourceResponse(events, ping=PING_S, headers={"Cache-Control": "no-store"})
