@@ -4,7 +4,7 @@ Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (t
 BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, sqlite_cpu, http,
-tracing, webhooks, listing, imports, retention, batches, stats), BENCH_STATS_SIZES (job
+tracing, webhooks, listing, imports, retention, batches, stats, fanout), BENCH_STATS_SIZES (job
 counts of the stats section; default 10000,1000000). The HTTP figures need wrk (Debian: wrk).
 """
 
@@ -18,6 +18,7 @@ import uvloop
 
 from benchmarks import (
     batches,
+    fanout,
     http,
     imports,
     listing,
@@ -259,6 +260,27 @@ async def bench_stats() -> None:
                 )
 
 
+async def bench_fanout() -> None:
+    report(
+        f"== SSE fan-out: {fanout.STREAMS} open streams; event lag at {fanout.RATE} "
+        f"transitions/s; PATCH transitions/s at full speed ({fanout.CALLERS} callers) with "
+        "the streams open vs none (server on one core, clients on the other)"
+    )
+    for kind in KINDS:
+        figures = await fanout.measure(kind)
+        lag = figures["p99"] * 1e3
+        ratio = figures["busy"] / figures["quiet"]
+        report(
+            f"{kind:10}  lag p50 {figures['p50'] * 1e3:6.1f} ms  p99 {lag:6.1f} ms"
+            f"  ({figures['delivered']:.0%} of events delivered)"
+            f"  {verdict(lag, 200, at_most=True).replace('<= 200', 'p99 <= 200 ms')}"
+        )
+        report(
+            f"{kind:10}  transitions/s with streams {figures['busy']:7.0f}  without "
+            f"{figures['quiet']:7.0f}  ratio {ratio:5.2f}  {verdict(ratio, 0.8)}"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "sqlite_cpu": bench_cpu_bound_sqlite,
@@ -270,6 +292,7 @@ SECTIONS = {
     "retention": bench_retention,
     "batches": bench_batches,
     "stats": bench_stats,
+    "fanout": bench_fanout,
 }
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import asyncpg
 
+from jobpulse.config import Settings
+from jobpulse.keys import KeyManager
+from jobpulse.storage.engine import Database
 from jobpulse.storage.migrate import upgrade
 
 POSTGRES_URL = os.environ.get(
@@ -116,3 +119,14 @@ async def fresh_database(kind: str) -> AsyncIterator[str]:
 def p99(samples: list[float]) -> float:
     """The 99th percentile of `samples`."""
     return statistics.quantiles(samples, n=100, method="inclusive")[98]
+
+
+async def admin_key(url: str) -> str:
+    """A new admin key of ORG on the database at `url`."""
+    database = Database(Settings(database_url=url))
+    try:
+        keys = KeyManager(database)
+        _key, secret = await keys.create(organization_id=ORG, user_id="admin", is_admin=True)
+        return secret
+    finally:
+        await database.close()

@@ -14,11 +14,16 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from benchmarks.common import EPOCH, ORG, SEED_STATUSES, fresh_database, p99, sqlite_path
+from benchmarks.common import (
+    EPOCH,
+    ORG,
+    SEED_STATUSES,
+    admin_key,
+    fresh_database,
+    p99,
+    sqlite_path,
+)
 from benchmarks.http import BIN, _free_port, _serve, _stop
-from jobpulse import Settings
-from jobpulse.keys import KeyManager
-from jobpulse.storage.engine import Database
 
 SPAN_S = 30 * 86400
 USERS = 20
@@ -84,16 +89,6 @@ async def _seed(url: str, count: int) -> None:
         await connection.close()
 
 
-async def _admin_key(url: str) -> str:
-    database = Database(Settings(database_url=url))
-    try:
-        keys = KeyManager(database)
-        _key, secret = await keys.create(organization_id=ORG, user_id="admin", is_admin=True)
-        return secret
-    finally:
-        await database.close()
-
-
 def _timed(client: httpx.Client, path: str, params: dict[str, str]) -> dict[str, float]:
     for _ in range(3):  # warm: caches, prepared statements
         client.get(path, params=params).raise_for_status()
@@ -126,7 +121,7 @@ async def measure(kind: str, count: int) -> dict[str, dict[str, float]]:
     """p50 and p99 (seconds) of each query at `count` jobs."""
     async with fresh_database(kind) as url:
         await _seed(url, count)
-        secret = await _admin_key(url)
+        secret = await admin_key(url)
         port = _free_port()
         command = [str(BIN / "jobpulse"), "serve", "--port", str(port), "--database-url", url]
         process: subprocess.Popen[bytes] = _serve(

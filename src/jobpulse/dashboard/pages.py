@@ -6,9 +6,12 @@ page's live region when an event of its view arrives).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -26,7 +29,7 @@ from jobpulse.dashboard.session import (
     keep_csrf,
 )
 from jobpulse.domain import ACTIVE, Actor, JobStatus, StopReason, parse_status, parse_stop_reason
-from jobpulse.errors import JobPulseError, UnauthorizedError
+from jobpulse.errors import JobPulseError, NotFoundError, UnauthorizedError
 from jobpulse.figures import Bucket, Window
 from jobpulse.listing import JobFilter, Page
 from jobpulse.service import JobManager
@@ -164,49 +167,70 @@ async def overview(
             "duration": charts.distribution("Duration", stats.duration),
             "stop_reasons": charts.bars("Stop reasons", stats.stop_reasons or {"none": 0}),
         },
-        "stream": _stream_url({"job_type": job_type}),
+        "stream": _stream_url({"job_type": job_type} if job_type else {}),
     }
     return _render(request, "overview.html", context)
 
 
-def _stream_url(params: dict[str, str | None]) -> str:
-    query = "&".join(f"{name}={value}" for name, value in params.items() if value)
-    return "/live" + (f"?{query}" if query else "")
+def _stream_url(params: dict[str, str]) -> str:
+    return "/live" + (f"?{urlencode(params)}" if params else "")
 
 
-def _filter(
-    status: str | None, job_type: str | None, stop_reason: str | None, stuck: bool
-) -> JobFilter:
-    return JobFilter(
-        statuses=frozenset({parse_status(status)}) if status else None,
-        job_type=job_type or None,
-        stop_reason=parse_stop_reason(stop_reason) if stop_reason else None,
-        stuck=True if stuck else None,
-    )
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The filters of the jobs page (and of its live stream), as asked and as a JobFilter."""
+
+    status: str
+    job_type: str
+    stop_reason: str
+    stuck: bool
+
+    @property
+    def query(self) -> JobFilter:
+        return JobFilter(
+            statuses=frozenset({parse_status(self.status)}) if self.status else None,
+            job_type=self.job_type or None,
+            stop_reason=parse_stop_reason(self.stop_reason) if self.stop_reason else None,
+            stuck=True if self.stuck else None,
+        )
+
+    def params(self) -> dict[str, str]:
+        """The filters that are set, as query parameters."""
+        given = {
+            "status": self.status,
+            "job_type": self.job_type,
+            "stop_reason": self.stop_reason,
+            "stuck": "true" if self.stuck else "",
+        }
+        return {name: value for name, value in given.items() if value}
+
+
+async def _filters(
+    status: Annotated[str, Query(max_length=32)] = "",
+    job_type: Annotated[str, Query(max_length=128)] = "",
+    stop_reason: Annotated[str, Query(max_length=64)] = "",
+    stuck: bool = False,
+) -> Filters:
+    return Filters(status, job_type, stop_reason, stuck)
+
+
+PageFilters = Annotated[Filters, Depends(_filters)]
 
 
 @router.get("/jobs")
 async def job_list(
     request: Request,
     actor: SignedIn,
-    status: Annotated[str | None, Query(max_length=32)] = None,
-    job_type: Annotated[str | None, Query(max_length=128)] = None,
-    stop_reason: Annotated[str | None, Query(max_length=64)] = None,
-    stuck: bool = False,
+    filters: PageFilters,
     before: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     jobs = _jobs(request)
-    query = _filter(status, job_type, stop_reason, stuck)
+    query = filters.query
     page = Page(limit=PAGE_SIZE, before=before or None, after=after or None)
     found = await jobs.list_jobs(actor, query, page)
     count = await jobs.count_jobs(actor, query)
-    filters = {
-        "status": status or "",
-        "job_type": job_type or "",
-        "stop_reason": stop_reason or "",
-        "stuck": "true" if stuck else "",
-    }
+    params = filters.params()
     context = {
         "actor": actor,
         "page": "jobs",
@@ -215,12 +239,10 @@ async def job_list(
         "filters": filters,
         "statuses": [s.value for s in JobStatus],
         "stop_reasons": [r.value for r in StopReason],
-        "query": "&".join(f"{k}={v}" for k, v in filters.items() if v),
+        "query": urlencode(params),
         "newer": found[0].id if found and (before or after) else None,
         "older": found[-1].id if len(found) == PAGE_SIZE else None,
-        "stream": _stream_url(
-            {k: filters[k] or None for k in ("status", "job_type", "stop_reason", "stuck")}
-        ),
+        "stream": _stream_url(params),
     }
     return _render(request, "jobs.html", context)
 
@@ -238,52 +260,47 @@ async def job_page(request: Request, job_id: str, actor: SignedIn) -> Response:
         "events": await jobs.list_events(actor, job_id),
         "callbacks": await jobs.list_callbacks(actor, job_id),
         "steps": await jobs.list_steps(actor, job_id),
-        "stream": f"/live?job_id={job.id}",
+        "stream": _stream_url({"job_id": job.id}),
         "error": request.query_params.get("error"),
     }
     return _render(request, "job.html", context)
 
 
-@router.post("/jobs/{job_id}/cancel")
-async def cancel(
-    request: Request, job_id: str, actor: SignedIn, csrf: Annotated[str, Form(max_length=64)] = ""
-) -> Response:
+async def _act(request: Request, job_id: str, csrf: str, action: Awaitable[object]) -> Response:
+    """Run a job page's action and go back to the page (saying why, if it was refused)."""
     check_csrf(request, csrf)
     try:
-        await _jobs(request).cancel_job(actor, job_id, reason="cancelled from the dashboard")
+        await action
+    except NotFoundError:
+        raise
     except JobPulseError as exc:
-        if exc.code == "not_found":
-            raise
         return _back(f"/jobs/{job_id}?error={exc.code}")
     return _back(f"/jobs/{job_id}")
+
+
+Csrf = Annotated[str, Form(max_length=64)]
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel(request: Request, job_id: str, actor: SignedIn, csrf: Csrf = "") -> Response:
+    jobs = _jobs(request)
+    action = jobs.cancel_job(actor, job_id, reason="cancelled from the dashboard")
+    return await _act(request, job_id, csrf, action)
 
 
 @router.post("/jobs/{job_id}/resend")
-async def resend(
-    request: Request, job_id: str, actor: SignedIn, csrf: Annotated[str, Form(max_length=64)] = ""
-) -> Response:
-    check_csrf(request, csrf)
-    try:
-        await _jobs(request).retry_callback(actor, job_id)
-    except JobPulseError as exc:
-        if exc.code == "not_found" and "job" in exc.message:
-            raise
-        return _back(f"/jobs/{job_id}?error={exc.code}")
-    return _back(f"/jobs/{job_id}")
+async def resend(request: Request, job_id: str, actor: SignedIn, csrf: Csrf = "") -> Response:
+    return await _act(request, job_id, csrf, _jobs(request).retry_callback(actor, job_id))
 
 
 @router.get("/live")
 async def live(
     request: Request,
     actor: SignedIn,
-    status: Annotated[str | None, Query(max_length=32)] = None,
-    job_type: Annotated[str | None, Query(max_length=128)] = None,
-    stop_reason: Annotated[str | None, Query(max_length=64)] = None,
-    stuck: bool = False,
+    filters: PageFilters,
     job_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> EventSourceResponse:
-    query = _filter(status, job_type, stop_reason, stuck)
-    if job_id:
-        query = JobFilter(job_id=job_id)
+    """The events of a page's view, for its script (the session, not a key, says who)."""
+    query = JobFilter(job_id=job_id) if job_id else filters.query
     events = server_events(request.app.state.feed, actor, query, None)
     return EventSourceResponse(events, ping=PING_S, headers={"Cache-Control": "no-store"})
