@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import httpx
 
-from benchmarks.common import ORG, fresh_database, seed
+from benchmarks.common import NO_STALE, ORG, fresh_database, seed
 from jobpulse import Settings
 from jobpulse.keys import KeyManager
 from jobpulse.storage.engine import Database
@@ -203,7 +203,7 @@ async def jobpulse(
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
             ids.write("\n".join(job_ids))
             ids.flush()
-            process = _serve([*pinned(SERVER_CPU), *command, "serve", *flags], probe)
+            process = _serve([*pinned(SERVER_CPU), *command, "serve", *flags], probe, NO_STALE)
             env = {"JOBS_FILE": ids.name, "API_KEY": secret, "PER_ROUND": str(per_round)}
             try:
                 yield Load(process.pid, f"http://127.0.0.1:{port}", PATCH_SCRIPT, env)

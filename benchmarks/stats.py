@@ -16,6 +16,7 @@ import httpx
 
 from benchmarks.common import (
     EPOCH,
+    NO_STALE,
     ORG,
     SEED_STATUSES,
     admin_key,
@@ -125,7 +126,7 @@ async def measure(kind: str, count: int) -> dict[str, dict[str, float]]:
         port = _free_port()
         command = [str(BIN / "jobpulse"), "serve", "--port", str(port), "--database-url", url]
         process: subprocess.Popen[bytes] = _serve(
-            [*command, "--no-access-log"], f"http://127.0.0.1:{port}/healthz"
+            [*command, "--no-access-log"], f"http://127.0.0.1:{port}/healthz", NO_STALE
         )
         try:
             headers = {"Authorization": f"Bearer {secret}"}

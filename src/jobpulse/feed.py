@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from sqlalchemy import Connection, text
 
@@ -40,15 +40,35 @@ class TooSlowError(Exception):
     """The subscriber's buffer filled up: it must resume from its last position."""
 
 
+class Chunk:
+    """The events of one read for one view, each encoded once for all its subscribers."""
+
+    def __init__(self, events: list[tuple[Position, bytes]]) -> None:
+        self.events = events
+        self.last = events[-1][0]
+        self._text: bytes | None = None
+
+    def after(self, position: Position | None) -> bytes:
+        """The encoded events after `position` (all of them, usually: joined once)."""
+        if position is None or self.events[0][0] > position:
+            if self._text is None:
+                self._text = b"".join(text for _position, text in self.events)
+            return self._text
+        return b"".join(text for at, text in self.events if at > position)
+
+
 class Subscriber:
     """One stream's view of the feed."""
 
     def __init__(self, actor: Actor, query: JobFilter, joined_at: Position) -> None:
         self.actor = actor
         self.query = query
+        #: Subscribers with the same view share what is read and encoded for it.
+        self.view = (actor, repr(query))
         #: The feed's position when it joined: live events come after it.
         self.joined_at = joined_at
-        self._queue: asyncio.Queue[Happened | None] = asyncio.Queue(BUFFER_MAX + 1)
+        self._queue: asyncio.Queue[Chunk | None] = asyncio.Queue()
+        self._waiting = 0
         self.dropped = False
 
     def sees(self, job: Job) -> bool:
@@ -60,29 +80,43 @@ class Subscriber:
             return False
         return self.query.matches(job)
 
-    def offer(self, happened: Happened) -> None:
-        if self.dropped or not self.sees(happened.job):
+    def offer(self, chunk: Chunk) -> None:
+        if self.dropped:
             return
-        if self._queue.qsize() >= BUFFER_MAX:
+        if self._waiting + len(chunk.events) > BUFFER_MAX:
             self.dropped = True
-            self._queue.put_nowait(None)  # the one slot kept for this
+            self._queue.put_nowait(None)
             return
-        self._queue.put_nowait(happened)
+        self._waiting += len(chunk.events)
+        self._queue.put_nowait(chunk)
 
-    async def next(self) -> Happened:
-        """The next live event; TooSlowError once dropped."""
+    async def next(self) -> Chunk:
+        """The next live chunk; TooSlowError once dropped."""
         found = await self._queue.get()
         if found is None:
             raise TooSlowError
+        self._waiting -= len(found.events)
         return found
 
 
 class EventFeed:
-    """Reads new events and fans them out to this process's subscribers."""
+    """Reads new events and fans them out to this process's subscribers, each event encoded
+    (by `encode`) once per view however many streams share that view.
+    """
 
-    def __init__(self, database: Database, poll_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        database: Database,
+        encode: Callable[[Happened], bytes],
+        poll_s: float = 0.05,
+        gap_s: float = 0.1,
+    ) -> None:
         self._database = database
+        self._encode = encode
         self._poll_s = poll_s if database.dialect == "postgresql" else 1.0
+        #: The least time between two reads: events of a burst go out together, so the cost
+        #: of a stream is per read, not per event.
+        self._gap_s = gap_s
         self._subscribers: set[Subscriber] = set()
         self._head: Position | None = None
         self._wake = asyncio.Event()
@@ -111,6 +145,7 @@ class EventFeed:
                 except Exception:  # the database may be away for a while: keep going
                     logger.exception("reading the event feed failed")
                     await asyncio.sleep(self._poll_s)
+                await asyncio.sleep(self._gap_s)
 
     async def _round(self) -> None:
         if self._local:
@@ -121,26 +156,38 @@ class EventFeed:
             return
         while True:
             found = await self._database.read(events.after, self._head, READ_BATCH)
-            for happened in found:
-                for subscriber in tuple(self._subscribers):
-                    subscriber.offer(happened)
             if found:
+                self._hand_out(found)
                 self._head = found[-1].position
             if len(found) < READ_BATCH:
                 return
 
+    def _hand_out(self, found: list[Happened]) -> None:
+        views: dict[tuple[Actor, str], list[Subscriber]] = {}
+        for subscriber in self._subscribers:
+            views.setdefault(subscriber.view, []).append(subscriber)
+        for members in views.values():
+            sees = members[0].sees
+            encoded = [(h.position, self._encode(h)) for h in found if sees(h.job)]
+            if encoded:
+                chunk = Chunk(encoded)
+                for subscriber in members:
+                    subscriber.offer(chunk)
+
     async def _join(self, actor: Actor, query: JobFilter) -> Subscriber:
+        now = await self._database.read(events.start)
         if self._head is None or not self._subscribers:
-            self._head = await self._database.read(events.start)
-        subscriber = Subscriber(actor, query, self._head)
+            self._head = now
+        # The feed may not have read up to now yet: what it reads before `now` is skipped.
+        subscriber = Subscriber(actor, query, max(now, self._head))
         self._subscribers.add(subscriber)
         return subscriber
 
     async def follow(
         self, actor: Actor, query: JobFilter, after: Position | None = None
-    ) -> AsyncGenerator[Happened, None]:
-        """The events of the actor's view under `query`: those after `after` first (from the
-        database), then live ones, until the caller stops or TooSlowError.
+    ) -> AsyncGenerator[bytes, None]:
+        """The encoded events of the actor's view under `query`: those after `after` first
+        (from the database), then live ones, until the caller stops or TooSlowError.
         """
         subscriber = await self._join(actor, query)
         try:
@@ -148,17 +195,17 @@ class EventFeed:
             while last is not None and last < subscriber.joined_at:
                 missed = await self._database.read(events.after, last, READ_BATCH, actor, query)
                 missed = [h for h in missed if h.position <= subscriber.joined_at]
-                for happened in missed:
-                    yield happened
+                if missed:
+                    yield b"".join(self._encode(h) for h in missed)
+                    last = missed[-1].position
                 if len(missed) < READ_BATCH:
                     break
-                last = missed[-1].position
             last = max(after or subscriber.joined_at, subscriber.joined_at)
             while True:
-                happened = await subscriber.next()
-                if happened.position > last:
-                    last = happened.position
-                    yield happened
+                chunk = await subscriber.next()
+                if chunk.last > last:
+                    yield chunk.after(last)
+                    last = chunk.last
         finally:
             self._subscribers.discard(subscriber)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from jobpulse import Actor, Settings
 from jobpulse.api import create_app
+from jobpulse.api.stream import encode
 from jobpulse.feed import EventFeed, TooSlowError
 from jobpulse.listing import JobFilter
 from jobpulse.service import JobManager
@@ -165,9 +166,8 @@ async def test_a_stream_shows_its_callers_view_live(served: Served) -> None:
     assert len(mine.received) == 3, "a rejected attempt or another's job came through"
     assert outsider.received == []
     last = mine.received[-1]
-    assert last.data["job"]["status"] == "completed"
+    assert last.data["job_type"] == "job"
     assert last.data["stop_reason"] == "end_turn"
-    assert "metadata" not in last.data["job"]
     assert Position.parse(last.id or "") is not None
     for listener in (mine, everyone, outsider):
         await listener.close()
@@ -273,13 +273,30 @@ async def test_out_of_order_commits_are_read_in_a_resumable_order(database_url: 
         await jobs.close()
 
 
+def parsed(encoded: bytes) -> list[tuple[Position, str]]:
+    """(position, job id) of each event in a stream's bytes."""
+    found = []
+    for block in encoded.decode().replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields:
+            position = Position.parse(fields["id"])
+            assert position is not None
+            found.append((position, json.loads(fields["data"])["job_id"]))
+    return found
+
+
+async def drain(follow: AsyncGenerator[bytes, None], seen: list[tuple[Position, str]]) -> None:
+    while True:
+        seen += parsed(await asyncio.wait_for(anext(follow), 5))
+
+
 async def test_a_subscriber_that_falls_behind_is_dropped_then_resumes(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("jobpulse.feed.BUFFER_MAX", 5)
     database = Database(Settings(database_url=database_url))
     jobs = JobManager(database)
-    feed = EventFeed(database)
+    feed = EventFeed(database, encode)
     jobs.on_events = feed.committed
     running = asyncio.create_task(feed.run())
     actor = Actor("org-a", "alice")
@@ -287,19 +304,21 @@ async def test_a_subscriber_that_falls_behind_is_dropped_then_resumes(
         follow = feed.follow(actor, JobFilter())
         waiting = asyncio.ensure_future(anext(follow))  # subscribes
         await asyncio.sleep(0.1)
-        first_job = await jobs.create_job(actor)
-        first = await asyncio.wait_for(waiting, 5)
-        assert first.event.job_id == first_job.id
+        made = [(await jobs.create_job(actor)).id]
+        seen = parsed(await asyncio.wait_for(waiting, 5))
+        assert [job for _, job in seen] == made
         for _ in range(10):  # nobody reads: the buffer fills
-            await jobs.create_job(actor)
-        await asyncio.sleep(1.5)
-        taken = [await asyncio.wait_for(anext(follow), 5) for _ in range(5)]
-        with pytest.raises(TooSlowError):
-            await asyncio.wait_for(anext(follow), 5)
+            made.append((await jobs.create_job(actor)).id)
+            await asyncio.sleep(0.06)
+        await asyncio.sleep(1.2)
+        with pytest.raises(TooSlowError):  # what was kept, then the drop
+            await drain(follow, seen)
+        assert len(seen) <= 1 + 5
         await follow.aclose()
-        resumed = feed.follow(actor, JobFilter(), taken[-1].position)
-        rest = [await asyncio.wait_for(anext(resumed), 5) for _ in range(5)]
-        assert len({h.event.job_id for h in [first, *taken, *rest]}) == 11
+        resumed = feed.follow(actor, JobFilter(), seen[-1][0])
+        while len(seen) < len(made):
+            seen += parsed(await asyncio.wait_for(anext(resumed), 5))
+        assert [job for _, job in seen] == made, "every event once, in order"
         await resumed.aclose()
     finally:
         running.cancel()

@@ -18,7 +18,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from jobpulse.api.deps import Authenticated
 from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery, JobId
-from jobpulse.domain import Actor, Job
+from jobpulse.domain import Actor
 from jobpulse.errors import ValidationError
 from jobpulse.feed import EventFeed, TooSlowError
 from jobpulse.listing import JobFilter
@@ -34,9 +34,9 @@ StreamFilters = Annotated[JobFilter, Depends(JobFilterQuery(STREAM_PARAMS))]
 _DESCRIPTION: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "`text/event-stream`: one `data:` JSON object per applied history "
-        "event (the event's fields and `job`, the job without its metadata), `id:` its "
-        "position; `event: overflow` before the end of a stream the client could not keep "
-        "up with.",
+        "event (its fields and the job's type), `id:` its position; `event: overflow` "
+        "before the end of a stream the client could not keep up with. Fetch a job for "
+        "the rest of it.",
         "content": {"text/event-stream": {}},
     }
 }
@@ -52,47 +52,30 @@ def _resume_from(header: str | None, query: str | None) -> Position | None:
     return position
 
 
-def _job_fields(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "user_id": job.user_id,
-        "job_type": job.job_type,
-        "status": job.status,
-        "stop_reason": job.stop_reason,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "started_at": job.started_at,
-        "completed_at": job.completed_at,
-        "stuck_since": job.stuck_since,
-        "ttft_ns": job.ttft_ns,
-        "total_duration_ns": job.total_duration_ns,
-    }
-
-
-def encode(happened: Happened) -> ServerSentEvent:
+def encode(happened: Happened) -> bytes:
     """One event as SSE."""
     event = happened.event
     data = {
         "event_id": event.id,
         "job_id": event.job_id,
+        "job_type": happened.job.job_type,
         "from_status": event.from_status,
         "to_status": event.to_status,
         "stop_reason": event.stop_reason,
         "reason": event.reason,
         "actor": event.actor,
         "at": event.at,
-        "job": _job_fields(happened.job),
     }
-    return ServerSentEvent(orjson.dumps(data).decode(), id=str(happened.position))
+    return ServerSentEvent(orjson.dumps(data).decode(), id=str(happened.position)).encode()
 
 
 async def server_events(
     feed: EventFeed, actor: Actor, query: JobFilter, after: Position | None
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[bytes | ServerSentEvent]:
     """The actor's events under `query` as SSE, and `overflow` if the client falls behind."""
     try:
-        async for happened in feed.follow(actor, query, after):
-            yield encode(happened)
+        async for encoded in feed.follow(actor, query, after):
+            yield encoded
     except TooSlowError:
         yield ServerSentEvent(
             '{"reason": "the client fell behind; reconnect with Last-Event-ID"}',
