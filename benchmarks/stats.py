@@ -54,7 +54,7 @@ SELECT 'job-' || lpad(i::text, 12, '0'), $1, 'user-' || (i % $2), 'job', s,
        '{}'::jsonb, ts, ts, CASE WHEN s IN ('completed', 'failed') THEN ts END,
        CASE WHEN s IN ('running', 'completed') THEN (i % 5000)::bigint * 1000000 END,
        CASE WHEN s IN ('completed', 'failed') THEN (i % 60000)::bigint * 1000000 END
-FROM (SELECT i, ($3::text[])[1 + (i / $2) % 5] AS s, to_timestamp($4 + i * $5) AS ts
+FROM (SELECT i, ($3::text[])[1 + (i / $2) % 5] AS s, to_timestamp($4::float8 + i * $5::float8) AS ts
       FROM generate_series(0, $6 - 1) AS i) AS seeded
 """
 
@@ -92,7 +92,9 @@ async def _seed(url: str, count: int) -> None:
 
 def _timed(client: httpx.Client, path: str, params: dict[str, str]) -> dict[str, float]:
     for _ in range(3):  # warm: caches, prepared statements
-        client.get(path, params=params).raise_for_status()
+        answer = client.get(path, params=params)
+        answer.raise_for_status()
+        assert answer.json()["total"] > 0, f"{path} {params} found no job: a bad seed"
     took = []
     for _ in range(SAMPLES):
         began = time.perf_counter()
