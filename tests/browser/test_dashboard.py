@@ -90,6 +90,7 @@ def test_an_operator_signs_in_watches_and_acts(
 ) -> None:
     with api(server) as http:
         running = http.post("/v1/jobs", json={"job_type": "agent", "status": "running"}).json()
+        red = http.post("/v1/jobs", json={"metadata": {"team": "red"}}).json()
         http.post("/v1/jobs", json={"job_type": "agent"})
         ended = http.post(
             "/v1/jobs", json={"status": "running", "callback_url": receiver.url}
@@ -129,6 +130,17 @@ def test_an_operator_signs_in_watches_and_acts(
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(running["id"])
     accessible(page, "jobs")
+    page.get_by_label("Status").select_option("")
+    page.get_by_label("Metadata key=value").fill("team=red")
+    page.get_by_label("Active").select_option("active")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(red["id"])
+    page.get_by_label("Metadata key=value").fill("")
+    page.get_by_label("Active").select_option("")
+    page.get_by_label("Status").select_option("running")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
 
     # A job page follows the job as it changes through the API.
     rows.first.get_by_role("link").click()

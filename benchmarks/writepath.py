@@ -1,0 +1,78 @@
+"""The write path against an earlier revision, side by side: JobManager transitions per second
+at 16 concurrent callers (the transitions benchmark's loop), this checkout and a worktree of
+`REV` taking turns, on fresh databases of each kind, medians of rounds.
+
+    python -m benchmarks.writepath REV [ROUNDS]
+
+Both sides run with this checkout's virtualenv; each migrates its own database.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+JOBS = {"sqlite": 2000, "postgresql": 1000}
+_ONE = """
+import asyncio, sys
+from benchmarks.common import fresh_database, seed
+from benchmarks.transitions import _manager
+async def main(kind, jobs):
+    async with fresh_database(kind) as url:
+        ids = await seed(url, jobs, users=1, status="created")
+        print(await _manager(url, ids, 16, "FULL"))
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def _rate(root: Path, kind: str) -> float:
+    env = os.environ | {"PYTHONPATH": f"{root / 'src'}:{root}"}
+    done = subprocess.run(
+        [sys.executable, "-c", _ONE, kind, str(JOBS[kind])],
+        capture_output=True, text=True, env=env, cwd=root, check=True, timeout=600,
+    )  # fmt: skip
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def compare(revision: str, rounds: int = 3) -> dict[str, tuple[float, float]]:
+    """Median transitions/s of (this checkout, `revision`) for each database."""
+    with tempfile.TemporaryDirectory(prefix="jobpulse-rev-") as folder:
+        other = Path(folder) / "tree"
+        subprocess.run(
+            ["git", "-C", str(HERE), "worktree", "add", "--detach", str(other), revision],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        try:
+            figures = {}
+            for kind in JOBS:
+                ours, theirs = [], []
+                for _ in range(rounds):
+                    ours.append(_rate(HERE, kind))
+                    theirs.append(_rate(other, kind))
+                figures[kind] = (statistics.median(ours), statistics.median(theirs))
+            return figures
+        finally:
+            subprocess.run(
+                ["git", "-C", str(HERE), "worktree", "remove", "--force", str(other)],
+                check=False, capture_output=True,
+            )  # fmt: skip
+
+
+def main() -> None:
+    revision = sys.argv[1]
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    for kind, (ours, theirs) in compare(revision, rounds).items():
+        print(
+            f"{kind:10}  transitions/s at 16 callers: this {ours:7.0f}  {revision} {theirs:7.0f}"
+            f"  ratio {ours / theirs:5.2f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
