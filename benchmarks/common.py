@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -59,33 +60,39 @@ def sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
-async def seed(url: str, count: int, users: int, status: str | None = None) -> list[str]:
-    """Insert `count` jobs (status fixed or cycling) and return their ids, oldest first."""
+async def run_seed(
+    url: str, sqlite: tuple[str, dict[str, Any]], postgres: tuple[str, tuple[Any, ...]]
+) -> None:
+    """Run the seeding statement for the database at `url` (SQLite's with named parameters,
+    PostgreSQL's with positional ones), then refresh the planner's statistics.
+    """
     if url.startswith("sqlite"):
         connection = sqlite3.connect(sqlite_path(url))
         with connection:
-            connection.execute(
-                _SQLITE_SEED,
-                {
-                    "count": count,
-                    "org": ORG,
-                    "users": users,
-                    "status": status,
-                    "statuses": str(list(SEED_STATUSES)).replace("'", '"'),
-                    "epoch": EPOCH,
-                },
-            )
+            connection.execute(*sqlite)
             connection.execute("ANALYZE")
         connection.close()
-    else:
-        connection = await asyncpg.connect(url)
-        try:
-            await connection.execute(
-                _POSTGRES_SEED, ORG, users, status, list(SEED_STATUSES), EPOCH, count
-            )
-            await connection.execute("VACUUM ANALYZE jobs")
-        finally:
-            await connection.close()
+        return
+    pg = await asyncpg.connect(url)
+    try:
+        await pg.execute(postgres[0], *postgres[1])
+        await pg.execute("VACUUM ANALYZE jobs")
+    finally:
+        await pg.close()
+
+
+#: The seeded statuses as a JSON array, for SQLite's json_extract.
+STATUSES_JSON = str(list(SEED_STATUSES)).replace("'", '"')
+
+
+async def seed(url: str, count: int, users: int, status: str | None = None) -> list[str]:
+    """Insert `count` jobs (status fixed or cycling) and return their ids, oldest first."""
+    values = {"count": count, "org": ORG, "users": users, "status": status}
+    await run_seed(
+        url,
+        (_SQLITE_SEED, values | {"statuses": STATUSES_JSON, "epoch": EPOCH}),
+        (_POSTGRES_SEED, (ORG, users, status, list(SEED_STATUSES), EPOCH, count)),
+    )
     return [f"job-{i:012d}" for i in range(count)]
 
 

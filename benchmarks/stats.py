@@ -11,7 +11,6 @@ import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import httpx
 
 from benchmarks.common import (
@@ -19,10 +18,11 @@ from benchmarks.common import (
     NO_STALE,
     ORG,
     SEED_STATUSES,
+    STATUSES_JSON,
     admin_key,
     fresh_database,
     p99,
-    sqlite_path,
+    run_seed,
 )
 from benchmarks.http import BIN, _free_port, _serve, _stop
 
@@ -61,33 +61,12 @@ FROM (SELECT i, ($3::text[])[1 + (i / $2) % 5] AS s, to_timestamp($4::float8 + i
 
 async def _seed(url: str, count: int) -> None:
     step = SPAN_S / count
-    if url.startswith("sqlite"):
-        import sqlite3
-
-        connection = sqlite3.connect(sqlite_path(url))
-        with connection:
-            connection.execute(
-                _SQLITE_SEED,
-                {
-                    "count": count,
-                    "org": ORG,
-                    "users": USERS,
-                    "statuses": str(list(SEED_STATUSES)).replace("'", '"'),
-                    "epoch": EPOCH,
-                    "step": step,
-                },
-            )
-            connection.execute("ANALYZE")
-        connection.close()
-        return
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(
-            _POSTGRES_SEED, ORG, USERS, list(SEED_STATUSES), EPOCH, step, count
-        )
-        await connection.execute("VACUUM ANALYZE jobs")
-    finally:
-        await connection.close()
+    values = {"count": count, "org": ORG, "users": USERS, "statuses": STATUSES_JSON}
+    await run_seed(
+        url,
+        (_SQLITE_SEED, values | {"epoch": EPOCH, "step": step}),
+        (_POSTGRES_SEED, (ORG, USERS, list(SEED_STATUSES), EPOCH, step, count)),
+    )
 
 
 def _timed(client: httpx.Client, path: str, params: dict[str, str]) -> dict[str, float]:

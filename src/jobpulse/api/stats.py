@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from jobpulse.api.deps import Authenticated
 from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery
 from jobpulse.domain import JobStatus
+from jobpulse.errors import ValidationError
 from jobpulse.figures import Bucket, Histogram, Stats, Window
 from jobpulse.listing import JobFilter
 from jobpulse.schemas import HistogramPublic, PointPublic, StatsPublic, UtcDatetime, WebhookHealth
@@ -70,7 +71,10 @@ async def get_stats(
     jobs created from `since` to `until` (default: the 24 hours up to now) under the filters.
     """
     day = timedelta(days=1)
-    if until is None:
-        until = caller.jobs.now() if since is None else since + day
-    window = Window(since or until - day, until, bucket)
+    try:
+        if until is None:
+            until = caller.jobs.now() if since is None else since + day
+        window = Window(since or until - day, until, bucket)
+    except OverflowError:
+        raise ValidationError("the window must lie within the years 1 to 9999") from None
     return stats_public(await caller.jobs.stats(caller.actor, query, window))

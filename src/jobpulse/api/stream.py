@@ -94,31 +94,29 @@ def _response(
     )
 
 
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)]
-LastEventIdQuery = Annotated[str | None, Query(max_length=64)]
+async def _resume(
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    query: Annotated[str | None, Query(alias="last_event_id", max_length=64)] = None,
+) -> Position | None:
+    """Where a stream resumes: `?last_event_id=` or the `Last-Event-ID` header (None: now)."""
+    return _resume_from(last_event_id, query)
+
+
+Resume = Annotated[Position | None, Depends(_resume)]
 
 
 @router.get("/stream", responses=_DESCRIPTION, response_model=None)
 async def stream_jobs(
-    request: Request,
-    query: StreamFilters,
-    caller: Authenticated,
-    last_event_id: LastEventId = None,
-    resume: Annotated[LastEventIdQuery, Query(alias="last_event_id")] = None,
+    request: Request, query: StreamFilters, caller: Authenticated, after: Resume
 ) -> EventSourceResponse:
     """Live history events of the jobs you may see under the list filters."""
-    return _response(request, caller.actor, query, _resume_from(last_event_id, resume))
+    return _response(request, caller.actor, query, after)
 
 
 @router.get("/{job_id}/stream", responses=_DESCRIPTION, response_model=None)
 async def stream_job(
-    request: Request,
-    job_id: JobId,
-    caller: Authenticated,
-    last_event_id: LastEventId = None,
-    resume: Annotated[LastEventIdQuery, Query(alias="last_event_id")] = None,
+    request: Request, job_id: JobId, caller: Authenticated, after: Resume
 ) -> EventSourceResponse:
     """Live history events of one job (a worker can wait here for its cancellation)."""
     await caller.jobs.get_job(caller.actor, job_id)  # 404 unless visible
-    after = _resume_from(last_event_id, resume)
     return _response(request, caller.actor, JobFilter(job_id=job_id), after)

@@ -6,7 +6,7 @@ page's live region when an event of its view arrives).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from jobpulse.dashboard.session import (
     csrf_token,
     keep_csrf,
 )
+from jobpulse.documents import text_problem
 from jobpulse.domain import ACTIVE, Actor, JobStatus, StopReason, parse_status, parse_stop_reason
 from jobpulse.errors import JobPulseError, NotFoundError, UnauthorizedError, ValidationError
 from jobpulse.figures import Bucket, Window
@@ -250,6 +251,10 @@ async def _filters(
     created_before: Annotated[str, Query(max_length=40)] = "",
     metadata: Text = "",
 ) -> Filters:
+    texts = {"job_type": job_type, "source_id": source_id, "user_id": user_id, "metadata": metadata}
+    for name, value in texts.items():
+        if (problem := text_problem(value)) is not None:
+            raise ValidationError(f"{name} {problem}")
     return Filters(
         status,
         job_type,
@@ -317,11 +322,13 @@ async def job_page(request: Request, job_id: str, actor: SignedIn) -> Response:
     return _render(request, "job.html", context)
 
 
-async def _act(request: Request, job_id: str, csrf: str, action: Awaitable[object]) -> Response:
+async def _act(
+    request: Request, job_id: str, csrf: str, action: Callable[[], Awaitable[object]]
+) -> Response:
     """Run a job page's action and go back to the page (saying why, if it was refused)."""
     check_csrf(request, csrf)
     try:
-        await action
+        await action()
     except NotFoundError:
         raise
     except JobPulseError as exc:
@@ -335,13 +342,14 @@ Csrf = Annotated[str, Form(max_length=64)]
 @router.post("/jobs/{job_id}/cancel")
 async def cancel(request: Request, job_id: str, actor: SignedIn, csrf: Csrf = "") -> Response:
     jobs = _jobs(request)
-    action = jobs.cancel_job(actor, job_id, reason="cancelled from the dashboard")
-    return await _act(request, job_id, csrf, action)
+    reason = "cancelled from the dashboard"
+    return await _act(request, job_id, csrf, lambda: jobs.cancel_job(actor, job_id, reason))
 
 
 @router.post("/jobs/{job_id}/resend")
 async def resend(request: Request, job_id: str, actor: SignedIn, csrf: Csrf = "") -> Response:
-    return await _act(request, job_id, csrf, _jobs(request).retry_callback(actor, job_id))
+    jobs = _jobs(request)
+    return await _act(request, job_id, csrf, lambda: jobs.retry_callback(actor, job_id))
 
 
 @router.get("/live")

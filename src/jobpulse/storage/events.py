@@ -58,9 +58,10 @@ class Position(NamedTuple):
         txid, dot, number = text.strip().partition(".")
         if not (dot and txid.isascii() and txid.isdigit() and number.isascii()):
             return None
-        if not number.isdigit() or len(txid) > 19 or len(number) > 19:
+        if not number.isdigit():
             return None
-        return cls(int(txid), int(number))
+        position = cls(int(txid), int(number))
+        return position if max(position) < 2**63 else None
 
 
 class Happened(NamedTuple):

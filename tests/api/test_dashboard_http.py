@@ -1,0 +1,103 @@
+"""The dashboard's HTTP edges without a browser: sign-in required, wrong keys, CSRF, bad
+filters and windows answered 4xx (never 5xx), another member's job not found."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import MakeKey
+
+
+async def signed_in(http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    """Sign `http` in with the key in `headers` (the form's way, CSRF token included)."""
+    await http.get("/login")
+    key = headers["Authorization"].removeprefix("Bearer ")
+    answer = await http.post(
+        "/login", data={"key": key, "csrf": http.cookies["jobpulse_csrf"], "next": "/jobs"}
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/jobs"
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+
+
+async def test_pages_need_a_session(http: httpx.AsyncClient) -> None:
+    for path in ("/", "/jobs", "/jobs/job-x", "/live"):
+        answer = await http.get(path)
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith("/login?next=")
+
+
+async def test_a_wrong_key_and_a_missing_csrf_token_are_refused(
+    http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    await http.get("/login")
+    token = http.cookies["jobpulse_csrf"]
+    wrong = await http.post("/login", data={"key": "jp_nope", "csrf": token})
+    assert wrong.status_code == 401
+    assert "not valid" in wrong.text
+    key = (await make_key("org-a", "alice"))["Authorization"].removeprefix("Bearer ")
+    forged = await http.post("/login", data={"key": key, "csrf": "guessed"})
+    assert forged.status_code == 403
+    assert forged.json()["error"]["code"] == "csrf_refused"
+    away = await http.post("/login", data={"key": key, "csrf": token, "next": "//evil.test/"})
+    assert away.headers["location"] == "/"  # never sent to another site
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"job_type": "a\x00b"},
+        {"metadata": "k\x00=v"},
+        {"metadata": "bad key=v"},
+        {"status": "done"},
+        {"created_after": "yesterday"},
+        {"before": "x" * 65},
+    ],
+)
+async def test_bad_filters_are_4xx(
+    http: httpx.AsyncClient, make_key: MakeKey, query: dict[str, str]
+) -> None:
+    await signed_in(http, await make_key("org-a", "alice"))
+    answer = await http.get("/jobs", params=query)
+    assert 400 <= answer.status_code < 500, answer.text
+
+
+async def test_a_member_cannot_open_or_act_on_anothers_job(
+    http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    bob = await make_key("org-a", "bob")
+    theirs = (await http.post("/v1/jobs", json={}, headers=bob)).json()["id"]
+    await signed_in(http, await make_key("org-a", "alice"))
+    assert (await http.get(f"/jobs/{theirs}")).status_code == 404
+    token = http.cookies["jobpulse_csrf"]
+    cancel = await http.post(f"/jobs/{theirs}/cancel", data={"csrf": token})
+    assert cancel.status_code == 404
+    assert (await http.get(f"/v1/jobs/{theirs}", headers=bob)).json()["status"] == "created"
+    no_token = await http.post(f"/jobs/{theirs}/cancel")
+    assert no_token.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"until": "0001-01-01T00:00:00Z"},
+        {"since": "9999-12-31T12:00:00Z"},
+        {"since": "0001-01-01T00:00:00Z", "until": "0001-01-01T06:00:00Z"},
+    ],
+)
+async def test_stats_at_the_ends_of_time(
+    http: httpx.AsyncClient, make_key: MakeKey, params: dict[str, str]
+) -> None:
+    answer = await http.get("/v1/stats", params=params, headers=await make_key("o", "u"))
+    assert answer.status_code in (200, 422), answer.text
+
+
+async def test_a_position_past_64_bits_is_refused(
+    http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    headers = await make_key("o", "u") | {"Last-Event-ID": "0.99999999999999999999"}
+    answer = await http.get("/v1/jobs/stream", headers=headers)
+    assert answer.status_code == 422
