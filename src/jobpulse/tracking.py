@@ -130,7 +130,7 @@ class Run(_Cancellable):
 
     def update(self, **fields: Any) -> None:
         """Change the job (metadata merges)."""
-        self.job = self._report(functools.partial(self.client.update_job, **fields), self.id)
+        self.job = self._report(self.client.update_job, self.id, **fields)
 
     def stream(self, items: Iterable[T]) -> Iterator[T]:
         """Yield from `items`, recording the first token when the first one arrives."""
@@ -142,10 +142,10 @@ class Run(_Cancellable):
                 first = False
             yield item
 
-    def _report(self, call: Callable[..., JobPublic], *args: Any) -> JobPublic:
+    def _report(self, call: Callable[P, JobPublic], *args: P.args, **kwargs: P.kwargs) -> JobPublic:
         self.raise_if_cancelled()
         try:
-            return call(*args)
+            return call(*args, **kwargs)
         except JobCancelledError as error:
             self._cancelled = error
             raise

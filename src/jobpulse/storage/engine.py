@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import asyncpg
 import orjson
@@ -36,6 +36,7 @@ from jobpulse.storage import notify
 
 logger = logging.getLogger("jobpulse.storage")
 T = TypeVar("T")
+P = ParamSpec("P")
 Command = Callable[[Connection], Any]
 
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000")
@@ -115,26 +116,32 @@ def _postgres_engine(url: str, pool_size: int, connect_timeout_s: float = 10.0) 
     )
 
 
-async def run_in_transaction(url: str, command: Callable[..., T], *args: Any) -> T:
-    """Run the sync `command(connection, *args)` once, in a transaction of its own."""
+async def run_in_transaction(
+    url: str, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run the sync `command(connection, ...)` once, in a transaction of its own."""
+
+    def run(connection: Connection) -> T:
+        return command(connection, *args, **kwargs)
+
     with translated_errors():
         if database_url(url).get_backend_name() == "sqlite":
             engine = _sqlite_engine(url, "BEGIN IMMEDIATE", pool_size=1)
             try:
-                return await asyncio.to_thread(_in_transaction, engine, command, *args)
+                return await asyncio.to_thread(_in_transaction, engine, run)
             finally:
                 engine.dispose()
         async_engine = _postgres_engine(url, pool_size=1)
         try:
             async with async_engine.begin() as connection:
-                return await connection.run_sync(command, *args)
+                return await connection.run_sync(run)
         finally:
             await async_engine.dispose()
 
 
-def _in_transaction(engine: Engine, command: Callable[..., T], *args: Any) -> T:
+def _in_transaction(engine: Engine, command: Callable[[Connection], T]) -> T:
     with engine.begin() as connection:
-        return command(connection, *args)
+        return command(connection)
 
 
 #: SQLSTATE classes of a database that cannot serve now: connection exception, insufficient
@@ -377,13 +384,13 @@ class ThreadReader:
         self._engine = engine
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="jobpulse-reader")
 
-    async def run(self, query: Callable[..., T], *args: Any) -> T:
+    async def run(self, query: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._run, query, args)
+        return await loop.run_in_executor(self._threads, self._run, query)
 
-    def _run(self, query: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _run(self, query: Callable[[Connection], T]) -> T:
         with translated_errors(), self._engine.connect() as connection:
-            return query(connection, *args)
+            return query(connection)
 
     async def close(self) -> None:
         self._threads.shutdown(wait=True)
@@ -397,10 +404,10 @@ class TaskReader:
         # Reads need no transaction: autocommit spares the BEGIN and ROLLBACK round trips.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def run(self, query: Callable[..., T], *args: Any) -> T:
+    async def run(self, query: Callable[[Connection], T]) -> T:
         with translated_errors():
             async with self._engine.connect() as connection:
-                return await connection.run_sync(query, *args)
+                return await connection.run_sync(query)
 
     async def close(self) -> None:
         """The writer's engine owns the pool; nothing to close here."""
@@ -430,13 +437,21 @@ class Database:
                 self._engine, settings.postgres_writers, settings.write_batch_max
             )
 
-    async def read(self, query: Callable[..., T], *args: Any) -> T:
-        """Run the sync `query(connection, *args)` on a pooled connection."""
-        return await self._reader.run(query, *args)
+    async def read(
+        self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run the sync `query(connection, *args, **kwargs)` on a pooled connection."""
+        return await self._reader.run(lambda connection: query(connection, *args, **kwargs))
 
-    async def write(self, command: Callable[..., T], *args: Any) -> T:
-        """Run the sync `command(connection, *args)` in the writer's next committed batch."""
-        result: T = await self._writer.submit(lambda connection: command(connection, *args))
+    async def write(
+        self, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run the sync `command(connection, *args, **kwargs)` in the writer's next committed
+        batch.
+        """
+        result: T = await self._writer.submit(
+            lambda connection: command(connection, *args, **kwargs)
+        )
         return result
 
     async def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
@@ -447,12 +462,14 @@ class Database:
             plain = database_url(self.url).set(drivername="postgresql")
             await notify.listen(plain.render_as_string(hide_password=False), channel, callback)
 
-    async def write_background(self, command: Callable[..., T], *args: Any) -> T:
+    async def write_background(
+        self, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """Like `write`, for work that can wait (a prune): it never shares a transaction with
         a change nor holds one up for longer than the one batch it is running.
         """
         result: T = await self._writer.submit(
-            lambda connection: command(connection, *args), background=True
+            lambda connection: command(connection, *args, **kwargs), background=True
         )
         return result
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -35,6 +35,7 @@ from jobpulse.storage.outbox import insert_messages
 from jobpulse.storage.tables import job_events, jobs
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 #: The columns of a JobEvent; those it is written with (its id is the table's).
 EVENT_COLUMNS = tuple(f.name for f in fields(JobEvent))
@@ -196,11 +197,16 @@ def apply_plan(
 
 
 def for_visible_job(
-    connection: Connection, actor: Actor, job_id: str, then: Callable[..., T], *args: Any
+    connection: Connection,
+    actor: Actor,
+    job_id: str,
+    then: Callable[Concatenate[Connection, str, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> T:
-    """`then(connection, job_id, *args)`, if the actor may see the job (NotFoundError if not)."""
+    """`then(connection, job_id, ...)`, if the actor may see the job (NotFoundError if not)."""
     _find_job(connection, actor, job_id)
-    return then(connection, job_id, *args)
+    return then(connection, job_id, *args, **kwargs)
 
 
 def delete_job(connection: Connection, actor: Actor, job_id: str) -> None:
