@@ -70,22 +70,33 @@ def _raw_sqlite(url: str, job_ids: list[str], synchronous: str) -> float:
     return len(job_ids) * len(STEPS) / elapsed
 
 
-async def _raw_asyncpg(url: str, job_ids: list[str]) -> float:
-    connection = await asyncpg.connect(url)
+async def _raw_asyncpg(url: str, job_ids: list[str], callers: int = 1) -> float:
+    """The same statements on asyncpg: `callers` concurrent callers on a pool of as many
+    connections, a transaction per transition (1: one connection, one caller).
+    """
+    pool = await asyncpg.create_pool(url, min_size=callers, max_size=callers)
     select = _sql(SELECT, "$") + " FOR UPDATE"
     updates = {step: _sql(sql, "$") for step, sql in UPDATES.items()}
     insert = _sql(INSERT_EVENT, "$")
+    pending: Iterator[str] = iter(job_ids)
+
+    async def caller() -> None:
+        async with pool.acquire() as connection:
+            for job_id in pending:
+                for previous, step in itertools.pairwise(("created", *STEPS)):
+                    now = datetime.now(UTC)
+                    async with connection.transaction():
+                        row = await connection.fetchrow(select, job_id, ORG, ACTOR.user_id)
+                        extra = [elapsed_ns(row["started_at"], now)] if step == "completed" else []
+                        await connection.execute(updates[step], step, now, job_id, previous, *extra)
+                        await connection.execute(
+                            insert, job_id, previous, step, True, ACTOR.user_id, now
+                        )
+
     began = time.perf_counter()
-    for job_id in job_ids:
-        for previous, step in itertools.pairwise(("created", *STEPS)):
-            now = datetime.now(UTC)
-            async with connection.transaction():
-                row = await connection.fetchrow(select, job_id, ORG, ACTOR.user_id)
-                extra = [elapsed_ns(row["started_at"], now)] if step == "completed" else []
-                await connection.execute(updates[step], step, now, job_id, previous, *extra)
-                await connection.execute(insert, job_id, previous, step, True, ACTOR.user_id, now)
+    await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - began
-    await connection.close()
+    await pool.close()
     return len(job_ids) * len(STEPS) / elapsed
 
 
@@ -108,20 +119,100 @@ async def _manager(url: str, job_ids: list[str], concurrency: int, synchronous: 
 
 
 async def measure(kind: str, jobs: int, synchronous: str = "FULL") -> dict[str, float]:
-    """Transitions per second: raw driver, and JobManager at concurrency 1 and 16.
+    """Transitions per second: raw driver (one connection; on PostgreSQL also a pool of 16
+    with 16 callers, the fair baseline for 16 callers), and JobManager at concurrency 1 and 16.
 
     `synchronous` is SQLite's fsync policy, the same for both sides (PostgreSQL ignores it).
     """
     results: dict[str, float] = {}
-    for name in ("raw", "c1", "c16"):
+    names = ("raw", "raw16", "c1", "c16") if kind == "postgresql" else ("raw", "c1", "c16")
+    for name in names:
         async with fresh_database(kind) as url:
             job_ids = await seed(url, jobs, users=1, status="created")
-            if name == "raw":
-                results[name] = (
-                    await asyncio.to_thread(_raw_sqlite, url, job_ids, synchronous)
-                    if kind == "sqlite"
-                    else await _raw_asyncpg(url, job_ids)
-                )
+            if name == "raw" and kind == "sqlite":
+                results[name] = await asyncio.to_thread(_raw_sqlite, url, job_ids, synchronous)
+            elif name.startswith("raw"):
+                results[name] = await _raw_asyncpg(url, job_ids, int(name[3:] or 1))
             else:
                 results[name] = await _manager(url, job_ids, int(name[1:]), synchronous)
+    return results
+
+
+INSERT_JOB = (
+    "INSERT INTO jobs (id, organization_id, user_id, job_type, status, background, metadata, "
+    "created_at, updated_at) VALUES ({0}, {1}, {2}, 'job', 'created', {3}, '{{}}', {4}, {4})"
+)
+INSERT_CREATED = (
+    "INSERT INTO job_events (job_id, from_status, to_status, applied, reason, actor, at) "
+    "VALUES ({0}, NULL, 'created', {1}, 'created', {2}, {3})"
+)
+
+
+def _raw_sqlite_creates(url: str, count: int) -> float:
+    connection = sqlite3.connect(sqlite_path(url), isolation_level=None)
+    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000"):
+        connection.execute(f"PRAGMA {pragma}")
+    job, event = _sql(INSERT_JOB, "?"), _sql(INSERT_CREATED, "?")
+    began = time.perf_counter()
+    for number in range(count):
+        job_id = f"job-raw-{number}"
+        stamp = datetime.now(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute(job, (job_id, ORG, ACTOR.user_id, False, stamp))
+        connection.execute(event, (job_id, True, ACTOR.user_id, stamp))
+        connection.execute("COMMIT")
+    elapsed = time.perf_counter() - began
+    connection.close()
+    return count / elapsed
+
+
+async def _raw_asyncpg_creates(url: str, count: int, callers: int) -> float:
+    pool = await asyncpg.create_pool(url, min_size=callers, max_size=callers)
+    job, event = _sql(INSERT_JOB, "$"), _sql(INSERT_CREATED, "$")
+    numbers = iter(range(count))
+
+    async def caller() -> None:
+        async with pool.acquire() as connection:
+            for number in numbers:
+                job_id, now = f"job-raw-{number}", datetime.now(UTC)
+                async with connection.transaction():
+                    await connection.execute(job, job_id, ORG, ACTOR.user_id, False, now)
+                    await connection.execute(event, job_id, True, ACTOR.user_id, now)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    elapsed = time.perf_counter() - began
+    await pool.close()
+    return count / elapsed
+
+
+async def _manager_creates(url: str, count: int, concurrency: int) -> float:
+    manager = JobManager.from_settings(Settings(database_url=url))
+    numbers = iter(range(count))
+
+    async def worker() -> None:
+        for _ in numbers:
+            await manager.create_job(ACTOR)
+
+    await manager.count_jobs(ACTOR)  # connect before the clock starts
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    await manager.close()
+    return count / elapsed
+
+
+async def measure_creates(kind: str, count: int) -> dict[str, float]:
+    """Creates per second: the raw baseline (SQLite: the single writer; PostgreSQL: a pool of
+    16 with 16 callers), and JobManager.create_job with 16 callers.
+    """
+    results: dict[str, float] = {}
+    for name in ("raw", "c16"):
+        async with fresh_database(kind) as url:
+            if name == "c16":
+                results[name] = await _manager_creates(url, count, 16)
+            elif kind == "sqlite":
+                results[name] = await asyncio.to_thread(_raw_sqlite_creates, url, count)
+            else:
+                results[name] = await _raw_asyncpg_creates(url, count, 16)
     return results
