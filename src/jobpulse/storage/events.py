@@ -56,9 +56,7 @@ class Position(NamedTuple):
     def parse(cls, text: str) -> Position | None:
         """The position written as `str(position)`, or None if `text` is not one."""
         txid, dot, number = text.strip().partition(".")
-        if not (dot and txid.isascii() and txid.isdigit() and number.isascii()):
-            return None
-        if not number.isdigit():
+        if not dot or not all(part.isascii() and part.isdigit() for part in (txid, number)):
             return None
         position = cls(int(txid), int(number))
         return position if max(position) < 2**63 else None
