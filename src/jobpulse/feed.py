@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
@@ -41,30 +42,37 @@ class TooSlowError(Exception):
 
 
 class Chunk:
-    """The events of one read for one view, each encoded once for all its subscribers."""
+    """The events of one read for one view, each encoded once for all its subscribers.
+    Heartbeats have no position (None): they are news of the moment, never resumed.
+    """
 
-    def __init__(self, events: list[tuple[Position, bytes]]) -> None:
+    def __init__(self, events: list[tuple[Position | None, bytes]]) -> None:
         self.events = events
         self.last = events[-1][0]
         self._text: bytes | None = None
 
     def after(self, position: Position | None) -> bytes:
         """The encoded events after `position` (all of them, usually: joined once)."""
-        if position is None or self.events[0][0] > position:
+        first = self.events[0][0]
+        if position is None or first is None or first > position:
             if self._text is None:
                 self._text = b"".join(text for _position, text in self.events)
             return self._text
-        return b"".join(text for at, text in self.events if at > position)
+        return b"".join(text for at, text in self.events if at is not None and at > position)
 
 
 class Subscriber:
     """One stream's view of the feed."""
 
-    def __init__(self, actor: Actor, query: JobFilter, joined_at: Position) -> None:
+    def __init__(
+        self, actor: Actor, query: JobFilter, joined_at: Position, heartbeats: bool = False
+    ) -> None:
         self.actor = actor
         self.query = query
+        #: Whether it also takes heartbeats (`event: heartbeat`, without a position).
+        self.heartbeats = heartbeats
         #: Subscribers with the same view share what is read and encoded for it.
-        self.view = (actor, repr(query))
+        self.view = (actor, repr(query), heartbeats)
         #: The feed's position when it joined: live events come after it.
         self.joined_at = joined_at
         self._queue: asyncio.Queue[Chunk | None] = asyncio.Queue()
@@ -108,11 +116,17 @@ class EventFeed:
         self,
         database: Database,
         encode: Callable[[Happened], bytes],
+        encode_beat: Callable[[Job], bytes],
         poll_s: float = 0.05,
         gap_s: float = 0.1,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._database = database
+        self._clock = clock
         self._encode = encode
+        self._encode_beat = encode_beat
+        #: The latest heartbeat stamp handed out (None while nobody takes heartbeats).
+        self._beats_seen: datetime | None = None
         self._poll_s = poll_s if database.dialect == "postgresql" else 1.0
         #: The least time between two reads: events of a burst go out together, so the cost
         #: of a stream is per read, not per event.
@@ -154,42 +168,70 @@ class EventFeed:
                 await self._database.write(_announce)
         if not self._subscribers or self._head is None:
             return
+        views: dict[tuple[Actor, str, bool], list[Subscriber]] = {}
+        for subscriber in self._subscribers:
+            views.setdefault(subscriber.view, []).append(subscriber)
+        if self._beats_seen is not None:  # first: a heartbeat comes before what ends a job
+            await self._beats(views)
         while True:
             found = await self._database.read(events.after, self._head, READ_BATCH)
             if found:
-                self._hand_out(found)
+                self._hand_out(views, [(h.position, h.job, h) for h in found])
                 self._head = found[-1].position
             if len(found) < READ_BATCH:
                 return
 
-    def _hand_out(self, found: list[Happened]) -> None:
-        views: dict[tuple[Actor, str], list[Subscriber]] = {}
-        for subscriber in self._subscribers:
-            views.setdefault(subscriber.view, []).append(subscriber)
+    async def _beats(self, views: dict[tuple[Actor, str, bool], list[Subscriber]]) -> None:
+        """Hand out the heartbeats sent since the last round to those who take them."""
+        assert self._beats_seen is not None
+        found = await self._database.read(events.beats_after, self._beats_seen, READ_BATCH)
+        if not found:
+            return
+        self._beats_seen = max(job.heartbeat_at or self._beats_seen for job in found)
+        beating = {view: members for view, members in views.items() if view[2]}
+        self._hand_out(beating, [(None, job, job) for job in found])
+
+    def _hand_out(
+        self,
+        views: dict[tuple[Actor, str, bool], list[Subscriber]],
+        found: list[tuple[Position | None, Job, Happened | Job]],
+    ) -> None:
         for members in views.values():
             sees = members[0].sees
-            encoded = [(h.position, self._encode(h)) for h in found if sees(h.job)]
+            encoded = [
+                (position, self._encoded(what)) for position, job, what in found if sees(job)
+            ]
             if encoded:
                 chunk = Chunk(encoded)
                 for subscriber in members:
                     subscriber.offer(chunk)
 
-    async def _join(self, actor: Actor, query: JobFilter) -> Subscriber:
+    def _encoded(self, what: Happened | Job) -> bytes:
+        return self._encode_beat(what) if isinstance(what, Job) else self._encode(what)
+
+    async def _join(self, actor: Actor, query: JobFilter, heartbeats: bool) -> Subscriber:
         now = await self._database.read(events.start)
         if self._head is None or not self._subscribers:
             self._head = now
+        if heartbeats and self._beats_seen is None:
+            self._beats_seen = self._clock()
         # The feed may not have read up to now yet: what it reads before `now` is skipped.
-        subscriber = Subscriber(actor, query, max(now, self._head))
+        subscriber = Subscriber(actor, query, max(now, self._head), heartbeats)
         self._subscribers.add(subscriber)
         return subscriber
 
     async def follow(
-        self, actor: Actor, query: JobFilter, after: Position | None = None
+        self,
+        actor: Actor,
+        query: JobFilter,
+        after: Position | None = None,
+        heartbeats: bool = False,
     ) -> AsyncGenerator[bytes, None]:
         """The encoded events of the actor's view under `query`: those after `after` first
-        (from the database), then live ones, until the caller stops or TooSlowError.
+        (from the database), then live ones (and, asked, heartbeats), until the caller stops
+        or TooSlowError.
         """
-        subscriber = await self._join(actor, query)
+        subscriber = await self._join(actor, query, heartbeats)
         try:
             last = after
             while last is not None and last < subscriber.joined_at:
@@ -203,11 +245,15 @@ class EventFeed:
             last = max(after or subscriber.joined_at, subscriber.joined_at)
             while True:
                 chunk = await subscriber.next()
-                if chunk.last > last:
+                if chunk.last is None:
+                    yield chunk.after(None)
+                elif chunk.last > last:
                     yield chunk.after(last)
                     last = chunk.last
         finally:
             self._subscribers.discard(subscriber)
+            if not any(s.heartbeats for s in self._subscribers):
+                self._beats_seen = None
 
 
 def _announce(connection: Connection) -> None:

@@ -461,8 +461,8 @@ class JobManager:
             job, plan = await self.database.write(command, actor, job_id, planner)
         finally:
             self.handling.discard(job_id)
-        if plan.event is not None:
-            self._events_written()
+        if plan.event is not None or "heartbeat_at" in plan.values:
+            self._events_written()  # a heartbeat too: streams may want it
         if plan.error is not None:
             raise plan.error
         self.metrics.applied(job, plan)

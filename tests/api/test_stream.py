@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from jobpulse import Actor, Settings
 from jobpulse.api import create_app
-from jobpulse.api.stream import encode
+from jobpulse.api.stream import encode, encode_beat
 from jobpulse.feed import EventFeed, TooSlowError
 from jobpulse.listing import JobFilter
 from jobpulse.service import JobManager
@@ -202,6 +202,32 @@ async def test_filters_and_the_one_job_stream(served: Served) -> None:
     await one.close()
 
 
+async def test_heartbeats_come_only_to_streams_that_ask(served: Served) -> None:
+    alice = await served.key("org-a", "alice")
+    bob = await served.key("org-a", "bob")
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        job = (await http.post("/v1/jobs", json={"status": "running"}, headers=alice)).json()
+        other = (await http.post("/v1/jobs", json={"status": "running"}, headers=bob)).json()
+        beats = await listen(f"{served.url}/v1/jobs/stream", alice, {"heartbeats": "true"})
+        quiet = await listen(f"{served.url}/v1/jobs/{job['id']}/stream", alice)
+        await http.post(f"/v1/jobs/{other['id']}/heartbeat", headers=bob)  # not alice's
+        await http.post(f"/v1/jobs/{job['id']}/heartbeat", headers=alice)
+        await http.patch(f"/v1/jobs/{job['id']}", json={"status": "completed"}, headers=alice)
+    got = await beats.wait_for(2)
+    assert [(e.event, e.data["job_id"]) for e in got] == [
+        ("heartbeat", job["id"]),
+        (None, job["id"]),
+    ]
+    assert got[0].id is None, "a heartbeat has no position"
+    assert got[0].data["at"] is not None
+    assert [e.event for e in await quiet.wait_for(1)] == [None]
+    await asyncio.sleep(0.3)
+    assert len(beats.received) == 2
+    assert len(quiet.received) == 1
+    await beats.close()
+    await quiet.close()
+
+
 async def test_resuming_loses_and_repeats_nothing_under_concurrent_writers(
     served: Served,
 ) -> None:
@@ -296,7 +322,7 @@ async def test_a_subscriber_that_falls_behind_is_dropped_then_resumes(
     monkeypatch.setattr("jobpulse.feed.BUFFER_MAX", 5)
     database = Database(Settings(database_url=database_url))
     jobs = JobManager(database)
-    feed = EventFeed(database, encode)
+    feed = EventFeed(database, encode, encode_beat)
     jobs.on_events = feed.committed
     running = asyncio.create_task(feed.run())
     actor = Actor("org-a", "alice")

@@ -40,6 +40,22 @@ def test_a_change_through_one_replica_reaches_a_stream_of_the_other(
         assert (event["job_id"], event["to_status"]) == (made.id, "created")
         assert took < 2.0
 
+        # Heartbeats, asked for, come across too.
+        with (
+            httpx.Client(timeout=httpx.Timeout(10, read=None)) as http,
+            http.stream(
+                "GET", f"{second.url}/v1/jobs/stream?heartbeats=true", headers=key
+            ) as stream,
+        ):
+            time.sleep(0.3)
+            with JobPulse(first.url, first.admin_key) as client:
+                running = client.create_job(status="running")
+                client.heartbeat(running.id)
+            lines = stream.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: heartbeat"
+            beat = json.loads(next(line for line in lines if line.startswith("data:"))[5:])
+            assert beat["job_id"] == running.id
+
         async def cancel_across() -> bool:
             async with (
                 AsyncJobPulse(first.url, first.admin_key) as one,

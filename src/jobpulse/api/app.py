@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         app.state.jobs = JobManager.from_settings(settings, notify=wake.set)
         database = app.state.jobs.database
         app.state.keys = KeyManager(database)
-        app.state.feed = EventFeed(database, stream.encode)
+        app.state.feed = EventFeed(database, stream.encode, stream.encode_beat)
         app.state.jobs.on_events = app.state.feed.committed
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))

@@ -18,7 +18,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from jobpulse.api.deps import Authenticated
 from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery, JobId
-from jobpulse.domain import Actor
+from jobpulse.domain import Actor, Job
 from jobpulse.errors import ValidationError
 from jobpulse.feed import EventFeed, TooSlowError
 from jobpulse.listing import JobFilter
@@ -27,7 +27,10 @@ from jobpulse.storage.events import Happened, Position
 #: Seconds between keep-alive comments.
 PING_S = 15
 #: The query parameters of a stream besides the list filters.
-STREAM_PARAMS = (LIST_PARAMS - {"limit", "ascending", "before", "after"}) | {"last_event_id"}
+STREAM_PARAMS = (LIST_PARAMS - {"limit", "ascending", "before", "after"}) | {
+    "last_event_id",
+    "heartbeats",
+}
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 StreamFilters = Annotated[JobFilter, Depends(JobFilterQuery(STREAM_PARAMS))]
@@ -69,12 +72,22 @@ def encode(happened: Happened) -> bytes:
     return ServerSentEvent(orjson.dumps(data).decode(), id=str(happened.position)).encode()
 
 
+def encode_beat(job: Job) -> bytes:
+    """A heartbeat as SSE: `event: heartbeat`, no id (heartbeats are not history)."""
+    data = {"job_id": job.id, "job_type": job.job_type, "at": job.heartbeat_at}
+    return ServerSentEvent(orjson.dumps(data).decode(), event="heartbeat").encode()
+
+
 async def server_events(
-    feed: EventFeed, actor: Actor, query: JobFilter, after: Position | None
+    feed: EventFeed,
+    actor: Actor,
+    query: JobFilter,
+    after: Position | None,
+    heartbeats: bool = False,
 ) -> AsyncIterator[bytes | ServerSentEvent]:
     """The actor's events under `query` as SSE, and `overflow` if the client falls behind."""
     try:
-        async for encoded in feed.follow(actor, query, after):
+        async for encoded in feed.follow(actor, query, after, heartbeats):
             yield encoded
     except TooSlowError:
         yield ServerSentEvent(
@@ -84,11 +97,11 @@ async def server_events(
 
 
 def _response(
-    request: Request, actor: Actor, query: JobFilter, after: Position | None
+    request: Request, actor: Actor, query: JobFilter, after: Position | None, heartbeats: bool
 ) -> EventSourceResponse:
     feed: EventFeed = request.app.state.feed
     return EventSourceResponse(
-        server_events(feed, actor, query, after),
+        server_events(feed, actor, query, after, heartbeats),
         ping=PING_S,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -105,18 +118,30 @@ async def _resume(
 Resume = Annotated[Position | None, Depends(_resume)]
 
 
+#: `heartbeats=true` adds `event: heartbeat` messages (no id: not resumed after a reconnect).
+Heartbeats = Annotated[bool, Query(description="also send heartbeats (not resumable)")]
+
+
 @router.get("/stream", responses=_DESCRIPTION, response_model=None)
 async def stream_jobs(
-    request: Request, query: StreamFilters, caller: Authenticated, after: Resume
+    request: Request,
+    query: StreamFilters,
+    caller: Authenticated,
+    after: Resume,
+    heartbeats: Heartbeats = False,
 ) -> EventSourceResponse:
     """Live history events of the jobs you may see under the list filters."""
-    return _response(request, caller.actor, query, after)
+    return _response(request, caller.actor, query, after, heartbeats)
 
 
 @router.get("/{job_id}/stream", responses=_DESCRIPTION, response_model=None)
 async def stream_job(
-    request: Request, job_id: JobId, caller: Authenticated, after: Resume
+    request: Request,
+    job_id: JobId,
+    caller: Authenticated,
+    after: Resume,
+    heartbeats: Heartbeats = False,
 ) -> EventSourceResponse:
     """Live history events of one job (a worker can wait here for its cancellation)."""
     await caller.jobs.get_job(caller.actor, job_id)  # 404 unless visible
-    return _response(request, caller.actor, JobFilter(job_id=job_id), after)
+    return _response(request, caller.actor, JobFilter(job_id=job_id), after, heartbeats)

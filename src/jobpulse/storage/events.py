@@ -11,6 +11,7 @@ resumes after one loses nothing.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -26,7 +27,7 @@ from sqlalchemy import (
     select,
 )
 
-from jobpulse.domain import Actor, Job, JobEvent
+from jobpulse.domain import ACTIVE, Actor, Job, JobEvent
 from jobpulse.listing import JobFilter
 from jobpulse.storage.repository import (
     EVENT_COLUMNS,
@@ -130,3 +131,27 @@ def after(
         job = to_job(row[2 + len(_EVENT) :])
         found.append(Happened(Position(int(row[0]), int(row[1])), event, job))
     return found
+
+
+def beats_after(connection: Connection, since: datetime, limit: int) -> list[Job]:
+    """Jobs that sent a heartbeat after `since` (by its stamp), the earliest first.
+
+    A heartbeat moves `updated_at` with `heartbeat_at`, so the partial index of active jobs by
+    (status, updated_at) finds them, and that of ended jobs by end those that ended since.
+    Not a resumable order: a heartbeat committed late with an earlier stamp can be passed
+    over, which a liveness signal can afford.
+    """
+    active = and_(
+        jobs.c.completed_at.is_(None),
+        jobs.c.status.in_(sorted(ACTIVE)),
+        jobs.c.updated_at > since,
+    )
+    rows = connection.execute(
+        SELECT_JOB.where(
+            or_(active, jobs.c.completed_at > since),  # one that has ended since, too
+            jobs.c.heartbeat_at > since,
+        )
+        .order_by(jobs.c.heartbeat_at)
+        .limit(limit)
+    )
+    return [to_job(row) for row in rows]
