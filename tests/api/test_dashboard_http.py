@@ -101,3 +101,18 @@ async def test_a_position_past_64_bits_is_refused(
     headers = await make_key("o", "u") | {"Last-Event-ID": "0.99999999999999999999"}
     answer = await http.get("/v1/jobs/stream", headers=headers)
     assert answer.status_code == 422
+
+
+async def test_pages_escape_what_they_are_given(http: httpx.AsyncClient, make_key: MakeKey) -> None:
+    alice = await make_key("org-a", "alice")
+    job = (await http.post("/v1/jobs", json={"job_type": "<b>x</b>"}, headers=alice)).json()
+    await signed_in(http, alice)
+    page = await http.get(f"/jobs/{job['id']}", params={"error": "<script>alert(1)</script>"})
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;" in page.text
+    assert "<b>x</b>" not in page.text
+    login = await http.get("/login", params={"fragment": "1"})  # no live region: the page
+    assert login.status_code == 200
+    region = await http.get("/jobs", params={"fragment": "1"})
+    assert "<html" not in region.text
+    assert "data-job=" in region.text

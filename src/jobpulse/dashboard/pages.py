@@ -44,6 +44,8 @@ WINDOWS = {
     "30d": (timedelta(days=30), Bucket.DAY),
 }
 PAGE_SIZE = 25
+#: The pages with a live region (`_<page>` is the region alone).
+LIVE_PAGES = frozenset({"overview.html", "jobs.html", "job.html"})
 
 router = APIRouter(include_in_schema=False)
 
@@ -72,8 +74,8 @@ def _secure(request: Request) -> bool:
 def _render(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> Response:
-    """The page (or, `?fragment=1`, its live region alone)."""
-    fragment = request.query_params.get("fragment") == "1"
+    """The page (or, `?fragment=1` on a live page, its live region alone)."""
+    fragment = request.query_params.get("fragment") == "1" and template in LIVE_PAGES
     context = {"request": request, "csrf": csrf_token(request), **context}
     name = f"_{template}" if fragment else template
     response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
