@@ -124,9 +124,17 @@ def _counts(body: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, int]:
     return counts
 
 
+def storable(text: str, limit: int = 2048) -> str:
+    """Provider text as the JSON policy stores it: at most `limit` characters, no NUL, no lone
+    surrogate (a provider's answer is not trusted to hold to it).
+    """
+    cut = text[:limit].replace("\x00", "")
+    return cut.encode("utf-8", "replace").decode("utf-8")
+
+
 def _text(body: Mapping[str, Any], name: str) -> str | None:
     value = body.get(name)
-    return value if isinstance(value, str) and value else None
+    return storable(value) if isinstance(value, str) and value else None
 
 
 def _status(body: Mapping[str, Any], name: str, known: frozenset[str]) -> str:
@@ -225,7 +233,7 @@ def _openai_errors(body: Mapping[str, Any]) -> str | None:
     if isinstance(data, list) and data and isinstance(data[0], Mapping):
         message = data[0].get("message")
         if isinstance(message, str):
-            return message[:ERROR_CHARS]
+            return storable(message, ERROR_CHARS)
     return None
 
 
@@ -248,8 +256,8 @@ class Tally:
         if message is not None and len(self.errors) < ERRORS_KEPT:
             self.errors.append(
                 {
-                    "custom_id": custom_id if isinstance(custom_id, str) else None,
-                    "message": str(message)[:ERROR_CHARS],
+                    "custom_id": storable(custom_id, 128) if isinstance(custom_id, str) else None,
+                    "message": storable(str(message), ERROR_CHARS),
                 }
             )
 

@@ -561,3 +561,34 @@ async def test_results_the_provider_no_longer_has_end_the_job_saying_so(
     ended = await polling.job(job)
     assert ended.status == JobStatus.COMPLETED
     assert ended.metadata["results"]["unavailable"] == "openai answered 404: no such batch"
+
+
+async def test_hostile_provider_answers_are_recorded_not_stored_raw(
+    fake: FakeProviders, make_polling: MakePolling, database_url: str
+) -> None:
+    clock = Clock()
+    polling = await make_polling(clock)
+    fake.script(
+        "openai",
+        "odd",
+        Answer(500, {"error": {"message": "bad\u0000thing " + "x" * 5000}}),
+        Answer(200, "not a batch"),
+        Answer(200, {"status": "in_progress", "request_counts": {"total": "many"}}),
+        openai("odd", "in_progress", 1, 0, 0) | {"output_file_id": "f\u0000" + "y" * 5000},
+    )
+    job = await polling.add("openai", "odd")
+    errors = []
+    for _ in range(3):
+        await polling.poller.run_once()
+        errors.append((await polling.job(job)).metadata["last_poll_error"])
+        clock.advance(INTERVAL_S)
+        await asyncio.sleep(1.1)  # the 500 paused the provider for a second
+    assert errors[0].startswith("openai answered 500: badthing")
+    assert len(errors[0]) <= 300
+    assert "not an object" in errors[1]
+    assert "request_counts.total is not a count" in errors[2]
+    await polling.poller.run_once()
+    found = await polling.job(job)
+    assert found.status == JobStatus.RUNNING
+    assert "\x00" not in found.metadata["output_file_id"]
+    assert len(found.metadata["output_file_id"]) <= 2048

@@ -12,7 +12,7 @@ Keys never leave this module: they are sent as headers and cut out of any error 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -21,13 +21,23 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from jobpulse.batches import READERS, BatchRef, Provider, Snapshot, Tally, UnexpectedAnswerError
+from jobpulse.batches import (
+    READERS,
+    BatchRef,
+    Provider,
+    Snapshot,
+    Tally,
+    UnexpectedAnswerError,
+    storable,
+)
 from jobpulse.config import Settings
 
 ANTHROPIC_VERSION = "2023-06-01"
 #: The longest results line read (one request's full answer); a longer one is skipped and
 #: counted `unreadable`.
 LINE_MAX_BYTES = 16 * 1024 * 1024
+#: The most of a batch's answer read (a batch is a few hundred bytes).
+ANSWER_MAX_BYTES = 1024 * 1024
 #: The most of an error answer read to describe it.
 ERROR_READ_BYTES = 16 * 1024
 
@@ -129,6 +139,8 @@ class ProviderClient:
         """The batch as its provider describes it now."""
         api = self._apis[ref.provider]
         body = await self._json(api, "GET", api.batch(ref.batch_id))
+        if not isinstance(body, Mapping):
+            raise ProviderError(f"unexpected answer for batch {ref.batch_id}: not an object")
         try:
             return READERS[ref.provider](body)
         except UnexpectedAnswerError as exc:
@@ -186,7 +198,10 @@ class ProviderClient:
                 ) as response,
             ):
                 await _check(api, response)
-                return await response.json(content_type=None, loads=orjson.loads)
+                body = await response.content.read(ANSWER_MAX_BYTES + 1)
+                if len(body) > ANSWER_MAX_BYTES:
+                    raise ProviderError(f"{api.provider} answered more than 1 MiB for a batch")
+                return orjson.loads(body)
         except TimeoutError:
             raise ProviderError(f"no answer within {self._timeout_s:g}s") from None
         except (aiohttp.ClientError, OSError, orjson.JSONDecodeError) as exc:
@@ -237,5 +252,5 @@ async def _check(api: _Api, response: aiohttp.ClientResponse) -> None:
     if isinstance(detail, str) and detail:
         message += f": {detail}"
     raise ProviderError(
-        api.redact(message)[:300], response.status, response.headers.get("Retry-After")
+        storable(api.redact(message), 300), response.status, response.headers.get("Retry-After")
     )
