@@ -44,6 +44,7 @@ from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
 from jobpulse.storage import batches, outbox, repository, retention, stats, steps, sweeps
 from jobpulse.storage.engine import Database
+from jobpulse.storage.together import Creation, Transition
 from jobpulse.sweeping import StaleLimits, plan_sweep
 from jobpulse.telemetry import trace_headers, trace_method
 from jobpulse.webhooks import guard, payload
@@ -206,7 +207,7 @@ class JobManager:
                 batches.insert_batch_job, job, idempotency_key, ref
             )
         else:
-            stored, created = await self.database.write(repository.insert_job, job, idempotency_key)
+            stored, created = await self.database.submit(Creation(job, idempotency_key))
         if created:
             self.metrics.created(stored)
             self._events_written()
@@ -448,17 +449,22 @@ class JobManager:
         actor: Actor,
         job_id: str,
         planner: Callable[[Job], Plan],
-        command: Callable[
-            [Connection, Actor, str, Callable[[Job], Plan]], tuple[Job, Plan]
-        ] = repository.apply_plan,
+        command: Callable[[Connection, Actor, str, Callable[[Job], Plan]], tuple[Job, Plan]]
+        | None = None,
     ) -> Job:
+        """Apply `planner`'s change to the job: alone or with the batch's other transitions,
+        or (given) through `command`.
+        """
         self.handling.add(job_id)
         try:
             # The trace context is captured here, in the request's task, and only written out
             # as headers if the change ends the job with a callback to send.
             trace = otel_context.get_current()
             planner = partial(_with_callback, planner, self._now(), trace)
-            job, plan = await self.database.write(command, actor, job_id, planner)
+            if command is None:
+                job, plan = await self.database.submit(Transition(actor, job_id, planner))
+            else:
+                job, plan = await self.database.write(command, actor, job_id, planner)
         finally:
             self.handling.discard(job_id)
         if plan.event is not None or "heartbeat_at" in plan.values:

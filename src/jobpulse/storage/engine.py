@@ -212,6 +212,23 @@ def _resolve(pairs: list[tuple[_Request, bool, Any]]) -> None:
             request.future.set_exception(value)
 
 
+def _runs(connection: Connection, commands: Sequence[Command]) -> list[list[Command]]:
+    """`commands` in runs, in order: neighbours of one kind that can run together, or one
+    alone. A command that can has a `run_together(connection, commands)` giving each one's
+    outcome (see storage/together.py); on PostgreSQL, where it saves round trips, it is used.
+    """
+    together = connection.dialect.name == "postgresql"
+    runs: list[list[Command]] = []
+    for command in commands:
+        kind = getattr(command, "run_together", None) if together else None
+        last = runs[-1] if runs else None
+        if kind is not None and last and getattr(last[0], "run_together", None) is kind:
+            last.append(command)
+        else:
+            runs.append([command])
+    return runs
+
+
 def run_batch(connection: Connection, commands: Sequence[Command]) -> list[tuple[bool, Any]]:
     """Run `commands` in one transaction; fall back to one transaction each on an error.
 
@@ -221,9 +238,13 @@ def run_batch(connection: Connection, commands: Sequence[Command]) -> list[tuple
     try:
         outcomes: list[tuple[bool, Any]] = []
         with connection.begin():
-            for command in commands:
+            for run in _runs(connection, commands):
+                if len(run) > 1:
+                    run_together: Any = getattr(run[0], "run_together")  # noqa: B009
+                    outcomes.extend(run_together(connection, run))
+                    continue
                 try:
-                    outcomes.append((True, command(connection)))
+                    outcomes.append((True, run[0](connection)))
                 except JobPulseError as exc:
                     outcomes.append((False, exc))
         return outcomes
@@ -452,6 +473,13 @@ class Database:
         result: T = await self._writer.submit(
             lambda connection: command(connection, *args, **kwargs)
         )
+        return result
+
+    async def submit(self, command: Callable[[Connection], T]) -> T:
+        """Run `command(connection)` in the writer's next committed batch, as it is: a
+        `Together` command may then run with those of its kind beside it.
+        """
+        result: T = await self._writer.submit(command)
         return result
 
     async def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:

@@ -47,27 +47,31 @@ class Attempt:
     next_attempt_at: datetime | None
 
 
+def message_rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
+    """The outbox rows that queue `messages`."""
+    return [
+        {
+            "webhook_id": message.webhook_id,
+            "job_id": message.job_id,
+            "event_type": message.event_type,
+            "url": message.url,
+            "payload": message.payload,
+            "trace_context": message.trace_context,
+            "state": PENDING,
+            "attempts": 0,
+            "next_attempt_at": message.created_at,
+            "locked_until": None,
+            "created_at": message.created_at,
+            "delivered_at": None,
+        }
+        for message in messages
+    ]
+
+
 def insert_messages(connection: Connection, messages: Sequence[OutboxMessage]) -> None:
     """Queue messages for delivery, in the caller's transaction."""
-    for message in messages:
-        prepared.write(
-            connection,
-            _INSERT_MESSAGE,
-            {
-                "webhook_id": message.webhook_id,
-                "job_id": message.job_id,
-                "event_type": message.event_type,
-                "url": message.url,
-                "payload": message.payload,
-                "trace_context": message.trace_context,
-                "state": PENDING,
-                "attempts": 0,
-                "next_attempt_at": message.created_at,
-                "locked_until": None,
-                "created_at": message.created_at,
-                "delivered_at": None,
-            },
-        )
+    for row in message_rows(messages):
+        prepared.write(connection, _INSERT_MESSAGE, row)
 
 
 def claim_due(

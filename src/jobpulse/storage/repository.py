@@ -36,15 +36,15 @@ from jobpulse.storage.tables import job_events, jobs
 
 T = TypeVar("T")
 P = ParamSpec("P")
-_JOB_FIELDS = tuple(f.name for f in fields(Job))
+JOB_FIELDS = tuple(f.name for f in fields(Job))
 #: The columns of a JobEvent; those it is written with (its id is the table's).
 EVENT_COLUMNS = tuple(f.name for f in fields(JobEvent))
-_EVENT_FIELDS = tuple(name for name in EVENT_COLUMNS if name != "id")
+EVENT_FIELDS = tuple(name for name in EVENT_COLUMNS if name != "id")
 _STATUSES = {status.value: status for status in JobStatus}
 _STOP_REASONS = {reason.value: reason for reason in StopReason}
 
 #: The columns of a Job, in the order of its fields.
-SELECT_JOB = select(*(jobs.c[name] for name in _JOB_FIELDS))
+SELECT_JOB = select(*(jobs.c[name] for name in JOB_FIELDS))
 #: A job by id in the actor's view, for a member (False) and for an admin (True).
 _JOB_BY_ID = {
     False: SELECT_JOB.where(
@@ -63,8 +63,8 @@ _UPDATE_GUARDED = update(jobs).where(
 _INSERT_EVENT = insert(job_events)
 
 
-_STATUS_AT = _JOB_FIELDS.index("status")
-_STOP_REASON_AT = _JOB_FIELDS.index("stop_reason")
+_STATUS_AT = JOB_FIELDS.index("status")
+_STOP_REASON_AT = JOB_FIELDS.index("stop_reason")
 
 
 def to_job(row: Sequence[Any]) -> Job:
@@ -88,7 +88,7 @@ def to_event(values: Mapping[Any, Any]) -> JobEvent:
     )
 
 
-def _column_values(values: Mapping[str, Any]) -> dict[str, Any]:
+def column_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """Job field values as column values, keeping the source_id column in step."""
     columns = dict(values)
     if "metadata" in values:
@@ -106,9 +106,7 @@ def _visible(actor: Actor) -> ColumnElement[bool]:
 
 
 def _insert_event(connection: Connection, event: JobEvent) -> None:
-    prepared.write(
-        connection, _INSERT_EVENT, {name: getattr(event, name) for name in _EVENT_FIELDS}
-    )
+    prepared.write(connection, _INSERT_EVENT, {name: getattr(event, name) for name in EVENT_FIELDS})
 
 
 def insert_job(connection: Connection, job: Job, idempotency_key: str | None) -> tuple[Job, bool]:
@@ -117,8 +115,7 @@ def insert_job(connection: Connection, job: Job, idempotency_key: str | None) ->
         earlier = _find_by_key(connection, job, idempotency_key)
         if earlier is not None:
             return earlier, False
-    row = _column_values({name: getattr(job, name) for name in _JOB_FIELDS})
-    row["idempotency_key"] = idempotency_key
+    row = job_row(job, idempotency_key)
     try:
         with connection.begin_nested():
             connection.execute(insert(jobs), row)
@@ -129,18 +126,27 @@ def insert_job(connection: Connection, job: Job, idempotency_key: str | None) ->
         if earlier is None:
             raise
         return earlier, False
-    _insert_event(
-        connection,
-        JobEvent(
-            job_id=job.id,
-            from_status=None,
-            to_status=job.status,
-            at=job.created_at,
-            reason="created",
-            actor=job.user_id,
-        ),
-    )
+    _insert_event(connection, creation_event(job))
     return job, True
+
+
+def creation_event(job: Job) -> JobEvent:
+    """The first event of a job's history."""
+    return JobEvent(
+        job_id=job.id,
+        from_status=None,
+        to_status=job.status,
+        at=job.created_at,
+        reason="created",
+        actor=job.user_id,
+    )
+
+
+def job_row(job: Job, idempotency_key: str | None) -> dict[str, Any]:
+    """The `jobs` row of a new job."""
+    return column_values({name: getattr(job, name) for name in JOB_FIELDS}) | {
+        "idempotency_key": idempotency_key
+    }
 
 
 def _find_by_key(connection: Connection, job: Job, key: str) -> Job | None:
@@ -184,7 +190,7 @@ def apply_plan(
     job = _find_job(connection, actor, job_id, lock=True)
     plan = planner(job)
     if plan.values:
-        params = _column_values(plan.values) | {"b_id": job.id, "b_expected": plan.expected}
+        params = column_values(plan.values) | {"b_id": job.id, "b_expected": plan.expected}
         if prepared.write(connection, _UPDATE_GUARDED, params) != 1:
             # Under the row lock only a concurrent writer outside jobpulse can cause this.
             raise RuntimeError(f"job {job.id} changed while locked")

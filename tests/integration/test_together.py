@@ -1,0 +1,105 @@
+"""Transitions of one writer batch run together (one lock, one UPDATE, one INSERT of events on
+PostgreSQL): the outcome is the one of applying them one by one in queue order, and one
+request's failure is its own."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from jobpulse import Actor, JobManager, Settings
+from jobpulse.errors import InvalidTransitionError, NotFoundError
+from jobpulse.storage.engine import Database
+from tests.monitor.test_sweeper import Clock
+
+ALICE = Actor("org-a", "alice")
+BOB = Actor("org-a", "bob")
+STATUSES = ("pending", "running", "completed", "failed", "cancelled", "created")
+
+
+@pytest.fixture
+async def jobs(database_url: str) -> AsyncIterator[JobManager]:
+    # One writer: batches commit in queue order, so "one by one" has one meaning.
+    settings = Settings(database_url=database_url, postgres_writers=1, write_batch_max=64)
+    manager = JobManager(Database(settings), Clock())
+    yield manager
+    await manager.close()
+
+
+async def history(jobs: JobManager, ids: list[str]) -> list[object]:
+    found: list[object] = []
+    for job_id in ids:
+        job = await jobs.get_job(ALICE, job_id)
+        events = await jobs.list_events(ALICE, job_id)
+        moves = [(e.from_status, e.to_status, e.applied, e.stop_reason) for e in events]
+        found.append((job.status, job.stop_reason, job.metadata, moves))
+    return found
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_batch_gives_what_one_by_one_gives(jobs: JobManager, seed: int) -> None:
+    rng = random.Random(seed)
+    calls = [(rng.randrange(4), rng.choice(STATUSES), rng.randrange(100)) for _ in range(60)]
+
+    async def run(ids: list[str], job: int, status: str, n: int) -> str:
+        try:
+            await jobs.update_job(ALICE, ids[job], status=status, metadata={"n": n})
+        except InvalidTransitionError as exc:
+            return exc.code
+        return "ok"
+
+    batched = [(await jobs.create_job(ALICE)).id for _ in range(4)]
+    together = await asyncio.gather(*(run(batched, *call) for call in calls))
+    alone = [(await jobs.create_job(ALICE)).id for _ in range(4)]
+    one_by_one = [await run(alone, *call) for call in calls]
+    assert together == one_by_one
+    assert await history(jobs, batched) == await history(jobs, alone)
+
+
+async def test_one_requests_failure_is_its_own(jobs: JobManager) -> None:
+    mine = await jobs.create_job(ALICE, status="running")
+    ended = await jobs.create_job(ALICE, status="running")
+    await jobs.update_job(ALICE, ended.id, status="completed")
+    theirs = await jobs.create_job(BOB)
+    results = await asyncio.gather(
+        jobs.update_job(ALICE, ended.id, status="running"),  # refused: recorded, raised
+        jobs.update_job(ALICE, theirs.id, status="running"),  # not alice's
+        jobs.update_job(ALICE, "job-missing", status="running"),
+        jobs.update_job(ALICE, mine.id, metadata={"x" * 10: "y" * 70_000}),  # too big
+        jobs.update_job(ALICE, mine.id, stop_reason="end_turn"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], InvalidTransitionError)
+    assert isinstance(results[1], NotFoundError)
+    assert isinstance(results[2], NotFoundError)
+    assert type(results[3]).__name__ == "ValidationError"
+    assert not isinstance(results[4], BaseException)
+    assert (await jobs.get_job(ALICE, mine.id)).status == "completed"
+    assert (await jobs.get_job(BOB, theirs.id)).status == "created"
+    rejected = [e for e in await jobs.list_events(ALICE, ended.id) if not e.applied]
+    assert [(e.from_status, e.to_status) for e in rejected] == [("completed", "running")]
+
+
+async def test_creations_together_keep_idempotency(jobs: JobManager) -> None:
+    earlier = await jobs.create_job(ALICE, idempotency_key="k-0")
+    made = await asyncio.gather(
+        *(jobs.create_job(ALICE, idempotency_key=f"k-{n % 3}") for n in range(9)),
+        *(jobs.create_job(ALICE) for _ in range(5)),
+        jobs.create_job(BOB, idempotency_key="k-1"),  # another user's key space
+    )
+    keyed, plain, bobs = made[:9], made[9:14], made[14]
+    assert {job.id for job in keyed[0::3]} == {earlier.id}
+    assert len({job.id for job in keyed[1::3]}) == 1
+    assert len({job.id for job in keyed[2::3]}) == 1
+    assert len({job.id for job in plain}) == 5
+    assert bobs.id not in {job.id for job in keyed}
+    count = await jobs.count_jobs(Actor("org-a", "root", is_admin=True))
+    assert count.total == 1 + 2 + 5 + 1
+    for job in plain:
+        events = await jobs.list_events(ALICE, job.id)
+        assert [(e.from_status, e.to_status, e.reason) for e in events] == [
+            (None, "created", "created")
+        ]
