@@ -215,12 +215,14 @@ def _resolve(pairs: list[tuple[_Request, bool, Any]]) -> None:
 def _runs(connection: Connection, commands: Sequence[Command]) -> list[list[Command]]:
     """`commands` in runs, in order: neighbours of one kind that can run together, or one
     alone. A command that can has a `run_together(connection, commands)` giving each one's
-    outcome (see storage/together.py); on PostgreSQL, where it saves round trips, it is used.
+    outcome, and `together_on`, the databases where that pays (see storage/together.py).
     """
-    together = connection.dialect.name == "postgresql"
+    dialect = connection.dialect.name
     runs: list[list[Command]] = []
     for command in commands:
-        kind = getattr(command, "run_together", None) if together else None
+        kind = None
+        if dialect in getattr(command, "together_on", ()):
+            kind = getattr(command, "run_together", None)
         last = runs[-1] if runs else None
         if kind is not None and last and getattr(last[0], "run_together", None) is kind:
             last.append(command)

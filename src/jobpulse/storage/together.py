@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, bindparam, insert, tuple_, update
 
@@ -57,6 +57,10 @@ class Transition:
     actor: Actor
     job_id: str
     planner: Callable[[Job], Plan]
+    #: Where running together pays: SQLite's statements cost no round trip, and its writer
+    #: runs a transition's three straight on the driver (together measured 0.90 of the raw
+    #: single writer there, against 1.01 alone).
+    together_on: ClassVar[frozenset[str]] = frozenset({"postgresql"})
 
     def __call__(self, connection: Connection) -> tuple[Job, Plan]:
         """Alone: lock, plan, write (see `apply_plan`)."""
@@ -128,6 +132,8 @@ class Creation:
 
     job: Job
     idempotency_key: str | None
+    #: Alone, a creation takes a savepoint (for its idempotency key): together pays on both.
+    together_on: ClassVar[frozenset[str]] = frozenset({"postgresql", "sqlite"})
 
     def __call__(self, connection: Connection) -> tuple[Job, bool]:
         """Alone: see `insert_job`."""
