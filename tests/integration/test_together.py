@@ -103,3 +103,47 @@ async def test_creations_together_keep_idempotency(jobs: JobManager) -> None:
         assert [(e.from_status, e.to_status, e.reason) for e in events] == [
             (None, "created", "created")
         ]
+
+
+async def test_a_killed_connection_never_reports_a_rolled_back_success(
+    database_url: str, jobs: JobManager
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL backends can be terminated mid-batch")
+    import asyncpg
+
+    ids = [(await jobs.create_job(ALICE)).id for _ in range(200)]
+    killer = await asyncpg.connect(database_url)
+    stop = asyncio.Event()
+
+    async def kill() -> int:
+        killed = 0
+        while not stop.is_set():
+            killed += await killer.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND state <> 'idle'"
+            )
+            await asyncio.sleep(0.005)
+        return killed
+
+    async def move(job_id: str) -> list[str]:
+        done = []
+        for status in ("pending", "running", "completed"):
+            try:
+                await jobs.update_job(ALICE, job_id, status=status)
+            except Exception:  # an error is an allowed answer here
+                continue
+            done.append(status)
+        return done
+
+    killing = asyncio.create_task(kill())
+    reported = await asyncio.gather(*(move(job_id) for job_id in ids))
+    stop.set()
+    killed = await killing
+    await killer.close()
+    assert killed > 0, "no batch was interrupted"
+    for job_id, statuses in zip(ids, reported, strict=True):
+        applied = {e.to_status for e in await jobs.list_events(ALICE, job_id) if e.applied}
+        missing = set(statuses) - applied
+        assert not missing, f"{job_id}: reported {statuses}, committed {sorted(applied)}"
