@@ -51,13 +51,29 @@ def _moment(value: Any) -> datetime:
     return moment.replace(tzinfo=UTC)
 
 
-def _cumulative(column: ColumnElement[Any], bounds: tuple[float, ...]) -> list[Any]:
-    """For each bound (seconds), how many of `column` (nanoseconds) are at or under it."""
-    return [func.sum(case((column <= int(bound * 1e9), 1), else_=0)) for bound in bounds]
+def _bucket_of(column: ColumnElement[Any], bounds: tuple[float, ...]) -> ColumnElement[Any]:
+    """The index of the first bound (seconds) `column` (nanoseconds) is at or under: the
+    number of bounds above the last, -1 for none.
+    """
+    whens: list[tuple[ColumnElement[bool], int]] = [(column.is_(None), -1)]
+    whens += [(column <= int(bound * 1e9), index) for index, bound in enumerate(bounds)]
+    return case(*whens, else_=len(bounds))
+
+
+def _cumulative(counts: list[int]) -> tuple[int, ...]:
+    """Cumulative counts at or under each bound, from the counts in each bucket."""
+    total = 0
+    found = []
+    for number in counts:
+        total += number
+        found.append(total)
+    return tuple(found)
 
 
 def window_stats(connection: Connection, actor: Actor, query: JobFilter, window: Window) -> Stats:
-    """The figures of the jobs created in `window` that the actor may see under `query`."""
+    """The figures of the jobs created in `window` that the actor may see under `query`: one
+    grouped scan of the window's jobs, one of those that ended in it.
+    """
     dialect = connection.dialect.name
     clauses, params = job_filter_clauses(dialect, actor, query)
     params |= {"b_since": window.since, "b_until": window.until}
@@ -66,32 +82,33 @@ def window_stats(connection: Connection, actor: Actor, query: JobFilter, window:
     created = (*clauses, jobs.c.created_at >= since, jobs.c.created_at < until)
     ended_at = (*clauses, jobs.c.completed_at >= since, jobs.c.completed_at < until)
     duration = case((jobs.c.completed_at.is_not(None), jobs.c.total_duration_ns))
-
-    statuses = [func.sum(case((jobs.c.status == s.value, 1), else_=0)) for s in JobStatus]
-    ttft = _cumulative(jobs.c.ttft_ns, TTFT_BUCKETS)
-    durations = _cumulative(duration, DURATION_BUCKETS)
-    counted = [func.count(jobs.c.ttft_ns), func.count(duration)]
-    row = connection.execute(
-        select(*statuses, *ttft, *durations, *counted).where(*created), params
-    ).one()
-    numbers = [int(value or 0) for value in row]
-    by_status = dict(zip(JobStatus, numbers[: len(statuses)], strict=True))
-    at = len(statuses)
-    ttft_cumulative = tuple(numbers[at : at + len(ttft)])
-    at += len(ttft)
-    duration_cumulative = tuple(numbers[at : at + len(durations)])
-    ttft_count, duration_count = numbers[-2:]
-
-    reasons = connection.execute(
-        select(jobs.c.stop_reason, func.count())
-        .where(*created, jobs.c.stop_reason.is_not(None))
-        .group_by(jobs.c.stop_reason),
-        params,
+    groups = (
+        _bucketed(dialect, jobs.c.created_at, window.bucket),
+        jobs.c.status,
+        jobs.c.stop_reason,
+        _bucket_of(jobs.c.ttft_ns, TTFT_BUCKETS),
+        _bucket_of(duration, DURATION_BUCKETS),
     )
-    created_bucket = _bucketed(dialect, jobs.c.created_at, window.bucket)
-    made = connection.execute(
-        select(created_bucket, func.count()).where(*created).group_by(created_bucket), params
+    by_status = dict.fromkeys(JobStatus, 0)
+    reasons: dict[str, int] = {}
+    made: dict[datetime, int] = {}
+    ttft = [0] * len(TTFT_BUCKETS)
+    durations = [0] * len(DURATION_BUCKETS)
+    counts = {"ttft": 0, "duration": 0}
+    rows = connection.execute(
+        select(*groups, func.count()).where(*created).group_by(*groups), params
     )
+    for start, status, reason, ttft_at, duration_at, number in rows:
+        by_status[JobStatus(status)] += number
+        moment = _moment(start)
+        made[moment] = made.get(moment, 0) + number
+        if reason is not None:
+            reasons[reason] = reasons.get(reason, 0) + number
+        for at, buckets, name in ((ttft_at, ttft, "ttft"), (duration_at, durations, "duration")):
+            if at >= 0:
+                counts[name] += number
+                if at < len(buckets):
+                    buckets[at] += number
     ended_bucket = _bucketed(dialect, jobs.c.completed_at, window.bucket)
     ends = connection.execute(
         select(ended_bucket, jobs.c.status, func.count())
@@ -108,12 +125,12 @@ def window_stats(connection: Connection, actor: Actor, query: JobFilter, window:
     return Stats(
         window=window,
         by_status=by_status,
-        ttft=Histogram(TTFT_BUCKETS, ttft_cumulative, ttft_count),
-        duration=Histogram(DURATION_BUCKETS, duration_cumulative, duration_count),
-        stop_reasons={str(reason): int(number) for reason, number in reasons},
+        ttft=Histogram(TTFT_BUCKETS, _cumulative(ttft), counts["ttft"]),
+        duration=Histogram(DURATION_BUCKETS, _cumulative(durations), counts["duration"]),
+        stop_reasons=reasons,
         series=series(
             window.starts(),
-            {_moment(start): int(number) for start, number in made},
+            made,
             {(_moment(start), JobStatus(status)): int(n) for start, status, n in ends},
         ),
         stuck=int(stuck),
