@@ -116,3 +116,38 @@ async def test_pages_escape_what_they_are_given(http: httpx.AsyncClient, make_ke
     region = await http.get("/jobs", params={"fragment": "1"})
     assert "<html" not in region.text
     assert "data-job=" in region.text
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "headers"),
+    [
+        ("/v1/jobs/stream", {"heartbeats": "maybe"}, {}),
+        ("/v1/jobs/stream", {}, {"Last-Event-ID": "1." + "9" * 5000}),
+        ("/v1/jobs/stream", {"last_event_id": "NaN"}, {}),
+        ("/v1/stats", {"since": "NaN"}, {}),
+        ("/v1/stats", {"bucket": "hour", "until": "0001-01-01T00:00:00"}, {}),
+    ],
+)
+async def test_bad_stream_and_stats_parameters_are_422(
+    http: httpx.AsyncClient,
+    make_key: MakeKey,
+    path: str,
+    params: dict[str, str],
+    headers: dict[str, str],
+) -> None:
+    answer = await http.get(path, params=params, headers=await make_key("o", "u") | headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "validation_error"
+
+
+async def test_a_stale_limit_that_is_not_a_number_is_refused(
+    http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    headers = await make_key("o", "u") | {"content-type": "application/json"}
+    for value in (b"NaN", b"-1", b"1e400", b'"soon"'):
+        answer = await http.post(
+            "/v1/jobs", content=b'{"stale_after_s": ' + value + b"}", headers=headers
+        )
+        assert answer.status_code == 422, (value, answer.text)
+    listed = await http.get("/v1/jobs", headers=headers)
+    assert listed.json() == []
