@@ -146,3 +146,27 @@ async def test_background_work_waits_for_every_queued_change(
     done = await asyncio.gather(first, background, *changes)
     assert done == ["gate", "prune", "c0", "c1", "c2", "c3", "c4"]
     assert order == ["c0", "c1", "c2", "c3", "c4", "prune"]  # queued first, run last
+
+
+async def test_reads_answer_after_the_database_dropped_every_pooled_connection(
+    manager: JobManager, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL server can terminate the backends of a pool")
+    import asyncpg
+
+    job = await manager.create_job(ALICE, status="running")
+    # Fill the pool with several open connections, then have the server drop them all.
+    await asyncio.gather(*(manager.get_job(ALICE, job.id) for _ in range(8)))
+    admin = await asyncpg.connect(database_url)
+    try:
+        dropped = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert dropped > 0
+    for _ in range(3):  # a read is safe to run again on a fresh connection
+        assert (await manager.get_job(ALICE, job.id)).status == "running"
+        assert [e.to_status for e in await manager.list_events(ALICE, job.id)] == ["running"]

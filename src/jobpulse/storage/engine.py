@@ -429,8 +429,19 @@ class TaskReader:
 
     async def run(self, query: Callable[[Connection], T]) -> T:
         with translated_errors():
-            async with self._engine.connect() as connection:
-                return await connection.run_sync(query)
+            try:
+                return await self._run(query)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            # The pooled connection had been dropped by the database (a restart, a terminated
+            # backend); SQLAlchemy has marked the pool's older connections stale. A read
+            # changes nothing, so it runs once more on a fresh connection.
+            return await self._run(query)
+
+    async def _run(self, query: Callable[[Connection], T]) -> T:
+        async with self._engine.connect() as connection:
+            return await connection.run_sync(query)
 
     async def close(self) -> None:
         """The writer's engine owns the pool; nothing to close here."""
