@@ -395,11 +395,13 @@ class JobManager:
             return await self.database.read(retention.count_old, cutoff)
         total = dict.fromkeys(retention.KINDS, 0)
         while True:
-            removed = await self.database.write_background(retention.prune_batch, cutoff, batch)
-            for kind, number in removed.items():
+            pruned = await self.database.write_background(
+                retention.prune_batch, cutoff, batch, self.database.traffic
+            )
+            for kind, number in pruned.removed.items():
                 total[kind] += number
-            self.metrics.pruned(removed)
-            if removed["jobs"] < batch and removed["messages"] < batch:
+            self.metrics.pruned(pruned.removed)
+            if pruned.finished:
                 return total
 
     async def refresh_gauges(self) -> None:

@@ -4,6 +4,7 @@ undelivered webhooks stay; a dry run changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -100,7 +101,7 @@ async def test_a_batch_removes_at_most_its_limit(manager: tuple[JobManager, Cloc
     clock.now = T0 + timedelta(days=2)
     cutoff = clock.now - timedelta(days=1)
     first = await jobs_.database.write(retention.prune_batch, cutoff, 4)
-    assert first["jobs"] == 4
+    assert first == retention.Pruned({"jobs": 4, "attempts": 0, "messages": 0}, finished=False)
     assert (await jobs_.count_jobs(ALICE)).total == 5
     assert (await jobs_.database.read(rows))["events"] == 5 * 2
 
@@ -109,3 +110,68 @@ async def test_a_negative_age_is_refused(manager: tuple[JobManager, Clock]) -> N
     jobs_, _clock = manager
     with pytest.raises(ValidationError, match="must not be negative"):
         await jobs_.prune(timedelta(days=-1))
+
+
+class Traffic:
+    """A writer's load as a test sets it: changes coming in (`busy`), and one waiting from
+    the `waits_after`-th look on."""
+
+    def __init__(self, busy: bool, waits_after: int | None = None) -> None:
+        self.busy = busy
+        self.waits_after = waits_after
+        self.looks = 0
+
+    def recent(self) -> bool:
+        return self.busy
+
+    def waiting(self) -> bool:
+        self.looks += 1
+        return self.waits_after is not None and self.looks >= self.waits_after
+
+
+async def ended_jobs(jobs_: JobManager, clock: Clock, number: int) -> datetime:
+    """`number` jobs ended two days ago; the cut-off one day ago."""
+    for _ in range(number):
+        job = await jobs_.create_job(ALICE, status="running")
+        await jobs_.update_job(ALICE, job.id, status="completed")
+    clock.now = T0 + timedelta(days=2)
+    return clock.now - timedelta(days=1)
+
+
+async def test_a_batch_makes_way_for_changes(manager: tuple[JobManager, Clock]) -> None:
+    jobs_, clock = manager
+    cutoff = await ended_jobs(jobs_, clock, 20)
+    busy = Traffic(busy=True, waits_after=3)  # a change waits after the third step
+    first = await jobs_.database.write(retention.prune_batch, cutoff, 100, busy)
+    steps = 3 * retention.STEP_WHEN_BUSY
+    assert first == retention.Pruned({"jobs": steps, "attempts": 0, "messages": 0}, False)
+    assert (await jobs_.count_jobs(ALICE)).total == 20 - steps
+    # Quiet again: the rest goes in one step, and the batch says nothing is left.
+    rest = await jobs_.database.write(retention.prune_batch, cutoff, 100, Traffic(busy=False))
+    assert rest == retention.Pruned({"jobs": 20 - steps, "attempts": 0, "messages": 0}, True)
+
+
+async def test_a_prune_finishes_while_a_writer_keeps_changing_jobs(
+    manager: tuple[JobManager, Clock],
+) -> None:
+    jobs_, clock = manager
+    cutoff = await ended_jobs(jobs_, clock, 60)
+    running = [(await jobs_.create_job(ALICE, status="running")).id for _ in range(3)]
+    pruned = asyncio.Event()
+    updates = 0
+
+    async def keep_changing() -> None:
+        nonlocal updates
+        while not pruned.is_set() or updates < 50:
+            await jobs_.update_job(ALICE, running[updates % 3], metadata={"n": updates})
+            updates += 1
+
+    changing = asyncio.create_task(keep_changing())
+    await asyncio.sleep(0)
+    removed = await jobs_.prune(clock.now - cutoff, batch=10)
+    pruned.set()
+    await changing
+    assert removed == {"jobs": 60, "attempts": 0, "messages": 0}
+    assert {job.id for job in await jobs_.list_jobs(ALICE)} == set(running)
+    last = {job.id: job.metadata["n"] for job in await jobs_.list_jobs(ALICE)}
+    assert max(last.values()) == updates - 1  # every change went through

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection
 
-from jobpulse import Settings
-from jobpulse.storage.engine import Database
+from jobpulse import Actor, JobManager, Settings
+from jobpulse.storage.engine import CHECKPOINT_S, Database
 from jobpulse.storage.migrate import upgrade
 
 
@@ -29,3 +30,33 @@ async def test_sqlite_pragmas(tmp_path: Path, policy: str, level: int) -> None:
         assert await database.write(pragmas) == ("wal", 1, level)
     finally:
         await database.close()
+
+
+ALICE = Actor("org-a", "alice")
+
+
+def autocheckpoint(connection: Connection) -> int:
+    return int(connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+
+
+async def test_commits_leave_checkpoints_to_their_own_thread(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobpulse.db'}"
+    await upgrade(url)
+    jobs = JobManager.from_settings(Settings(database_url=url))
+    wal = tmp_path / "jobpulse.db-wal"
+    try:
+        assert await jobs.database.write(autocheckpoint) == 0  # no commit checkpoints
+        sizes = []
+        for _round in range(6):
+            await asyncio.gather(*(jobs.create_job(ALICE) for _ in range(300)))
+            sizes.append(wal.stat().st_size)
+            await asyncio.sleep(4 * CHECKPOINT_S)  # the checkpointer catches up
+        # Checkpointed, the log starts over instead of growing with every round.
+        assert max(sizes) < 3 * sizes[0], sizes
+    finally:
+        await jobs.close()
+    again = JobManager.from_settings(Settings(database_url=url))
+    try:
+        assert (await again.count_jobs(ALICE)).total == 6 * 300  # nothing lost on the way
+    finally:
+        await again.close()

@@ -170,3 +170,77 @@ async def test_reads_answer_after_the_database_dropped_every_pooled_connection(
     for _ in range(3):  # a read is safe to run again on a fresh connection
         assert (await manager.get_job(ALICE, job.id)).status == "running"
         assert [e.to_status for e in await manager.list_events(ALICE, job.id)] == ["running"]
+
+
+def transaction_of(log: list[object], name: str) -> Callable[[Connection], str]:
+    def command(connection: Connection) -> str:
+        log.append(connection.get_transaction())
+        return name
+
+    return command
+
+
+def held_until(gate: threading.Event, then: Callable[[Connection], str]) -> Callable[..., str]:
+    def command(connection: Connection) -> str:
+        gate.wait(10)  # changes queue up meanwhile
+        return then(connection)
+
+    return command
+
+
+async def test_changes_that_come_in_during_background_work_join_its_transaction(
+    manager: JobManager, database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL runs background work beside its writers, not after them")
+    log: list[object] = []
+    gate = threading.Event()
+    background = asyncio.ensure_future(
+        manager.database.write_background(held_until(gate, transaction_of(log, "prune")))
+    )
+    await asyncio.sleep(0.05)
+    changes = [
+        asyncio.ensure_future(manager.database.write(transaction_of(log, f"c{n}")))
+        for n in range(3)
+    ]
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert await asyncio.gather(background, *changes) == ["prune", "c0", "c1", "c2"]
+    assert len(log) == 4
+    assert all(transaction is log[0] for transaction in log)
+    # A change on its own afterwards commits in a transaction of its own.
+    assert await manager.database.write(transaction_of(log, "later")) == "later"
+    assert log[-1] is not log[0]
+
+
+async def test_a_joined_change_that_fails_fails_alone(
+    manager: JobManager, database_url: str
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL runs background work beside its writers, not after them")
+    gate = threading.Event()
+
+    def insert_key(connection: Connection) -> str:
+        keys.insert_key(connection, KEY | {"id": "key-background", "key_hash": "1" * 64})
+        return "background"
+
+    background = asyncio.ensure_future(
+        manager.database.write_background(held_until(gate, insert_key))
+    )
+    await asyncio.sleep(0.05)
+    before = asyncio.ensure_future(manager.create_job(ALICE, status="running"))
+    failing = asyncio.ensure_future(manager.database.write(break_the_transaction))
+    after = asyncio.ensure_future(manager.create_job(ALICE, status="running"))
+    await asyncio.sleep(0.05)
+    gate.set()
+    done = await asyncio.gather(background, before, failing, after, return_exceptions=True)
+    assert done[0] == "background"
+    assert isinstance(done[2], Exception)
+    assert not isinstance(done[1], BaseException)
+    assert not isinstance(done[3], BaseException)
+    assert await manager.database.read(count_poison) == 0
+    stored = await manager.database.read(
+        lambda c: c.execute(select(func.count()).where(api_keys.c.id == "key-background")).scalar()
+    )
+    assert stored == 1  # the background work committed, once
+    assert (await manager.count_jobs(ALICE)).total == 2

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -75,13 +77,21 @@ def _load_json(text: str | bytes) -> Any:
 
 
 def _sqlite_engine(
-    url: str, begin: str | None, pool_size: int, synchronous: str = "FULL"
+    url: str,
+    begin: str | None,
+    pool_size: int,
+    synchronous: str = "FULL",
+    autocheckpoint: bool = True,
 ) -> Engine:
     """A pysqlite engine with WAL and foreign keys on every connection.
 
     With `begin`, transactions start with that statement (BEGIN IMMEDIATE for the writer,
     so that it takes the write lock up front); without, every statement commits alone.
+    Without `autocheckpoint`, its commits leave checkpoints to a `Checkpointer`.
     """
+    pragmas: tuple[str, ...] = (*_SQLITE_PRAGMAS, f"synchronous={synchronous}")
+    if not autocheckpoint:
+        pragmas += ("wal_autocheckpoint=0",)
     engine = create_engine(database_url(url), pool_size=pool_size, json_deserializer=_load_json)
 
     @event.listens_for(engine, "connect")
@@ -89,7 +99,7 @@ def _sqlite_engine(
         # Let SQLAlchemy, not the driver, decide where transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (*_SQLITE_PRAGMAS, f"synchronous={synchronous}"):
+        for pragma in pragmas:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
@@ -231,36 +241,91 @@ def _runs(connection: Connection, commands: Sequence[Command]) -> list[list[Comm
     return runs
 
 
-def run_batch(connection: Connection, commands: Sequence[Command]) -> list[tuple[bool, Any]]:
-    """Run `commands` in one transaction; fall back to one transaction each on an error.
+def run_batch(
+    connection: Connection,
+    commands: Sequence[Command],
+    then: Callable[[], Sequence[Command]] | None = None,
+) -> list[tuple[bool, Any]]:
+    """Run `commands` in one transaction, and after them the commands `then()` gives (changes
+    that came in meanwhile); fall back to one transaction each on an error. The outcomes are
+    those of `commands`, then of `then()`'s.
 
     A JobPulseError from a command goes back to its caller without undoing the batch:
     commands raise those before they write anything.
     """
+    ran = list(commands)
     try:
         outcomes: list[tuple[bool, Any]] = []
         with connection.begin():
-            for run in _runs(connection, commands):
-                if len(run) > 1:
-                    run_together: Any = getattr(run[0], "run_together")  # noqa: B009
-                    outcomes.extend(run_together(connection, run))
-                    continue
-                try:
-                    outcomes.append((True, run[0](connection)))
-                except JobPulseError as exc:
-                    outcomes.append((False, exc))
+            outcomes += _run_all(connection, commands)
+            if then is not None:
+                joined = then()
+                ran += joined
+                outcomes += _run_all(connection, joined)
         return outcomes
     except Exception as exc:
         # Whatever the failure left on the connection (an open cursor, a savepoint, a broken
         # socket) goes with it: the next statement reconnects and starts clean.
         connection.invalidate()
-        if len(commands) == 1:
+        if len(ran) == 1:
             return [(False, translate_error(exc))]
-    return [run_batch(connection, [command])[0] for command in commands]
+    return [run_batch(connection, [command])[0] for command in ran]
+
+
+def _run_all(connection: Connection, commands: Sequence[Command]) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = []
+    for run in _runs(connection, commands):
+        if len(run) > 1:
+            run_together: Any = getattr(run[0], "run_together")  # noqa: B009
+            outcomes.extend(run_together(connection, run))
+            continue
+        try:
+            outcomes.append((True, run[0](connection)))
+        except JobPulseError as exc:
+            outcomes.append((False, exc))
+    return outcomes
+
+
+#: Seconds between checkpoints of SQLite's write-ahead log.
+CHECKPOINT_S = 0.1
+
+#: Seconds after a change was queued during which background work counts the writer as busy.
+BUSY_S = 0.5
+
+
+class Traffic:
+    """The writer's load, for background work that makes way for changes (see
+    storage/retention.py): changes queued, counted by the event loop that queues them, and
+    changes taken, counted by the writer that runs them; each count has one writer.
+    """
+
+    def __init__(self) -> None:
+        self._queued = 0
+        self._taken = 0
+        self._last = -BUSY_S
+
+    def queue(self) -> None:
+        """A change was queued."""
+        self._queued += 1
+        self._last = time.monotonic()
+
+    def take(self, number: int) -> None:
+        """The writer took `number` changes off its queue."""
+        self._taken += number
+
+    def waiting(self) -> bool:
+        """A change is queued now."""
+        return self._queued > self._taken
+
+    def recent(self) -> bool:
+        """A change was queued within the last `BUSY_S` seconds."""
+        return time.monotonic() - self._last < BUSY_S
 
 
 class Writer(Protocol):
     """Runs write commands, committing them in batches."""
+
+    traffic: Traffic
 
     async def submit(self, command: Command, background: bool = False) -> Any: ...
 
@@ -274,9 +339,10 @@ _WAKE = object()
 class ThreadWriter:
     """The single SQLite writer: a thread that commits queued commands in batches.
 
-    Background requests (a prune) wait in a lane of their own and run one at a time, alone in
-    their transaction, only when no other request is queued: a change never shares a batch
-    with one, nor waits for more than the one already running.
+    Background requests (a prune) wait in a lane of their own and start one at a time, only
+    when no change is queued. Changes queued while one runs join its transaction once it
+    returns (it returns early for them, see `Traffic`): they wait for its current step and
+    their own commit, never for a commit of the background work's.
     """
 
     def __init__(self, engine: Engine, batch_max: int) -> None:
@@ -284,6 +350,7 @@ class ThreadWriter:
         self._batch_max = batch_max
         self._queue: queue.SimpleQueue[_Request | object | None] = queue.SimpleQueue()
         self._background: collections.deque[_Request] = collections.deque()
+        self.traffic = Traffic()
         self._thread = threading.Thread(target=self._run, name="jobpulse-writer", daemon=True)
         self._thread.start()
 
@@ -294,6 +361,7 @@ class ThreadWriter:
             self._background.append(_Request(command, future, loop))
             self._queue.put(_WAKE)
         else:
+            self.traffic.queue()
             self._queue.put(_Request(command, future, loop))
         return await future
 
@@ -302,18 +370,31 @@ class ThreadWriter:
         await asyncio.to_thread(self._thread.join)
         self._engine.dispose()
 
-    def _next_batch(self) -> list[_Request] | None:
+    def _next_batch(self) -> tuple[list[_Request], bool] | None:
+        """The next batch of changes (False), or one background request alone (True): only
+        when no change is queued. None once the writer is closing.
+        """
         first: _Request | object | None = _WAKE
         while first is _WAKE:
             try:  # wait for a change only while the background lane is empty
                 first = self._queue.get(block=not self._background)
             except queue.Empty:
-                return [self._background.popleft()]  # idle: one background request, alone
+                return [self._background.popleft()], True
         if first is None:
             return None
         assert isinstance(first, _Request)
-        batch = [first]
-        while len(batch) < self._batch_max:
+        self.traffic.take(1)
+        return [first, *self._take_queued(self._batch_max - 1)], False
+
+    def _join(self, joined: list[_Request]) -> list[Command]:
+        """Take the changes queued now into `joined`; their commands."""
+        joined += self._take_queued(self._batch_max)
+        return [request.command for request in joined]
+
+    def _take_queued(self, most: int) -> list[_Request]:
+        """Up to `most` changes already queued, without waiting."""
+        taken: list[_Request] = []
+        while len(taken) < most:
             try:
                 request = self._queue.get_nowait()
             except queue.Empty:
@@ -322,18 +403,24 @@ class ThreadWriter:
                 self._queue.put(None)  # finish this batch, then stop
                 break
             if isinstance(request, _Request):
-                batch.append(request)
-        return batch
+                taken.append(request)
+        self.traffic.take(len(taken))
+        return taken
 
     def _run(self) -> None:
         connection: Connection | None = None
-        while (batch := self._next_batch()) is not None:
+        while (next_batch := self._next_batch()) is not None:
+            batch, background = next_batch
+            # Changes that come in while background work runs join its transaction: they
+            # wait for its current step, not for a commit of its own.
+            joined: list[_Request] = []
+            then = functools.partial(self._join, joined) if background else None
             try:
                 connection = connection or self._engine.connect()
-                outcomes = run_batch(connection, [r.command for r in batch])
+                outcomes = run_batch(connection, [r.command for r in batch], then)
             except Exception as exc:
-                outcomes = [(False, translate_error(exc))] * len(batch)
-            self._deliver(batch, outcomes)
+                outcomes = [(False, translate_error(exc))] * (len(batch) + len(joined))
+            self._deliver(batch + joined, outcomes)
         if connection is not None:
             connection.close()
         closing = UnavailableError("the database is closing")
@@ -355,6 +442,7 @@ class TaskWriter:
 
     def __init__(self, engine: AsyncEngine, workers: int, batch_max: int) -> None:
         self._engine = engine
+        self.traffic = Traffic()
         self._workers = workers
         self._batch_max = batch_max
         self._queue: asyncio.Queue[_Request] | None = None
@@ -375,6 +463,7 @@ class TaskWriter:
                 for n in range(self._workers)
             ]
         future = loop.create_future()
+        self.traffic.queue()
         self._queue.put_nowait(_Request(command, future, loop))
         return await future
 
@@ -390,6 +479,7 @@ class TaskWriter:
             batch = [await requests.get()]
             while len(batch) < self._batch_max and not requests.empty():
                 batch.append(requests.get_nowait())
+            self.traffic.take(len(batch))
             try:
                 async with self._engine.connect() as connection:
                     outcomes = await connection.run_sync(run_batch, [r.command for r in batch])
@@ -398,6 +488,34 @@ class TaskWriter:
             _resolve([(r, ok, value) for r, (ok, value) in zip(batch, outcomes, strict=True)])
             for _ in batch:
                 requests.task_done()
+
+
+class Checkpointer:
+    """SQLite: copies the write-ahead log back into the database from a thread of its own,
+    every `every_s` seconds. A PASSIVE checkpoint neither waits for the writer nor holds it
+    up, so no commit pays for one (left to the committing connection, every thousand pages
+    or so one commit would, for milliseconds).
+    """
+
+    def __init__(self, engine: Engine, every_s: float) -> None:
+        self._engine = engine
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jobpulse-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            try:
+                with self._engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception as exc:  # the next one will try again
+                logger.warning("a checkpoint failed: %s", exc)
+
+    async def close(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join)
+        self._engine.dispose()
 
 
 class ThreadReader:
@@ -459,9 +577,17 @@ class Database:
             reads = _sqlite_engine(self.url, None, settings.pool_size, settings.sqlite_synchronous)
             self._reader = ThreadReader(reads, settings.pool_size)
             writes = _sqlite_engine(
-                self.url, "BEGIN IMMEDIATE", pool_size=1, synchronous=settings.sqlite_synchronous
+                self.url,
+                "BEGIN IMMEDIATE",
+                pool_size=1,
+                synchronous=settings.sqlite_synchronous,
+                autocheckpoint=False,
             )
             self._writer = ThreadWriter(writes, settings.write_batch_max)
+            checkpoints = _sqlite_engine(
+                self.url, None, pool_size=1, synchronous=settings.sqlite_synchronous
+            )
+            self._checkpointer = Checkpointer(checkpoints, CHECKPOINT_S)
         else:
             self._engine = _postgres_engine(
                 self.url, settings.pool_size, settings.database_timeout_s
@@ -495,6 +621,11 @@ class Database:
         result: T = await self._writer.submit(command)
         return result
 
+    @property
+    def traffic(self) -> Traffic:
+        """The writer's load, for background work to make way for changes."""
+        return self._writer.traffic
+
     async def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
         """Call `callback` for every notification on `channel` from any process (see
         `notify.listen`), until cancelled; on SQLite, which has none, return at once.
@@ -506,8 +637,9 @@ class Database:
     async def write_background(
         self, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Like `write`, for work that can wait (a prune): it never shares a transaction with
-        a change nor holds one up for longer than the one batch it is running.
+        """Like `write`, for work that can wait (a prune): it starts only when no change is
+        queued, and should make way (return early) when `traffic` says one is; on SQLite the
+        changes that came in meanwhile then commit in its transaction.
         """
         result: T = await self._writer.submit(
             lambda connection: command(connection, *args, **kwargs), background=True
@@ -518,5 +650,7 @@ class Database:
         """Finish queued writes and close every connection."""
         await self._writer.close()
         await self._reader.close()
-        if self.dialect != "sqlite":
+        if self.dialect == "sqlite":
+            await self._checkpointer.close()
+        else:
             await self._engine.dispose()
