@@ -5,6 +5,7 @@ outbox rows commit in one transaction, guarded by a compare-and-set on the statu
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -386,7 +387,8 @@ class JobManager:
         """Remove ended jobs (with history, steps and attempts) and finished webhooks older
         than `older_than`, `batch` rows at a time, each batch a short transaction of its own;
         how many rows of each kind went (or, `dry_run`, would go). Active jobs and undelivered
-        webhooks stay.
+        webhooks stay. While changes keep coming in, it makes way for them (see
+        `retention.prune_batch`) and pauses after each batch as long as the batch took.
         """
         if older_than < timedelta(0) or batch < 1:
             raise ValidationError("older_than must not be negative, batch at least 1")
@@ -394,15 +396,19 @@ class JobManager:
         if dry_run:
             return await self.database.read(retention.count_old, cutoff)
         total = dict.fromkeys(retention.KINDS, 0)
+        traffic = self.database.traffic
         while True:
+            began = time.monotonic()
             pruned = await self.database.write_background(
-                retention.prune_batch, cutoff, batch, self.database.traffic
+                retention.prune_batch, cutoff, batch, traffic
             )
             for kind, number in pruned.removed.items():
                 total[kind] += number
             self.metrics.pruned(pruned.removed)
             if pruned.finished:
                 return total
+            if traffic.recent():  # share the database with the changes: half the time each
+                await asyncio.sleep(time.monotonic() - began)
 
     async def refresh_gauges(self) -> None:
         """Read the metrics gauges from the database (at scrape time)."""

@@ -59,10 +59,10 @@ def count_old(connection: Connection, cutoff: datetime) -> dict[str, int]:
     }
 
 
-#: Rows a step removes while changes are coming in: a change that arrives during a step waits
-#: for at most this many (tenths of a millisecond). 2 kept a writer's p99 during a prune
-#: under twice its p99 alone on SQLite; 4 and 8 did not (see README, figures).
-STEP_WHEN_BUSY = 2
+#: Jobs a step removes while changes are coming in: a change that arrives during a step waits
+#: for at most this many. A writer's p99 during a prune on SQLite was 1.6-1.85 times its p99
+#: alone with 1, 2.1 times with 2 (see README, figures).
+STEP_WHEN_BUSY = 1
 
 
 class Traffic(Protocol):
