@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Connection, func, select
 
 from jobpulse import Actor, JobManager
+from jobpulse.errors import UnavailableError
 from jobpulse.storage import keys
 from jobpulse.storage.tables import api_keys
 
@@ -170,6 +171,35 @@ async def test_reads_answer_after_the_database_dropped_every_pooled_connection(
     for _ in range(3):  # a read is safe to run again on a fresh connection
         assert (await manager.get_job(ALICE, job.id)).status == "running"
         assert [e.to_status for e in await manager.list_events(ALICE, job.id)] == ["running"]
+
+
+async def test_one_write_at_most_fails_after_the_database_dropped_every_connection(
+    manager: JobManager, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL server can terminate the backends of a pool")
+    import asyncpg
+
+    jobs = [await manager.create_job(ALICE, status="running") for _ in range(8)]
+    # Several writers and readers hold pooled connections; the server drops them all.
+    await asyncio.gather(*(manager.update_job(ALICE, j.id, metadata={"n": 1}) for j in jobs))
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    failed = 0
+    for job in jobs:
+        try:
+            await manager.update_job(ALICE, job.id, metadata={"n": 2})
+        except UnavailableError:  # the one write that found its connection gone
+            failed += 1
+    assert failed <= 1
+    stored = [await manager.get_job(ALICE, job.id) for job in jobs]
+    assert sum(job.metadata["n"] == 2 for job in stored) == len(jobs) - failed
 
 
 def transaction_of(log: list[object], name: str) -> Callable[[Connection], str]:

@@ -159,7 +159,8 @@ def _in_transaction(engine: Engine, command: Callable[[Connection], T]) -> T:
 #: statement cancelled), system error.
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58")
 #: Errors of a database that cannot be reached: refused, reset, timed out, the pool waited
-#: too long for a connection, the driver's connection closed under it.
+#: too long for a connection, the driver's connection closed under it (or, terminated by the
+#: server while idle, left still reading the notice: asyncpg's InternalClientError).
 _UNREACHABLE = (
     OperationalError,
     InterfaceError,
@@ -167,6 +168,7 @@ _UNREACHABLE = (
     TimeoutError,
     PoolTimeout,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -538,6 +540,14 @@ class ThreadReader:
         self._engine.dispose()
 
 
+class _DroppedError(Exception):
+    """A query failed on a connection the database no longer serves (`error`)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class TaskReader:
     """PostgreSQL reads: each query under run_sync on a pooled autocommit connection."""
 
@@ -549,17 +559,26 @@ class TaskReader:
         with translated_errors():
             try:
                 return await self._run(query)
-            except DBAPIError as exc:
-                if not exc.connection_invalidated:
-                    raise
-            # The pooled connection had been dropped by the database (a restart, a terminated
-            # backend); SQLAlchemy has marked the pool's older connections stale. A read
-            # changes nothing, so it runs once more on a fresh connection.
-            return await self._run(query)
+            except _DroppedError:
+                # The pooled connection had been dropped by the database (a restart, a
+                # terminated backend), and the others likely were too: a new pool (those in
+                # use go with the old one when returned). A read changes nothing, so it runs
+                # once more, on a fresh connection.
+                await self._engine.dispose(close=False)
+            try:
+                return await self._run(query)
+            except _DroppedError as dropped:
+                raise dropped.error from None
 
     async def _run(self, query: Callable[[Connection], T]) -> T:
         async with self._engine.connect() as connection:
-            return await connection.run_sync(query)
+            try:
+                return await connection.run_sync(query)
+            except Exception as exc:
+                if not isinstance(translate_error(exc), UnavailableError):
+                    raise
+                await connection.invalidate()  # never back into the pool
+                raise _DroppedError(exc) from exc
 
     async def close(self) -> None:
         """The writer's engine owns the pool; nothing to close here."""
