@@ -108,21 +108,33 @@ def _as_sqlalchemy(connection: Connection, adapted: Any, exc: Exception) -> Exce
     return wrapped
 
 
+def rows(
+    connection: Connection, statement: Select[Any], params: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Every row of a module-level select."""
+    prepared = _prepared(connection, statement, ())
+    values = prepared.values(params)
+    if connection.dialect.name == "postgresql":
+        raw = _on_asyncpg(connection, lambda driver: driver.fetch(prepared.sql, *values))
+    elif connection.dialect.name == "sqlite":
+        raw = _sqlite(connection).execute(prepared.sql, values).fetchall()
+    else:
+        return [tuple(row) for row in connection.execute(statement, params)]
+    return [prepared.row(row) for row in raw]
+
+
 def first(
     connection: Connection, statement: Select[Any], params: Mapping[str, Any]
 ) -> Sequence[Any] | None:
     """The first row of a module-level select, or None."""
-    if connection.dialect.name == "postgresql":
-        prepared = _prepared(connection, statement, ())
-        values = prepared.values(params)
-        raw = _on_asyncpg(connection, lambda driver: driver.fetchrow(prepared.sql, *values))
-        return None if raw is None else prepared.row(raw)
-    if connection.dialect.name != "sqlite":
+    if connection.dialect.name not in ("postgresql", "sqlite"):
         return connection.execute(statement, params).first()
     prepared = _prepared(connection, statement, ())
-    raw = connection.connection.driver_connection.execute(  # type: ignore[union-attr]
-        prepared.sql, prepared.values(params)
-    ).fetchone()
+    values = prepared.values(params)
+    if connection.dialect.name == "postgresql":
+        raw = _on_asyncpg(connection, lambda driver: driver.fetchrow(prepared.sql, *values))
+    else:
+        raw = _sqlite(connection).execute(prepared.sql, values).fetchone()
     return None if raw is None else prepared.row(raw)
 
 
@@ -131,17 +143,36 @@ def write(connection: Connection, statement: Dml, params: Mapping[str, Any]) -> 
 
     The SET or VALUES columns are the keys of `params` that name columns of the table.
     """
-    columns = statement.table.columns
-    keys = tuple(sorted(key for key in params if key in columns))
+    if connection.dialect.name not in ("postgresql", "sqlite"):
+        return connection.execute(statement, params).rowcount
+    prepared = _prepared(connection, statement, _columns(statement, params))
+    values = prepared.values(params)
     if connection.dialect.name == "postgresql":
-        prepared = _prepared(connection, statement, keys)
-        values = prepared.values(params)
         status = _on_asyncpg(connection, lambda driver: driver.execute(prepared.sql, *values))
         return int(status.rsplit(" ", 1)[-1])
-    if connection.dialect.name != "sqlite":
-        return connection.execute(statement, params).rowcount
-    prepared = _prepared(connection, statement, keys)
-    cursor = connection.connection.driver_connection.execute(  # type: ignore[union-attr]
-        prepared.sql, prepared.values(params)
-    )
-    return int(cursor.rowcount)
+    return int(_sqlite(connection).execute(prepared.sql, values).rowcount)
+
+
+def write_many(connection: Connection, statement: Dml, params: Sequence[Mapping[str, Any]]) -> None:
+    """Run a module-level insert or update once for each of `params` (all with the same
+    keys), as one batch on the driver.
+    """
+    if connection.dialect.name not in ("postgresql", "sqlite"):
+        connection.execute(statement, list(params))
+        return
+    prepared = _prepared(connection, statement, _columns(statement, params[0]))
+    values = [prepared.values(one) for one in params]
+    if connection.dialect.name == "postgresql":
+        _on_asyncpg(connection, lambda driver: driver.executemany(prepared.sql, values))
+    else:
+        _sqlite(connection).executemany(prepared.sql, values)
+
+
+def _columns(statement: Dml, params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys of `params` that name columns of the statement's table, in order."""
+    columns = statement.table.columns
+    return tuple(sorted(key for key in params if key in columns))
+
+
+def _sqlite(connection: Connection) -> Any:
+    return connection.connection.driver_connection

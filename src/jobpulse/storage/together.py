@@ -19,10 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, bindparam, insert, tuple_, update
+from sqlalchemy import Connection, String, any_, bindparam, insert, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from jobpulse.domain import Actor, Job, Plan
 from jobpulse.errors import JobPulseError, NotFoundError
+from jobpulse.storage import prepared
 from jobpulse.storage.outbox import message_rows
 from jobpulse.storage.repository import (
     EVENT_FIELDS,
@@ -43,6 +45,15 @@ _WRITTEN = tuple(
     for name in (*JOB_FIELDS, "source_id")
     if name not in ("id", "organization_id", "user_id", "created_at")
 )
+#: Every job of a batch, locked in id order (PostgreSQL: one array parameter, one statement).
+_LOCK_ALL = (
+    SELECT_JOB.where(jobs.c.id == any_(bindparam("b_ids", type_=ARRAY(String))))
+    .order_by(jobs.c.id)
+    .with_for_update()
+)
+_INSERT_JOBS = insert(jobs)
+_INSERT_EVENTS = insert(job_events)
+_INSERT_MESSAGES = insert(outbox)
 _UPDATE = (
     update(jobs)
     .where(jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_locked"))
@@ -84,8 +95,8 @@ def _together(connection: Connection, requests: Sequence[Transition]) -> list[tu
     ids = sorted({request.job_id for request in requests if "\x00" not in request.job_id})
     locked: dict[str, Job] = {}
     if ids:
-        statement = SELECT_JOB.where(jobs.c.id.in_(ids)).order_by(jobs.c.id).with_for_update()
-        locked = {job.id: job for job in map(to_job, connection.execute(statement))}
+        found = prepared.rows(connection, _LOCK_ALL, {"b_ids": ids})
+        locked = {job.id: job for job in map(to_job, found)}
     current = dict(locked)
     outcomes: list[tuple[bool, Any]] = []
     events: list[dict[str, Any]] = []
@@ -113,11 +124,11 @@ def _together(connection: Connection, requests: Sequence[Transition]) -> list[tu
             | {"b_id": job.id, "b_locked": locked[job.id].status}
             for job in changed
         ]
-        connection.execute(_UPDATE, rows)
+        prepared.write_many(connection, _UPDATE, rows)
     if events:
-        connection.execute(insert(job_events), events)
+        prepared.write_many(connection, _INSERT_EVENTS, events)
     if messages:
-        connection.execute(insert(outbox), messages)
+        prepared.write_many(connection, _INSERT_MESSAGES, messages)
     return outcomes
 
 
@@ -180,6 +191,6 @@ def _create_together(
         events.append({name: getattr(event, name) for name in EVENT_FIELDS})
         outcomes.append((True, (request.job, True)))
     if rows:
-        connection.execute(insert(jobs), rows)
-        connection.execute(insert(job_events), events)
+        prepared.write_many(connection, _INSERT_JOBS, rows)
+        prepared.write_many(connection, _INSERT_EVENTS, events)
     return outcomes
