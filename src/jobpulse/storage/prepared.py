@@ -160,7 +160,17 @@ def write_many(connection: Connection, statement: Dml, params: Sequence[Mapping[
     if connection.dialect.name not in ("postgresql", "sqlite"):
         connection.execute(statement, list(params))
         return
-    prepared = _prepared(connection, statement, _columns(statement, params[0]))
+    keys = _columns(statement, params[0])
+    if isinstance(statement, Insert):  # columns NULL in every row, and NULL by default, go
+        table = statement.table.columns
+        keys = tuple(
+            key
+            for key in keys
+            if table[key].server_default is not None
+            or table[key].default is not None
+            or any(one[key] is not None for one in params)
+        )
+    prepared = _prepared(connection, statement, keys)
     values = [prepared.values(one) for one in params]
     if connection.dialect.name == "postgresql":
         _on_asyncpg(connection, lambda driver: driver.executemany(prepared.sql, values))
