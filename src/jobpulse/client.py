@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 
 from jobpulse import __version__
 from jobpulse.errors import InvalidTransitionError, JobPulseError, error_class
-from jobpulse.schemas import EventPublic, JobCountPublic, JobPublic
+from jobpulse.public import EventPublic, JobCountPublic, JobPublic
 from jobpulse.tracking import (
     AsyncTracker,
     JobCancelled,

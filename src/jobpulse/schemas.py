@@ -1,4 +1,4 @@
-"""The wire format of the HTTP API (pydantic), shared by the server and the Python SDK."""
+"""The wire format of the HTTP API (pydantic); what the SDK reads too is in `jobpulse.public`."""
 
 from __future__ import annotations
 
@@ -8,26 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from jobpulse.domain import HEARTBEAT_TIMEOUT_MAX_S, TIMEOUT_MAX_S
+from jobpulse.public import InitialStatus, StatusName, StopReasonName
 
-StatusName = Literal["created", "pending", "running", "completed", "failed", "cancelled", "expired"]
-InitialStatus = Literal["created", "pending", "running"]
-StopReasonName = Literal[
-    "end_turn",
-    "max_steps",
-    "tool_rule",
-    "requires_approval",
-    "error",
-    "invalid_tool_call",
-    "no_tool_call",
-    "invalid_llm_response",
-    "llm_api_error",
-    "max_tokens_exceeded",
-    "context_window_overflow_in_system_prompt",
-    "insufficient_credits",
-    "cancelled",
-    "timeout",
-    "heartbeat_lost",
-]
 Nanoseconds = Field(default=None, ge=0, le=2**63 - 1)
 
 
@@ -86,48 +68,6 @@ class CancelRequest(_Strict):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class JobPublic(BaseModel):
-    """A job as the API shows it."""
-
-    id: str
-    organization_id: str
-    user_id: str
-    job_type: str
-    status: StatusName
-    stop_reason: StopReasonName | None = None
-    background: bool
-    metadata: dict[str, Any]
-    callback_url: str | None = None
-    callback_sent_at: datetime | None = None
-    callback_status_code: int | None = None
-    callback_error: str | None = None
-    ttft_ns: int | None = None
-    total_duration_ns: int | None = None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    heartbeat_at: datetime | None = None
-    deadline_at: datetime | None = None
-    heartbeat_timeout_s: float | None = None
-    stale_after_s: float | None = None
-    stuck_since: datetime | None = None
-
-
-class EventPublic(BaseModel):
-    """One entry of a job's history."""
-
-    id: int
-    job_id: str
-    from_status: StatusName | None
-    to_status: StatusName
-    stop_reason: StopReasonName | None = None
-    applied: bool
-    reason: str | None = None
-    actor: str | None = None
-    at: datetime
-
-
 class AttemptPublic(BaseModel):
     """One delivery attempt of a webhook."""
 
@@ -166,13 +106,6 @@ class StepPublic(BaseModel):
     status: Literal["success", "failed", "cancelled"]
     metadata: dict[str, Any]
     created_at: datetime
-
-
-class JobCountPublic(BaseModel):
-    """GET /v1/jobs/count."""
-
-    total: int
-    by_status: dict[StatusName, int]
 
 
 class ErrorDetail(BaseModel):

@@ -27,7 +27,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import httpx
 
 from jobpulse.errors import JobCancelledError, JobPulseError
-from jobpulse.schemas import JobPublic
+from jobpulse.public import JobPublic
 
 logger = logging.getLogger("jobpulse.tracking")
 P = ParamSpec("P")

@@ -22,6 +22,6 @@ def test_the_wire_job_has_the_domain_fields() -> None:
     from dataclasses import fields
 
     from jobpulse.domain import Job
-    from jobpulse.schemas import JobPublic
+    from jobpulse.public import JobPublic
 
     assert set(JobPublic.model_fields) == {f.name for f in fields(Job)}

@@ -14,19 +14,8 @@ from jobpulse.documents import repaired, text_problem
 from jobpulse.domain import Job, parse_status, parse_stop_reason
 from jobpulse.errors import ValidationError
 from jobpulse.listing import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, JobFilter, Page
-from jobpulse.schemas import (
-    CancelRequest,
-    ErrorBody,
-    EventPublic,
-    Heartbeat,
-    JobCountPublic,
-    JobCreate,
-    JobPublic,
-    JobUpdate,
-    StatusName,
-    StopReasonName,
-    UtcDatetime,
-)
+from jobpulse.public import EventPublic, JobCountPublic, JobPublic, StatusName, StopReasonName
+from jobpulse.schemas import CancelRequest, ErrorBody, Heartbeat, JobCreate, JobUpdate, UtcDatetime
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 413, 422, 503)
