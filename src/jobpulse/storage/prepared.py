@@ -78,6 +78,8 @@ def _on_asyncpg(connection: Connection, call: Callable[[Any], Awaitable[T]]) -> 
     SQLAlchemy's adapter keeps for it (begun here if no statement has begun it yet). Errors
     come out as SQLAlchemy's would: DBAPIError, the connection invalidated if it was lost.
     """
+    # SQLAlchemy's asyncpg adapter has no public way to this: its attributes are those of
+    # the version pinned in constraints.txt, and every PostgreSQL test goes through here.
     adapted: Any = connection.connection.dbapi_connection
     try:
         if adapted._transaction is None:
