@@ -47,7 +47,7 @@ class Attempt:
     next_attempt_at: datetime | None
 
 
-def message_rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
+def _message_rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
     """The outbox rows that queue `messages`."""
     return [
         {
@@ -69,9 +69,9 @@ def message_rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
 
 
 def insert_messages(connection: Connection, messages: Sequence[OutboxMessage]) -> None:
-    """Queue messages for delivery, in the caller's transaction."""
-    for row in message_rows(messages):
-        prepared.write(connection, _INSERT_MESSAGE, row)
+    """Queue messages for delivery, in the caller's transaction (one batch on the driver)."""
+    if messages:
+        prepared.write_many(connection, _INSERT_MESSAGE, _message_rows(messages))
 
 
 def claim_due(

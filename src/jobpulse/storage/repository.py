@@ -106,7 +106,17 @@ def _visible(actor: Actor) -> ColumnElement[bool]:
 
 
 def _insert_event(connection: Connection, event: JobEvent) -> None:
-    prepared.write(connection, _INSERT_EVENT, {name: getattr(event, name) for name in EVENT_FIELDS})
+    prepared.write(connection, _INSERT_EVENT, _event_row(event))
+
+
+def insert_events(connection: Connection, events: Sequence[JobEvent]) -> None:
+    """Write history rows, in the caller's transaction (one batch on the driver)."""
+    if events:
+        prepared.write_many(connection, _INSERT_EVENT, [_event_row(event) for event in events])
+
+
+def _event_row(event: JobEvent) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in EVENT_FIELDS}
 
 
 def insert_job(connection: Connection, job: Job, idempotency_key: str | None) -> tuple[Job, bool]:

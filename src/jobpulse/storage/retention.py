@@ -1,7 +1,7 @@
 """Retention: ended jobs (with their history, steps and delivery attempts) and finished
 outbox messages older than a cut-off go, a bounded batch per short transaction, so that a
 prune of millions never holds the writer for long: while changes keep coming, a batch works
-in steps of a few jobs and ends as soon as one waits. Active jobs and undelivered messages
+one job at a time and ends as soon as one waits. Active jobs and undelivered messages
 are never touched.
 """
 

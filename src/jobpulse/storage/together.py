@@ -22,22 +22,22 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection, String, any_, bindparam, insert, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from jobpulse.domain import Actor, Job, Plan
+from jobpulse.domain import Actor, Job, JobEvent, OutboxMessage, Plan
 from jobpulse.errors import JobPulseError, NotFoundError
 from jobpulse.storage import prepared
-from jobpulse.storage.outbox import message_rows
+from jobpulse.storage.outbox import insert_messages
 from jobpulse.storage.repository import (
-    EVENT_FIELDS,
     JOB_FIELDS,
     SELECT_JOB,
     apply_plan,
     column_values,
     creation_event,
+    insert_events,
     insert_job,
     job_row,
     to_job,
 )
-from jobpulse.storage.tables import job_events, jobs, outbox
+from jobpulse.storage.tables import jobs
 
 #: Every column a transition may change: all of a job's but its identity and owner.
 _WRITTEN = tuple(
@@ -52,8 +52,6 @@ _LOCK_ALL = (
     .with_for_update()
 )
 _INSERT_JOBS = insert(jobs)
-_INSERT_EVENTS = insert(job_events)
-_INSERT_MESSAGES = insert(outbox)
 _UPDATE = (
     update(jobs)
     .where(jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_locked"))
@@ -99,8 +97,8 @@ def _together(connection: Connection, requests: Sequence[Transition]) -> list[tu
         locked = {job.id: job for job in map(to_job, found)}
     current = dict(locked)
     outcomes: list[tuple[bool, Any]] = []
-    events: list[dict[str, Any]] = []
-    messages: list[dict[str, Any]] = []
+    events: list[JobEvent] = []
+    messages: list[OutboxMessage] = []
     for request in requests:
         job = current.get(request.job_id)
         if job is None or not _sees(request.actor, job):
@@ -114,8 +112,8 @@ def _together(connection: Connection, requests: Sequence[Transition]) -> list[tu
         if plan.values:
             job = current[job.id] = replace(job, **plan.values)
         if plan.event is not None:
-            events.append({name: getattr(plan.event, name) for name in EVENT_FIELDS})
-        messages.extend(message_rows(plan.outbox))
+            events.append(plan.event)
+        messages.extend(plan.outbox)
         outcomes.append((True, (job, plan)))
     changed = [job for job_id, job in current.items() if job is not locked[job_id]]
     if changed:
@@ -125,10 +123,8 @@ def _together(connection: Connection, requests: Sequence[Transition]) -> list[tu
             for job in changed
         ]
         prepared.write_many(connection, _UPDATE, rows)
-    if events:
-        prepared.write_many(connection, _INSERT_EVENTS, events)
-    if messages:
-        prepared.write_many(connection, _INSERT_MESSAGES, messages)
+    insert_events(connection, events)
+    insert_messages(connection, messages)
     return outcomes
 
 
@@ -178,7 +174,7 @@ def _create_together(
             made[(job.organization_id, job.user_id, row[-1])] = job
     outcomes: list[tuple[bool, Any]] = []
     rows: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    events: list[JobEvent] = []
     for request in requests:
         key = _key(request.job, request.idempotency_key)
         if key is not None and key in made:
@@ -187,10 +183,9 @@ def _create_together(
         if key is not None:
             made[key] = request.job
         rows.append(job_row(request.job, request.idempotency_key))
-        event = creation_event(request.job)
-        events.append({name: getattr(event, name) for name in EVENT_FIELDS})
+        events.append(creation_event(request.job))
         outcomes.append((True, (request.job, True)))
     if rows:
         prepared.write_many(connection, _INSERT_JOBS, rows)
-        prepared.write_many(connection, _INSERT_EVENTS, events)
+        insert_events(connection, events)
     return outcomes
