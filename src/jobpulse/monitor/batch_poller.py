@@ -100,28 +100,42 @@ class BatchPoller:
                 polled += len(claimed)
 
     async def _poll(self, batch: batches.Claimed) -> None:
+        """Ask the provider holding a slot, then record what it said without one: the
+        bound is on requests in flight, and a slot waiting on the database idles.
+        """
         try:
-            provider = batch.ref.provider
-            if batch.job_status in TERMINAL and batch.job_status != JobStatus.CANCELLED:
-                await self._defer(batch, 0.0, ended=True)  # ended through jobpulse: let go
-                return
-            wait = self._resume_at.get(provider, 0.0) - time.monotonic()
-            if wait > 0:  # the provider asked for a pause: come back then, unasked
-                await self._defer(batch, wait)
-                return
-            with tracer().start_as_current_span("batch poll") as span:
-                span.set_attribute("batch.provider", provider.value)
-                span.set_attribute("batch.id", batch.ref.batch_id)
-                span.set_attribute("job.id", batch.job_id)
-                outcome = await self._ask(batch)
-                span.set_attribute("batch.outcome", outcome)
+            try:
+                planner, poll = await self._observe(batch)
+            finally:
+                self._slots.release()
+            await self._jobs.record_batch_poll(batch, planner, poll)
         except Exception:
             logger.exception("polling batch %s of job %s failed", batch.ref.batch_id, batch.job_id)
-        finally:
-            self._slots.release()
 
-    async def _ask(self, batch: batches.Claimed) -> str:
-        """Poll the batch and record the outcome on its job; the outcome's metric label."""
+    async def _observe(
+        self, batch: batches.Claimed
+    ) -> tuple[Callable[[Job], Plan], batches.Polled]:
+        """Poll the batch (unless it is let go or its provider paused): the job's change and
+        the next poll.
+        """
+        provider = batch.ref.provider
+        if batch.job_status in TERMINAL and batch.job_status != JobStatus.CANCELLED:
+            return _unchanged, self._defer(batch, 0.0, ended=True)  # ended through jobpulse
+        wait = self._resume_at.get(provider, 0.0) - time.monotonic()
+        if wait > 0:  # the provider asked for a pause: come back then, unasked
+            return _unchanged, self._defer(batch, wait)
+        with tracer().start_as_current_span("batch poll") as span:
+            span.set_attribute("batch.provider", provider.value)
+            span.set_attribute("batch.id", batch.ref.batch_id)
+            span.set_attribute("job.id", batch.job_id)
+            outcome, planner, poll = await self._ask(batch)
+            span.set_attribute("batch.outcome", outcome)
+        return planner, poll
+
+    async def _ask(
+        self, batch: batches.Claimed
+    ) -> tuple[str, Callable[[Job], Plan], batches.Polled]:
+        """Poll the batch: the outcome's metric label, the job's change and the next poll."""
         now = self._now()
         provider = batch.ref.provider
         cancel_sent = batch.cancel_sent_at
@@ -136,8 +150,7 @@ class BatchPoller:
                 summary = await self._summary(batch, snapshot)
         except ProviderError as exc:
             self._jobs.metrics.batch_polled(provider, _label(exc), time.perf_counter() - started)
-            await self._failed(batch, exc, now, cancel_sent)
-            return _label(exc)
+            return (_label(exc), *self._failed(batch, exc, now, cancel_sent))
         outcome = "ended" if snapshot.ended else "ok"
         self._jobs.metrics.batch_polled(provider, outcome, time.perf_counter() - started)
         self._failures.pop(provider, None)
@@ -148,9 +161,7 @@ class BatchPoller:
             cancel_sent_at=cancel_sent,
             ended=snapshot.ended,
         )
-        planner = partial(plan_observed, snapshot=snapshot, summary=summary, now=now)
-        await self._jobs.record_batch_poll(batch, planner, poll)
-        return outcome
+        return outcome, partial(plan_observed, snapshot=snapshot, summary=summary, now=now), poll
 
     async def _summary(self, batch: batches.Claimed, snapshot: Snapshot) -> dict[str, object]:
         """The ended batch's per-request summary; a results answer that will not come right
@@ -163,13 +174,14 @@ class BatchPoller:
                 raise
             return {"counts": {}, "errors": [], "unavailable": exc.message}
 
-    async def _failed(
+    def _failed(
         self,
         batch: batches.Claimed,
         exc: ProviderError,
         now: datetime,
         cancel_sent: datetime | None,
-    ) -> None:
+    ) -> tuple[Callable[[Job], Plan], batches.Polled]:
+        """The job's change after a failed poll, and when to ask again."""
         provider = batch.ref.provider
         retry_s = self._interval.total_seconds()
         if exc.throttled:
@@ -189,8 +201,7 @@ class BatchPoller:
             cancel_sent_at=cancel_sent,
             ended=give_up,
         )
-        planner = partial(plan_failed, message=message, now=now, give_up=give_up)
-        await self._jobs.record_batch_poll(batch, planner, poll)
+        return partial(plan_failed, message=message, now=now, give_up=give_up), poll
 
     def _back_off(self, provider: Provider, retry_after: str | None, now: datetime) -> float:
         """Pause every request to `provider`: for its Retry-After, or 1, 2, 4… up to 60 s."""
@@ -203,16 +214,15 @@ class BatchPoller:
         self._resume_at[provider] = max(resume, self._resume_at.get(provider, 0.0))
         return seconds
 
-    async def _defer(self, batch: batches.Claimed, wait_s: float, ended: bool = False) -> None:
+    def _defer(self, batch: batches.Claimed, wait_s: float, ended: bool = False) -> batches.Polled:
         """Put the batch back unasked, due in `wait_s` (or, `ended`, stop following it)."""
-        poll = batches.Polled(
+        return batches.Polled(
             next_poll_at=self._now() + timedelta(seconds=wait_s),
             polled_at=batch.polled_at or self._now(),
             not_found_since=batch.not_found_since,
             cancel_sent_at=batch.cancel_sent_at,
             ended=ended,
         )
-        await self._jobs.record_batch_poll(batch, _unchanged, poll)
 
 
 def _unchanged(job: Job) -> Plan:
