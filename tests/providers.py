@@ -52,7 +52,7 @@ def anthropic(batch_id: str, status: str = "in_progress", **counts: int) -> dict
         "processing_status": status,
         "request_counts": {name: counts.get(name, 0) for name in names},
         "created_at": "2026-11-29T10:00:00Z",
-        "expires_at": "2026-11-30T10:00:00Z",
+        "expires_at": "2100-01-01T00:00:00Z",  # far off: tests run on the real clock too
         "ended_at": "2026-11-29T11:00:00Z" if status == "ended" else None,
         "cancel_initiated_at": "2026-11-29T10:30:00Z" if cancelled else None,
         "results_url": None if status != "ended" else "RESULTS",
@@ -78,7 +78,7 @@ def openai(
         "output_file_id": output,
         "error_file_id": errors,
         "created_at": 1795000000,
-        "expires_at": 1795086400,
+        "expires_at": 4102444800,  # 2100-01-01T00:00:00Z
     }
 
 

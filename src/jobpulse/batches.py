@@ -307,13 +307,46 @@ def _message(error: object) -> str | None:
     return None
 
 
+def lapsed(expires_at: object, before: datetime | None) -> bool:
+    """Whether a batch's provider expiry, as stored in its job's metadata, is before `before`
+    (an expiry that is missing or not a timestamp never is).
+    """
+    if before is None or not isinstance(expires_at, str):
+        return False
+    try:
+        at = datetime.fromisoformat(expires_at)
+    except ValueError:
+        return False
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)) < before
+
+
+def _lapse(job: Job, expires_at: object, why: str, now: datetime) -> Plan:
+    """Expire a job whose batch outlived its provider expiry by the grace period."""
+    reason = f"batch {job.metadata.get('batch_id')} passed its provider expiry {expires_at}: {why}"
+    change = JobChange(
+        status=JobStatus.EXPIRED,
+        stop_reason=StopReason.TIMEOUT,
+        metadata={"last_poll_error": storable(reason, ERROR_CHARS)},
+        reason=storable(reason, ERROR_CHARS),
+    )
+    return plan_change(job, change, now, POLLER)
+
+
 def plan_observed(
-    job: Job, snapshot: Snapshot, summary: dict[str, Any] | None, now: datetime
+    job: Job,
+    snapshot: Snapshot,
+    summary: dict[str, Any] | None,
+    now: datetime,
+    lapsed_before: datetime | None = None,
 ) -> Plan:
     """The change one successful poll makes: what changed merged into metadata, a created or
     pending job moved to running, and the batch's end applied to a job still active (a job
-    already ended, as one cancelled through jobpulse, only gets the final counts).
+    already ended, as one cancelled through jobpulse, only gets the final counts). A batch
+    still running at its provider with an expiry before `lapsed_before` expires its job.
     """
+    expires_at = snapshot.expires_at or job.metadata.get("expires_at")
+    if job.status not in TERMINAL and not snapshot.ended and lapsed(expires_at, lapsed_before):
+        return _lapse(job, expires_at, f"still {snapshot.provider_status} there", now)
     observed = snapshot.metadata() | {"last_poll_error": None}
     if summary is not None:
         observed["results"] = summary
@@ -335,11 +368,21 @@ def plan_observed(
     return plan_change(job, change, now, POLLER)
 
 
-def plan_failed(job: Job, message: str, now: datetime, give_up: bool = False) -> Plan:
+def plan_failed(
+    job: Job,
+    message: str,
+    now: datetime,
+    give_up: bool = False,
+    lapsed_before: datetime | None = None,
+) -> Plan:
     """A poll without a usable answer: `metadata.last_poll_error` and a history note when
     the error is new; the status stays, unless `give_up` (the batch has been unknown too
-    long) fails a job still active.
+    long) fails a job still active, or the batch's provider expiry is before
+    `lapsed_before`, which expires it.
     """
+    expires_at = job.metadata.get("expires_at")
+    if job.status not in TERMINAL and not give_up and lapsed(expires_at, lapsed_before):
+        return _lapse(job, expires_at, f"no answer since ({message})", now)
     if give_up and job.status not in TERMINAL:
         change = JobChange(
             status=JobStatus.FAILED,
@@ -362,11 +405,12 @@ def plan_failed(job: Job, message: str, now: datetime, give_up: bool = False) ->
     return Plan(expected=plan.expected, values=plan.values, event=note, error=plan.error)
 
 
-def keeps_following(job: Job, ended: bool) -> bool:
-    """Whether the poller polls this batch again: until the provider ends it, unless the job
-    was ended some other way than a cancel (a cancelled job is followed to the batch's end).
+def keeps_following(job: Job, ended: bool, lapsed_before: datetime | None = None) -> bool:
+    """Whether the poller polls this batch again: until the provider ends it or its expiry
+    is before `lapsed_before`, unless the job was ended some other way than a cancel (a
+    cancelled job is followed to the batch's end).
     """
-    if ended:
+    if ended or lapsed(job.metadata.get("expires_at"), lapsed_before):
         return False
     return job.status not in TERMINAL or job.status == JobStatus.CANCELLED
 

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     batch_lease_s: float = Field(default=300.0, gt=0)
     #: Seconds a batch may stay unknown to its provider (404) before its job fails.
     batch_not_found_fail_s: float = Field(default=3600.0, gt=0)
+    #: Seconds past its provider expiry a batch that has not ended is still followed; then
+    #: its job expires (`timeout`) and it is let go.
+    batch_expiry_grace_s: float = Field(default=3600.0, gt=0)
     anthropic_base_url: str = "https://api.anthropic.com"
     openai_base_url: str = "https://api.openai.com"
     anthropic_api_key: SecretStr | None = Field(

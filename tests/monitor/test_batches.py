@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from jobpulse.service import utcnow
 from jobpulse.storage import batches
 from jobpulse.storage.engine import Database
 from jobpulse.storage.tables import outbox
-from tests.monitor.test_sweeper import Clock
+from tests.monitor.test_sweeper import T0, Clock
 from tests.providers import ANTHROPIC_KEY, OPENAI_KEY, Answer, FakeProviders, anthropic, openai
 
 ALICE = Actor("org-a", "alice")
@@ -299,7 +300,7 @@ async def test_progress_lands_in_metadata_while_the_batch_runs(
     second = await polling.job(job)
     assert second.metadata["progress"] == {"done": 8, "total": 10}
     assert second.metadata["request_counts"] == {"total": 10, "completed": 7, "failed": 1}
-    assert second.metadata["expires_at"] == "2026-11-19T11:06:40Z"
+    assert second.metadata["expires_at"] == "2100-01-01T00:00:00Z"
     # Not due again before the interval has passed.
     assert await polling.poller.run_once() == 0
 
@@ -432,6 +433,68 @@ async def test_a_cancel_is_forwarded_and_followed_to_the_batch_end(
 
 def _due_now(connection: Any, job_id: str) -> None:
     batches.poll_soon(connection, job_id, utcnow())
+
+
+EXPIRY = T0 + timedelta(hours=1)
+GRACE_S = 600.0
+
+
+async def test_a_batch_unanswered_past_its_expiry_and_grace_expires_its_job(
+    fake: FakeProviders, make_polling: MakePolling
+) -> None:
+    clock = Clock()
+    polling = await make_polling(clock, batch_expiry_grace_s=GRACE_S)
+    body = openai("late", "in_progress", 4, 1, 0) | {"expires_at": int(EXPIRY.timestamp())}
+    refused = Answer(400, {"error": {"message": "batch service unavailable"}})
+    fake.script("openai", "late", body, refused)
+    job = await polling.add("openai", "late", callback_url="http://127.0.0.1:9/done")
+    await polling.poller.run_once()
+    assert (await polling.job(job)).metadata["expires_at"] == "2026-01-01T01:00:00Z"
+
+    clock.now = EXPIRY + timedelta(seconds=GRACE_S - 60)  # past the expiry, within the grace
+    await polling.poller.run_once()
+    within = await polling.job(job)
+    assert within.status == JobStatus.RUNNING
+    assert "batch service unavailable" in within.metadata["last_poll_error"]
+
+    clock.now = EXPIRY + timedelta(seconds=GRACE_S + 60)
+    await polling.poller.run_once()
+    expired = await polling.job(job)
+    assert expired.status == JobStatus.EXPIRED
+    assert expired.stop_reason == "timeout"
+    assert "passed its provider expiry 2026-01-01T01:00:00Z" in expired.metadata["last_poll_error"]
+    assert await polling.callbacks(job) == ["job.expired"]
+    assert await polling.followed() == 0
+    clock.advance(INTERVAL_S)
+    assert await polling.poller.run_once() == 0
+
+
+async def test_a_batch_still_running_past_its_expiry_and_grace_is_let_go(
+    fake: FakeProviders, make_polling: MakePolling
+) -> None:
+    clock = Clock()
+    polling = await make_polling(clock, batch_expiry_grace_s=GRACE_S)
+    late = {"expires_at": EXPIRY.isoformat()}
+    fake.script("anthropic", "stuck", anthropic("stuck", "in_progress", processing=2) | late)
+    fake.script("anthropic", "dropped", anthropic("dropped", "in_progress", processing=2) | late)
+    fake.after_cancel[("anthropic", "dropped")] = [
+        anthropic("dropped", "canceling", processing=2) | late
+    ]
+    stuck = await polling.add("anthropic", "stuck")
+    dropped = await polling.add("anthropic", "dropped")
+    await polling.poller.run_once()
+    await polling.jobs.cancel_job(ALICE, dropped.id)
+    await polling.poller.run_once()
+    assert fake.cancels == [("anthropic", "dropped")]
+
+    clock.now = EXPIRY + timedelta(seconds=GRACE_S + 1)
+    assert await polling.poller.run_once() == 2
+    expired = await polling.job(stuck)
+    assert expired.status == JobStatus.EXPIRED
+    assert expired.stop_reason == "timeout"
+    assert "still in_progress there" in expired.metadata["last_poll_error"]
+    assert (await polling.job(dropped)).status == JobStatus.CANCELLED
+    assert await polling.followed() == 0, "neither batch is followed past its expiry and grace"
 
 
 async def test_a_job_ended_through_jobpulse_is_let_go_without_asking(

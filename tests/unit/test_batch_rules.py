@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from jobpulse.batches import (
@@ -9,6 +11,7 @@ from jobpulse.batches import (
     Tally,
     UnexpectedAnswerError,
     batch_ref,
+    lapsed,
     read_anthropic,
     read_openai,
 )
@@ -76,3 +79,26 @@ def test_the_tally_counts_everything_and_keeps_few_errors() -> None:
     assert len(summary["errors"]) == ERRORS_KEPT
     assert all(len(e["message"]) <= 300 for e in summary["errors"])
     assert summary["errors"][0]["custom_id"] == "c0"
+
+
+AFTER = datetime(2026, 11, 30, 10, 0, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "before", "expected"),
+    [
+        ("2026-11-30T10:00:00Z", AFTER, True),
+        ("2026-11-30T10:00:00.123456+00:00", AFTER, True),
+        ("2026-11-30T10:00:00", AFTER, True),  # no zone: UTC
+        ("2026-11-30T11:00:00+02:00", AFTER, True),
+        ("2026-11-30T10:00:02Z", AFTER, False),
+        ("2026-11-30T10:00:00Z", None, False),
+        ("tomorrow", AFTER, False),
+        (1795086400, AFTER, False),
+        (None, AFTER, False),
+    ],
+)
+def test_a_batch_lapses_only_past_an_expiry_that_reads_as_a_time(
+    expires_at: object, before: datetime | None, expected: bool
+) -> None:
+    assert lapsed(expires_at, before) is expected

@@ -60,6 +60,7 @@ class BatchPoller:
         self._interval = timedelta(seconds=settings.batch_poll_interval_s)
         self._lease_s = settings.batch_lease_s
         self._not_found_fail_s = settings.batch_not_found_fail_s
+        self._expiry_grace = timedelta(seconds=settings.batch_expiry_grace_s)
         #: What a batch's results may take to read: the lease, less its other two requests.
         self._results_s = settings.batch_lease_s - 2 * settings.batch_timeout_s - LEASE_MARGIN_S
         self._concurrency = settings.batch_poll_concurrency
@@ -160,8 +161,16 @@ class BatchPoller:
             not_found_since=None,
             cancel_sent_at=cancel_sent,
             ended=snapshot.ended,
+            lapsed_before=now - self._expiry_grace,
         )
-        return outcome, partial(plan_observed, snapshot=snapshot, summary=summary, now=now), poll
+        planner = partial(
+            plan_observed,
+            snapshot=snapshot,
+            summary=summary,
+            now=now,
+            lapsed_before=poll.lapsed_before,
+        )
+        return outcome, planner, poll
 
     async def _summary(self, batch: batches.Claimed, snapshot: Snapshot) -> dict[str, object]:
         """The ended batch's per-request summary; a results answer that will not come right
@@ -200,8 +209,16 @@ class BatchPoller:
             not_found_since=not_found_since,
             cancel_sent_at=cancel_sent,
             ended=give_up,
+            lapsed_before=now - self._expiry_grace,
         )
-        return partial(plan_failed, message=message, now=now, give_up=give_up), poll
+        planner = partial(
+            plan_failed,
+            message=message,
+            now=now,
+            give_up=give_up,
+            lapsed_before=poll.lapsed_before,
+        )
+        return planner, poll
 
     def _back_off(self, provider: Provider, retry_after: str | None, now: datetime) -> float:
         """Pause every request to `provider`: for its Retry-After, or 1, 2, 4… up to 60 s."""

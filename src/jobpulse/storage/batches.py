@@ -45,6 +45,8 @@ class Polled:
     cancel_sent_at: datetime | None
     #: The provider has finished with the batch.
     ended: bool = False
+    #: A batch whose provider expiry is before this is no longer followed.
+    lapsed_before: datetime | None = None
 
 
 def insert_batch_job(
@@ -106,7 +108,7 @@ def record_poll(
     """Apply the poll's change to the job and schedule the next poll, or stop following."""
     job, plan = apply_plan(connection, actor, job_id, planner)
     row = batch_polls.c.job_id == job_id
-    if keeps_following(job, poll.ended):
+    if keeps_following(job, poll.ended, poll.lapsed_before):
         connection.execute(
             update(batch_polls)
             .where(row)
