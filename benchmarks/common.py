@@ -16,7 +16,8 @@ import asyncpg
 
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
-from jobpulse.storage.engine import Database
+from jobpulse.storage import rollups
+from jobpulse.storage.engine import Database, run_in_transaction
 from jobpulse.storage.migrate import upgrade
 
 POSTGRES_URL = os.environ.get(
@@ -64,19 +65,30 @@ async def run_seed(
     url: str, sqlite: tuple[str, dict[str, Any]], postgres: tuple[str, tuple[Any, ...]]
 ) -> None:
     """Run the seeding statement for the database at `url` (SQLite's with named parameters,
-    PostgreSQL's with positional ones), then refresh the planner's statistics.
+    PostgreSQL's with positional ones), fold the stats deltas it left (as an import would be
+    folded before anyone looks: `serve` would fold them in the background while measured),
+    then refresh the planner's statistics.
     """
     if url.startswith("sqlite"):
         connection = sqlite3.connect(sqlite_path(url))
         with connection:
             connection.execute(*sqlite)
-            connection.execute("ANALYZE")
+        connection.close()
+    else:
+        pg = await asyncpg.connect(url)
+        try:
+            await pg.execute(postgres[0], *postgres[1])
+        finally:
+            await pg.close()
+    await run_in_transaction(url, rollups.fold, limit=None)
+    if url.startswith("sqlite"):
+        connection = sqlite3.connect(sqlite_path(url))
+        connection.execute("ANALYZE")
         connection.close()
         return
     pg = await asyncpg.connect(url)
     try:
-        await pg.execute(postgres[0], *postgres[1])
-        await pg.execute("VACUUM ANALYZE jobs")
+        await pg.execute("VACUUM ANALYZE jobs, job_rollups, job_rollup_deltas")
     finally:
         await pg.close()
 

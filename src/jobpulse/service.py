@@ -43,7 +43,7 @@ from jobpulse.errors import ValidationError
 from jobpulse.figures import Stats, Window
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
-from jobpulse.storage import batches, outbox, repository, retention, stats, steps, sweeps
+from jobpulse.storage import batches, outbox, repository, retention, rollups, stats, steps, sweeps
 from jobpulse.storage.engine import Database
 from jobpulse.storage.together import Creation, Transition
 from jobpulse.sweeping import StaleLimits, plan_sweep
@@ -409,6 +409,17 @@ class JobManager:
                 return total
             if traffic.recent():  # share the database with the changes: half the time each
                 await asyncio.sleep(time.monotonic() - began)
+
+    async def fold_stats(self, drop_empty: bool = False) -> int:
+        """Fold every stats delta waiting into the rollups, in background writes of a bounded
+        size; how many rollup rows changed. `drop_empty` then deletes rows that count no job.
+        """
+        total = 0
+        while changed := await self.database.write_background(rollups.fold):
+            total += changed
+        if drop_empty:
+            await self.database.write_background(rollups.drop_empty)
+        return total
 
     async def refresh_gauges(self) -> None:
         """Read the metrics gauges from the database (at scrape time)."""

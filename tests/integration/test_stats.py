@@ -3,15 +3,19 @@ quantiles, stop reasons, the series, stuck jobs and webhook health, in each call
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
 import pytest
 
-from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings
+from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings, StopReason
 from jobpulse.figures import Bucket, Histogram, Window
+from jobpulse.storage import rollups
 from jobpulse.storage.engine import Database
+from jobpulse.storage.tables import job_rollups
 from tests.conftest import MakeKey
 from tests.monitor.test_sweeper import T0, Clock
 
@@ -144,3 +148,105 @@ async def test_stats_over_http_follow_the_count(http: httpx.AsyncClient, make_ke
     assert sum(point["created"] for point in stats["series"]) == 3
     assert stats["ttft"]["buckets"][0] == {"le": 0.001, "count": 0}
     assert set(stats["webhooks"]) == {"pending", "delivered", "exhausted"}
+
+
+SCAN = timedelta(days=3650)
+WINDOWS = (
+    Window(T0 + timedelta(minutes=13), T0 + timedelta(hours=5, minutes=7), Bucket.HOUR),
+    Window(T0, T0 + timedelta(hours=7), Bucket.HOUR),
+    Window(T0 - timedelta(days=1), T0 + timedelta(days=1), Bucket.DAY),
+    Window(T0 + timedelta(minutes=10), T0 + timedelta(minutes=50), Bucket.HOUR),
+)
+QUERIES = (
+    JobFilter(),
+    JobFilter(job_type="agent"),
+    JobFilter(statuses=frozenset({JobStatus.COMPLETED, JobStatus.FAILED})),
+    JobFilter(active=True),
+    JobFilter(stop_reason=StopReason.ERROR),
+)
+
+
+async def _agree(manager: JobManager) -> int:
+    """Assert an organization's figures from the rollups equal a scan's (a `created_after`
+    filter the rollups do not keep makes `stats` scan); how many were compared.
+    """
+    compared = 0
+    for query in QUERIES:
+        assert rollups.answers(ADMIN, query)
+        scan = replace(query, created_after=T0 - SCAN)
+        assert not rollups.answers(ADMIN, scan)
+        for window in WINDOWS:
+            rolled = await manager.stats(ADMIN, query, window)
+            scanned = await manager.stats(ADMIN, scan, window)
+            assert rolled == scanned, (query, window)
+            compared += rolled.total
+    return compared
+
+
+async def _workload(manager: JobManager, clock: Clock, seed: int) -> list[str]:
+    """Jobs of two types and two users over six hours, moved at random; their ids."""
+    chance = random.Random(seed)
+    made = []
+    for n in range(48):
+        clock.now = T0 + timedelta(seconds=chance.randrange(-3600, 6 * 3600))
+        actor = ALICE if n % 3 else BOB
+        job = await manager.create_job(
+            actor,
+            job_type=chance.choice(("agent", "job")),
+            status=chance.choice(("created", "running")),
+        )
+        made.append(job.id)
+        clock.advance(chance.uniform(0.001, 90))
+        if chance.random() < 0.6:
+            await manager.record_first_token(actor, job.id)
+        clock.advance(chance.uniform(0.5, 4000))
+        ending = chance.random()
+        if ending < 0.4:
+            await manager.update_job(actor, job.id, status="completed", stop_reason="end_turn")
+        elif ending < 0.6:
+            await manager.update_job(actor, job.id, stop_reason="error")
+        elif ending < 0.7:
+            await manager.cancel_job(actor, job.id)
+    return made
+
+
+async def test_rollups_answer_as_a_scan_would(jobs: tuple[JobManager, Clock]) -> None:
+    manager, clock = jobs
+    made = await _workload(manager, clock, seed=1)
+    assert await manager.database.read(rollups.pending) > 0
+    assert await _agree(manager) > 0  # deltas only, nothing folded yet
+
+    counted = await manager.database.read(rollups.totals)
+    await manager.database.write(rollups.fold, 7)  # part folded
+    await manager.database.write(rollups.fold, 7)
+    assert await manager.database.read(rollups.totals) == counted, "a fold changes no count"
+    assert await _agree(manager) > 0
+    assert await manager.fold_stats(drop_empty=True) > 0
+    assert await manager.database.read(rollups.pending) == 0
+    assert await _agree(manager) > 0  # all folded
+
+    made += await _workload(manager, clock, seed=2)  # folded and waiting, mixed
+    for job_id in made[::5]:
+        await manager.delete_job(ADMIN, job_id)
+    assert await _agree(manager) > 0
+    await manager.fold_stats()
+    clock.now = T0 + timedelta(hours=4)
+    assert sum((await manager.prune(timedelta(hours=1))).values()) > 0
+    assert await _agree(manager) > 0
+    await manager.fold_stats(drop_empty=True)
+    total = await _agree(manager)
+    assert total > 0
+    everyone = await manager.stats(ADMIN, window=WINDOWS[2])
+    counted = await manager.count_jobs(ADMIN, JobFilter(created_after=T0 - SCAN))
+    assert everyone.total == counted.total
+
+
+async def test_the_rollups_are_what_stats_reads(jobs: tuple[JobManager, Clock]) -> None:
+    manager, clock = jobs
+    await _workload(manager, clock, seed=3)
+    await manager.fold_stats()
+    before = await manager.stats(ADMIN, window=WINDOWS[1])
+    await manager.database.write(lambda c: c.execute(job_rollups.update().values(jobs=0)))
+    emptied = await manager.stats(ADMIN, window=WINDOWS[1])
+    assert before.total > emptied.total, "whole hours are read from the rollups"
+    assert emptied.total == 0

@@ -21,7 +21,7 @@ from jobpulse.feed import EventFeed
 from jobpulse.keys import KeyManager
 from jobpulse.monitor.batch_poller import BatchPoller
 from jobpulse.monitor.providers import ProviderClient
-from jobpulse.monitor.sweeper import prune_forever, sweep_forever
+from jobpulse.monitor.sweeper import fold_forever, prune_forever, sweep_forever
 from jobpulse.monitor.watchdog import Watchdog
 from jobpulse.service import JobManager
 from jobpulse.webhooks.delivery import Deliverer, new_client
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 asyncio.create_task(app.state.watchdog.beat(), name="jobpulse-watchdog"),
                 asyncio.create_task(app.state.keys.follow_revocations(), name="jobpulse-keys"),
                 asyncio.create_task(app.state.feed.run(), name="jobpulse-feed"),
+                asyncio.create_task(fold_forever(app.state.jobs), name="jobpulse-rollups"),
             ]
             background.append(
                 asyncio.create_task(

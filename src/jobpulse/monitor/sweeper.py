@@ -43,3 +43,22 @@ async def prune_forever(jobs: JobManager, retention_days: float) -> None:
             if any(removed.values()):
                 logger.info("pruned %s", ", ".join(f"{n} {k}" for k, n in removed.items()))
         await asyncio.sleep(PRUNE_INTERVAL_S)
+
+
+#: How often `serve` folds the stats deltas into the rollups, and drops emptied rollup rows.
+FOLD_INTERVAL_S = 1.0
+DROP_EMPTY_EVERY = 600
+
+
+async def fold_forever(jobs: JobManager, interval_s: float = FOLD_INTERVAL_S) -> None:
+    """Fold the stats deltas into the rollups (storage/rollups.py) every `interval_s`, and
+    drop the rollup rows that count no job now and then, until cancelled.
+    """
+    rounds = 0
+    while True:
+        try:
+            await jobs.fold_stats(drop_empty=rounds % DROP_EMPTY_EVERY == 0)
+        except Exception:  # the database may be away for a while: keep going
+            logger.exception("folding the stats rollups failed")
+        rounds += 1
+        await asyncio.sleep(interval_s)

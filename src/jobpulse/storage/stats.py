@@ -4,6 +4,8 @@ one caller's view under the list filters, counted by the database in a few aggre
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +15,11 @@ from jobpulse.domain import ACTIVE, Actor, JobStatus
 from jobpulse.figures import Bucket, Histogram, Stats, Window, series
 from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS, Gauges
+from jobpulse.storage import rollups
 from jobpulse.storage.batches import followed
 from jobpulse.storage.outbox import pending_count
 from jobpulse.storage.repository import job_filter_clauses
+from jobpulse.storage.rollups import Facet, bucket_of, floor_to
 from jobpulse.storage.tables import UTCDateTime, jobs, outbox
 
 
@@ -37,27 +41,10 @@ def gauges(connection: Connection) -> Gauges:
     return Gauges(active, int(stuck), pending_count(connection), followed(connection))
 
 
-def _bucketed(dialect: str, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
-    """`column` floored to its bucket, in UTC."""
-    if dialect == "postgresql":
-        return func.date_trunc(bucket.value, func.timezone("UTC", column))
-    pattern = "%Y-%m-%d %H:00:00" if bucket == Bucket.HOUR else "%Y-%m-%d 00:00:00"
-    return func.strftime(pattern, column)
-
-
 def _moment(value: Any) -> datetime:
     """A bucket start as read back: a naive UTC timestamp (PostgreSQL) or text (SQLite)."""
     moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.replace(tzinfo=UTC)
-
-
-def _bucket_of(column: ColumnElement[Any], bounds: tuple[float, ...]) -> ColumnElement[Any]:
-    """The index of the first bound (seconds) `column` (nanoseconds) is at or under: the
-    number of bounds above the last, -1 for none.
-    """
-    whens: list[tuple[ColumnElement[bool], int]] = [(column.is_(None), -1)]
-    whens += [(column <= int(bound * 1e9), index) for index, bound in enumerate(bounds)]
-    return case(*whens, else_=len(bounds))
 
 
 def _cumulative(counts: list[int]) -> tuple[int, ...]:
@@ -70,69 +57,137 @@ def _cumulative(counts: list[int]) -> tuple[int, ...]:
     return tuple(found)
 
 
-def window_stats(connection: Connection, actor: Actor, query: JobFilter, window: Window) -> Stats:
-    """The figures of the jobs created in `window` that the actor may see under `query`: one
-    grouped scan of the window's jobs, one of those that ended in it.
-    """
+@dataclass
+class _Tally:
+    """The window's figures as they are added up, from rollups and scans alike."""
+
+    by_status: dict[JobStatus, int] = field(default_factory=lambda: dict.fromkeys(JobStatus, 0))
+    reasons: dict[str, int] = field(default_factory=dict)
+    made: dict[datetime, int] = field(default_factory=dict)
+    ends: dict[tuple[datetime, JobStatus], int] = field(default_factory=dict)
+    ttft: list[int] = field(default_factory=lambda: [0] * len(TTFT_BUCKETS))
+    durations: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
+    counts: dict[str, int] = field(default_factory=lambda: {"ttft": 0, "duration": 0})
+
+    def created(self, start: Any, status: str, reason: str | None, number: int) -> None:
+        self.by_status[JobStatus(status)] += number
+        moment = _moment(start)
+        self.made[moment] = self.made.get(moment, 0) + number
+        if reason:
+            self.reasons[reason] = self.reasons.get(reason, 0) + number
+
+    def timed(self, name: str, at: int, number: int) -> None:
+        """`number` jobs in bucket `at` of the TTFT or duration histogram (-1: none)."""
+        if at >= 0:
+            self.counts[name] += number
+            buckets = self.ttft if name == "ttft" else self.durations
+            if at < len(buckets):
+                buckets[at] += number
+
+    def ended(self, start: Any, status: str, number: int) -> None:
+        if status in _COMPLETED_OR_FAILED:
+            key = (_moment(start), JobStatus(status))
+            self.ends[key] = self.ends.get(key, 0) + number
+
+    def rolled_up(self, rows: Iterable[Any]) -> None:
+        """Add rollup rows (see `rollups.read`)."""
+        for facet, start, status, reason, at, number in rows:
+            number = int(number)
+            if facet == Facet.CREATED:
+                self.created(start, status, reason, number)
+            elif facet == Facet.TTFT:
+                self.timed("ttft", at, number)
+            elif facet == Facet.DURATION:
+                self.timed("duration", at, number)
+            else:
+                self.ended(start, status, number)
+
+
+_COMPLETED_OR_FAILED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+
+def _scan(
+    connection: Connection,
+    clauses: tuple[ColumnElement[bool], ...],
+    params: dict[str, Any],
+    bucket: Bucket,
+    tally: _Tally,
+) -> None:
+    """Add the jobs created, and those ended, within [b_since, b_until) (in `params`)."""
     dialect = connection.dialect.name
-    clauses, params = job_filter_clauses(dialect, actor, query)
-    params |= {"b_since": window.since, "b_until": window.until}
     since = bindparam("b_since", type_=UTCDateTime())
     until = bindparam("b_until", type_=UTCDateTime())
-    created = (*clauses, jobs.c.created_at >= since, jobs.c.created_at < until)
-    ended_at = (*clauses, jobs.c.completed_at >= since, jobs.c.completed_at < until)
     duration = case((jobs.c.completed_at.is_not(None), jobs.c.total_duration_ns))
     groups = (
-        _bucketed(dialect, jobs.c.created_at, window.bucket),
+        floor_to(dialect, jobs.c.created_at, bucket),
         jobs.c.status,
         jobs.c.stop_reason,
-        _bucket_of(jobs.c.ttft_ns, TTFT_BUCKETS),
-        _bucket_of(duration, DURATION_BUCKETS),
+        bucket_of(jobs.c.ttft_ns, TTFT_BUCKETS),
+        bucket_of(duration, DURATION_BUCKETS),
     )
-    by_status = dict.fromkeys(JobStatus, 0)
-    reasons: dict[str, int] = {}
-    made: dict[datetime, int] = {}
-    ttft = [0] * len(TTFT_BUCKETS)
-    durations = [0] * len(DURATION_BUCKETS)
-    counts = {"ttft": 0, "duration": 0}
     rows = connection.execute(
-        select(*groups, func.count()).where(*created).group_by(*groups), params
-    )
-    for start, status, reason, ttft_at, duration_at, number in rows:
-        by_status[JobStatus(status)] += number
-        moment = _moment(start)
-        made[moment] = made.get(moment, 0) + number
-        if reason is not None:
-            reasons[reason] = reasons.get(reason, 0) + number
-        for at, buckets, name in ((ttft_at, ttft, "ttft"), (duration_at, durations, "duration")):
-            if at >= 0:
-                counts[name] += number
-                if at < len(buckets):
-                    buckets[at] += number
-    ended_bucket = _bucketed(dialect, jobs.c.completed_at, window.bucket)
-    ends = connection.execute(
-        select(ended_bucket, jobs.c.status, func.count())
-        .where(*ended_at, jobs.c.status.in_([JobStatus.COMPLETED, JobStatus.FAILED]))
-        .group_by(ended_bucket, jobs.c.status),
+        select(*groups, func.count())
+        .where(*clauses, jobs.c.created_at >= since, jobs.c.created_at < until)
+        .group_by(*groups),
         params,
     )
+    for start, status, reason, ttft_at, duration_at, number in rows:
+        tally.created(start, status, reason, number)
+        tally.timed("ttft", ttft_at, number)
+        tally.timed("duration", duration_at, number)
+    ended = floor_to(dialect, jobs.c.completed_at, bucket)
+    ends = connection.execute(
+        select(ended, jobs.c.status, func.count())
+        .where(
+            *clauses,
+            jobs.c.completed_at >= since,
+            jobs.c.completed_at < until,
+            jobs.c.status.in_(sorted(_COMPLETED_OR_FAILED)),
+        )
+        .group_by(ended, jobs.c.status),
+        params,
+    )
+    for start, status, number in ends:
+        tally.ended(start, status, number)
+
+
+def window_stats(connection: Connection, actor: Actor, query: JobFilter, window: Window) -> Stats:
+    """The figures of the jobs created in `window` that the actor may see under `query`.
+
+    An organization's view (an admin's) under the filters the rollups keep reads the window's
+    whole hours from the rollups (storage/rollups.py) and scans only the parts of an hour at
+    its edges; any other view scans the window: one grouped scan of its jobs, one of those
+    that ended in it.
+    """
+    clauses, params = job_filter_clauses(connection.dialect.name, actor, query)
+    tally = _Tally()
+    hours = rollups.whole_hours(window.since, window.until)
+    spans = [(window.since, window.until)]
+    if hours is not None and rollups.answers(actor, query):
+        tally.rolled_up(rollups.read(connection, actor, query, hours, window.bucket))
+        spans = [(window.since, hours[0]), (hours[1], window.until)]
+    for first, end in spans:
+        if first < end:
+            span = params | {"b_since": first, "b_until": end}
+            _scan(connection, clauses, span, window.bucket, tally)
+    params |= {"b_since": window.since, "b_until": window.until}
     stuck = connection.execute(
         select(func.count()).where(
             *clauses, jobs.c.stuck_since.is_not(None), jobs.c.status.in_(sorted(ACTIVE))
         ),
         params,
     ).scalar_one()
+    since = bindparam("b_since", type_=UTCDateTime())
+    until = bindparam("b_until", type_=UTCDateTime())
     return Stats(
         window=window,
-        by_status=by_status,
-        ttft=Histogram(TTFT_BUCKETS, _cumulative(ttft), counts["ttft"]),
-        duration=Histogram(DURATION_BUCKETS, _cumulative(durations), counts["duration"]),
-        stop_reasons=reasons,
-        series=series(
-            window.starts(),
-            made,
-            {(_moment(start), JobStatus(status)): int(n) for start, status, n in ends},
+        by_status=tally.by_status,
+        ttft=Histogram(TTFT_BUCKETS, _cumulative(tally.ttft), tally.counts["ttft"]),
+        duration=Histogram(
+            DURATION_BUCKETS, _cumulative(tally.durations), tally.counts["duration"]
         ),
+        stop_reasons=tally.reasons,
+        series=series(window.starts(), tally.made, tally.ends),
         stuck=int(stuck),
         webhooks=_webhooks(connection, clauses, params, since, until),
     )

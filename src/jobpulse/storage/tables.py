@@ -23,6 +23,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -267,4 +268,39 @@ batch_polls = Table(
     Column("not_found_since", UTCDateTime),
     Column("cancel_sent_at", UTCDateTime),
     Index("ix_batch_polls_next_poll_at", "next_poll_at"),
+)
+
+# /v1/stats without scanning the jobs (storage/rollups.py). Triggers on `jobs` (migration
+# 0009) append, in the writing transaction, the old (-1) and new (+1) image of every job whose
+# counted fields change; a background fold sums them into `job_rollups` and deletes them.
+job_rollup_deltas = Table(
+    "job_rollup_deltas",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("sign", SmallInteger, nullable=False),
+    Column("organization_id", String(128), nullable=False),
+    Column("job_type", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("stop_reason", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("ttft_ns", BigInteger),
+    Column("total_duration_ns", BigInteger),
+)
+
+# Jobs counted per organization, type, hour, status and stop reason, in four facets (see
+# storage/rollups.py): created in the hour; by TTFT bucket; by duration bucket; ended in it.
+job_rollups = Table(
+    "job_rollups",
+    metadata,
+    Column("organization_id", String(128), primary_key=True),
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("facet", SmallInteger, primary_key=True, autoincrement=False),
+    Column("job_type", String(128), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    # '' for none: a key column is never NULL.
+    Column("stop_reason", String(64), primary_key=True),
+    # The histogram bucket's index; -1 in the facets without one.
+    Column("bucket", SmallInteger, primary_key=True, autoincrement=False),
+    Column("jobs", BigInteger, nullable=False),
 )

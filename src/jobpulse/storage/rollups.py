@@ -1,0 +1,269 @@
+"""Rollups: `/v1/stats` over whole hours without scanning the jobs.
+
+Triggers on `jobs` (migration 0009) append to `job_rollup_deltas`, in the transaction that
+writes the job, its old image with sign -1 and its new one with +1 whenever a counted field
+changes (a job created: +1 only; deleted or pruned: -1 only). So the deltas are exactly as
+committed as the jobs, on every write path, with no code of ours in it.
+
+`fold` sums deltas into `job_rollups` and deletes them in one statement (PostgreSQL) or one
+writer transaction (SQLite), in the background; a reader adds the deltas not folded yet to
+the rollups, so what it reads never depends on how far the fold has come. Each job image
+counts in four facets, per organization, job type, hour, status and stop reason:
+  CREATED   in the hour it was created;
+  TTFT      the same, by the bucket of its time to first token (when it has one);
+  DURATION  the same, by the bucket of its duration (when it has ended);
+  ENDED     in the hour it ended (when it has).
+Members' views and filters the rollups do not keep (user, metadata, ...) are scanned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime, timedelta
+from enum import IntEnum
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Result,
+    Row,
+    Select,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from jobpulse.domain import ACTIVE, TERMINAL, Actor
+from jobpulse.figures import Bucket
+from jobpulse.listing import JobFilter
+from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS
+from jobpulse.storage.tables import job_rollup_deltas, job_rollups
+
+#: The PostgreSQL advisory lock one fold holds: replicas take turns instead of blocking.
+FOLD_LOCK = 0x6A6F6270  # "jobp"
+#: The most deltas one fold takes.
+FOLD_LIMIT = 20_000
+#: The list filters the rollups keep; any other filter is answered by a scan.
+ROLLED_UP = frozenset({"statuses", "job_type", "stop_reason", "active"})
+HOUR = timedelta(hours=1)
+#: A rollup row's columns, as `facets` selects them.
+COLUMNS = (
+    "organization_id",
+    "hour",
+    "facet",
+    "job_type",
+    "status",
+    "stop_reason",
+    "bucket",
+    "jobs",
+)
+
+
+class Facet(IntEnum):
+    """What a rollup row counts (see the module's docstring)."""
+
+    CREATED = 0
+    TTFT = 1
+    DURATION = 2
+    ENDED = 3
+
+
+def hour_of(dialect: str, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`column` floored to its hour, comparable with a stored timestamp."""
+    if dialect == "postgresql":
+        return func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", column)))
+    return func.strftime("%Y-%m-%d %H:00:00.000000", column)
+
+
+def bucket_of(column: ColumnElement[Any], bounds: tuple[float, ...]) -> ColumnElement[Any]:
+    """The index of the first bound (seconds) `column` (nanoseconds) is at or under: the
+    number of bounds above the last, -1 for none.
+    """
+    whens: list[tuple[ColumnElement[bool], int]] = [(column.is_(None), -1)]
+    whens += [(column <= int(bound * 1e9), index) for index, bound in enumerate(bounds)]
+    return case(*whens, else_=len(bounds))
+
+
+def facets(
+    dialect: str,
+    source: FromClause,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    where: list[ColumnElement[bool]] | None = None,
+) -> list[Select[Any]]:
+    """The rollup rows of every job image in `source` (deltas: their sign; jobs: 1), as
+    `COLUMNS`, each facet limited to hours in [since, until) when given, and to `where`.
+    """
+    c = source.c
+    sign = c.sign if "sign" in c else literal(1)
+    reason = func.coalesce(c.stop_reason, "")
+    made = (c.created_at, hour_of(dialect, c.created_at))
+    ended = (c.completed_at, hour_of(dialect, c.completed_at))
+    duration = case((c.completed_at.is_not(None), c.total_duration_ns))
+    shapes = [
+        (Facet.CREATED, made, literal(-1), None),
+        (Facet.TTFT, made, bucket_of(c.ttft_ns, TTFT_BUCKETS), c.ttft_ns.is_not(None)),
+        (Facet.DURATION, made, bucket_of(duration, DURATION_BUCKETS), duration.is_not(None)),
+        (Facet.ENDED, ended, literal(-1), c.completed_at.is_not(None)),
+    ]
+    selects = []
+    for facet, (moment, hour), bucket, present in shapes:
+        query = select(
+            c.organization_id.label("organization_id"),
+            hour.label("hour"),
+            literal(int(facet)).label("facet"),
+            c.job_type.label("job_type"),
+            c.status.label("status"),
+            reason.label("stop_reason"),
+            bucket.label("bucket"),
+            sign.label("jobs"),
+        )
+        query = query.where(*(where or ()))
+        if present is not None:
+            query = query.where(present)
+        if since is not None:
+            query = query.where(moment >= since)
+        if until is not None:
+            query = query.where(moment < until)
+        selects.append(query)
+    return selects
+
+
+def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
+    """Sum up to `limit` (None: all) of the oldest deltas into the rollups and delete them;
+    how many rollup rows changed (0: nothing was left to fold, or another replica is folding).
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        taken = connection.execute(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))).scalar()
+        if not taken:
+            return 0
+        oldest = (
+            select(job_rollup_deltas.c.id)
+            .order_by(job_rollup_deltas.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        source: FromClause = (
+            delete(job_rollup_deltas)
+            .where(job_rollup_deltas.c.id.in_(oldest.scalar_subquery()))
+            .returning(*job_rollup_deltas.c)
+            .cte("folded")
+        )
+        upsert: Any = postgresql.insert(job_rollups)
+    else:
+        ids = job_rollup_deltas.c.id
+        oldest_ids = select(ids).order_by(ids).limit(limit).subquery()
+        top = connection.execute(select(func.max(oldest_ids.c.id))).scalar()
+        if top is None:
+            return 0
+        source = select(job_rollup_deltas).where(job_rollup_deltas.c.id <= top).subquery()
+        upsert = sqlite.insert(job_rollups)
+    rows = union_all(*facets(dialect, source)).subquery()
+    key = [rows.c[name] for name in COLUMNS[:-1]]
+    summed = select(*key, func.sum(rows.c.jobs)).group_by(*key).order_by(*key)
+    if dialect == "sqlite":
+        summed = summed.where(literal(True))  # SQLite: the upsert's ON is not the join's
+    statement = upsert.from_select([*(column.name for column in key), "jobs"], summed)
+    statement = statement.on_conflict_do_update(
+        index_elements=[column.name for column in key],
+        set_={"jobs": job_rollups.c.jobs + statement.excluded.jobs},
+    )
+    changed = connection.execute(statement).rowcount
+    if dialect == "sqlite":
+        connection.execute(delete(job_rollup_deltas).where(job_rollup_deltas.c.id <= top))
+    return int(changed)
+
+
+def drop_empty(connection: Connection) -> int:
+    """Delete rollup rows that count no job any more; how many."""
+    return int(connection.execute(delete(job_rollups).where(job_rollups.c.jobs == 0)).rowcount)
+
+
+def pending(connection: Connection) -> int:
+    """How many deltas wait to be folded."""
+    return int(connection.execute(select(func.count()).select_from(job_rollup_deltas)).scalar_one())
+
+
+def totals(connection: Connection) -> list[Row[Any]]:
+    """Every rollup key's count of jobs, folded and waiting alike (what a fold never
+    changes), in key order, zeros left out.
+    """
+    dialect = connection.dialect.name
+    folded = select(*(job_rollups.c[name] for name in COLUMNS))
+    rows = union_all(folded, *facets(dialect, job_rollup_deltas)).subquery()
+    key = [rows.c[name] for name in COLUMNS[:-1]]
+    jobs = func.sum(rows.c.jobs)
+    summed = select(*key, jobs).group_by(*key).having(jobs != 0).order_by(*key)
+    return list(connection.execute(summed))
+
+
+def answers(actor: Actor, query: JobFilter) -> bool:
+    """Whether the rollups can answer the actor's view under `query`: an organization's
+    (an admin's) under the filters they keep.
+    """
+    return actor.is_admin and all(
+        field.name in ROLLED_UP or getattr(query, field.name) in (None, {})
+        for field in fields(query)
+    )
+
+
+def whole_hours(since: datetime, until: datetime) -> tuple[datetime, datetime] | None:
+    """The whole hours within [since, until) as (first, end), if there is one."""
+    first = since.replace(minute=0, second=0, microsecond=0)
+    if first < since:
+        first += HOUR
+    end = until.replace(minute=0, second=0, microsecond=0)
+    return (first, end) if first < end else None
+
+
+def _filters(source: FromClause, actor: Actor, query: JobFilter) -> list[ColumnElement[bool]]:
+    c = source.c
+    found = [c.organization_id == actor.organization_id]
+    if query.job_type is not None:
+        found.append(c.job_type == query.job_type)
+    if query.statuses is not None:
+        found.append(c.status.in_(sorted(query.statuses)))
+    if query.active is not None:
+        found.append(c.status.in_(sorted(ACTIVE if query.active else TERMINAL)))
+    if query.stop_reason is not None:
+        found.append(c.stop_reason == query.stop_reason)
+    return found
+
+
+def read(
+    connection: Connection,
+    actor: Actor,
+    query: JobFilter,
+    hours: tuple[datetime, datetime],
+    bucket: Bucket,
+) -> Result[Any]:
+    """The rollup rows (folded and not) of the actor's jobs under `query` in the whole
+    `hours`, as (facet, bucket start, status, stop_reason, bucket index, jobs), summed.
+    """
+    first, end = hours
+    dialect = connection.dialect.name
+    folded = select(*(job_rollups.c[name] for name in COLUMNS)).where(
+        *_filters(job_rollups, actor, query), job_rollups.c.hour >= first, job_rollups.c.hour < end
+    )
+    waiting = facets(
+        dialect, job_rollup_deltas, first, end, _filters(job_rollup_deltas, actor, query)
+    )
+    rows = union_all(folded, *waiting).subquery()
+    key = [rows.c.facet, floor_to(dialect, rows.c.hour, bucket), rows.c.status]
+    key += [rows.c.stop_reason, rows.c.bucket]
+    return connection.execute(select(*key, func.sum(rows.c.jobs)).group_by(*key))
+
+
+def floor_to(dialect: str, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+    """`column` floored to its bucket, in UTC: a naive timestamp (PostgreSQL) or text."""
+    if dialect == "postgresql":
+        return func.date_trunc(bucket.value, func.timezone("UTC", column))
+    pattern = "%Y-%m-%d %H:00:00" if bucket == Bucket.HOUR else "%Y-%m-%d 00:00:00"
+    return func.strftime(pattern, column)
