@@ -221,7 +221,7 @@ async def test_rollups_answer_as_a_scan_would(jobs: tuple[JobManager, Clock]) ->
     await manager.database.write(rollups.fold, 7)
     assert await manager.database.read(rollups.totals) == counted, "a fold changes no count"
     assert await _agree(manager) > 0
-    assert await manager.fold_stats(drop_empty=True) > 0
+    await manager.fold_stats(drop_empty=True)  # the rest (PostgreSQL folds all at once)
     assert await manager.database.read(rollups.pending) == 0
     assert await _agree(manager) > 0  # all folded
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     FromClause,
+    Integer,
     Result,
     Row,
     Select,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    literal_column,
     select,
     union_all,
 )
@@ -47,11 +49,13 @@ from jobpulse.storage.tables import job_rollup_deltas, job_rollups
 
 #: The PostgreSQL advisory lock one fold holds: replicas take turns instead of blocking.
 FOLD_LOCK = 0x6A6F6270  # "jobp"
-#: The most deltas one fold takes.
+#: The most deltas one fold takes on SQLite (a write of the single writer: it stays short).
 FOLD_LIMIT = 20_000
 #: The list filters the rollups keep; any other filter is answered by a scan.
 ROLLED_UP = frozenset({"statuses", "job_type", "stop_reason", "active"})
 HOUR = timedelta(hours=1)
+#: SQLite's own key of a delta (the table has none of its own).
+_ROWID = literal_column("rowid", Integer())
 #: A rollup row's columns, as `facets` selects them.
 COLUMNS = (
     "organization_id",
@@ -136,34 +140,23 @@ def facets(
 
 
 def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
-    """Sum up to `limit` (None: all) of the oldest deltas into the rollups and delete them;
-    how many rollup rows changed (0: nothing was left to fold, or another replica is folding).
+    """Sum the deltas into the rollups and delete them: on PostgreSQL every delta committed,
+    in one statement; on SQLite up to `limit` (None: all) of the oldest. How many rollup rows
+    changed (0: nothing was left to fold, or another replica is folding).
     """
     dialect = connection.dialect.name
     if dialect == "postgresql":
         taken = connection.execute(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))).scalar()
         if not taken:
             return 0
-        oldest = (
-            select(job_rollup_deltas.c.id)
-            .order_by(job_rollup_deltas.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        source: FromClause = (
-            delete(job_rollup_deltas)
-            .where(job_rollup_deltas.c.id.in_(oldest.scalar_subquery()))
-            .returning(*job_rollup_deltas.c)
-            .cte("folded")
-        )
+        source: FromClause = delete(job_rollup_deltas).returning(*job_rollup_deltas.c).cte("folded")
         upsert: Any = postgresql.insert(job_rollups)
     else:
-        ids = job_rollup_deltas.c.id
-        oldest_ids = select(ids).order_by(ids).limit(limit).subquery()
-        top = connection.execute(select(func.max(oldest_ids.c.id))).scalar()
+        oldest = select(_ROWID).select_from(job_rollup_deltas).order_by(_ROWID).limit(limit)
+        top = connection.execute(select(func.max(oldest.subquery().c.rowid))).scalar()
         if top is None:
             return 0
-        source = select(job_rollup_deltas).where(job_rollup_deltas.c.id <= top).subquery()
+        source = select(job_rollup_deltas).where(top >= _ROWID).subquery()
         upsert = sqlite.insert(job_rollups)
     rows = union_all(*facets(dialect, source)).subquery()
     key = [rows.c[name] for name in COLUMNS[:-1]]
@@ -177,7 +170,7 @@ def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
     )
     changed = connection.execute(statement).rowcount
     if dialect == "sqlite":
-        connection.execute(delete(job_rollup_deltas).where(job_rollup_deltas.c.id <= top))
+        connection.execute(delete(job_rollup_deltas).where(top >= _ROWID))
     return int(changed)
 
 

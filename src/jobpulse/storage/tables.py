@@ -273,10 +273,10 @@ batch_polls = Table(
 # /v1/stats without scanning the jobs (storage/rollups.py). Triggers on `jobs` (migration
 # 0009) append, in the writing transaction, the old (-1) and new (+1) image of every job whose
 # counted fields change; a background fold sums them into `job_rollups` and deletes them.
+# No key and no index: the trigger's insert stays cheap (SQLite folds by its rowid).
 job_rollup_deltas = Table(
     "job_rollup_deltas",
     metadata,
-    Column("id", Serial, primary_key=True, autoincrement=True),
     Column("sign", SmallInteger, nullable=False),
     Column("organization_id", String(128), nullable=False),
     Column("job_type", String(128), nullable=False),
