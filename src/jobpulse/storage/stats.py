@@ -171,9 +171,12 @@ def window_stats(connection: Connection, actor: Actor, query: JobFilter, window:
             span = params | {"b_since": first, "b_until": end}
             _scan(connection, clauses, span, window.bucket, tally)
     params |= {"b_since": window.since, "b_until": window.until}
+    # The status not as a column but as an expression: SQLite's planner would otherwise walk
+    # every active job by status (160 ms at 1M) rather than the few stuck ones by their index.
+    status = jobs.c.status.concat("")
     stuck = connection.execute(
         select(func.count()).where(
-            *clauses, jobs.c.stuck_since.is_not(None), jobs.c.status.in_(sorted(ACTIVE))
+            *clauses, jobs.c.stuck_since.is_not(None), status.in_(sorted(ACTIVE))
         ),
         params,
     ).scalar_one()
