@@ -1,9 +1,10 @@
 """Rollups: `/v1/stats` over whole hours without scanning the jobs.
 
-Triggers on `jobs` (migration 0009) append to `job_rollup_deltas`, in the transaction that
-writes the job, its old image with sign -1 and its new one with +1 whenever a counted field
-changes (a job created: +1 only; deleted or pruned: -1 only). So the deltas are exactly as
-committed as the jobs, on every write path, with no code of ours in it.
+Triggers on `jobs` (migration 0009) append a row to `job_rollup_deltas`, in the transaction
+that writes the job, whenever a counted field changes: the job's old values (an image that
+counts -1) and its new ones (+1); a job created has no old image, one deleted or pruned no
+new one. So the deltas are exactly as committed as the jobs, on every write path, with no
+code of ours in it.
 
 `fold` sums deltas into `job_rollups` and deletes them in one statement (PostgreSQL) or one
 writer transaction (SQLite), in the background; a reader adds the deltas not folded yet to
@@ -54,6 +55,8 @@ FOLD_LIMIT = 20_000
 #: The list filters the rollups keep; any other filter is answered by a scan.
 ROLLED_UP = frozenset({"statuses", "job_type", "stop_reason", "active"})
 HOUR = timedelta(hours=1)
+#: A job's counted fields that may change (a delta has their old and new values).
+CHANGING = ("status", "stop_reason", "completed_at", "ttft_ns", "total_duration_ns")
 #: SQLite's own key of a delta (the table has none of its own).
 _ROWID = literal_column("rowid", Integer())
 #: A rollup row's columns, as `facets` selects them.
@@ -94,6 +97,24 @@ def bucket_of(column: ColumnElement[Any], bounds: tuple[float, ...]) -> ColumnEl
     return case(*whens, else_=len(bounds))
 
 
+def images(source: FromClause) -> FromClause:
+    """The job images in deltas `source`: the old values of each (sign -1), the new ones
+    (+1), with the fields `facets` reads.
+    """
+    c = source.c
+    sides = [
+        select(
+            literal(sign).label("sign"),
+            c.organization_id,
+            c.job_type,
+            c.created_at,
+            *(c[f"{side}_{name}"].label(name) for name in CHANGING),
+        ).where(c[f"{side}_status"].is_not(None))
+        for sign, side in ((-1, "old"), (1, "new"))
+    ]
+    return union_all(*sides).subquery()
+
+
 def facets(
     dialect: str,
     source: FromClause,
@@ -101,7 +122,7 @@ def facets(
     until: datetime | None = None,
     where: list[ColumnElement[bool]] | None = None,
 ) -> list[Select[Any]]:
-    """The rollup rows of every job image in `source` (deltas: their sign; jobs: 1), as
+    """The rollup rows of every job image in `source` (`images`: their sign; jobs: 1), as
     `COLUMNS`, each facet limited to hours in [since, until) when given, and to `where`.
     """
     c = source.c
@@ -149,14 +170,15 @@ def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
         taken = connection.execute(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))).scalar()
         if not taken:
             return 0
-        source: FromClause = delete(job_rollup_deltas).returning(*job_rollup_deltas.c).cte("folded")
+        taken_deltas = delete(job_rollup_deltas).returning(*job_rollup_deltas.c).cte("folded")
+        source = images(taken_deltas)
         upsert: Any = postgresql.insert(job_rollups)
     else:
         oldest = select(_ROWID).select_from(job_rollup_deltas).order_by(_ROWID).limit(limit)
         top = connection.execute(select(func.max(oldest.subquery().c.rowid))).scalar()
         if top is None:
             return 0
-        source = select(job_rollup_deltas).where(top >= _ROWID).subquery()
+        source = images(select(job_rollup_deltas).where(top >= _ROWID).subquery())
         upsert = sqlite.insert(job_rollups)
     rows = union_all(*facets(dialect, source)).subquery()
     key = [rows.c[name] for name in COLUMNS[:-1]]
@@ -190,7 +212,7 @@ def totals(connection: Connection) -> list[Row[Any]]:
     """
     dialect = connection.dialect.name
     folded = select(*(job_rollups.c[name] for name in COLUMNS))
-    rows = union_all(folded, *facets(dialect, job_rollup_deltas)).subquery()
+    rows = union_all(folded, *facets(dialect, images(job_rollup_deltas))).subquery()
     key = [rows.c[name] for name in COLUMNS[:-1]]
     jobs = func.sum(rows.c.jobs)
     summed = select(*key, jobs).group_by(*key).having(jobs != 0).order_by(*key)
@@ -245,9 +267,8 @@ def read(
     folded = select(*(job_rollups.c[name] for name in COLUMNS)).where(
         *_filters(job_rollups, actor, query), job_rollups.c.hour >= first, job_rollups.c.hour < end
     )
-    waiting = facets(
-        dialect, job_rollup_deltas, first, end, _filters(job_rollup_deltas, actor, query)
-    )
+    deltas = images(job_rollup_deltas)
+    waiting = facets(dialect, deltas, first, end, _filters(deltas, actor, query))
     rows = union_all(folded, *waiting).subquery()
     key = [rows.c.facet, floor_to(dialect, rows.c.hour, bucket), rows.c.status]
     key += [rows.c.stop_reason, rows.c.bucket]

@@ -271,21 +271,28 @@ batch_polls = Table(
 )
 
 # /v1/stats without scanning the jobs (storage/rollups.py). Triggers on `jobs` (migration
-# 0009) append, in the writing transaction, the old (-1) and new (+1) image of every job whose
-# counted fields change; a background fold sums them into `job_rollups` and deletes them.
-# No key and no index: the trigger's insert stays cheap (SQLite folds by its rowid).
+# 0009) append a row, in the writing transaction, whenever a counted field of a job changes:
+# its old values (none for a job created) and its new ones (none for a job deleted); a
+# background fold sums them into `job_rollups` and deletes them. A job's organization, type
+# and creation time never change. No key and no index: the trigger's insert stays cheap
+# (SQLite folds by its rowid).
 job_rollup_deltas = Table(
     "job_rollup_deltas",
     metadata,
-    Column("sign", SmallInteger, nullable=False),
     Column("organization_id", String(128), nullable=False),
     Column("job_type", String(128), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("stop_reason", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("completed_at", UTCDateTime),
-    Column("ttft_ns", BigInteger),
-    Column("total_duration_ns", BigInteger),
+    *(
+        column
+        for side in ("old", "new")
+        for column in (
+            Column(f"{side}_status", String(16)),
+            Column(f"{side}_stop_reason", String(64)),
+            Column(f"{side}_completed_at", UTCDateTime),
+            Column(f"{side}_ttft_ns", BigInteger),
+            Column(f"{side}_total_duration_ns", BigInteger),
+        )
+    ),
 )
 
 # Jobs counted per organization, type, hour, status and stop reason, in four facets (see

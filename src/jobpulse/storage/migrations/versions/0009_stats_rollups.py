@@ -1,6 +1,7 @@
-"""Rollups for /v1/stats: the deltas table, the triggers on `jobs` that fill it in the writing
-transaction, and the rollups table the fold sums them into (see storage/rollups.py). The
-jobs already stored are entered as deltas, folded by the first `serve`.
+"""Rollups for /v1/stats: the deltas table, the triggers on `jobs` that fill it in the
+writing transaction (a row with a job's old and new counted fields), and the rollups table
+the fold sums them into (see storage/rollups.py). The jobs already stored are entered as
+deltas, folded by the first `serve`.
 
 Revision ID: 0009
 Revises: 0008
@@ -19,28 +20,27 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-#: The fields of a job the rollups count by, as they are copied into a delta.
-_FIELDS = (
-    "organization_id",
-    "job_type",
-    "status",
-    "stop_reason",
-    "created_at",
-    "completed_at",
-    "ttft_ns",
-    "total_duration_ns",
+#: A job's fields the rollups count by that never change, and those that may.
+_FIXED = ("organization_id", "job_type", "created_at")
+_CHANGING = ("status", "stop_reason", "completed_at", "ttft_ns", "total_duration_ns")
+_COLUMNS = ", ".join(
+    (*_FIXED, *(f"{side}_{name}" for side in ("old", "new") for name in _CHANGING))
 )
-_COLUMNS = ", ".join(("sign", *_FIELDS))
 
 
-def _image(sign: int, row: str) -> str:
-    """A delta's VALUES tuple of the trigger row `row` (OLD or NEW)."""
-    return "(" + ", ".join((str(sign), *(f"{row}.{name}" for name in _FIELDS))) + ")"
+def _row(fixed: str, old: str | None, new: str | None) -> str:
+    """A delta's VALUES tuple: the fixed fields of trigger row `fixed`, the changing ones of
+    `old` and `new` (OLD or NEW; None: NULLs).
+    """
+    values = [f"{fixed}.{name}" for name in _FIXED]
+    for side in (old, new):
+        values += [f"{side}.{name}" if side else "NULL" for name in _CHANGING]
+    return "(" + ", ".join(values) + ")"
 
 
-def _changed(old: str, new: str, distinct: str) -> str:
-    """A condition true when a counted field differs between the two rows."""
-    return " OR ".join(f"{old}.{name} {distinct} {new}.{name}" for name in _FIELDS)
+def _changed(distinct: str) -> str:
+    """A condition true when a changing counted field differs between OLD and NEW."""
+    return " OR ".join(f"OLD.{name} {distinct} NEW.{name}" for name in _CHANGING)
 
 
 _POSTGRES = [
@@ -48,12 +48,11 @@ _POSTGRES = [
     CREATE FUNCTION jobpulse_rollup_delta() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'INSERT' THEN
-            INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_image(1, "NEW")};
+            INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_row("NEW", None, "NEW")};
         ELSIF TG_OP = 'DELETE' THEN
-            INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_image(-1, "OLD")};
+            INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_row("OLD", "OLD", None)};
         ELSE
-            INSERT INTO job_rollup_deltas ({_COLUMNS})
-            VALUES {_image(-1, "OLD")}, {_image(1, "NEW")};
+            INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_row("NEW", "OLD", "NEW")};
         END IF;
         RETURN NULL;
     END $$
@@ -64,7 +63,7 @@ _POSTGRES = [
     """,
     f"""
     CREATE TRIGGER jobs_rollup_update AFTER UPDATE ON jobs
-    FOR EACH ROW WHEN ({_changed("OLD", "NEW", "IS DISTINCT FROM")})
+    FOR EACH ROW WHEN ({_changed("IS DISTINCT FROM")})
     EXECUTE FUNCTION jobpulse_rollup_delta()
     """,
 ]
@@ -72,19 +71,17 @@ _POSTGRES = [
 _SQLITE = [
     f"""
     CREATE TRIGGER jobs_rollup_insert AFTER INSERT ON jobs BEGIN
-        INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_image(1, "NEW")};
+        INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_row("NEW", None, "NEW")};
     END
     """,
     f"""
     CREATE TRIGGER jobs_rollup_delete AFTER DELETE ON jobs BEGIN
-        INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_image(-1, "OLD")};
+        INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_row("OLD", "OLD", None)};
     END
     """,
     f"""
-    CREATE TRIGGER jobs_rollup_update AFTER UPDATE ON jobs
-    WHEN {_changed("OLD", "NEW", "IS NOT")} BEGIN
-        INSERT INTO job_rollup_deltas ({_COLUMNS})
-        VALUES {_image(-1, "OLD")}, {_image(1, "NEW")};
+    CREATE TRIGGER jobs_rollup_update AFTER UPDATE ON jobs WHEN {_changed("IS NOT")} BEGIN
+        INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_row("NEW", "OLD", "NEW")};
     END
     """,
 ]
@@ -94,15 +91,20 @@ def upgrade() -> None:
     op.create_table(
         "job_rollup_deltas",
         # No key and no index, so that the triggers' inserts stay cheap.
-        sa.Column("sign", sa.SmallInteger(), nullable=False),
         sa.Column("organization_id", sa.String(128), nullable=False),
         sa.Column("job_type", sa.String(128), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("stop_reason", sa.String(64)),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("completed_at", UTCDateTime()),
-        sa.Column("ttft_ns", sa.BigInteger()),
-        sa.Column("total_duration_ns", sa.BigInteger()),
+        *(
+            column
+            for side in ("old", "new")
+            for column in (
+                sa.Column(f"{side}_status", sa.String(16)),
+                sa.Column(f"{side}_stop_reason", sa.String(64)),
+                sa.Column(f"{side}_completed_at", UTCDateTime()),
+                sa.Column(f"{side}_ttft_ns", sa.BigInteger()),
+                sa.Column(f"{side}_total_duration_ns", sa.BigInteger()),
+            )
+        ),
     )
     op.create_table(
         "job_rollups",
@@ -118,9 +120,8 @@ def upgrade() -> None:
     statements = _POSTGRES if op.get_context().dialect.name == "postgresql" else _SQLITE
     for statement in statements:
         op.execute(statement)
-    op.execute(
-        f"INSERT INTO job_rollup_deltas ({_COLUMNS}) SELECT 1, {', '.join(_FIELDS)} FROM jobs"
-    )
+    fields = ", ".join((*_FIXED, *(["NULL"] * len(_CHANGING)), *_CHANGING))
+    op.execute(f"INSERT INTO job_rollup_deltas ({_COLUMNS}) SELECT {fields} FROM jobs")
 
 
 def downgrade() -> None:
