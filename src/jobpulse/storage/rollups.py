@@ -279,5 +279,8 @@ def floor_to(dialect: str, column: ColumnElement[Any], bucket: Bucket) -> Column
     """`column` floored to its bucket, in UTC: a naive timestamp (PostgreSQL) or text."""
     if dialect == "postgresql":
         return func.date_trunc(bucket.value, func.timezone("UTC", column))
-    pattern = "%Y-%m-%d %H:00:00" if bucket == Bucket.HOUR else "%Y-%m-%d 00:00:00"
-    return func.strftime(pattern, column)
+    # SQLite keeps '2026-01-01 12:34:56.000000' (UTCDateTime): cutting the text is several
+    # times cheaper than strftime's parsing, which was most of a 30-day read of the rollups.
+    if bucket == Bucket.HOUR:
+        return func.substr(column, 1, 13).concat(":00:00")
+    return func.substr(column, 1, 10).concat(" 00:00:00")

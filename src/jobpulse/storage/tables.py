@@ -310,4 +310,6 @@ job_rollups = Table(
     # The histogram bucket's index; -1 in the facets without one.
     Column("bucket", SmallInteger, primary_key=True, autoincrement=False),
     Column("jobs", BigInteger, nullable=False),
+    # SQLite: rows kept in key order in one b-tree, no lookup from the key's index to a row.
+    sqlite_with_rowid=False,
 )

@@ -116,6 +116,7 @@ def upgrade() -> None:
         sa.Column("stop_reason", sa.String(64), primary_key=True),
         sa.Column("bucket", sa.SmallInteger(), primary_key=True, autoincrement=False),
         sa.Column("jobs", sa.BigInteger(), nullable=False),
+        sqlite_with_rowid=False,
     )
     statements = _POSTGRES if op.get_context().dialect.name == "postgresql" else _SQLITE
     for statement in statements:
