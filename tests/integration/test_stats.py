@@ -156,6 +156,7 @@ WINDOWS = (
     Window(T0, T0 + timedelta(hours=7), Bucket.HOUR),
     Window(T0 - timedelta(days=1), T0 + timedelta(days=1), Bucket.DAY),
     Window(T0 + timedelta(minutes=10), T0 + timedelta(minutes=50), Bucket.HOUR),
+    Window(T0 - timedelta(days=1, minutes=-313), T0 + timedelta(days=2, hours=3), Bucket.DAY),
 )
 QUERIES = (
     JobFilter(),

@@ -13,7 +13,8 @@ counts in four facets, per organization, job type, hour, status and stop reason:
   CREATED   in the hour it was created;
   TTFT      the same, by the bucket of its time to first token (when it has one);
   DURATION  the same, by the bucket of its duration (when it has ended);
-  ENDED     in the hour it ended (when it has).
+  ENDED     in the hour it ended (when it has);
+and again by the day (facet + DAILY), which a window by the day reads for its whole days.
 Members' views and filters the rollups do not keep (user, metadata, ...) are scanned.
 """
 
@@ -73,7 +74,9 @@ COLUMNS = (
 
 
 class Facet(IntEnum):
-    """What a rollup row counts (see the module's docstring)."""
+    """What a rollup row counts (see the module's docstring), by the hour; the same plus
+    DAILY by the day.
+    """
 
     CREATED = 0
     TTFT = 1
@@ -81,11 +84,15 @@ class Facet(IntEnum):
     ENDED = 3
 
 
-def hour_of(dialect: str, column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """`column` floored to its hour, comparable with a stored timestamp."""
+DAILY = 4
+DAY = timedelta(days=1)
+
+
+def start_of(dialect: str, column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
+    """`column` floored to its hour or day, comparable with a stored timestamp."""
     if dialect == "postgresql":
-        return func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", column)))
-    return func.strftime("%Y-%m-%d %H:00:00.000000", column)
+        return func.timezone("UTC", func.date_trunc(span.value, func.timezone("UTC", column)))
+    return _cut(column, span).concat(".000000")
 
 
 def bucket_of(column: ColumnElement[Any], bounds: tuple[float, ...]) -> ColumnElement[Any]:
@@ -121,15 +128,18 @@ def facets(
     since: datetime | None = None,
     until: datetime | None = None,
     where: list[ColumnElement[bool]] | None = None,
+    span: Bucket = Bucket.HOUR,
 ) -> list[Select[Any]]:
     """The rollup rows of every job image in `source` (`images`: their sign; jobs: 1), as
-    `COLUMNS`, each facet limited to hours in [since, until) when given, and to `where`.
+    `COLUMNS`, by the hour or (`span`) the day, each facet limited to [since, until) when
+    given, and to `where`.
     """
     c = source.c
     sign = c.sign if "sign" in c else literal(1)
     reason = func.coalesce(c.stop_reason, "")
-    made = (c.created_at, hour_of(dialect, c.created_at))
-    ended = (c.completed_at, hour_of(dialect, c.completed_at))
+    made = (c.created_at, start_of(dialect, c.created_at, span))
+    ended = (c.completed_at, start_of(dialect, c.completed_at, span))
+    daily = DAILY if span == Bucket.DAY else 0
     duration = case((c.completed_at.is_not(None), c.total_duration_ns))
     shapes = [
         (Facet.CREATED, made, literal(-1), None),
@@ -142,7 +152,7 @@ def facets(
         query = select(
             c.organization_id.label("organization_id"),
             hour.label("hour"),
-            literal(int(facet)).label("facet"),
+            literal(int(facet) + daily).label("facet"),
             c.job_type.label("job_type"),
             c.status.label("status"),
             reason.label("stop_reason"),
@@ -158,6 +168,10 @@ def facets(
             query = query.where(moment < until)
         selects.append(query)
     return selects
+
+
+def _both_spans(dialect: str, source: FromClause) -> list[Select[Any]]:
+    return facets(dialect, source) + facets(dialect, source, span=Bucket.DAY)
 
 
 def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
@@ -180,7 +194,7 @@ def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
             return 0
         source = images(select(job_rollup_deltas).where(top >= _ROWID).subquery())
         upsert = sqlite.insert(job_rollups)
-    rows = union_all(*facets(dialect, source)).subquery()
+    rows = union_all(*_both_spans(dialect, source)).subquery()
     key = [rows.c[name] for name in COLUMNS[:-1]]
     summed = select(*key, func.sum(rows.c.jobs)).group_by(*key).order_by(*key)
     if dialect == "sqlite":
@@ -212,7 +226,7 @@ def totals(connection: Connection) -> list[Row[Any]]:
     """
     dialect = connection.dialect.name
     folded = select(*(job_rollups.c[name] for name in COLUMNS))
-    rows = union_all(folded, *facets(dialect, images(job_rollup_deltas))).subquery()
+    rows = union_all(folded, *_both_spans(dialect, images(job_rollup_deltas))).subquery()
     key = [rows.c[name] for name in COLUMNS[:-1]]
     jobs = func.sum(rows.c.jobs)
     summed = select(*key, jobs).group_by(*key).having(jobs != 0).order_by(*key)
@@ -231,10 +245,14 @@ def answers(actor: Actor, query: JobFilter) -> bool:
 
 def whole_hours(since: datetime, until: datetime) -> tuple[datetime, datetime] | None:
     """The whole hours within [since, until) as (first, end), if there is one."""
-    first = since.replace(minute=0, second=0, microsecond=0)
-    if first < since:
-        first += HOUR
-    end = until.replace(minute=0, second=0, microsecond=0)
+    return _whole(since, until, HOUR)
+
+
+def _whole(since: datetime, until: datetime, span: timedelta) -> tuple[datetime, datetime] | None:
+    """The whole spans (hours or days, in UTC) within [since, until), if there is one."""
+    origin = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    first = origin + -((origin - since) // span) * span
+    end = origin + ((until - origin) // span) * span
     return (first, end) if first < end else None
 
 
@@ -260,16 +278,29 @@ def read(
     bucket: Bucket,
 ) -> Result[Any]:
     """The rollup rows (folded and not) of the actor's jobs under `query` in the whole
-    `hours`, as (facet, bucket start, status, stop_reason, bucket index, jobs), summed.
+    `hours`, as (facet, bucket start, status, stop_reason, bucket index, jobs), summed: by
+    the day the whole days in them when the bucket is a day, the rest by the hour.
     """
     first, end = hours
     dialect = connection.dialect.name
-    folded = select(*(job_rollups.c[name] for name in COLUMNS)).where(
-        *_filters(job_rollups, actor, query), job_rollups.c.hour >= first, job_rollups.c.hour < end
-    )
+    spans = [(first, end, 0)]
+    days = _whole(first, end, DAY) if bucket == Bucket.DAY else None
+    if days is not None:
+        spans = [(first, days[0], 0), (*days, DAILY), (days[1], end, 0)]
+    r = job_rollups.c
+    folded = [
+        select(*(r[name] for name in COLUMNS)).where(
+            *_filters(job_rollups, actor, query),
+            r.hour >= since,
+            r.hour < until,
+            r.facet.between(offset, offset + DAILY - 1),
+        )
+        for since, until, offset in spans
+        if since < until
+    ]
     deltas = images(job_rollup_deltas)
     waiting = facets(dialect, deltas, first, end, _filters(deltas, actor, query))
-    rows = union_all(folded, *waiting).subquery()
+    rows = union_all(*folded, *waiting).subquery()
     key = [rows.c.facet, floor_to(dialect, rows.c.hour, bucket), rows.c.status]
     key += [rows.c.stop_reason, rows.c.bucket]
     return connection.execute(select(*key, func.sum(rows.c.jobs)).group_by(*key))
@@ -279,8 +310,14 @@ def floor_to(dialect: str, column: ColumnElement[Any], bucket: Bucket) -> Column
     """`column` floored to its bucket, in UTC: a naive timestamp (PostgreSQL) or text."""
     if dialect == "postgresql":
         return func.date_trunc(bucket.value, func.timezone("UTC", column))
-    # SQLite keeps '2026-01-01 12:34:56.000000' (UTCDateTime): cutting the text is several
-    # times cheaper than strftime's parsing, which was most of a 30-day read of the rollups.
-    if bucket == Bucket.HOUR:
+    return _cut(column, bucket)
+
+
+def _cut(column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
+    """SQLite: a stored timestamp ('2026-01-01 12:34:56.000000', see UTCDateTime) cut to its
+    hour or day, seconds included: cheaper than strftime's parsing, which was most of a
+    30-day read of the rollups.
+    """
+    if span == Bucket.HOUR:
         return func.substr(column, 1, 13).concat(":00:00")
     return func.substr(column, 1, 10).concat(" 00:00:00")

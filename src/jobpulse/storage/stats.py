@@ -19,7 +19,7 @@ from jobpulse.storage import rollups
 from jobpulse.storage.batches import followed
 from jobpulse.storage.outbox import pending_count
 from jobpulse.storage.repository import job_filter_clauses
-from jobpulse.storage.rollups import Facet, bucket_of, floor_to
+from jobpulse.storage.rollups import DAILY, Facet, bucket_of, floor_to
 from jobpulse.storage.tables import UTCDateTime, jobs, outbox
 
 
@@ -91,8 +91,9 @@ class _Tally:
 
     def rolled_up(self, rows: Iterable[Any]) -> None:
         """Add rollup rows (see `rollups.read`)."""
-        for facet, start, status, reason, at, number in rows:
+        for code, start, status, reason, at, number in rows:
             number = int(number)
+            facet = code % DAILY  # by the hour or by the day alike
             if facet == Facet.CREATED:
                 self.created(start, status, reason, number)
             elif facet == Facet.TTFT:
