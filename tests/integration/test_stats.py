@@ -238,8 +238,8 @@ async def test_rollups_answer_as_a_scan_would(jobs: tuple[JobManager, Clock]) ->
     total = await _agree(manager)
     assert total > 0
     everyone = await manager.stats(ADMIN, window=WINDOWS[2])
-    counted = await manager.count_jobs(ADMIN, JobFilter(created_after=T0 - SCAN))
-    assert everyone.total == counted.total
+    listed = await manager.count_jobs(ADMIN, JobFilter(created_after=T0 - SCAN))
+    assert everyone.total == listed.total
 
 
 async def test_the_rollups_are_what_stats_reads(jobs: tuple[JobManager, Clock]) -> None:
