@@ -3,13 +3,15 @@ quantiles, stop reasons, the series, stuck jobs and webhook health, in each call
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings, StopReason
 from jobpulse.figures import Bucket, Histogram, Window
@@ -148,6 +150,26 @@ async def test_stats_over_http_follow_the_count(http: httpx.AsyncClient, make_ke
     assert sum(point["created"] for point in stats["series"]) == 3
     assert stats["ttft"]["buckets"][0] == {"le": 0.001, "count": 0}
     assert set(stats["webhooks"]) == {"pending", "delivered", "exhausted"}
+
+
+async def test_the_served_app_folds_what_is_written(
+    app: FastAPI, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    admin = await make_key("org-a", "root", admin=True)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    for body in ({"job_type": "agent"}, {"status": "running"}, {"status": "running"}):
+        await http.post("/v1/jobs", json=body, headers=admin)
+    database = app.state.jobs.database
+    deadline = asyncio.get_running_loop().time() + 10
+    while await database.read(rollups.pending):  # serve folds every second
+        assert asyncio.get_running_loop().time() < deadline, "nothing folded the deltas"
+        await asyncio.sleep(0.1)
+    assert await database.read(rollups.totals)
+    window = {"since": hour.isoformat(), "until": (hour + timedelta(hours=2)).isoformat()}
+    stats = (await http.get("/v1/stats", params=window, headers=admin)).json()  # whole hours
+    count = (await http.get("/v1/jobs/count", headers=admin)).json()
+    assert count["total"] == 3
+    assert (stats["total"], stats["by_status"]) == (count["total"], count["by_status"])
 
 
 SCAN = timedelta(days=3650)
