@@ -155,14 +155,7 @@ class BatchPoller:
         outcome = "ended" if snapshot.ended else "ok"
         self._jobs.metrics.batch_polled(provider, outcome, time.perf_counter() - started)
         self._failures.pop(provider, None)
-        poll = batches.Polled(
-            next_poll_at=now + self._interval,
-            polled_at=now,
-            not_found_since=None,
-            cancel_sent_at=cancel_sent,
-            ended=snapshot.ended,
-            lapsed_before=now - self._expiry_grace,
-        )
+        poll = self._polled(now, self._interval, None, cancel_sent, snapshot.ended)
         planner = partial(
             plan_observed,
             snapshot=snapshot,
@@ -203,14 +196,7 @@ class BatchPoller:
                 f"batch {batch.ref.batch_id} unknown to {provider} for "
                 f"{self._not_found_fail_s:g}s ({exc.message})"
             )
-        poll = batches.Polled(
-            next_poll_at=now + timedelta(seconds=retry_s),
-            polled_at=now,
-            not_found_since=not_found_since,
-            cancel_sent_at=cancel_sent,
-            ended=give_up,
-            lapsed_before=now - self._expiry_grace,
-        )
+        poll = self._polled(now, timedelta(seconds=retry_s), not_found_since, cancel_sent, give_up)
         planner = partial(
             plan_failed,
             message=message,
@@ -219,6 +205,26 @@ class BatchPoller:
             lapsed_before=poll.lapsed_before,
         )
         return planner, poll
+
+    def _polled(
+        self,
+        now: datetime,
+        again_in: timedelta,
+        not_found_since: datetime | None,
+        cancel_sent: datetime | None,
+        ended: bool,
+    ) -> batches.Polled:
+        """What a poll at `now` leaves for the next: due `again_in`, unless `ended` or its
+        batch's provider expiry lies more than the grace before `now`.
+        """
+        return batches.Polled(
+            next_poll_at=now + again_in,
+            polled_at=now,
+            not_found_since=not_found_since,
+            cancel_sent_at=cancel_sent,
+            ended=ended,
+            lapsed_before=now - self._expiry_grace,
+        )
 
     def _back_off(self, provider: Provider, retry_after: str | None, now: datetime) -> float:
         """Pause every request to `provider`: for its Retry-After, or 1, 2, 4… up to 60 s."""
