@@ -500,7 +500,7 @@ class TaskWriter:
 CHECKPOINT_FRAMES = 1000
 
 
-def _pending_frames(shm: str) -> int | None:
+def pending_frames(shm: str) -> int | None:
     """Frames in the write-ahead log not yet copied back, read from the WAL-index header
     (sqlite.org/walformat.html: mxFrame at byte 16, nBackfill at byte 96, native byte
     order); None if it cannot be read. A torn read only moves one checkpoint by a tick.
@@ -534,7 +534,7 @@ class Checkpointer:
     def _run(self) -> None:
         shm = f"{self._engine.url.database}-shm"
         while not self._stop.wait(self._every_s):
-            pending = _pending_frames(shm)
+            pending = pending_frames(shm)
             if pending is not None and pending < CHECKPOINT_FRAMES:
                 continue
             try:
