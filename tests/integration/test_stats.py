@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import Connection
 
-from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings, StopReason
+from jobpulse import Actor, Job, JobFilter, JobManager, JobStatus, Settings, StopReason
 from jobpulse.figures import Bucket, Histogram, Window
-from jobpulse.storage import rollups
+from jobpulse.storage import changes as changes_module
+from jobpulse.storage import rollups, together
 from jobpulse.storage.engine import Database
 from jobpulse.storage.tables import job_rollups
 from tests.conftest import MakeKey
@@ -233,9 +235,56 @@ async def _workload(manager: JobManager, clock: Clock, seed: int) -> list[str]:
     return made
 
 
-async def test_rollups_answer_as_a_scan_would(jobs: tuple[JobManager, Clock]) -> None:
+async def _many_at_once(manager: JobManager, clock: Clock, seed: int) -> list[str]:
+    """Jobs made in four waves an hour apart, then moved forty at a time, each its own way
+    (the writer runs them in batches: on PostgreSQL one UPDATE a batch); their ids.
+    """
+    chance = random.Random(seed)
+    made: list[tuple[Actor, str]] = []
+    for wave in range(4):
+        clock.now = T0 + timedelta(hours=wave, seconds=chance.randrange(0, 3600))
+        owners = [ALICE if chance.random() < 0.7 else BOB for _ in range(10)]
+        kinds = [chance.choice(("agent", "job")) for _ in owners]
+        created = await asyncio.gather(
+            *(
+                manager.create_job(owner, job_type=kind)
+                for owner, kind in zip(owners, kinds, strict=True)
+            )
+        )
+        made += [(owner, job.id) for owner, job in zip(owners, created, strict=True)]
+    for _round in range(3):
+        clock.advance(chance.uniform(1, 2000))
+        moves = []
+        for owner, job_id in made:
+            move = chance.random()
+            if move < 0.3:
+                moves.append(manager.record_first_token(owner, job_id))
+            elif move < 0.6:
+                moves.append(manager.update_job(owner, job_id, status="running"))
+            elif move < 0.8:
+                ending = chance.choice(("completed", "failed"))
+                moves.append(manager.update_job(owner, job_id, status=ending))
+            elif move < 0.9:
+                moves.append(manager.cancel_job(owner, job_id))
+        await asyncio.gather(*moves, return_exceptions=True)  # some moves are refused
+    return [job_id for _, job_id in made]
+
+
+async def test_rollups_answer_as_a_scan_would(
+    jobs: tuple[JobManager, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
     manager, clock = jobs
+    batches: list[int] = []
+
+    def written(connection: Connection, changes: Sequence[tuple[Job, Job]]) -> int:
+        batches.append(len(changes))
+        return changes_module.update_jobs(connection, changes)
+
+    monkeypatch.setattr(together, "update_jobs", written)
     made = await _workload(manager, clock, seed=1)
+    made += await _many_at_once(manager, clock, seed=3)
+    if manager.database.dialect == "postgresql":
+        assert max(batches) > 1  # some jobs were written together
     assert await manager.database.read(rollups.pending) > 0
     assert await _agree(manager) > 0  # deltas only, nothing folded yet
 
@@ -249,6 +298,7 @@ async def test_rollups_answer_as_a_scan_would(jobs: tuple[JobManager, Clock]) ->
     assert await _agree(manager) > 0  # all folded
 
     made += await _workload(manager, clock, seed=2)  # folded and waiting, mixed
+    made += await _many_at_once(manager, clock, seed=4)
     for job_id in made[::5]:
         await manager.delete_job(ADMIN, job_id)
     assert await _agree(manager) > 0

@@ -23,7 +23,6 @@ from sqlalchemy import (
     insert,
     select,
     tuple_,
-    update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -31,12 +30,12 @@ from jobpulse.domain import ACTIVE, TERMINAL, Actor, Job, JobEvent, JobStatus, P
 from jobpulse.errors import InvalidCursorError, NotFoundError
 from jobpulse.listing import JobFilter, Page
 from jobpulse.storage import prepared
+from jobpulse.storage.changes import JOB_FIELDS, column_values, update_job
 from jobpulse.storage.outbox import insert_messages
 from jobpulse.storage.tables import job_events, jobs
 
 T = TypeVar("T")
 P = ParamSpec("P")
-JOB_FIELDS = tuple(f.name for f in fields(Job))
 #: The columns of a JobEvent; those it is written with (its id is the table's).
 EVENT_COLUMNS = tuple(f.name for f in fields(JobEvent))
 EVENT_FIELDS = tuple(name for name in EVENT_COLUMNS if name != "id")
@@ -57,9 +56,6 @@ _JOB_BY_ID = {
     ),
 }
 _LOCK_BY_ID = {admin: statement.with_for_update() for admin, statement in _JOB_BY_ID.items()}
-_UPDATE_GUARDED = update(jobs).where(
-    jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_expected")
-)
 _INSERT_EVENT = insert(job_events)
 
 
@@ -86,15 +82,6 @@ def to_event(values: Mapping[Any, Any]) -> JobEvent:
             "stop_reason": values["stop_reason"] and StopReason(values["stop_reason"]),
         }
     )
-
-
-def column_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Job field values as column values, keeping the source_id column in step."""
-    columns = dict(values)
-    if "metadata" in values:
-        source = values["metadata"].get("source_id")
-        columns["source_id"] = None if source is None else str(source)
-    return columns
 
 
 def _visible(actor: Actor) -> ColumnElement[bool]:
@@ -200,11 +187,11 @@ def apply_plan(
     job = _find_job(connection, actor, job_id, lock=True)
     plan = planner(job)
     if plan.values:
-        params = column_values(plan.values) | {"b_id": job.id, "b_expected": plan.expected}
-        if prepared.write(connection, _UPDATE_GUARDED, params) != 1:
+        changed = replace(job, **plan.values)
+        if update_job(connection, job, changed, plan.values) != 1:
             # Under the row lock only a concurrent writer outside jobpulse can cause this.
             raise RuntimeError(f"job {job.id} changed while locked")
-        job = replace(job, **plan.values)
+        job = changed
     if plan.event is not None:
         _insert_event(connection, plan.event)
     if plan.outbox:

@@ -1,10 +1,11 @@
 """Rollups: `/v1/stats` over whole hours without scanning the jobs.
 
-Triggers on `jobs` (migration 0009) append a row to `job_rollup_deltas`, in the transaction
-that writes the job, whenever a counted field changes: the job's old values (an image that
-counts -1) and its new ones (+1); a job created has no old image, one deleted or pruned no
-new one. So the deltas are exactly as committed as the jobs, on every write path, with no
-code of ours in it.
+A row is appended to `job_rollup_deltas`, in the statement that writes the job, whenever a
+counted field changes: the job's old values (an image that counts -1) and its new ones (+1);
+a job created has no old image, one deleted or pruned no new one. Triggers on `jobs`
+(migration 0009) write them for inserts and deletes, and for updates on SQLite; on
+PostgreSQL the one UPDATE of storage/changes.py writes them for its jobs. So the deltas are
+exactly as committed as the jobs, on every write path.
 
 `fold` sums deltas into `job_rollups` and deletes them in one statement (PostgreSQL) or one
 writer transaction (SQLite), in the background; a reader adds the deltas not folded yet to

@@ -3,8 +3,9 @@ batch instead of three (two) per request (PostgreSQL, where each statement is a 
 
 Every job of the batch is locked with one SELECT … FOR UPDATE; each request is planned in
 queue order by the same pure rules as alone (several requests for one job see each other's
-changes); then the changed jobs are written with one executemany UPDATE, guarded by the status
-each was locked in, and the history and outbox rows with one executemany INSERT each. A request
+changes); then the changed jobs are written with one UPDATE, guarded by the status each was
+locked in, with their rollup deltas (see storage/changes.py), and the history and outbox rows
+with one executemany INSERT each. A request
 for a job the caller may not see, or one its rules refuse, gets its own outcome; the others
 commit. Anything else fails the batch, and the writer runs each request alone.
 
@@ -19,18 +20,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, String, any_, bindparam, insert, tuple_, update
+from sqlalchemy import Connection, String, any_, bindparam, insert, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from jobpulse.domain import Actor, Job, JobEvent, OutboxMessage, Plan
 from jobpulse.errors import JobPulseError, NotFoundError
 from jobpulse.storage import prepared
+from jobpulse.storage.changes import update_jobs
 from jobpulse.storage.outbox import insert_messages
 from jobpulse.storage.repository import (
-    JOB_FIELDS,
     SELECT_JOB,
     apply_plan,
-    column_values,
     creation_event,
     insert_events,
     insert_job,
@@ -39,12 +39,6 @@ from jobpulse.storage.repository import (
 )
 from jobpulse.storage.tables import jobs
 
-#: Every column a transition may change: all of a job's but its identity and owner.
-_WRITTEN = tuple(
-    name
-    for name in (*JOB_FIELDS, "source_id")
-    if name not in ("id", "organization_id", "user_id", "created_at")
-)
 #: Every job of a batch, locked in id order (PostgreSQL: one array parameter, one statement).
 _LOCK_ALL = (
     SELECT_JOB.where(jobs.c.id == any_(bindparam("b_ids", type_=ARRAY(String))))
@@ -52,11 +46,6 @@ _LOCK_ALL = (
     .with_for_update()
 )
 _INSERT_JOBS = insert(jobs)
-_UPDATE = (
-    update(jobs)
-    .where(jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_locked"))
-    .values({name: bindparam(f"v_{name}") for name in _WRITTEN})
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,22 +104,13 @@ def _together(connection: Connection, requests: Sequence[Transition]) -> list[tu
             events.append(plan.event)
         messages.extend(plan.outbox)
         outcomes.append((True, (job, plan)))
-    changed = [job for job_id, job in current.items() if job is not locked[job_id]]
-    if changed:
-        rows = [
-            {f"v_{name}": value for name, value in _written(job).items()}
-            | {"b_id": job.id, "b_locked": locked[job.id].status}
-            for job in changed
-        ]
-        prepared.write_many(connection, _UPDATE, rows)
+    update_jobs(
+        connection,
+        [(locked[job_id], job) for job_id, job in current.items() if job is not locked[job_id]],
+    )
     insert_events(connection, events)
     insert_messages(connection, messages)
     return outcomes
-
-
-def _written(job: Job) -> dict[str, Any]:
-    values = column_values({name: getattr(job, name) for name in JOB_FIELDS})
-    return {name: values[name] for name in _WRITTEN}
 
 
 @dataclass(frozen=True, slots=True)
