@@ -1,6 +1,7 @@
-"""The write path against an earlier revision, side by side: JobManager transitions per second
-at 16 concurrent callers (the transitions benchmark's loop), this checkout and a worktree of
-`REV` taking turns, on fresh databases of each kind, medians of rounds.
+"""The write path against an earlier revision, side by side: JobManager transitions and
+creates per second at 16 concurrent callers (the transitions benchmark's loops), this
+checkout and a worktree of `REV` taking turns, on fresh databases of each kind, medians of
+rounds.
 
     python -m benchmarks.writepath REV [ROUNDS]
 
@@ -21,26 +22,30 @@ JOBS = {"sqlite": 2000, "postgresql": 1000}
 _ONE = """
 import asyncio, sys
 from benchmarks.common import fresh_database, seed
-from benchmarks.transitions import _manager
+from benchmarks.transitions import _manager, _manager_creates
 async def main(kind, jobs):
     async with fresh_database(kind) as url:
         ids = await seed(url, jobs, users=1, status="created")
-        print(await _manager(url, ids, 16, "FULL"))
+        moved = await _manager(url, ids, 16, "FULL")
+    async with fresh_database(kind) as url:
+        print(moved, await _manager_creates(url, jobs, 16))
 asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
+#: What one run measures, in the order it prints them.
+LOOPS = ("transitions", "creates")
 
 
-def _rate(root: Path, kind: str) -> float:
+def _rates(root: Path, kind: str) -> list[float]:
     env = os.environ | {"PYTHONPATH": f"{root / 'src'}:{root}"}
     done = subprocess.run(
         [sys.executable, "-c", _ONE, kind, str(JOBS[kind])],
         capture_output=True, text=True, env=env, cwd=root, check=True, timeout=600,
     )  # fmt: skip
-    return float(done.stdout.strip().splitlines()[-1])
+    return [float(rate) for rate in done.stdout.strip().splitlines()[-1].split()]
 
 
-def compare(revision: str, rounds: int = 3) -> dict[str, tuple[float, float]]:
-    """Median transitions/s of (this checkout, `revision`) for each database."""
+def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], tuple[float, float]]:
+    """Median rates of (this checkout, `revision`) for each database and loop."""
     with tempfile.TemporaryDirectory(prefix="jobpulse-rev-") as folder:
         other = Path(folder) / "tree"
         subprocess.run(
@@ -52,9 +57,13 @@ def compare(revision: str, rounds: int = 3) -> dict[str, tuple[float, float]]:
             for kind in JOBS:
                 ours, theirs = [], []
                 for _ in range(rounds):
-                    ours.append(_rate(HERE, kind))
-                    theirs.append(_rate(other, kind))
-                figures[kind] = (statistics.median(ours), statistics.median(theirs))
+                    ours.append(_rates(HERE, kind))
+                    theirs.append(_rates(other, kind))
+                for at, loop in enumerate(LOOPS):
+                    figures[kind, loop] = (
+                        statistics.median(rates[at] for rates in ours),
+                        statistics.median(rates[at] for rates in theirs),
+                    )
             return figures
         finally:
             subprocess.run(
@@ -66,9 +75,9 @@ def compare(revision: str, rounds: int = 3) -> dict[str, tuple[float, float]]:
 def main() -> None:
     revision = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    for kind, (ours, theirs) in compare(revision, rounds).items():
+    for (kind, loop), (ours, theirs) in compare(revision, rounds).items():
         print(
-            f"{kind:10}  transitions/s at 16 callers: this {ours:7.0f}  {revision} {theirs:7.0f}"
+            f"{kind:10}  {loop:11} /s at 16 callers: this {ours:7.0f}  {revision} {theirs:7.0f}"
             f"  ratio {ours / theirs:5.2f}",
             flush=True,
         )
