@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.types import TypeEngine
 
 from jobpulse.domain import Job
 from jobpulse.storage import prepared
@@ -44,41 +43,76 @@ _UPDATE_GUARDED = update(jobs).where(
 )
 
 
-def _array_of(name: str) -> TypeEngine[Any]:
-    item = jobs.c[name].type
-    return ARRAY(JSONB() if name == "metadata" else item)
+#: Every column of a new job's row.
+INSERTED = (*JOB_FIELDS, "source_id", "idempotency_key")
+
+
+def _given(names: Sequence[str], types: Mapping[str, str]) -> Any:
+    """PostgreSQL: rows of columns `names` from one array parameter each (`a_<name>`), typed
+    as the jobs column `types` names (its own name's if none).
+    """
+    arrays = []
+    for name in names:
+        item = jobs.c[types.get(name, name)].type
+        array = ARRAY(JSONB() if name == "metadata" else item)
+        arrays.append(bindparam(f"a_{name}", type_=array))
+    return func.unnest(*arrays).table_valued(*names).render_derived(name="given")
+
+
+def _with_deltas(written: Any, old: bool) -> Any:
+    """PostgreSQL: a count of the rows `written` (a data-modifying CTE that returns the
+    counted fields, and `old_` ones when `old`) that also appends their rollup deltas.
+    """
+    w = written.c
+    new = [w[name] for name in (*_FIXED, *CHANGING)]
+    columns = [*_FIXED, *(f"new_{name}" for name in CHANGING)]
+    counted = select(*new)
+    if old:
+        columns += [f"old_{name}" for name in CHANGING]
+        counted = counted.add_columns(*(w[f"old_{name}"] for name in CHANGING))
+        changed = (w[f"old_{name}"].is_distinct_from(w[name]) for name in CHANGING)
+        counted = counted.where(or_(*changed))
+    deltas = insert(job_rollup_deltas).from_select(columns, counted).cte("deltas")
+    return select(func.count()).select_from(written).add_cte(deltas)
 
 
 def _update_all() -> Any:
-    """PostgreSQL: every changed job in one UPDATE, and their deltas in the same statement;
-    it selects how many jobs it updated.
+    """PostgreSQL: every changed job in one UPDATE, with the deltas of those whose counted
+    fields changed; it selects how many jobs it updated.
     """
-    names = ("id", "locked", *WRITTEN, *(f"old_{name}" for name in CHANGING))
-    types = {"id": "id", "locked": "status"} | {f"old_{name}": name for name in CHANGING}
-    arrays = [bindparam(f"a_{name}", type_=_array_of(types.get(name, name))) for name in names]
-    given = func.unnest(*arrays).table_valued(*names).render_derived(name="given")
+    olds = [f"old_{name}" for name in CHANGING]
+    given = _given(
+        ("id", "locked", *WRITTEN, *olds),
+        {"locked": "status"} | dict(zip(olds, CHANGING, strict=True)),
+    )
     updated = (
         update(jobs)
         .where(jobs.c.id == given.c.id, jobs.c.status == given.c.locked)
         .values({name: given.c[name] for name in WRITTEN})
         .returning(
             *(jobs.c[name] for name in (*_FIXED, *CHANGING)),
-            *(given.c[f"old_{name}"] for name in CHANGING),
+            *(given.c[name] for name in olds),
         )
         .cte("updated")
     )
-    u = updated.c
-    counted = select(
-        *(u[name] for name in _FIXED),
-        *(u[f"old_{name}"] for name in CHANGING),
-        *(u[name] for name in CHANGING),
-    ).where(or_(*(u[f"old_{name}"].is_distinct_from(u[name]) for name in CHANGING)))
-    columns = [*_FIXED, *(f"{side}_{name}" for side in ("old", "new") for name in CHANGING)]
-    deltas = insert(job_rollup_deltas).from_select(columns, counted).cte("deltas")
-    return select(func.count()).select_from(updated).add_cte(deltas)
+    return _with_deltas(updated, old=True)
+
+
+def _insert_all() -> Any:
+    """PostgreSQL: new jobs in one INSERT, with their deltas; it selects how many."""
+    given = _given(INSERTED, {})
+    inserted = (
+        insert(jobs)
+        .from_select(INSERTED, select(*(given.c[name] for name in INSERTED)))
+        .returning(*(jobs.c[name] for name in (*_FIXED, *CHANGING)))
+        .cte("inserted")
+    )
+    return _with_deltas(inserted, old=False)
 
 
 _UPDATE_ALL = _update_all()
+_INSERT_ALL = _insert_all()
+_INSERT = insert(jobs)
 
 
 def column_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,3 +161,24 @@ def update_jobs(connection: Connection, changes: Sequence[tuple[Job, Job]]) -> i
     }
     found = prepared.first(connection, _UPDATE_ALL, params)
     return 0 if found is None else int(found[0])
+
+
+def insert_jobs(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Store new jobs' rows (every column of `INSERTED`), with their rollup deltas."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        prepared.write_many(connection, _INSERT, rows)  # a trigger writes the deltas
+        return
+    params = {f"a_{name}": [row[name] for row in rows] for name in INSERTED}
+    prepared.first(connection, _INSERT_ALL, params)
+
+
+def insert_row(connection: Connection, row: Mapping[str, Any]) -> None:
+    """Store one new job's row, with its rollup delta; SQLAlchemy's IntegrityError if a key
+    of it is taken.
+    """
+    if connection.dialect.name == "postgresql":
+        insert_jobs(connection, [row])  # its errors are SQLAlchemy's (see prepared)
+    else:
+        connection.execute(_INSERT, row)

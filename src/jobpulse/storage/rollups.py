@@ -3,8 +3,8 @@
 A row is appended to `job_rollup_deltas`, in the statement that writes the job, whenever a
 counted field changes: the job's old values (an image that counts -1) and its new ones (+1);
 a job created has no old image, one deleted or pruned no new one. Triggers on `jobs`
-(migration 0009) write them for inserts and deletes, and for updates on SQLite; on
-PostgreSQL the one UPDATE of storage/changes.py writes them for its jobs. So the deltas are
+(migration 0009) write them on SQLite, and for deletes on PostgreSQL, where the INSERT and
+UPDATE statements of storage/changes.py write them for their jobs. So the deltas are
 exactly as committed as the jobs, on every write path.
 
 `fold` sums deltas into `job_rollups` and deletes them in one statement (PostgreSQL) or one

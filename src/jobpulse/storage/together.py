@@ -4,14 +4,14 @@ batch instead of three (two) per request (PostgreSQL, where each statement is a 
 Every job of the batch is locked with one SELECT … FOR UPDATE; each request is planned in
 queue order by the same pure rules as alone (several requests for one job see each other's
 changes); then the changed jobs are written with one UPDATE, guarded by the status each was
-locked in, with their rollup deltas (see storage/changes.py), and the history and outbox rows
-with one executemany INSERT each. A request
-for a job the caller may not see, or one its rules refuse, gets its own outcome; the others
-commit. Anything else fails the batch, and the writer runs each request alone.
+locked in, with their rollup deltas (see storage/changes.py), and the history and outbox
+rows with one executemany INSERT each. A request for a job the caller may not see, or one
+its rules refuse, gets its own outcome; the others commit. Anything else fails the batch,
+and the writer runs each request alone.
 
-New jobs are inserted with one executemany INSERT, their first events with another; a job
-whose idempotency key is already taken (before, or earlier in the batch) is answered with
-the job made with it.
+New jobs are inserted with one INSERT (with their rollup deltas), their first events with
+one executemany INSERT; a job whose idempotency key is already taken (before, or earlier in
+the batch) is answered with the job made with it.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, String, any_, bindparam, insert, tuple_
+from sqlalchemy import Connection, String, any_, bindparam, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from jobpulse.domain import Actor, Job, JobEvent, OutboxMessage, Plan
 from jobpulse.errors import JobPulseError, NotFoundError
 from jobpulse.storage import prepared
-from jobpulse.storage.changes import update_jobs
+from jobpulse.storage.changes import insert_jobs, update_jobs
 from jobpulse.storage.outbox import insert_messages
 from jobpulse.storage.repository import (
     SELECT_JOB,
@@ -45,7 +45,6 @@ _LOCK_ALL = (
     .order_by(jobs.c.id)
     .with_for_update()
 )
-_INSERT_JOBS = insert(jobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +165,6 @@ def _create_together(
         events.append(creation_event(request.job))
         outcomes.append((True, (request.job, True)))
     if rows:
-        prepared.write_many(connection, _INSERT_JOBS, rows)
+        insert_jobs(connection, rows)
         insert_events(connection, events)
     return outcomes

@@ -1,9 +1,9 @@
 """Rollups for /v1/stats: the deltas table, the triggers on `jobs` that fill it in the
 writing transaction (a row with a job's old and new counted fields), and the rollups table
-the fold sums them into (see storage/rollups.py). On PostgreSQL the UPDATE of
-storage/changes.py writes its deltas itself (a row trigger cost batches of transitions 15 %
-of their rate), so the triggers there are for inserts and deletes. The jobs already stored
-are entered as deltas, folded by the first `serve`.
+the fold sums them into (see storage/rollups.py). On PostgreSQL the INSERT and UPDATE of
+storage/changes.py write their deltas themselves (a row trigger cost batches of transitions
+15 % of their rate), so the trigger there is for deletes. The jobs already stored are
+entered as deltas, folded by the first `serve`.
 
 Revision ID: 0009
 Revises: 0008
@@ -49,16 +49,12 @@ _POSTGRES = [
     f"""
     CREATE FUNCTION jobpulse_rollup_delta() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        IF TG_OP = 'INSERT' THEN
-            INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_row("NEW", None, "NEW")};
-        ELSE
-            INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_row("OLD", "OLD", None)};
-        END IF;
+        INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES {_row("OLD", "OLD", None)};
         RETURN NULL;
     END $$
     """,
     """
-    CREATE TRIGGER jobs_rollup_insert_delete AFTER INSERT OR DELETE ON jobs
+    CREATE TRIGGER jobs_rollup_delete AFTER DELETE ON jobs
     FOR EACH ROW EXECUTE FUNCTION jobpulse_rollup_delta()
     """,
 ]
@@ -122,7 +118,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER jobs_rollup_insert_delete ON jobs")
+        op.execute("DROP TRIGGER jobs_rollup_delete ON jobs")
         op.execute("DROP FUNCTION jobpulse_rollup_delta()")
     else:
         for name in ("jobs_rollup_insert", "jobs_rollup_delete", "jobs_rollup_update"):
