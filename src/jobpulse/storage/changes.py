@@ -37,7 +37,7 @@ WRITTEN = tuple(
 _FIXED = ("organization_id", "job_type", "created_at")
 
 #: One job's changed columns (those of the statement's parameters), guarded by the status it
-#: was locked in: databases but PostgreSQL, where a trigger writes the delta.
+#: was locked in (databases but PostgreSQL).
 _UPDATE_GUARDED = update(jobs).where(
     jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_locked")
 )
@@ -113,6 +113,7 @@ def _insert_all() -> Any:
 _UPDATE_ALL = _update_all()
 _INSERT_ALL = _insert_all()
 _INSERT = insert(jobs)
+_INSERT_DELTA = insert(job_rollup_deltas)
 
 
 def column_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,7 +138,12 @@ def update_job(connection: Connection, locked: Job, changed: Job, values: Mappin
     if connection.dialect.name == "postgresql":
         return update_jobs(connection, [(locked, changed)])
     params = column_values(values) | {"b_id": locked.id, "b_locked": locked.status}
-    return prepared.write(connection, _UPDATE_GUARDED, params)
+    done = prepared.write(connection, _UPDATE_GUARDED, params)
+    if done and any(getattr(locked, name) != getattr(changed, name) for name in CHANGING):
+        delta = {f"old_{name}": getattr(locked, name) for name in CHANGING}
+        delta |= {f"new_{name}": getattr(changed, name) for name in CHANGING}
+        prepared.write(connection, _INSERT_DELTA, delta | {n: getattr(changed, n) for n in _FIXED})
+    return done
 
 
 def update_jobs(connection: Connection, changes: Sequence[tuple[Job, Job]]) -> int:
@@ -167,11 +173,12 @@ def insert_jobs(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> No
     """Store new jobs' rows (every column of `INSERTED`), with their rollup deltas."""
     if not rows:
         return
-    if connection.dialect.name != "postgresql":
-        prepared.write_many(connection, _INSERT, rows)  # a trigger writes the deltas
+    if connection.dialect.name == "postgresql":
+        params = {f"a_{name}": [row[name] for row in rows] for name in INSERTED}
+        prepared.first(connection, _INSERT_ALL, params)
         return
-    params = {f"a_{name}": [row[name] for row in rows] for name in INSERTED}
-    prepared.first(connection, _INSERT_ALL, params)
+    prepared.write_many(connection, _INSERT, rows)
+    prepared.write_many(connection, _INSERT_DELTA, [_created(row) for row in rows])
 
 
 def insert_row(connection: Connection, row: Mapping[str, Any]) -> None:
@@ -180,5 +187,11 @@ def insert_row(connection: Connection, row: Mapping[str, Any]) -> None:
     """
     if connection.dialect.name == "postgresql":
         insert_jobs(connection, [row])  # its errors are SQLAlchemy's (see prepared)
-    else:
-        connection.execute(_INSERT, row)
+        return
+    connection.execute(_INSERT, row)
+    prepared.write(connection, _INSERT_DELTA, _created(row))
+
+
+def _created(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The rollup delta of a new job's row: its counted fields, none old."""
+    return {name: row[name] for name in _FIXED} | {f"new_{name}": row[name] for name in CHANGING}
