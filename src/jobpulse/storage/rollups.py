@@ -3,9 +3,9 @@
 A row is appended to `job_rollup_deltas`, in the statement that writes the job, whenever a
 counted field changes: the job's old values (an image that counts -1) and its new ones (+1);
 a job created has no old image, one deleted or pruned no new one. The statements of
-storage/changes.py that insert and update jobs write them; a trigger on `jobs` (migration
-0009) writes them for deletes (a prune, a job deleted). So the deltas are exactly as
-committed as the jobs, on every write path.
+storage/changes.py that insert jobs write them, and on PostgreSQL those that update jobs;
+triggers on `jobs` (migration 0009) the rest: deletes (a prune, a job deleted) and, on
+SQLite, updates. So the deltas are exactly as committed as the jobs, on every write path.
 
 `fold` sums deltas into `job_rollups` and deletes them in one statement (PostgreSQL) or one
 writer transaction (SQLite), in the background; a reader adds the deltas not folded yet to
