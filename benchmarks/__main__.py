@@ -4,13 +4,16 @@ Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (t
 BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
-sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout),
+sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
+writepath), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the revision before the
+rollups; default 7),
 BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
 (each full-speed phase of the fan-out; default 5). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import statistics
@@ -27,6 +30,7 @@ from benchmarks import (
     stats,
     transitions,
     webhooks,
+    writepath,
 )
 
 KINDS = ("sqlite", "postgresql")
@@ -317,6 +321,26 @@ async def bench_fanout() -> None:
         )
 
 
+async def bench_writepath() -> None:
+    revision = writepath.BEFORE_ROLLUPS
+    rounds = int(os.environ.get("BENCH_WRITEPATH_ROUNDS", "7"))
+    report(
+        f"== write path with the rollups / before them ({revision}): JobManager at 16 callers,"
+        f" this checkout and {revision} alternating, medians of {rounds} rounds"
+    )
+    try:
+        figures = await asyncio.to_thread(writepath.compare, revision, rounds)
+    except writepath.RevisionMissingError:
+        report(f"skipped: {revision} is not in this clone's history")
+        return
+    for (kind, loop), (ours, theirs) in figures.items():
+        ratio = ours / theirs
+        report(
+            f"{kind:10}  {loop:11}/s this {ours:7.0f}  before {theirs:7.0f}  ratio {ratio:5.2f}"
+            f"  {verdict(ratio, 0.9)}"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "creates": bench_creates,
@@ -330,6 +354,7 @@ SECTIONS = {
     "batches": bench_batches,
     "stats": bench_stats,
     "fanout": bench_fanout,
+    "writepath": bench_writepath,
 }
 
 

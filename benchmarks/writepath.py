@@ -19,6 +19,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
 JOBS = {"sqlite": 2000, "postgresql": 1000}
+#: The last revision before the stats rollups (issue 12), whose write path they must keep.
+BEFORE_ROLLUPS = "0f8f86c"
+
+
+class RevisionMissingError(Exception):
+    """The revision to compare with is not in this clone's history (a shallow clone)."""
+
+
 _ONE = """
 import asyncio, sys
 from benchmarks.common import fresh_database, seed
@@ -48,10 +56,12 @@ def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], tuple[float
     """Median rates of (this checkout, `revision`) for each database and loop."""
     with tempfile.TemporaryDirectory(prefix="jobpulse-rev-") as folder:
         other = Path(folder) / "tree"
-        subprocess.run(
+        added = subprocess.run(
             ["git", "-C", str(HERE), "worktree", "add", "--detach", str(other), revision],
-            check=True, capture_output=True,
+            check=False, capture_output=True, text=True,
         )  # fmt: skip
+        if added.returncode != 0:
+            raise RevisionMissingError(added.stderr.strip())
         try:
             figures = {}
             for kind in JOBS:
