@@ -2,7 +2,7 @@
 
 Each job lives three transitions (created → pending → running → completed), one after the
 other. A transition is what JobManager does for it: lock-read the job, compare-and-set
-UPDATE, history INSERT, in one transaction. The raw loop issues those same statements on one
+UPDATE with its rollup delta, history INSERT, in one transaction. The raw loop issues those same statements on one
 connection with stdlib sqlite3 or asyncpg, committing each transition on its own.
 """
 
@@ -34,6 +34,15 @@ UPDATES = {
 INSERT_EVENT = (
     "INSERT INTO job_events (job_id, from_status, to_status, stop_reason, applied, reason, "
     "actor, at) VALUES ({0}, {1}, {2}, NULL, {3}, NULL, {4}, {5})"
+)
+#: PostgreSQL: an UPDATE above that also appends the job's rollup delta, as JobManager's
+#: statements do (SQLite's trigger does it there, on both sides).
+WITH_DELTA = (
+    "WITH moved AS ({update} RETURNING organization_id, job_type, created_at, status, "
+    "completed_at, total_duration_ns) INSERT INTO job_rollup_deltas (organization_id, job_type, "
+    "created_at, old_status, new_status, new_completed_at, new_total_duration_ns) "
+    "SELECT organization_id, job_type, created_at, {{3}}, status, completed_at, "
+    "total_duration_ns FROM moved"
 )
 
 
@@ -76,7 +85,7 @@ async def _raw_asyncpg(url: str, job_ids: list[str], callers: int = 1) -> float:
     """
     pool = await asyncpg.create_pool(url, min_size=callers, max_size=callers)
     select = _sql(SELECT, "$") + " FOR UPDATE"
-    updates = {step: _sql(sql, "$") for step, sql in UPDATES.items()}
+    updates = {step: _sql(WITH_DELTA.format(update=sql), "$") for step, sql in UPDATES.items()}
     insert = _sql(INSERT_EVENT, "$")
     pending: Iterator[str] = iter(job_ids)
 
@@ -146,6 +155,18 @@ INSERT_CREATED = (
     "INSERT INTO job_events (job_id, from_status, to_status, applied, reason, actor, at) "
     "VALUES ({0}, NULL, 'created', {1}, 'created', {2}, {3})"
 )
+#: A new job's rollup delta, as JobManager writes it: SQLite a statement of its own,
+#: PostgreSQL in the job's INSERT.
+INSERT_DELTA = (
+    "INSERT INTO job_rollup_deltas (organization_id, job_type, created_at, new_status) "
+    "VALUES ({0}, 'job', {1}, 'created')"
+)
+INSERT_JOB_WITH_DELTA = (
+    "WITH made AS ("
+    + INSERT_JOB
+    + " RETURNING organization_id, job_type, created_at, status) INSERT INTO job_rollup_deltas "
+    "(organization_id, job_type, created_at, new_status) SELECT * FROM made"
+)
 
 
 def _raw_sqlite_creates(url: str, count: int) -> float:
@@ -153,12 +174,14 @@ def _raw_sqlite_creates(url: str, count: int) -> float:
     for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000"):
         connection.execute(f"PRAGMA {pragma}")
     job, event = _sql(INSERT_JOB, "?"), _sql(INSERT_CREATED, "?")
+    delta = _sql(INSERT_DELTA, "?")
     began = time.perf_counter()
     for number in range(count):
         job_id = f"job-raw-{number}"
         stamp = datetime.now(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
         connection.execute("BEGIN IMMEDIATE")
         connection.execute(job, (job_id, ORG, ACTOR.user_id, False, stamp))
+        connection.execute(delta, (ORG, stamp))
         connection.execute(event, (job_id, True, ACTOR.user_id, stamp))
         connection.execute("COMMIT")
     elapsed = time.perf_counter() - began
@@ -168,7 +191,7 @@ def _raw_sqlite_creates(url: str, count: int) -> float:
 
 async def _raw_asyncpg_creates(url: str, count: int, callers: int) -> float:
     pool = await asyncpg.create_pool(url, min_size=callers, max_size=callers)
-    job, event = _sql(INSERT_JOB, "$"), _sql(INSERT_CREATED, "$")
+    job, event = _sql(INSERT_JOB_WITH_DELTA, "$"), _sql(INSERT_CREATED, "$")
     numbers = iter(range(count))
 
     async def caller() -> None:

@@ -16,6 +16,7 @@ deltas, where an insert trigger ran at 0.87); there a trigger writes an update's
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -101,6 +102,27 @@ def _update_all() -> Any:
     return _with_deltas(updated, old=True)
 
 
+@functools.cache
+def _update_one(keys: tuple[str, ...]) -> Any:
+    """PostgreSQL: one job's UPDATE of columns `keys` (`v_<key>`), guarded by its locked
+    status, with its delta (its old counted fields are parameters too).
+    """
+    updated = (
+        update(jobs)
+        .where(jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_locked"))
+        .values({key: bindparam(f"v_{key}", type_=jobs.c[key].type) for key in keys})
+        .returning(
+            *(jobs.c[name] for name in (*_FIXED, *CHANGING)),
+            *(
+                bindparam(f"old_{name}", type_=jobs.c[name].type).label(f"old_{name}")
+                for name in CHANGING
+            ),
+        )
+        .cte("updated")
+    )
+    return _with_deltas(updated, old=True)
+
+
 def _insert_all() -> Any:
     """PostgreSQL: new jobs in one INSERT, with their deltas; it selects how many."""
     given = _given(INSERTED, {})
@@ -115,6 +137,14 @@ def _insert_all() -> Any:
 
 _UPDATE_ALL = _update_all()
 _INSERT_ALL = _insert_all()
+#: PostgreSQL: one new job (`v_<column>`), with its delta.
+_INSERT_ONE = _with_deltas(
+    insert(jobs)
+    .values({name: bindparam(f"v_{name}", type_=jobs.c[name].type) for name in INSERTED})
+    .returning(*(jobs.c[name] for name in (*_FIXED, *CHANGING)))
+    .cte("inserted"),
+    old=False,
+)
 _INSERT = insert(jobs)
 _INSERT_DELTA = insert(job_rollup_deltas)
 
@@ -138,10 +168,15 @@ def update_job(connection: Connection, locked: Job, changed: Job, values: Mappin
     """Write one job's change (`values`, the fields that make `changed` of `locked`) where it
     still has the locked status, with its rollup delta; 1 if it did, 0 if not.
     """
-    if connection.dialect.name == "postgresql":
-        return update_jobs(connection, [(locked, changed)])
-    params = column_values(values) | {"b_id": locked.id, "b_locked": locked.status}
-    return prepared.write(connection, _UPDATE_GUARDED, params)  # a trigger writes the delta
+    columns = column_values(values)
+    guard = {"b_id": locked.id, "b_locked": locked.status}
+    counted = any(getattr(locked, name) != getattr(changed, name) for name in CHANGING)
+    if connection.dialect.name != "postgresql" or not counted:
+        return prepared.write(connection, _UPDATE_GUARDED, columns | guard)
+    params = {f"v_{name}": value for name, value in columns.items()} | guard
+    params |= {f"old_{name}": getattr(locked, name) for name in CHANGING}
+    found = prepared.first(connection, _update_one(tuple(sorted(columns))), params)
+    return 0 if found is None else int(found[0])
 
 
 def update_jobs(connection: Connection, changes: Sequence[tuple[Job, Job]]) -> int:
@@ -183,8 +218,8 @@ def insert_row(connection: Connection, row: Mapping[str, Any]) -> None:
     """Store one new job's row, with its rollup delta; SQLAlchemy's IntegrityError if a key
     of it is taken.
     """
-    if connection.dialect.name == "postgresql":
-        insert_jobs(connection, [row])  # its errors are SQLAlchemy's (see prepared)
+    if connection.dialect.name == "postgresql":  # its errors are SQLAlchemy's (see prepared)
+        prepared.first(connection, _INSERT_ONE, {f"v_{name}": row[name] for name in INSERTED})
         return
     connection.execute(_INSERT, row)
     prepared.write(connection, _INSERT_DELTA, _created(row))
