@@ -170,8 +170,9 @@ def update_job(connection: Connection, locked: Job, changed: Job, values: Mappin
     """
     columns = column_values(values)
     guard = {"b_id": locked.id, "b_locked": locked.status}
-    counted = any(getattr(locked, name) != getattr(changed, name) for name in CHANGING)
-    if connection.dialect.name != "postgresql" or not counted:
+    if connection.dialect.name != "postgresql" or all(
+        getattr(locked, name) == getattr(changed, name) for name in CHANGING
+    ):  # nothing counted changed, or a trigger writes the delta
         return prepared.write(connection, _UPDATE_GUARDED, columns | guard)
     params = {f"v_{name}": value for name, value in columns.items()} | guard
     params |= {f"old_{name}": getattr(locked, name) for name in CHANGING}
