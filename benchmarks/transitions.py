@@ -2,8 +2,9 @@
 
 Each job lives three transitions (created → pending → running → completed), one after the
 other. A transition is what JobManager does for it: lock-read the job, compare-and-set
-UPDATE with its rollup delta, history INSERT, in one transaction. The raw loop issues those same statements on one
-connection with stdlib sqlite3 or asyncpg, committing each transition on its own.
+UPDATE with its rollup delta, history INSERT, in one transaction. The raw loop issues those
+same statements on one connection with stdlib sqlite3 or asyncpg, committing each
+transition on its own.
 """
 
 from __future__ import annotations
