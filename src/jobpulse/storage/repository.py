@@ -29,8 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from jobpulse.domain import ACTIVE, TERMINAL, Actor, Job, JobEvent, JobStatus, Plan, StopReason
 from jobpulse.errors import InvalidCursorError, NotFoundError
 from jobpulse.listing import JobFilter, Page
-from jobpulse.storage import changes, prepared
-from jobpulse.storage.changes import JOB_FIELDS, column_values, update_job
+from jobpulse.storage import prepared
+from jobpulse.storage.changes import JOB_FIELDS, column_values, insert_row, update_job
 from jobpulse.storage.outbox import insert_messages
 from jobpulse.storage.tables import job_events, jobs
 
@@ -115,7 +115,7 @@ def insert_job(connection: Connection, job: Job, idempotency_key: str | None) ->
     row = job_row(job, idempotency_key)
     try:
         with connection.begin_nested():
-            changes.insert_row(connection, row)
+            insert_row(connection, row)
     except IntegrityError:
         if idempotency_key is None:
             raise
