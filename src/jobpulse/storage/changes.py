@@ -49,6 +49,13 @@ _UPDATE_GUARDED = update(jobs).where(
 
 #: Every column of a new job's row.
 INSERTED = (*JOB_FIELDS, "source_id", "idempotency_key")
+#: What a written job's statement returns for its delta: its counted fields.
+_RETURNED = tuple(jobs.c[name] for name in (*_FIXED, *CHANGING))
+
+
+def _bound(names: Sequence[str]) -> dict[str, Any]:
+    """Column values from typed parameters `v_<name>` (PostgreSQL casts each)."""
+    return {name: bindparam(f"v_{name}", type_=jobs.c[name].type) for name in names}
 
 
 def _given(names: Sequence[str], types: Mapping[str, str]) -> Any:
@@ -94,7 +101,7 @@ def _update_all() -> Any:
         .where(jobs.c.id == given.c.id, jobs.c.status == given.c.locked)
         .values({name: given.c[name] for name in WRITTEN})
         .returning(
-            *(jobs.c[name] for name in (*_FIXED, *CHANGING)),
+            *_RETURNED,
             *(given.c[name] for name in olds),
         )
         .cte("updated")
@@ -110,9 +117,9 @@ def _update_one(keys: tuple[str, ...]) -> Any:
     updated = (
         update(jobs)
         .where(jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_locked"))
-        .values({key: bindparam(f"v_{key}", type_=jobs.c[key].type) for key in keys})
+        .values(_bound(keys))
         .returning(
-            *(jobs.c[name] for name in (*_FIXED, *CHANGING)),
+            *_RETURNED,
             *(
                 bindparam(f"old_{name}", type_=jobs.c[name].type).label(f"old_{name}")
                 for name in CHANGING
@@ -129,7 +136,7 @@ def _insert_all() -> Any:
     inserted = (
         insert(jobs)
         .from_select(INSERTED, select(*(given.c[name] for name in INSERTED)))
-        .returning(*(jobs.c[name] for name in (*_FIXED, *CHANGING)))
+        .returning(*_RETURNED)
         .cte("inserted")
     )
     return _with_deltas(inserted, old=False)
@@ -139,10 +146,7 @@ _UPDATE_ALL = _update_all()
 _INSERT_ALL = _insert_all()
 #: PostgreSQL: one new job (`v_<column>`), with its delta.
 _INSERT_ONE = _with_deltas(
-    insert(jobs)
-    .values({name: bindparam(f"v_{name}", type_=jobs.c[name].type) for name in INSERTED})
-    .returning(*(jobs.c[name] for name in (*_FIXED, *CHANGING)))
-    .cte("inserted"),
+    insert(jobs).values(_bound(INSERTED)).returning(*_RETURNED).cte("inserted"),
     old=False,
 )
 _INSERT = insert(jobs)
