@@ -64,6 +64,17 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
 ) -> None:
     """Migrate the database, then serve the API (SIGTERM drains and exits 0)."""
+    from jobpulse.storage.engine import served
+
+    # uvicorn drains on SIGTERM, then re-raises it to this handler: ending there is a clean exit.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    settings = _settings(database_url)
+    with contextlib.ExitStack() as claim:
+        _run(lambda: claim.enter_context(served(settings.database_url)))
+        _serve(settings, host, port, access_log)
+
+
+def _serve(settings: Settings, host: str, port: int, access_log: bool) -> None:
     import uvicorn
 
     from jobpulse.api import create_app
@@ -72,9 +83,6 @@ def serve(
     from jobpulse.logs import log_config
     from jobpulse.telemetry import setup_tracing
 
-    # uvicorn drains on SIGTERM, then re-raises it to this handler: ending there is a clean exit.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    settings = _settings(database_url)
     setup_tracing(console=settings.trace_console)
     first_key = _run(lambda: asyncio.run(prepare(settings)))
     address = f"http://{host}:{port}"

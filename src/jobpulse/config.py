@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     #: SQLite's fsync policy. FULL (SQLite's default) never loses a committed transaction;
     #: NORMAL, common with WAL, may lose the last ones on power loss but never corrupts.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: Frames SQLite's write-ahead log holds before a thread of `serve` copies them back into
+    #: the database (SQLite's own autocheckpoint threshold, kept off the commits).
+    sqlite_checkpoint_frames: int = Field(default=1000, ge=1)
     #: Connections kept for reads (and, on PostgreSQL, for the writers).
     pool_size: int = Field(default=10, ge=1)
     #: Seconds to wait for a PostgreSQL connection (a new one, or a free one from the pool)

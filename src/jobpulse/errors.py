@@ -9,7 +9,8 @@ JobPulseError
 ├── UnauthorizedError        no valid API key (401)
 ├── ForbiddenError           the key may not do this (403)
 ├── PayloadTooLargeError     the request body is too large (413)
-└── UnavailableError         the database cannot be reached (503)
+├── UnavailableError         the database cannot be reached (503)
+└── AlreadyServedError       another `serve` holds the SQLite file (refused at start)
 """
 
 from __future__ import annotations
@@ -92,6 +93,12 @@ class UnavailableError(JobPulseError):
     """The database is unavailable."""
 
     code = "unavailable"
+
+
+class AlreadyServedError(JobPulseError):
+    """Another process already serves this database."""
+
+    code = "already_served"
 
 
 def error_class(code: str) -> type[JobPulseError]:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection
 
 from jobpulse import Actor, JobManager, Settings
-from jobpulse.storage import engine
-from jobpulse.storage.engine import CHECKPOINT_S, Database
+from jobpulse.storage.engine import Database
 from jobpulse.storage.migrate import upgrade
+from jobpulse.storage.sqlite.checkpoints import Checkpoint, Checkpointer
 
 
 def pragmas(connection: Connection) -> tuple[str, int, int]:
@@ -40,47 +41,39 @@ def autocheckpoint(connection: Connection) -> int:
     return int(connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
 
 
-def log_generation(wal: Path) -> int:
-    """The write-ahead log's checkpoint sequence (header bytes 12-16, big-endian): SQLite
-    bumps it each time the log starts over from its first frame (sqlite.org/fileformat2.html).
+async def caught_up(checkpointer: Checkpointer, after: float) -> Checkpoint:
+    """The checkpointer's first checkpoint since `after` that left nothing to copy back,
+    with nothing committing meanwhile (within 10 s).
     """
-    return int.from_bytes(wal.read_bytes()[12:16], "big")
-
-
-async def caught_up(shm: Path) -> int:
-    """Frames left in the log once the checkpointer has had its turn (up to 10 s)."""
     async with asyncio.timeout(10):
         while True:
-            pending = engine.pending_frames(str(shm))
-            if pending is not None and pending < engine.CHECKPOINT_FRAMES:
-                return pending
-            await asyncio.sleep(CHECKPOINT_S)
+            last = checkpointer.schedule.last if checkpointer.schedule else None
+            if last is not None and last.at > after and last.copied == last.frames:
+                return last
+            await asyncio.sleep(0.05)
 
 
-async def test_commits_leave_checkpoints_to_their_own_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(engine, "CHECKPOINT_FRAMES", 100)
+async def test_commits_leave_checkpoints_to_their_own_thread(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'jobpulse.db'}"
     await upgrade(url)
-    jobs = JobManager.from_settings(Settings(database_url=url))
-    wal, shm = tmp_path / "jobpulse.db-wal", tmp_path / "jobpulse.db-shm"
+    jobs = JobManager.from_settings(Settings(database_url=url, sqlite_checkpoint_frames=20))
+    checkpointer = jobs.database.checkpointer
+    assert checkpointer is not None
     try:
         assert await jobs.database.write(autocheckpoint) == 0  # no commit checkpoints
-        generations = []
-        for _round in range(8):
-            await asyncio.gather(*(jobs.create_job(ALICE) for _ in range(300)))
-            # A round writes more than CHECKPOINT_FRAMES (here 100): the checkpointer copies
-            # them back on its own, with nothing committing...
-            assert await caught_up(shm) < 100
-            generations.append(log_generation(wal))
-        # ...so the log starts over instead of growing with every round: at least every
-        # other round (a round whose last frames stay under the threshold carries them over).
-        assert generations[-1] - generations[0] >= len(generations) // 2, generations
+        logs = []
+        for creates in (300, *[30] * 7):
+            await asyncio.gather(*(jobs.create_job(ALICE) for _ in range(creates)))
+            # A round writes more than the threshold (here 20 frames): the checkpointer
+            # copies them back on its own, with nothing committing.
+            logs.append((await caught_up(checkpointer, time.monotonic())).frames)
+        # Copied back whole, the log starts over: each small round's log holds its own
+        # frames alone, fewer than the big first round's (they would add up to more).
+        assert all(log < logs[0] for log in logs[1:]), logs
     finally:
         await jobs.close()
     again = JobManager.from_settings(Settings(database_url=url))
     try:
-        assert (await again.count_jobs(ALICE)).total == 8 * 300  # nothing lost on the way
+        assert (await again.count_jobs(ALICE)).total == 300 + 7 * 30  # nothing lost on the way
     finally:
         await again.close()

@@ -16,7 +16,6 @@ import contextlib
 import functools
 import logging
 import queue
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +35,8 @@ from jobpulse import documents
 from jobpulse.config import Settings
 from jobpulse.errors import JobPulseError, UnavailableError, ValidationError
 from jobpulse.storage import notify
+from jobpulse.storage.sqlite import serving
+from jobpulse.storage.sqlite.checkpoints import Checkpointer
 
 logger = logging.getLogger("jobpulse.storage")
 T = TypeVar("T")
@@ -59,6 +60,19 @@ def database_url(url: str) -> URL:
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg")
     raise ValidationError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+@contextlib.contextmanager
+def served(url: str) -> Iterator[None]:
+    """Held while `serve` serves the database at `url`: a SQLite file by one process at a
+    time (AlreadyServedError for a second), PostgreSQL by any number of replicas.
+    """
+    parsed = database_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database is None:
+        yield
+        return
+    with serving.claimed(parsed.database):
+        yield
 
 
 def _load_json(text: str | bytes) -> Any:
@@ -289,9 +303,6 @@ def _run_all(connection: Connection, commands: Sequence[Command]) -> list[tuple[
     return outcomes
 
 
-#: Seconds between checkpoints of SQLite's write-ahead log.
-CHECKPOINT_S = 0.1
-
 #: Seconds after a change was queued during which background work counts the writer as busy.
 BUSY_S = 0.5
 
@@ -493,62 +504,6 @@ class TaskWriter:
                 requests.task_done()
 
 
-#: Frames the write-ahead log holds before the checkpointer copies them back: SQLite's own
-#: autocheckpoint threshold, kept off the writer. Copying every 100 ms whatever is there
-#: copied hot pages over and over (a prune ran at 0.62-0.71 of a raw loop, against 0.89-1.04
-#: with the copies held off).
-CHECKPOINT_FRAMES = 1000
-
-
-def pending_frames(shm: str) -> int | None:
-    """Frames in the write-ahead log not yet copied back, read from the WAL-index header
-    (sqlite.org/walformat.html: mxFrame at byte 16, nBackfill at byte 96, native byte
-    order); None if it cannot be read. A torn read only moves one checkpoint by a tick.
-    """
-    try:
-        with open(shm, "rb") as index:
-            header = index.read(100)
-    except OSError:
-        return None
-    if len(header) < 100:
-        return None
-    (frames,) = struct.unpack_from("=I", header, 16)
-    (copied,) = struct.unpack_from("=I", header, 96)
-    return int(frames - copied)
-
-
-class Checkpointer:
-    """SQLite: copies the write-ahead log back into the database from a thread of its own,
-    every `every_s` seconds. A PASSIVE checkpoint neither waits for the writer nor holds it
-    up, so no commit pays for one (left to the committing connection, every thousand pages
-    or so one commit would, for milliseconds).
-    """
-
-    def __init__(self, engine: Engine, every_s: float) -> None:
-        self._engine = engine
-        self._every_s = every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="jobpulse-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        shm = f"{self._engine.url.database}-shm"
-        while not self._stop.wait(self._every_s):
-            pending = pending_frames(shm)
-            if pending is not None and pending < CHECKPOINT_FRAMES:
-                continue
-            try:
-                with self._engine.connect() as connection:
-                    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception as exc:  # the next one will try again
-                logger.warning("a checkpoint failed: %s", exc)
-
-    async def close(self) -> None:
-        self._stop.set()
-        await asyncio.to_thread(self._thread.join)
-        self._engine.dispose()
-
-
 class ThreadReader:
     """SQLite reads: each query runs whole in one of a pool of threads."""
 
@@ -621,6 +576,8 @@ class Database:
         self.dialect = database_url(self.url).get_backend_name()
         self._reader: ThreadReader | TaskReader
         self._writer: Writer
+        #: SQLite's checkpoints (None on PostgreSQL).
+        self.checkpointer: Checkpointer | None = None
         if self.dialect == "sqlite":
             reads = _sqlite_engine(self.url, None, settings.pool_size, settings.sqlite_synchronous)
             self._reader = ThreadReader(reads, settings.pool_size)
@@ -635,7 +592,7 @@ class Database:
             checkpoints = _sqlite_engine(
                 self.url, None, pool_size=1, synchronous=settings.sqlite_synchronous
             )
-            self._checkpointer = Checkpointer(checkpoints, CHECKPOINT_S)
+            self.checkpointer = Checkpointer(checkpoints, settings.sqlite_checkpoint_frames)
         else:
             self._engine = _postgres_engine(
                 self.url, settings.pool_size, settings.database_timeout_s
@@ -698,7 +655,7 @@ class Database:
         """Finish queued writes and close every connection."""
         await self._writer.close()
         await self._reader.close()
-        if self.dialect == "sqlite":
-            await self._checkpointer.close()
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
         else:
             await self._engine.dispose()
