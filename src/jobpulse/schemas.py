@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from jobpulse.domain import HEARTBEAT_TIMEOUT_MAX_S, TIMEOUT_MAX_S
 from jobpulse.public import InitialStatus, StatusName, StopReasonName
