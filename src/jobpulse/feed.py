@@ -154,6 +154,11 @@ class EventFeed:
         #: Set when this process committed events (other replicas are then told).
         self._local = False
 
+    @property
+    def streams(self) -> int:
+        """How many streams follow the feed in this process."""
+        return len(self._subscribers)
+
     def committed(self) -> None:
         """This process committed events: read them (and tell the other replicas)."""
         self._local = True

@@ -67,6 +67,11 @@ class Grants:
         self._held: set[Grant] = set()
         self._wake = asyncio.Event()
 
+    @property
+    def held(self) -> int:
+        """How many grants open streams hold."""
+        return len(self._held)
+
     def hold(self, key_hash: str, session_id: str | None = None) -> Grant:
         """A grant for a stream about to open; `release` it when the stream ends."""
         grant = Grant(key_hash, session_id)
