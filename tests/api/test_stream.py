@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +146,15 @@ async def listen(
         await listener.opened.wait()
     await asyncio.sleep(0.1)  # the subscription is made once the response has begun
     return listener
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Wait until `check()` holds; TimeoutError past `within_s`."""
+    async with asyncio.timeout(within_s):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.02)
 
 
 def moves(received: list[Event]) -> list[tuple[str, str | None, str]]:
@@ -381,9 +390,7 @@ async def test_a_client_that_stops_reading_is_dropped(database_url: str) -> None
         )
         await loop.sock_sendall(silent, request.encode())  # and never reads a byte
         try:
-            async with asyncio.timeout(10):
-                while feed.streams < 2:
-                    await asyncio.sleep(0.02)
+            await eventually(lambda: feed.streams == 2)
             actor = Actor("org-a", "alice")
             written = 0
 
@@ -407,7 +414,8 @@ async def test_a_client_that_stops_reading_is_dropped(database_url: str) -> None
                         pass
             # The client that reads has had every event and is still served.
             assert len(await reader.wait_for(written, within_s=30)) == written
-            assert reader.task is not None and not reader.task.done()
+            assert reader.task is not None
+            assert not reader.task.done()
         finally:
             silent.close()
             await reader.close()
