@@ -60,8 +60,11 @@ class Grants:
         database: Database,
         recheck_s: float = RECHECK_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        revoked: Callable[[set[str]], None] = lambda _hashes: None,
     ) -> None:
         self._database = database
+        #: Told the hashes of keys a recheck found revoked (to forget them at once).
+        self._revoked = revoked
         self._recheck_s = recheck_s
         self._clock = clock
         self._held: set[Grant] = set()
@@ -108,6 +111,8 @@ class Grants:
         live = (
             await self._database.read(sessions.live_sessions, ids, self._clock()) if ids else set()
         )
+        if keys - active:
+            self._revoked(keys - active)
         for grant in held:
             if grant.key_hash not in active or (
                 grant.session_id is not None and grant.session_id not in live

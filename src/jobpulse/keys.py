@@ -51,7 +51,7 @@ class KeyManager:
         self._clock = clock
         self._verified: dict[str, tuple[Actor, float]] = {}
         #: What the open streams of this process stand on (ended with their key).
-        self.grants = Grants(database)
+        self.grants = Grants(database, revoked=self._forget_keys)
 
     async def create(
         self, *, organization_id: str, user_id: str, is_admin: bool = False, name: str | None = None
@@ -118,6 +118,10 @@ class KeyManager:
         """Something was revoked (a key, a session): check keys and open streams again."""
         self._verified.clear()
         self.grants.changed()
+
+    def _forget_keys(self, digests: set[str]) -> None:
+        for digest in digests:
+            self._verified.pop(digest, None)
 
     async def follow_revocations(self) -> None:
         """Forget verified keys, and recheck open streams, whenever any process revokes a key
