@@ -127,4 +127,10 @@ class KeyManager:
         """Forget verified keys, and recheck open streams, whenever any process revokes a key
         or ends a session (PostgreSQL), until cancelled; returns at once on SQLite.
         """
-        await self.database.listen(repository.REVOKED_CHANNEL, lambda _key: self.forget())
+        await self.database.listen(repository.REVOKED_CHANNEL, self._heard)
+
+    def _heard(self, payload: str | None) -> None:
+        if payload == repository.SESSION_ENDED:  # a session, not a key: keep the keys
+            self.grants.changed()
+        else:
+            self.forget()

@@ -167,3 +167,25 @@ async def test_signing_out_ends_the_session_and_its_streams(database_url: str) -
         assert second.task is not None
         assert not second.task.done()
         await second.close()
+
+
+async def test_signing_out_on_one_replica_ends_the_session_on_another(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL database")
+    shared = {"session_secret": "one secret for both replicas"}
+    async with serve(database_url, **shared) as first, serve(database_url, **shared) as second:
+        _key, secret = await first.app.state.keys.create(organization_id="org-a", user_id="al")
+        async with httpx.AsyncClient(base_url=first.url) as browser:
+            await browser.get("/login")
+            csrf = browser.cookies["jobpulse_csrf"]
+            await browser.post("/login", data={"key": secret, "csrf": csrf})
+            session = {"Cookie": f"jobpulse_session={browser.cookies['jobpulse_session']}"}
+            live = await listen(f"{second.url}/live", session)  # the same session, elsewhere
+            await asyncio.sleep(0.3)  # the listeners of both replicas are connected
+            out = await browser.post("/logout", data={"csrf": browser.cookies["jobpulse_csrf"]})
+            assert out.status_code == 303
+        took = await ended(live, within_s=5.0)
+        print(f"the other replica's live stream closed {took:.2f} s after signing out")
+        assert live.received[-1].event == "revoked"
+        async with httpx.AsyncClient(base_url=second.url) as replay:
+            assert (await replay.get("/jobs", headers=session)).status_code == 303

@@ -97,7 +97,7 @@ class Sessions:
         if token is not None:
             keys = _keys(request)
             if await keys.database.write(repository.end_session, _session_id(token), utcnow()):
-                keys.forget()  # its live streams close now
+                keys.grants.changed()  # its live streams close now
         response.delete_cookie(SESSION_COOKIE)
 
     def _token(self, request: Request) -> str | None:

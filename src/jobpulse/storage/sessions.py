@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, String, delete, func, literal, or_, select, update
 
-from jobpulse.storage.keys import REVOKED_CHANNEL
+from jobpulse.storage.keys import REVOKED_CHANNEL, SESSION_ENDED
 from jobpulse.storage.tables import UTCDateTime, api_keys, dashboard_sessions
 
 #: Values per IN list (each a bound parameter).
@@ -71,7 +71,7 @@ def end_session(connection: Connection, session_id: str, now: datetime) -> bool:
     )
     ended = result.rowcount == 1
     if ended and connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_notify(REVOKED_CHANNEL, "session")))
+        connection.execute(select(func.pg_notify(REVOKED_CHANNEL, SESSION_ENDED)))
     return ended
 
 
