@@ -56,10 +56,12 @@ class Sessions:
         """Start a session of `key`, set its cookie and a new CSRF cookie on `response`;
         UnauthorizedError if the key is not valid.
         """
+        keys = _keys(request)
+        await keys.authenticate(key)  # a read (cached): a wrong key costs no write
         token = secrets.token_urlsafe(32)
         now = utcnow()
         expires_at = now + timedelta(seconds=self.max_age_s)
-        started = await _keys(request).database.write(
+        started = await keys.database.write(
             repository.start_session, _session_id(token), hash_key(key), now, expires_at
         )
         if not started:
@@ -75,7 +77,7 @@ class Sessions:
         )
         renew_csrf(request, response, secure)
 
-    async def session(self, request: Request) -> SignedIn:
+    async def session(self, request: Request) -> LiveSession:
         """The live session the request's cookie holds; SignInRequiredError without one."""
         token = self._token(request)
         if token is None:
@@ -85,7 +87,7 @@ class Sessions:
         if row is None:
             raise SignInRequiredError
         actor = Actor(row.organization_id, row.user_id, row.is_admin)
-        return SignedIn(actor, row.key_hash, session_id)
+        return LiveSession(actor, row.key_hash, session_id)
 
     async def actor(self, request: Request) -> Actor:
         """Who the session is for; SignInRequiredError without a valid one."""
@@ -112,7 +114,7 @@ class Sessions:
 
 
 @dataclass(frozen=True, slots=True)
-class SignedIn:
+class LiveSession:
     """A live dashboard session: who it is for, its key's hash and its id."""
 
     actor: Actor
