@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -17,7 +18,9 @@ from fastapi import FastAPI
 
 from jobpulse import Actor, Settings
 from jobpulse.api import create_app
-from jobpulse.keys import CACHE_SECONDS, KeyManager
+from jobpulse.grants import Grants
+from jobpulse.keys import CACHE_SECONDS, KeyManager, hash_key
+from jobpulse.storage import sessions
 from jobpulse.storage.engine import Database
 from tests.api.test_stream import Listener, listen, serve
 
@@ -189,3 +192,40 @@ async def test_signing_out_on_one_replica_ends_the_session_on_another(database_u
         assert live.received[-1].event == "revoked"
         async with httpx.AsyncClient(base_url=second.url) as replay:
             assert (await replay.get("/jobs", headers=session)).status_code == 303
+
+
+async def test_a_grant_ends_with_its_sessions_expiry_or_its_keys_revocation(
+    database_url: str,
+) -> None:
+    database = Database(Settings(database_url=database_url))
+    keys = KeyManager(database)
+    try:
+        key, secret = await keys.create(organization_id="org-a", user_id="al")
+        now = datetime.now(UTC)
+        started = await database.write(
+            sessions.start_session, "s" * 64, hash_key(secret), now, now + timedelta(hours=1)
+        )
+        assert started
+        later = now + timedelta(minutes=59)
+        grants = Grants(database, clock=lambda: later)
+        by_key, by_session = grants.hold(hash_key(secret)), grants.hold(hash_key(secret), "s" * 64)
+        closed: list[str] = []
+        by_session.on_end(lambda: closed.append("session"))
+        await grants.recheck()
+        assert closed == []
+        later = now + timedelta(hours=1, seconds=1)  # the session has expired
+        await grants.recheck()
+        assert closed == ["session"]
+        assert not by_key.ended
+        assert grants.held == 1
+        await keys.revoke(key.id)
+        await grants.recheck()
+        assert by_key.ended
+        assert grants.held == 0
+        # A session of a revoked key cannot start.
+        again = await database.write(
+            sessions.start_session, "t" * 64, hash_key(secret), now, now + timedelta(hours=1)
+        )
+        assert not again
+    finally:
+        await database.close()
