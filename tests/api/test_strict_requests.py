@@ -71,6 +71,9 @@ async def test_iso_8601_moments_are_taken(
         ("POST", "/v1/stats", {"GET"}),
         ("GET", "/v1/jobs/job-123/cancel", {"POST"}),
         ("DELETE", "/healthz", {"GET"}),
+        ("GET", "/logout", {"POST"}),  # the dashboard's
+        ("DELETE", "/login", {"GET", "POST"}),
+        ("POST", "/static/dashboard/dashboard.css", {"GET", "HEAD"}),
     ],
 )
 async def test_a_405_names_every_allowed_method(
