@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     #: Seconds a connection may take to send a request's headers (from opening, or from the
     #: last response); past it the connection is closed.
     header_timeout_s: float = Field(default=10.0, gt=0)
+    #: Seconds a response may wait on a client that reads nothing (the connection's buffers
+    #: full) before the connection is dropped: a live stream nobody reads ends with it.
+    send_timeout_s: float = Field(default=10.0, gt=0)
     #: Seconds an idle keep-alive connection is kept open.
     keep_alive_s: int = Field(default=5, ge=1)
     #: Connections (and requests in flight) one process takes at once; past it, 503.

@@ -8,7 +8,8 @@ process commits a change, when another replica says it did (PostgreSQL LISTEN/NO
 
 A subscriber that resumes from a position first catches up from the database, then takes
 the live events after where it joined: nothing is lost, nothing sent twice. One that cannot
-keep up (its buffer full) is told so and dropped; it resumes from its last position.
+keep up (its buffer full) is told so and dropped; it resumes from its last position. One
+whose grant ends (its key revoked, its session ended: see jobpulse.grants) is closed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, text
 
 from jobpulse.domain import Actor, Job
+from jobpulse.grants import Grant
 from jobpulse.listing import JobFilter
 from jobpulse.storage import events
 from jobpulse.storage.engine import Database
@@ -39,6 +41,14 @@ BUFFER_MAX = 1000
 
 class TooSlowError(Exception):
     """The subscriber's buffer filled up: it must resume from its last position."""
+
+
+class RevokedError(Exception):
+    """What the subscriber's stream stood on (its key, its session) was revoked."""
+
+
+#: What a subscriber's queue ends with: dropped as too slow (None), or revoked.
+_REVOKED = object()
 
 
 class Chunk:
@@ -75,7 +85,7 @@ class Subscriber:
         self.view = (actor, repr(query), heartbeats)
         #: The feed's position when it joined: live events come after it.
         self.joined_at = joined_at
-        self._queue: asyncio.Queue[Chunk | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Chunk | object | None] = asyncio.Queue()
         self._waiting = 0
         self.dropped = False
 
@@ -98,11 +108,18 @@ class Subscriber:
         self._waiting += len(chunk.events)
         self._queue.put_nowait(chunk)
 
+    def revoke(self) -> None:
+        """End the subscription: its grant ended."""
+        self.dropped = True
+        self._queue.put_nowait(_REVOKED)
+
     async def next(self) -> Chunk:
-        """The next live chunk; TooSlowError once dropped."""
+        """The next live chunk; TooSlowError once dropped, RevokedError once revoked."""
         found = await self._queue.get()
         if found is None:
             raise TooSlowError
+        if not isinstance(found, Chunk):
+            raise RevokedError
         self._waiting -= len(found.events)
         return found
 
@@ -136,6 +153,11 @@ class EventFeed:
         self._wake = asyncio.Event()
         #: Set when this process committed events (other replicas are then told).
         self._local = False
+
+    @property
+    def streams(self) -> int:
+        """How many streams follow the feed in this process."""
+        return len(self._subscribers)
 
     def committed(self) -> None:
         """This process committed events: read them (and tell the other replicas)."""
@@ -226,15 +248,20 @@ class EventFeed:
         query: JobFilter,
         after: Position | None = None,
         heartbeats: bool = False,
+        grant: Grant | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """The encoded events of the actor's view under `query`: those after `after` first
-        (from the database), then live ones (and, asked, heartbeats), until the caller stops
-        or TooSlowError.
+        (from the database), then live ones (and, asked, heartbeats), until the caller stops,
+        TooSlowError, or RevokedError once `grant` ends.
         """
         subscriber = await self._join(actor, query, heartbeats)
+        if grant is not None:
+            grant.on_end(subscriber.revoke)
         try:
             last = after
             while last is not None and last < subscriber.joined_at:
+                if grant is not None and grant.ended:  # revoked while catching up
+                    raise RevokedError
                 missed = await self._database.read(events.after, last, READ_BATCH, actor, query)
                 missed = [h for h in missed if h.position <= subscriber.joined_at]
                 if missed:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from jobpulse.domain import Actor
 from jobpulse.errors import NotFoundError, UnauthorizedError, ValidationError
+from jobpulse.grants import Grants
 from jobpulse.service import utcnow
 from jobpulse.storage import keys as repository
 from jobpulse.storage.engine import Database
@@ -49,6 +50,8 @@ class KeyManager:
         self.database = database
         self._clock = clock
         self._verified: dict[str, tuple[Actor, float]] = {}
+        #: What the open streams of this process stand on (ended with their key).
+        self.grants = Grants(database, revoked=self._forget_keys)
 
     async def create(
         self, *, organization_id: str, user_id: str, is_admin: bool = False, name: str | None = None
@@ -105,13 +108,29 @@ class KeyManager:
     async def revoke(self, key_id: str) -> None:
         """Revoke a key; this process forgets it at once, and on PostgreSQL every process
         that follows revocations does as soon as it commits (others within CACHE_SECONDS).
+        The streams it opened close as fast (see jobpulse.grants).
         """
         if not await self.database.write(repository.revoke_key, key_id, utcnow()):
             raise NotFoundError(f"no active key {key_id}")
+        self.forget()
+
+    def forget(self) -> None:
+        """Something was revoked (a key, a session): check keys and open streams again."""
         self._verified.clear()
+        self.grants.changed()
+
+    def _forget_keys(self, digests: set[str]) -> None:
+        for digest in digests:
+            self._verified.pop(digest, None)
 
     async def follow_revocations(self) -> None:
-        """Forget verified keys whenever any process revokes one (PostgreSQL), until
-        cancelled; returns at once on SQLite.
+        """Forget verified keys, and recheck open streams, whenever any process revokes a key
+        or ends a session (PostgreSQL), until cancelled; returns at once on SQLite.
         """
-        await self.database.listen(repository.REVOKED_CHANNEL, lambda _key: self._verified.clear())
+        await self.database.listen(repository.REVOKED_CHANNEL, self._heard)
+
+    def _heard(self, payload: str | None) -> None:
+        if payload == repository.SESSION_ENDED:  # a session, not a key: keep the keys
+            self.grants.changed()
+        else:
+            self.forget()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from jobpulse.domain import HEARTBEAT_TIMEOUT_MAX_S, TIMEOUT_MAX_S
 from jobpulse.public import InitialStatus, StatusName, StopReasonName
@@ -20,8 +21,24 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
 
 
-#: A timezone-aware moment, converted to UTC (a 422 for one that UTC cannot hold).
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+#: The start of an ISO 8601 date-time: a date, `T` (or a space), hours and minutes.
+_ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_8601(value: object) -> object:
+    """Only an ISO 8601 string (pydantic would also take a number, or a string of one, as
+    seconds since 1970: `?until=0.5` is a typo, not a moment of January 1970).
+    """
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_8601.match(value):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+#: A timezone-aware ISO 8601 moment, converted to UTC (a 422 for one that UTC cannot hold,
+#: and for anything but an ISO 8601 string).
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601), AfterValidator(_in_utc)]
 
 
 class _Strict(BaseModel):

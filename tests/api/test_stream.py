@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from fastapi import FastAPI
 
 from jobpulse import Actor, Settings
 from jobpulse.api import create_app
+from jobpulse.api.protocol import server_options
 from jobpulse.api.stream import encode, encode_beat
 from jobpulse.feed import EventFeed, TooSlowError
 from jobpulse.listing import JobFilter
@@ -48,9 +50,18 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve(database_url: str) -> AsyncIterator[Served]:
-    app = create_app(Settings(database_url=database_url))
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+async def serve(database_url: str, **settings: Any) -> AsyncIterator[Served]:
+    """A server as `jobpulse serve` runs one (its protocol and bounds), on loopback."""
+    configured = Settings(database_url=database_url, **settings)
+    app = create_app(configured)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        **server_options(configured),
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -135,6 +146,15 @@ async def listen(
         await listener.opened.wait()
     await asyncio.sleep(0.1)  # the subscription is made once the response has begun
     return listener
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Wait until `check()` holds; TimeoutError past `within_s`."""
+    async with asyncio.timeout(within_s):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.02)
 
 
 def moves(received: list[Event]) -> list[tuple[str, str | None, str]]:
@@ -351,3 +371,51 @@ async def test_a_subscriber_that_falls_behind_is_dropped_then_resumes(
         with contextlib.suppress(asyncio.CancelledError):
             await running
         await jobs.close()
+
+
+async def test_a_client_that_stops_reading_is_dropped(database_url: str) -> None:
+    async with serve(database_url, send_timeout_s=1.0) as served:
+        alice = await served.key("org-a", "alice")
+        feed: EventFeed = served.app.state.feed
+        reader = await listen(f"{served.url}/v1/jobs/stream", alice)  # reads: kept
+        host, port = served.url.removeprefix("http://").split(":")
+        silent = socket.socket()
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        silent.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(silent, (host, int(port)))
+        request = (
+            f"GET /v1/jobs/stream HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: {alice['Authorization']}\r\n\r\n"
+        )
+        await loop.sock_sendall(silent, request.encode())  # and never reads a byte
+        try:
+            await eventually(lambda: feed.streams == 2)
+            actor = Actor("org-a", "alice")
+            written = 0
+
+            async def write() -> None:  # events of ~1.3 kB until the server drops the stream
+                nonlocal written
+                while feed.streams == 2:
+                    job = await served.jobs.create_job(actor)
+                    await served.jobs.cancel_job(actor, job.id, "x" * 1000)
+                    written += 2
+
+            async with asyncio.timeout(120):
+                await asyncio.gather(*(write() for _ in range(16)))
+            print(f"dropped after {written} events")
+            assert feed.streams == 1
+            assert served.app.state.keys.grants.held == 1
+            # The server aborted the connection: the silent client, reading at last, finds
+            # its end (after what was in flight).
+            with contextlib.suppress(ConnectionResetError):
+                async with asyncio.timeout(10):
+                    while await loop.sock_recv(silent, 65536):
+                        pass
+            # The client that reads has had every event and is still served.
+            assert len(await reader.wait_for(written, within_s=30)) == written
+            assert reader.task is not None
+            assert not reader.task.done()
+        finally:
+            silent.close()
+            await reader.close()

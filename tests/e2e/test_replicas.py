@@ -1,5 +1,5 @@
 """Two `jobpulse serve` processes on one PostgreSQL database: a change made through one
-reaches the live streams of the other.
+reaches the live streams of the other, and a revocation closes the streams of both.
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ import time
 import httpx
 import pytest
 
+from jobpulse import Settings
 from jobpulse.client import AsyncJobPulse, JobPulse
-from tests.e2e.conftest import close, start
+from jobpulse.keys import KeyManager
+from jobpulse.storage.engine import Database
+from tests.api.test_stream import listen
+from tests.e2e.conftest import cli, close, start
 
 
 def test_a_change_through_one_replica_reaches_a_stream_of_the_other(
@@ -71,3 +75,49 @@ def test_a_change_through_one_replica_reaches_a_stream_of_the_other(
     finally:
         close(first)
         close(second)
+
+
+def test_the_keys_revoke_command_closes_open_streams_on_every_replica(
+    empty_database_url: str,
+) -> None:
+    """`jobpulse keys revoke`, another process, closes the key's open streams within
+    seconds: on SQLite's one `serve`, and on both `serve` processes of a PostgreSQL database.
+    """
+    url = empty_database_url
+    servers = [start(url)]
+    if url.startswith("postgresql"):
+        servers.append(start(url, expect_key=False))
+    try:
+        secret = cli("keys", "create", "--user", "al", "--org", "org-a", "--database-url", url)
+        key = {"Authorization": f"Bearer {secret.stdout.strip()}"}
+
+        async def listed() -> str:
+            keys = KeyManager(Database(Settings(database_url=url)))
+            try:
+                found = [k.id for k in await keys.list() if key["Authorization"][7:17] == k.prefix]
+            finally:
+                await keys.database.close()
+            return found[0]
+
+        key_id = asyncio.run(listed())
+
+        async def revoke_while_streaming() -> list[float]:
+            streams = [await listen(f"{server.url}/v1/jobs/stream", key) for server in servers]
+            await asyncio.to_thread(cli, "keys", "revoke", key_id, "--database-url", url)
+            revoked = time.monotonic()
+            took = []
+            for stream in streams:
+                assert stream.task is not None
+                await asyncio.wait_for(stream.task, 5.0)
+                took.append(time.monotonic() - revoked)
+                assert stream.received[-1].event == "revoked"
+            return took
+
+        took = asyncio.run(revoke_while_streaming())
+        print(f"closed {', '.join(f'{t:.2f}' for t in took)} s after the command")
+        assert all(t < 5.0 for t in took)
+        for server in servers:
+            assert httpx.get(f"{server.url}/v1/jobs", headers=key).status_code == 401
+    finally:
+        for server in servers:
+            close(server)

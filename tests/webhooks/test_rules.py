@@ -83,6 +83,21 @@ def test_retry_after_header(header: str | None, seconds: float | None) -> None:
         ("fd00:ec2::254", False),
         ("fe80::1", False),
         ("::ffff:127.0.0.1", False),
+        # IPv6 spellings of non-public IPv4 addresses, and the deprecated site-local range.
+        ("::ffff:0:7f00:1", False),  # IPv4-translated 127.0.0.1
+        ("::ffff:0:10.0.0.1", False),  # IPv4-translated, dotted
+        ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("::192.168.1.1", False),  # IPv4-compatible, dotted
+        ("2002:c0a8:101::1", False),  # 6to4 of 192.168.1.1
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("64:ff9b::169.254.169.254", False),  # NAT64 of the metadata service
+        ("64:ff9b:1::a9fe:a9fe", False),  # local-use NAT64 of 169.254.169.254
+        ("2001:0:4136:e378:8000:63bf:3f57:fefe", False),  # Teredo, client 192.168.1.1
+        ("fec0::1", False),  # site-local
+        ("feff:ffff::1", False),  # site-local, its last address block
+        ("2002:5db8:d822::1", True),  # 6to4 of a public address
+        ("64:ff9b::5db8:d822", True),  # NAT64 of a public address
         ("93.184.216.34", True),
         ("2606:2800:220:1:248:1893:25c8:1946", True),
     ],

@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 ),
                 asyncio.create_task(app.state.watchdog.beat(), name="jobpulse-watchdog"),
                 asyncio.create_task(app.state.keys.follow_revocations(), name="jobpulse-keys"),
+                asyncio.create_task(app.state.keys.grants.run(), name="jobpulse-grants"),
                 asyncio.create_task(app.state.feed.run(), name="jobpulse-feed"),
                 asyncio.create_task(fold_forever(app.state.jobs), name="jobpulse-rollups"),
             ]

@@ -19,7 +19,7 @@ from opentelemetry import trace
 
 from jobpulse.domain import Actor
 from jobpulse.errors import UnauthorizedError
-from jobpulse.keys import KeyManager
+from jobpulse.keys import KeyManager, hash_key
 from jobpulse.service import JobManager
 
 
@@ -35,6 +35,8 @@ class Caller:
 
     actor: Actor
     jobs: JobManager
+    #: The SHA-256 of the caller's key (what a stream it opens stands on).
+    key_hash: str
 
 
 class BearerKey(SecurityBase):
@@ -51,11 +53,12 @@ class BearerKey(SecurityBase):
         if scheme.lower() != "bearer" or not key:
             raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'")
         keys: KeyManager = request.app.state.keys
-        actor = await keys.authenticate(key)
+        digest = hash_key(key)
+        actor = await keys.authenticate_hash(digest)
         trace.get_current_span().set_attributes(
             {"user.id": actor.user_id, "organization.id": actor.organization_id}
         )
-        return Caller(actor, request.app.state.jobs)
+        return Caller(actor, request.app.state.jobs, digest)
 
 
 Jobs = Annotated[JobManager, Depends(get_jobs)]

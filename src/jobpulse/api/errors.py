@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Mount
 
 from jobpulse.errors import (
     ForbiddenError,
@@ -84,10 +85,36 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", f"{where}: {first['message']}", errors=problems)
 
 
-def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+#: The methods a 405's `Allow` may name.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """The methods some route serves at the request's path, for a 405's `Allow` (Starlette
+    names only those of the first route there, and GET and POST /v1/jobs are two routes).
+    The app's own router is asked, method by method, as it would route that request; a
+    mount (static files) takes every method to its app, which names its own.
+    """
+    path = {
+        "type": "http",
+        "path": request.scope["path"],
+        "root_path": request.scope.get("root_path", ""),
+    }
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    return ", ".join(
+        method
+        for method in METHODS
+        if any(route.matches(path | {"method": method})[0] == Match.FULL for route in routes)
+    )
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "GET, HEAD")
+    return error_response(exc.status_code, code, str(exc.detail), headers)
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:

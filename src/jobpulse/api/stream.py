@@ -5,22 +5,26 @@ Each event's `id:` is its position (see storage/events.py): a client that reconn
 `Last-Event-ID` (browsers do it by themselves), or `?last_event_id=`, gets every event after
 it exactly once. A comment every 15 s keeps proxies from closing an idle stream; a client
 too slow to take what comes gets `event: overflow` and the stream ends (reconnect to resume).
+A stream lasts as long as the key (or dashboard session) that opened it: once revoked, it
+gets `event: revoked` and ends within a few seconds on every replica (see jobpulse.grants).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from jobpulse.api.deps import Authenticated
+from jobpulse.api.deps import Authenticated, Caller
 from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery, JobId
 from jobpulse.domain import Actor, Job
 from jobpulse.errors import ValidationError
-from jobpulse.feed import EventFeed, TooSlowError
+from jobpulse.feed import EventFeed, RevokedError, TooSlowError
+from jobpulse.grants import Grants
 from jobpulse.listing import JobFilter
 from jobpulse.storage.events import Happened, Position
 
@@ -78,30 +82,53 @@ def encode_beat(job: Job) -> bytes:
     return ServerSentEvent(orjson.dumps(data).decode(), event="heartbeat").encode()
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What a stream stands on: the key it was opened with (its hash), and the dashboard
+    session, if it is the dashboard's; and where such grants are rechecked.
+    """
+
+    grants: Grants
+    key_hash: str
+    session_id: str | None = None
+
+
 async def server_events(
     feed: EventFeed,
     actor: Actor,
     query: JobFilter,
     after: Position | None,
+    standing: Standing,
     heartbeats: bool = False,
 ) -> AsyncIterator[bytes | ServerSentEvent]:
-    """The actor's events under `query` as SSE, and `overflow` if the client falls behind."""
+    """The actor's events under `query` as SSE, `overflow` if the client falls behind, and
+    `revoked` when what it stands on is.
+    """
+    grant = standing.grants.hold(standing.key_hash, standing.session_id)
     try:
-        async for encoded in feed.follow(actor, query, after, heartbeats):
+        async for encoded in feed.follow(actor, query, after, heartbeats, grant):
             yield encoded
     except TooSlowError:
         yield ServerSentEvent(
             '{"reason": "the client fell behind; reconnect with Last-Event-ID"}',
             event="overflow",
         )
+    except RevokedError:
+        yield ServerSentEvent(
+            '{"reason": "the key or session of this stream was revoked or ended"}',
+            event="revoked",
+        )
+    finally:
+        standing.grants.release(grant)
 
 
 def _response(
-    request: Request, actor: Actor, query: JobFilter, after: Position | None, heartbeats: bool
+    request: Request, caller: Caller, query: JobFilter, after: Position | None, heartbeats: bool
 ) -> EventSourceResponse:
     feed: EventFeed = request.app.state.feed
+    standing = Standing(request.app.state.keys.grants, caller.key_hash)
     return EventSourceResponse(
-        server_events(feed, actor, query, after, heartbeats),
+        server_events(feed, caller.actor, query, after, standing, heartbeats),
         ping=PING_S,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -131,7 +158,7 @@ async def stream_jobs(
     heartbeats: Heartbeats = False,
 ) -> EventSourceResponse:
     """Live history events of the jobs you may see under the list filters."""
-    return _response(request, caller.actor, query, after, heartbeats)
+    return _response(request, caller, query, after, heartbeats)
 
 
 @router.get("/{job_id}/stream", responses=_DESCRIPTION, response_model=None)
@@ -144,4 +171,4 @@ async def stream_job(
 ) -> EventSourceResponse:
     """Live history events of one job (a worker can wait here for its cancellation)."""
     await caller.jobs.get_job(caller.actor, job_id)  # 404 unless visible
-    return _response(request, caller.actor, JobFilter(job_id=job_id), after, heartbeats)
+    return _response(request, caller, JobFilter(job_id=job_id), after, heartbeats)

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sse_starlette import EventSourceResponse
 
-from jobpulse.api.stream import PING_S, server_events
+from jobpulse.api.stream import PING_S, Standing, server_events
 from jobpulse.dashboard import charts
 from jobpulse.dashboard.session import (
     Sessions,
@@ -126,7 +126,7 @@ async def login(
 async def logout(request: Request, csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
     check_csrf(request, csrf)
     response = _back("/login")
-    response.delete_cookie("jobpulse_session")
+    await _sessions(request).sign_out(request, response)
     return response
 
 
@@ -357,11 +357,14 @@ async def resend(request: Request, job_id: str, actor: SignedIn, csrf: Csrf = ""
 @router.get("/live")
 async def live(
     request: Request,
-    actor: SignedIn,
     filters: PageFilters,
     job_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> EventSourceResponse:
-    """The events of a page's view, for its script (the session, not a key, says who)."""
+    """The events of a page's view, for its script (the session, not a key, says who); it
+    ends with `event: revoked` when the session does (signed out, expired, key revoked).
+    """
+    session = await _sessions(request).session(request)
     query = JobFilter(job_id=job_id) if job_id else filters.query
-    events = server_events(request.app.state.feed, actor, query, None)
+    standing = Standing(request.app.state.keys.grants, session.key_hash, session.session_id)
+    events = server_events(request.app.state.feed, session.actor, query, None, standing)
     return EventSourceResponse(events, ping=PING_S, headers={"Cache-Control": "no-store"})

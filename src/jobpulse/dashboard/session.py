@@ -1,13 +1,18 @@
-"""Dashboard sign-in: an API key exchanged for a signed, HttpOnly, SameSite=Strict cookie that
-holds the key's hash (never the key), checked against the keys on every request, so a revoked
-key ends its sessions. Every form carries a CSRF token that must equal the one in its cookie.
+"""Dashboard sign-in: an API key exchanged for a session kept on the server (in the database,
+so every replica knows it) and a signed, HttpOnly, SameSite=Strict cookie holding the
+session's token (never the key). Every request checks the session: signing out ends it (the
+old cookie then signs no one in), as does its key's revocation or its expiry, and the
+dashboard's live streams of it close within seconds (see jobpulse.grants). Every form
+carries a CSRF token that must equal the one in its cookie; signing in renews it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -16,6 +21,8 @@ from jobpulse.config import Settings
 from jobpulse.domain import Actor
 from jobpulse.errors import ForbiddenError, UnauthorizedError
 from jobpulse.keys import KeyManager, hash_key
+from jobpulse.service import utcnow
+from jobpulse.storage import sessions as repository
 
 SESSION_COOKIE = "jobpulse_session"
 CSRF_COOKIE = "jobpulse_csrf"
@@ -45,30 +52,79 @@ class Sessions:
         serializer = URLSafeTimedSerializer(secret, salt="jobpulse-dashboard")
         return cls(serializer, int(settings.session_hours * 3600))
 
-    async def sign_in(self, request: Request, response: Response, key: str) -> Actor:
-        """Check `key` and set the session cookie on `response`; UnauthorizedError if bad."""
-        actor = await _keys(request).authenticate(key)
-        value = self.serializer.dumps({"key": hash_key(key)})
+    async def sign_in(self, request: Request, response: Response, key: str) -> None:
+        """Start a session of `key`, set its cookie and a new CSRF cookie on `response`;
+        UnauthorizedError if the key is not valid.
+        """
+        keys = _keys(request)
+        await keys.authenticate(key)  # a read (cached): a wrong key costs no write
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        expires_at = now + timedelta(seconds=self.max_age_s)
+        started = await keys.database.write(
+            repository.start_session, _session_id(token), hash_key(key), now, expires_at
+        )
+        if not started:
+            raise UnauthorizedError("invalid or revoked API key")
+        secure = request.url.scheme == "https"
         response.set_cookie(
             SESSION_COOKIE,
-            value,
+            self.serializer.dumps({"session": token}),
             max_age=self.max_age_s,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=secure,
         )
-        return actor
+        renew_csrf(request, response, secure)
+
+    async def session(self, request: Request) -> LiveSession:
+        """The live session the request's cookie holds; SignInRequiredError without one."""
+        token = self._token(request)
+        if token is None:
+            raise SignInRequiredError
+        session_id = _session_id(token)
+        row = await _keys(request).database.read(repository.find_session, session_id, utcnow())
+        if row is None:
+            raise SignInRequiredError
+        actor = Actor(row.organization_id, row.user_id, row.is_admin)
+        return LiveSession(actor, row.key_hash, session_id)
 
     async def actor(self, request: Request) -> Actor:
         """Who the session is for; SignInRequiredError without a valid one."""
+        return (await self.session(request)).actor
+
+    async def sign_out(self, request: Request, response: Response) -> None:
+        """End the request's session (on every replica) and drop its cookie."""
+        token = self._token(request)
+        if token is not None:
+            keys = _keys(request)
+            if await keys.database.write(repository.end_session, _session_id(token), utcnow()):
+                keys.grants.changed()  # its live streams close now
+        response.delete_cookie(SESSION_COOKIE)
+
+    def _token(self, request: Request) -> str | None:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie is None:
-            raise SignInRequiredError
+            return None
         try:
             data = self.serializer.loads(cookie, max_age=self.max_age_s)
-            return await _keys(request).authenticate_hash(str(data["key"]))
-        except (BadSignature, KeyError, TypeError, UnauthorizedError):
-            raise SignInRequiredError from None
+            return str(data["session"])
+        except (BadSignature, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    """A live dashboard session: who it is for, its key's hash and its id."""
+
+    actor: Actor
+    key_hash: str
+    session_id: str
+
+
+def _session_id(token: str) -> str:
+    """What the database knows a session by: the SHA-256 of the cookie's token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _keys(request: Request) -> KeyManager:
@@ -89,6 +145,12 @@ def keep_csrf(request: Request, response: Response, secure: bool) -> None:
     token = getattr(request.state, "new_csrf", None)
     if token is not None:
         response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure)
+
+
+def renew_csrf(request: Request, response: Response, secure: bool) -> None:
+    """Give this browser a new CSRF token (at sign-in: a token planted before it is void)."""
+    token = request.state.new_csrf = secrets.token_urlsafe(24)
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure)
 
 
 def check_csrf(request: Request, submitted: str | None) -> None:

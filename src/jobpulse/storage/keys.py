@@ -11,6 +11,8 @@ from jobpulse.storage.tables import api_keys
 
 #: The PostgreSQL channel a revocation is announced on.
 REVOKED_CHANNEL = "jobpulse_key_revoked"
+#: The payload on REVOKED_CHANNEL of a dashboard session ended (signed out), not a key.
+SESSION_ENDED = "session"
 
 
 def insert_key(connection: Connection, values: dict[str, Any]) -> None:

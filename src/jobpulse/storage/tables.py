@@ -202,6 +202,19 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime),
 )
 
+#: Dashboard sign-ins, each by an API key: a session lasts until it expires, is signed out
+#: (`ended_at`) or its key is revoked. The cookie holds the session's token; `id` is its
+#: SHA-256, so the table alone signs no one in.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(64), ForeignKey("api_keys.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+)
+
 outbox = Table(
     "outbox",
     metadata,

@@ -23,16 +23,22 @@ RESOLVE_TIMEOUT_S = 5.0
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
 )
-#: IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, IPv4-compatible).
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (well-known and
+#: local-use), IPv4-compatible (`::a.b.c.d`) and IPv4-translated (`::ffff:0:a.b.c.d`).
 _IPV4_IN_LAST_32_BITS = (
     ipaddress.ip_network("64:ff9b::/96"),
     ipaddress.ip_network("64:ff9b:1::/48"),
     ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
 )
+#: The deprecated site-local range (RFC 3879), which Python still counts as global.
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses an IPv6 address stands for (mapped, 6to4, Teredo, NAT64)."""
+    """The IPv4 addresses an IPv6 address stands for (mapped, translated, compatible, 6to4,
+    Teredo, NAT64).
+    """
     found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
     if address.teredo is not None:
         found.extend(address.teredo)
@@ -48,6 +54,8 @@ def is_public(address: IpAddress) -> bool:
     if address in METADATA_ADDRESSES or not address.is_global or address.is_multicast:
         return False
     if isinstance(address, ipaddress.IPv6Address):
+        if address in _SITE_LOCAL:
+            return False
         return all(is_public(inner) for inner in _embedded_ipv4(address))
     return True
 

@@ -18,4 +18,9 @@
     timer = setTimeout(refresh, 250);
   };
   source.onopen = () => { region.dataset.streaming = "true"; };
+  // The session ended (signed out elsewhere, expired, its key revoked): to the sign-in page.
+  source.addEventListener("revoked", () => {
+    source.close();
+    window.location.reload();
+  });
 })();
