@@ -67,7 +67,7 @@ def serve(
     import uvicorn
 
     from jobpulse.api import create_app
-    from jobpulse.api.protocol import server_options
+    from jobpulse.api.protocol import raise_open_files_limit, server_options
     from jobpulse.bootstrap import prepare
     from jobpulse.logs import log_config
     from jobpulse.telemetry import setup_tracing
@@ -75,6 +75,7 @@ def serve(
     # uvicorn drains on SIGTERM, then re-raises it to this handler: ending there is a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = _settings(database_url)
+    raise_open_files_limit()  # a file per connection: up to max_connections of them
     setup_tracing(console=settings.trace_console)
     first_key = _run(lambda: asyncio.run(prepare(settings)))
     address = f"http://{host}:{port}"

@@ -37,6 +37,14 @@ class Caller:
     jobs: JobManager
 
 
+async def bearer_actor(keys: KeyManager, authorization: str | None) -> Actor:
+    """Who an `Authorization: Bearer <key>` header speaks for; UnauthorizedError if no one."""
+    scheme, key = get_authorization_scheme_param(authorization)
+    if scheme.lower() != "bearer" or not key:
+        raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'")
+    return await keys.authenticate(key)
+
+
 class BearerKey(SecurityBase):
     """The caller, from `Authorization: Bearer <key>`; shown in the OpenAPI document as the
     API's bearer security scheme (FastAPI documents any SecurityBase dependency).
@@ -47,11 +55,8 @@ class BearerKey(SecurityBase):
         self.scheme_name = "HTTPBearer"
 
     async def __call__(self, request: Request) -> Caller:
-        scheme, key = get_authorization_scheme_param(request.headers.get("authorization"))
-        if scheme.lower() != "bearer" or not key:
-            raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'")
         keys: KeyManager = request.app.state.keys
-        actor = await keys.authenticate(key)
+        actor = await bearer_actor(keys, request.headers.get("authorization"))
         trace.get_current_span().set_attributes(
             {"user.id": actor.user_id, "organization.id": actor.organization_id}
         )
