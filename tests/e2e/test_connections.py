@@ -195,7 +195,11 @@ def test_slow_bodies_do_not_lock_everyone_else_out(server: Server) -> None:
         assert time.monotonic() - asked < 2
         closed = wait_closed(list(slow), until=started + 20)
         assert len(slow) - len(closed) <= 0.05 * len(slow)
-        assert open_sockets(server.process.pid) - baseline <= 0.05 * len(slow)
+        # The server holds their sockets a moment more, reading what still comes (the
+        # clients keep theirs open), then closes them.
+        while open_sockets(server.process.pid) - baseline > 0.05 * len(slow):
+            assert time.monotonic() < started + 20, open_sockets(server.process.pid)
+            time.sleep(0.2)
         answers = {source: Counter[int | None]() for source, _, _ in plan}
         for connection, answer in closed.items():
             answers[slow[connection]][status_of(answer)] += 1
@@ -297,7 +301,7 @@ def test_too_many_header_fields_are_431(server: Server) -> None:
 def test_pipelined_requests_after_a_large_body_are_served(server: Server) -> None:
     """The header limit counts the next request's headers only, in a chunk that also holds
     the end of a large body."""
-    body = json.dumps({"metadata": {"pad": "x" * 200_000}}).encode()
+    body = b'{"status": "running"}' + b" " * 200_000
     create = (
         "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Authorization: Bearer {server.admin_key}\r\nContent-Length: {len(body)}\r\n\r\n"
