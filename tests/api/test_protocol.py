@@ -22,14 +22,18 @@ class Transport(asyncio.Transport):
 
     def __init__(self) -> None:
         super().__init__()
-        self.written = b""
+        self.buffer = bytearray()
         self.closed = False
+
+    @property
+    def written(self) -> bytes:
+        return bytes(self.buffer)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.9", 50000), "sockname": ("127.0.0.1", 8000)}.get(name)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written += bytes(data)
+        self.buffer += data
 
     def close(self) -> None:
         self.closed = True
@@ -95,6 +99,17 @@ async def test_the_next_requests_headers_are_counted_alone_after_a_large_body() 
     protocol.data_received(b"y\r\n\r\n")
     assert await answers(transport, 2) == [b"200 OK", b"200 OK"]
     assert transport.written.endswith(b"\r\n\r\n0")  # the GET's empty body
+    protocol.connection_lost(None)
+
+
+async def test_headers_ending_astride_two_chunks_count_no_body_bytes() -> None:
+    protocol, transport = connection()
+    body = b"x" * 100_000
+    post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    protocol.data_received(post[:-1])  # "...\r\n\r"
+    protocol.data_received(post[-1:] + body)
+    assert await answers(transport, 1) == [b"200 OK"]
+    assert transport.written.endswith(b"\r\n\r\n100000")
     protocol.connection_lost(None)
 
 

@@ -52,10 +52,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     _in_message = False
     _in_headers = False
     _body_pending = False
-    _begun = 0
-    _header_bytes = 0  # the header part of whole chunks, as received
-    _parsed_bytes = 0  # the URL and the header fields parsed so far
-    _header_fields = 0
+    _from_chunk_start = False
+    _counted = False
+    _header_bytes = 0  # of the request's headers, as they come
+    _tail = b""  # the last bytes of a chunk that ended within headers
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -83,9 +83,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return  # answered: what still comes is read and dropped until the connection closes
+        # A request that begins in this chunk begins at its start unless it follows another.
+        self._from_chunk_start = not self._in_message
+        if (self._from_chunk_start or self._in_headers) and self._too_many_header_bytes(data):
+            self._refuse(self._headers_too_large())  # before the parser holds any of it
+            return
         self._unset_keepalive_if_required()
-        fresh = not self._in_message
-        self._begun = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -101,35 +104,41 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.logger.warning("Invalid HTTP request received.")
             self.send_400_response("Invalid HTTP request received.")
             return
-        # A header too long to end in one chunk is counted as it comes, not once it ends. The
-        # whole chunk is the message's only when it began earlier or at the chunk's start.
-        if self._in_headers and (self._begun == 0 or (self._begun == 1 and fresh)):
-            self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_bytes:
-                self._refuse(self._headers_too_large())
-                return
+        if self._in_headers:
+            self._tail = data[-3:]  # the headers' end may come astride two chunks
         if self._body_pending and self._body_timer is None:
             self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_expired)
 
+    def _too_many_header_bytes(self, data: bytes) -> bool:
+        """Count the bytes of `data` up to the end of the headers (the whole of it if they do
+        not end there); whether the request's headers have passed the limit.
+        """
+        end = (self._tail + data).find(b"\r\n\r\n")
+        self._header_bytes += len(data) if end < 0 else end + 4 - len(self._tail)
+        return self._header_bytes > self.max_header_bytes
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._begun += 1
         self._in_message = self._in_headers = True
-        self._header_bytes = self._parsed_bytes = self._header_fields = 0
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._parsed(len(url), fields=0)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._parsed(len(name) + len(value), fields=1)
+        # Whether data_received counts its header bytes from the first (it does not count
+        # those of a request that follows another in the same chunk).
+        self._counted = self._from_chunk_start
+        self._from_chunk_start = False
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
+        self._tail = b""
         if self._headers_timer is not None:
             self._headers_timer.cancel()
             self._headers_timer = None
+        if len(self.headers) > self.max_headers:
+            message = f"a request may have {self.max_headers} header fields at most"
+            self._refusal = HeadersTooLargeError(message)
+            raise self._refusal  # the parser stops; data_received answers it
+        if not self._counted and self._parsed_size() > self.max_header_bytes:
+            self._refusal = self._headers_too_large()
+            raise self._refusal
+        self._header_bytes = 0
         # An upgraded connection (a WebSocket) leaves this protocol: no body to wait for.
         self._body_pending = not self.parser.should_upgrade()
         super().on_headers_complete()
@@ -148,16 +157,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # The next request's headers get the same deadline.
             self._headers_timer = self.loop.call_later(self.header_timeout_s, self._headers_expired)
 
-    def _parsed(self, size: int, fields: int) -> None:
-        self._parsed_bytes += size
-        self._header_fields += fields
-        if self._header_fields > self.max_headers:
-            message = f"a request may have {self.max_headers} header fields at most"
-            self._refusal = HeadersTooLargeError(message)
-            raise self._refusal
-        if self._parsed_bytes > self.max_header_bytes:
-            self._refusal = self._headers_too_large()
-            raise self._refusal
+    def _parsed_size(self) -> int:
+        """The size of the request line and headers, as parsed (as sent, give or take)."""
+        fields = sum(len(name) + len(value) + 4 for name, value in self.headers)
+        return len(self.url) + fields + len(b"GET  HTTP/1.1\r\n\r\n")
 
     def _headers_too_large(self) -> HeadersTooLargeError:
         message = f"the request line and headers take more than {self.max_header_bytes} bytes"
