@@ -67,7 +67,7 @@ def serve(
     import uvicorn
 
     from jobpulse.api import create_app
-    from jobpulse.api.protocol import raise_open_files_limit, server_options
+    from jobpulse.api.protocol import server_options
     from jobpulse.bootstrap import prepare
     from jobpulse.logs import log_config
     from jobpulse.telemetry import setup_tracing
@@ -75,7 +75,7 @@ def serve(
     # uvicorn drains on SIGTERM, then re-raises it to this handler: ending there is a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = _settings(database_url)
-    raise_open_files_limit()  # a file per connection: up to max_connections of them
+    _raise_open_files_limit()
     setup_tracing(console=settings.trace_console)
     first_key = _run(lambda: asyncio.run(prepare(settings)))
     address = f"http://{host}:{port}"
@@ -100,6 +100,18 @@ def serve(
 
 def _exit_cleanly(_signal: int, _frame: object) -> None:
     raise SystemExit(0)
+
+
+def _raise_open_files_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit: a server holds a file
+    per connection (up to JOBPULSE_MAX_CONNECTIONS), and many systems start processes at 1,024.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @app.command()

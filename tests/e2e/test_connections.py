@@ -375,3 +375,20 @@ def test_one_address_holds_its_share_and_the_whole_is_still_bounded(
     finally:
         for connection in held:
             connection.close()
+
+
+def test_serve_raises_its_open_files_limit_to_the_hard_limit(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 256:
+        pytest.skip(f"the hard limit ({hard}) leaves nothing to raise to")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # what the server starts with
+    try:
+        served = start(f"sqlite:///{tmp_path / 'jobpulse.db'}")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        limits = Path(f"/proc/{served.process.pid}/limits").read_text()
+        line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+        assert line.split()[3:5] == [str(hard), str(hard)]
+    finally:
+        close(served)

@@ -11,7 +11,6 @@ connections at once (429 to the next). A refusal is answered here, under the app
 from __future__ import annotations
 
 import asyncio
-import resource
 from collections import Counter
 from typing import Any, ClassVar
 
@@ -226,17 +225,3 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # Past this many connections and requests in flight, uvicorn answers 503.
         "limit_concurrency": settings.max_connections,
     }
-
-
-def raise_open_files_limit() -> int:
-    """Raise this process's soft limit on open files to its hard limit (a server holds a file
-    per connection, and many systems start processes at 1,024); the limit it then has.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            return soft
-        return hard
-    return soft
