@@ -9,11 +9,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from jobpulse import Settings
+from jobpulse import Actor, Settings, UnavailableError
 from jobpulse.api import create_app
 from tests.conftest import MakeKey
 
@@ -110,3 +111,19 @@ async def test_an_api_request_with_a_valid_key_gets_its_body_read(
     await asyncio.wait_for(app(scope, receive, send), timeout=10)
     assert sent[0]["status"] == 201, sent
     assert not pending
+
+
+async def test_a_key_that_cannot_be_checked_before_the_body_is_answered_by_the_route(
+    app: FastAPI, make_key: MakeKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = await make_key("org-a", "alice")
+
+    async def unreachable(_secret: str) -> Actor:
+        raise UnavailableError("the database is unavailable")
+
+    monkeypatch.setattr(app.state.keys, "authenticate", unreachable)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://jobpulse.test") as http:
+        response = await http.post("/v1/jobs", headers=headers, json={})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"

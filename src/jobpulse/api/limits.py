@@ -7,7 +7,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobpulse.api.deps import bearer_actor
 from jobpulse.api.errors import error_response
-from jobpulse.errors import PayloadTooLargeError, UnauthorizedError
+from jobpulse.errors import JobPulseError, PayloadTooLargeError, UnauthorizedError
 
 
 class BodySizeLimit:
@@ -98,6 +98,8 @@ class KeyBeforeBody:
                     response = error_response(401, error.code, error.message, headers)
                     await response(scope, receive, send)
                     return
+                except JobPulseError:
+                    pass  # the database cannot be reached, say: the route answers it as usual
         await self.app(scope, receive, send)
 
 
