@@ -379,9 +379,9 @@ def test_one_address_holds_its_share_and_the_whole_is_still_bounded(
 
 def test_serve_raises_its_open_files_limit_to_the_hard_limit(tmp_path: Path) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard <= 256:
+    if hard == resource.RLIM_INFINITY or hard <= 1024:
         pytest.skip(f"the hard limit ({hard}) leaves nothing to raise to")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # what the server starts with
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # what the server starts with
     try:
         served = start(f"sqlite:///{tmp_path / 'jobpulse.db'}")
     finally:
