@@ -83,6 +83,7 @@ def _serve(settings: Settings, host: str, port: int, access_log: bool) -> None:
     from jobpulse.logs import log_config
     from jobpulse.telemetry import setup_tracing
 
+    _raise_open_files_limit()
     setup_tracing(console=settings.trace_console)
     first_key = _run(lambda: asyncio.run(prepare(settings)))
     address = f"http://{host}:{port}"
@@ -107,6 +108,18 @@ def _serve(settings: Settings, host: str, port: int, access_log: bool) -> None:
 
 def _exit_cleanly(_signal: int, _frame: object) -> None:
     raise SystemExit(0)
+
+
+def _raise_open_files_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit: a server holds a file
+    per connection (up to JOBPULSE_MAX_CONNECTIONS), and many systems start processes at 1,024.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @app.command()

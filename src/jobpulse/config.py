@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     keep_alive_s: int = Field(default=5, ge=1)
     #: Connections (and requests in flight) one process takes at once; past it, 503.
     max_connections: int = Field(default=1000, ge=1)
+    #: Seconds a request's body may take to arrive in all, from the end of its headers; past
+    #: it the request is answered 408 and the connection closed.
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    #: Bytes a request's line and headers may take; past it, 431 and the connection closed.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Header fields a request may have; past it, 431 and the connection closed.
+    max_headers: int = Field(default=100, ge=1)
+    #: Connections one peer address may hold at once; past it a new one is answered 429 and
+    #: closed. Behind a reverse proxy every client has the proxy's address: raise it there.
+    max_connections_per_client: int = Field(default=256, ge=1)
 
     #: A bearer token /metrics then requires (`Authorization: Bearer <token>`); open without.
     metrics_token: str | None = None

@@ -9,6 +9,9 @@ JobPulseError
 ├── UnauthorizedError        no valid API key (401)
 ├── ForbiddenError           the key may not do this (403)
 ├── PayloadTooLargeError     the request body is too large (413)
+├── RequestTimeoutError      the request body did not arrive in time (408)
+├── HeadersTooLargeError     the request's headers are too large or too many (431)
+├── TooManyConnectionsError  the client holds too many connections already (429)
 ├── UnavailableError         the database cannot be reached (503)
 └── AlreadyServedError       another `serve` holds the SQLite file (refused at start)
 """
@@ -87,6 +90,24 @@ class PayloadTooLargeError(JobPulseError):
     """The request body is too large."""
 
     code = "payload_too_large"
+
+
+class RequestTimeoutError(JobPulseError):
+    """The request body did not arrive in time."""
+
+    code = "request_timeout"
+
+
+class HeadersTooLargeError(JobPulseError):
+    """The request's headers are too large."""
+
+    code = "headers_too_large"
+
+
+class TooManyConnectionsError(JobPulseError):
+    """This client holds too many connections already."""
+
+    code = "too_many_connections"
 
 
 class UnavailableError(JobPulseError):

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 
 from jobpulse import __version__
 from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream
-from jobpulse.api.limits import BodySizeLimit
+from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.config import Settings
 from jobpulse.dashboard import pages
@@ -116,5 +116,6 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(health.router)
     pages.install(app, Sessions.from_settings(settings))
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(KeyBeforeBody)
     app.add_middleware(RequestSpans)
     return app

@@ -39,6 +39,17 @@ class Caller:
     key_hash: str
 
 
+async def bearer_actor(keys: KeyManager, authorization: str | None) -> tuple[Actor, str]:
+    """Who an `Authorization: Bearer <key>` header speaks for, and the key's SHA-256;
+    UnauthorizedError if no one.
+    """
+    scheme, key = get_authorization_scheme_param(authorization)
+    if scheme.lower() != "bearer" or not key:
+        raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'")
+    digest = hash_key(key)
+    return await keys.authenticate_hash(digest), digest
+
+
 class BearerKey(SecurityBase):
     """The caller, from `Authorization: Bearer <key>`; shown in the OpenAPI document as the
     API's bearer security scheme (FastAPI documents any SecurityBase dependency).
@@ -49,12 +60,8 @@ class BearerKey(SecurityBase):
         self.scheme_name = "HTTPBearer"
 
     async def __call__(self, request: Request) -> Caller:
-        scheme, key = get_authorization_scheme_param(request.headers.get("authorization"))
-        if scheme.lower() != "bearer" or not key:
-            raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'")
         keys: KeyManager = request.app.state.keys
-        digest = hash_key(key)
-        actor = await keys.authenticate_hash(digest)
+        actor, digest = await bearer_actor(keys, request.headers.get("authorization"))
         trace.get_current_span().set_attributes(
             {"user.id": actor.user_id, "organization.id": actor.organization_id}
         )

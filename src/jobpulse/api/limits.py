@@ -1,11 +1,13 @@
-"""Refuse request bodies over a size limit before anything parses them."""
+"""Refuse request bodies over a size limit before anything parses them, and bodies of API
+requests without a valid key before anything waits for them."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobpulse.api.deps import bearer_actor
 from jobpulse.api.errors import error_response
-from jobpulse.errors import PayloadTooLargeError
+from jobpulse.errors import JobPulseError, PayloadTooLargeError, UnauthorizedError
 
 
 class BodySizeLimit:
@@ -72,6 +74,45 @@ class BodySizeLimit:
         headers = {"Connection": "close"}  # the rest of the body is not read
         response = error_response(413, PayloadTooLargeError.code, self._message, headers)
         await response(scope, receive, send)
+
+
+class KeyBeforeBody:
+    """ASGI middleware: a request to the API (`prefix`) that comes with a body is answered
+    401 at once, its body unread and its connection closed, unless its headers carry a valid
+    key: a client without one cannot make the server wait for a body. (The route checks the
+    key again, from the cache this check fills.)
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str = "/v1/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            authorization, has_body = _authorization_and_body(scope["headers"])
+            if has_body:
+                try:
+                    await bearer_actor(scope["app"].state.keys, authorization)
+                except UnauthorizedError as error:
+                    headers = {"Connection": "close"}  # the body is not read
+                    response = error_response(401, error.code, error.message, headers)
+                    await response(scope, receive, send)
+                    return
+                except JobPulseError:
+                    pass  # the database cannot be reached, say: the route answers it as usual
+        await self.app(scope, receive, send)
+
+
+def _authorization_and_body(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
+    """The Authorization header, and whether a body follows the headers."""
+    authorization = None
+    has_body = False
+    for name, value in headers:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            has_body = True
+    return authorization, has_body
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
