@@ -118,10 +118,10 @@ async def test_a_key_that_cannot_be_checked_before_the_body_is_answered_by_the_r
 ) -> None:
     headers = await make_key("org-a", "alice")
 
-    async def unreachable(_secret: str) -> Actor:
+    async def unreachable(_digest: str) -> Actor:
         raise UnavailableError("the database is unavailable")
 
-    monkeypatch.setattr(app.state.keys, "authenticate", unreachable)
+    monkeypatch.setattr(app.state.keys, "authenticate_hash", unreachable)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://jobpulse.test") as http:
         response = await http.post("/v1/jobs", headers=headers, json={})
