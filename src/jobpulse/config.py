@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=16, ge=1)
     #: Deliveries in flight at once to one host, per process (a slow receiver holds no more).
     webhook_host_concurrency: int = Field(default=8, ge=1)
+    #: Deliveries of one organization's callbacks in flight at once, per process: its
+    #: hanging receivers hold no more, whatever hosts they are on.
+    webhook_org_concurrency: int = Field(default=4, ge=1)
     #: An http(s) proxy for deliveries (none by default; HTTP_PROXY and the like are ignored).
     #: The proxy connects to the receiver: the guard then checks the receiver's addresses just
     #: before the request, not at the proxy's own connection.
