@@ -31,7 +31,7 @@ class _Waiter:
 
 class FairSlots:
     """`total` sends at once, at most `per_org` of one organization's and `per_host` to one
-    host; counts what each organization and host holds (waiting or sending), for claims.
+    host; tells `on_change` when a message starts or stops waiting.
     """
 
     def __init__(
@@ -44,9 +44,6 @@ class FairSlots:
         self._sending = 0
         self._sending_org: Counter[str | None] = Counter()
         self._sending_host: Counter[str] = Counter()
-        #: Messages held (waiting for a slot or sending), by organization and by host.
-        self.held_org: Counter[str] = Counter()
-        self.held_host: Counter[str] = Counter()
         self._waiting: list[_Waiter] = []
         self._seq = itertools.count()
 
@@ -61,9 +58,6 @@ class FairSlots:
     async def hold(self, org: str | None, host: str) -> AsyncIterator[None]:
         """Wait for a slot this message may take, and hold it."""
         waiter = _Waiter(next(self._seq), org, host, asyncio.get_running_loop().create_future())
-        if org is not None:
-            self.held_org[org] += 1
-        self.held_host[host] += 1
         self._waiting.append(waiter)
         sending = False
         try:
@@ -77,9 +71,6 @@ class FairSlots:
                 self._release(waiter)
             else:
                 self._waiting.remove(waiter)
-            if org is not None:
-                _drop(self.held_org, org)
-            _drop(self.held_host, host)
             self._grant()
             self._on_change()
 
