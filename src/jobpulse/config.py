@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     #: How long a claimed batch stays claimed: past it, another poller may poll it. At least
     #: three times the request timeout plus LEASE_MARGIN_S.
     batch_lease_s: float = Field(default=300.0, gt=0)
+    #: The longest a provider is paused (for every tenant) after a 429 or 5xx, whatever its
+    #: Retry-After asks.
+    batch_max_pause_s: float = Field(default=300.0, gt=0)
     #: Seconds a batch may stay unknown to its provider (404) before its job fails.
     batch_not_found_fail_s: float = Field(default=3600.0, gt=0)
     #: Seconds past its provider expiry a batch that has not ended is still followed; then
