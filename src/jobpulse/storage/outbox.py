@@ -109,6 +109,20 @@ class Shares:
     def full_hosts(self) -> list[str]:
         return sorted(host for host, held in self.held_host.items() if held >= self.host_max)
 
+    def filled(self, claimed: Sequence[Claimed]) -> tuple[set[str], set[str]]:
+        """The organizations and hosts that hold their share once `claimed` is added: a
+        claim may have left due messages of theirs behind.
+        """
+        orgs, hosts = Counter(self.held_org), Counter(self.held_host)
+        for message in claimed:
+            if message.organization_id is not None:
+                orgs[message.organization_id] += 1
+            hosts[host_of(message.url)] += 1
+        return (
+            {org for org, held in orgs.items() if held >= self.org_max},
+            {host for host, held in hosts.items() if held >= self.host_max},
+        )
+
 
 #: A job's callback, to the URL its organization gave (alerts and step events go to URLs
 #: the operator chose, and count by host only).

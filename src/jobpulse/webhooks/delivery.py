@@ -109,12 +109,14 @@ class Deliverer:
         )
         #: Claimed messages held per organization and host at most: enough to keep their
         #: slots busy between claims, and no more (the rest is left to other workers).
-        self._org_held_max = settings.webhook_org_concurrency * 4
-        self._host_held_max = settings.webhook_host_concurrency * 4
+        self._org_held_max = settings.webhook_org_concurrency * 8
+        self._host_held_max = settings.webhook_host_concurrency * 8
         self._held_org: Counter[str] = Counter()
         self._held_host: Counter[str] = Counter()
-        #: The last claim left due messages of full shares behind.
-        self._left_behind = False
+        #: The organizations and hosts whose share was full at the last claim (due messages
+        #: of theirs may have been left): half of it free again wakes the claims.
+        self._full_orgs: set[str] = set()
+        self._full_hosts: set[str] = set()
         #: Claimed messages ready to send (not waiting for their host) at most: enough to keep
         #: every slot busy; and all claimed messages at most, waiting ones included.
         self._capacity = settings.webhook_concurrency * 4
@@ -186,25 +188,24 @@ class Deliverer:
             self._in_flight.add(task)
             task.add_done_callback(functools.partial(self._finished, message))
             started.append(task)
-        self._left_behind = bool(shares.full_orgs() or shares.full_hosts()) or self._is_full()
+        self._full_orgs, self._full_hosts = shares.filled(claimed)
         return started
 
     def _count(self, message: outbox.Claimed, change: int) -> None:
         """Count a message held (1) or let go (-1) against its organization's and host's
-        shares; one let go while due messages were left for full shares wakes the claims.
+        shares; a share left full by the last claim wakes the claims once half of it is
+        free (so they take many messages at a time, not one per delivery).
         """
         org, host = message.organization_id, outbox.host_of(message.url)
         if org is not None:
             _add(self._held_org, org, change)
+            if org in self._full_orgs and self._held_org[org] <= self._org_held_max // 2:
+                self._full_orgs.discard(org)
+                self.wake.set()
         _add(self._held_host, host, change)
-        if change < 0 and self._left_behind:
+        if host in self._full_hosts and self._held_host[host] <= self._host_held_max // 2:
+            self._full_hosts.discard(host)
             self.wake.set()
-
-    def _is_full(self) -> bool:
-        """Whether an organization or a host holds its share (its due messages are left)."""
-        return any(held >= self._org_held_max for held in self._held_org.values()) or any(
-            held >= self._host_held_max for held in self._held_host.values()
-        )
 
     def _room_left(self) -> int:
         """How many more messages to claim: those waiting for a slow host do not count
