@@ -117,8 +117,9 @@ class Deliverer:
         #: of theirs may have been left): half of it free again wakes the claims.
         self._full_orgs: set[str] = set()
         self._full_hosts: set[str] = set()
-        #: Claimed messages ready to send (not waiting for their host) at most: enough to keep
-        #: every slot busy; and all claimed messages at most, waiting ones included.
+        #: Claimed messages ready to send (not held back by their organization's or host's
+        #: cap) at most: enough to keep every slot busy; and all claimed messages at most,
+        #: waiting ones included.
         self._capacity = settings.webhook_concurrency * 4
         self._held_max = self._capacity * 4
         self._in_flight: set[asyncio.Task[None]] = set()
