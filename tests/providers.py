@@ -29,6 +29,9 @@ class Answer:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    #: Send the body in this many writes, `pause_s` apart (as a slow network delivers it).
+    pieces: int = 1
+    pause_s: float = 0.0
 
 
 @dataclass
@@ -150,6 +153,8 @@ class FakeProviders:
             await asyncio.sleep(self.delay_s + answer.delay_s)
             if answer.body is None and answer.status == 404:
                 answer.body = {"error": {"type": "not_found_error", "message": "no such batch"}}
+            if answer.pieces > 1:  # as JSON, a list too
+                return await _in_pieces(request, answer)
             if isinstance(answer.body, list):
                 text = "".join(line + "\n" for line in answer.body)
                 return web.Response(
@@ -209,3 +214,18 @@ def _authorised(request: web.Request, provider: str) -> bool:
             and request.headers.get("anthropic-version") == "2023-06-01"
         )
     return request.headers.get("Authorization") == f"Bearer {OPENAI_KEY}"
+
+
+async def _in_pieces(request: web.Request, answer: Answer) -> web.StreamResponse:
+    """The answer's JSON body in `answer.pieces` writes, `answer.pause_s` apart."""
+    body = json.dumps(answer.body).encode()
+    response = web.StreamResponse(status=answer.status, headers=answer.headers)
+    response.content_type = "application/json"
+    response.content_length = len(body)
+    await response.prepare(request)
+    size = -(-len(body) // answer.pieces)
+    for start in range(0, len(body), size):
+        await response.write(body[start : start + size])
+        await asyncio.sleep(answer.pause_s)
+    await response.write_eof()
+    return response

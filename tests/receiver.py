@@ -20,6 +20,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: time.monotonic() when it arrived.
+    at: float = 0.0
 
     @property
     def json(self) -> Any:
@@ -28,7 +30,7 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Serves on 127.0.0.1 until closed."""
+    """Serves on loopback (127.0.0.1 unless told another) until closed."""
 
     statuses: list[int] = field(default_factory=lambda: [200])
     #: 0 picks a free port; a port given brings a closed receiver back at the same address.
@@ -43,6 +45,7 @@ class Receiver:
     #: to flood); without it the answer is empty.
     body: Callable[[], Iterable[bytes]] | None = None
     pause_s: float = 0.0
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         self.released.set()
@@ -53,7 +56,12 @@ class Receiver:
                 length = int(self.headers.get("content-length", 0))
                 body = self.rfile.read(length)
                 receiver.received.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    Received(
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        body,
+                        time.monotonic(),
+                    )
                 )
                 receiver.got_one.set()
                 receiver.released.wait(30)
@@ -79,14 +87,14 @@ class Receiver:
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a sender that died mid-request is what some tests are about
 
-        self.server = Server(("127.0.0.1", self.port), Handler)
+        self.server = Server((self.host, self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"http://{self.host}:{self.server.server_address[1]}/hook"
 
     def close(self) -> None:
         self.released.set()

@@ -9,12 +9,13 @@ status with a stop reason), `plan_failed` records a poll that got no usable answ
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from jobpulse.domain import (
     TERMINAL,
@@ -32,6 +33,10 @@ from jobpulse.errors import ValidationError
 BATCH_JOB_TYPE = "llm_batch"
 #: The actor named in the history of what the poller changes.
 POLLER = "batch-poller"
+#: The longest batch id taken (Anthropic's and OpenAI's are about 30 characters).
+BATCH_ID_MAX = 128
+#: Letters, digits, `_` and `-`: what the providers' ids are made of (msgbatch_…, batch_…).
+_BATCH_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{BATCH_ID_MAX}}}", re.ASCII)
 #: Error messages from a batch's results kept on its job, and the length of each.
 ERRORS_KEPT = 5
 ERROR_CHARS = 300
@@ -59,11 +64,20 @@ def batch_ref(metadata: Mapping[str, Any]) -> BatchRef:
         choices = ", ".join(p.value for p in Provider)
         raise ValidationError(f"an {BATCH_JOB_TYPE} job needs metadata.provider: one of {choices}")
     batch_id = metadata.get("batch_id")
-    if not isinstance(batch_id, str) or not 1 <= len(batch_id) <= 255:
+    if not is_batch_id(batch_id):
         raise ValidationError(
-            f"an {BATCH_JOB_TYPE} job needs metadata.batch_id: a string of 1 to 255 characters"
+            f"an {BATCH_JOB_TYPE} job needs metadata.batch_id: the provider's batch id "
+            f"(like msgbatch_01Hk… or batch_abc123), 1 to {BATCH_ID_MAX} letters, digits, "
+            "'_' or '-'"
         )
     return BatchRef(Provider(provider), batch_id)
+
+
+def is_batch_id(value: object) -> TypeGuard[str]:
+    """Whether `value` has the syntax of a provider's batch id: a single path segment that
+    names nothing else (never `.` or `..`, no `/`, `?`, `%`).
+    """
+    return isinstance(value, str) and _BATCH_ID.fullmatch(value) is not None
 
 
 class UnexpectedAnswerError(Exception):
@@ -139,9 +153,10 @@ def _text(body: Mapping[str, Any], name: str) -> str | None:
 
 def _status(body: Mapping[str, Any], name: str, known: frozenset[str]) -> str:
     value = body.get(name)
-    if value not in known:
-        raise UnexpectedAnswerError(f"{name} is {value!r}")
-    return str(value)
+    if not isinstance(value, str) or value not in known:
+        shown = storable(repr(value), 60) if isinstance(value, str | None) else type(value).__name__
+        raise UnexpectedAnswerError(f"{name} is {shown}, not one of {', '.join(sorted(known))}")
+    return value
 
 
 _ANTHROPIC_COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")

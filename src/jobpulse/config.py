@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=16, ge=1)
     #: Deliveries in flight at once to one host, per process (a slow receiver holds no more).
     webhook_host_concurrency: int = Field(default=8, ge=1)
+    #: Deliveries of one organization's callbacks in flight at once, per process: its
+    #: hanging receivers hold no more, whatever hosts they are on.
+    webhook_org_concurrency: int = Field(default=4, ge=1)
     #: An http(s) proxy for deliveries (none by default; HTTP_PROXY and the like are ignored).
     #: The proxy connects to the receiver: the guard then checks the receiver's addresses just
     #: before the request, not at the proxy's own connection.
@@ -136,6 +139,9 @@ class Settings(BaseSettings):
     #: How long a claimed batch stays claimed: past it, another poller may poll it. At least
     #: three times the request timeout plus LEASE_MARGIN_S.
     batch_lease_s: float = Field(default=300.0, gt=0)
+    #: The longest a provider is paused (for every tenant) after a 429 or 5xx, whatever its
+    #: Retry-After asks.
+    batch_max_pause_s: float = Field(default=300.0, gt=0)
     #: Seconds a batch may stay unknown to its provider (404) before its job fails.
     batch_not_found_fail_s: float = Field(default=3600.0, gt=0)
     #: Seconds past its provider expiry a batch that has not ended is still followed; then

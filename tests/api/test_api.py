@@ -124,6 +124,16 @@ async def test_list_filters_and_cursors(http: httpx.AsyncClient, make_key: MakeK
             422,
             "validation_error",
         ),
+        *(
+            (
+                "POST",
+                "/v1/jobs",
+                {"json": {"job_type": "llm_batch", "metadata": {"provider": p, "batch_id": b}}},
+                422,
+                "validation_error",
+            )
+            for p, b in (("anthropic", "."), ("openai", ".."), ("openai", "batch_1/../x"))
+        ),
         ("POST", "/v1/jobs", {"json": {"metadata": {"k": "x" * 70_000}}}, 422, "validation_error"),
         (
             "POST",

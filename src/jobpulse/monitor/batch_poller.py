@@ -24,8 +24,10 @@ from jobpulse.batches import (
     Provider,
     Snapshot,
     gave_up,
+    is_batch_id,
     plan_failed,
     plan_observed,
+    storable,
 )
 from jobpulse.config import LEASE_MARGIN_S, Settings
 from jobpulse.domain import TERMINAL, Job, JobStatus, Plan
@@ -37,8 +39,8 @@ from jobpulse.webhooks.policy import retry_after_seconds
 
 logger = logging.getLogger("jobpulse.batches")
 
-#: The longest a provider's Retry-After is honoured, and the backoff's ceiling without one.
-RETRY_AFTER_MAX_S = 3600.0
+#: The backoff's ceiling without a Retry-After (a Retry-After is honoured up to
+#: `batch_max_pause_s`).
 BACKOFF_MAX_S = 60.0
 #: How often the poller looks for due batches when nothing wakes it.
 TICK_S = 1.0
@@ -60,6 +62,7 @@ class BatchPoller:
         self._interval = timedelta(seconds=settings.batch_poll_interval_s)
         self._lease_s = settings.batch_lease_s
         self._not_found_fail_s = settings.batch_not_found_fail_s
+        self._max_pause_s = settings.batch_max_pause_s
         self._expiry_grace = timedelta(seconds=settings.batch_expiry_grace_s)
         #: What a batch's results may take to read: the lease, less its other two requests.
         self._results_s = settings.batch_lease_s - 2 * settings.batch_timeout_s - LEASE_MARGIN_S
@@ -122,6 +125,11 @@ class BatchPoller:
         provider = batch.ref.provider
         if batch.job_status in TERMINAL and batch.job_status != JobStatus.CANCELLED:
             return _unchanged, self._defer(batch, 0.0, ended=True)  # ended through jobpulse
+        if not is_batch_id(batch.ref.batch_id):  # followed before ids were checked: never ask
+            shown = storable(repr(batch.ref.batch_id), 80)
+            message = f"batch_id {shown} is not a {provider} batch id: not polled"
+            refused = partial(plan_failed, message=message, now=self._now(), give_up=True)
+            return refused, self._defer(batch, 0.0, ended=True)
         wait = self._resume_at.get(provider, 0.0) - time.monotonic()
         if wait > 0:  # the provider asked for a pause: come back then, unasked
             return _unchanged, self._defer(batch, wait)
@@ -227,12 +235,15 @@ class BatchPoller:
         )
 
     def _back_off(self, provider: Provider, retry_after: str | None, now: datetime) -> float:
-        """Pause every request to `provider`: for its Retry-After, or 1, 2, 4… up to 60 s."""
+        """Pause every request to `provider`: for its Retry-After, or 1, 2, 4… up to 60 s;
+        never longer than `batch_max_pause_s` (one answer must not stop every tenant's polls
+        for long).
+        """
         failures = self._failures[provider] = self._failures.get(provider, 0) + 1
         seconds = retry_after_seconds(retry_after, now)
         if seconds is None:
             seconds = min(2.0 ** (failures - 1), BACKOFF_MAX_S)
-        seconds = min(seconds, RETRY_AFTER_MAX_S)
+        seconds = min(seconds, self._max_pause_s)
         resume = time.monotonic() + seconds
         self._resume_at[provider] = max(resume, self._resume_at.get(provider, 0.0))
         return seconds

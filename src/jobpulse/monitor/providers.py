@@ -143,8 +143,11 @@ class ProviderClient:
             raise ProviderError(f"unexpected answer for batch {ref.batch_id}: not an object")
         try:
             return READERS[ref.provider](body)
-        except UnexpectedAnswerError as exc:
-            raise ProviderError(f"unexpected answer for batch {ref.batch_id}: {exc}") from None
+        # The readers check every field they use; whatever else a strange answer could still
+        # raise is the same news: not a batch.
+        except (UnexpectedAnswerError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            why = storable(f"unexpected answer for batch {ref.batch_id}: {exc}", 300)
+            raise ProviderError(api.redact(why)) from None
 
     async def cancel(self, ref: BatchRef) -> None:
         """Ask the provider to cancel the batch (an ended batch answers 4xx: nothing to do)."""
@@ -198,7 +201,7 @@ class ProviderClient:
                 ) as response,
             ):
                 await _check(api, response)
-                body = await response.content.read(ANSWER_MAX_BYTES + 1)
+                body = await _read_up_to(response, ANSWER_MAX_BYTES)
                 if len(body) > ANSWER_MAX_BYTES:
                     raise ProviderError(f"{api.provider} answered more than 1 MiB for a batch")
                 return orjson.loads(body)
@@ -242,7 +245,9 @@ async def _check(api: _Api, response: aiohttp.ClientResponse) -> None:
     """ProviderError for an answer that is not 2xx, with the provider's own message."""
     if 200 <= response.status < 300:
         return
-    text = (await response.content.read(ERROR_READ_BYTES)).decode("utf-8", "replace")
+    text = (await _read_up_to(response, ERROR_READ_BYTES))[:ERROR_READ_BYTES].decode(
+        "utf-8", "replace"
+    )
     try:
         error = orjson.loads(text).get("error")
         detail = error.get("message") if isinstance(error, dict) else None
@@ -254,3 +259,16 @@ async def _check(api: _Api, response: aiohttp.ClientResponse) -> None:
     raise ProviderError(
         storable(api.redact(message), 300), response.status, response.headers.get("Retry-After")
     )
+
+
+async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole answer, however many pieces it comes in, up to `limit` bytes and one more
+    (a longer answer is not read further: the caller refuses it).
+    """
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await response.content.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)

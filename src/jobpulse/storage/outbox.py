@@ -4,12 +4,27 @@ delivery workers under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), and every
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 
 from jobpulse.domain import OutboxMessage
 from jobpulse.errors import NotFoundError
@@ -32,6 +47,8 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     trace_context: dict[str, str] | None
+    #: The organization of its job (None: an operator's alert or step event, or a job gone).
+    organization_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,41 +91,149 @@ def insert_messages(connection: Connection, messages: Sequence[OutboxMessage]) -
         prepared.write_many(connection, _INSERT_MESSAGE, _message_rows(messages))
 
 
-def claim_due(
-    connection: Connection, now: datetime, lease_until: datetime, limit: int
-) -> list[Claimed]:
-    """Claim up to `limit` due messages until `lease_until`; rows another worker holds are
-    skipped, and a lease that ran out (a worker died) makes its message due again.
+@dataclass(frozen=True, slots=True)
+class Shares:
+    """What one process may still claim: at most `org_max` messages held per organization
+    and `host_max` per host, `held_org` and `held_host` being what it holds already.
+    Messages with no organization (operator alerts and step events) count by host only.
     """
-    due = (
-        select(outbox.c.id)
+
+    org_max: int
+    host_max: int
+    held_org: Mapping[str, int] = field(default_factory=dict)
+    held_host: Mapping[str, int] = field(default_factory=dict)
+
+    def full_orgs(self) -> list[str]:
+        return sorted(org for org, held in self.held_org.items() if held >= self.org_max)
+
+    def full_hosts(self) -> list[str]:
+        return sorted(host for host, held in self.held_host.items() if held >= self.host_max)
+
+    def filled(self, claimed: Sequence[Claimed]) -> tuple[set[str], set[str]]:
+        """The organizations and hosts that hold their share once `claimed` is added: a
+        claim may have left due messages of theirs behind.
+        """
+        orgs, hosts = Counter(self.held_org), Counter(self.held_host)
+        for message in claimed:
+            if message.organization_id is not None:
+                orgs[message.organization_id] += 1
+            hosts[host_of(message.url)] += 1
+        return (
+            {org for org, held in orgs.items() if held >= self.org_max},
+            {host for host, held in hosts.items() if held >= self.host_max},
+        )
+
+
+#: A job's callback, to the URL its organization gave (alerts and step events go to URLs
+#: the operator chose, and count by host only).
+_TENANT_CALLBACK = and_(jobs.c.id == outbox.c.job_id, outbox.c.event_type.like("job.%"))
+#: Due rows read per message a claim may take: room to pass over rows whose organization or
+#: host fills up within this claim, whose shares were not full when it began.
+_CANDIDATES_PER_CLAIM = 4
+
+
+def claim_due(
+    connection: Connection,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    shares: Shares | None = None,
+) -> list[Claimed]:
+    """Claim up to `limit` due messages until `lease_until`, oldest first; rows another
+    worker holds are skipped, and a lease that ran out (a worker died) makes its message due
+    again. With `shares`, organizations and hosts that hold their share are passed over, so
+    the messages of the others are claimed even behind a slow tenant's backlog.
+    """
+    due: Select[Any] = (
+        select(outbox.c.id, outbox.c.url, jobs.c.organization_id)
+        .select_from(outbox.outerjoin(jobs, _TENANT_CALLBACK))
         .where(
             outbox.c.state == PENDING,
             outbox.c.next_attempt_at <= now,
             or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
         )
         .order_by(outbox.c.next_attempt_at, outbox.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=outbox)
     )
+    if shares is None:
+        candidates = connection.execute(due.limit(limit)).all()
+        organizations = {row.id: row.organization_id for row in candidates}
+    else:
+        due = _passing_over(due, shares).limit(limit * _CANDIDATES_PER_CLAIM)
+        organizations = _pick(connection.execute(due).all(), limit, shares)
+    if not organizations:
+        return []
     rows = connection.execute(
         update(outbox)
-        .where(outbox.c.id.in_(due.scalar_subquery()))
+        .where(outbox.c.id.in_(list(organizations)))
         .values(locked_until=lease_until)
-        .returning(
-            outbox.c.id,
-            outbox.c.webhook_id,
-            outbox.c.job_id,
-            outbox.c.event_type,
-            outbox.c.url,
-            outbox.c.payload,
-            outbox.c.attempts,
-            outbox.c.trace_context,
-        )
+        .returning(*_CLAIMED)
     )
-    return sorted((Claimed(**row._mapping) for row in rows), key=lambda claimed: claimed.id)
+    claimed = (Claimed(**row._mapping, organization_id=organizations[row.id]) for row in rows)
+    return sorted(claimed, key=lambda message: message.id)
 
 
+def host_of(url: str) -> str:
+    """The host (and port) a message goes to: what a slow receiver is counted by."""
+    try:
+        return urlsplit(url).netloc.lower()
+    except ValueError:
+        return url
+
+
+def _passing_over(due: Select[Any], shares: Shares) -> Select[Any]:
+    """`due` without the messages of organizations and hosts that hold their share."""
+    full_orgs = shares.full_orgs()
+    if full_orgs:
+        due = due.where(
+            or_(jobs.c.organization_id.is_(None), jobs.c.organization_id.not_in(full_orgs))
+        )
+    for host in shares.full_hosts():
+        due = due.where(not_(_goes_to(host)))
+    return due
+
+
+def _goes_to(host: str) -> ColumnElement[bool]:
+    """Whether a message's URL is on `host` (as `host_of` reads it, in any letter case)."""
+    url = func.lower(outbox.c.url)
+    starts = [f"{scheme}://{host}" for scheme in ("http", "https")]
+    return or_(
+        url.in_(starts),
+        *(url.startswith(start + end, autoescape=True) for start in starts for end in "/?#"),
+    )
+
+
+def _pick(candidates: Sequence[Row[Any]], limit: int, shares: Shares) -> dict[int, str | None]:
+    """The candidates a claim takes, oldest first, within each one's shares: id → its
+    organization.
+    """
+    held_org, held_host = Counter(shares.held_org), Counter(shares.held_host)
+    taken: dict[int, str | None] = {}
+    for row in candidates:
+        org, host = row.organization_id, host_of(row.url)
+        if held_host[host] >= shares.host_max:
+            continue
+        if org is not None:
+            if held_org[org] >= shares.org_max:
+                continue
+            held_org[org] += 1
+        held_host[host] += 1
+        taken[row.id] = org
+        if len(taken) == limit:
+            break
+    return taken
+
+
+_CLAIMED = (
+    outbox.c.id,
+    outbox.c.webhook_id,
+    outbox.c.job_id,
+    outbox.c.event_type,
+    outbox.c.url,
+    outbox.c.payload,
+    outbox.c.attempts,
+    outbox.c.trace_context,
+)
 #: One attempt to record: the message, what the attempt did, and an alert it leads to.
 Outcome = tuple[Claimed, Attempt, OutboxMessage | None]
 

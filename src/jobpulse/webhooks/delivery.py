@@ -6,20 +6,23 @@ A message is held only under a lease, longer than an attempt can last: if this p
 mid-delivery, the lease runs out and the message is sent again, with the same webhook-id, by
 whichever worker claims it next (at least once). A message whose lease would run out before
 its attempt could end is not sent at all, so two workers never send one message at once.
-Each receiving host gets at most `webhook_host_concurrency` sends at a time, so one slow
-receiver cannot hold every slot.
+The process's slots are shared fairly (`fairness.py`): at most `webhook_org_concurrency` sends
+of one organization's callbacks and `webhook_host_concurrency` to one host at a time, and
+claims pass over the organizations and hosts that hold their share already, so one tenant's
+hanging receivers cannot hold up another's callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from opentelemetry import propagate, trace
 
@@ -32,6 +35,7 @@ from jobpulse.storage import outbox
 from jobpulse.storage.engine import Database
 from jobpulse.telemetry import tracer, tracing_enabled
 from jobpulse.webhooks import guard, payload, policy, signing
+from jobpulse.webhooks.fairness import FairSlots
 from jobpulse.webhooks.sender import AiohttpSender, Sender, SendError
 
 logger = logging.getLogger("jobpulse.webhooks")
@@ -78,41 +82,6 @@ class Recorder:
         self._writer = None
 
 
-class HostLimits:
-    """At most `per_host` sends at once to one host; a host's slot goes when unused. Counts
-    the messages waiting for a slot, and tells `on_wait` when one starts to.
-    """
-
-    def __init__(self, per_host: int, on_wait: Callable[[], None]) -> None:
-        self._per_host = per_host
-        self._on_wait = on_wait
-        self._hosts: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
-        #: Messages waiting for a slot of their host (a slow host's backlog).
-        self.waiting = 0
-
-    @contextlib.asynccontextmanager
-    async def hold(self, url: str) -> AsyncIterator[None]:
-        host = _host(url)
-        slots, users = self._hosts.setdefault(host, (asyncio.Semaphore(self._per_host), [0]))
-        users[0] += 1
-        self.waiting += 1
-        self._on_wait()
-        try:
-            acquired = False
-            try:
-                await slots.acquire()
-                acquired = True
-            finally:
-                self.waiting -= 1
-            yield
-        finally:
-            if acquired:
-                slots.release()
-            users[0] -= 1
-            if users[0] == 0:
-                del self._hosts[host]
-
-
 class Deliverer:
     """Sends the outbox, `webhook_concurrency` messages at a time."""
 
@@ -132,10 +101,25 @@ class Deliverer:
         self.wake = wake or asyncio.Event()
         self._now = clock
         self.metrics = metrics or Metrics()
-        self._slots = asyncio.Semaphore(settings.webhook_concurrency)
-        self._hosts = HostLimits(settings.webhook_host_concurrency, on_wait=self._check_room)
-        #: Claimed messages ready to send (not waiting for their host) at most: enough to keep
-        #: every slot busy; and all claimed messages at most, waiting ones included.
+        self._slots = FairSlots(
+            settings.webhook_concurrency,
+            settings.webhook_org_concurrency,
+            settings.webhook_host_concurrency,
+            on_change=self._check_room,
+        )
+        #: Claimed messages held per organization and host at most: enough to keep their
+        #: slots busy between claims, and no more (the rest is left to other workers).
+        self._org_held_max = settings.webhook_org_concurrency * 8
+        self._host_held_max = settings.webhook_host_concurrency * 8
+        self._held_org: Counter[str] = Counter()
+        self._held_host: Counter[str] = Counter()
+        #: The organizations and hosts whose share was full at the last claim (due messages
+        #: of theirs may have been left): half of it free again wakes the claims.
+        self._full_orgs: set[str] = set()
+        self._full_hosts: set[str] = set()
+        #: Claimed messages ready to send (not held back by their organization's or host's
+        #: cap) at most: enough to keep every slot busy; and all claimed messages at most,
+        #: waiting ones included.
         self._capacity = settings.webhook_concurrency * 4
         self._held_max = self._capacity * 4
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -151,6 +135,8 @@ class Deliverer:
         """
         while not self._stopping:
             room = self._room_left()
+            # Cleared before the claim: news that comes while it runs is not lost.
+            self.wake.clear()
             claimed = 0
             try:
                 claimed = len(await self._start(room))
@@ -158,8 +144,7 @@ class Deliverer:
                 logger.exception("webhook delivery round failed")
             if self._stopping:
                 break
-            if claimed < room:
-                self.wake.clear()
+            if claimed < room:  # drained, or what is left waits for a full share to free
                 await _wait(self.wake, self.settings.webhook_poll_s)
             elif self._room_left() < self._capacity // 2:
                 self._room.clear()
@@ -182,7 +167,9 @@ class Deliverer:
                 task.cancel()
 
     async def run_once(self) -> int:
-        """Claim the due messages and deliver them all; how many there were."""
+        """Claim the due messages (within the shares) and deliver them all; how many there
+        were.
+        """
         started = await self._start(self._capacity)
         await asyncio.gather(*started)
         return len(started)
@@ -191,24 +178,46 @@ class Deliverer:
         """Claim up to `limit` due messages and start delivering each."""
         now = self._now()
         lease = now + timedelta(seconds=self.settings.webhook_lease_s)
-        claimed = await self.database.write(outbox.claim_due, now, lease, limit)
+        shares = outbox.Shares(
+            self._org_held_max, self._host_held_max, dict(self._held_org), dict(self._held_host)
+        )
+        claimed = await self.database.write(outbox.claim_due, now, lease, limit, shares)
         started = []
         for message in claimed:
+            self._count(message, 1)
             task = asyncio.create_task(self._deliver(message, lease))
             self._in_flight.add(task)
-            task.add_done_callback(self._finished)
+            task.add_done_callback(functools.partial(self._finished, message))
             started.append(task)
+        self._full_orgs, self._full_hosts = shares.filled(claimed)
         return started
+
+    def _count(self, message: outbox.Claimed, change: int) -> None:
+        """Count a message held (1) or let go (-1) against its organization's and host's
+        shares; a share left full by the last claim wakes the claims once half of it is
+        free (so they take many messages at a time, not one per delivery).
+        """
+        org, host = message.organization_id, outbox.host_of(message.url)
+        if org is not None:
+            _add(self._held_org, org, change)
+            if org in self._full_orgs and self._held_org[org] <= self._org_held_max // 2:
+                self._full_orgs.discard(org)
+                self.wake.set()
+        _add(self._held_host, host, change)
+        if host in self._full_hosts and self._held_host[host] <= self._host_held_max // 2:
+            self._full_hosts.discard(host)
+            self.wake.set()
 
     def _room_left(self) -> int:
         """How many more messages to claim: those waiting for a slow host do not count
         against the capacity, so the other hosts' messages keep coming, within a hard cap.
         """
-        ready = len(self._in_flight) - self._hosts.waiting
+        ready = len(self._in_flight) - self._slots.blocked
         return min(self._capacity - ready, self._held_max - len(self._in_flight))
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, message: outbox.Claimed, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._count(message, -1)
         self._check_room()
 
     def _check_room(self) -> None:
@@ -216,7 +225,7 @@ class Deliverer:
             self._room.set()
 
     async def _deliver(self, message: outbox.Claimed, lease: datetime) -> None:
-        async with self._hosts.hold(message.url), self._slots:
+        async with self._slots.hold(message.organization_id, outbox.host_of(message.url)):
             # An attempt ends within the timeout: it must end a second before the lease does.
             latest_start = lease - timedelta(seconds=self.settings.webhook_timeout_s + 1)
             if self._now() > latest_start:
@@ -313,9 +322,8 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(event.wait(), seconds)
 
 
-def _host(url: str) -> str:
-    """The host (and port) a message goes to: what a slow receiver is counted by."""
-    try:
-        return urlsplit(url).netloc.lower()
-    except ValueError:
-        return url
+def _add(counts: Counter[str], key: str, change: int) -> None:
+    """Change a count; counts at zero go, so idle tenants and hosts cost nothing."""
+    counts[key] += change
+    if counts[key] <= 0:
+        del counts[key]

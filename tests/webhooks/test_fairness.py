@@ -1,0 +1,162 @@
+"""Tenants whose receivers hang or trickle, on hosts of their own, beside a healthy tenant:
+the healthy tenant's callbacks still arrive at once, on real loopback receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobpulse import Actor, JobManager, Settings
+from jobpulse.storage import outbox
+from jobpulse.storage.engine import Database
+from jobpulse.webhooks import payload
+from jobpulse.webhooks.delivery import Deliverer, new_client
+from jobpulse.webhooks.fairness import FairSlots
+from tests.receiver import Receiver
+
+GOOD = Actor("org-good", "gina")
+HOSTILE = [Actor(f"org-hostile-{n}", "mallory") for n in range(3)]
+#: Seconds an attempt may take here (15 in production): a hanging receiver holds a slot
+#: this long each attempt, and its callback is due again at once (schedule below).
+TIMEOUT_S = 3.0
+
+
+@dataclass
+class World:
+    jobs: JobManager
+    deliverer: Deliverer
+
+
+@pytest.fixture
+async def world(database_url: str) -> AsyncIterator[World]:
+    settings = Settings(
+        database_url=database_url,
+        webhook_allow_private=True,
+        webhook_timeout_s=TIMEOUT_S,
+        webhook_lease_s=TIMEOUT_S + 6,
+        webhook_retry_schedule=",".join(["0"] + ["0.2"] * 30),
+    )
+    # The defaults: 16 slots, 8 per host, 4 per organization.
+    assert (settings.webhook_concurrency, settings.webhook_host_concurrency) == (16, 8)
+    assert settings.webhook_org_concurrency == 4
+    database = Database(settings)
+    try:
+        async with new_client(settings) as sender:
+            deliverer = Deliverer(database, settings, sender)
+            jobs = JobManager(database, allow_private_callbacks=True, notify=deliverer.wake.set)
+            yield World(jobs, deliverer)
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+def hostile_receivers() -> Iterator[list[Receiver]]:
+    """Two hanging receivers on 127.0.0.2 and a trickling one on 127.0.0.3."""
+    hanging = [Receiver(host="127.0.0.2") for _ in range(2)]
+    for receiver in hanging:
+        receiver.released.clear()  # holds every request until closed
+    trickling = Receiver(host="127.0.0.3", body=lambda: iter(lambda: b".", None), pause_s=0.3)
+    yield [*hanging, trickling]
+    for receiver in (*hanging, trickling):
+        receiver.close()
+
+
+async def _end_with_callback(jobs: JobManager, actor: Actor, url: str) -> str:
+    job = await jobs.create_job(actor, status="running", callback_url=url)
+    await jobs.update_job(actor, job.id, stop_reason="end_turn")
+    return job.id
+
+
+async def test_hostile_tenants_cannot_hold_up_a_healthy_tenants_callbacks(
+    world: World, hostile_receivers: list[Receiver], receiver: Receiver
+) -> None:
+    # Each hostile tenant has 10 callbacks to its own misbehaving host: 20 hanging, 10
+    # trickling, far more than the 16 slots of the process.
+    for actor, hostile in zip(HOSTILE, hostile_receivers, strict=True):
+        for _ in range(10):
+            await _end_with_callback(world.jobs, actor, hostile.url)
+    worker = asyncio.create_task(world.deliverer.run())
+    try:
+        began = time.monotonic()
+        while sum(len(hostile.received) for hostile in hostile_receivers) < 12:
+            assert time.monotonic() - began < 10, "the hostile receivers were never reached"
+            await asyncio.sleep(0.05)
+        ended: dict[str, float] = {}
+        for _ in range(60):  # a healthy callback every 0.1 s, for two attempt timeouts
+            job_id = await _end_with_callback(world.jobs, GOOD, receiver.url)
+            ended[job_id] = time.monotonic()
+            await asyncio.sleep(0.1)
+        while len(receiver.received) < len(ended):
+            assert time.monotonic() - began < 60, f"{len(receiver.received)} arrived"
+            await asyncio.sleep(0.05)
+        # Meanwhile the hostile tenants kept their receivers busy to the end.
+        hanging_attempts = sum(len(hostile.received) for hostile in hostile_receivers[:2])
+        assert hanging_attempts >= 8
+        assert len(hostile_receivers[2].received) >= 4
+    finally:
+        await world.deliverer.stop(worker)
+    late = sorted(got.at - ended[got.json["job_id"]] for got in receiver.received)
+    p99 = late[int(len(late) * 0.99) - 1]
+    assert p99 <= 2.0, f"healthy callbacks p50 {late[len(late) // 2]:.3f} s, p99 {p99:.3f} s"
+    print(f"healthy callbacks p50 {late[len(late) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
+
+
+async def test_a_claim_passes_over_organizations_and_hosts_that_hold_their_share(
+    world: World, receiver: Receiver
+) -> None:
+    database = world.jobs.database
+    hostile = HOSTILE[0]
+    for _ in range(30):  # the oldest due messages are a full organization's
+        await _end_with_callback(world.jobs, hostile, receiver.url + "?hostile")
+    now = datetime.now(UTC)
+    full_host = "http://Flooded.Example:8080"
+    alerts = [payload.alert(f"{full_host}/a{n}", payload.JOB_STUCK, {}, now) for n in range(30)]
+    await database.write(outbox.insert_messages, alerts)
+    healthy = await _end_with_callback(world.jobs, GOOD, receiver.url)
+    shares = outbox.Shares(
+        org_max=4,
+        host_max=4,
+        held_org={hostile.organization_id: 4},
+        held_host={"flooded.example:8080": 4},
+    )
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    lease = later + timedelta(seconds=60)
+    claimed = await database.write(outbox.claim_due, later, lease, 4, shares)
+    assert [(c.job_id, c.organization_id) for c in claimed] == [(healthy, GOOD.organization_id)]
+    # With room in its share, an organization gets what the room allows, no more.
+    shares = outbox.Shares(org_max=4, host_max=4, held_org={hostile.organization_id: 1})
+    claimed = await database.write(outbox.claim_due, later, lease, 16, shares)
+    by_org = Counter(c.organization_id for c in claimed)
+    assert by_org[hostile.organization_id] == 3
+    assert by_org[None] == 4  # the alerts, by their host's share only
+
+
+async def test_a_free_slot_goes_to_the_least_busy_organization() -> None:
+    changes: list[int] = []
+    slots = FairSlots(total=3, per_org=2, per_host=8, on_change=lambda: changes.append(1))
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def send(org: str, host: str) -> None:
+        async with slots.hold(org, host):
+            order.append(org)
+            await release.wait()
+
+    tasks = [asyncio.create_task(send("a", f"a{n}")) for n in range(4)]
+    await asyncio.sleep(0.01)
+    assert order == ["a", "a"]  # its cap, though a slot is free
+    assert slots.blocked == 2
+    tasks += [asyncio.create_task(send("b", "b0")), asyncio.create_task(send("c", "c0"))]
+    await asyncio.sleep(0.01)
+    assert order == ["a", "a", "b"]  # b took the free slot; c waits for one
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order[3] == "c", "c had nothing in flight: it goes before a's third"
+    assert sorted(order) == ["a", "a", "a", "a", "b", "c"]
+    assert slots.blocked == 0
