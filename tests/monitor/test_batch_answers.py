@@ -164,7 +164,8 @@ async def test_an_id_followed_before_ids_were_checked_is_never_polled(
     assert failed.status == JobStatus.FAILED
     assert failed.stop_reason == "error"
     assert (
-        failed.metadata["last_poll_error"] == "batch_id '..' is no anthropic batch id: not polled"
+        failed.metadata["last_poll_error"]
+        == "batch_id '..' is not a valid anthropic batch id: not polled"
     )
     assert await polling.callbacks(job) == ["job.failed"]
     assert await polling.followed() == 0

@@ -127,7 +127,7 @@ class BatchPoller:
             return _unchanged, self._defer(batch, 0.0, ended=True)  # ended through jobpulse
         if not is_batch_id(batch.ref.batch_id):  # followed before ids were checked: never ask
             shown = storable(repr(batch.ref.batch_id), 80)
-            message = f"batch_id {shown} is not a {provider} batch id: not polled"
+            message = f"batch_id {shown} is not a valid {provider} batch id: not polled"
             refused = partial(plan_failed, message=message, now=self._now(), give_up=True)
             return refused, self._defer(batch, 0.0, ended=True)
         wait = self._resume_at.get(provider, 0.0) - time.monotonic()
