@@ -9,6 +9,8 @@ JobPulseError
 ├── UnauthorizedError        no valid API key (401)
 ├── ForbiddenError           the key may not do this (403)
 ├── PayloadTooLargeError     the request body is too large (413)
+├── TooManyRequestsError     too many long reads at once: retry after `retry_after_s` (429)
+├── ReadTimeoutError         a read ran past its time and was stopped (503)
 └── UnavailableError         the database cannot be reached (503)
 """
 
@@ -86,6 +88,22 @@ class PayloadTooLargeError(JobPulseError):
     """The request body is too large."""
 
     code = "payload_too_large"
+
+
+class TooManyRequestsError(JobPulseError):
+    """Too many listings, counts or figures are being read at once: retry later."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 1, **details: Any):
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
+
+
+class ReadTimeoutError(JobPulseError):
+    """The read took too long and was stopped: narrow the window or the filters."""
+
+    code = "read_timeout"
 
 
 class UnavailableError(JobPulseError):

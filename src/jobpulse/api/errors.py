@@ -17,6 +17,8 @@ from jobpulse.errors import (
     JobPulseError,
     NotFoundError,
     PayloadTooLargeError,
+    ReadTimeoutError,
+    TooManyRequestsError,
     UnauthorizedError,
     UnavailableError,
     ValidationError,
@@ -33,6 +35,8 @@ STATUS_CODES: dict[type[JobPulseError], int] = {
     PayloadTooLargeError: 413,
     ValidationError: 422,
     InvalidCursorError: 400,
+    TooManyRequestsError: 429,
+    ReadTimeoutError: 503,
     UnavailableError: 503,
 }
 _HTTP_CODES = {
@@ -70,7 +74,10 @@ def _jobpulse_error(_request: Request, exc: Exception) -> JSONResponse:
         (code for kind, code in STATUS_CODES.items() if isinstance(exc, kind)),
         500,
     )
-    return error_response(status, exc.code, exc.message, **exc.details)
+    headers = None
+    if isinstance(exc, TooManyRequestsError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    return error_response(status, exc.code, exc.message, headers, **exc.details)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobpulse import documents
 from jobpulse.config import Settings
-from jobpulse.errors import JobPulseError, UnavailableError, ValidationError
+from jobpulse.errors import JobPulseError, ReadTimeoutError, UnavailableError, ValidationError
 from jobpulse.storage import notify
 
 logger = logging.getLogger("jobpulse.storage")
@@ -113,16 +113,25 @@ def _sqlite_engine(
     return engine
 
 
-def _postgres_engine(url: str, pool_size: int, connect_timeout_s: float = 10.0) -> AsyncEngine:
+def _postgres_engine(
+    url: str,
+    pool_size: int,
+    connect_timeout_s: float = 10.0,
+    max_overflow: int | None = None,
+    server_settings: dict[str, str] | None = None,
+) -> AsyncEngine:
     """An asyncpg engine; a connection not made within `connect_timeout_s`, or a pooled one
     not free within it, is an outage (503) rather than a request that hangs.
     """
+    connect_args: dict[str, Any] = {"timeout": connect_timeout_s}
+    if server_settings:
+        connect_args["server_settings"] = server_settings
     return create_async_engine(
         database_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_timeout=connect_timeout_s,
-        connect_args={"timeout": connect_timeout_s},
+        connect_args=connect_args,
         json_deserializer=_load_json,
     )
 
@@ -549,23 +558,57 @@ class Checkpointer:
         self._engine.dispose()
 
 
-class ThreadReader:
-    """SQLite reads: each query runs whole in one of a pool of threads."""
+#: SQLite virtual-machine steps between two looks at a long read's deadline (some 10 ms).
+_DEADLINE_STEPS = 200_000
 
-    def __init__(self, engine: Engine, threads: int) -> None:
+
+def _timed_out(seconds: float) -> ReadTimeoutError:
+    return ReadTimeoutError(
+        f"the read took more than {seconds:g} s and was stopped: narrow the window or the filters"
+    )
+
+
+class ThreadReader:
+    """SQLite reads: each query runs whole in one of a pool of threads. Long reads (`scan`)
+    run in a few threads of their own, so that short ones never queue behind them, each
+    interrupted once it runs past `scan_timeout_s`.
+    """
+
+    def __init__(self, engine: Engine, threads: int, scans: int = 2, scan_timeout_s: float = 30.0):
         self._engine = engine
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="jobpulse-reader")
+        self._scans = ThreadPoolExecutor(scans, thread_name_prefix="jobpulse-scan")
+        self._scan_timeout_s = scan_timeout_s
 
-    async def run(self, query: Callable[[Connection], T]) -> T:
+    async def run(self, query: Callable[[Connection], T], scan: bool = False) -> T:
         loop = asyncio.get_running_loop()
+        if scan:
+            return await loop.run_in_executor(self._scans, self._scan, query)
         return await loop.run_in_executor(self._threads, self._run, query)
 
     def _run(self, query: Callable[[Connection], T]) -> T:
         with translated_errors(), self._engine.connect() as connection:
             return query(connection)
 
+    def _scan(self, query: Callable[[Connection], T]) -> T:
+        deadline = time.monotonic() + self._scan_timeout_s
+        with translated_errors(), self._engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            # SQLite calls this every so many steps and stops the statement when it says so.
+            driver.set_progress_handler(lambda: time.monotonic() > deadline, _DEADLINE_STEPS)
+            try:
+                return query(connection)
+            except OperationalError:
+                if time.monotonic() > deadline:
+                    raise _timed_out(self._scan_timeout_s) from None
+                raise
+            finally:
+                driver.set_progress_handler(None, 0)
+
     async def close(self) -> None:
         self._threads.shutdown(wait=True)
+        self._scans.shutdown(wait=True)
         self._engine.dispose()
 
 
@@ -577,40 +620,57 @@ class _DroppedError(Exception):
         self.error = error
 
 
-class TaskReader:
-    """PostgreSQL reads: each query under run_sync on a pooled autocommit connection."""
+#: PostgreSQL's SQLSTATE for a statement cancelled (here: past its statement_timeout).
+_QUERY_CANCELED = "57014"
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class TaskReader:
+    """PostgreSQL reads: each query under run_sync on a pooled autocommit connection. Long
+    reads (`scan`) have a small pool of their own, whose connections stop any statement past
+    `scan_timeout_s` (statement_timeout), so that they never take the writers' connections.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, scans: AsyncEngine | None = None, scan_timeout_s: float = 30.0
+    ) -> None:
         # Reads need no transaction: autocommit spares the BEGIN and ROLLBACK round trips.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._scan_engine = scans
+        self._scans = (scans or engine).execution_options(isolation_level="AUTOCOMMIT")
+        self._scan_timeout_s = scan_timeout_s
 
-    async def run(self, query: Callable[[Connection], T]) -> T:
+    async def run(self, query: Callable[[Connection], T], scan: bool = False) -> T:
+        engine = self._scans if scan else self._engine
         with translated_errors():
             try:
-                return await self._run(query)
+                return await self._run(engine, query, scan)
             except _DroppedError:
                 # The pooled connection had been dropped by the database (a restart, a
                 # terminated backend), and the others likely were too: a new pool (those in
                 # use go with the old one when returned). A read changes nothing, so it runs
                 # once more, on a fresh connection.
-                await self._engine.dispose(close=False)
+                await engine.dispose(close=False)
             try:
-                return await self._run(query)
+                return await self._run(engine, query, scan)
             except _DroppedError as dropped:
                 raise dropped.error from None
 
-    async def _run(self, query: Callable[[Connection], T]) -> T:
-        async with self._engine.connect() as connection:
+    async def _run(self, engine: AsyncEngine, query: Callable[[Connection], T], scan: bool) -> T:
+        async with engine.connect() as connection:
             try:
                 return await connection.run_sync(query)
             except Exception as exc:
+                if scan and _sqlstate(exc) == _QUERY_CANCELED:
+                    raise _timed_out(self._scan_timeout_s) from None
                 if not isinstance(translate_error(exc), UnavailableError):
                     raise
                 await connection.invalidate()  # never back into the pool
                 raise _DroppedError(exc) from exc
 
     async def close(self) -> None:
-        """The writer's engine owns the pool; nothing to close here."""
+        """The writer's engine owns the main pool; the long reads' pool is closed here."""
+        if self._scan_engine is not None:
+            await self._scan_engine.dispose()
 
 
 class Database:
@@ -623,7 +683,9 @@ class Database:
         self._writer: Writer
         if self.dialect == "sqlite":
             reads = _sqlite_engine(self.url, None, settings.pool_size, settings.sqlite_synchronous)
-            self._reader = ThreadReader(reads, settings.pool_size)
+            self._reader = ThreadReader(
+                reads, settings.pool_size, settings.read_concurrency, settings.read_timeout_s
+            )
             writes = _sqlite_engine(
                 self.url,
                 "BEGIN IMMEDIATE",
@@ -640,7 +702,14 @@ class Database:
             self._engine = _postgres_engine(
                 self.url, settings.pool_size, settings.database_timeout_s
             )
-            self._reader = TaskReader(self._engine)
+            scans = _postgres_engine(
+                self.url,
+                settings.read_concurrency,
+                settings.database_timeout_s,
+                max_overflow=0,
+                server_settings={"statement_timeout": f"{settings.read_timeout_s * 1000:.0f}"},
+            )
+            self._reader = TaskReader(self._engine, scans, settings.read_timeout_s)
             self._writer = TaskWriter(
                 self._engine, settings.postgres_writers, settings.write_batch_max
             )
@@ -650,6 +719,17 @@ class Database:
     ) -> T:
         """Run the sync `query(connection, *args, **kwargs)` on a pooled connection."""
         return await self._reader.run(lambda connection: query(connection, *args, **kwargs))
+
+    async def scan(
+        self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Like `read`, for a read that may be long (a listing, a count, figures): on
+        connections (SQLite: threads) of their own, `read_concurrency` of them, and stopped
+        past `read_timeout_s` (ReadTimeoutError).
+        """
+        return await self._reader.run(
+            lambda connection: query(connection, *args, **kwargs), scan=True
+        )
 
     async def write(
         self, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
