@@ -47,15 +47,15 @@ class Settings(BaseSettings):
     #: Connections (and requests in flight) one process takes at once; past it, 503.
     max_connections: int = Field(default=1000, ge=1)
     #: Listings, counts and figures (/v1/jobs, /v1/jobs/count, /v1/stats, the dashboard's)
-    #: running at once, per process; on connections (SQLite: threads) of their own, so that
-    #: the writer and the short reads always have theirs.
+    #: read at once, per process: on connections (SQLite: threads) of their own, at a lower
+    #: CPU priority, so that the writer and the short reads always have theirs.
     read_concurrency: int = Field(default=2, ge=1)
-    #: The same, for one organization, per process.
-    read_organization_concurrency: int = Field(default=2, ge=1)
+    #: The same for one organization, per process.
+    read_organization_concurrency: int = Field(default=1, ge=1)
     #: Seconds such a read waits for its turn; past it, 429 with Retry-After.
     read_wait_s: float = Field(default=2.0, ge=0)
-    #: Seconds such a read may run before it is stopped (PostgreSQL's statement_timeout;
-    #: SQLite is interrupted); then 503 read_timeout.
+    #: Seconds such a read may run before it is stopped (503 `read_timeout`): PostgreSQL's
+    #: statement_timeout on its connections; SQLite interrupts it.
     read_timeout_s: float = Field(default=30.0, gt=0)
 
     #: A bearer token /metrics then requires (`Authorization: Bearer <token>`); open without.

@@ -34,8 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobpulse import documents
 from jobpulse.config import Settings
-from jobpulse.errors import JobPulseError, ReadTimeoutError, UnavailableError, ValidationError
+from jobpulse.errors import JobPulseError, UnavailableError, ValidationError
 from jobpulse.storage import notify
+from jobpulse.storage.scans import NICENESS, LoopReader, lower_priority, timed_out, within
 
 logger = logging.getLogger("jobpulse.storage")
 T = TypeVar("T")
@@ -114,24 +115,17 @@ def _sqlite_engine(
 
 
 def _postgres_engine(
-    url: str,
-    pool_size: int,
-    connect_timeout_s: float = 10.0,
-    max_overflow: int | None = None,
-    server_settings: dict[str, str] | None = None,
+    url: str, pool_size: int, connect_timeout_s: float = 10.0, **server_settings: str
 ) -> AsyncEngine:
     """An asyncpg engine; a connection not made within `connect_timeout_s`, or a pooled one
     not free within it, is an outage (503) rather than a request that hangs.
     """
-    connect_args: dict[str, Any] = {"timeout": connect_timeout_s}
-    if server_settings:
-        connect_args["server_settings"] = server_settings
     return create_async_engine(
         database_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size if max_overflow is None else max_overflow,
+        max_overflow=pool_size,
         pool_timeout=connect_timeout_s,
-        connect_args=connect_args,
+        connect_args={"timeout": connect_timeout_s, "server_settings": server_settings},
         json_deserializer=_load_json,
     )
 
@@ -558,57 +552,34 @@ class Checkpointer:
         self._engine.dispose()
 
 
-#: SQLite virtual-machine steps between two looks at a long read's deadline (some 10 ms).
-_DEADLINE_STEPS = 200_000
-
-
-def _timed_out(seconds: float) -> ReadTimeoutError:
-    return ReadTimeoutError(
-        f"the read took more than {seconds:g} s and was stopped: narrow the window or the filters"
-    )
-
-
 class ThreadReader:
-    """SQLite reads: each query runs whole in one of a pool of threads. Long reads (`scan`)
-    run in a few threads of their own, so that short ones never queue behind them, each
-    interrupted once it runs past `scan_timeout_s`.
+    """SQLite reads: each query runs whole in one of a pool of threads; with `timeout_s`,
+    interrupted past it, and with `niceness`, at a lower CPU priority (see storage/scans.py).
     """
 
-    def __init__(self, engine: Engine, threads: int, scans: int = 2, scan_timeout_s: float = 30.0):
+    def __init__(
+        self, engine: Engine, threads: int, timeout_s: float | None = None, niceness: int = 0
+    ) -> None:
         self._engine = engine
-        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="jobpulse-reader")
-        self._scans = ThreadPoolExecutor(scans, thread_name_prefix="jobpulse-scan")
-        self._scan_timeout_s = scan_timeout_s
+        self._timeout_s = timeout_s
+        self._threads = ThreadPoolExecutor(
+            threads,
+            thread_name_prefix="jobpulse-reader",
+            initializer=functools.partial(lower_priority, niceness) if niceness else None,
+        )
 
-    async def run(self, query: Callable[[Connection], T], scan: bool = False) -> T:
+    async def run(self, query: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        if scan:
-            return await loop.run_in_executor(self._scans, self._scan, query)
         return await loop.run_in_executor(self._threads, self._run, query)
 
     def _run(self, query: Callable[[Connection], T]) -> T:
         with translated_errors(), self._engine.connect() as connection:
-            return query(connection)
-
-    def _scan(self, query: Callable[[Connection], T]) -> T:
-        deadline = time.monotonic() + self._scan_timeout_s
-        with translated_errors(), self._engine.connect() as connection:
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            # SQLite calls this every so many steps and stops the statement when it says so.
-            driver.set_progress_handler(lambda: time.monotonic() > deadline, _DEADLINE_STEPS)
-            try:
+            if self._timeout_s is None:
                 return query(connection)
-            except OperationalError:
-                if time.monotonic() > deadline:
-                    raise _timed_out(self._scan_timeout_s) from None
-                raise
-            finally:
-                driver.set_progress_handler(None, 0)
+            return within(connection, query, self._timeout_s)
 
     async def close(self) -> None:
         self._threads.shutdown(wait=True)
-        self._scans.shutdown(wait=True)
         self._engine.dispose()
 
 
@@ -620,57 +591,49 @@ class _DroppedError(Exception):
         self.error = error
 
 
-#: PostgreSQL's SQLSTATE for a statement cancelled (here: past its statement_timeout).
+#: PostgreSQL's SQLSTATE of a statement cancelled, as statement_timeout does.
 _QUERY_CANCELED = "57014"
 
 
 class TaskReader:
-    """PostgreSQL reads: each query under run_sync on a pooled autocommit connection. Long
-    reads (`scan`) have a small pool of their own, whose connections stop any statement past
-    `scan_timeout_s` (statement_timeout), so that they never take the writers' connections.
+    """PostgreSQL reads: each query under run_sync on a pooled autocommit connection; with
+    `timeout_s`, the engine's statement_timeout, a statement it cancels is a ReadTimeoutError.
     """
 
-    def __init__(
-        self, engine: AsyncEngine, scans: AsyncEngine | None = None, scan_timeout_s: float = 30.0
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, timeout_s: float | None = None) -> None:
         # Reads need no transaction: autocommit spares the BEGIN and ROLLBACK round trips.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._scan_engine = scans
-        self._scans = (scans or engine).execution_options(isolation_level="AUTOCOMMIT")
-        self._scan_timeout_s = scan_timeout_s
+        self._timeout_s = timeout_s
 
-    async def run(self, query: Callable[[Connection], T], scan: bool = False) -> T:
-        engine = self._scans if scan else self._engine
+    async def run(self, query: Callable[[Connection], T]) -> T:
         with translated_errors():
             try:
-                return await self._run(engine, query, scan)
+                return await self._run(query)
             except _DroppedError:
                 # The pooled connection had been dropped by the database (a restart, a
                 # terminated backend), and the others likely were too: a new pool (those in
                 # use go with the old one when returned). A read changes nothing, so it runs
                 # once more, on a fresh connection.
-                await engine.dispose(close=False)
+                await self._engine.dispose(close=False)
             try:
-                return await self._run(engine, query, scan)
+                return await self._run(query)
             except _DroppedError as dropped:
                 raise dropped.error from None
 
-    async def _run(self, engine: AsyncEngine, query: Callable[[Connection], T], scan: bool) -> T:
-        async with engine.connect() as connection:
+    async def _run(self, query: Callable[[Connection], T]) -> T:
+        async with self._engine.connect() as connection:
             try:
                 return await connection.run_sync(query)
             except Exception as exc:
-                if scan and _sqlstate(exc) == _QUERY_CANCELED:
-                    raise _timed_out(self._scan_timeout_s) from None
+                if self._timeout_s is not None and _sqlstate(exc) == _QUERY_CANCELED:
+                    raise timed_out(self._timeout_s) from None
                 if not isinstance(translate_error(exc), UnavailableError):
                     raise
                 await connection.invalidate()  # never back into the pool
                 raise _DroppedError(exc) from exc
 
     async def close(self) -> None:
-        """The writer's engine owns the main pool; the long reads' pool is closed here."""
-        if self._scan_engine is not None:
-            await self._scan_engine.dispose()
+        """The writer's engine owns the pool; nothing to close here."""
 
 
 class Database:
@@ -681,11 +644,13 @@ class Database:
         self.dialect = database_url(self.url).get_backend_name()
         self._reader: ThreadReader | TaskReader
         self._writer: Writer
+        self._scanner: ThreadReader | LoopReader
+        scans, timeout_s = settings.read_concurrency, settings.read_timeout_s
         if self.dialect == "sqlite":
             reads = _sqlite_engine(self.url, None, settings.pool_size, settings.sqlite_synchronous)
-            self._reader = ThreadReader(
-                reads, settings.pool_size, settings.read_concurrency, settings.read_timeout_s
-            )
+            self._reader = ThreadReader(reads, settings.pool_size)
+            scanning = _sqlite_engine(self.url, None, scans, settings.sqlite_synchronous)
+            self._scanner = ThreadReader(scanning, scans, timeout_s, NICENESS)
             writes = _sqlite_engine(
                 self.url,
                 "BEGIN IMMEDIATE",
@@ -702,14 +667,11 @@ class Database:
             self._engine = _postgres_engine(
                 self.url, settings.pool_size, settings.database_timeout_s
             )
-            scans = _postgres_engine(
-                self.url,
-                settings.read_concurrency,
-                settings.database_timeout_s,
-                max_overflow=0,
-                server_settings={"statement_timeout": f"{settings.read_timeout_s * 1000:.0f}"},
+            self._reader = TaskReader(self._engine)
+            scanning = _postgres_engine(
+                self.url, scans, settings.database_timeout_s, statement_timeout=f"{timeout_s * 1000:.0f}"
             )
-            self._reader = TaskReader(self._engine, scans, settings.read_timeout_s)
+            self._scanner = LoopReader(TaskReader(scanning, timeout_s), scanning)
             self._writer = TaskWriter(
                 self._engine, settings.postgres_writers, settings.write_batch_max
             )
@@ -724,12 +686,10 @@ class Database:
         self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Like `read`, for a read that may be long (a listing, a count, figures): on
-        connections (SQLite: threads) of their own, `read_concurrency` of them, and stopped
-        past `read_timeout_s` (ReadTimeoutError).
+        `read_concurrency` connections of its own, stopped past `read_timeout_s`
+        (ReadTimeoutError); see storage/scans.py.
         """
-        return await self._reader.run(
-            lambda connection: query(connection, *args, **kwargs), scan=True
-        )
+        return await self._scanner.run(lambda connection: query(connection, *args, **kwargs))
 
     async def write(
         self, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
@@ -778,6 +738,7 @@ class Database:
         """Finish queued writes and close every connection."""
         await self._writer.close()
         await self._reader.close()
+        await self._scanner.close()
         if self.dialect == "sqlite":
             await self._checkpointer.close()
         else:
