@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime
 
 from jobpulse.domain import Actor
@@ -49,6 +51,8 @@ class KeyManager:
         self.database = database
         self._clock = clock
         self._verified: dict[str, tuple[Actor, float]] = {}
+        #: Lookups in flight, by key hash: a burst of requests with one key reads it once.
+        self._looking: dict[str, asyncio.Future[Any]] = {}
 
     async def create(
         self, *, organization_id: str, user_id: str, is_admin: bool = False, name: str | None = None
@@ -85,13 +89,34 @@ class KeyManager:
         cached = self._verified.get(digest)
         if cached is not None and self._clock() - cached[1] < CACHE_SECONDS:
             return cached[0]
-        row = await self.database.read(repository.find_active_key, digest)
+        row = await asyncio.shield(self._lookup(digest))
         if row is None:
             self._verified.pop(digest, None)
             raise UnauthorizedError("invalid or revoked API key")
         actor = Actor(row.organization_id, row.user_id, row.is_admin)
         self._verified[digest] = (actor, self._clock())
         return actor
+
+    def _lookup(self, digest: str) -> asyncio.Future[Any]:
+        """The key's row as read by the lookup in flight, or a new one."""
+        looking = self._looking.get(digest)
+        if looking is None:
+            looking = asyncio.ensure_future(self.database.read(repository.find_active_key, digest))
+            self._looking[digest] = looking
+
+            def forget(done: asyncio.Future[Any]) -> None:
+                if self._looking.get(digest) is done:
+                    del self._looking[digest]
+
+            looking.add_done_callback(forget)
+        return looking
+
+    def _forget(self) -> None:
+        """Forget every key verified, and the lookups in flight (they may have read a key
+        before its revocation).
+        """
+        self._verified.clear()
+        self._looking.clear()
 
     async def list(self) -> list[ApiKey]:
         """Every key, oldest first."""
@@ -108,10 +133,10 @@ class KeyManager:
         """
         if not await self.database.write(repository.revoke_key, key_id, utcnow()):
             raise NotFoundError(f"no active key {key_id}")
-        self._verified.clear()
+        self._forget()
 
     async def follow_revocations(self) -> None:
         """Forget verified keys whenever any process revokes one (PostgreSQL), until
         cancelled; returns at once on SQLite.
         """
-        await self.database.listen(repository.REVOKED_CHANNEL, lambda _key: self._verified.clear())
+        await self.database.listen(repository.REVOKED_CHANNEL, lambda _key: self._forget())
