@@ -9,8 +9,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from datetime import datetime
+from typing import Any
 
 from jobpulse.domain import Actor
 from jobpulse.errors import NotFoundError, UnauthorizedError, ValidationError

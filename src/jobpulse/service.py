@@ -310,9 +310,7 @@ class JobManager:
     async def count_jobs(self, actor: Actor, query: JobFilter | None = None) -> JobCount:
         """How many of the actor's jobs match `query`, in all and per status."""
         async with self.reads.turn(actor.organization_id):
-            by_status = await self.database.scan(
-                repository.count_jobs, actor, query or JobFilter()
-            )
+            by_status = await self.database.scan(repository.count_jobs, actor, query or JobFilter())
         return JobCount(total=sum(by_status.values()), by_status=by_status)
 
     @trace_method
@@ -324,9 +322,7 @@ class JobManager:
         """
         window = window or Window.last_day(self._now())
         async with self.reads.turn(actor.organization_id):
-            return await self.database.scan(
-                stats.window_stats, actor, query or JobFilter(), window
-            )
+            return await self.database.scan(stats.window_stats, actor, query or JobFilter(), window)
 
     @trace_method
     async def list_events(self, actor: Actor, job_id: str) -> list[JobEvent]:

@@ -141,12 +141,13 @@ async def test_a_burst_of_heavy_stats_never_stops_the_writer(seeded: str) -> Non
             assert int(answer.headers["Retry-After"]) >= 1
         else:
             assert answer.json()["total"] > 0
-    # The writer kept going all through the burst: its slowest heartbeats stay within a
-    # fraction of a second (generous: a shared 2-core machine), and it wrote at a fair share
-    # of its pace alone (before, heavy reads starved it: a p99 of seconds, a few writes).
+    # The writer kept going all through the burst: its slowest heartbeats within a second
+    # (generous: a shared 2-core machine; here 0.01-0.2 s), at a tenth of its pace alone at
+    # the least (here a quarter to all of it). Before, heavy reads starved it: a p99 of 5 s,
+    # 3 to 34 heartbeats in 7 to 9 s.
     worst = sorted(beside)[int(len(beside) * 0.99)]
-    assert worst < max(0.75, 10 * statistics.median(alone)), (worst, len(beside), burst_s)
-    assert len(beside) / burst_s >= 0.2 * len(alone) / 1.5, (len(beside), burst_s, len(alone))
+    assert worst < max(1.0, 10 * statistics.median(alone)), (worst, len(beside), burst_s)
+    assert len(beside) / burst_s >= 0.1 * len(alone) / 1.5, (len(beside), burst_s, len(alone))
 
 
 async def test_a_read_past_its_time_is_stopped(seeded: str) -> None:

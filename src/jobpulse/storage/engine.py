@@ -668,10 +668,11 @@ class Database:
                 self.url, settings.pool_size, settings.database_timeout_s
             )
             self._reader = TaskReader(self._engine)
-            scanning = _postgres_engine(
-                self.url, scans, settings.database_timeout_s, statement_timeout=f"{timeout_s * 1000:.0f}"
+            timeout_ms = f"{max(1, round(timeout_s * 1000))}ms"  # 0 would mean none
+            timed = _postgres_engine(
+                self.url, scans, settings.database_timeout_s, statement_timeout=timeout_ms
             )
-            self._scanner = LoopReader(TaskReader(scanning, timeout_s), scanning)
+            self._scanner = LoopReader(TaskReader(timed, timeout_s), timed)
             self._writer = TaskWriter(
                 self._engine, settings.postgres_writers, settings.write_batch_max
             )
