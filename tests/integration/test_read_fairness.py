@@ -18,9 +18,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Connection, insert
 
-from jobpulse import Settings
+from jobpulse import Settings, UnauthorizedError
 from jobpulse.api import create_app
-from jobpulse.storage.engine import run_in_transaction
+from jobpulse.keys import KeyManager
+from jobpulse.storage.engine import Database, run_in_transaction
 from jobpulse.storage.tables import jobs
 
 #: Jobs of the member, spread over a year: each of its windows is a scan of all of them.
@@ -180,3 +181,29 @@ async def test_reads_past_their_turns_are_told_when_to_come_back(database_url: s
             assert (await client.get("/v1/stats", headers=bob)).status_code == 200  # org-b
             assert (await client.post("/v1/jobs", json={}, headers=alice)).status_code == 201
         assert (await client.get("/v1/stats", headers=alice)).status_code == 200
+
+
+async def test_a_burst_with_one_key_reads_the_key_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(Settings(database_url=database_url))
+    keys = KeyManager(database)
+    key, secret = await keys.create(organization_id="org-a", user_id="alice")
+    reads = 0
+    read = database.read
+
+    async def counted(query: Any, *args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await read(query, *args)
+
+    monkeypatch.setattr(database, "read", counted)
+    try:
+        actors = await asyncio.gather(*(keys.authenticate(secret) for _ in range(20)))
+        assert {actor.user_id for actor in actors} == {"alice"}
+        assert reads == 1
+        await keys.revoke(key.id)
+        with pytest.raises(UnauthorizedError):
+            await keys.authenticate(secret)
+    finally:
+        await database.close()
