@@ -1,5 +1,5 @@
 """Long reads (listings, counts, figures) kept apart from the writer and the short reads:
-threads (SQLite) or an event loop (PostgreSQL) of their own at a lower CPU priority, and a
+threads at a lower CPU priority (SQLite) or an event loop (PostgreSQL) of their own, and a
 deadline on every statement.
 
 On a small machine a long read's CPU is what starves writes: SQLite runs a statement without
@@ -76,10 +76,12 @@ class Reader(Protocol):
 
 
 class LoopReader:
-    """A PostgreSQL reader run on an event loop of its own, in a thread of its own at a lower
-    CPU priority: the Python work of its reads then takes turns with the server's loop at
-    the GIL's switch interval (5 ms) rather than holding that loop for all of it. `engine`
-    is the reader's, used only on that loop, and closed with it.
+    """A PostgreSQL reader run on an event loop of its own, in a thread of its own: the
+    Python work of its reads then takes turns with the server's loop at the GIL's switch
+    interval (5 ms) rather than holding that loop for all of it. The thread keeps its CPU
+    priority: its work is Python, which the GIL already takes turns at, and a lower one
+    delayed every listing's wake-up on a busy machine. `engine` is the reader's, used only on
+    that loop, and closed with it.
     """
 
     def __init__(self, reader: Reader, engine: AsyncEngine) -> None:
@@ -90,7 +92,6 @@ class LoopReader:
         self._thread.start()
 
     def _serve(self) -> None:
-        lower_priority()
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
