@@ -5,10 +5,12 @@ BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
 sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the revision before the
-rollups; default 7),
+writepath, fairness), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the revision
+before the rollups; default 7),
 BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
-(each full-speed phase of the fan-out; default 5). The HTTP figures need wrk (Debian: wrk).
+(each full-speed phase of the fan-out; default 5), BENCH_FAIRNESS_JOBS (jobs seeded for the
+fairness section; default 200000), BENCH_FAIRNESS_SECONDS and BENCH_FAIRNESS_ROUNDS (its
+alternating phases; default 4 and 4). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import uvloop
 
 from benchmarks import (
     batches,
+    fairness,
     fanout,
     http,
     imports,
@@ -341,6 +344,31 @@ async def bench_writepath() -> None:
         )
 
 
+async def bench_fairness() -> None:
+    report(
+        f"== reads beside writes on `jobpulse serve`, {fairness.JOBS} jobs over a year: "
+        f"heartbeats ({fairness.WRITERS} callers) alone, and beside {fairness.READERS} clients "
+        "of one member key asking for heavy /v1/stats at once (366 days by the day; 30 days by "
+        f"the hour under a metadata filter) honouring Retry-After; {fairness.ROUNDS} rounds of "
+        f"{fairness.SECONDS:g} s each, alternating"
+    )
+    for kind in KINDS:
+        figures = (await fairness.measure(kind, {"defaults": {}}))["defaults"]
+        alone, loaded, answers = figures["alone"], figures["loaded"], figures["readers"]
+        ratio = loaded["p99"] / alone["p99"]
+        report(
+            f"{kind:10}  heartbeat p99 beside the reads {loaded['p99'] * 1e3:7.1f} ms, alone "
+            f"{alone['p99'] * 1e3:6.1f} ms  ratio {ratio:5.2f}  {verdict(ratio, 2.0, at_most=True)}"
+        )
+        others = {status: n for status, n in answers.items() if status not in ("200", "429")}
+        report(
+            f"{kind:10}  heartbeats/s {loaded['writes_per_s']:5.0f} beside, "
+            f"{alone['writes_per_s']:5.0f} alone (failed: {loaded['failed'] + alone['failed']}); "
+            "stats answered 200 "
+            f"{answers.get('200', 0)}, 429 {answers.get('429', 0)}, other {others or 'none'}"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "creates": bench_creates,
@@ -355,6 +383,7 @@ SECTIONS = {
     "stats": bench_stats,
     "fanout": bench_fanout,
     "writepath": bench_writepath,
+    "fairness": bench_fairness,
 }
 
 

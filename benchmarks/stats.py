@@ -59,13 +59,16 @@ FROM (SELECT i, ($3::text[])[1 + (i / $2) % 5] AS s, to_timestamp($4::float8 + i
 """
 
 
-async def _seed(url: str, count: int) -> None:
-    step = SPAN_S / count
-    values = {"count": count, "org": ORG, "users": USERS, "statuses": STATUSES_JSON}
+async def seed_spread(url: str, count: int, span_s: float = SPAN_S, users: int = USERS) -> None:
+    """Seed `count` jobs of `users` users, created evenly over `span_s` seconds from EPOCH
+    (a fifth each created, pending, running, completed, failed).
+    """
+    step = span_s / count
+    values = {"count": count, "org": ORG, "users": users, "statuses": STATUSES_JSON}
     await run_seed(
         url,
         (_SQLITE_SEED, values | {"epoch": EPOCH, "step": step}),
-        (_POSTGRES_SEED, (ORG, USERS, list(SEED_STATUSES), EPOCH, step, count)),
+        (_POSTGRES_SEED, (ORG, users, list(SEED_STATUSES), EPOCH, step, count)),
     )
 
 
@@ -102,7 +105,7 @@ QUERIES = {
 async def measure(kind: str, count: int) -> dict[str, dict[str, float]]:
     """p50 and p99 (seconds) of each query at `count` jobs."""
     async with fresh_database(kind) as url:
-        await _seed(url, count)
+        await seed_spread(url, count)
         secret = await admin_key(url)
         port = _free_port()
         command = [str(BIN / "jobpulse"), "serve", "--port", str(port), "--database-url", url]

@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     #: Connections one peer address may hold at once; past it a new one is answered 429 and
     #: closed. Behind a reverse proxy every client has the proxy's address: raise it there.
     max_connections_per_client: int = Field(default=256, ge=1)
+    #: Listings, counts and figures (/v1/jobs, /v1/jobs/count, /v1/stats, the dashboard's)
+    #: read at once, per process: on connections (SQLite: threads) of their own, at a lower
+    #: CPU priority, so that the writer and the short reads always have theirs.
+    read_concurrency: int = Field(default=2, ge=1)
+    #: The same for one organization, per process.
+    read_organization_concurrency: int = Field(default=1, ge=1)
+    #: Seconds such a read waits for its turn; past it, 429 with Retry-After.
+    read_wait_s: float = Field(default=2.0, ge=0)
+    #: Seconds such a read may run before it is stopped (503 `read_timeout`): PostgreSQL's
+    #: statement_timeout on its connections; SQLite interrupts it.
+    read_timeout_s: float = Field(default=30.0, gt=0)
 
     #: A bearer token /metrics then requires (`Authorization: Bearer <token>`); open without.
     metrics_token: str | None = None

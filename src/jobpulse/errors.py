@@ -12,6 +12,8 @@ JobPulseError
 ├── RequestTimeoutError      the request body did not arrive in time (408)
 ├── HeadersTooLargeError     the request's headers are too large or too many (431)
 ├── TooManyConnectionsError  the client holds too many connections already (429)
+├── TooManyRequestsError     too many long reads at once: retry after `retry_after_s` (429)
+├── ReadTimeoutError         a read ran past its time and was stopped (503)
 ├── UnavailableError         the database cannot be reached (503)
 └── AlreadyServedError       another `serve` holds the SQLite file (refused at start)
 """
@@ -108,6 +110,22 @@ class TooManyConnectionsError(JobPulseError):
     """This client holds too many connections already."""
 
     code = "too_many_connections"
+
+
+class TooManyRequestsError(JobPulseError):
+    """Too many listings, counts or figures are being read at once: retry later."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 1, **details: Any):
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
+
+
+class ReadTimeoutError(JobPulseError):
+    """The read took too long and was stopped: narrow the window or the filters."""
+
+    code = "read_timeout"
 
 
 class UnavailableError(JobPulseError):

@@ -11,7 +11,8 @@ from enum import StrEnum
 from jobpulse.domain import TERMINAL, JobStatus, to_utc
 from jobpulse.errors import ValidationError
 
-#: The most buckets one answer holds (31 days by the hour).
+#: The most buckets one answer holds (31 days by the hour): with WINDOW_MAX, the bound on
+#: what one /v1/stats request costs (README: "What one client can hold").
 BUCKETS_MAX = 31 * 24
 #: The longest window (a year and a day, by the day).
 WINDOW_MAX = timedelta(days=366)
@@ -46,11 +47,16 @@ class Window:
         object.__setattr__(self, "until", to_utc("until", self.until))
         if self.since >= self.until:
             raise ValidationError("since must be earlier than until")
+        span = f"{(self.until - self.since) / timedelta(days=1):.4g} days"
         if self.until - self.since > WINDOW_MAX:
-            raise ValidationError(f"a window spans at most {WINDOW_MAX.days} days")
+            raise ValidationError(
+                f"a window spans at most {WINDOW_MAX.days} days (this one: {span}); "
+                "ask for a shorter one"
+            )
         if len(self.starts()) > BUCKETS_MAX:
             raise ValidationError(
-                f"at most {BUCKETS_MAX} buckets; use bucket=day for a window this long"
+                f"at most {BUCKETS_MAX} buckets (by the hour: {BUCKETS_MAX // 24} days; this "
+                f"window: {span}); use bucket=day for a window this long"
             )
 
     @classmethod

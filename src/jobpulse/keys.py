@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from jobpulse.domain import Actor
 from jobpulse.errors import NotFoundError, UnauthorizedError, ValidationError
@@ -52,6 +54,8 @@ class KeyManager:
         self._verified: dict[str, tuple[Actor, float]] = {}
         #: What the open streams of this process stand on (ended with their key).
         self.grants = Grants(database, revoked=self._forget_keys)
+        #: Lookups in flight, by key hash: a burst of requests with one key reads it once.
+        self._looking: dict[str, asyncio.Future[Any]] = {}
 
     async def create(
         self, *, organization_id: str, user_id: str, is_admin: bool = False, name: str | None = None
@@ -88,13 +92,27 @@ class KeyManager:
         cached = self._verified.get(digest)
         if cached is not None and self._clock() - cached[1] < CACHE_SECONDS:
             return cached[0]
-        row = await self.database.read(repository.find_active_key, digest)
+        row = await asyncio.shield(self._lookup(digest))
         if row is None:
             self._verified.pop(digest, None)
             raise UnauthorizedError("invalid or revoked API key")
         actor = Actor(row.organization_id, row.user_id, row.is_admin)
         self._verified[digest] = (actor, self._clock())
         return actor
+
+    def _lookup(self, digest: str) -> asyncio.Future[Any]:
+        """The key's row as read by the lookup in flight, or a new one."""
+        looking = self._looking.get(digest)
+        if looking is None:
+            looking = asyncio.ensure_future(self.database.read(repository.find_active_key, digest))
+            self._looking[digest] = looking
+
+            def forget(done: asyncio.Future[Any]) -> None:
+                if self._looking.get(digest) is done:
+                    del self._looking[digest]
+
+            looking.add_done_callback(forget)
+        return looking
 
     async def list(self) -> list[ApiKey]:
         """Every key, oldest first."""
@@ -115,13 +133,17 @@ class KeyManager:
         self.forget()
 
     def forget(self) -> None:
-        """Something was revoked (a key, a session): check keys and open streams again."""
+        """Something was revoked (a key, a session): check keys and open streams again,
+        forgetting the lookups in flight too (they may have read a key before its revocation).
+        """
         self._verified.clear()
+        self._looking.clear()
         self.grants.changed()
 
     def _forget_keys(self, digests: set[str]) -> None:
         for digest in digests:
             self._verified.pop(digest, None)
+            self._looking.pop(digest, None)
 
     async def follow_revocations(self) -> None:
         """Forget verified keys, and recheck open streams, whenever any process revokes a key

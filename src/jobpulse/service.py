@@ -41,6 +41,7 @@ from jobpulse.domain import (
 )
 from jobpulse.errors import ValidationError
 from jobpulse.figures import Stats, Window
+from jobpulse.gate import ReadGate
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
 from jobpulse.storage import batches, outbox, repository, retention, rollups, stats, steps, sweeps
@@ -113,8 +114,11 @@ class JobManager:
         alert_webhook: str | None = None,
         metrics: Metrics | None = None,
         stale: StaleLimits | None = None,
+        reads: ReadGate | None = None,
     ) -> None:
         self.database = database
+        #: Turns for listings, counts and figures (see gate.py); the default settings without one.
+        self.reads = reads or ReadGate.from_settings(Settings.model_construct())
         self._now = clock
         self._allow_private = allow_private_callbacks
         self._step_webhook = step_webhook
@@ -144,6 +148,7 @@ class JobManager:
             alert_webhook=settings.alert_webhook,
             metrics=Metrics(settings.metrics_job_types_max),
             stale=stale_limits(settings),
+            reads=ReadGate.from_settings(settings),
         )
 
     def now(self) -> datetime:
@@ -296,14 +301,16 @@ class JobManager:
         self, actor: Actor, query: JobFilter | None = None, page: Page | None = None
     ) -> list[Job]:
         """One page of the jobs the actor may see, filtered by `query`."""
-        return await self.database.read(
-            repository.list_jobs, actor, query or JobFilter(), page or Page()
-        )
+        async with self.reads.turn(actor.organization_id):
+            return await self.database.scan(
+                repository.list_jobs, actor, query or JobFilter(), page or Page()
+            )
 
     @trace_method
     async def count_jobs(self, actor: Actor, query: JobFilter | None = None) -> JobCount:
         """How many of the actor's jobs match `query`, in all and per status."""
-        by_status = await self.database.read(repository.count_jobs, actor, query or JobFilter())
+        async with self.reads.turn(actor.organization_id):
+            by_status = await self.database.scan(repository.count_jobs, actor, query or JobFilter())
         return JobCount(total=sum(by_status.values()), by_status=by_status)
 
     @trace_method
@@ -314,7 +321,8 @@ class JobManager:
         by default) under `query`.
         """
         window = window or Window.last_day(self._now())
-        return await self.database.read(stats.window_stats, actor, query or JobFilter(), window)
+        async with self.reads.turn(actor.organization_id):
+            return await self.database.scan(stats.window_stats, actor, query or JobFilter(), window)
 
     @trace_method
     async def list_events(self, actor: Actor, job_id: str) -> list[JobEvent]:

@@ -19,8 +19,10 @@ from jobpulse.errors import (
     JobPulseError,
     NotFoundError,
     PayloadTooLargeError,
+    ReadTimeoutError,
     RequestTimeoutError,
     TooManyConnectionsError,
+    TooManyRequestsError,
     UnauthorizedError,
     UnavailableError,
     ValidationError,
@@ -40,6 +42,8 @@ STATUS_CODES: dict[type[JobPulseError], int] = {
     TooManyConnectionsError: 429,
     ValidationError: 422,
     InvalidCursorError: 400,
+    TooManyRequestsError: 429,
+    ReadTimeoutError: 503,
     UnavailableError: 503,
 }
 _HTTP_CODES = {
@@ -77,7 +81,10 @@ def _jobpulse_error(_request: Request, exc: Exception) -> JSONResponse:
         (code for kind, code in STATUS_CODES.items() if isinstance(exc, kind)),
         500,
     )
-    return error_response(status, exc.code, exc.message, **exc.details)
+    headers = None
+    if isinstance(exc, TooManyRequestsError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    return error_response(status, exc.code, exc.message, headers, **exc.details)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -35,6 +35,7 @@ from jobpulse import documents
 from jobpulse.config import Settings
 from jobpulse.errors import JobPulseError, UnavailableError, ValidationError
 from jobpulse.storage import notify
+from jobpulse.storage.scans import NICENESS, LoopReader, lower_priority, timed_out, within
 from jobpulse.storage.sqlite import serving
 from jobpulse.storage.sqlite.checkpoints import Checkpointer
 
@@ -127,7 +128,9 @@ def _sqlite_engine(
     return engine
 
 
-def _postgres_engine(url: str, pool_size: int, connect_timeout_s: float = 10.0) -> AsyncEngine:
+def _postgres_engine(
+    url: str, pool_size: int, connect_timeout_s: float = 10.0, **server_settings: str
+) -> AsyncEngine:
     """An asyncpg engine; a connection not made within `connect_timeout_s`, or a pooled one
     not free within it, is an outage (503) rather than a request that hangs.
     """
@@ -136,7 +139,7 @@ def _postgres_engine(url: str, pool_size: int, connect_timeout_s: float = 10.0) 
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=connect_timeout_s,
-        connect_args={"timeout": connect_timeout_s},
+        connect_args={"timeout": connect_timeout_s, "server_settings": server_settings},
         json_deserializer=_load_json,
     )
 
@@ -505,11 +508,20 @@ class TaskWriter:
 
 
 class ThreadReader:
-    """SQLite reads: each query runs whole in one of a pool of threads."""
+    """SQLite reads: each query runs whole in one of a pool of threads; with `timeout_s`,
+    interrupted past it, and with `niceness`, at a lower CPU priority (see storage/scans.py).
+    """
 
-    def __init__(self, engine: Engine, threads: int) -> None:
+    def __init__(
+        self, engine: Engine, threads: int, timeout_s: float | None = None, niceness: int = 0
+    ) -> None:
         self._engine = engine
-        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="jobpulse-reader")
+        self._timeout_s = timeout_s
+        self._threads = ThreadPoolExecutor(
+            threads,
+            thread_name_prefix="jobpulse-reader",
+            initializer=functools.partial(lower_priority, niceness) if niceness else None,
+        )
 
     async def run(self, query: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -517,7 +529,9 @@ class ThreadReader:
 
     def _run(self, query: Callable[[Connection], T]) -> T:
         with translated_errors(), self._engine.connect() as connection:
-            return query(connection)
+            if self._timeout_s is None:
+                return query(connection)
+            return within(connection, query, self._timeout_s)
 
     async def close(self) -> None:
         self._threads.shutdown(wait=True)
@@ -532,12 +546,19 @@ class _DroppedError(Exception):
         self.error = error
 
 
-class TaskReader:
-    """PostgreSQL reads: each query under run_sync on a pooled autocommit connection."""
+#: PostgreSQL's SQLSTATE of a statement cancelled, as statement_timeout does.
+_QUERY_CANCELED = "57014"
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class TaskReader:
+    """PostgreSQL reads: each query under run_sync on a pooled autocommit connection; with
+    `timeout_s`, the engine's statement_timeout, a statement it cancels is a ReadTimeoutError.
+    """
+
+    def __init__(self, engine: AsyncEngine, timeout_s: float | None = None) -> None:
         # Reads need no transaction: autocommit spares the BEGIN and ROLLBACK round trips.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._timeout_s = timeout_s
 
     async def run(self, query: Callable[[Connection], T]) -> T:
         with translated_errors():
@@ -559,6 +580,8 @@ class TaskReader:
             try:
                 return await connection.run_sync(query)
             except Exception as exc:
+                if self._timeout_s is not None and _sqlstate(exc) == _QUERY_CANCELED:
+                    raise timed_out(self._timeout_s) from None
                 if not isinstance(translate_error(exc), UnavailableError):
                     raise
                 await connection.invalidate()  # never back into the pool
@@ -578,9 +601,13 @@ class Database:
         self._writer: Writer
         #: SQLite's checkpoints (None on PostgreSQL).
         self.checkpointer: Checkpointer | None = None
+        self._scanner: ThreadReader | LoopReader
+        scans, timeout_s = settings.read_concurrency, settings.read_timeout_s
         if self.dialect == "sqlite":
             reads = _sqlite_engine(self.url, None, settings.pool_size, settings.sqlite_synchronous)
             self._reader = ThreadReader(reads, settings.pool_size)
+            scanning = _sqlite_engine(self.url, None, scans, settings.sqlite_synchronous)
+            self._scanner = ThreadReader(scanning, scans, timeout_s, NICENESS)
             writes = _sqlite_engine(
                 self.url,
                 "BEGIN IMMEDIATE",
@@ -598,6 +625,11 @@ class Database:
                 self.url, settings.pool_size, settings.database_timeout_s
             )
             self._reader = TaskReader(self._engine)
+            timeout_ms = f"{max(1, round(timeout_s * 1000))}ms"  # 0 would mean none
+            timed = _postgres_engine(
+                self.url, scans, settings.database_timeout_s, statement_timeout=timeout_ms
+            )
+            self._scanner = LoopReader(TaskReader(timed, timeout_s), timed)
             self._writer = TaskWriter(
                 self._engine, settings.postgres_writers, settings.write_batch_max
             )
@@ -607,6 +639,15 @@ class Database:
     ) -> T:
         """Run the sync `query(connection, *args, **kwargs)` on a pooled connection."""
         return await self._reader.run(lambda connection: query(connection, *args, **kwargs))
+
+    async def scan(
+        self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Like `read`, for a read that may be long (a listing, a count, figures): on
+        `read_concurrency` connections of its own, stopped past `read_timeout_s`
+        (ReadTimeoutError); see storage/scans.py.
+        """
+        return await self._scanner.run(lambda connection: query(connection, *args, **kwargs))
 
     async def write(
         self, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
@@ -655,7 +696,8 @@ class Database:
         """Finish queued writes and close every connection."""
         await self._writer.close()
         await self._reader.close()
+        await self._scanner.close()
         if self.checkpointer is not None:
             await self.checkpointer.close()
-        else:
+        if self.dialect != "sqlite":
             await self._engine.dispose()
