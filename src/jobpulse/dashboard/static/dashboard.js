@@ -18,6 +18,11 @@
     timer = setTimeout(refresh, 250);
   };
   source.onopen = () => { region.dataset.streaming = "true"; };
+  // Signing out here: the stream ends with the session, and the sign-out's own answer
+  // leads to the sign-in page (a reload on its "revoked" would race it).
+  document.querySelectorAll("form.signout").forEach((form) => {
+    form.addEventListener("submit", () => source.close());
+  });
   // The session ended (signed out elsewhere, expired, its key revoked): to the sign-in page.
   source.addEventListener("revoked", () => {
     source.close();
