@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobpulse.errors import ValidationError
-from jobpulse.storage.engine import database_url
+from jobpulse.storage.urls import database_url
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,64 @@
+"""A database driver's errors as jobpulse's: an outage (503) or a value it cannot store (422)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import asyncpg
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from jobpulse.errors import UnavailableError, ValidationError
+
+#: SQLSTATE classes of a database that cannot serve now: connection exception, insufficient
+#: resources (too many connections), operator intervention (shutting down, starting up, a
+#: statement cancelled), system error.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58")
+#: Errors of a database that cannot be reached: refused, reset, timed out, the pool waited
+#: too long for a connection, the driver's connection closed under it (or, terminated by the
+#: server while idle, left still reading the notice: asyncpg's InternalClientError).
+_UNREACHABLE = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+    PoolTimeout,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+def translate_error(exc: Exception) -> Exception:
+    """UnavailableError for a database that cannot be reached or cannot serve now (refused,
+    starting up, shutting down, too many connections, timed out); ValidationError for a value
+    it cannot store; anything else as it is.
+    """
+    state = sqlstate(exc)
+    if isinstance(exc, DataError | UnicodeEncodeError) or state.startswith("22"):
+        return ValidationError("a value cannot be stored: text must be UTF-8 without NUL")
+    if isinstance(exc, _UNREACHABLE) or state[:2] in _UNAVAILABLE_SQLSTATES:
+        return UnavailableError("the database cannot be reached")
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return UnavailableError("the database connection was lost")
+    return exc
+
+
+def sqlstate(exc: Exception) -> str:
+    """The PostgreSQL SQLSTATE of an error, raw from asyncpg or wrapped by SQLAlchemy."""
+    for error in (exc, getattr(exc, "orig", None)):
+        if isinstance(state := getattr(error, "sqlstate", None), str):
+            return state
+    return ""
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Raise translate_error's exception in place of a database driver's."""
+    try:
+        yield
+    except Exception as exc:
+        translated = translate_error(exc)
+        if translated is exc:
+            raise
+        raise translated from exc

@@ -1,0 +1,143 @@
+"""Group commit: many callers' write commands run in one transaction, each keeping its own
+outcome; a batch that hits a database error runs again one transaction a command, so one
+bad request never fails its neighbours. The writers of each database queue into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+from jobpulse.errors import JobPulseError
+from jobpulse.storage.failures import translate_error
+
+Command = Callable[[Connection], Any]
+
+
+@dataclass(slots=True)
+class Request:
+    command: Command
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def resolve(pairs: list[tuple[Request, bool, Any]]) -> None:
+    for request, ok, value in pairs:
+        if request.future.done():  # the caller gave up waiting
+            continue
+        if ok:
+            request.future.set_result(value)
+        else:
+            request.future.set_exception(value)
+
+
+def _runs(connection: Connection, commands: Sequence[Command]) -> list[list[Command]]:
+    """`commands` in runs, in order: neighbours of one kind that can run together, or one
+    alone. A command that can has a `run_together(connection, commands)` giving each one's
+    outcome, and `together_on`, the databases where that pays (see storage/together.py).
+    """
+    dialect = connection.dialect.name
+    runs: list[list[Command]] = []
+    for command in commands:
+        kind = None
+        if dialect in getattr(command, "together_on", ()):
+            kind = getattr(command, "run_together", None)
+        last = runs[-1] if runs else None
+        if kind is not None and last and getattr(last[0], "run_together", None) is kind:
+            last.append(command)
+        else:
+            runs.append([command])
+    return runs
+
+
+def run_batch(
+    connection: Connection,
+    commands: Sequence[Command],
+    then: Callable[[], Sequence[Command]] | None = None,
+) -> list[tuple[bool, Any]]:
+    """Run `commands` in one transaction, and after them the commands `then()` gives (changes
+    that came in meanwhile); fall back to one transaction each on an error. The outcomes are
+    those of `commands`, then of `then()`'s.
+
+    A JobPulseError from a command goes back to its caller without undoing the batch:
+    commands raise those before they write anything.
+    """
+    ran = list(commands)
+    try:
+        outcomes: list[tuple[bool, Any]] = []
+        with connection.begin():
+            outcomes += _run_all(connection, commands)
+            if then is not None:
+                joined = then()
+                ran += joined
+                outcomes += _run_all(connection, joined)
+        return outcomes
+    except Exception as exc:
+        # Whatever the failure left on the connection (an open cursor, a savepoint, a broken
+        # socket) goes with it: the next statement reconnects and starts clean.
+        connection.invalidate()
+        if len(ran) == 1:
+            return [(False, translate_error(exc))]
+    return [run_batch(connection, [command])[0] for command in ran]
+
+
+def _run_all(connection: Connection, commands: Sequence[Command]) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = []
+    for run in _runs(connection, commands):
+        if len(run) > 1:
+            run_together: Any = getattr(run[0], "run_together")  # noqa: B009
+            outcomes.extend(run_together(connection, run))
+            continue
+        try:
+            outcomes.append((True, run[0](connection)))
+        except JobPulseError as exc:
+            outcomes.append((False, exc))
+    return outcomes
+
+
+#: Seconds after a change was queued during which background work counts the writer as busy.
+BUSY_S = 0.5
+
+
+class Traffic:
+    """The writer's load, for background work that makes way for changes (see
+    storage/retention.py): changes queued, counted by the event loop that queues them, and
+    changes taken, counted by the writer that runs them; each count has one writer.
+    """
+
+    def __init__(self) -> None:
+        self._queued = 0
+        self._taken = 0
+        self._last = -BUSY_S
+
+    def queue(self) -> None:
+        """A change was queued."""
+        self._queued += 1
+        self._last = time.monotonic()
+
+    def take(self, number: int) -> None:
+        """The writer took `number` changes off its queue."""
+        self._taken += number
+
+    def waiting(self) -> bool:
+        """A change is queued now."""
+        return self._queued > self._taken
+
+    def recent(self) -> bool:
+        """A change was queued within the last `BUSY_S` seconds."""
+        return time.monotonic() - self._last < BUSY_S
+
+
+class Writer(Protocol):
+    """Runs write commands, committing them in batches."""
+
+    traffic: Traffic
+
+    async def submit(self, command: Command, background: bool = False) -> Any: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,143 @@
+"""PostgreSQL's connections: the asyncpg engine, the writer tasks that group-commit, and
+reads on pooled autocommit connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from jobpulse.errors import UnavailableError
+from jobpulse.storage.decoding import load_json
+from jobpulse.storage.failures import sqlstate, translate_error, translated_errors
+from jobpulse.storage.group_commit import Command, Request, Traffic, resolve, run_batch
+from jobpulse.storage.scans import timed_out
+from jobpulse.storage.urls import database_url
+
+T = TypeVar("T")
+
+
+def postgres_engine(
+    url: str, pool_size: int, connect_timeout_s: float = 10.0, **server_settings: str
+) -> AsyncEngine:
+    """An asyncpg engine; a connection not made within `connect_timeout_s`, or a pooled one
+    not free within it, is an outage (503) rather than a request that hangs.
+    """
+    return create_async_engine(
+        database_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=connect_timeout_s,
+        connect_args={"timeout": connect_timeout_s, "server_settings": server_settings},
+        json_deserializer=load_json,
+    )
+
+
+class TaskWriter:
+    """PostgreSQL writers: a few tasks, each committing queued commands in batches."""
+
+    def __init__(self, engine: AsyncEngine, workers: int, batch_max: int) -> None:
+        self._engine = engine
+        self.traffic = Traffic()
+        self._workers = workers
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[Request] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def submit(self, command: Command, background: bool = False) -> Any:
+        if background:  # beside the writers, in a transaction of its own
+            async with self._engine.connect() as connection:
+                [(ok, value)] = await connection.run_sync(run_batch, [command])
+            if not ok:
+                raise value
+            return value
+        loop = asyncio.get_running_loop()
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._tasks = [
+                asyncio.create_task(self._work(self._queue), name=f"jobpulse-writer-{n}")
+                for n in range(self._workers)
+            ]
+        future = loop.create_future()
+        self.traffic.queue()
+        self._queue.put_nowait(Request(command, future, loop))
+        return await future
+
+    async def close(self) -> None:
+        if self._queue is not None:
+            await self._queue.join()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _work(self, requests: asyncio.Queue[Request]) -> None:
+        while True:
+            batch = [await requests.get()]
+            while len(batch) < self._batch_max and not requests.empty():
+                batch.append(requests.get_nowait())
+            self.traffic.take(len(batch))
+            try:
+                async with self._engine.connect() as connection:
+                    outcomes = await connection.run_sync(run_batch, [r.command for r in batch])
+            except Exception as exc:
+                outcomes = [(False, translate_error(exc))] * len(batch)
+            resolve([(r, ok, value) for r, (ok, value) in zip(batch, outcomes, strict=True)])
+            for _ in batch:
+                requests.task_done()
+
+
+class _DroppedError(Exception):
+    """A query failed on a connection the database no longer serves (`error`)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+#: PostgreSQL's SQLSTATE of a statement cancelled, as statement_timeout does.
+_QUERY_CANCELED = "57014"
+
+
+class TaskReader:
+    """PostgreSQL reads: each query under run_sync on a pooled autocommit connection; with
+    `timeout_s`, the engine's statement_timeout, a statement it cancels is a ReadTimeoutError.
+    """
+
+    def __init__(self, engine: AsyncEngine, timeout_s: float | None = None) -> None:
+        # Reads need no transaction: autocommit spares the BEGIN and ROLLBACK round trips.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._timeout_s = timeout_s
+
+    async def run(self, query: Callable[[Connection], T]) -> T:
+        with translated_errors():
+            try:
+                return await self._run(query)
+            except _DroppedError:
+                # The pooled connection had been dropped by the database (a restart, a
+                # terminated backend), and the others likely were too: a new pool (those in
+                # use go with the old one when returned). A read changes nothing, so it runs
+                # once more, on a fresh connection.
+                await self._engine.dispose(close=False)
+            try:
+                return await self._run(query)
+            except _DroppedError as dropped:
+                raise dropped.error from None
+
+    async def _run(self, query: Callable[[Connection], T]) -> T:
+        async with self._engine.connect() as connection:
+            try:
+                return await connection.run_sync(query)
+            except Exception as exc:
+                if self._timeout_s is not None and sqlstate(exc) == _QUERY_CANCELED:
+                    raise timed_out(self._timeout_s) from None
+                if not isinstance(translate_error(exc), UnavailableError):
+                    raise
+                await connection.invalidate()  # never back into the pool
+                raise _DroppedError(exc) from exc
+
+    async def close(self) -> None:
+        """The writer's engine owns the pool; nothing to close here."""
