@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, select, update
 
+from jobpulse.storage import notify
 from jobpulse.storage.tables import api_keys
 
 #: The PostgreSQL channel a revocation is announced on.
@@ -48,6 +49,6 @@ def revoke_key(connection: Connection, key_id: str, at: datetime) -> bool:
         .values(revoked_at=at)
     )
     revoked = result.rowcount == 1
-    if revoked and connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_notify(REVOKED_CHANNEL, key_id)))
+    if revoked:
+        notify.announce(connection, REVOKED_CHANNEL, key_id)
     return revoked

@@ -12,11 +12,20 @@ import logging
 from collections.abc import Callable
 
 import asyncpg
+from sqlalchemy import Connection, func, select
 
 logger = logging.getLogger("jobpulse.storage")
 
 #: Seconds between attempts to reconnect a listener.
 RECONNECT_S = 1.0
+
+
+def announce(connection: Connection, channel: str, payload: str) -> None:
+    """NOTIFY every replica's listeners on `channel` when this transaction commits (on
+    PostgreSQL; SQLite has one server per file, which hears of its own changes).
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_notify(channel, payload)))
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:

@@ -8,8 +8,9 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, delete, func, literal, or_, select, update
+from sqlalchemy import Connection, Row, String, delete, literal, or_, select, update
 
+from jobpulse.storage import notify
 from jobpulse.storage.keys import REVOKED_CHANNEL, SESSION_ENDED
 from jobpulse.storage.tables import UTCDateTime, api_keys, dashboard_sessions
 
@@ -70,8 +71,8 @@ def end_session(connection: Connection, session_id: str, now: datetime) -> bool:
         .values(ended_at=now)
     )
     ended = result.rowcount == 1
-    if ended and connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_notify(REVOKED_CHANNEL, SESSION_ENDED)))
+    if ended:
+        notify.announce(connection, REVOKED_CHANNEL, SESSION_ENDED)
     return ended
 
 
