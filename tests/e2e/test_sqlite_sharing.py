@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -86,31 +85,51 @@ class Load:
                     self.failures.append(f"{done.status_code} {done.text}")
 
 
-def _commands(url: str) -> Iterator[list[str]]:
-    """The README's commands on the database file, round and round."""
-    db = ["--database-url", url]
-    return itertools.cycle(
-        [
-            ["prune", "--older-than", "30d", "--dry-run", *db],
-            ["keys", "list", *db],
-            ["keys", "create", "--user", "ops", "--org", "default", *db],
-            ["prune", "--older-than", "30d", *db],
-            ["migrate", *db],
-            ["embedded"],
-        ]
-    )
-
-
-def _run(command: list[str], url: str) -> subprocess.CompletedProcess[str]:
-    if command == ["embedded"]:
-        return subprocess.run(
-            [sys.executable, "-c", EMBEDDED, url],
+def _round(server: Server, number: int) -> list[subprocess.CompletedProcess[str]]:
+    """Every README command on the database file once, in turn: those that open it (prune,
+    keys, migrate, an embedded JobManager) and those that go through the API (jobs, batches).
+    """
+    db = ["--database-url", server.database_url]
+    api = ["--url", server.url, "--key", server.admin_key]
+    user = f"ops-{number % 2}"  # each of the two lanes revokes its own keys
+    done = [
+        cli("prune", "--older-than", "30d", "--dry-run", *db, check=False),
+        cli("keys", "create", "--user", user, "--org", "default", *db, check=False),
+    ]
+    listed = cli("keys", "list", *db, check=False)
+    done.append(listed)
+    live = _live_keys(listed.stdout, user)
+    assert live, listed.stdout  # the key just created, at least
+    done.append(cli("keys", "revoke", live[-1], *db, check=False))
+    done += [
+        cli("prune", "--older-than", "30d", *db, check=False),
+        cli("migrate", *db, check=False),
+        cli("jobs", "list", "--status", "completed", *api, check=False),
+        cli(
+            "batches",
+            "add",
+            "--provider",
+            "anthropic",
+            "--batch-id",
+            f"msgbatch_{number}",
+            *api,
+            check=False,
+        ),
+        subprocess.run(
+            [sys.executable, "-c", EMBEDDED, server.database_url],
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
-        )
-    return cli(*command, check=False)
+        ),
+    ]
+    return done
+
+
+def _live_keys(table: str, user: str) -> list[str]:
+    """The ids of `user`'s keys not revoked, from `keys list`'s table (id first, revoked last)."""
+    rows = ([cell.strip() for cell in line.split("│")[1:-1]] for line in table.splitlines())
+    return [row[0] for row in rows if len(row) == 7 and row[3] == user and not row[6]]
 
 
 def _stored(path: Path, ids: list[str]) -> tuple[str, set[str]]:
@@ -122,26 +141,41 @@ def _stored(path: Path, ids: list[str]) -> tuple[str, set[str]]:
 
 
 @pytest.mark.timeout(900)
-def test_the_cli_and_an_embedded_manager_share_the_file_with_serve(tmp_path: Path) -> None:
+def test_the_cli_a_worker_and_an_embedded_manager_share_the_file_with_serve(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "jobpulse.db"
     url = f"sqlite:///{path}"
-    server = start(url)
+    # Batches are polled at a closed loopback port: nothing leaves the machine.
+    server = start(url, env={"JOBPULSE_ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})
+    worker = subprocess.Popen(
+        [JOBPULSE, "worker", "--database-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with Load(server) as load, ThreadPoolExecutor(2) as lanes:
-            # Each of the six commands twenty times, two at a time, beside the writers.
-            commands = list(itertools.islice(_commands(url), 6 * 20))
-            for command, done in zip(
-                commands, lanes.map(lambda c: _run(c, url), commands), strict=True
-            ):
-                assert done.returncode == 0, (command, done.stdout, done.stderr)
-                assert server.process.poll() is None, f"serve died after {command}"
+            # Every command twenty times, in two lanes, beside the writers and the worker.
+            rounds = lanes.map(lambda number: _round(server, number), range(20))
+            for done in itertools.chain.from_iterable(rounds):
+                assert done.returncode == 0, (done.args, done.stdout, done.stderr)
+                assert server.process.poll() is None, f"serve died after {done.args}"
         assert server.process.poll() is None
+        assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
         assert httpx.get(f"{server.url}/healthz").status_code == 200
         assert load.failures == []
         assert len(load.acknowledged) > 100
         assert stop(server) == 0
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
     finally:
         close(server)
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+        if worker.stderr is not None:
+            worker.stderr.close()
     integrity, found = _stored(path, load.acknowledged)
     assert integrity == "ok"
     assert len(found) == len(load.acknowledged), "acknowledged writes were lost"
