@@ -17,8 +17,9 @@ import asyncpg
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
 from jobpulse.storage import rollups
-from jobpulse.storage.engine import Database, run_in_transaction
+from jobpulse.storage.engine import run_in_transaction
 from jobpulse.storage.migrate import upgrade
+from jobpulse.storage.sql_store import open_store
 
 POSTGRES_URL = os.environ.get(
     "JOBPULSE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -143,13 +144,13 @@ def p99(samples: list[float]) -> float:
 
 async def admin_key(url: str) -> str:
     """A new admin key of ORG on the database at `url`."""
-    database = Database(Settings(database_url=url))
+    store = open_store(Settings(database_url=url))
     try:
-        keys = KeyManager(database)
+        keys = KeyManager(store)
         _key, secret = await keys.create(organization_id=ORG, user_id="admin", is_admin=True)
         return secret
     finally:
-        await database.close()
+        await store.close()
 
 
 #: `serve` on seeded jobs: they were created long ago, and the sweeper is not to flag them

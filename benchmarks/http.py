@@ -24,7 +24,7 @@ import httpx
 from benchmarks.common import NO_STALE, ORG, fresh_database, seed
 from jobpulse import Settings
 from jobpulse.keys import KeyManager
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 
 BIN = Path(sys.executable).parent
 DURATION_S = int(os.environ.get("BENCH_HTTP_SECONDS", "10"))
@@ -140,12 +140,12 @@ def serve_asgi(
 
 
 async def _member_key(url: str) -> str:
-    database = Database(Settings(database_url=url))
+    store = open_store(Settings(database_url=url))
     try:
-        _key, secret = await KeyManager(database).create(organization_id=ORG, user_id="user-0")
+        _key, secret = await KeyManager(store).create(organization_id=ORG, user_id="user-0")
         return secret
     finally:
-        await database.close()
+        await store.close()
 
 
 class Load(NamedTuple):
@@ -198,7 +198,7 @@ async def jobpulse(
         job_ids = await seed(url, per_round * rounds, users=1, status="created")
         secret = await _member_key(url)
         port = _free_port()
-        flags = ["--port", str(port), "--database-url", url, "--no-access-log"]
+        flags = ["--port", str(port), "--store-url", url, "--no-access-log"]
         probe = f"http://127.0.0.1:{port}/healthz"
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
             ids.write("\n".join(job_ids))

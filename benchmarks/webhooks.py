@@ -20,8 +20,8 @@ from benchmarks.common import fresh_database, p99
 from benchmarks.http import BIN, _free_port, _member_key, _serve, _stop, serve_asgi
 from jobpulse import Settings
 from jobpulse.domain import OutboxMessage
-from jobpulse.storage.engine import Database
 from jobpulse.storage.outbox import insert_messages, pending_count
+from jobpulse.storage.sql_store import open_store
 from jobpulse.webhooks import payload
 from jobpulse.webhooks.delivery import Deliverer, new_client
 
@@ -76,7 +76,7 @@ async def _backlog(kind: str, url: str) -> float:
         settings = Settings(
             database_url=database_url, webhook_allow_private=True, webhook_concurrency=CONCURRENCY
         )
-        database = Database(settings)
+        store = open_store(settings)
         now = datetime.now(UTC)
         messages = [
             OutboxMessage(
@@ -89,16 +89,16 @@ async def _backlog(kind: str, url: str) -> float:
             )
             for n in range(BACKLOG)
         ]
-        await database.write(insert_messages, messages)
+        await store.database.write(insert_messages, messages)
         async with new_client(settings) as sender:
-            deliverer = Deliverer(database, settings, sender)
+            deliverer = Deliverer(store, settings, sender)
             began = time.perf_counter()
             worker = asyncio.create_task(deliverer.run())  # as `serve` runs it
-            while await database.read(pending_count) > 0:  # noqa: ASYNC110 - the database says
+            while await store.database.read(pending_count) > 0:  # noqa: ASYNC110 - the store says
                 await asyncio.sleep(0.01)
             rate = BACKLOG / (time.perf_counter() - began)
             await deliverer.stop(worker)
-        await database.close()
+        await store.close()
         return rate
 
 
@@ -126,7 +126,7 @@ async def latency(kind: str, jobs: int = 200) -> dict[str, float]:
                 "serve",
                 "--port",
                 str(port),
-                "--database-url",
+                "--store-url",
                 database_url,
                 "--no-access-log",
             ],

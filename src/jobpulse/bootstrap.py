@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from jobpulse.config import Settings
 from jobpulse.keys import KeyManager
-from jobpulse.storage.engine import Database
 from jobpulse.storage.migrate import upgrade
+from jobpulse.storage.sql_store import open_store
 
 FIRST_ORGANIZATION = "default"
 FIRST_USER = "admin"
@@ -14,9 +14,9 @@ FIRST_USER = "admin"
 async def prepare(settings: Settings) -> str | None:
     """Migrate the database; the secret of a new admin key if there was no key at all."""
     await upgrade(settings.database_url)
-    database = Database(settings)
+    store = open_store(settings)
     try:
-        keys = KeyManager(database)
+        keys = KeyManager(store)
         if await keys.count_active() > 0:
             return None
         _key, secret = await keys.create(
@@ -24,4 +24,4 @@ async def prepare(settings: Settings) -> str | None:
         )
         return secret
     finally:
-        await database.close()
+        await store.close()

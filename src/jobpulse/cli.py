@@ -127,19 +127,19 @@ def worker(database_url: DatabaseUrl = None) -> None:
     """Deliver webhooks without serving the API (`serve` delivers too)."""
     import uvloop
 
-    from jobpulse.storage.engine import Database
+    from jobpulse.storage.sql_store import open_store
     from jobpulse.webhooks.delivery import Deliverer, new_client
 
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = _settings(database_url)
 
     async def deliver() -> None:
-        database = Database(settings)
+        store = open_store(settings)
         try:
             async with new_client(settings) as http:
-                await Deliverer(database, settings, http).run()
+                await Deliverer(store, settings, http).run()
         finally:
-            await database.close()
+            await store.close()
 
     out.print("delivering webhooks (Ctrl-C or SIGTERM stops)")
     sys.stdout.flush()
@@ -194,14 +194,14 @@ def prune(
 
 def _with_keys(database_url: str | None, use: Callable[[Any], Any]) -> Any:
     from jobpulse.keys import KeyManager
-    from jobpulse.storage.engine import Database
+    from jobpulse.storage.sql_store import open_store
 
     async def run() -> Any:
-        database = Database(_settings(database_url))
+        store = open_store(_settings(database_url))
         try:
-            return await use(KeyManager(database))
+            return await use(KeyManager(store))
         finally:
-            await database.close()
+            await store.close()
 
     return _run(lambda: asyncio.run(run()))
 

@@ -20,19 +20,14 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, text
-
 from jobpulse.domain import Actor, Job
 from jobpulse.grants import Grant
 from jobpulse.listing import JobFilter
-from jobpulse.storage import events
-from jobpulse.storage.engine import Database
 from jobpulse.storage.events import Happened, Position
+from jobpulse.storage.store import FEED_CHANNEL, JobStore
 
 logger = logging.getLogger("jobpulse.feed")
 
-#: The channel replicas announce new events on (PostgreSQL).
-CHANNEL = "jobpulse_events"
 #: Events read per query.
 READ_BATCH = 500
 #: Events a subscriber may have waiting before it is dropped as too slow.
@@ -131,20 +126,20 @@ class EventFeed:
 
     def __init__(
         self,
-        database: Database,
+        store: JobStore,
         encode: Callable[[Happened], bytes],
         encode_beat: Callable[[Job], bytes],
         poll_s: float = 0.05,
         gap_s: float = 0.1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._database = database
+        self._store = store
         self._clock = clock
         self._encode = encode
         self._encode_beat = encode_beat
         #: The latest heartbeat stamp handed out (None while nobody takes heartbeats).
         self._beats_seen: datetime | None = None
-        self._poll_s = poll_s if database.dialect == "postgresql" else 1.0
+        self._poll_s = poll_s if store.pushes_events else 1.0
         #: The least time between two reads: events of a burst go out together, so the cost
         #: of a stream is per read, not per event.
         self._gap_s = gap_s
@@ -170,7 +165,7 @@ class EventFeed:
     async def run(self) -> None:
         """Read and hand out events until cancelled."""
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._database.listen(CHANNEL, self._heard))
+            tasks.create_task(self._store.listen(FEED_CHANNEL, self._heard))
             while True:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._poll_s):  # wait_for may swallow a cancel
@@ -186,8 +181,7 @@ class EventFeed:
     async def _round(self) -> None:
         if self._local:
             self._local = False
-            if self._database.dialect == "postgresql":
-                await self._database.write(_announce)
+            await self._store.announce_events()
         if not self._subscribers or self._head is None:
             return
         views: dict[tuple[Actor, str, bool], list[Subscriber]] = {}
@@ -196,7 +190,7 @@ class EventFeed:
         if self._beats_seen is not None:  # first: a heartbeat comes before what ends a job
             await self._beats(views)
         while True:
-            found = await self._database.read(events.after, self._head, READ_BATCH)
+            found = await self._store.events_after(self._head, READ_BATCH)
             if found:
                 self._hand_out(views, [(h.position, h.job, h) for h in found])
                 self._head = found[-1].position
@@ -206,7 +200,7 @@ class EventFeed:
     async def _beats(self, views: dict[tuple[Actor, str, bool], list[Subscriber]]) -> None:
         """Hand out the heartbeats sent since the last round to those who take them."""
         assert self._beats_seen is not None
-        found = await self._database.read(events.beats_after, self._beats_seen, READ_BATCH)
+        found = await self._store.beats_after(self._beats_seen, READ_BATCH)
         if not found:
             return
         self._beats_seen = max(job.heartbeat_at or self._beats_seen for job in found)
@@ -232,7 +226,7 @@ class EventFeed:
         return self._encode_beat(what) if isinstance(what, Job) else self._encode(what)
 
     async def _join(self, actor: Actor, query: JobFilter, heartbeats: bool) -> Subscriber:
-        now = await self._database.read(events.start)
+        now = await self._store.feed_start()
         if self._head is None or not self._subscribers:
             self._head = now
         if heartbeats and self._beats_seen is None:
@@ -262,7 +256,7 @@ class EventFeed:
             while last is not None and last < subscriber.joined_at:
                 if grant is not None and grant.ended:  # revoked while catching up
                     raise RevokedError
-                missed = await self._database.read(events.after, last, READ_BATCH, actor, query)
+                missed = await self._store.events_after(last, READ_BATCH, actor, query)
                 missed = [h for h in missed if h.position <= subscriber.joined_at]
                 if missed:
                     yield b"".join(self._encode(h) for h in missed)
@@ -281,7 +275,3 @@ class EventFeed:
             self._subscribers.discard(subscriber)
             if not any(s.heartbeats for s in self._subscribers):
                 self._beats_seen = None
-
-
-def _announce(connection: Connection) -> None:
-    connection.execute(text(f"NOTIFY {CHANNEL}"))

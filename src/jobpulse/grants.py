@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from jobpulse.storage import sessions
-from jobpulse.storage.engine import Database
+from jobpulse.storage.store import JobStore
 
 logger = logging.getLogger("jobpulse.grants")
 
@@ -57,12 +56,12 @@ class Grants:
 
     def __init__(
         self,
-        database: Database,
+        store: JobStore,
         recheck_s: float = RECHECK_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         revoked: Callable[[set[str]], None] = lambda _hashes: None,
     ) -> None:
-        self._database = database
+        self._store = store
         #: Told the hashes of keys a recheck found revoked (to forget them at once).
         self._revoked = revoked
         self._recheck_s = recheck_s
@@ -106,11 +105,9 @@ class Grants:
         """End the grants whose key was revoked or whose session ended or expired."""
         held = list(self._held)
         keys = {grant.key_hash for grant in held}
-        active = await self._database.read(sessions.active_keys, keys)
+        active = await self._store.active_keys(keys)
         ids = {grant.session_id for grant in held if grant.session_id is not None}
-        live = (
-            await self._database.read(sessions.live_sessions, ids, self._clock()) if ids else set()
-        )
+        live = await self._store.live_sessions(ids, self._clock()) if ids else set()
         if keys - active:
             self._revoked(keys - active)
         for grant in held:

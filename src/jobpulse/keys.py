@@ -8,16 +8,15 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from jobpulse.clock import utcnow
 from jobpulse.domain import Actor
 from jobpulse.errors import NotFoundError, UnauthorizedError, ValidationError
 from jobpulse.grants import Grants
-from jobpulse.service import utcnow
-from jobpulse.storage import keys as repository
-from jobpulse.storage.engine import Database
+from jobpulse.storage.store import REVOKED_CHANNEL, SESSION_ENDED, JobStore, StoredKey
 
 KEY_PREFIX = "jp_"
 #: How long a verified key is trusted before the database is asked again: the longest a key
@@ -48,12 +47,12 @@ class ApiKey:
 class KeyManager:
     """Creates, checks, lists and revokes API keys."""
 
-    def __init__(self, database: Database, clock: Callable[[], float] = time.monotonic) -> None:
-        self.database = database
+    def __init__(self, store: JobStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
         self._clock = clock
         self._verified: dict[str, tuple[Actor, float]] = {}
         #: What the open streams of this process stand on (ended with their key).
-        self.grants = Grants(database, revoked=self._forget_keys)
+        self.grants = Grants(store, revoked=self._forget_keys)
         #: Lookups in flight, by key hash: a burst of requests with one key reads it once.
         self._looking: dict[str, asyncio.Future[Any]] = {}
 
@@ -75,10 +74,7 @@ class KeyManager:
             created_at=utcnow(),
             revoked_at=None,
         )
-        values = {name: getattr(key, name) for name in ApiKey.__slots__} | {
-            "key_hash": hash_key(secret)
-        }
-        await self.database.write(repository.insert_key, values)
+        await self.store.insert_key(StoredKey(**asdict(key), key_hash=hash_key(secret)))
         return key, secret
 
     async def authenticate(self, secret: str) -> Actor:
@@ -104,7 +100,7 @@ class KeyManager:
         """The key's row as read by the lookup in flight, or a new one."""
         looking = self._looking.get(digest)
         if looking is None:
-            looking = asyncio.ensure_future(self.database.read(repository.find_active_key, digest))
+            looking = asyncio.ensure_future(self.store.find_active_key(digest))
             self._looking[digest] = looking
 
             def forget(done: asyncio.Future[Any]) -> None:
@@ -116,19 +112,21 @@ class KeyManager:
 
     async def list(self) -> list[ApiKey]:
         """Every key, oldest first."""
-        rows = await self.database.read(repository.list_keys)
-        return [ApiKey(**{name: getattr(row, name) for name in ApiKey.__slots__}) for row in rows]
+        return [
+            ApiKey(**{name: getattr(key, name) for name in ApiKey.__slots__})
+            for key in await self.store.list_keys()
+        ]
 
     async def count_active(self) -> int:
         """How many keys can be used."""
-        return await self.database.read(repository.count_active_keys)
+        return await self.store.count_active_keys()
 
     async def revoke(self, key_id: str) -> None:
         """Revoke a key; this process forgets it at once, and on PostgreSQL every process
         that follows revocations does as soon as it commits (others within CACHE_SECONDS).
         The streams it opened close as fast (see jobpulse.grants).
         """
-        if not await self.database.write(repository.revoke_key, key_id, utcnow()):
+        if not await self.store.revoke_key(key_id, utcnow()):
             raise NotFoundError(f"no active key {key_id}")
         self.forget()
 
@@ -149,10 +147,10 @@ class KeyManager:
         """Forget verified keys, and recheck open streams, whenever any process revokes a key
         or ends a session (PostgreSQL), until cancelled; returns at once on SQLite.
         """
-        await self.database.listen(repository.REVOKED_CHANNEL, self._heard)
+        await self.store.listen(REVOKED_CHANNEL, self._heard)
 
     def _heard(self, payload: str | None) -> None:
-        if payload == repository.SESSION_ENDED:  # a session, not a key: keep the keys
+        if payload == SESSION_ENDED:  # a session, not a key: keep the keys
             self.grants.changed()
         else:
             self.forget()

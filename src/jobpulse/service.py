@@ -9,14 +9,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from opentelemetry import context as otel_context
-from sqlalchemy import Connection
 
 from jobpulse.batches import BATCH_JOB_TYPE, POLLER, batch_ref
+from jobpulse.clock import utcnow
 from jobpulse.config import Settings
 from jobpulse.documents import text_problem
 from jobpulse.domain import (
@@ -44,20 +44,16 @@ from jobpulse.figures import Stats, Window
 from jobpulse.gate import ReadGate
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Metrics
-from jobpulse.storage import batches, outbox, repository, retention, rollups, stats, steps, sweeps
-from jobpulse.storage.engine import Database
-from jobpulse.storage.together import Creation, Transition
+from jobpulse.storage.batches import Claimed, Polled
+from jobpulse.storage.retention import KINDS
+from jobpulse.storage.sql_store import open_store
+from jobpulse.storage.store import JobStore, Planner
 from jobpulse.sweeping import StaleLimits, plan_sweep
 from jobpulse.telemetry import trace_headers, trace_method
 from jobpulse.webhooks import guard, payload
 
 #: What a step can report.
 STEP_STATUSES = ("success", "failed", "cancelled")
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +101,7 @@ class JobManager:
 
     def __init__(
         self,
-        database: Database,
+        store: JobStore,
         clock: Callable[[], datetime] = utcnow,
         *,
         allow_private_callbacks: bool = False,
@@ -116,7 +112,7 @@ class JobManager:
         stale: StaleLimits | None = None,
         reads: ReadGate | None = None,
     ) -> None:
-        self.database = database
+        self.store = store
         #: Turns for listings, counts and figures (see gate.py); the default settings without one.
         self.reads = reads or ReadGate.from_settings(Settings.model_construct())
         self._now = clock
@@ -141,7 +137,7 @@ class JobManager:
     ) -> JobManager:
         """A manager on the database `settings` names (already migrated)."""
         return cls(
-            Database(settings),
+            open_store(settings),
             allow_private_callbacks=settings.webhook_allow_private,
             notify=notify,
             step_webhook=settings.step_complete_webhook,
@@ -156,8 +152,8 @@ class JobManager:
         return self._now()
 
     async def close(self) -> None:
-        """Finish pending writes and close the database."""
-        await self.database.close()
+        """Finish pending writes and close the store."""
+        await self.store.close()
 
     @trace_method
     async def create_job(
@@ -209,11 +205,9 @@ class JobManager:
         await self._check_callback(job.callback_url)
         if job_type == BATCH_JOB_TYPE:
             ref = batch_ref(job.metadata)
-            stored, created = await self.database.write(
-                batches.insert_batch_job, job, idempotency_key, ref
-            )
+            stored, created = await self.store.create_batch_job(job, idempotency_key, ref)
         else:
-            stored, created = await self.database.submit(Creation(job, idempotency_key))
+            stored, created = await self.store.create(job, idempotency_key)
         if created:
             self.metrics.created(stored)
             self._events_written()
@@ -222,7 +216,7 @@ class JobManager:
     @trace_method
     async def get_job(self, actor: Actor, job_id: str) -> Job:
         """The job, if the actor may see it (NotFoundError otherwise)."""
-        return await self.database.read(repository.get_job, actor, job_id)
+        return await self.store.get(actor, job_id)
 
     @trace_method
     async def update_job(
@@ -294,7 +288,7 @@ class JobManager:
     @trace_method
     async def delete_job(self, actor: Actor, job_id: str) -> None:
         """Delete the job and its history."""
-        await self.database.write(repository.delete_job, actor, job_id)
+        await self.store.delete(actor, job_id)
 
     @trace_method
     async def list_jobs(
@@ -302,15 +296,13 @@ class JobManager:
     ) -> list[Job]:
         """One page of the jobs the actor may see, filtered by `query`."""
         async with self.reads.turn(actor.organization_id):
-            return await self.database.scan(
-                repository.list_jobs, actor, query or JobFilter(), page or Page()
-            )
+            return await self.store.list_jobs(actor, query or JobFilter(), page or Page())
 
     @trace_method
     async def count_jobs(self, actor: Actor, query: JobFilter | None = None) -> JobCount:
         """How many of the actor's jobs match `query`, in all and per status."""
         async with self.reads.turn(actor.organization_id):
-            by_status = await self.database.scan(repository.count_jobs, actor, query or JobFilter())
+            by_status = await self.store.count_jobs(actor, query or JobFilter())
         return JobCount(total=sum(by_status.values()), by_status=by_status)
 
     @trace_method
@@ -322,12 +314,12 @@ class JobManager:
         """
         window = window or Window.last_day(self._now())
         async with self.reads.turn(actor.organization_id):
-            return await self.database.scan(stats.window_stats, actor, query or JobFilter(), window)
+            return await self.store.window_stats(actor, query or JobFilter(), window)
 
     @trace_method
     async def list_events(self, actor: Actor, job_id: str) -> list[JobEvent]:
         """The job's status history, oldest first, rejected attempts included."""
-        return await self.database.read(repository.list_events, actor, job_id)
+        return await self.store.history(actor, job_id)
 
     @trace_method
     async def record_step(
@@ -349,17 +341,8 @@ class JobManager:
         message = None
         if self._step_webhook:
             message = payload.step(self._step_webhook, job_id, step_id, status, details, now)
-        step: dict[str, Any] = await self.database.write(
-            repository.for_visible_job,
-            actor,
-            job_id,
-            steps.record_step,
-            step_id,
-            status,
-            details,
-            now,
-            message,
-        )
+        record = {"step_id": step_id, "status": status, "metadata": details, "created_at": now}
+        step = await self.store.record_step(actor, job_id, record, message)
         if message is not None:
             self._wake()
         return step
@@ -367,7 +350,7 @@ class JobManager:
     @trace_method
     async def list_steps(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
         """The job's steps, oldest first."""
-        return await self.database.read(repository.for_visible_job, actor, job_id, steps.list_steps)
+        return await self.store.list_steps(actor, job_id)
 
     @trace_method
     async def sweep(self, limit: int = 500) -> list[tuple[Job, Plan]]:
@@ -379,7 +362,7 @@ class JobManager:
         rules = partial(plan_sweep, now=now, stale=self._stale)
         planner = partial(_with_callback, rules, now, trace)
         planner = partial(_with_stuck_alert, planner, self._alert_webhook)
-        changed = await self.database.write(sweeps.sweep, now, planner, limit, self._stale)
+        changed = await self.store.sweep_due(now, planner, limit, self._stale)
         for job, plan in changed:
             self.metrics.applied(job, plan)
         if any(plan.outbox for _job, plan in changed):
@@ -402,14 +385,12 @@ class JobManager:
             raise ValidationError("older_than must not be negative, batch at least 1")
         cutoff = self._now() - older_than
         if dry_run:
-            return await self.database.read(retention.count_old, cutoff)
-        total = dict.fromkeys(retention.KINDS, 0)
-        traffic = self.database.traffic
+            return await self.store.count_old(cutoff)
+        total = dict.fromkeys(KINDS, 0)
+        traffic = self.store.traffic
         while True:
             began = time.monotonic()
-            pruned = await self.database.write_background(
-                retention.prune_batch, cutoff, batch, traffic
-            )
+            pruned = await self.store.prune_step(cutoff, batch)
             for kind, number in pruned.removed.items():
                 total[kind] += number
             self.metrics.pruned(pruned.removed)
@@ -423,30 +404,25 @@ class JobManager:
         size; how many rollup rows changed. `drop_empty` then deletes rows that count no job.
         """
         total = 0
-        while changed := await self.database.write_background(rollups.fold):
+        while changed := await self.store.fold_rollups():
             total += changed
         if drop_empty:
-            await self.database.write_background(rollups.drop_empty)
+            await self.store.drop_empty_rollups()
         return total
 
     async def refresh_gauges(self) -> None:
         """Read the metrics gauges from the database (at scrape time)."""
-        self.metrics.set_gauges(await self.database.read(stats.gauges))
+        self.metrics.set_gauges(await self.store.gauges())
 
     @trace_method
     async def list_callbacks(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
         """Every delivery attempt of the job's webhooks, oldest first."""
-        rows = await self.database.read(
-            repository.for_visible_job, actor, job_id, outbox.list_attempts
-        )
-        return [dict(row._mapping) for row in rows]
+        return await self.store.list_attempts(actor, job_id)
 
     @trace_method
     async def retry_callback(self, actor: Actor, job_id: str) -> str:
         """Send the job's callback again, with the same webhook-id (which it returns)."""
-        webhook_id: str = await self.database.write(
-            repository.for_visible_job, actor, job_id, outbox.requeue_callback, self._now()
-        )
+        webhook_id = await self.store.requeue_callback(actor, job_id, self._now())
         self._wake()
         return webhook_id
 
@@ -462,36 +438,29 @@ class JobManager:
         if self.on_events is not None:
             self.on_events()
 
-    async def record_batch_poll(
-        self, claimed: batches.Claimed, planner: Callable[[Job], Plan], poll: batches.Polled
-    ) -> Job:
+    async def record_batch_poll(self, claimed: Claimed, planner: Planner, poll: Polled) -> Job:
         """Apply one batch poll's change to its job (see `batches.record_poll`)."""
         poller = Actor(claimed.organization_id, POLLER, is_admin=True)
-        return await self._apply(
-            poller, claimed.job_id, planner, partial(batches.record_poll, poll=poll)
-        )
+        return await self._apply(poller, claimed.job_id, planner, poll)
 
     async def _apply(
         self,
         actor: Actor,
         job_id: str,
-        planner: Callable[[Job], Plan],
-        command: Callable[[Connection, Actor, str, Callable[[Job], Plan]], tuple[Job, Plan]]
-        | None = None,
+        planner: Planner,
+        poll: Polled | None = None,
     ) -> Job:
-        """Apply `planner`'s change to the job: alone or with the batch's other transitions,
-        or (given) through `command`.
-        """
+        """Apply `planner`'s change to the job (and, given, record a poll of its batch)."""
         self.handling.add(job_id)
         try:
             # The trace context is captured here, in the request's task, and only written out
             # as headers if the change ends the job with a callback to send.
             trace = otel_context.get_current()
             planner = partial(_with_callback, planner, self._now(), trace)
-            if command is None:
-                job, plan = await self.database.submit(Transition(actor, job_id, planner))
+            if poll is None:
+                job, plan = await self.store.apply(actor, job_id, planner)
             else:
-                job, plan = await self.database.write(command, actor, job_id, planner)
+                job, plan = await self.store.record_batch_poll(actor, job_id, planner, poll)
         finally:
             self.handling.discard(job_id)
         if plan.event is not None or "heartbeat_at" in plan.values:
@@ -503,7 +472,7 @@ class JobManager:
             self._wake()
         if plan.ends_job and job.job_type == BATCH_JOB_TYPE and actor.user_id != POLLER:
             # The poller tells the provider (a cancel) or stops following (any other end).
-            await self.database.write(batches.poll_soon, job.id, self._now())
+            await self.store.poll_batch_soon(job.id, self._now())
             self.batches_due.set()
         return job
 

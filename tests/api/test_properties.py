@@ -29,6 +29,7 @@ from jobpulse.api.jobs import LIST_PARAMS
 from jobpulse.storage import rollups
 from jobpulse.storage.tables import metadata as schema
 from tests.receiver import Receiver
+from tests.sql import database_of
 
 #: Examples per database: enough to reach every route many times, bounded for `make test`.
 EXAMPLES = 300
@@ -265,7 +266,7 @@ class World:
         return job_id
 
     def snapshot(self) -> dict[str, list[Row[Any]]]:
-        return self.portal.call(self.portal.app.state.jobs.database.read(tables))
+        return self.portal.call(database_of(self.portal.app.state.jobs).read(tables))
 
 
 @pytest.fixture

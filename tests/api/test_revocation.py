@@ -21,14 +21,14 @@ from jobpulse.api import create_app
 from jobpulse.grants import Grants
 from jobpulse.keys import CACHE_SECONDS, KeyManager, hash_key
 from jobpulse.storage import sessions
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from tests.api.test_stream import Listener, listen, serve
 
 
 @pytest.fixture
 async def replicas(database_url: str) -> AsyncIterator[list[httpx.AsyncClient]]:
     if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL database")
+        pytest.skip("replicas share a PostgreSQL store")
     async with contextlib.AsyncExitStack() as stack:
         clients = []
         for _ in range(2):
@@ -103,11 +103,11 @@ async def test_open_streams_close_within_seconds_of_their_keys_revocation(
             assert [e.data["job_id"] for e in await listener.wait_for(1)] == [job.id]
         # Revoked by another process (`jobpulse keys revoke`): on SQLite nothing tells
         # the server, on PostgreSQL a NOTIFY does.
-        elsewhere = KeyManager(Database(Settings(database_url=database_url)))
+        elsewhere = KeyManager(open_store(Settings(database_url=database_url)))
         try:
             await elsewhere.revoke(key.id)
         finally:
-            await elsewhere.database.close()
+            await elsewhere.store.close()
         for listener in (api, dashboard):
             took = await ended(listener, within_s=5.0)
             print(f"closed {took:.2f} s after the revocation")
@@ -125,7 +125,7 @@ async def test_a_stream_on_one_replica_closes_when_another_revokes_its_key(
     database_url: str,
 ) -> None:
     if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL database")
+        pytest.skip("replicas share a PostgreSQL store")
     async with serve(database_url) as first, serve(database_url) as second:
         key, secret = await first.app.state.keys.create(organization_id="org-a", user_id="al")
         api = await listen(f"{second.url}/v1/jobs/stream", {"Authorization": f"Bearer {secret}"})
@@ -174,7 +174,7 @@ async def test_signing_out_ends_the_session_and_its_streams(database_url: str) -
 
 async def test_signing_out_on_one_replica_ends_the_session_on_another(database_url: str) -> None:
     if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL database")
+        pytest.skip("replicas share a PostgreSQL store")
     shared = {"session_secret": "one secret for both replicas"}
     async with serve(database_url, **shared) as first, serve(database_url, **shared) as second:
         _key, secret = await first.app.state.keys.create(organization_id="org-a", user_id="al")
@@ -197,17 +197,17 @@ async def test_signing_out_on_one_replica_ends_the_session_on_another(database_u
 async def test_a_grant_ends_with_its_sessions_expiry_or_its_keys_revocation(
     database_url: str,
 ) -> None:
-    database = Database(Settings(database_url=database_url))
-    keys = KeyManager(database)
+    store = open_store(Settings(database_url=database_url))
+    keys = KeyManager(store)
     try:
         key, secret = await keys.create(organization_id="org-a", user_id="al")
         now = datetime.now(UTC)
-        started = await database.write(
+        started = await store.database.write(
             sessions.start_session, "s" * 64, hash_key(secret), now, now + timedelta(hours=1)
         )
         assert started
         later = now + timedelta(minutes=59)
-        grants = Grants(database, clock=lambda: later)
+        grants = Grants(store, clock=lambda: later)
         by_key, by_session = grants.hold(hash_key(secret)), grants.hold(hash_key(secret), "s" * 64)
         closed: list[str] = []
         by_session.on_end(lambda: closed.append("session"))
@@ -223,9 +223,9 @@ async def test_a_grant_ends_with_its_sessions_expiry_or_its_keys_revocation(
         assert by_key.ended
         assert grants.held == 0
         # A session of a revoked key cannot start.
-        again = await database.write(
+        again = await store.database.write(
             sessions.start_session, "t" * 64, hash_key(secret), now, now + timedelta(hours=1)
         )
         assert not again
     finally:
-        await database.close()
+        await store.close()

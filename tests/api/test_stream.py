@@ -28,8 +28,8 @@ from jobpulse.feed import EventFeed, TooSlowError
 from jobpulse.listing import JobFilter
 from jobpulse.service import JobManager
 from jobpulse.storage import events
-from jobpulse.storage.engine import Database
 from jobpulse.storage.events import Position
+from jobpulse.storage.sql_store import open_store
 
 
 @dataclass
@@ -290,10 +290,10 @@ async def test_resuming_loses_and_repeats_nothing_under_concurrent_writers(
 async def test_out_of_order_commits_are_read_in_a_resumable_order(database_url: str) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite commits one transaction at a time, in the order of its ids")
-    database = Database(Settings(database_url=database_url))
-    jobs = JobManager(database)
+    store = open_store(Settings(database_url=database_url))
+    jobs = JobManager(store)
     job = await jobs.create_job(Actor("org-a", "alice"))
-    start = await database.read(events.start)
+    start = await store.database.read(events.start)
     raw = database_url.replace("postgresql+asyncpg://", "postgresql://")
     slow, fast = await asyncpg.connect(raw), await asyncpg.connect(raw)
     insert = (
@@ -307,10 +307,10 @@ async def test_out_of_order_commits_are_read_in_a_resumable_order(database_url: 
         fast_id = await fast.fetchval(insert, job.id, "fast")  # commits at once
         assert fast_id > slow_id
         # The fast event is committed, but an older transaction may still write below it.
-        seen = await database.read(events.after, start, 100)
+        seen = await store.database.read(events.after, start, 100)
         assert [h.event.reason for h in seen if h.event.reason != "created"] == []
         await slow_tx.commit()
-        seen = await database.read(events.after, start, 100)
+        seen = await store.database.read(events.after, start, 100)
         reasons = [h.event.reason for h in seen if h.event.reason in ("slow", "fast")]
         assert reasons == ["slow", "fast"]
     finally:
@@ -340,9 +340,9 @@ async def test_a_subscriber_that_falls_behind_is_dropped_then_resumes(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("jobpulse.feed.BUFFER_MAX", 5)
-    database = Database(Settings(database_url=database_url))
-    jobs = JobManager(database)
-    feed = EventFeed(database, encode, encode_beat)
+    store = open_store(Settings(database_url=database_url))
+    jobs = JobManager(store)
+    feed = EventFeed(store, encode, encode_beat)
     jobs.on_events = feed.committed
     running = asyncio.create_task(feed.run())
     actor = Actor("org-a", "alice")

@@ -14,7 +14,7 @@ import pytest
 from jobpulse import Settings
 from jobpulse.client import AsyncJobPulse, JobPulse
 from jobpulse.keys import KeyManager
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from tests.api.test_stream import listen
 from tests.e2e.conftest import cli, close, start
 
@@ -23,7 +23,7 @@ def test_a_change_through_one_replica_reaches_a_stream_of_the_other(
     empty_database_url: str,
 ) -> None:
     if not empty_database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL database")
+        pytest.skip("replicas share a PostgreSQL store")
     first = start(empty_database_url)
     second = start(empty_database_url, expect_key=False)
     try:
@@ -81,29 +81,29 @@ def test_the_keys_revoke_command_closes_open_streams_on_every_replica(
     empty_database_url: str,
 ) -> None:
     """`jobpulse keys revoke`, another process, closes the key's open streams within
-    seconds: on SQLite's one `serve`, and on both `serve` processes of a PostgreSQL database.
+    seconds: on SQLite's one `serve`, and on both `serve` processes of a PostgreSQL store.
     """
     url = empty_database_url
     servers = [start(url)]
     if url.startswith("postgresql"):
         servers.append(start(url, expect_key=False))
     try:
-        secret = cli("keys", "create", "--user", "al", "--org", "org-a", "--database-url", url)
+        secret = cli("keys", "create", "--user", "al", "--org", "org-a", "--store-url", url)
         key = {"Authorization": f"Bearer {secret.stdout.strip()}"}
 
         async def listed() -> str:
-            keys = KeyManager(Database(Settings(database_url=url)))
+            keys = KeyManager(open_store(Settings(database_url=url)))
             try:
                 found = [k.id for k in await keys.list() if key["Authorization"][7:17] == k.prefix]
             finally:
-                await keys.database.close()
+                await keys.store.close()
             return found[0]
 
         key_id = asyncio.run(listed())
 
         async def revoke_while_streaming() -> list[float]:
             streams = [await listen(f"{server.url}/v1/jobs/stream", key) for server in servers]
-            await asyncio.to_thread(cli, "keys", "revoke", key_id, "--database-url", url)
+            await asyncio.to_thread(cli, "keys", "revoke", key_id, "--store-url", url)
             revoked = time.monotonic()
             took = []
             for stream in streams:

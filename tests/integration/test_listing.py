@@ -18,6 +18,7 @@ from jobpulse import (
     Page,
 )
 from jobpulse.storage.tables import jobs
+from tests.sql import database_of
 
 S = JobStatus
 
@@ -84,7 +85,7 @@ async def test_every_filter(manager: JobManager, alice: Actor) -> None:
     await manager.update_job(alice, failed.id, stop_reason="llm_api_error")
     # The sweeper (another issue) is what flags stuck jobs; here the test does it directly.
     flag_stuck = update(jobs).where(jobs.c.id == typed.id).values(stuck_since=typed.created_at)
-    await manager.database.write(lambda connection: connection.execute(flag_stuck))
+    await database_of(manager).write(lambda connection: connection.execute(flag_stuck))
     everyone = {plain.id, typed.id, sourced.id, failed.id}
     cases: list[tuple[JobFilter, set[str]]] = [
         (JobFilter(), everyone),

@@ -21,7 +21,8 @@ from sqlalchemy import Connection, insert
 from jobpulse import Settings, UnauthorizedError
 from jobpulse.api import create_app
 from jobpulse.keys import KeyManager
-from jobpulse.storage.engine import Database, run_in_transaction
+from jobpulse.storage.engine import run_in_transaction
+from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import jobs
 
 #: Jobs of the member, spread over a year: each of its windows is a scan of all of them.
@@ -186,18 +187,18 @@ async def test_reads_past_their_turns_are_told_when_to_come_back(database_url: s
 async def test_a_burst_with_one_key_reads_the_key_once(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = Database(Settings(database_url=database_url))
-    keys = KeyManager(database)
+    store = open_store(Settings(database_url=database_url))
+    keys = KeyManager(store)
     key, secret = await keys.create(organization_id="org-a", user_id="alice")
     reads = 0
-    read = database.read
+    read = store.database.read
 
     async def counted(query: Any, *args: Any) -> Any:
         nonlocal reads
         reads += 1
         return await read(query, *args)
 
-    monkeypatch.setattr(database, "read", counted)
+    monkeypatch.setattr(store.database, "read", counted)
     try:
         actors = await asyncio.gather(*(keys.authenticate(secret) for _ in range(20)))
         assert {actor.user_id for actor in actors} == {"alice"}
@@ -206,4 +207,4 @@ async def test_a_burst_with_one_key_reads_the_key_once(
         with pytest.raises(UnauthorizedError):
             await keys.authenticate(secret)
     finally:
-        await database.close()
+        await store.close()

@@ -13,9 +13,10 @@ from sqlalchemy import Connection, func, select
 
 from jobpulse import Actor, JobManager, Settings, ValidationError
 from jobpulse.storage import outbox, retention
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import callback_attempts, job_events, job_steps, jobs
 from jobpulse.storage.tables import outbox as outbox_table
+from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -33,9 +34,9 @@ class Clock:
 @pytest.fixture
 async def manager(database_url: str) -> AsyncIterator[tuple[JobManager, Clock]]:
     clock = Clock()
-    database = Database(Settings(database_url=database_url))
-    yield JobManager(database, clock, allow_private_callbacks=True), clock
-    await database.close()
+    store = open_store(Settings(database_url=database_url))
+    yield JobManager(store, clock, allow_private_callbacks=True), clock
+    await store.close()
 
 
 def rows(connection: Connection) -> dict[str, int]:
@@ -54,11 +55,11 @@ def rows(connection: Connection) -> dict[str, int]:
 
 async def deliver_all(manager: JobManager, at: datetime) -> None:
     """Record one delivered attempt for every message waiting (as a worker would)."""
-    claimed = await manager.database.write(outbox.claim_due, at, at + timedelta(60), 1000)
+    claimed = await database_of(manager).write(outbox.claim_due, at, at + timedelta(60), 1000)
     outcomes = [
         (m, outbox.Attempt(1, at, 200, None, 1.0, "delivered", None), None) for m in claimed
     ]
-    await manager.database.write(outbox.record_attempts, outcomes)
+    await database_of(manager).write(outbox.record_attempts, outcomes)
 
 
 async def test_old_ended_jobs_and_finished_webhooks_go_and_nothing_else(
@@ -77,19 +78,19 @@ async def test_old_ended_jobs_and_finished_webhooks_go_and_nothing_else(
     recent = await jobs_.create_job(ALICE, status="running")
     await jobs_.update_job(ALICE, recent.id, status="completed")
 
-    before = await jobs_.database.read(rows)
+    before = await database_of(jobs_).read(rows)
     would = await jobs_.prune(timedelta(days=30), dry_run=True)
-    assert await jobs_.database.read(rows) == before  # the dry run changed nothing
+    assert await database_of(jobs_).read(rows) == before  # the dry run changed nothing
     assert would == {"jobs": 13, "attempts": 12, "messages": 12}
 
     removed = await jobs_.prune(timedelta(days=30), batch=5)
     assert removed == would
-    after = await jobs_.database.read(rows)
+    after = await database_of(jobs_).read(rows)
     gone = {kind: before[kind] - after[kind] for kind in before}
     assert gone == removed | {"events": 26, "steps": 12}  # with their jobs, by cascade
     left = {job.id for job in await jobs_.list_jobs(ALICE)}
     assert left == {old_running.id, recent.id}
-    assert await jobs_.database.read(outbox.pending_count) == 1  # the undelivered callback
+    assert await database_of(jobs_).read(outbox.pending_count) == 1  # the undelivered callback
     assert await jobs_.prune(timedelta(days=30)) == dict.fromkeys(retention.KINDS, 0)
 
 
@@ -100,10 +101,10 @@ async def test_a_batch_removes_at_most_its_limit(manager: tuple[JobManager, Cloc
         await jobs_.update_job(ALICE, job.id, status="failed")
     clock.now = T0 + timedelta(days=2)
     cutoff = clock.now - timedelta(days=1)
-    first = await jobs_.database.write(retention.prune_batch, cutoff, 4)
+    first = await database_of(jobs_).write(retention.prune_batch, cutoff, 4)
     assert first == retention.Pruned({"jobs": 4, "attempts": 0, "messages": 0}, finished=False)
     assert (await jobs_.count_jobs(ALICE)).total == 5
-    assert (await jobs_.database.read(rows))["events"] == 5 * 2
+    assert (await database_of(jobs_).read(rows))["events"] == 5 * 2
 
 
 async def test_a_negative_age_is_refused(manager: tuple[JobManager, Clock]) -> None:
@@ -142,12 +143,12 @@ async def test_a_batch_makes_way_for_changes(manager: tuple[JobManager, Clock]) 
     jobs_, clock = manager
     cutoff = await ended_jobs(jobs_, clock, 20)
     busy = Traffic(busy=True, waits_after=3)  # a change waits after the third step
-    first = await jobs_.database.write(retention.prune_batch, cutoff, 100, busy)
+    first = await database_of(jobs_).write(retention.prune_batch, cutoff, 100, busy)
     steps = 3 * retention.STEP_WHEN_BUSY
     assert first == retention.Pruned({"jobs": steps, "attempts": 0, "messages": 0}, False)
     assert (await jobs_.count_jobs(ALICE)).total == 20 - steps
     # Quiet again: the rest goes in one step, and the batch says nothing is left.
-    rest = await jobs_.database.write(retention.prune_batch, cutoff, 100, Traffic(busy=False))
+    rest = await database_of(jobs_).write(retention.prune_batch, cutoff, 100, Traffic(busy=False))
     assert rest == retention.Pruned({"jobs": 20 - steps, "attempts": 0, "messages": 0}, True)
 
 

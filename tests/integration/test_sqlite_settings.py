@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import Connection
 
 from jobpulse import Actor, JobManager, Settings
-from jobpulse.storage.engine import Database
 from jobpulse.storage.migrate import upgrade
+from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.sqlite.checkpoints import Checkpoint, Checkpointer
+from tests.sql import database_of
 
 
 def pragmas(connection: Connection) -> tuple[str, int, int]:
@@ -26,12 +27,12 @@ def pragmas(connection: Connection) -> tuple[str, int, int]:
 async def test_sqlite_pragmas(tmp_path: Path, policy: str, level: int) -> None:
     url = f"sqlite:///{tmp_path / 'jobpulse.db'}"
     await upgrade(url)
-    database = Database(Settings(database_url=url, sqlite_synchronous=policy))
+    store = open_store(Settings(database_url=url, sqlite_synchronous=policy))
     try:
-        assert await database.read(pragmas) == ("wal", 1, level)
-        assert await database.write(pragmas) == ("wal", 1, level)
+        assert await store.database.read(pragmas) == ("wal", 1, level)
+        assert await store.database.write(pragmas) == ("wal", 1, level)
     finally:
-        await database.close()
+        await store.close()
 
 
 ALICE = Actor("org-a", "alice")
@@ -57,10 +58,10 @@ async def test_commits_leave_checkpoints_to_their_own_thread(tmp_path: Path) -> 
     url = f"sqlite:///{tmp_path / 'jobpulse.db'}"
     await upgrade(url)
     jobs = JobManager.from_settings(Settings(database_url=url, sqlite_checkpoint_frames=20))
-    checkpointer = jobs.database.checkpointer
+    checkpointer = database_of(jobs).checkpointer
     assert checkpointer is not None
     try:
-        assert await jobs.database.write(autocheckpoint) == 0  # no commit checkpoints
+        assert await database_of(jobs).write(autocheckpoint) == 0  # no commit checkpoints
         logs = []
         for creates in (300, *[30] * 7):
             await asyncio.gather(*(jobs.create_job(ALICE) for _ in range(creates)))

@@ -18,10 +18,11 @@ from jobpulse import Actor, Job, JobFilter, JobManager, JobStatus, Settings, Sto
 from jobpulse.figures import Bucket, Histogram, Window
 from jobpulse.storage import changes as changes_module
 from jobpulse.storage import rollups, together
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import job_rollups
 from tests.conftest import MakeKey
 from tests.monitor.test_sweeper import T0, Clock
+from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
 BOB = Actor("org-a", "bob")
@@ -33,7 +34,7 @@ HOUR = 3600
 async def jobs(database_url: str) -> AsyncIterator[tuple[JobManager, Clock]]:
     clock = Clock()
     manager = JobManager(
-        Database(Settings(database_url=database_url)), clock, allow_private_callbacks=True
+        open_store(Settings(database_url=database_url)), clock, allow_private_callbacks=True
     )
     yield manager, clock
     await manager.close()
@@ -161,12 +162,12 @@ async def test_the_served_app_folds_what_is_written(
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     for body in ({"job_type": "agent"}, {"status": "running"}, {"status": "running"}):
         await http.post("/v1/jobs", json=body, headers=admin)
-    database = app.state.jobs.database
+    store = app.state.jobs.store
     deadline = asyncio.get_running_loop().time() + 10
-    while await database.read(rollups.pending):  # serve folds every second
+    while await store.database.read(rollups.pending):  # serve folds every second
         assert asyncio.get_running_loop().time() < deadline, "nothing folded the deltas"
         await asyncio.sleep(0.1)
-    assert await database.read(rollups.totals)
+    assert await store.database.read(rollups.totals)
     window = {"since": hour.isoformat(), "until": (hour + timedelta(hours=2)).isoformat()}
     stats = (await http.get("/v1/stats", params=window, headers=admin)).json()  # whole hours
     count = (await http.get("/v1/jobs/count", headers=admin)).json()
@@ -283,18 +284,18 @@ async def test_rollups_answer_as_a_scan_would(
     monkeypatch.setattr(together, "update_jobs", written)
     made = await _workload(manager, clock, seed=1)
     made += await _many_at_once(manager, clock, seed=3)
-    if manager.database.dialect == "postgresql":
+    if database_of(manager).dialect == "postgresql":
         assert max(batches) > 1  # some jobs were written together
-    assert await manager.database.read(rollups.pending) > 0
+    assert await database_of(manager).read(rollups.pending) > 0
     assert await _agree(manager) > 0  # deltas only, nothing folded yet
 
-    counted = await manager.database.read(rollups.totals)
-    await manager.database.write(rollups.fold, 7)  # part folded
-    await manager.database.write(rollups.fold, 7)
-    assert await manager.database.read(rollups.totals) == counted, "a fold changes no count"
+    counted = await database_of(manager).read(rollups.totals)
+    await database_of(manager).write(rollups.fold, 7)  # part folded
+    await database_of(manager).write(rollups.fold, 7)
+    assert await database_of(manager).read(rollups.totals) == counted, "a fold changes no count"
     assert await _agree(manager) > 0
     await manager.fold_stats(drop_empty=True)  # the rest (PostgreSQL folds all at once)
-    assert await manager.database.read(rollups.pending) == 0
+    assert await database_of(manager).read(rollups.pending) == 0
     assert await _agree(manager) > 0  # all folded
 
     made += await _workload(manager, clock, seed=2)  # folded and waiting, mixed
@@ -319,7 +320,7 @@ async def test_the_rollups_are_what_stats_reads(jobs: tuple[JobManager, Clock]) 
     await _workload(manager, clock, seed=3)
     await manager.fold_stats()
     before = await manager.stats(ADMIN, window=WINDOWS[1])
-    await manager.database.write(lambda c: c.execute(job_rollups.update().values(jobs=0)))
+    await database_of(manager).write(lambda c: c.execute(job_rollups.update().values(jobs=0)))
     emptied = await manager.stats(ADMIN, window=WINDOWS[1])
     assert before.total > emptied.total, "whole hours are read from the rollups"
     assert emptied.total == 0

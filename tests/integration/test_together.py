@@ -12,7 +12,7 @@ import pytest
 
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.errors import InvalidTransitionError, NotFoundError
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from tests.monitor.test_sweeper import Clock
 
 ALICE = Actor("org-a", "alice")
@@ -24,7 +24,7 @@ STATUSES = ("pending", "running", "completed", "failed", "cancelled", "created")
 async def jobs(database_url: str) -> AsyncIterator[JobManager]:
     # One writer: batches commit in queue order, so "one by one" has one meaning.
     settings = Settings(database_url=database_url, postgres_writers=1, write_batch_max=64)
-    manager = JobManager(Database(settings), Clock())
+    manager = JobManager(open_store(settings), Clock())
     yield manager
     await manager.close()
 

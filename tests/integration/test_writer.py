@@ -16,6 +16,7 @@ from jobpulse import Actor, JobManager
 from jobpulse.errors import UnavailableError
 from jobpulse.storage import keys
 from jobpulse.storage.tables import api_keys
+from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
 KEY = {
@@ -97,7 +98,7 @@ async def test_a_failing_request_fails_alone_and_the_writer_recovers(
     for _round in range(2):
         outcomes = await asyncio.gather(
             manager.create_job(ALICE, status="running"),
-            manager.database.write(failure),
+            database_of(manager).write(failure),
             manager.create_job(ALICE, status="running", metadata={"n": 1}),
             return_exceptions=True,
         )
@@ -105,7 +106,7 @@ async def test_a_failing_request_fails_alone_and_the_writer_recovers(
         assert isinstance(failed, Exception)
         assert not isinstance(first, BaseException)
         assert not isinstance(last, BaseException)
-        assert await manager.database.read(count_poison) == 0
+        assert await database_of(manager).read(count_poison) == 0
         # The next batches, one request at a time and several together, go through.
         job = await manager.create_job(ALICE, status="running")
         done = await manager.update_job(ALICE, job.id, stop_reason="end_turn")
@@ -138,10 +139,10 @@ async def test_background_work_waits_for_every_queued_change(
         gate.wait(10)  # the writer is busy while the rest queues up
         return "gate"
 
-    first = asyncio.ensure_future(manager.database.write(held))
+    first = asyncio.ensure_future(database_of(manager).write(held))
     await asyncio.sleep(0.05)
-    background = asyncio.ensure_future(manager.database.write_background(note("prune")))
-    changes = [asyncio.ensure_future(manager.database.write(note(f"c{n}"))) for n in range(5)]
+    background = asyncio.ensure_future(database_of(manager).write_background(note("prune")))
+    changes = [asyncio.ensure_future(database_of(manager).write(note(f"c{n}"))) for n in range(5)]
     await asyncio.sleep(0.05)
     gate.set()
     done = await asyncio.gather(first, background, *changes)
@@ -226,11 +227,11 @@ async def test_changes_that_come_in_during_background_work_join_its_transaction(
     log: list[object] = []
     gate = threading.Event()
     background = asyncio.ensure_future(
-        manager.database.write_background(held_until(gate, transaction_of(log, "prune")))
+        database_of(manager).write_background(held_until(gate, transaction_of(log, "prune")))
     )
     await asyncio.sleep(0.05)
     changes = [
-        asyncio.ensure_future(manager.database.write(transaction_of(log, f"c{n}")))
+        asyncio.ensure_future(database_of(manager).write(transaction_of(log, f"c{n}")))
         for n in range(3)
     ]
     await asyncio.sleep(0.05)
@@ -239,7 +240,7 @@ async def test_changes_that_come_in_during_background_work_join_its_transaction(
     assert len(log) == 4
     assert all(transaction is log[0] for transaction in log)
     # A change on its own afterwards commits in a transaction of its own.
-    assert await manager.database.write(transaction_of(log, "later")) == "later"
+    assert await database_of(manager).write(transaction_of(log, "later")) == "later"
     assert log[-1] is not log[0]
 
 
@@ -255,11 +256,11 @@ async def test_a_joined_change_that_fails_fails_alone(
         return "background"
 
     background = asyncio.ensure_future(
-        manager.database.write_background(held_until(gate, insert_key))
+        database_of(manager).write_background(held_until(gate, insert_key))
     )
     await asyncio.sleep(0.05)
     before = asyncio.ensure_future(manager.create_job(ALICE, status="running"))
-    failing = asyncio.ensure_future(manager.database.write(break_the_transaction))
+    failing = asyncio.ensure_future(database_of(manager).write(break_the_transaction))
     after = asyncio.ensure_future(manager.create_job(ALICE, status="running"))
     await asyncio.sleep(0.05)
     gate.set()
@@ -268,8 +269,8 @@ async def test_a_joined_change_that_fails_fails_alone(
     assert isinstance(done[2], Exception)
     assert not isinstance(done[1], BaseException)
     assert not isinstance(done[3], BaseException)
-    assert await manager.database.read(count_poison) == 0
-    stored = await manager.database.read(
+    assert await database_of(manager).read(count_poison) == 0
+    stored = await database_of(manager).read(
         lambda c: c.execute(select(func.count()).where(api_keys.c.id == "key-background")).scalar()
     )
     assert stored == 1  # the background work committed, once

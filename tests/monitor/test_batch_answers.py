@@ -20,6 +20,7 @@ from tests.monitor.test_batches import (  # noqa: F401 - fixtures
     make_polling,
 )
 from tests.providers import Answer, FakeProviders, anthropic, openai
+from tests.sql import database_of
 
 #: A batch body of about 300 KB (a long list of errors is as long as that).
 PADDING = {"errors": {"object": "list", "data": [{"message": "x" * 1000}] * 300}}
@@ -155,7 +156,7 @@ async def test_an_id_followed_before_ids_were_checked_is_never_polled(
     polling = await make_polling()
     fake.script("anthropic", "msgbatch_1", anthropic("msgbatch_1", processing=1))
     job = await polling.add("anthropic", "msgbatch_1", callback_url="http://127.0.0.1:9/done")
-    await polling.jobs.database.write(
+    await database_of(polling.jobs).write(
         lambda c: c.execute(update(batch_polls).values(batch_id=".."))
     )
     await polling.poller.run_once()

@@ -17,16 +17,17 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from jobpulse import Actor, JobManager, JobStatus, Settings
+from jobpulse.clock import utcnow
 from jobpulse.domain import Job
 from jobpulse.monitor import providers
 from jobpulse.monitor.batch_poller import BatchPoller
 from jobpulse.monitor.providers import ProviderClient
-from jobpulse.service import utcnow
 from jobpulse.storage import batches
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import outbox
 from tests.monitor.test_sweeper import T0, Clock
 from tests.providers import ANTHROPIC_KEY, OPENAI_KEY, Answer, FakeProviders, anthropic, openai
+from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
 INTERVAL_S = 60.0
@@ -70,13 +71,13 @@ class Polling:
         return await self.jobs.get_job(ALICE, job.id)
 
     async def callbacks(self, job: Job) -> list[str]:
-        rows = await self.jobs.database.read(
+        rows = await database_of(self.jobs).read(
             lambda c: c.execute(outbox.select().where(outbox.c.job_id == job.id)).all()
         )
         return [row.event_type for row in rows]
 
     async def followed(self) -> int:
-        return await self.jobs.database.read(batches.followed)
+        return await database_of(self.jobs).read(batches.followed)
 
     async def until(self, done: Callable[[], Awaitable[bool]], within_s: float = 10.0) -> None:
         """Poll rounds until `done()` (real time), failing after `within_s`."""
@@ -96,7 +97,7 @@ async def make_polling(database_url: str, fake: FakeProviders) -> AsyncIterator[
 
     async def make(clock: Callable[[], Any] = utcnow, **extra: Any) -> Polling:
         settings = batch_settings(database_url, fake, **extra)
-        jobs = JobManager(Database(settings), clock, allow_private_callbacks=True)
+        jobs = JobManager(open_store(settings), clock, allow_private_callbacks=True)
         client = ProviderClient(settings)
         polling = Polling(jobs, BatchPoller(jobs, settings, client, clock), client)
         made.append(polling)
@@ -415,7 +416,7 @@ async def test_a_cancel_is_forwarded_and_followed_to_the_batch_end(
         return bool((await polling.job(job)).metadata["provider_status"] == "ended")
 
     async def poll_when_due() -> bool:
-        await polling.jobs.database.write(_due_now, job.id)
+        await database_of(polling.jobs).write(_due_now, job.id)
         return await ended()
 
     await polling.until(poll_when_due)
@@ -516,7 +517,7 @@ async def test_two_pollers_never_poll_one_batch_at_once(
     database_url: str, fake: FakeProviders, make_polling: MakePolling
 ) -> None:
     if database_url.startswith("sqlite"):
-        pytest.skip("replicas share a PostgreSQL database; SQLite is one process")
+        pytest.skip("replicas share a PostgreSQL store; SQLite is one process")
     fake.delay_s = 0.05
     first = await make_polling()
     second = await make_polling()

@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import outbox
 from jobpulse.sweeping import StaleLimits
+from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -37,18 +38,18 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def jobs(database_url: str, clock: Clock) -> AsyncIterator[JobManager]:
-    database = Database(Settings(database_url=database_url))
+    store = open_store(Settings(database_url=database_url))
     yield JobManager(
-        database,
+        store,
         clock,
         allow_private_callbacks=True,
         alert_webhook="http://127.0.0.1:9/alerts",
     )
-    await database.close()
+    await store.close()
 
 
 async def queued(jobs: JobManager) -> list[tuple[str, str | None]]:
-    rows = await jobs.database.read(
+    rows = await database_of(jobs).read(
         lambda c: c.execute(outbox.select().order_by(outbox.c.id)).all()
     )
     return [(row.event_type, row.job_id) for row in rows]
@@ -107,7 +108,7 @@ async def test_racing_sweepers_transition_each_job_once(
 ) -> None:
     created = [await jobs.create_job(ALICE, status="running", timeout_s=5) for _ in range(40)]
     clock.advance(6)
-    others = [JobManager(Database(Settings(database_url=database_url)), clock) for _ in range(3)]
+    others = [JobManager(open_store(Settings(database_url=database_url)), clock) for _ in range(3)]
     try:
         results = await asyncio.gather(*(j.sweep() for j in [jobs, *others]))
     finally:
@@ -131,7 +132,7 @@ async def test_stale_jobs_of_each_status_are_flagged_once_by_racing_sweepers(
 ) -> None:
     managers = [
         JobManager(
-            Database(Settings(database_url=database_url)),
+            open_store(Settings(database_url=database_url)),
             clock,
             alert_webhook="http://127.0.0.1:9/alerts",
             stale=STALE,
@@ -175,8 +176,8 @@ async def test_stale_jobs_of_each_status_are_flagged_once_by_racing_sweepers(
 async def test_a_jobs_own_stale_limit_wins_over_its_statuss(
     database_url: str, clock: Clock
 ) -> None:
-    database = Database(Settings(database_url=database_url))
-    jobs = JobManager(database, clock, stale=StaleLimits(pending_s=3600, expire=True))
+    store = open_store(Settings(database_url=database_url))
+    jobs = JobManager(store, clock, stale=StaleLimits(pending_s=3600, expire=True))
     try:
         hasty = await jobs.create_job(ALICE, status="pending", stale_after_s=10)
         patient = await jobs.create_job(ALICE, status="pending", stale_after_s=7200)
@@ -208,8 +209,8 @@ async def test_a_jobs_own_stale_limit_wins_over_its_statuss(
 
 
 async def test_without_stale_limits_a_jobs_own_still_holds(database_url: str, clock: Clock) -> None:
-    database = Database(Settings(database_url=database_url))
-    jobs = JobManager(database, clock)
+    store = open_store(Settings(database_url=database_url))
+    jobs = JobManager(store, clock)
     try:
         job = await jobs.create_job(ALICE, stale_after_s=5)
         clock.advance(6)

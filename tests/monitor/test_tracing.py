@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from jobpulse import Actor, JobManager, Settings
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from jobpulse.telemetry import trace_method, tracer
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.conftest import MakeKey
@@ -112,15 +112,15 @@ async def test_the_webhook_continues_the_trace_that_ended_the_job(
 ) -> None:
     receiver = Receiver()
     settings = Settings(database_url=database_url, webhook_allow_private=True)
-    database = Database(settings)
-    jobs = JobManager(database, allow_private_callbacks=True)
+    store = open_store(settings)
+    jobs = JobManager(store, allow_private_callbacks=True)
     alice = Actor("org-a", "alice")
     try:
         job = await jobs.create_job(alice, status="running", callback_url=receiver.url)
         with tracer().start_as_current_span("request") as request:
             await jobs.update_job(alice, job.id, status="completed")
         async with new_client(settings) as http:
-            deliverer = Deliverer(database, settings, http)
+            deliverer = Deliverer(store, settings, http)
             deadline = time.monotonic() + 10
             while not receiver.received:
                 assert time.monotonic() < deadline
@@ -132,7 +132,7 @@ async def test_the_webhook_continues_the_trace_that_ended_the_job(
         assert delivery.context.trace_id == request.get_span_context().trace_id
     finally:
         receiver.close()
-        await database.close()
+        await store.close()
 
 
 def test_json_logs_carry_the_trace(spans: InMemorySpanExporter) -> None:

@@ -19,25 +19,26 @@ from sqlalchemy import Connection, select
 
 from jobpulse import Actor, JobManager, Settings, ValidationError
 from jobpulse.storage import outbox
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import SqlJobStore, open_store
 from jobpulse.storage.tables import callback_attempts
 from jobpulse.webhooks import guard, payload
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.receiver import Receiver
+from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
 
 
 @dataclass
 class Deliveries:
-    database: Database
+    store: SqlJobStore
     settings: Settings
     deliverer: Deliverer
 
     async def queue(self, url: str, count: int = 1) -> None:
         now = datetime.now(UTC)
         messages = [payload.alert(url, payload.JOB_STUCK, {"n": n}, now) for n in range(count)]
-        await self.database.write(outbox.insert_messages, messages)
+        await database_of(self.store).write(outbox.insert_messages, messages)
 
     async def attempts(self) -> list[Any]:
         def read(connection: Connection) -> list[Any]:
@@ -45,7 +46,7 @@ class Deliveries:
                 connection.execute(select(callback_attempts).order_by(callback_attempts.c.id))
             )
 
-        return await self.database.read(read)
+        return await database_of(self.store).read(read)
 
 
 @pytest.fixture
@@ -74,12 +75,12 @@ async def guarded_world(database_url: str) -> AsyncIterator[Deliveries]:
 
 @asynccontextmanager
 async def _deliveries(settings: Settings) -> AsyncIterator[Deliveries]:
-    database = Database(settings)
+    store = open_store(settings)
     try:
         async with new_client(settings) as sender:
-            yield Deliveries(database, settings, Deliverer(database, settings, sender))
+            yield Deliveries(store, settings, Deliverer(store, settings, sender))
     finally:
-        await database.close()
+        await store.close()
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ async def test_two_workers_never_send_one_message_at_once(
     open_world: Deliveries, trickle: Receiver
 ) -> None:
     await open_world.queue(trickle.url)
-    other = Deliverer(open_world.database, open_world.settings, open_world.deliverer.sender)
+    other = Deliverer(open_world.store, open_world.settings, open_world.deliverer.sender)
     workers = [asyncio.create_task(d.run()) for d in (open_world.deliverer, other)]
     await asyncio.sleep(3)
     for deliverer, worker in zip((open_world.deliverer, other), workers, strict=True):
@@ -226,7 +227,7 @@ async def test_rebinding_after_the_check_gets_nothing(
 ) -> None:
     dns["rebind.test"] = ["93.184.215.14", "127.0.0.1"]  # public when checked, then loopback
     port = receiver.url.split(":")[2].split("/")[0]
-    jobs = JobManager(guarded_world.database)
+    jobs = JobManager(guarded_world.store)
     job = await jobs.create_job(
         ALICE, status="running", callback_url=f"http://rebind.test:{port}/hook"
     )
@@ -247,7 +248,7 @@ async def test_every_spelling_of_loopback_is_refused_on_create_and_at_delivery(
     port = receiver.url.split(":")[2].split("/")[0]
     url = f"http://{host}:{port}/hook"
     with pytest.raises(ValidationError, match="not a public address"):
-        await JobManager(guarded_world.database).create_job(ALICE, callback_url=url)
+        await JobManager(guarded_world.store).create_job(ALICE, callback_url=url)
     await guarded_world.queue(url)
     await guarded_world.deliverer.run_once()
     [attempt] = await guarded_world.attempts()

@@ -13,9 +13,10 @@ import pytest
 from jobpulse import Actor, JobManager, Settings, ValidationError
 from jobpulse.client import verify_webhook
 from jobpulse.storage import outbox
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import SqlJobStore, open_store
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.receiver import Receiver
+from tests.sql import database_of
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ALICE = Actor("org-a", "alice")
@@ -25,7 +26,7 @@ ALICE = Actor("org-a", "alice")
 class World:
     jobs: JobManager
     deliverer: Deliverer
-    database: Database
+    store: SqlJobStore
 
 
 @pytest.fixture
@@ -45,14 +46,14 @@ async def world(database_url: str, alerts: Receiver) -> AsyncIterator[World]:
         webhook_timeout_s=2,
         alert_webhook=alerts.url,
     )
-    database = Database(settings)
+    store = open_store(settings)
     async with new_client(settings) as http:
         yield World(
-            JobManager(database, allow_private_callbacks=True),
-            Deliverer(database, settings, http),
-            database,
+            JobManager(store, allow_private_callbacks=True),
+            Deliverer(store, settings, http),
+            store,
         )
-    await database.close()
+    await store.close()
 
 
 async def deliver_until(world: World, done: Callable[[], bool], seconds: float = 10) -> None:
@@ -162,11 +163,11 @@ async def test_a_claim_is_leased(world: World, receiver: Receiver) -> None:
     await world.jobs.update_job(ALICE, job.id, status="completed")
     now = (await world.jobs.get_job(ALICE, job.id)).updated_at + timedelta(seconds=1)
     lease = now + timedelta(seconds=60)
-    first = await world.database.write(outbox.claim_due, now, lease, 10)
+    first = await database_of(world.store).write(outbox.claim_due, now, lease, 10)
     assert [message.job_id for message in first] == [job.id]
-    assert await world.database.write(outbox.claim_due, now, lease, 10) == []
+    assert await database_of(world.store).write(outbox.claim_due, now, lease, 10) == []
     later = lease + timedelta(seconds=1)  # the first worker died: its lease ran out
-    again = await world.database.write(outbox.claim_due, later, later + timedelta(60), 10)
+    again = await database_of(world.store).write(outbox.claim_due, later, later + timedelta(60), 10)
     assert [message.webhook_id for message in again] == [first[0].webhook_id]
 
 

@@ -14,11 +14,12 @@ import pytest
 
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.storage import outbox
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from jobpulse.webhooks import payload
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from jobpulse.webhooks.fairness import FairSlots
 from tests.receiver import Receiver
+from tests.sql import database_of
 
 GOOD = Actor("org-good", "gina")
 HOSTILE = [Actor(f"org-hostile-{n}", "mallory") for n in range(3)]
@@ -45,14 +46,14 @@ async def world(database_url: str) -> AsyncIterator[World]:
     # The defaults: 16 slots, 8 per host, 4 per organization.
     assert (settings.webhook_concurrency, settings.webhook_host_concurrency) == (16, 8)
     assert settings.webhook_org_concurrency == 4
-    database = Database(settings)
+    store = open_store(settings)
     try:
         async with new_client(settings) as sender:
-            deliverer = Deliverer(database, settings, sender)
-            jobs = JobManager(database, allow_private_callbacks=True, notify=deliverer.wake.set)
+            deliverer = Deliverer(store, settings, sender)
+            jobs = JobManager(store, allow_private_callbacks=True, notify=deliverer.wake.set)
             yield World(jobs, deliverer)
     finally:
-        await database.close()
+        await store.close()
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ async def test_hostile_tenants_cannot_hold_up_a_healthy_tenants_callbacks(
 async def test_a_claim_passes_over_organizations_and_hosts_that_hold_their_share(
     world: World, receiver: Receiver
 ) -> None:
-    database = world.jobs.database
+    database = database_of(world.jobs)
     hostile = HOSTILE[0]
     for _ in range(30):  # the oldest due messages are a full organization's
         await _end_with_callback(world.jobs, hostile, receiver.url + "?hostile")

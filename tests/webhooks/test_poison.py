@@ -20,14 +20,15 @@ from sqlalchemy import Connection, select, text, update
 
 from jobpulse import Actor, JobFilter, JobManager, Settings
 from jobpulse.storage import outbox
-from jobpulse.storage.engine import Database
 from jobpulse.storage.migrate import upgrade
+from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import jobs
 from jobpulse.storage.tables import outbox as outbox_table
 from jobpulse.webhooks import payload
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.conftest import MakeKey
 from tests.receiver import Receiver
+from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
 
@@ -37,13 +38,13 @@ async def delivery(database_url: str) -> AsyncIterator[tuple[JobManager, Deliver
     settings = Settings(
         database_url=database_url, webhook_allow_private=True, webhook_retry_schedule="0,0.05"
     )
-    database = Database(settings)
+    store = open_store(settings)
     async with new_client(settings) as http:
         yield (
-            JobManager(database, allow_private_callbacks=True),
-            Deliverer(database, settings, http),
+            JobManager(store, allow_private_callbacks=True),
+            Deliverer(store, settings, http),
         )
-    await database.close()
+    await store.close()
 
 
 def queue_unreadable(connection: Connection, url: str) -> None:
@@ -65,15 +66,15 @@ async def test_an_unreadable_message_fails_alone_then_rests(
     delivery: tuple[JobManager, Deliverer], receiver: Receiver
 ) -> None:
     jobs_, deliverer = delivery
-    await jobs_.database.write(queue_unreadable, receiver.url)
+    await database_of(jobs_).write(queue_unreadable, receiver.url)
     job = await jobs_.create_job(ALICE, status="running", callback_url=receiver.url)
     await jobs_.update_job(ALICE, job.id, stop_reason="end_turn")
     deadline = time.monotonic() + 10
-    while (await jobs_.database.read(messages))[0][1] == "pending":
-        assert time.monotonic() < deadline, await jobs_.database.read(messages)
+    while (await database_of(jobs_).read(messages))[0][1] == "pending":
+        assert time.monotonic() < deadline, await database_of(jobs_).read(messages)
         await deliverer.run_once()
         await asyncio.sleep(0.06)
-    assert await jobs_.database.read(messages) == [
+    assert await database_of(jobs_).read(messages) == [
         ("job.stuck", "exhausted", 2),
         ("job.completed", "delivered", 1),
     ]
@@ -103,7 +104,7 @@ async def test_nan_kept_by_sqlite_reads_as_null_and_is_delivered(
     jobs_, deliverer = delivery
     job = await jobs_.create_job(ALICE, status="running", callback_url=receiver.url)
     await jobs_.update_job(ALICE, job.id, stop_reason="end_turn")
-    await jobs_.database.write(poison_sqlite, job.id)
+    await database_of(jobs_).write(poison_sqlite, job.id)
     assert (await jobs_.get_job(ALICE, job.id)).metadata == {"x": None, "k": "v"}
     assert [found.id for found in await jobs_.list_jobs(ALICE)] == [job.id]
     while not receiver.received:
@@ -139,7 +140,7 @@ async def test_migration_repairs_what_sqlite_kept(tmp_path: Path) -> None:
     try:
         found = await manager.list_jobs(ALICE, query=JobFilter(metadata={"k": "v"}))
         assert [j.metadata for j in found] == [{"x": None, "k": "v"}]
-        stored = await manager.database.read(
+        stored = await database_of(manager).read(
             lambda c: c.execute(select(outbox_table.c.payload)).scalar_one()
         )
         assert stored == {"x": None}
@@ -161,7 +162,7 @@ async def test_metadata_too_deep_from_before_the_policy_still_reads_lists_and_en
         deep = json.loads(nest(300))  # what the API accepted before the JSON policy
         connection.execute(update(jobs).where(jobs.c.id == job["id"]).values(metadata=deep))
 
-    await app.state.jobs.database.write(poison)
+    await database_of(app.state.jobs).write(poison)
     shown = await http.get(f"/v1/jobs/{job['id']}", headers=headers)
     assert shown.status_code == 200
     assert str(shown.json()["metadata"]).count("{") == 32

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from jobpulse import Actor, JobManager, NotFoundError, Settings, ValidationError
-from jobpulse.storage.engine import Database
+from jobpulse.storage.sql_store import open_store
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.conftest import MakeKey
 from tests.receiver import Receiver
@@ -25,8 +25,8 @@ async def test_steps_fire_the_step_webhook(database_url: str) -> None:
         step_complete_webhook=receiver.url,
         step_complete_key="step-secret",
     )
-    database = Database(settings)
-    jobs = JobManager(database, allow_private_callbacks=True, step_webhook=receiver.url)
+    store = open_store(settings)
+    jobs = JobManager(store, allow_private_callbacks=True, step_webhook=receiver.url)
     try:
         job = await jobs.create_job(ALICE, status="running")
         first = await jobs.record_step(
@@ -41,7 +41,7 @@ async def test_steps_fire_the_step_webhook(database_url: str) -> None:
             generated["step_id"],
         ]
         async with new_client(settings) as http:
-            deliverer = Deliverer(database, settings, http)
+            deliverer = Deliverer(store, settings, http)
             deadline = time.monotonic() + 10
             while len(receiver.received) < 2:
                 assert time.monotonic() < deadline
@@ -61,7 +61,7 @@ async def test_steps_fire_the_step_webhook(database_url: str) -> None:
             await jobs.record_step(Actor("org-b", "eve"), job.id, status="success")
     finally:
         receiver.close()
-        await database.close()
+        await store.close()
 
 
 async def test_steps_over_http(http: httpx.AsyncClient, make_key: MakeKey) -> None:

@@ -55,17 +55,15 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wake = asyncio.Event()
         app.state.jobs = JobManager.from_settings(settings, notify=wake.set)
-        database = app.state.jobs.database
-        app.state.keys = KeyManager(database)
-        app.state.feed = EventFeed(database, stream.encode, stream.encode_beat)
+        store = app.state.jobs.store
+        app.state.keys = KeyManager(store)
+        app.state.feed = EventFeed(store, stream.encode, stream.encode_beat)
         app.state.jobs.on_events = app.state.feed.committed
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
         providers = ProviderClient(settings)
         async with new_client(settings) as http:
-            deliverer = Deliverer(
-                database, settings, http, wake=wake, metrics=app.state.jobs.metrics
-            )
+            deliverer = Deliverer(store, settings, http, wake=wake, metrics=app.state.jobs.metrics)
             worker = asyncio.create_task(deliverer.run(), name="jobpulse-webhooks")
             background = [
                 asyncio.create_task(
@@ -96,7 +94,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 await asyncio.gather(*background, return_exceptions=True)
                 await deliverer.stop(worker)
                 await providers.close()
-                await database.close()
+                await store.close()
 
     app = FastAPI(
         title="jobpulse",

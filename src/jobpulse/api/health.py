@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import Connection
 
 from jobpulse.api.deps import Jobs
 from jobpulse.api.errors import error_response
@@ -31,7 +30,7 @@ async def healthz(request: Request) -> Health:
 async def readyz(jobs: Jobs) -> Health | JSONResponse:
     """The database answers (503 while it does not, whatever the reason)."""
     try:
-        await jobs.database.read(_ping)
+        await jobs.store.ping()
     except UnavailableError as exc:
         return error_response(503, exc.code, exc.message)
     except Exception as exc:  # not ready, whatever the database said
@@ -56,7 +55,3 @@ async def metrics(request: Request, jobs: Jobs) -> Response:
 def _bears(request: Request, token: str) -> bool:
     scheme, sent = get_authorization_scheme_param(request.headers.get("authorization"))
     return scheme.lower() == "bearer" and hmac.compare_digest(sent.encode(), token.encode())
-
-
-def _ping(connection: Connection) -> None:
-    connection.exec_driver_sql("SELECT 1")

@@ -17,12 +17,11 @@ from datetime import timedelta
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from jobpulse.clock import utcnow
 from jobpulse.config import Settings
 from jobpulse.domain import Actor
 from jobpulse.errors import ForbiddenError, UnauthorizedError
 from jobpulse.keys import KeyManager, hash_key
-from jobpulse.service import utcnow
-from jobpulse.storage import sessions as repository
 
 SESSION_COOKIE = "jobpulse_session"
 CSRF_COOKIE = "jobpulse_csrf"
@@ -61,9 +60,7 @@ class Sessions:
         token = secrets.token_urlsafe(32)
         now = utcnow()
         expires_at = now + timedelta(seconds=self.max_age_s)
-        started = await keys.database.write(
-            repository.start_session, _session_id(token), hash_key(key), now, expires_at
-        )
+        started = await keys.store.start_session(_session_id(token), hash_key(key), now, expires_at)
         if not started:
             raise UnauthorizedError("invalid or revoked API key")
         secure = request.url.scheme == "https"
@@ -83,11 +80,11 @@ class Sessions:
         if token is None:
             raise SignInRequiredError
         session_id = _session_id(token)
-        row = await _keys(request).database.read(repository.find_session, session_id, utcnow())
-        if row is None:
+        key = await _keys(request).store.find_session(session_id, utcnow())
+        if key is None:
             raise SignInRequiredError
-        actor = Actor(row.organization_id, row.user_id, row.is_admin)
-        return LiveSession(actor, row.key_hash, session_id)
+        actor = Actor(key.organization_id, key.user_id, key.is_admin)
+        return LiveSession(actor, key.key_hash, session_id)
 
     async def actor(self, request: Request) -> Actor:
         """Who the session is for; SignInRequiredError without a valid one."""
@@ -98,7 +95,7 @@ class Sessions:
         token = self._token(request)
         if token is not None:
             keys = _keys(request)
-            if await keys.database.write(repository.end_session, _session_id(token), utcnow()):
+            if await keys.store.end_session(_session_id(token), utcnow()):
                 keys.grants.changed()  # its live streams close now
         response.delete_cookie(SESSION_COOKIE)
 

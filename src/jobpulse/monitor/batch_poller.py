@@ -29,10 +29,11 @@ from jobpulse.batches import (
     plan_observed,
     storable,
 )
+from jobpulse.clock import utcnow
 from jobpulse.config import LEASE_MARGIN_S, Settings
 from jobpulse.domain import TERMINAL, Job, JobStatus, Plan
 from jobpulse.monitor.providers import ProviderClient, ProviderError
-from jobpulse.service import JobManager, utcnow
+from jobpulse.service import JobManager
 from jobpulse.storage import batches
 from jobpulse.telemetry import tracer
 from jobpulse.webhooks.policy import retry_after_seconds
@@ -93,8 +94,8 @@ class BatchPoller:
         polled = 0
         async with asyncio.TaskGroup() as polls:
             while True:
-                claimed = await self._jobs.database.write(
-                    batches.claim, due_by, self._now(), 2 * self._concurrency, self._lease_s
+                claimed = await self._jobs.store.claim_batches(
+                    due_by, self._now(), 2 * self._concurrency, self._lease_s
                 )
                 if not claimed:
                     return polled

@@ -1,1 +1,11 @@
-"""Persistence: the only package that imports SQLAlchemy."""
+"""Persistence: the only package that imports SQLAlchemy. Its two drivers register what
+each database spells its own way (see storage/dialects.py).
+"""
+
+from __future__ import annotations
+
+from jobpulse.storage.postgres import dialect as _postgres
+from jobpulse.storage.sqlite import dialect as _sqlite
+
+__all__: list[str] = []
+del _postgres, _sqlite

@@ -77,6 +77,8 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
         self.dialect = database_url(self.url).get_backend_name()
+        #: Other processes hear of what this one commits (PostgreSQL's NOTIFY).
+        self.announces = self.dialect != "sqlite"
         self._reader: ThreadReader | TaskReader
         self._writer: Writer
         #: SQLite's checkpoints (None on PostgreSQL).

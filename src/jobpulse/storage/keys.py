@@ -8,12 +8,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select, update
 
 from jobpulse.storage import notify
+from jobpulse.storage.store import REVOKED_CHANNEL
 from jobpulse.storage.tables import api_keys
-
-#: The PostgreSQL channel a revocation is announced on.
-REVOKED_CHANNEL = "jobpulse_key_revoked"
-#: The payload on REVOKED_CHANNEL of a dashboard session ended (signed out), not a key.
-SESSION_ENDED = "session"
 
 
 def insert_key(connection: Connection, values: dict[str, Any]) -> None:

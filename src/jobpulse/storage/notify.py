@@ -12,7 +12,9 @@ import logging
 from collections.abc import Callable
 
 import asyncpg
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
+
+from jobpulse.storage.dialects import dialect_of
 
 logger = logging.getLogger("jobpulse.storage")
 
@@ -21,11 +23,10 @@ RECONNECT_S = 1.0
 
 
 def announce(connection: Connection, channel: str, payload: str) -> None:
-    """NOTIFY every replica's listeners on `channel` when this transaction commits (on
-    PostgreSQL; SQLite has one server per file, which hears of its own changes).
+    """Tell every process's listeners on `channel` when this transaction commits (where
+    the database announces: see storage/dialects.py).
     """
-    if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_notify(channel, payload)))
+    dialect_of(connection).announce(connection, channel, payload)
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:

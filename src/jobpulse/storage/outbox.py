@@ -321,15 +321,14 @@ def pending_count(connection: Connection) -> int:
     return int(connection.execute(statement).scalar_one())
 
 
-def list_attempts(connection: Connection, job_id: str) -> list[Row[Any]]:
+def list_attempts(connection: Connection, job_id: str) -> list[dict[str, Any]]:
     """Every delivery attempt for the job's webhooks, oldest first."""
-    return list(
-        connection.execute(
-            select(callback_attempts)
-            .where(callback_attempts.c.job_id == job_id)
-            .order_by(callback_attempts.c.id)
-        )
+    rows = connection.execute(
+        select(callback_attempts)
+        .where(callback_attempts.c.job_id == job_id)
+        .order_by(callback_attempts.c.id)
     )
+    return [dict(row._mapping) for row in rows]
 
 
 def requeue_callback(connection: Connection, job_id: str, now: datetime) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, String, delete, literal, or_, select, update
 
 from jobpulse.storage import notify
-from jobpulse.storage.keys import REVOKED_CHANNEL, SESSION_ENDED
+from jobpulse.storage.store import REVOKED_CHANNEL, SESSION_ENDED
 from jobpulse.storage.tables import UTCDateTime, api_keys, dashboard_sessions
 
 #: Values per IN list (each a bound parameter).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -24,25 +23,15 @@ def _public(row: Any) -> dict[str, Any]:
 
 
 def record_step(
-    connection: Connection,
-    job_id: str,
-    step_id: str,
-    status: str,
-    metadata: dict[str, Any],
-    now: datetime,
-    message: OutboxMessage | None,
+    connection: Connection, job_id: str, step: dict[str, Any], message: OutboxMessage | None
 ) -> dict[str, Any]:
-    """Store the step and queue its webhook; a step id seen before returns the first record."""
-    earlier = _find(connection, job_id, step_id)
+    """Store the step (`step_id`, `status`, `metadata`, `created_at`) and queue its webhook;
+    a step id seen before returns the first record.
+    """
+    earlier = _find(connection, job_id, step["step_id"])
     if earlier is not None:
         return earlier
-    values = {
-        "job_id": job_id,
-        "step_id": step_id,
-        "status": status,
-        "metadata": metadata,
-        "created_at": now,
-    }
+    values = {"job_id": job_id, **step}
     connection.execute(job_steps.insert(), values)
     if message is not None:
         insert_messages(connection, [message])

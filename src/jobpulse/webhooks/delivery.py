@@ -26,13 +26,13 @@ from datetime import datetime, timedelta
 
 from opentelemetry import propagate, trace
 
+from jobpulse.clock import utcnow
 from jobpulse.config import Settings
 from jobpulse.domain import OutboxMessage
 from jobpulse.errors import ValidationError
 from jobpulse.metrics import Metrics
-from jobpulse.service import utcnow
 from jobpulse.storage import outbox
-from jobpulse.storage.engine import Database
+from jobpulse.storage.store import JobStore
 from jobpulse.telemetry import tracer, tracing_enabled
 from jobpulse.webhooks import guard, payload, policy, signing
 from jobpulse.webhooks.fairness import FairSlots
@@ -51,8 +51,8 @@ class Recorder:
     goes into the next one, so a burst costs a few statements, not several per message.
     """
 
-    def __init__(self, database: Database) -> None:
-        self._database = database
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
         self._pending: list[outbox.Outcome] = []
         self._written: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -74,7 +74,7 @@ class Recorder:
             batch, written = self._pending, self._written
             self._pending, self._written = [], None
             try:
-                await self._database.write(outbox.record_attempts, batch)
+                await self._store.record_attempts(batch)
             except Exception:
                 logger.exception("could not record %d delivery attempts", len(batch))
             if written is not None:
@@ -87,7 +87,7 @@ class Deliverer:
 
     def __init__(
         self,
-        database: Database,
+        store: JobStore,
         settings: Settings,
         sender: Sender,
         *,
@@ -95,7 +95,7 @@ class Deliverer:
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
     ) -> None:
-        self.database = database
+        self.store = store
         self.settings = settings
         self.sender = sender
         self.wake = wake or asyncio.Event()
@@ -125,7 +125,7 @@ class Deliverer:
         self._in_flight: set[asyncio.Task[None]] = set()
         #: Set when at most half the capacity is ready or in flight.
         self._room = asyncio.Event()
-        self._recorder = Recorder(database)
+        self._recorder = Recorder(store)
         self._stopping = False
 
     async def run(self) -> None:
@@ -181,7 +181,7 @@ class Deliverer:
         shares = outbox.Shares(
             self._org_held_max, self._host_held_max, dict(self._held_org), dict(self._held_host)
         )
-        claimed = await self.database.write(outbox.claim_due, now, lease, limit, shares)
+        claimed = await self.store.claim_outbox(now, lease, limit, shares)
         started = []
         for message in claimed:
             self._count(message, 1)

@@ -1,0 +1,22 @@
+"""How PostgreSQL spells what differs between the databases (see storage/dialects.py)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.dialects.postgresql.base import PGDialect
+
+from jobpulse.storage import dialects
+
+
+class PostgresDialect:
+    """PostgreSQL: many replicas, told of each other's commits by NOTIFY."""
+
+    announces = True
+
+    def announce(self, connection: Connection, channel: str, payload: str) -> None:
+        """NOTIFY `channel`'s listeners on every replica when this transaction commits."""
+        connection.execute(select(func.pg_notify(channel, payload)))
+
+
+POSTGRES = PostgresDialect()
+dialects.register(PGDialect, POSTGRES)

@@ -1,0 +1,225 @@
+"""The JobStore on SQL: each operation is one crossing to the database, by the statements of
+this package, run by the `Database` of the URL (a SQLite file or PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import astuple, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from jobpulse.batches import BatchRef
+from jobpulse.config import Settings
+from jobpulse.domain import Actor, Job, JobEvent, JobStatus, OutboxMessage, Plan
+from jobpulse.figures import Stats, Window
+from jobpulse.listing import JobFilter, Page
+from jobpulse.metrics import Gauges
+from jobpulse.storage import (
+    batches,
+    events,
+    keys,
+    notify,
+    outbox,
+    repository,
+    retention,
+    rollups,
+    sessions,
+    stats,
+    steps,
+    sweeps,
+)
+from jobpulse.storage.engine import Database
+from jobpulse.storage.group_commit import Traffic
+from jobpulse.storage.store import FEED_CHANNEL, JobStore, Planner, SessionKey, StoredKey
+from jobpulse.storage.together import Creation, Transition
+from jobpulse.sweeping import StaleLimits
+
+_KEY_FIELDS = tuple(field.name for field in fields(StoredKey))
+
+
+def open_store(settings: Settings) -> SqlJobStore:
+    """The store of the database `settings` name (already migrated)."""
+    return SqlJobStore(Database(settings))
+
+
+class SqlJobStore(JobStore):
+    """The JobStore of one SQL database (see storage/store.py for each operation)."""
+
+    def __init__(self, database: Database) -> None:
+        #: The database's connections and writer (tests and benchmarks reach SQL through it).
+        self.database = database
+
+    async def create(self, job: Job, idempotency_key: str | None) -> tuple[Job, bool]:
+        return await self.database.submit(Creation(job, idempotency_key))
+
+    async def create_batch_job(
+        self, job: Job, idempotency_key: str | None, ref: BatchRef
+    ) -> tuple[Job, bool]:
+        return await self.database.write(batches.insert_batch_job, job, idempotency_key, ref)
+
+    async def apply(self, actor: Actor, job_id: str, planner: Planner) -> tuple[Job, Plan]:
+        return await self.database.submit(Transition(actor, job_id, planner))
+
+    async def get(self, actor: Actor, job_id: str) -> Job:
+        return await self.database.read(repository.get_job, actor, job_id)
+
+    async def delete(self, actor: Actor, job_id: str) -> None:
+        await self.database.write(repository.delete_job, actor, job_id)
+
+    async def list_jobs(self, actor: Actor, query: JobFilter, page: Page) -> list[Job]:
+        return await self.database.scan(repository.list_jobs, actor, query, page)
+
+    async def count_jobs(self, actor: Actor, query: JobFilter) -> dict[JobStatus, int]:
+        return await self.database.scan(repository.count_jobs, actor, query)
+
+    async def history(self, actor: Actor, job_id: str) -> list[JobEvent]:
+        return await self.database.read(repository.list_events, actor, job_id)
+
+    async def record_step(
+        self, actor: Actor, job_id: str, step: dict[str, Any], message: OutboxMessage | None
+    ) -> dict[str, Any]:
+        return await self.database.write(
+            repository.for_visible_job, actor, job_id, steps.record_step, step, message
+        )
+
+    async def list_steps(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
+        return await self.database.read(repository.for_visible_job, actor, job_id, steps.list_steps)
+
+    async def list_attempts(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
+        return await self.database.read(
+            repository.for_visible_job, actor, job_id, outbox.list_attempts
+        )
+
+    async def requeue_callback(self, actor: Actor, job_id: str, now: datetime) -> str:
+        return await self.database.write(
+            repository.for_visible_job, actor, job_id, outbox.requeue_callback, now
+        )
+
+    async def claim_outbox(
+        self, now: datetime, lease_until: datetime, limit: int, shares: outbox.Shares | None
+    ) -> list[outbox.Claimed]:
+        return await self.database.write(outbox.claim_due, now, lease_until, limit, shares)
+
+    async def record_attempts(self, outcomes: Sequence[outbox.Outcome]) -> None:
+        await self.database.write(outbox.record_attempts, outcomes)
+
+    async def sweep_due(
+        self, now: datetime, planner: Planner, limit: int, stale: StaleLimits | None
+    ) -> list[tuple[Job, Plan]]:
+        return await self.database.write(sweeps.sweep, now, planner, limit, stale)
+
+    async def count_old(self, cutoff: datetime) -> dict[str, int]:
+        return await self.database.read(retention.count_old, cutoff)
+
+    async def prune_step(self, cutoff: datetime, limit: int) -> retention.Pruned:
+        traffic = self.database.traffic
+        return await self.database.write_background(retention.prune_batch, cutoff, limit, traffic)
+
+    async def window_stats(self, actor: Actor, query: JobFilter, window: Window) -> Stats:
+        return await self.database.scan(stats.window_stats, actor, query, window)
+
+    async def fold_rollups(self) -> int:
+        return await self.database.write_background(rollups.fold)
+
+    async def drop_empty_rollups(self) -> int:
+        return await self.database.write_background(rollups.drop_empty)
+
+    async def gauges(self) -> Gauges:
+        return await self.database.read(stats.gauges)
+
+    async def claim_batches(
+        self, due_by: datetime, now: datetime, limit: int, lease_s: float
+    ) -> list[batches.Claimed]:
+        return await self.database.write(batches.claim, due_by, now, limit, lease_s)
+
+    async def record_batch_poll(
+        self, actor: Actor, job_id: str, planner: Planner, poll: batches.Polled
+    ) -> tuple[Job, Plan]:
+        return await self.database.write(batches.record_poll, actor, job_id, planner, poll)
+
+    async def poll_batch_soon(self, job_id: str, now: datetime) -> None:
+        await self.database.write(batches.poll_soon, job_id, now)
+
+    async def feed_start(self) -> events.Position:
+        return await self.database.read(events.start)
+
+    async def events_after(
+        self,
+        position: events.Position,
+        limit: int,
+        actor: Actor | None = None,
+        query: JobFilter | None = None,
+    ) -> list[events.Happened]:
+        return await self.database.read(events.after, position, limit, actor, query)
+
+    async def beats_after(self, since: datetime, limit: int) -> list[Job]:
+        return await self.database.read(events.beats_after, since, limit)
+
+    @property
+    def pushes_events(self) -> bool:
+        return self.database.announces
+
+    async def announce_events(self) -> None:
+        if self.database.announces:
+            await self.database.write(notify.announce, FEED_CHANNEL, "")
+
+    async def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
+        await self.database.listen(channel, callback)
+
+    async def insert_key(self, key: StoredKey) -> None:
+        values = dict(zip(_KEY_FIELDS, astuple(key), strict=True))
+        await self.database.write(keys.insert_key, values)
+
+    async def find_active_key(self, key_hash: str) -> StoredKey | None:
+        row = await self.database.read(keys.find_active_key, key_hash)
+        return None if row is None else _stored_key(row)
+
+    async def list_keys(self) -> list[StoredKey]:
+        return [_stored_key(row) for row in await self.database.read(keys.list_keys)]
+
+    async def count_active_keys(self) -> int:
+        return await self.database.read(keys.count_active_keys)
+
+    async def revoke_key(self, key_id: str, at: datetime) -> bool:
+        return await self.database.write(keys.revoke_key, key_id, at)
+
+    async def start_session(
+        self, session_id: str, key_hash: str, now: datetime, expires_at: datetime
+    ) -> bool:
+        return await self.database.write(
+            sessions.start_session, session_id, key_hash, now, expires_at
+        )
+
+    async def find_session(self, session_id: str, now: datetime) -> SessionKey | None:
+        row = await self.database.read(sessions.find_session, session_id, now)
+        return None if row is None else SessionKey(*row)
+
+    async def end_session(self, session_id: str, now: datetime) -> bool:
+        return await self.database.write(sessions.end_session, session_id, now)
+
+    async def active_keys(self, key_hashes: Collection[str]) -> set[str]:
+        return await self.database.read(sessions.active_keys, key_hashes)
+
+    async def live_sessions(self, session_ids: Collection[str], now: datetime) -> set[str]:
+        return await self.database.read(sessions.live_sessions, session_ids, now)
+
+    async def ping(self) -> None:
+        await self.database.read(_ping)
+
+    @property
+    def traffic(self) -> Traffic:
+        return self.database.traffic
+
+    async def close(self) -> None:
+        await self.database.close()
+
+
+def _stored_key(row: Any) -> StoredKey:
+    return StoredKey(**{name: getattr(row, name) for name in _KEY_FIELDS})
+
+
+def _ping(connection: Connection) -> None:
+    connection.exec_driver_sql("SELECT 1")
