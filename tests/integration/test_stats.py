@@ -14,10 +14,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Connection
 
-from jobpulse import Actor, Job, JobFilter, JobManager, JobStatus, Settings, StopReason
+from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings, StopReason
 from jobpulse.figures import Bucket, Histogram, Window
 from jobpulse.storage import changes as changes_module
-from jobpulse.storage import rollups, together
+from jobpulse.storage import rollups, transitions
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import job_rollups
 from tests.conftest import MakeKey
@@ -277,11 +277,11 @@ async def test_rollups_answer_as_a_scan_would(
     manager, clock = jobs
     batches: list[int] = []
 
-    def written(connection: Connection, changes: Sequence[tuple[Job, Job]]) -> int:
+    def written(connection: Connection, changes: Sequence[changes_module.JobWrite]) -> int:
         batches.append(len(changes))
         return changes_module.update_jobs(connection, changes)
 
-    monkeypatch.setattr(together, "update_jobs", written)
+    monkeypatch.setattr(transitions, "update_jobs", written)
     made = await _workload(manager, clock, seed=1)
     made += await _many_at_once(manager, clock, seed=3)
     if database_of(manager).dialect == "postgresql":

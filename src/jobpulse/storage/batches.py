@@ -17,8 +17,9 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from jobpulse.batches import BatchRef, Provider, keeps_following
 from jobpulse.domain import Actor, Job, JobStatus, Plan
-from jobpulse.storage.repository import apply_plan, insert_job
+from jobpulse.storage.repository import insert_job
 from jobpulse.storage.tables import batch_polls, jobs
+from jobpulse.storage.transitions import apply_plan
 
 
 @dataclass(frozen=True, slots=True)

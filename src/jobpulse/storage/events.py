@@ -29,6 +29,7 @@ from sqlalchemy import (
 
 from jobpulse.domain import ACTIVE, Actor, Job, JobEvent
 from jobpulse.listing import JobFilter
+from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.repository import (
     EVENT_COLUMNS,
     SELECT_JOB,
@@ -123,7 +124,7 @@ def after(
     clauses: tuple[Any, ...] = ()
     params: dict[str, Any] = {}
     if actor is not None:
-        clauses, params = job_filter_clauses(dialect, actor, query or JobFilter())
+        clauses, params = job_filter_clauses(dialect_of(connection), actor, query or JobFilter())
     params |= {"b_txid": position.txid, "b_id": position.id, "b_limit": limit}
     found = []
     for row in connection.execute(_statement(dialect, clauses), params):

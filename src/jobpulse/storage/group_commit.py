@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from jobpulse.errors import JobPulseError
+from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.failures import translate_error
 
 Command = Callable[[Connection], Any]
@@ -39,13 +40,15 @@ def resolve(pairs: list[tuple[Request, bool, Any]]) -> None:
 def _runs(connection: Connection, commands: Sequence[Command]) -> list[list[Command]]:
     """`commands` in runs, in order: neighbours of one kind that can run together, or one
     alone. A command that can has a `run_together(connection, commands)` giving each one's
-    outcome, and `together_on`, the databases where that pays (see storage/together.py).
+    outcome, and `is_shared_on(dialect)`, whether that pays on the connection's database
+    (see storage/transitions.py, storage/creations.py).
     """
-    dialect = connection.dialect.name
+    dialect = dialect_of(connection)
     runs: list[list[Command]] = []
     for command in commands:
         kind = None
-        if dialect in getattr(command, "together_on", ()):
+        is_shared_on = getattr(command, "is_shared_on", None)
+        if is_shared_on is not None and is_shared_on(dialect):
             kind = getattr(command, "run_together", None)
         last = runs[-1] if runs else None
         if kind is not None and last and getattr(last[0], "run_together", None) is kind:

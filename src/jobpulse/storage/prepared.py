@@ -1,25 +1,22 @@
 """The hot statements of a transition, compiled once and run straight on the driver.
 
-The SQLite writer thread spent most of each transition in SQLAlchemy's per-execution
-machinery rather than in SQLite, holding the GIL the request loop needs; on PostgreSQL that
-machinery cost a lone transition a third of its time (1,040 against 836 µs, three
-statements). Everything here still comes from SQLAlchemy (the Core statement, its compiler,
-each type's bind and result processors, on PostgreSQL the adapter's transaction and its
-errors); only the dispatch is skipped. Other databases take the ordinary path.
+SQLAlchemy's per-execution machinery, not the database, was most of a transition's time: on
+SQLite the writer thread held the GIL the request loop needs through it, on PostgreSQL it
+outweighed the round trips. Everything here still comes from SQLAlchemy (the Core statement,
+its compiler, each type's bind and result processors); only the dispatch is skipped, and
+each driver (its `Driver`, see storage/dialects.py) runs the compiled text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
-import asyncpg
 from sqlalchemy import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Delete, Insert, Select, Update
-from sqlalchemy.util import await_only
 
-T = TypeVar("T")
+from jobpulse.storage.dialects import dialect_of
+
 Processor = Callable[[Any], Any] | None
 #: The type code result processors are asked for: asyncpg's double precision (701), which it
 #: returns as a float already; the other types' processors do not look at it.
@@ -27,8 +24,30 @@ _FLOAT8 = 701
 Dml = Insert | Update | Delete
 
 
+class Driver(Protocol):
+    """Runs compiled statement text with positional values on the driver under a Connection,
+    in the transaction SQLAlchemy keeps; its errors come out as SQLAlchemy's would.
+    """
+
+    def fetch(self, connection: Connection, sql: str, values: list[Any]) -> list[Sequence[Any]]:
+        """Every row."""
+        ...
+
+    def fetchrow(self, connection: Connection, sql: str, values: list[Any]) -> Sequence[Any] | None:
+        """The first row, or None."""
+        ...
+
+    def execute(self, connection: Connection, sql: str, values: list[Any]) -> int:
+        """How many rows the statement touched."""
+        ...
+
+    def executemany(self, connection: Connection, sql: str, values: list[list[Any]]) -> None:
+        """The statement once for each of `values`, as one batch."""
+        ...
+
+
 class Prepared:
-    """One statement compiled for SQLite, with its parameter order and type conversions."""
+    """One statement compiled for a database, with its parameter order and type conversions."""
 
     def __init__(self, statement: Select[Any] | Dml, dialect: Dialect, keys: Sequence[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
@@ -60,68 +79,26 @@ class Prepared:
         )
 
 
-_PREPARED: dict[tuple[str, int, tuple[str, ...]], Prepared] = {}
+_PREPARED: dict[tuple[type[Dialect], int, tuple[str, ...]], tuple[Prepared, Driver]] = {}
 
 
 def _prepared(
     connection: Connection, statement: Select[Any] | Dml, keys: tuple[str, ...]
-) -> Prepared:
-    cache_key = (connection.dialect.name, id(statement), keys)
+) -> tuple[Prepared, Driver]:
+    cache_key = (type(connection.dialect), id(statement), keys)
     found = _PREPARED.get(cache_key)
     if found is None:
-        found = _PREPARED[cache_key] = Prepared(statement, connection.dialect, keys)
+        compiled = Prepared(statement, connection.dialect, keys)
+        found = _PREPARED[cache_key] = (compiled, dialect_of(connection).driver)
     return found
-
-
-def _on_asyncpg(connection: Connection, call: Callable[[Any], Awaitable[T]]) -> T:
-    """`call(asyncpg_connection)` on the driver under `connection`, inside the transaction
-    SQLAlchemy's adapter keeps for it (begun here if no statement has begun it yet). Errors
-    come out as SQLAlchemy's would: DBAPIError, the connection invalidated if it was lost.
-    """
-    # SQLAlchemy's asyncpg adapter has no public way to this: its attributes are those of
-    # the version pinned in constraints.txt, and every PostgreSQL test goes through here.
-    adapted: Any = connection.connection.dbapi_connection
-    try:
-        if adapted._transaction is None:
-            await_only(adapted._start_transaction())
-        return await_only(call(adapted._connection))
-    except Exception as exc:
-        raise _as_sqlalchemy(connection, adapted, exc) from exc
-
-
-def _as_sqlalchemy(connection: Connection, adapted: Any, exc: Exception) -> Exception:
-    dbapi: Any = connection.dialect.loaded_dbapi
-    error = exc
-    if not isinstance(error, dbapi.Error):
-        try:
-            adapted._handle_exception(error)  # raises the driver error as its DBAPI error
-        except Exception as translated:
-            error = translated
-    if not isinstance(error, dbapi.Error):
-        return error
-    lost = connection.dialect.is_disconnect(error, adapted, None) or isinstance(
-        exc, asyncpg.exceptions.InternalClientError
-    )
-    if lost:
-        connection.invalidate(error)
-    wrapped: Exception = DBAPIError.instance(
-        None, None, error, dbapi.Error, connection_invalidated=lost, dialect=connection.dialect
-    )
-    return wrapped
 
 
 def rows(
     connection: Connection, statement: Select[Any], params: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
     """Every row of a module-level select."""
-    prepared = _prepared(connection, statement, ())
-    values = prepared.values(params)
-    if connection.dialect.name == "postgresql":
-        raw = _on_asyncpg(connection, lambda driver: driver.fetch(prepared.sql, *values))
-    elif connection.dialect.name == "sqlite":
-        raw = _sqlite(connection).execute(prepared.sql, values).fetchall()
-    else:
-        return [tuple(row) for row in connection.execute(statement, params)]
+    prepared, driver = _prepared(connection, statement, ())
+    raw = driver.fetch(connection, prepared.sql, prepared.values(params))
     return [prepared.row(row) for row in raw]
 
 
@@ -129,14 +106,8 @@ def first(
     connection: Connection, statement: Select[Any], params: Mapping[str, Any]
 ) -> Sequence[Any] | None:
     """The first row of a module-level select, or None."""
-    if connection.dialect.name not in ("postgresql", "sqlite"):
-        return connection.execute(statement, params).first()
-    prepared = _prepared(connection, statement, ())
-    values = prepared.values(params)
-    if connection.dialect.name == "postgresql":
-        raw = _on_asyncpg(connection, lambda driver: driver.fetchrow(prepared.sql, *values))
-    else:
-        raw = _sqlite(connection).execute(prepared.sql, values).fetchone()
+    prepared, driver = _prepared(connection, statement, ())
+    raw = driver.fetchrow(connection, prepared.sql, prepared.values(params))
     return None if raw is None else prepared.row(raw)
 
 
@@ -145,23 +116,14 @@ def write(connection: Connection, statement: Dml, params: Mapping[str, Any]) -> 
 
     The SET or VALUES columns are the keys of `params` that name columns of the table.
     """
-    if connection.dialect.name not in ("postgresql", "sqlite"):
-        return connection.execute(statement, params).rowcount
-    prepared = _prepared(connection, statement, _columns(statement, params))
-    values = prepared.values(params)
-    if connection.dialect.name == "postgresql":
-        status = _on_asyncpg(connection, lambda driver: driver.execute(prepared.sql, *values))
-        return int(status.rsplit(" ", 1)[-1])
-    return int(_sqlite(connection).execute(prepared.sql, values).rowcount)
+    prepared, driver = _prepared(connection, statement, _columns(statement, params))
+    return driver.execute(connection, prepared.sql, prepared.values(params))
 
 
 def write_many(connection: Connection, statement: Dml, params: Sequence[Mapping[str, Any]]) -> None:
     """Run a module-level insert or update once for each of `params` (all with the same
     keys), as one batch on the driver.
     """
-    if connection.dialect.name not in ("postgresql", "sqlite"):
-        connection.execute(statement, list(params))
-        return
     keys = _columns(statement, params[0])
     if isinstance(statement, Insert):  # columns NULL in every row, and NULL by default, go
         table = statement.table.columns
@@ -172,19 +134,11 @@ def write_many(connection: Connection, statement: Dml, params: Sequence[Mapping[
             or table[key].default is not None
             or any(one[key] is not None for one in params)
         )
-    prepared = _prepared(connection, statement, keys)
-    values = [prepared.values(one) for one in params]
-    if connection.dialect.name == "postgresql":
-        _on_asyncpg(connection, lambda driver: driver.executemany(prepared.sql, values))
-    else:
-        _sqlite(connection).executemany(prepared.sql, values)
+    prepared, driver = _prepared(connection, statement, keys)
+    driver.executemany(connection, prepared.sql, [prepared.values(one) for one in params])
 
 
 def _columns(statement: Dml, params: Mapping[str, Any]) -> tuple[str, ...]:
     """The keys of `params` that name columns of the statement's table, in order."""
     columns = statement.table.columns
     return tuple(sorted(key for key in params if key in columns))
-
-
-def _sqlite(connection: Connection) -> Any:
-    return connection.connection.driver_connection

@@ -1,14 +1,13 @@
 """Queries and writes on jobs and their history, as sync Core functions of a Connection.
 
-Writes lock the job row (FOR UPDATE on PostgreSQL; SQLite has one writer), let the domain
-plan the change, and apply it with a compare-and-set on the status that was read.
+Changes to existing jobs go through storage/transitions.py: lock, plan, write.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import fields
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
@@ -16,7 +15,6 @@ from sqlalchemy import (
     Connection,
     Integer,
     Select,
-    String,
     and_,
     bindparam,
     func,
@@ -26,12 +24,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from jobpulse.domain import ACTIVE, TERMINAL, Actor, Job, JobEvent, JobStatus, Plan, StopReason
+from jobpulse.domain import ACTIVE, TERMINAL, Actor, Job, JobEvent, JobStatus, StopReason
 from jobpulse.errors import InvalidCursorError, NotFoundError
 from jobpulse.listing import JobFilter, Page
 from jobpulse.storage import prepared
-from jobpulse.storage.changes import JOB_FIELDS, column_values, insert_row, update_job
-from jobpulse.storage.outbox import insert_messages
+from jobpulse.storage.changes import JOB_FIELDS, column_values, insert_row
+from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.tables import job_events, jobs
 
 T = TypeVar("T")
@@ -55,7 +53,8 @@ _JOB_BY_ID = {
         jobs.c.id == bindparam("b_id"), jobs.c.organization_id == bindparam("b_org")
     ),
 }
-_LOCK_BY_ID = {admin: statement.with_for_update() for admin, statement in _JOB_BY_ID.items()}
+#: A job by id, locked until the transaction ends (visibility is the caller's to check).
+LOCK_ONE = SELECT_JOB.where(jobs.c.id == bindparam("b_id")).with_for_update()
 _INSERT_EVENT = insert(job_events)
 
 
@@ -92,13 +91,11 @@ def _visible(actor: Actor) -> ColumnElement[bool]:
     return clause
 
 
-def _insert_event(connection: Connection, event: JobEvent) -> None:
-    prepared.write(connection, _INSERT_EVENT, _event_row(event))
-
-
 def insert_events(connection: Connection, events: Sequence[JobEvent]) -> None:
     """Write history rows, in the caller's transaction (one batch on the driver)."""
-    if events:
+    if len(events) == 1:
+        prepared.write(connection, _INSERT_EVENT, _event_row(events[0]))
+    elif events:
         prepared.write_many(connection, _INSERT_EVENT, [_event_row(event) for event in events])
 
 
@@ -123,7 +120,7 @@ def insert_job(connection: Connection, job: Job, idempotency_key: str | None) ->
         if earlier is None:
             raise
         return earlier, False
-    _insert_event(connection, creation_event(job))
+    insert_events(connection, [creation_event(job)])
     return job, True
 
 
@@ -164,12 +161,27 @@ def _scope(actor: Actor) -> dict[str, Any]:
     return {"b_org": actor.organization_id, "b_user": actor.user_id}
 
 
-def _find_job(connection: Connection, actor: Actor, job_id: str, *, lock: bool = False) -> Job:
-    """The job in the actor's view, optionally locked for update; NotFoundError if none."""
-    statement = (_LOCK_BY_ID if lock else _JOB_BY_ID)[actor.is_admin]
+def is_job_id(job_id: str) -> bool:
+    """Whether `job_id` may name a job: none has a NUL (and PostgreSQL refuses to compare
+    with one).
+    """
+    return "\x00" not in job_id
+
+
+def sees(actor: Actor, job: Job) -> bool:
+    """Whether the actor may see the job: its own, or its organization's for an admin."""
+    if job.organization_id != actor.organization_id:
+        return False
+    return actor.is_admin or job.user_id == actor.user_id
+
+
+def _find_job(connection: Connection, actor: Actor, job_id: str) -> Job:
+    """The job in the actor's view; NotFoundError if none."""
     row = None
-    if "\x00" not in job_id:  # no id has one (and PostgreSQL refuses to compare with it)
-        row = prepared.first(connection, statement, _scope(actor) | {"b_id": job_id})
+    if is_job_id(job_id):
+        row = prepared.first(
+            connection, _JOB_BY_ID[actor.is_admin], _scope(actor) | {"b_id": job_id}
+        )
     if row is None:
         raise NotFoundError(f"job {job_id} not found")
     return to_job(row)
@@ -178,25 +190,6 @@ def _find_job(connection: Connection, actor: Actor, job_id: str, *, lock: bool =
 def get_job(connection: Connection, actor: Actor, job_id: str) -> Job:
     """The job, if the actor may see it."""
     return _find_job(connection, actor, job_id)
-
-
-def apply_plan(
-    connection: Connection, actor: Actor, job_id: str, planner: Callable[[Job], Plan]
-) -> tuple[Job, Plan]:
-    """Lock the job, plan the change, write it; the job as it now is, and the plan."""
-    job = _find_job(connection, actor, job_id, lock=True)
-    plan = planner(job)
-    if plan.values:
-        changed = replace(job, **plan.values)
-        if update_job(connection, job, changed, plan.values) != 1:
-            # Under the row lock only a concurrent writer outside jobpulse can cause this.
-            raise RuntimeError(f"job {job.id} changed while locked")
-        job = changed
-    if plan.event is not None:
-        _insert_event(connection, plan.event)
-    if plan.outbox:
-        insert_messages(connection, plan.outbox)
-    return job, plan
 
 
 def for_visible_job(
@@ -261,7 +254,7 @@ def _conditions(actor: Actor, query: JobFilter) -> tuple[tuple[Any, ...], dict[s
 
 
 @functools.lru_cache(maxsize=512)
-def _where(dialect: str, shape: tuple[Any, ...]) -> tuple[ColumnElement[bool], ...]:
+def _where(dialect: Dialect, shape: tuple[Any, ...]) -> tuple[ColumnElement[bool], ...]:
     """The WHERE clauses for a shape from `_conditions`."""
     admin, *parts = shape
     clauses = [jobs.c.organization_id == bindparam("b_org")]
@@ -279,7 +272,7 @@ def _where(dialect: str, shape: tuple[Any, ...]) -> tuple[ColumnElement[bool], .
             column = jobs.c[_FILTER_COLUMNS.get(part, part)]
             clauses.append(column == bindparam(f"b_{part}"))
         elif part[0] == "metadata":
-            clauses.append(_metadata_equals(dialect, part[1], f"b_meta_{metadata_filters}"))
+            clauses.append(dialect.metadata_equals(part[1], f"b_meta_{metadata_filters}"))
             metadata_filters += 1
         elif part[1] is not None:
             clauses.append(_flag(*part))
@@ -287,7 +280,7 @@ def _where(dialect: str, shape: tuple[Any, ...]) -> tuple[ColumnElement[bool], .
 
 
 def job_filter_clauses(
-    dialect: str, actor: Actor, query: JobFilter
+    dialect: Dialect, actor: Actor, query: JobFilter
 ) -> tuple[tuple[ColumnElement[bool], ...], dict[str, Any]]:
     """WHERE clauses on `jobs` for the actor's view under `query`, and their bound values."""
     shape, params = _conditions(actor, query)
@@ -299,21 +292,6 @@ def _flag(name: str, wanted: bool) -> ColumnElement[bool]:
     if name == "active":
         return jobs.c.status.in_(sorted(ACTIVE if wanted else TERMINAL))
     return jobs.c.stuck_since.is_not(None) if wanted else jobs.c.stuck_since.is_(None)
-
-
-def _metadata_equals(dialect: str, key: str, param: str) -> ColumnElement[bool]:
-    """metadata[key] is the string bound to `param` (a number or boolean never matches)."""
-    column = jobs.c["metadata"]
-    if dialect == "postgresql":
-        return and_(
-            column.op("->>")(key) == bindparam(param, type_=String()),
-            func.jsonb_typeof(column.op("->")(key)) == "string",
-        )
-    path = f'$."{key}"'  # JobFilter admits only keys that need no escaping
-    return and_(
-        func.json_extract(column, path) == bindparam(param, type_=String()),
-        func.json_type(column, path) == "text",
-    )
 
 
 _CURSOR_JOBS = jobs.alias("cursor_job")
@@ -348,7 +326,7 @@ def _cursor_key(side: str, admin: bool) -> ColumnElement[Any]:
 
 @functools.lru_cache(maxsize=512)
 def _page_statement(
-    dialect: str, shape: tuple[Any, ...], before: bool, after: bool, backwards: bool
+    dialect: Dialect, shape: tuple[Any, ...], before: bool, after: bool, backwards: bool
 ) -> Select[Any]:
     order = tuple_(jobs.c.created_at, jobs.c.id)
     clauses = list(_where(dialect, shape))
@@ -369,7 +347,7 @@ def list_jobs(connection: Connection, actor: Actor, query: JobFilter, page: Page
     shape, params = _conditions(actor, query)
     cursors = {f"b_{side}": getattr(page, side) for side in ("before", "after")}
     statement = _page_statement(
-        connection.dialect.name,
+        dialect_of(connection),
         shape,
         page.before is not None,
         page.after is not None,
@@ -384,7 +362,7 @@ def list_jobs(connection: Connection, actor: Actor, query: JobFilter, page: Page
 
 
 @functools.lru_cache(maxsize=512)
-def _count_statement(dialect: str, shape: tuple[Any, ...]) -> Select[Any]:
+def _count_statement(dialect: Dialect, shape: tuple[Any, ...]) -> Select[Any]:
     return (
         select(jobs.c.status, func.count()).where(*_where(dialect, shape)).group_by(jobs.c.status)
     )
@@ -393,7 +371,7 @@ def _count_statement(dialect: str, shape: tuple[Any, ...]) -> Select[Any]:
 def count_jobs(connection: Connection, actor: Actor, query: JobFilter) -> dict[JobStatus, int]:
     """How many of the actor's jobs under `query` are in each status."""
     shape, params = _conditions(actor, query)
-    rows = connection.execute(_count_statement(connection.dialect.name, shape), params)
+    rows = connection.execute(_count_statement(dialect_of(connection), shape), params)
     counts = dict.fromkeys(JobStatus, 0)
     for status, number in rows:
         counts[_STATUSES[status]] = number

@@ -31,10 +31,11 @@ from jobpulse.storage import (
     steps,
     sweeps,
 )
+from jobpulse.storage.creations import Creation
 from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.store import FEED_CHANNEL, JobStore, Planner, SessionKey, StoredKey
-from jobpulse.storage.together import Creation, Transition
+from jobpulse.storage.transitions import Transition
 from jobpulse.sweeping import StaleLimits
 
 _KEY_FIELDS = tuple(field.name for field in fields(StoredKey))

@@ -17,6 +17,7 @@ from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS, Gauges
 from jobpulse.storage import rollups
 from jobpulse.storage.batches import followed
+from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.outbox import pending_count
 from jobpulse.storage.repository import job_filter_clauses
 from jobpulse.storage.rollups import DAILY, Facet, bucket_of, floor_to
@@ -160,7 +161,7 @@ def window_stats(connection: Connection, actor: Actor, query: JobFilter, window:
     its edges; any other view scans the window: one grouped scan of its jobs, one of those
     that ended in it.
     """
-    clauses, params = job_filter_clauses(connection.dialect.name, actor, query)
+    clauses, params = job_filter_clauses(dialect_of(connection), actor, query)
     tally = _Tally()
     hours = rollups.whole_hours(window.since, window.until)
     spans = [(window.since, window.until)]

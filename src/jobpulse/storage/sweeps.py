@@ -18,15 +18,14 @@ from sqlalchemy import (
     Select,
     and_,
     func,
-    literal,
-    literal_column,
     or_,
     select,
 )
 
 from jobpulse.domain import ACTIVE, Actor, Job, JobStatus, Plan
-from jobpulse.storage.repository import apply_plan
-from jobpulse.storage.tables import UTCDateTime, jobs
+from jobpulse.storage.dialects import Dialect, dialect_of
+from jobpulse.storage.tables import jobs
+from jobpulse.storage.transitions import apply_plan
 from jobpulse.sweeping import SWEEPER, StaleLimits
 
 
@@ -57,16 +56,12 @@ def _watched(limit: int) -> Select[Any]:
     )
 
 
-def _past(dialect: str, moment: ColumnElement[Any], now: datetime) -> ColumnElement[bool]:
+def _past(dialect: Dialect, moment: ColumnElement[Any], now: datetime) -> ColumnElement[bool]:
     """`moment` plus the job's own `stale_after_s` is not later than `now`."""
-    seconds = jobs.c.stale_after_s
-    if dialect == "postgresql":
-        return moment + seconds * literal_column("interval '1 second'") <= now
-    day = 86400.0
-    return func.julianday(moment) + seconds / day <= func.julianday(literal(now, UTCDateTime()))
+    return dialect.is_past(moment, jobs.c.stale_after_s, now)
 
 
-def _stale(dialect: str, now: datetime, stale: StaleLimits, limit: int) -> Select[Any]:
+def _stale(dialect: Dialect, now: datetime, stale: StaleLimits, limit: int) -> Select[Any]:
     """Active jobs unchanged past their own limit or their status's (and, when stale jobs
     expire, flagged ones due to), on partial indexes of active jobs.
     """
@@ -109,7 +104,7 @@ def sweep(
     """Apply `planner` to every candidate; the changes that did something."""
     statements = [_past_deadline(now, limit), _watched(limit)]
     # Without stale limits, the jobs' own `stale_after_s` still hold.
-    statements.append(_stale(connection.dialect.name, now, stale or StaleLimits(), limit))
+    statements.append(_stale(dialect_of(connection), now, stale or StaleLimits(), limit))
     candidates = {
         row.id: row.organization_id
         for statement in statements

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, String, and_, bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.sql import ColumnElement
 
 from jobpulse.storage import dialects
+from jobpulse.storage.postgres import writes
+from jobpulse.storage.postgres.driver import AsyncpgDriver
+from jobpulse.storage.prepared import Driver
+from jobpulse.storage.tables import jobs
 
 
 class PostgresDialect:
@@ -16,6 +24,28 @@ class PostgresDialect:
     def announce(self, connection: Connection, channel: str, payload: str) -> None:
         """NOTIFY `channel`'s listeners on every replica when this transaction commits."""
         connection.execute(select(func.pg_notify(channel, payload)))
+
+    # Writes
+
+    driver: Driver = AsyncpgDriver()
+    #: Each statement is a round trip: a batch's transitions share theirs.
+    shares_transitions = True
+    lock_jobs = staticmethod(writes.lock_jobs)
+    update_jobs = staticmethod(writes.update_jobs)
+    insert_jobs = staticmethod(writes.insert_jobs)
+    insert_job = staticmethod(writes.insert_job)
+
+    def is_past(
+        self, moment: ColumnElement[Any], seconds: ColumnElement[Any], now: datetime
+    ) -> ColumnElement[bool]:
+        return moment + seconds * literal_column("interval '1 second'") <= now
+
+    def metadata_equals(self, key: str, param: str) -> ColumnElement[bool]:
+        column = jobs.c["metadata"]
+        return and_(
+            column.op("->>")(key) == bindparam(param, type_=String()),
+            func.jsonb_typeof(column.op("->")(key)) == "string",
+        )
 
 
 POSTGRES = PostgresDialect()

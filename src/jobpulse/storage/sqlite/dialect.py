@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, String, and_, bindparam, func, literal
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
+from sqlalchemy.sql import ColumnElement
 
 from jobpulse.storage import dialects
+from jobpulse.storage.prepared import Driver
+from jobpulse.storage.sqlite import writes
+from jobpulse.storage.sqlite.driver import Sqlite3Driver
+from jobpulse.storage.tables import UTCDateTime, jobs
 
 
 class SqliteDialect:
@@ -15,6 +23,31 @@ class SqliteDialect:
 
     def announce(self, connection: Connection, channel: str, payload: str) -> None:
         """Nothing to send: the one process serving the file hears of its own changes."""
+
+    # Writes
+
+    driver: Driver = Sqlite3Driver()
+    #: A statement costs no round trip, and the writer runs a lone transition's few straight
+    #: on the driver: sharing them would only add the work of gathering them.
+    shares_transitions = False
+    lock_jobs = staticmethod(writes.lock_jobs)
+    update_jobs = staticmethod(writes.update_jobs)
+    insert_jobs = staticmethod(writes.insert_jobs)
+    insert_job = staticmethod(writes.insert_job)
+
+    def is_past(
+        self, moment: ColumnElement[Any], seconds: ColumnElement[Any], now: datetime
+    ) -> ColumnElement[bool]:
+        day = 86400.0
+        return func.julianday(moment) + seconds / day <= func.julianday(literal(now, UTCDateTime()))
+
+    def metadata_equals(self, key: str, param: str) -> ColumnElement[bool]:
+        column = jobs.c["metadata"]
+        path = f'$."{key}"'  # JobFilter admits only keys that need no escaping
+        return and_(
+            func.json_extract(column, path) == bindparam(param, type_=String()),
+            func.json_type(column, path) == "text",
+        )
 
 
 SQLITE = SqliteDialect()

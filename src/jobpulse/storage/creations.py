@@ -1,0 +1,89 @@
+"""New jobs of a writer batch stored together: one INSERT of the jobs (with their rollup
+deltas, see storage/changes.py) and one of their first events for the whole batch, instead of
+a savepoint and two statements each. A job whose idempotency key is already taken (before, or
+earlier in the batch) is answered with the job made with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, tuple_
+
+from jobpulse.domain import Job, JobEvent
+from jobpulse.storage.changes import insert_jobs
+from jobpulse.storage.dialects import Dialect
+from jobpulse.storage.repository import (
+    SELECT_JOB,
+    creation_event,
+    insert_events,
+    insert_job,
+    job_row,
+    to_job,
+)
+from jobpulse.storage.tables import jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """A new job to store, which a writer batch may store with others."""
+
+    job: Job
+    idempotency_key: str | None
+
+    def __call__(self, connection: Connection) -> tuple[Job, bool]:
+        """Alone: see `insert_job`."""
+        return insert_job(connection, self.job, self.idempotency_key)
+
+    @staticmethod
+    def is_shared_on(dialect: Dialect) -> bool:
+        """Alone, a creation takes a savepoint (for its idempotency key): sharing pays on
+        every database.
+        """
+        return True
+
+    @staticmethod
+    def run_together(
+        connection: Connection, requests: Sequence[Creation]
+    ) -> list[tuple[bool, Any]]:
+        """Store `requests` in the caller's transaction, a few statements for all of them."""
+        return _create_together(connection, requests)
+
+
+_Key = tuple[str, str, str]
+
+
+def _key(job: Job, idempotency_key: str | None) -> _Key | None:
+    return None if idempotency_key is None else (job.organization_id, job.user_id, idempotency_key)
+
+
+def _create_together(
+    connection: Connection, requests: Sequence[Creation]
+) -> list[tuple[bool, Any]]:
+    wanted = {key for r in requests if (key := _key(r.job, r.idempotency_key)) is not None}
+    made: dict[_Key, Job] = {}
+    if wanted:
+        owners = tuple_(jobs.c.organization_id, jobs.c.user_id, jobs.c.idempotency_key)
+        statement = SELECT_JOB.add_columns(jobs.c.idempotency_key).where(owners.in_(wanted))
+        for row in connection.execute(statement):
+            job = to_job(row[:-1])
+            made[(job.organization_id, job.user_id, row[-1])] = job
+    outcomes: list[tuple[bool, Any]] = []
+    rows: list[dict[str, Any]] = []
+    events: list[JobEvent] = []
+    for request in requests:
+        key = _key(request.job, request.idempotency_key)
+        if key is not None and key in made:
+            outcomes.append((True, (made[key], False)))
+            continue
+        if key is not None:
+            made[key] = request.job
+        rows.append(job_row(request.job, request.idempotency_key))
+        events.append(creation_event(request.job))
+        outcomes.append((True, (request.job, True)))
+    if rows:
+        insert_jobs(connection, rows)
+        insert_events(connection, events)
+    return outcomes

@@ -1,0 +1,31 @@
+"""SQLite's `Driver` (see storage/prepared.py): the stdlib sqlite3 connection under the
+writer's SQLAlchemy connection, whose transaction SQLAlchemy has already begun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+
+def _sqlite3(connection: Connection) -> Any:
+    return connection.connection.driver_connection
+
+
+class Sqlite3Driver:
+    """Compiled statements on sqlite3: no round trip, so nothing to gain from batching."""
+
+    def fetch(self, connection: Connection, sql: str, values: list[Any]) -> list[Sequence[Any]]:
+        return list(_sqlite3(connection).execute(sql, values).fetchall())
+
+    def fetchrow(self, connection: Connection, sql: str, values: list[Any]) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = _sqlite3(connection).execute(sql, values).fetchone()
+        return row
+
+    def execute(self, connection: Connection, sql: str, values: list[Any]) -> int:
+        return int(_sqlite3(connection).execute(sql, values).rowcount)
+
+    def executemany(self, connection: Connection, sql: str, values: list[list[Any]]) -> None:
+        _sqlite3(connection).executemany(sql, values)

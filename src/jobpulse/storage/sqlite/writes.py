@@ -1,0 +1,46 @@
+"""SQLite's writes of new and changed jobs: a statement costs no round trip here, so each
+job has its own, run straight on the driver.
+
+New jobs' deltas go in with one executemany, cheaper than an insert trigger; a trigger
+(migration 0009) writes an update's delta, cheaper than one more statement from Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from jobpulse.storage import prepared
+from jobpulse.storage.changes import UPDATE_GUARDED, JobWrite, created_delta, guarded
+from jobpulse.storage.repository import LOCK_ONE
+from jobpulse.storage.tables import job_rollup_deltas, jobs
+
+_INSERT = insert(jobs)
+_INSERT_DELTA = insert(job_rollup_deltas)
+
+
+def lock_jobs(connection: Connection, ids: Sequence[str]) -> list[Sequence[Any]]:
+    """The jobs of `ids` that exist (the one writer holds them all: no row locks)."""
+    found = (prepared.first(connection, LOCK_ONE, {"b_id": job_id}) for job_id in ids)
+    return [row for row in found if row is not None]
+
+
+def update_jobs(connection: Connection, writes: Sequence[JobWrite]) -> int:
+    """Write each job's changed columns where it has the status its plan expected; how many
+    were written.
+    """
+    return sum(prepared.write(connection, UPDATE_GUARDED, guarded(write)) for write in writes)
+
+
+def insert_jobs(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Store new jobs' rows and their deltas."""
+    prepared.write_many(connection, _INSERT, rows)
+    prepared.write_many(connection, _INSERT_DELTA, [created_delta(row) for row in rows])
+
+
+def insert_job(connection: Connection, row: Mapping[str, Any]) -> None:
+    """Store one new job's row and its delta; IntegrityError if a key of it is taken."""
+    connection.execute(_INSERT, row)
+    prepared.write(connection, _INSERT_DELTA, created_delta(row))
