@@ -9,11 +9,16 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import Connection, update
 
 from jobpulse import Actor, JobManager, Settings
+from jobpulse.domain import Job, JobChange, JobStatus, Plan, plan_change
 from jobpulse.errors import InvalidTransitionError, NotFoundError
 from jobpulse.storage.sql_store import open_store
-from tests.monitor.test_sweeper import Clock
+from jobpulse.storage.tables import jobs as jobs_table
+from jobpulse.storage.transitions import ChangedWhileLockedError, Transition, write_plans
+from tests.monitor.test_sweeper import T0, Clock
+from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
 BOB = Actor("org-a", "bob")
@@ -81,6 +86,35 @@ async def test_one_requests_failure_is_its_own(jobs: JobManager) -> None:
     assert (await jobs.get_job(BOB, theirs.id)).status == "created"
     rejected = [e for e in await jobs.list_events(ALICE, ended.id) if not e.applied]
     assert [(e.from_status, e.to_status) for e in rejected] == [("completed", "running")]
+
+
+@pytest.mark.parametrize("neighbours", [0, 3])
+async def test_a_change_planned_for_a_status_the_job_lost_is_refused(
+    jobs: JobManager, neighbours: int
+) -> None:
+    target = await jobs.create_job(ALICE, status="running")
+    others = [(await jobs.create_job(ALICE)).id for _ in range(neighbours)]
+
+    def finish(job: Job) -> Plan:
+        return plan_change(job, JobChange(status=JobStatus.COMPLETED), T0, ALICE.user_id)
+
+    def moved_outside(connection: Connection) -> None:
+        def planner(job: Job) -> Plan:
+            # A writer outside jobpulse moves the job after it was read and locked.
+            moved = update(jobs_table).where(jobs_table.c.id == job.id).values(status="failed")
+            connection.execute(moved)
+            return finish(job)
+
+        requests = [Transition(ALICE, job_id, finish) for job_id in others]
+        write_plans(connection, [*requests, Transition(ALICE, target.id, planner)])
+
+    with pytest.raises(ChangedWhileLockedError):
+        await database_of(jobs).write(moved_outside)
+    assert (await jobs.get_job(ALICE, target.id)).status == "running"
+    events = await jobs.list_events(ALICE, target.id)
+    assert [e.to_status for e in events] == ["running"]  # no "completed" recorded
+    for job_id in others:  # the batch went with it
+        assert (await jobs.get_job(ALICE, job_id)).status == "created"
 
 
 async def test_creations_together_keep_idempotency(jobs: JobManager) -> None:
