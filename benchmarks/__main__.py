@@ -5,8 +5,9 @@ BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
 sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath, fairness), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the revision
-before the rollups; default 7),
+writepath, redesign, fairness), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
+revision before the rollups, and before the storage redesign; default 7), BENCH_BASELINE_REV
+(the revision the `redesign` section compares with; default the one before the redesign),
 BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
 (each full-speed phase of the fan-out; default 5), BENCH_FAIRNESS_JOBS (jobs seeded for the
 fairness section; default 200000), BENCH_FAIRNESS_SECONDS and BENCH_FAIRNESS_ROUNDS (its
@@ -325,11 +326,19 @@ async def bench_fanout() -> None:
 
 
 async def bench_writepath() -> None:
-    revision = writepath.BEFORE_ROLLUPS
+    await _write_path_against(writepath.BEFORE_ROLLUPS, "with the rollups / before them", 0.9)
+
+
+async def bench_redesign() -> None:
+    revision = os.environ.get("BENCH_BASELINE_REV", writepath.BEFORE_REDESIGN)
+    await _write_path_against(revision, "after the storage redesign / before it", 0.95)
+
+
+async def _write_path_against(revision: str, label: str, target: float) -> None:
     rounds = int(os.environ.get("BENCH_WRITEPATH_ROUNDS", "7"))
     report(
-        f"== write path with the rollups / before them ({revision}): JobManager at 16 callers,"
-        f" this checkout and {revision} alternating, medians of {rounds} rounds"
+        f"== write path {label} ({revision}): JobManager at 16 callers, this checkout and "
+        f"{revision} alternating, medians of {rounds} rounds"
     )
     try:
         figures = await asyncio.to_thread(writepath.compare, revision, rounds)
@@ -340,7 +349,7 @@ async def bench_writepath() -> None:
         ratio = ours / theirs
         report(
             f"{kind:10}  {loop:11}/s this {ours:7.0f}  before {theirs:7.0f}  ratio {ratio:5.2f}"
-            f"  {verdict(ratio, 0.9)}"
+            f"  {verdict(ratio, target)}"
         )
 
 
@@ -383,6 +392,7 @@ SECTIONS = {
     "stats": bench_stats,
     "fanout": bench_fanout,
     "writepath": bench_writepath,
+    "redesign": bench_redesign,
     "fairness": bench_fairness,
 }
 

@@ -21,6 +21,8 @@ HERE = Path(__file__).resolve().parents[1]
 JOBS = {"sqlite": 2000, "postgresql": 1000}
 #: The last revision before the stats rollups (issue 12), whose write path they must keep.
 BEFORE_ROLLUPS = "0f8f86c"
+#: The last revision before the storage redesign (issue 21), whose write path it must keep.
+BEFORE_REDESIGN = "80c5405"
 
 
 class RevisionMissingError(Exception):
@@ -53,7 +55,9 @@ def _rates(root: Path, kind: str) -> list[float]:
 
 
 def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], tuple[float, float]]:
-    """Median rates of (this checkout, `revision`) for each database and loop."""
+    """Median rates of (this checkout, `revision`) for each database and loop; the two take
+    turns going first, so neither always runs on a machine the other has just warmed.
+    """
     with tempfile.TemporaryDirectory(prefix="jobpulse-rev-") as folder:
         other = Path(folder) / "tree"
         added = subprocess.run(
@@ -66,9 +70,12 @@ def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], tuple[float
             figures = {}
             for kind in JOBS:
                 ours, theirs = [], []
-                for _ in range(rounds):
+                for turn in range(rounds):
+                    if turn % 2:
+                        theirs.append(_rates(other, kind))
                     ours.append(_rates(HERE, kind))
-                    theirs.append(_rates(other, kind))
+                    if not turn % 2:
+                        theirs.append(_rates(other, kind))
                 for at, loop in enumerate(LOOPS):
                     figures[kind, loop] = (
                         statistics.median(rates[at] for rates in ours),
