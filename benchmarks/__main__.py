@@ -345,11 +345,15 @@ async def _write_path_against(revision: str, label: str, target: float) -> None:
     except writepath.RevisionMissingError:
         report(f"skipped: {revision} is not in this clone's history")
         return
-    for (kind, loop), (ours, theirs) in figures.items():
-        ratio = ours / theirs
+    for (kind, loop), got in figures.items():
+        ratio = got.rate / got.base_rate
         report(
-            f"{kind:10}  {loop:11}/s this {ours:7.0f}  before {theirs:7.0f}  ratio {ratio:5.2f}"
-            f"  {verdict(ratio, target)}"
+            f"{kind:10}  {loop:11}/s this {got.rate:7.0f}  before {got.base_rate:7.0f}"
+            f"  ratio {ratio:5.2f}  {verdict(ratio, target)}"
+        )
+        report(
+            f"{kind:10}  {loop:11} CPU us/op (this process) this {got.cpu * 1e6:5.0f}"
+            f"  before {got.base_cpu * 1e6:5.0f}  before/this {got.base_cpu / got.cpu:5.2f}"
         )
 
 

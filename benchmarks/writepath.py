@@ -1,7 +1,8 @@
 """The write path against an earlier revision, side by side: JobManager transitions and
 creates per second at 16 concurrent callers (the transitions benchmark's loops), this
 checkout and a worktree of `REV` taking turns, on fresh databases of each kind, medians of
-rounds.
+rounds. Each also gives the CPU time its process spent an operation, which other work on a
+shared machine disturbs less than the rate (on PostgreSQL it leaves out the server's).
 
     python -m benchmarks.writepath REV [ROUNDS]
 
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parents[1]
 JOBS = {"sqlite": 2000, "postgresql": 1000}
@@ -30,19 +32,33 @@ class RevisionMissingError(Exception):
 
 
 _ONE = """
-import asyncio, sys
+import asyncio, sys, time
 from benchmarks.common import fresh_database, seed
-from benchmarks.transitions import _manager, _manager_creates
+from benchmarks.transitions import STEPS, _manager, _manager_creates
 async def main(kind, jobs):
     async with fresh_database(kind) as url:
         ids = await seed(url, jobs, users=1, status="created")
+        began = time.process_time()
         moved = await _manager(url, ids, 16, "FULL")
+        moving = (time.process_time() - began) / (jobs * len(STEPS))
     async with fresh_database(kind) as url:
-        print(moved, await _manager_creates(url, jobs, 16))
+        began = time.process_time()
+        created = await _manager_creates(url, jobs, 16)
+        creating = (time.process_time() - began) / jobs
+    print(moved, created, moving, creating)
 asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
-#: What one run measures, in the order it prints them.
+#: What one run measures, in the order it prints them (then each one's CPU s an operation).
 LOOPS = ("transitions", "creates")
+
+
+class Figures(NamedTuple):
+    """Medians of one loop on one database: operations a second, CPU seconds an operation."""
+
+    rate: float
+    cpu: float
+    base_rate: float
+    base_cpu: float
 
 
 def _rates(root: Path, kind: str) -> list[float]:
@@ -54,8 +70,8 @@ def _rates(root: Path, kind: str) -> list[float]:
     return [float(rate) for rate in done.stdout.strip().splitlines()[-1].split()]
 
 
-def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], tuple[float, float]]:
-    """Median rates of (this checkout, `revision`) for each database and loop; the two take
+def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], Figures]:
+    """Medians of this checkout and of `revision` for each database and loop; the two take
     turns going first, so neither always runs on a machine the other has just warmed.
     """
     with tempfile.TemporaryDirectory(prefix="jobpulse-rev-") as folder:
@@ -77,9 +93,12 @@ def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], tuple[float
                     if not turn % 2:
                         theirs.append(_rates(other, kind))
                 for at, loop in enumerate(LOOPS):
-                    figures[kind, loop] = (
+                    cpu = at + len(LOOPS)
+                    figures[kind, loop] = Figures(
                         statistics.median(rates[at] for rates in ours),
+                        statistics.median(rates[cpu] for rates in ours),
                         statistics.median(rates[at] for rates in theirs),
+                        statistics.median(rates[cpu] for rates in theirs),
                     )
             return figures
         finally:
@@ -92,10 +111,11 @@ def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], tuple[float
 def main() -> None:
     revision = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    for (kind, loop), (ours, theirs) in compare(revision, rounds).items():
+    for (kind, loop), got in compare(revision, rounds).items():
         print(
-            f"{kind:10}  {loop:11} /s at 16 callers: this {ours:7.0f}  {revision} {theirs:7.0f}"
-            f"  ratio {ours / theirs:5.2f}",
+            f"{kind:10}  {loop:11} /s at 16 callers: this {got.rate:7.0f}  {revision}"
+            f" {got.base_rate:7.0f}  ratio {got.rate / got.base_rate:5.2f}  CPU us/op this"
+            f" {got.cpu * 1e6:5.0f}  {revision} {got.base_cpu * 1e6:5.0f}",
             flush=True,
         )
 
