@@ -29,6 +29,8 @@ from jobpulse.storage.repository import insert_events, is_job_id, sees, to_job
 class ChangedWhileLockedError(RuntimeError):
     """A job was not in the status its change was planned for: a writer outside jobpulse
     changed it under the lock, or the plan did not expect the job's status.
+
+    Not a JobPulseError: it comes after writes, so it undoes the batch (see group_commit).
     """
 
 
@@ -121,9 +123,8 @@ def write_plans(connection: Connection, requests: Sequence[Transition]) -> list[
         outcomes.append((True, (entry.job, plan)))
     writes = [write for entry in planned.values() if (write := entry.write()) is not None]
     if update_jobs(connection, writes) != len(writes):
-        raise ChangedWhileLockedError(
-            f"a job of {', '.join(w.locked.id for w in writes)} changed while locked"
-        )
+        named = ", ".join(write.locked.id for write in writes)
+        raise ChangedWhileLockedError(f"a job of {named} changed while locked")
     insert_events(connection, events)
     insert_messages(connection, messages)
     return outcomes
