@@ -1,4 +1,5 @@
-"""The README's tour, run as a newcomer would paste it, against a real `jobpulse serve`.
+"""The README's tour, run as a newcomer would paste it, against a real `jobpulse serve`: its
+shell commands in turn, then its Python example with the key exported.
 
 The server listens on a free port rather than 8000 and on a fresh file; `.venv/bin/` is the
 environment running the tests. Lines holding a placeholder to fill in (`key-…`, `job-…`) are
@@ -14,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from tests.docs.fences import README, blocks
 from tests.e2e.conftest import close, start, stop
@@ -52,6 +55,28 @@ def _answers(out: str) -> list[Any]:
         answers.append(answer)
 
 
+def _run_the_sdk_example(url: str, key: str, cwd: Path) -> None:
+    """The tour's Python example, with the key exported, ends with its job completed."""
+    [example] = [block for block in blocks(README) if block.is_python and block.not_run_because]
+    script = cwd / "tracked.py"
+    script.write_text(example.code.replace("http://127.0.0.1:8000", url))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=os.environ | {"JOBPULSE_API_KEY": key},
+    )
+    assert done.returncode == 0, done.stderr
+    listed = httpx.get(
+        f"{url}/v1/jobs",
+        params={"metadata.source_id": "agent-7"},
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
+    assert [(job["status"], job["ttft_ns"] is not None) for job in listed] == [("completed", True)]
+
+
 def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'jobpulse.db'}"
     server = start(url)
@@ -83,6 +108,7 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
         assert count["total"] == 1
         assert re.search(r"completed: \d+", done.stdout)  # the demo's summary
         assert "REJECTED" in done.stdout  # the job's history shows the refused move
+        _run_the_sdk_example(server.url, server.admin_key, tmp_path)
         assert stop(server) == 0
     finally:
         close(server)
