@@ -1,0 +1,91 @@
+"""The store under test, on SQLite and on PostgreSQL (see `database_url`), and the inputs the
+conformance suite hands it: jobs, planners and webhooks built as jobpulse builds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import pytest
+
+from jobpulse.config import Settings
+from jobpulse.domain import Actor, Job, JobChange, JobStatus, StopReason, plan_change
+from jobpulse.storage.sql_store import open_store
+from jobpulse.storage.store import JobStore, Planner
+
+T = TypeVar("T")
+
+#: The moment the suite's jobs start from (every operation takes its clock from the caller).
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+ALICE = Actor("org-a", "alice")
+BOB = Actor("org-a", "bob")
+ADMIN = Actor("org-a", "root", is_admin=True)
+EVE = Actor("org-b", "eve")
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[JobStore]:
+    """A store on a fresh, migrated database."""
+    opened = open_store(Settings(database_url=database_url))
+    yield opened
+    await opened.close()
+
+
+def new_job(
+    actor: Actor = ALICE,
+    status: JobStatus = JobStatus.CREATED,
+    at: datetime = T0,
+    **fields: Any,
+) -> Job:
+    """A job as JobManager builds one: owned by `actor`, created at `at`."""
+    started = at if status == JobStatus.RUNNING else None
+    values: dict[str, Any] = {"started_at": started} | fields
+    return Job(
+        id=f"job-{uuid.uuid4()}",
+        organization_id=actor.organization_id,
+        user_id=actor.user_id,
+        job_type=values.pop("job_type", "job"),
+        status=status,
+        created_at=at,
+        updated_at=at,
+        **values,
+    )
+
+
+async def created(store: JobStore, *args: Any, **fields: Any) -> Job:
+    """A job stored through `create` (arguments as `new_job`)."""
+    job, made = await store.create(new_job(*args, **fields), None)
+    assert made
+    return job
+
+
+def change(
+    status: JobStatus | None = None,
+    stop_reason: StopReason | None = None,
+    *,
+    at: datetime = T0,
+    by: str = "alice",
+    **fields: Any,
+) -> Planner:
+    """The planner of a change, as JobManager.update_job makes it."""
+    wanted = JobChange(status=status, stop_reason=stop_reason, **fields)
+    return partial(plan_change, change=wanted, now=at, actor=by)
+
+
+def seconds(number: float) -> timedelta:
+    return timedelta(seconds=number)
+
+
+async def eventually(read: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
+    """What `read` answers once `done` holds (within 10 s): for what another connection or
+    transaction makes visible a moment after its commit.
+    """
+    async with asyncio.timeout(10):
+        while not done(found := await read()):
+            await asyncio.sleep(0.05)
+    return found
