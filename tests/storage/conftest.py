@@ -5,6 +5,7 @@ conformance suite hands it: jobs, planners and webhooks built as jobpulse builds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,14 @@ EVE = Actor("org-b", "eve")
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[JobStore]:
     """A store on a fresh, migrated database."""
+    opened = open_store(Settings(database_url=database_url))
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def other(database_url: str) -> AsyncIterator[JobStore]:
+    """A second store on the same database: another process, or another replica."""
     opened = open_store(Settings(database_url=database_url))
     yield opened
     await opened.close()
@@ -85,7 +94,36 @@ async def eventually(read: Callable[[], Awaitable[T]], done: Callable[[T], bool]
     """What `read` answers once `done` holds (within 10 s): for what another connection or
     transaction makes visible a moment after its commit.
     """
-    async with asyncio.timeout(10):
-        while not done(found := await read()):
-            await asyncio.sleep(0.05)
-    return found
+    for _ in range(200):
+        if done(found := await read()):
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"still not there after 10 s: {found}")
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once `condition` holds (within 10 s)."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("still not so after 10 s")
+
+
+@contextlib.asynccontextmanager
+async def listening(store: JobStore, channel: str) -> AsyncIterator[list[str | None]]:
+    """What the store's `listen` on `channel` hears, once it listens; where the database
+    announces nothing, `listen` has returned (within 5 s) and nothing is heard.
+    """
+    heard: list[str | None] = []
+    task = asyncio.create_task(store.listen(channel, heard.append))
+    try:
+        if store.pushes_events:
+            await until(lambda: None in heard)  # connected (see notify.listen)
+        else:
+            await asyncio.wait_for(task, 5)
+        yield heard
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -33,11 +33,13 @@ async def test_create_stores_the_job_and_its_first_event(store: JobStore) -> Non
 async def test_create_with_a_used_key_gives_the_first_job(store: JobStore) -> None:
     first, made = await store.create(new_job(), "key-1")
     again, made_again = await store.create(new_job(metadata={"other": 1}), "key-1")
-    assert made and not made_again
+    assert made
+    assert not made_again
     assert again == first
     # The key is the owner's: another user's is a new job.
     bobs, bob_made = await store.create(new_job(BOB), "key-1")
-    assert bob_made and bobs.id != first.id
+    assert bob_made
+    assert bobs.id != first.id
     # Many at once with one new key: one job made, every caller given it.
     racing = await asyncio.gather(*(store.create(new_job(), "key-2") for _ in range(8)))
     assert sum(made for _job, made in racing) == 1
@@ -66,7 +68,8 @@ async def test_apply_writes_the_plan_and_gives_the_job_as_it_now_is(store: JobSt
         job.id,
         change(stop_reason=StopReason.END_TURN, at=T0 + seconds(3), metadata={"b": None}),
     )
-    assert plan.error is None and plan.ends_job
+    assert plan.error is None
+    assert plan.ends_job
     assert (ended.status, ended.stop_reason) == (JobStatus.COMPLETED, StopReason.END_TURN)
     assert (ended.completed_at, ended.total_duration_ns) == (T0 + seconds(3), 3_000_000_000)
     assert ended.metadata == {"a": 1}
@@ -100,9 +103,11 @@ async def test_apply_to_a_job_the_actor_cannot_see_is_not_found(store: JobStore)
     for stranger in (BOB, EVE, replace(ADMIN, organization_id="org-b")):
         with pytest.raises(NotFoundError):
             await store.apply(stranger, job.id, planner)
-    assert asked == [] and await store.get(ALICE, job.id) == job
+    assert asked == []
+    assert await store.get(ALICE, job.id) == job
     moved, _plan = await store.apply(ADMIN, job.id, planner)  # an admin of its organization
-    assert moved.status == JobStatus.PENDING and asked == [job]
+    assert moved.status == JobStatus.PENDING
+    assert asked == [job]
 
 
 async def test_apply_writes_nothing_when_a_rule_refuses(store: JobStore) -> None:
@@ -206,7 +211,8 @@ async def test_history_oldest_first_with_rejected_attempts(store: JobStore) -> N
         (JobStatus.FAILED, True),
     ]
     assert [e.at for e in history] == [T0 + seconds(i) for i in range(5)]
-    assert history[-1].reason == "boom" and history[-1].stop_reason == StopReason.ERROR
+    assert history[-1].reason == "boom"
+    assert history[-1].stop_reason == StopReason.ERROR
     assert await store.history(ADMIN, job.id) == history
     with pytest.raises(NotFoundError):
         await store.history(EVE, job.id)

@@ -82,21 +82,35 @@ async def ended_with_webhook(store: JobStore, at: datetime) -> str:
     return job.id
 
 
-async def test_count_old_and_prune_step(store: JobStore) -> None:
+async def test_count_old_counts_what_a_prune_would_remove(store: JobStore) -> None:
+    old = [await ended_with_webhook(store, T0) for _ in range(2)]
+    await ended_with_webhook(store, T0 + 10 * DAY)
+    await created(store, at=T0 - DAY)  # active: never old
+    assert await store.count_old(T0 + DAY) == {"jobs": 2, "attempts": 2, "messages": 2}
+    assert await store.count_old(T0) == {"jobs": 0, "attempts": 0, "messages": 0}
+    assert await store.count_old(T0 + 11 * DAY) == {"jobs": 3, "attempts": 3, "messages": 3}
+    for job_id in old:  # a dry run: nothing went
+        assert len(await store.list_attempts(ALICE, job_id)) == 1
+
+
+async def test_prune_step_removes_old_ended_jobs_a_bounded_step_at_a_time(
+    store: JobStore,
+) -> None:
     old = [await ended_with_webhook(store, T0) for _ in range(3)]
     recent = await ended_with_webhook(store, T0 + 10 * DAY)
     active = await created(store, at=T0 - DAY)
     cutoff = T0 + DAY
-    assert await store.count_old(cutoff) == {"jobs": 3, "attempts": 3, "messages": 3}
     first = await store.prune_step(cutoff, 2)
-    assert not first.finished and first.removed["jobs"] == 2  # a bounded step
+    assert not first.finished
+    assert first.removed["jobs"] == 2
     total = first.removed
     for _ in range(10):
         step = await store.prune_step(cutoff, 2)
         total = {kind: total[kind] + step.removed[kind] for kind in total}
         if step.finished:
             break
-    assert step.finished and total == {"jobs": 3, "attempts": 3, "messages": 3}
+    assert step.finished
+    assert total == {"jobs": 3, "attempts": 3, "messages": 3}
     assert await store.count_old(cutoff) == {"jobs": 0, "attempts": 0, "messages": 0}
     for job_id in old:
         with pytest.raises(NotFoundError):
@@ -136,7 +150,8 @@ async def test_window_stats(store: JobStore) -> None:
     assert stats.stop_reasons == {"end_turn": 3, "error": 3}
     assert [point.created for point in stats.series] == [0, 3, 2, 2]
     assert [point.failed for point in stats.series] == [0, 1, 1, 1]
-    assert stats.ttft.count == 3 and stats.duration.count == 6
+    assert stats.ttft.count == 3
+    assert stats.duration.count == 6
     mine = await store.window_stats(ALICE, JobFilter(), WINDOW)
     assert (mine.total, mine.stop_reasons) == (4, {"end_turn": 3})
     assert (await store.window_stats(EVE, JobFilter(), WINDOW)).total == 1
