@@ -31,9 +31,7 @@ class Served:
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning")
         self._server = uvicorn.Server(config)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_until_complete, args=(self._server.serve(),), daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self._server.started:
@@ -42,6 +40,17 @@ class Served:
             time.sleep(0.01)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+
+    def _serve(self) -> None:
+        self._loop.run_until_complete(self._serving())
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+
+    async def _serving(self) -> None:
+        await self._server.serve()
+        left = asyncio.all_tasks() - {asyncio.current_task()}  # streams' watchers, say
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
 
     def call(self, awaitable: Awaitable[T]) -> T:
         """Await `awaitable` on the server's loop (to reach the app's state, say)."""
