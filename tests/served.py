@@ -19,6 +19,10 @@ from jobpulse.api import create_app
 from jobpulse.config import Settings
 
 T = TypeVar("T")
+#: A loopback port nothing listens on (jobpulse unreachable).
+NOWHERE = "http://127.0.0.1:9"
+#: The statuses a job ends in.
+ENDED = frozenset({"completed", "failed", "cancelled", "expired"})
 #: What jobpulse answers when its database cannot serve (see api/errors.py).
 UNAVAILABLE = {"error": {"code": "unavailable", "message": "the database cannot be reached"}}
 

@@ -8,39 +8,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
-from jobpulse import client as sdk
 from jobpulse.client import AsyncJobPulse, JobCancelled
-from jobpulse.config import Settings
 from jobpulse.public import JobPublic
-from tests.served import Faults, Served
+from tests.served import ENDED, NOWHERE, Faults, Served
 
-NOWHERE = "http://127.0.0.1:9"
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sdk, "RETRY_DELAYS", (0.0, 0.0, 0.0))
-
-
-@pytest.fixture
-def served(database_url: str) -> Iterator[Served]:
-    server = Served(Settings(database_url=database_url))
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def secret(served: Served) -> str:
-    return served.key()
-
-
-@pytest.fixture
-def faults() -> Faults:
-    return Faults()
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 
 @pytest.fixture
@@ -67,7 +43,7 @@ async def ends(reader: AsyncJobPulse, job_id: str) -> list[tuple[str, str | None
     return [
         (event.to_status, event.stop_reason)
         for event in await reader.list_events(job_id)
-        if event.applied and event.to_status in ("completed", "failed", "cancelled", "expired")
+        if event.applied and event.to_status in ENDED
     ]
 
 
