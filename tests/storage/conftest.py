@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -15,14 +16,17 @@ from typing import Any, TypeVar
 import pytest
 
 from jobpulse.config import Settings
-from jobpulse.domain import Actor, Job, JobChange, JobStatus, StopReason, plan_change
+from jobpulse.domain import Actor, Job, JobChange, JobStatus, Plan, StopReason, plan_change
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.store import JobStore, Planner
+from jobpulse.webhooks import payload
 
 T = TypeVar("T")
 
 #: The moment the suite's jobs start from (every operation takes its clock from the caller).
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+#: Where the suite's webhooks go.
+HOOK = "https://hooks.example.com/jobs"
 ALICE = Actor("org-a", "alice")
 BOB = Actor("org-a", "bob")
 ADMIN = Actor("org-a", "root", is_admin=True)
@@ -64,6 +68,25 @@ def new_job(
         updated_at=at,
         **values,
     )
+
+
+async def ended_with_callback(
+    store: JobStore, at: datetime = T0, url: str = HOOK, **fields: Any
+) -> Job:
+    """A running job created at `at` that failed a second later, its callback queued with
+    the change (as JobManager queues it).
+    """
+    job = await created(store, status=JobStatus.RUNNING, at=at, callback_url=url, **fields)
+    end = at + seconds(1)
+    planner = change(stop_reason=StopReason.ERROR, at=end)
+
+    def with_callback(current: Job) -> Plan:
+        plan = planner(current)
+        message = payload.callback(replace(current, **plan.values), end)
+        return replace(plan, outbox=(message,))
+
+    ended, _plan = await store.apply(ALICE, job.id, with_callback)
+    return ended
 
 
 async def created(store: JobStore, *args: Any, **fields: Any) -> Job:

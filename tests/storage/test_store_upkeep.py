@@ -16,9 +16,19 @@ from jobpulse.storage.outbox import Attempt
 from jobpulse.storage.store import JobStore
 from jobpulse.sweeping import SWEEPER, StaleLimits, plan_sweep
 from jobpulse.webhooks import payload
-from tests.storage.conftest import ADMIN, ALICE, BOB, EVE, T0, change, created, new_job, seconds
-
-HOOK = "https://hooks.example.com/steps"
+from tests.storage.conftest import (
+    ADMIN,
+    ALICE,
+    BOB,
+    EVE,
+    HOOK,
+    T0,
+    change,
+    created,
+    ended_with_callback,
+    new_job,
+    seconds,
+)
 
 DAY = timedelta(days=1)
 
@@ -66,16 +76,8 @@ async def test_sweep_due_takes_at_most_limit(store: JobStore) -> None:
 
 
 async def ended_with_webhook(store: JobStore, at: datetime) -> str:
-    """A job failed at `at`, its callback delivered; its id."""
-    job = await created(store, status=JobStatus.RUNNING, at=at, callback_url="https://h.example/x")
-    await store.apply(ALICE, job.id, change(JobStatus.FAILED, at=at))
-    message = payload.callback(await store.get(ALICE, job.id), at)
-    await store.record_step(
-        ALICE,
-        job.id,
-        {"step_id": "s", "status": "success", "metadata": {}, "created_at": at},
-        message,
-    )
+    """A job ended at `at`, its callback delivered; its id."""
+    job = await ended_with_callback(store, at - seconds(1))
     [claimed] = await store.claim_outbox(at, at + seconds(30), 10, None)
     done = Attempt(1, at, 200, None, 3.0, "delivered", None)
     await store.record_attempts([(claimed, done, None)])

@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 import pytest
 
-from jobpulse.domain import Job, JobStatus, Plan, StopReason
 from jobpulse.errors import NotFoundError
 from jobpulse.storage.outbox import Attempt, Claimed, Shares
 from jobpulse.storage.store import JobStore
 from jobpulse.webhooks import payload
-from tests.storage.conftest import ADMIN, ALICE, BOB, EVE, T0, change, created, new_job, seconds
+from tests.storage.conftest import (
+    ADMIN,
+    ALICE,
+    BOB,
+    EVE,
+    HOOK,
+    T0,
+    created,
+    ended_with_callback,
+    new_job,
+    seconds,
+)
 
-HOOK = "https://hooks.example.com/jobs"
 LEASE = seconds(30)
-
-
-async def ended_with_callback(store: JobStore, url: str = HOOK, **fields: object) -> Job:
-    """A job that has just failed, its callback queued (as JobManager queues it)."""
-    job = await created(store, status=JobStatus.RUNNING, callback_url=url, **fields)
-    planner = change(stop_reason=StopReason.ERROR, at=T0 + seconds(1))
-
-    def with_callback(current: Job) -> Plan:
-        plan = planner(current)
-        message = payload.callback(replace(current, **plan.values), T0 + seconds(1))
-        return replace(plan, outbox=(message,))
-
-    ended, _plan = await store.apply(ALICE, job.id, with_callback)
-    return ended
 
 
 def attempt(message: Claimed, at: datetime, code: int | None, retry_at: datetime | None) -> Attempt:
@@ -85,7 +79,7 @@ async def test_claim_outbox_holds_a_message_until_its_lease_passes(store: JobSto
 async def test_claim_outbox_takes_the_oldest_within_each_share(store: JobStore) -> None:
     first = await ended_with_callback(store)
     second = await ended_with_callback(store)
-    other = await ended_with_callback(store, "https://other.example.com/x", metadata={})
+    other = await ended_with_callback(store, url="https://other.example.com/x")
     now = T0 + seconds(2)
     [oldest] = await store.claim_outbox(now, now + LEASE, 1, None)
     assert oldest.job_id == first.id
