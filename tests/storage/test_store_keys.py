@@ -11,7 +11,14 @@ import pytest
 from jobpulse.config import Settings
 from jobpulse.errors import UnavailableError
 from jobpulse.storage.sql_store import open_store
-from jobpulse.storage.store import REVOKED_CHANNEL, SESSION_ENDED, JobStore, SessionKey, StoredKey
+from jobpulse.storage.store import (
+    REVOKED_CHANNEL,
+    SESSION_ENDED,
+    ApiKey,
+    JobStore,
+    SessionKey,
+    StoredKey,
+)
 from tests.storage.conftest import ALICE, T0, listening, new_job, seconds, until
 
 HOUR = seconds(3600)
@@ -19,7 +26,7 @@ HOUR = seconds(3600)
 
 def stored_key(name: str, at: datetime = T0, admin: bool = False) -> StoredKey:
     """A key named `name` for alice, stored by the SHA-256 of its secret."""
-    return StoredKey(
+    key = ApiKey(
         id=f"key-{name}",
         prefix=f"jp_{name}"[:10],
         organization_id="org-a",
@@ -28,8 +35,8 @@ def stored_key(name: str, at: datetime = T0, admin: bool = False) -> StoredKey:
         name=name,
         created_at=at,
         revoked_at=None,
-        key_hash=hashlib.sha256(name.encode()).hexdigest(),
     )
+    return StoredKey(key, hashlib.sha256(name.encode()).hexdigest())
 
 
 async def test_insert_key_stores_it_as_given(store: JobStore) -> None:
@@ -43,7 +50,7 @@ async def test_find_active_key_by_its_hash(store: JobStore) -> None:
     kept, revoked = stored_key("kept"), stored_key("revoked")
     for key in (kept, revoked):
         await store.insert_key(key)
-    await store.revoke_key(revoked.id, T0)
+    await store.revoke_key(revoked.key.id, T0)
     assert await store.find_active_key(kept.key_hash) == kept
     assert await store.find_active_key(revoked.key_hash) is None
     assert await store.find_active_key(stored_key("unknown").key_hash) is None
@@ -67,12 +74,12 @@ async def test_count_active_keys(store: JobStore) -> None:
 async def test_revoke_key_once(store: JobStore) -> None:
     key = stored_key("one")
     await store.insert_key(key)
-    assert await store.revoke_key(key.id, T0 + HOUR)
-    assert not await store.revoke_key(key.id, T0 + 2 * HOUR)
+    assert await store.revoke_key(key.key.id, T0 + HOUR)
+    assert not await store.revoke_key(key.key.id, T0 + 2 * HOUR)
     assert not await store.revoke_key("key-unknown", T0)
     assert await store.find_active_key(key.key_hash) is None
     [listed] = await store.list_keys()
-    assert listed.revoked_at == T0 + HOUR
+    assert listed.key.revoked_at == T0 + HOUR
 
 
 async def test_start_session_of_an_active_key(store: JobStore) -> None:
@@ -80,7 +87,7 @@ async def test_start_session_of_an_active_key(store: JobStore) -> None:
     await store.insert_key(key)
     assert await store.start_session("s" * 64, key.key_hash, T0, T0 + HOUR)
     assert not await store.start_session("t" * 64, stored_key("none").key_hash, T0, T0 + HOUR)
-    await store.revoke_key(key.id, T0)
+    await store.revoke_key(key.key.id, T0)
     assert not await store.start_session("u" * 64, key.key_hash, T0, T0 + HOUR)
 
 
@@ -92,7 +99,7 @@ async def test_find_session_while_it_lives(store: JobStore) -> None:
     assert found == SessionKey("org-a", "alice", True, key.key_hash)
     assert await store.find_session("s" * 64, T0 + HOUR) is None  # expired
     assert await store.find_session("x" * 64, T0) is None
-    await store.revoke_key(key.id, T0)
+    await store.revoke_key(key.key.id, T0)
     assert await store.find_session("s" * 64, T0 + seconds(1)) is None  # its key revoked
 
 
@@ -136,10 +143,10 @@ async def test_listen_hears_what_other_processes_announce(store: JobStore, other
     await other.start_session("s" * 64, key.key_hash, T0, T0 + HOUR)
     async with listening(store, REVOKED_CHANNEL) as heard:
         await other.end_session("s" * 64, T0)
-        await other.revoke_key(key.id, T0)
+        await other.revoke_key(key.key.id, T0)
         if store.pushes_events:
             await until(lambda: len(heard) == 3)
-            assert heard == [None, SESSION_ENDED, key.id]
+            assert heard == [None, SESSION_ENDED, key.key.id]
         else:  # nothing announces: `listen` returned at once
             await asyncio.sleep(0.2)
             assert heard == []
