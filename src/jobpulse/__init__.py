@@ -28,12 +28,12 @@ from jobpulse.listing import JobFilter, Page
 
 if TYPE_CHECKING:
     from jobpulse.config import Settings
-    from jobpulse.service import JobManager
+    from jobpulse.jobs.manager import JobManager
 
 __version__ = "0.1.0"
 
 #: Where each name imported on first use lives.
-_LAZY = {"JobManager": "jobpulse.service", "Settings": "jobpulse.config"}
+_LAZY = {"JobManager": "jobpulse.jobs.manager", "Settings": "jobpulse.config"}
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from jobpulse.domain import ACTIVE, Actor, Job, JobStatus, Plan
 from jobpulse.storage.repository import apply_plan
 from jobpulse.storage.tables import UTCDateTime, jobs
-from jobpulse.sweeping import SWEEPER, StaleLimits
+from jobpulse.sweeper.rules import SWEEPER, StaleLimits
 
 
 def _past_deadline(now: datetime, limit: int) -> Select[Any]:
