@@ -111,24 +111,38 @@ def is_module(name: str) -> bool:
     return path_of(name).exists()
 
 
-def _under_type_checking(node: ast.stmt) -> bool:
-    return isinstance(node, ast.If) and ast.unparse(node.test) in {
-        "TYPE_CHECKING",
-        "typing.TYPE_CHECKING",
+def _type_checking_nodes(module: str, tree: ast.Module) -> set[int]:
+    """The nodes of the front door's TYPE_CHECKING block (none elsewhere)."""
+    if module != FRONT_DOOR:
+        return set()
+    return {
+        id(inner)
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for inner in ast.walk(node)
     }
 
 
+def _imported_from(package: str, node: ast.ImportFrom) -> Iterator[str]:
+    """The modules a `from … import …` names: a name that is a module of its own counts as
+    that module, any other as the module it is taken from.
+    """
+    base = node.module or ""
+    if node.level:
+        parts = package.split(".")
+        anchor = parts[: len(parts) - node.level + 1]
+        base = ".".join([*anchor, base] if base else anchor)
+    for alias in node.names:
+        inner = f"{base}.{alias.name}"
+        yield inner if base.startswith("jobpulse") and is_module(inner) else base
+
+
 def imports(module: str) -> Iterator[tuple[str, int]]:
-    """Every module `module` imports (a name imported from a package, when it is a module of
-    its own, counts as that module), with its line; the front door's TYPE_CHECKING block left
-    out.
+    """Every module `module` imports, with its line; the front door's TYPE_CHECKING block
+    left out.
     """
     tree = ast.parse(path_of(module).read_text(encoding="utf-8"))
-    skipped: set[int] = set()
-    if module == FRONT_DOOR:
-        for node in tree.body:
-            if _under_type_checking(node):
-                skipped |= {id(inner) for inner in ast.walk(node)}
+    skipped = _type_checking_nodes(module, tree)
     package = module if path_of(module).name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -137,14 +151,8 @@ def imports(module: str) -> Iterator[tuple[str, int]]:
             for alias in node.names:
                 yield alias.name, node.lineno
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            for alias in node.names:
-                inner = f"{base}.{alias.name}"
-                named = base.startswith("jobpulse") and is_module(inner)
-                yield inner if named else base, node.lineno
+            for name in _imported_from(package, node):
+                yield name, node.lineno
 
 
 def layer_of(module: str) -> int:
