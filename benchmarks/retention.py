@@ -1,4 +1,4 @@
-"""Retention: jobs pruned per second by `JobManager.prune` next to a raw-driver loop doing the
+"""Retention: jobs pruned per second by `pruner.prune` next to a raw-driver loop doing the
 same work (the same batch size, the same statements: delete the delivery attempts of the
 oldest ended jobs, then those jobs and so, by cascade, their history, the jobs picked by a
 subquery so no id travels to the client; a transaction a batch), on equally seeded databases.

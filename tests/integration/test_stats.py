@@ -1,4 +1,4 @@
-"""Window figures (`JobManager.stats`, `/v1/stats`) on SQLite and PostgreSQL: counts, rates,
+"""Window figures (`Figures.stats`, `/v1/stats`) on SQLite and PostgreSQL: counts, rates,
 quantiles, stop reasons, the series, stuck jobs and webhook health, in each caller's view."""
 
 from __future__ import annotations
