@@ -71,6 +71,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.bootstrap",
         "jobpulse.demo",
         "jobpulse.client",
+        "jobpulse.calls",
         "jobpulse.tracking",
     ),
 )
