@@ -241,7 +241,7 @@ async def bench_retention() -> None:
         rates = await retention.measure(kind)
         ratio = rates["ours"] / rates["raw"]
         report(
-            f"{kind:10}  JobManager.prune {rates['ours']:8.0f}/s  raw {rates['raw']:8.0f}/s"
+            f"{kind:10}  retention.prune {rates['ours']:8.0f}/s  raw {rates['raw']:8.0f}/s"
             f"  ratio {ratio:5.2f}  {verdict(ratio, 0.7)}"
         )
         p99s = await retention.writer_p99(kind)

@@ -13,8 +13,8 @@ from tests.providers import ANTHROPIC_KEY, OPENAI_KEY, FakeProviders, anthropic,
 
 from benchmarks.common import fresh_database
 from jobpulse import Actor, JobManager, Settings
-from jobpulse.monitor.batch_poller import BatchPoller
-from jobpulse.monitor.providers import ProviderClient
+from jobpulse.batches.poller import BatchPoller
+from jobpulse.batches.providers import ProviderClient
 
 BATCHES = 1000
 ANSWER_S = 0.05

@@ -1,4 +1,4 @@
-"""Retention: jobs pruned per second by `JobManager.prune` next to a raw-driver loop doing the
+"""Retention: jobs pruned per second by `pruner.prune` next to a raw-driver loop doing the
 same work (the same batch size, the same statements: delete the delivery attempts of the
 oldest ended jobs, then those jobs and so, by cascade, their history, the jobs picked by a
 subquery so no id travels to the client; a transaction a batch), on equally seeded databases.
@@ -15,6 +15,7 @@ import asyncpg
 
 from benchmarks.common import fresh_database, p99, seed, sqlite_path
 from jobpulse import Actor, JobManager, Settings
+from jobpulse.retention.pruner import prune
 
 JOBS = 20_000
 BATCH = 100
@@ -100,7 +101,7 @@ async def _ours(url: str) -> float:
     jobs = JobManager.from_settings(Settings(database_url=url))
     try:
         began = time.perf_counter()
-        removed = await jobs.prune(timedelta(days=1), batch=BATCH)
+        removed = await prune(jobs, timedelta(days=1), batch=BATCH)
         seconds = time.perf_counter() - began
     finally:
         await jobs.close()
@@ -137,7 +138,7 @@ async def writer_p99(kind: str) -> dict[str, float]:
             pruned = asyncio.Event()
             busy_task = asyncio.create_task(_transitions_p99(jobs, running, pruned))
             began = time.perf_counter()
-            await jobs.prune(timedelta(days=1), batch=BATCH)
+            await prune(jobs, timedelta(days=1), batch=BATCH)
             rate = JOBS / (time.perf_counter() - began)
             pruned.set()
             busy = await busy_task

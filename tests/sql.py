@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobpulse.service import JobManager
+from jobpulse.jobs.manager import JobManager
 from jobpulse.storage.engine import Database
 from jobpulse.storage.sql_store import SqlJobStore
 from jobpulse.storage.store import JobStore

@@ -2,6 +2,12 @@
 
 The server's classes (`JobManager`, `Settings`) are imported on first use, so that a worker
 importing only the SDK (`jobpulse.client`) never loads the server's dependencies.
+
+Every module depends inward, on its own layer or those below (tests/unit/test_layers.py
+holds the list and enforces it): pure rules (domain, errors, clock, each feature's rules) →
+shared plumbing (config, metrics, telemetry) → storage/ (the JobStore; the only code that
+imports SQLAlchemy or a driver) → jobs/, keys, the feed, webhook delivery → the features
+(batches/, sweeper/, stats/, retention/, each with its loop) → api/, dashboard/, cli, the SDK.
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ from jobpulse.listing import JobFilter, Page
 
 if TYPE_CHECKING:
     from jobpulse.config import Settings
-    from jobpulse.service import JobManager
+    from jobpulse.jobs.manager import JobManager
 
 __version__ = "0.1.0"
 
 #: Where each name imported on first use lives.
-_LAZY = {"JobManager": "jobpulse.service", "Settings": "jobpulse.config"}
+_LAZY = {"JobManager": "jobpulse.jobs.manager", "Settings": "jobpulse.config"}
 
 
 def __getattr__(name: str) -> Any:

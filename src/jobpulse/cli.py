@@ -176,14 +176,15 @@ def prune(
     """Remove ended jobs (with their history, steps and attempts) and finished webhooks older
     than --older-than, in short batches; active jobs and undelivered webhooks stay.
     """
-    from jobpulse.service import JobManager
+    from jobpulse.jobs.manager import JobManager
+    from jobpulse.retention.pruner import prune
 
     period = _period(older_than)
 
     async def run() -> dict[str, int]:
         jobs = JobManager.from_settings(_settings(database_url))
         try:
-            return await jobs.prune(period, dry_run=dry_run)
+            return await prune(jobs, period, dry_run=dry_run)
         finally:
             await jobs.close()
 

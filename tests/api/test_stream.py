@@ -25,8 +25,9 @@ from jobpulse.api import create_app
 from jobpulse.api.protocol import server_options
 from jobpulse.api.stream import encode, encode_beat
 from jobpulse.feed import EventFeed, TooSlowError
+from jobpulse.jobs.hooks import Hooks
+from jobpulse.jobs.manager import JobManager
 from jobpulse.listing import JobFilter
-from jobpulse.service import JobManager
 from jobpulse.storage import events
 from jobpulse.storage.events import Position
 from jobpulse.storage.sql_store import open_store
@@ -341,9 +342,8 @@ async def test_a_subscriber_that_falls_behind_is_dropped_then_resumes(
 ) -> None:
     monkeypatch.setattr("jobpulse.feed.BUFFER_MAX", 5)
     store = open_store(Settings(database_url=database_url))
-    jobs = JobManager(store)
     feed = EventFeed(store, encode, encode_beat)
-    jobs.on_events = feed.committed
+    jobs = JobManager(store, hooks=Hooks(events=feed.committed))
     running = asyncio.create_task(feed.run())
     actor = Actor("org-a", "alice")
     try:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Connection, func, select
 
 from jobpulse import Actor, JobManager, Settings, ValidationError
+from jobpulse.retention.pruner import prune
 from jobpulse.storage import outbox, retention
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import callback_attempts, job_events, job_steps, jobs
@@ -79,11 +80,11 @@ async def test_old_ended_jobs_and_finished_webhooks_go_and_nothing_else(
     await jobs_.update_job(ALICE, recent.id, status="completed")
 
     before = await database_of(jobs_).read(rows)
-    would = await jobs_.prune(timedelta(days=30), dry_run=True)
+    would = await prune(jobs_, timedelta(days=30), dry_run=True)
     assert await database_of(jobs_).read(rows) == before  # the dry run changed nothing
     assert would == {"jobs": 13, "attempts": 12, "messages": 12}
 
-    removed = await jobs_.prune(timedelta(days=30), batch=5)
+    removed = await prune(jobs_, timedelta(days=30), batch=5)
     assert removed == would
     after = await database_of(jobs_).read(rows)
     gone = {kind: before[kind] - after[kind] for kind in before}
@@ -91,7 +92,7 @@ async def test_old_ended_jobs_and_finished_webhooks_go_and_nothing_else(
     left = {job.id for job in await jobs_.list_jobs(ALICE)}
     assert left == {old_running.id, recent.id}
     assert await database_of(jobs_).read(outbox.pending_count) == 1  # the undelivered callback
-    assert await jobs_.prune(timedelta(days=30)) == dict.fromkeys(retention.KINDS, 0)
+    assert await prune(jobs_, timedelta(days=30)) == dict.fromkeys(retention.KINDS, 0)
 
 
 async def test_a_batch_removes_at_most_its_limit(manager: tuple[JobManager, Clock]) -> None:
@@ -110,7 +111,7 @@ async def test_a_batch_removes_at_most_its_limit(manager: tuple[JobManager, Cloc
 async def test_a_negative_age_is_refused(manager: tuple[JobManager, Clock]) -> None:
     jobs_, _clock = manager
     with pytest.raises(ValidationError, match="must not be negative"):
-        await jobs_.prune(timedelta(days=-1))
+        await prune(jobs_, timedelta(days=-1))
 
 
 class Traffic:
@@ -169,7 +170,7 @@ async def test_a_prune_finishes_while_a_writer_keeps_changing_jobs(
 
     changing = asyncio.create_task(keep_changing())
     await asyncio.sleep(0)
-    removed = await jobs_.prune(clock.now - cutoff, batch=10)
+    removed = await prune(jobs_, clock.now - cutoff, batch=10)
     pruned.set()
     await changing
     assert removed == {"jobs": 60, "attempts": 0, "messages": 0}

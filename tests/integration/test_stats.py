@@ -1,4 +1,4 @@
-"""Window figures (`JobManager.stats`, `/v1/stats`) on SQLite and PostgreSQL: counts, rates,
+"""Window figures (`Figures.stats`, `/v1/stats`) on SQLite and PostgreSQL: counts, rates,
 quantiles, stop reasons, the series, stuck jobs and webhook health, in each caller's view."""
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ from fastapi import FastAPI
 from sqlalchemy import Connection
 
 from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings, StopReason
-from jobpulse.figures import Bucket, Histogram, Window
+from jobpulse.retention.pruner import prune
+from jobpulse.stats.figures import Figures
+from jobpulse.stats.fold import fold_stats
+from jobpulse.stats.windows import Bucket, Histogram, Window
 from jobpulse.storage import changes as changes_module
 from jobpulse.storage import rollups, transitions
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import job_rollups
+from jobpulse.sweeper.loop import Sweeper
 from tests.conftest import MakeKey
 from tests.monitor.test_sweeper import T0, Clock
 from tests.sql import database_of
@@ -67,10 +71,10 @@ async def test_a_window_of_jobs_in_figures(jobs: tuple[JobManager, Clock]) -> No
     await manager.cancel_job(ALICE, cancelled.id)
     await manager.create_job(BOB, job_type="agent")
     await at(clock, 2 * HOUR)
-    await manager.sweep()  # the pending one is stale: stuck
+    await Sweeper(manager).sweep()  # the pending one is stale: stuck
 
     window = Window(T0, T0 + timedelta(hours=3), Bucket.HOUR)
-    mine = await manager.stats(ALICE, window=window)
+    mine = await Figures(manager).stats(ALICE, window=window)
     assert mine.total == 4
     assert mine.by_status[JobStatus.COMPLETED] == 1
     assert mine.by_status[JobStatus.FAILED] == 1
@@ -92,17 +96,19 @@ async def test_a_window_of_jobs_in_figures(jobs: tuple[JobManager, Clock]) -> No
     assert mine.stuck == 1
     assert mine.webhooks == {"pending": 1, "delivered": 0, "exhausted": 0}
 
-    everyone = await manager.stats(ADMIN, window=window)
+    everyone = await Figures(manager).stats(ADMIN, window=window)
     assert everyone.total == 5
-    agents = await manager.stats(ADMIN, JobFilter(job_type="agent"), window)
+    agents = await Figures(manager).stats(ADMIN, JobFilter(job_type="agent"), window)
     assert agents.total == 2
     assert agents.webhooks["pending"] == 1
-    daily = await manager.stats(ALICE, window=Window(T0, T0 + timedelta(days=2), Bucket.DAY))
+    daily = await Figures(manager).stats(
+        ALICE, window=Window(T0, T0 + timedelta(days=2), Bucket.DAY)
+    )
     assert [(p.start, p.created) for p in daily.series] == [
         (T0, 4),
         (T0 + timedelta(days=1), 0),
     ]
-    outsider = await manager.stats(Actor("org-b", "eve"), window=window)
+    outsider = await Figures(manager).stats(Actor("org-b", "eve"), window=window)
     assert outsider.total == 0
     assert outsider.rate(JobStatus.COMPLETED) is None
     assert outsider.ttft.quantile(0.5) is None
@@ -202,8 +208,8 @@ async def _agree(manager: JobManager) -> int:
         scan = replace(query, created_after=T0 - SCAN)
         assert not rollups.answers(ADMIN, scan)
         for window in WINDOWS:
-            rolled = await manager.stats(ADMIN, query, window)
-            scanned = await manager.stats(ADMIN, scan, window)
+            rolled = await Figures(manager).stats(ADMIN, query, window)
+            scanned = await Figures(manager).stats(ADMIN, scan, window)
             assert rolled == scanned, (query, window)
             compared += rolled.total
     return compared
@@ -294,7 +300,7 @@ async def test_rollups_answer_as_a_scan_would(
     await database_of(manager).write(rollups.fold, 7)
     assert await database_of(manager).read(rollups.totals) == counted, "a fold changes no count"
     assert await _agree(manager) > 0
-    await manager.fold_stats(drop_empty=True)  # the rest (PostgreSQL folds all at once)
+    await fold_stats(manager.store, drop_empty=True)  # the rest (PostgreSQL folds all at once)
     assert await database_of(manager).read(rollups.pending) == 0
     assert await _agree(manager) > 0  # all folded
 
@@ -303,14 +309,14 @@ async def test_rollups_answer_as_a_scan_would(
     for job_id in made[::5]:
         await manager.delete_job(ADMIN, job_id)
     assert await _agree(manager) > 0
-    await manager.fold_stats()
+    await fold_stats(manager.store)
     clock.now = T0 + timedelta(hours=4)
-    assert sum((await manager.prune(timedelta(hours=1))).values()) > 0
+    assert sum((await prune(manager, timedelta(hours=1))).values()) > 0
     assert await _agree(manager) > 0
-    await manager.fold_stats(drop_empty=True)
+    await fold_stats(manager.store, drop_empty=True)
     total = await _agree(manager)
     assert total > 0
-    everyone = await manager.stats(ADMIN, window=WINDOWS[2])
+    everyone = await Figures(manager).stats(ADMIN, window=WINDOWS[2])
     listed = await manager.count_jobs(ADMIN, JobFilter(created_after=T0 - SCAN))
     assert everyone.total == listed.total
 
@@ -318,9 +324,9 @@ async def test_rollups_answer_as_a_scan_would(
 async def test_the_rollups_are_what_stats_reads(jobs: tuple[JobManager, Clock]) -> None:
     manager, clock = jobs
     await _workload(manager, clock, seed=3)
-    await manager.fold_stats()
-    before = await manager.stats(ADMIN, window=WINDOWS[1])
+    await fold_stats(manager.store)
+    before = await Figures(manager).stats(ADMIN, window=WINDOWS[1])
     await database_of(manager).write(lambda c: c.execute(job_rollups.update().values(jobs=0)))
-    emptied = await manager.stats(ADMIN, window=WINDOWS[1])
+    emptied = await Figures(manager).stats(ADMIN, window=WINDOWS[1])
     assert before.total > emptied.total, "whole hours are read from the rollups"
     assert emptied.total == 0

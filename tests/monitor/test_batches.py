@@ -17,11 +17,12 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from jobpulse import Actor, JobManager, JobStatus, Settings
+from jobpulse.batches import providers
+from jobpulse.batches.poller import BatchPoller
+from jobpulse.batches.providers import ProviderClient
 from jobpulse.clock import utcnow
 from jobpulse.domain import Job
-from jobpulse.monitor import providers
-from jobpulse.monitor.batch_poller import BatchPoller
-from jobpulse.monitor.providers import ProviderClient
+from jobpulse.jobs.hooks import Hooks
 from jobpulse.storage import batches
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import outbox
@@ -97,9 +98,15 @@ async def make_polling(database_url: str, fake: FakeProviders) -> AsyncIterator[
 
     async def make(clock: Callable[[], Any] = utcnow, **extra: Any) -> Polling:
         settings = batch_settings(database_url, fake, **extra)
-        jobs = JobManager(open_store(settings), clock, allow_private_callbacks=True)
+        due = asyncio.Event()
+        jobs = JobManager(
+            open_store(settings),
+            clock,
+            allow_private_callbacks=True,
+            hooks=Hooks(batch_due=due.set),
+        )
         client = ProviderClient(settings)
-        polling = Polling(jobs, BatchPoller(jobs, settings, client, clock), client)
+        polling = Polling(jobs, BatchPoller(jobs, settings, client, clock, due=due), client)
         made.append(polling)
         return polling
 
@@ -408,7 +415,7 @@ async def test_a_cancel_is_forwarded_and_followed_to_the_batch_end(
 
     cancelled = await polling.jobs.cancel_job(ALICE, job.id, reason="not needed")
     assert cancelled.status == JobStatus.CANCELLED
-    assert polling.jobs.batches_due.is_set()
+    assert polling.poller.due.is_set()
     await polling.poller.run_once()  # due at once: the cancel goes out
     assert fake.cancels == [("anthropic", "b4")]
 

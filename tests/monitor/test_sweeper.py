@@ -11,7 +11,8 @@ import pytest
 from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import outbox
-from jobpulse.sweeping import StaleLimits
+from jobpulse.sweeper.loop import Sweeper
+from jobpulse.sweeper.rules import StaleLimits
 from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
@@ -39,13 +40,13 @@ def clock() -> Clock:
 @pytest.fixture
 async def jobs(database_url: str, clock: Clock) -> AsyncIterator[JobManager]:
     store = open_store(Settings(database_url=database_url))
-    yield JobManager(
-        store,
-        clock,
-        allow_private_callbacks=True,
-        alert_webhook="http://127.0.0.1:9/alerts",
-    )
+    yield JobManager(store, clock, allow_private_callbacks=True)
     await store.close()
+
+
+@pytest.fixture
+def sweeper(jobs: JobManager) -> Sweeper:
+    return Sweeper(jobs, alert_webhook="http://127.0.0.1:9/alerts")
 
 
 async def queued(jobs: JobManager) -> list[tuple[str, str | None]]:
@@ -55,30 +56,34 @@ async def queued(jobs: JobManager) -> list[tuple[str, str | None]]:
     return [(row.event_type, row.job_id) for row in rows]
 
 
-async def test_past_deadline_expires_and_calls_back(jobs: JobManager, clock: Clock) -> None:
+async def test_past_deadline_expires_and_calls_back(
+    jobs: JobManager, sweeper: Sweeper, clock: Clock
+) -> None:
     due = await jobs.create_job(
         ALICE, status="pending", timeout_s=10, callback_url="http://127.0.0.1:9/cb"
     )
     later = await jobs.create_job(ALICE, status="running", timeout_s=60)
     clock.advance(10)
-    changed = await jobs.sweep()
+    changed = await sweeper.sweep()
     assert [job.id for job, _plan in changed] == [due.id]
     expired = await jobs.get_job(ALICE, due.id)
     assert (expired.status, expired.stop_reason) == (JobStatus.EXPIRED, "timeout")
     assert expired.completed_at == clock.now
     assert (await jobs.get_job(ALICE, later.id)).status == JobStatus.RUNNING
     assert await queued(jobs) == [("job.expired", due.id)]
-    assert await jobs.sweep() == []  # nothing twice
+    assert await sweeper.sweep() == []  # nothing twice
     history = await jobs.list_events(ALICE, due.id)
     assert (history[-1].to_status, history[-1].actor) == (JobStatus.EXPIRED, "jobpulse:sweeper")
 
 
-async def test_silent_job_is_flagged_cleared_then_lost(jobs: JobManager, clock: Clock) -> None:
+async def test_silent_job_is_flagged_cleared_then_lost(
+    jobs: JobManager, sweeper: Sweeper, clock: Clock
+) -> None:
     job = await jobs.create_job(ALICE, status="running", heartbeat_timeout_s=30)
     clock.advance(29)
-    assert await jobs.sweep() == []
+    assert await sweeper.sweep() == []
     clock.advance(1)
-    await jobs.sweep()
+    await sweeper.sweep()
     flagged = await jobs.get_job(ALICE, job.id)
     assert flagged.stuck_since == clock.now
     assert flagged.status == JobStatus.RUNNING
@@ -87,11 +92,11 @@ async def test_silent_job_is_flagged_cleared_then_lost(jobs: JobManager, clock: 
     beat = await jobs.heartbeat(ALICE, job.id, progress={"step": 3})
     assert beat.stuck_since is None
     clock.advance(29)
-    assert await jobs.sweep() == []  # the heartbeat reset the clock
+    assert await sweeper.sweep() == []  # the heartbeat reset the clock
     clock.advance(1)
-    await jobs.sweep()
+    await sweeper.sweep()
     clock.advance(30)
-    await jobs.sweep()
+    await sweeper.sweep()
     lost = await jobs.get_job(ALICE, job.id)
     assert (lost.status, lost.stop_reason) == (JobStatus.EXPIRED, "heartbeat_lost")
     reasons = [event.reason for event in await jobs.list_events(ALICE, job.id)]
@@ -110,7 +115,7 @@ async def test_racing_sweepers_transition_each_job_once(
     clock.advance(6)
     others = [JobManager(open_store(Settings(database_url=database_url)), clock) for _ in range(3)]
     try:
-        results = await asyncio.gather(*(j.sweep() for j in [jobs, *others]))
+        results = await asyncio.gather(*(Sweeper(j).sweep() for j in [jobs, *others]))
     finally:
         for other in others:
             await other.close()
@@ -131,14 +136,9 @@ async def test_stale_jobs_of_each_status_are_flagged_once_by_racing_sweepers(
     database_url: str, clock: Clock
 ) -> None:
     managers = [
-        JobManager(
-            open_store(Settings(database_url=database_url)),
-            clock,
-            alert_webhook="http://127.0.0.1:9/alerts",
-            stale=STALE,
-        )
-        for _ in range(4)
+        JobManager(open_store(Settings(database_url=database_url)), clock) for _ in range(4)
     ]
+    sweepers = [Sweeper(manager, STALE, "http://127.0.0.1:9/alerts") for manager in managers]
     jobs = managers[0]
     try:
         quiet = {
@@ -148,13 +148,13 @@ async def test_stale_jobs_of_each_status_are_flagged_once_by_racing_sweepers(
         watched = await jobs.create_job(ALICE, status="running", heartbeat_timeout_s=7200)
         busy = await jobs.create_job(ALICE, status="pending")
         clock.advance(600)
-        swept = await asyncio.gather(*(manager.sweep() for manager in managers))
+        swept = await asyncio.gather(*(sweeper.sweep() for sweeper in sweepers))
         flagged = sorted(job.id for changed in swept for job, _plan in changed)
         assert flagged == sorted(job.id for job in quiet["running"])
         clock.advance(2999)
         await jobs.update_job(ALICE, busy.id, metadata={"progress": 1})  # a change: not stale
         clock.advance(1)
-        swept = await asyncio.gather(*(manager.sweep() for manager in managers))
+        swept = await asyncio.gather(*(sweeper.sweep() for sweeper in sweepers))
         flagged = sorted(job.id for changed in swept for job, _plan in changed)
         assert flagged == sorted(job.id for job in quiet["created"] + quiet["pending"])
         assert (await jobs.count_jobs(ALICE, JobFilter(stuck=True))).total == 15
@@ -177,7 +177,8 @@ async def test_a_jobs_own_stale_limit_wins_over_its_statuss(
     database_url: str, clock: Clock
 ) -> None:
     store = open_store(Settings(database_url=database_url))
-    jobs = JobManager(store, clock, stale=StaleLimits(pending_s=3600, expire=True))
+    jobs = JobManager(store, clock)
+    sweeper = Sweeper(jobs, StaleLimits(pending_s=3600, expire=True))
     try:
         hasty = await jobs.create_job(ALICE, status="pending", stale_after_s=10)
         patient = await jobs.create_job(ALICE, status="pending", stale_after_s=7200)
@@ -187,20 +188,20 @@ async def test_a_jobs_own_stale_limit_wins_over_its_statuss(
         )
         plain = await jobs.create_job(ALICE, status="pending")
         clock.advance(11)
-        assert {job.id for job, _ in await jobs.sweep()} == {hasty.id}
+        assert {job.id for job, _ in await sweeper.sweep()} == {hasty.id}
         # 31 s: the beating job's own limit comes before its heartbeat's; the hasty one,
         # flagged a period ago, expires.
         clock.advance(20)
-        assert {job.id for job, _ in await jobs.sweep()} == {beating.id, hasty.id}
+        assert {job.id for job, _ in await sweeper.sweep()} == {beating.id, hasty.id}
         assert (await jobs.get_job(ALICE, hasty.id)).status == JobStatus.EXPIRED
         clock.advance(30)  # 61 s: the running job without a heartbeat timeout
-        assert {job.id for job, _ in await jobs.sweep()} == {running.id}
+        assert {job.id for job, _ in await sweeper.sweep()} == {running.id}
         clock.advance(3600)  # the status limit takes the plain job, not the patient one
-        flagged = {job.id for job, _ in await jobs.sweep()}
+        flagged = {job.id for job, _ in await sweeper.sweep()}
         assert plain.id in flagged
         assert patient.id not in flagged
         clock.advance(3600)
-        assert patient.id in {job.id for job, _ in await jobs.sweep()}
+        assert patient.id in {job.id for job, _ in await sweeper.sweep()}
         events = await jobs.list_events(ALICE, patient.id)
         assert events[-1].reason == "stuck: pending and unchanged for 7200s"
         assert (await jobs.get_job(ALICE, patient.id)).stale_after_s == 7200
@@ -211,9 +212,10 @@ async def test_a_jobs_own_stale_limit_wins_over_its_statuss(
 async def test_without_stale_limits_a_jobs_own_still_holds(database_url: str, clock: Clock) -> None:
     store = open_store(Settings(database_url=database_url))
     jobs = JobManager(store, clock)
+    sweeper = Sweeper(jobs)
     try:
         job = await jobs.create_job(ALICE, stale_after_s=5)
         clock.advance(6)
-        assert [j.id for j, _ in await jobs.sweep()] == [job.id]
+        assert [j.id for j, _ in await sweeper.sweep()] == [job.id]
     finally:
         await jobs.close()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from jobpulse.monitor.watchdog import Watchdog
+from jobpulse.watchdog import Watchdog
 
 
 def block_the_loop(seconds: float) -> None:

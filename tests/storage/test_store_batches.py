@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from jobpulse.batches import BatchRef, Provider
+from jobpulse.batches.rules import BatchRef, Provider
 from jobpulse.domain import Job, JobStatus, StopReason
 from jobpulse.errors import NotFoundError
 from jobpulse.storage.batches import Polled

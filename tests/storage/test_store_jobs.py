@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from jobpulse.batches import BatchRef, Provider
+from jobpulse.batches.rules import BatchRef, Provider
 from jobpulse.domain import Job, JobStatus, Plan, StopReason
 from jobpulse.errors import (
     InvalidCursorError,

@@ -7,14 +7,14 @@ from functools import partial
 
 import pytest
 
-from jobpulse.batches import BatchRef, Provider
+from jobpulse.batches.rules import BatchRef, Provider
 from jobpulse.domain import Actor, JobStatus, Plan, StopReason
 from jobpulse.errors import NotFoundError
-from jobpulse.figures import Bucket, Window
 from jobpulse.listing import JobFilter
+from jobpulse.stats.windows import Bucket, Window
 from jobpulse.storage.outbox import Attempt
 from jobpulse.storage.store import JobStore
-from jobpulse.sweeping import SWEEPER, StaleLimits, plan_sweep
+from jobpulse.sweeper.rules import SWEEPER, StaleLimits, plan_sweep
 from jobpulse.webhooks import payload
 from tests.storage.conftest import (
     ADMIN,

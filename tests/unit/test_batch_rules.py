@@ -6,15 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobpulse.batches import (
-    ERRORS_KEPT,
-    Tally,
-    UnexpectedAnswerError,
-    batch_ref,
-    lapsed,
-    read_anthropic,
-    read_openai,
-)
+from jobpulse.batches.answers import Tally, UnexpectedAnswerError, read_anthropic, read_openai
+from jobpulse.batches.rules import ERRORS_KEPT, batch_ref, lapsed
 from jobpulse.domain import JobStatus
 from jobpulse.errors import ValidationError
 from tests.providers import anthropic, openai

@@ -9,8 +9,8 @@ import pytest
 
 from jobpulse.config import Settings
 from jobpulse.domain import Job, JobChange, JobStatus, StopReason, plan_change
-from jobpulse.service import stale_limits
-from jobpulse.sweeping import SWEEPER, StaleLimits, plan_sweep
+from jobpulse.sweeper.loop import stale_limits
+from jobpulse.sweeper.rules import SWEEPER, StaleLimits, plan_sweep
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 S = JobStatus

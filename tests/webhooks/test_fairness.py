@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jobpulse import Actor, JobManager, Settings
+from jobpulse.jobs.hooks import Hooks
 from jobpulse.storage import outbox
 from jobpulse.storage.sql_store import open_store
 from jobpulse.webhooks import payload
@@ -50,7 +51,9 @@ async def world(database_url: str) -> AsyncIterator[World]:
     try:
         async with new_client(settings) as sender:
             deliverer = Deliverer(store, settings, sender)
-            jobs = JobManager(store, allow_private_callbacks=True, notify=deliverer.wake.set)
+            jobs = JobManager(
+                store, allow_private_callbacks=True, hooks=Hooks(queued=deliverer.wake.set)
+            )
             yield World(jobs, deliverer)
     finally:
         await store.close()

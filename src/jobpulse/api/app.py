@@ -14,16 +14,20 @@ from jobpulse import __version__
 from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream
 from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
+from jobpulse.batches.poller import BatchPoller
+from jobpulse.batches.providers import ProviderClient
 from jobpulse.config import Settings
 from jobpulse.dashboard import pages
 from jobpulse.dashboard.session import Sessions
 from jobpulse.feed import EventFeed
+from jobpulse.jobs.hooks import Hooks
+from jobpulse.jobs.manager import JobManager
 from jobpulse.keys import KeyManager
-from jobpulse.monitor.batch_poller import BatchPoller
-from jobpulse.monitor.providers import ProviderClient
-from jobpulse.monitor.sweeper import fold_forever, prune_forever, sweep_forever
-from jobpulse.monitor.watchdog import Watchdog
-from jobpulse.service import JobManager
+from jobpulse.retention.pruner import prune_forever
+from jobpulse.stats.fold import fold_forever
+from jobpulse.storage.sql_store import open_store
+from jobpulse.sweeper.loop import Sweeper
+from jobpulse.watchdog import Watchdog
 from jobpulse.webhooks.delivery import Deliverer, new_client
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -54,11 +58,13 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wake = asyncio.Event()
-        app.state.jobs = JobManager.from_settings(settings, notify=wake.set)
-        store = app.state.jobs.store
+        batches_due = asyncio.Event()
+        store = open_store(settings)
         app.state.keys = KeyManager(store)
         app.state.feed = EventFeed(store, stream.encode, stream.encode_beat)
-        app.state.jobs.on_events = app.state.feed.committed
+        hooks = Hooks(queued=wake.set, events=app.state.feed.committed, batch_due=batches_due.set)
+        app.state.jobs = JobManager.from_settings(settings, hooks, store=store)
+        sweeper = Sweeper.from_settings(app.state.jobs, settings)
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
         providers = ProviderClient(settings)
@@ -67,18 +73,19 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             worker = asyncio.create_task(deliverer.run(), name="jobpulse-webhooks")
             background = [
                 asyncio.create_task(
-                    sweep_forever(app.state.jobs, settings.sweep_interval_s),
+                    sweeper.run(settings.sweep_interval_s),
                     name="jobpulse-sweeper",
                 ),
                 asyncio.create_task(app.state.watchdog.beat(), name="jobpulse-watchdog"),
                 asyncio.create_task(app.state.keys.follow_revocations(), name="jobpulse-keys"),
                 asyncio.create_task(app.state.keys.grants.run(), name="jobpulse-grants"),
                 asyncio.create_task(app.state.feed.run(), name="jobpulse-feed"),
-                asyncio.create_task(fold_forever(app.state.jobs), name="jobpulse-rollups"),
+                asyncio.create_task(fold_forever(store), name="jobpulse-rollups"),
             ]
             background.append(
                 asyncio.create_task(
-                    BatchPoller(app.state.jobs, settings, providers).run(), name="jobpulse-batches"
+                    BatchPoller(app.state.jobs, settings, providers, due=batches_due).run(),
+                    name="jobpulse-batches",
                 )
             )
             if settings.retention_days is not None:

@@ -19,8 +19,8 @@ from opentelemetry import trace
 
 from jobpulse.domain import Actor
 from jobpulse.errors import UnauthorizedError
+from jobpulse.jobs.manager import JobManager
 from jobpulse.keys import KeyManager, hash_key
-from jobpulse.service import JobManager
 
 
 async def get_jobs(request: Request) -> JobManager:

@@ -11,9 +11,10 @@ from jobpulse.api.deps import Authenticated
 from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery
 from jobpulse.domain import JobStatus
 from jobpulse.errors import ValidationError
-from jobpulse.figures import Bucket, Histogram, Stats, Window
 from jobpulse.listing import JobFilter
 from jobpulse.schemas import HistogramPublic, PointPublic, StatsPublic, UtcDatetime, WebhookHealth
+from jobpulse.stats.figures import Figures
+from jobpulse.stats.windows import Bucket, Histogram, Stats, Window
 
 router = APIRouter(prefix="/v1", tags=["stats"], responses=ERROR_RESPONSES)
 #: The query parameters of stats besides the list filters.
@@ -77,4 +78,4 @@ async def get_stats(
         window = Window(since or until - day, until, bucket)
     except OverflowError:
         raise ValidationError("the window must lie within the years 1 to 9999") from None
-    return stats_public(await caller.jobs.stats(caller.actor, query, window))
+    return stats_public(await Figures(caller.jobs).stats(caller.actor, query, window))

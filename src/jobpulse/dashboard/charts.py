@@ -11,7 +11,7 @@ import pygal
 from markupsafe import Markup
 from pygal.style import Style
 
-from jobpulse.figures import Histogram, Point
+from jobpulse.stats.windows import Histogram, Point
 
 # pygal adds a finder for its map plugins to sys.meta_path, one without find_spec (the old
 # protocol): every failed import anywhere in the process then warns, and Python 3.12 has no

@@ -31,9 +31,10 @@ from jobpulse.dashboard.session import (
 from jobpulse.documents import text_problem
 from jobpulse.domain import ACTIVE, Actor, JobStatus, StopReason, parse_status, parse_stop_reason
 from jobpulse.errors import JobPulseError, NotFoundError, UnauthorizedError, ValidationError
-from jobpulse.figures import Bucket, Window
+from jobpulse.jobs.manager import JobManager
 from jobpulse.listing import JobFilter, Page
-from jobpulse.service import JobManager
+from jobpulse.stats.figures import Figures
+from jobpulse.stats.windows import Bucket, Window
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
@@ -146,7 +147,7 @@ async def overview(
     jobs = _jobs(request)
     now = jobs.now()
     query = JobFilter(job_type=job_type or None)
-    stats = await jobs.stats(actor, query, Window(now - span, now, bucket))
+    stats = await Figures(jobs).stats(actor, query, Window(now - span, now, bucket))
     label = "%H:%M" if bucket == Bucket.HOUR else "%b %d"
     by_status = {status.value: stats.by_status[status] for status in JobStatus}
     context = {

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from jobpulse.batches import BatchRef, Provider, keeps_following
+from jobpulse.batches.rules import BatchRef, Provider, keeps_following
 from jobpulse.domain import Actor, Job, JobStatus, Plan
 from jobpulse.storage.repository import insert_job
 from jobpulse.storage.tables import batch_polls, jobs

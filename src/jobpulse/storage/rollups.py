@@ -45,9 +45,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from jobpulse.domain import ACTIVE, TERMINAL, Actor
-from jobpulse.figures import Bucket
 from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS
+from jobpulse.stats.windows import Bucket
 from jobpulse.storage.tables import job_rollup_deltas, job_rollups
 
 #: The PostgreSQL advisory lock one fold holds: replicas take turns instead of blocking.

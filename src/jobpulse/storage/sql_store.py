@@ -11,12 +11,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from jobpulse.batches import BatchRef
+from jobpulse.batches.rules import BatchRef
 from jobpulse.config import Settings
 from jobpulse.domain import Actor, Job, JobEvent, JobStatus, OutboxMessage, Plan
-from jobpulse.figures import Stats, Window
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Gauges
+from jobpulse.stats.windows import Stats, Window
 from jobpulse.storage import (
     batches,
     events,
@@ -36,7 +36,7 @@ from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.store import FEED_CHANNEL, ApiKey, JobStore, Planner, SessionKey, StoredKey
 from jobpulse.storage.transitions import Transition
-from jobpulse.sweeping import StaleLimits
+from jobpulse.sweeper.rules import StaleLimits
 
 _KEY_FIELDS = tuple(field.name for field in fields(ApiKey))
 

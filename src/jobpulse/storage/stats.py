@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, func, or_, select
 
 from jobpulse.domain import ACTIVE, Actor, JobStatus
-from jobpulse.figures import Bucket, Histogram, Stats, Window, series
 from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS, Gauges
+from jobpulse.stats.windows import Bucket, Histogram, Stats, Window, series
 from jobpulse.storage import rollups
 from jobpulse.storage.batches import followed
 from jobpulse.storage.dialects import dialect_of

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from jobpulse.batches import BatchRef
+from jobpulse.batches.rules import BatchRef
 from jobpulse.domain import Actor, Job, JobEvent, JobStatus, OutboxMessage, Plan
-from jobpulse.figures import Stats, Window
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Gauges
+from jobpulse.stats.windows import Stats, Window
 from jobpulse.storage.batches import Claimed as ClaimedBatch
 from jobpulse.storage.batches import Polled
 from jobpulse.storage.events import Happened, Position
@@ -25,7 +25,7 @@ from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.outbox import Claimed as ClaimedMessage
 from jobpulse.storage.outbox import Outcome, Shares
 from jobpulse.storage.retention import Pruned
-from jobpulse.sweeping import StaleLimits
+from jobpulse.sweeper.rules import StaleLimits
 
 #: The channel on which a revoked key's id, or SESSION_ENDED, is announced.
 REVOKED_CHANNEL = "jobpulse_key_revoked"

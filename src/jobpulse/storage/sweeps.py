@@ -26,7 +26,7 @@ from jobpulse.domain import ACTIVE, Actor, Job, JobStatus, Plan
 from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.tables import jobs
 from jobpulse.storage.transitions import apply_plan
-from jobpulse.sweeping import SWEEPER, StaleLimits
+from jobpulse.sweeper.rules import SWEEPER, StaleLimits
 
 
 def _past_deadline(now: datetime, limit: int) -> Select[Any]:

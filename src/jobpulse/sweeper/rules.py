@@ -1,6 +1,6 @@
 """What the sweeper does to a job, as pure decisions: deadlines, missed heartbeats, and jobs
-left unchanged too long (stale). The sweeper (monitor/, storage/sweeps.py) finds candidates
-and applies these plans through the same compare-and-set path as every other change.
+left unchanged too long (stale). The sweeper (sweeper/loop.py, storage/sweeps.py) finds
+candidates and applies these plans through the same compare-and-set path as every other change.
 """
 
 from __future__ import annotations

@@ -21,15 +21,8 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from jobpulse.batches import (
-    READERS,
-    BatchRef,
-    Provider,
-    Snapshot,
-    Tally,
-    UnexpectedAnswerError,
-    storable,
-)
+from jobpulse.batches.answers import READERS, Tally, UnexpectedAnswerError
+from jobpulse.batches.rules import BatchRef, Provider, Snapshot, storable
 from jobpulse.config import Settings
 
 ANTHROPIC_VERSION = "2023-06-01"

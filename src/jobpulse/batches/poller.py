@@ -20,7 +20,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
-from jobpulse.batches import (
+from jobpulse.batches.providers import ProviderClient, ProviderError
+from jobpulse.batches.rules import (
     Provider,
     Snapshot,
     gave_up,
@@ -32,8 +33,7 @@ from jobpulse.batches import (
 from jobpulse.clock import utcnow
 from jobpulse.config import LEASE_MARGIN_S, Settings
 from jobpulse.domain import TERMINAL, Job, JobStatus, Plan
-from jobpulse.monitor.providers import ProviderClient, ProviderError
-from jobpulse.service import JobManager
+from jobpulse.jobs.manager import JobManager
 from jobpulse.storage import batches
 from jobpulse.telemetry import tracer
 from jobpulse.webhooks.policy import retry_after_seconds
@@ -56,8 +56,11 @@ class BatchPoller:
         settings: Settings,
         client: ProviderClient,
         clock: Callable[[], datetime] = utcnow,
+        due: asyncio.Event | None = None,
     ) -> None:
         self._jobs = jobs
+        #: Set when a followed batch's job is ended through jobpulse (the manager's hook).
+        self.due = due or asyncio.Event()
         self._client = client
         self._now = clock
         self._interval = timedelta(seconds=settings.batch_poll_interval_s)
@@ -77,7 +80,7 @@ class BatchPoller:
         """Poll due batches until cancelled; between rounds, wait for a batch's job to end
         through jobpulse or for `tick_s`.
         """
-        due = self._jobs.batches_due
+        due = self.due
         while True:
             try:
                 await self.run_once()

@@ -1,1 +1,0 @@
-"""Watching jobs and the service: the sweeper (deadlines, heartbeats, stuck jobs)."""

@@ -1,0 +1,1 @@
+"""Retention: pruning what ended long ago, once (`jobpulse prune`) or every hour (`serve`)."""
