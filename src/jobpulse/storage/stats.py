@@ -20,6 +20,7 @@ from jobpulse.storage.batches import followed
 from jobpulse.storage.outbox import pending_count
 from jobpulse.storage.repository import job_filter_clauses
 from jobpulse.storage.rollups import DAILY, Facet, bucket_of, floor_to
+from jobpulse.storage.scans import Pacer
 from jobpulse.storage.tables import UTCDateTime, jobs, outbox
 
 
@@ -152,13 +153,16 @@ def _scan(
         tally.ended(start, status, number)
 
 
-def window_stats(connection: Connection, actor: Actor, query: JobFilter, window: Window) -> Stats:
+def window_stats(
+    connection: Connection, pacer: Pacer | None, actor: Actor, query: JobFilter, window: Window
+) -> Stats:
     """The figures of the jobs created in `window` that the actor may see under `query`.
 
     An organization's view (an admin's) under the filters the rollups keep reads the window's
     whole hours from the rollups (storage/rollups.py) and scans only the parts of an hour at
     its edges; any other view scans the window: one grouped scan of its jobs, one of those
-    that ended in it.
+    that ended in it. With a `pacer`, each scan goes in slices of whole buckets at its pace
+    (buckets are apart in time and every figure is a sum: the slices add up to the same).
     """
     clauses, params = job_filter_clauses(connection.dialect.name, actor, query)
     tally = _Tally()
@@ -168,8 +172,10 @@ def window_stats(connection: Connection, actor: Actor, query: JobFilter, window:
         tally.rolled_up(rollups.read(connection, actor, query, hours, window.bucket))
         spans = [(window.since, hours[0]), (hours[1], window.until)]
     for first, end in spans:
-        if first < end:
-            span = params | {"b_since": first, "b_until": end}
+        whole = [(first, end)] if first < end else []
+        slices = whole if pacer is None else pacer.slices(first, end, window.bucket.width)
+        for start, stop in slices:
+            span = params | {"b_since": start, "b_until": stop}
             _scan(connection, clauses, span, window.bucket, tally)
     params |= {"b_since": window.since, "b_until": window.until}
     # The status not as a column but as an expression: SQLite's planner would otherwise walk
