@@ -87,8 +87,10 @@ class Database:
         self._scanner: ThreadReader | LoopReader
         scans, timeout_s = settings.read_concurrency, settings.read_timeout_s
         self._read_timeout_s, self._read_share = timeout_s, settings.read_share
-        #: How a paced read sleeps where it runs: its thread (SQLite), its event loop.
+        #: How a paced read sleeps where it runs (its thread on SQLite, its event loop on
+        #: PostgreSQL), and how what it spends is measured (see scans.Pacer).
         self._pause: Callable[[float], None] = time.sleep
+        self._spent: Callable[[], float] = time.thread_time
         if self.dialect == "sqlite":
             reads = sqlite_engine(self.url, None, settings.pool_size, settings.sqlite_synchronous)
             self._reader = ThreadReader(reads, settings.pool_size)
@@ -116,7 +118,7 @@ class Database:
                 self.url, scans, settings.database_timeout_s, statement_timeout=timeout_ms
             )
             self._scanner = LoopReader(TaskReader(timed, timeout_s), timed)
-            self._pause = pause
+            self._pause, self._spent = pause, time.monotonic
             self._writer = TaskWriter(
                 self._engine, settings.postgres_writers, settings.write_batch_max
             )
@@ -148,7 +150,9 @@ class Database:
 
         def paced(connection: Connection) -> T:
             traffic = self._writer.traffic
-            pacer = Pacer(traffic.recent, self._pause, self._read_share, self._read_timeout_s)
+            pacer = Pacer(
+                traffic.recent, self._pause, self._read_share, self._read_timeout_s, self._spent
+            )
             return query(connection, pacer, *args, **kwargs)
 
         return await self._scanner.run(paced)

@@ -77,10 +77,14 @@ def within(connection: Connection, query: Callable[[Connection], T], seconds: fl
 
 class Pacer:
     """Paces a long read cut in slices (see `slices`): while changes are being written
-    (`busy()`), it pauses between two slices so that the read takes about `share` of the time
-    (0.5: it pauses as long as the slice took), and at full speed while none are. Past
-    `timeout_s` from its start the read is stopped (ReadTimeoutError). `pause(seconds)` sleeps
-    where the read runs (a thread, or an event loop under `run_sync`).
+    (`busy()`), it pauses between two slices so that the read takes about `share` of a core
+    (0.5: it pauses as long as the slice took), and reads at full speed while none are. Past
+    `timeout_s` from its start the read is stopped (ReadTimeoutError), pauses included.
+
+    `pause(seconds)` sleeps where the read runs (a thread, or an event loop under
+    `run_sync`); `spent()` measures what a slice took from the others: the CPU time of the
+    read's thread where the read runs whole in it (SQLite: a slice it waited for the CPU or
+    the GIL through took nothing meanwhile), else the time.
     """
 
     def __init__(
@@ -89,14 +93,18 @@ class Pacer:
         pause: Callable[[float], None],
         share: float,
         timeout_s: float,
+        spent: Callable[[], float] = time.monotonic,
         slice_s: float = SLICE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._busy = busy
         self._pause = pause
         self._rest = 1 / share - 1  # seconds of pause for each second read
         self._timeout_s = timeout_s
-        self._deadline = time.monotonic() + timeout_s
+        self._spent = spent
         self._slice_s = slice_s
+        self._clock = clock
+        self._deadline = clock() + timeout_s
         #: Seconds the read has paused, in all.
         self.paused_s = 0.0
 
@@ -105,27 +113,28 @@ class Pacer:
     ) -> Iterator[tuple[datetime, datetime]]:
         """[since, until) in consecutive slices cut at whole multiples of `width` since the
         Unix epoch (an hour's or a day's bucket is never cut), each as many widths as take
-        about `slice_s` to read, judged by the slice before; between two, the pause.
+        about `slice_s` to read, judged by the slice before (at most 4 times as many, at
+        least half); between two, the pause.
         """
         widths = 1
         start = since
         while start < until:
             cut = _EPOCH + ((start - _EPOCH) // width + widths) * width
             end = min(until, cut)
-            began = time.monotonic()
+            began = self._spent()
             yield start, end  # the caller reads the slice before asking for the next one
-            took = time.monotonic() - began
+            took = self._spent() - began
             start = end
             if start < until:
-                grown = widths * self._slice_s / max(took, 1e-6)
-                widths = max(1, min(widths * _GROWTH, int(grown)))
+                fits = round(widths * self._slice_s / max(took, 1e-6))
+                widths = max(1, widths // 2, min(widths * _GROWTH, fits))
                 self.between(took)
 
     def between(self, took: float) -> None:
         """After a slice that took `took` seconds: stop past the deadline, else pause while
         changes are being written.
         """
-        left = self._deadline - time.monotonic()
+        left = self._deadline - self._clock()
         if left <= 0:
             raise timed_out(self._timeout_s)
         if self._rest and self._busy():
