@@ -108,20 +108,19 @@ class _Tally:
 _COMPLETED_OR_FAILED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
 
 
-def _scan(
+def _created(
     connection: Connection,
     clauses: tuple[ColumnElement[bool], ...],
     params: dict[str, Any],
     bucket: Bucket,
     tally: _Tally,
 ) -> None:
-    """Add the jobs created, and those ended, within [b_since, b_until) (in `params`)."""
-    dialect = connection.dialect.name
+    """Add the jobs created within [b_since, b_until) (in `params`)."""
     since = bindparam("b_since", type_=UTCDateTime())
     until = bindparam("b_until", type_=UTCDateTime())
     duration = case((jobs.c.completed_at.is_not(None), jobs.c.total_duration_ns))
     groups = (
-        floor_to(dialect, jobs.c.created_at, bucket),
+        floor_to(connection.dialect.name, jobs.c.created_at, bucket),
         jobs.c.status,
         jobs.c.stop_reason,
         bucket_of(jobs.c.ttft_ns, TTFT_BUCKETS),
@@ -137,20 +136,62 @@ def _scan(
         tally.created(start, status, reason, number)
         tally.timed("ttft", ttft_at, number)
         tally.timed("duration", duration_at, number)
-    ended = floor_to(dialect, jobs.c.completed_at, bucket)
+
+
+def _ended(
+    connection: Connection,
+    clauses: tuple[ColumnElement[bool], ...],
+    params: dict[str, Any],
+    bucket: Bucket,
+    tally: _Tally,
+) -> None:
+    """Add the jobs ended within [b_since, b_until) (in `params`); given c_since and c_until,
+    only those created within [c_since, c_until).
+    """
+    ended = floor_to(connection.dialect.name, jobs.c.completed_at, bucket)
+    where = [
+        *clauses,
+        jobs.c.completed_at >= bindparam("b_since", type_=UTCDateTime()),
+        jobs.c.completed_at < bindparam("b_until", type_=UTCDateTime()),
+        jobs.c.status.in_(sorted(_COMPLETED_OR_FAILED)),
+    ]
+    if "c_since" in params:
+        where.append(jobs.c.created_at >= bindparam("c_since", type_=UTCDateTime()))
+        where.append(jobs.c.created_at < bindparam("c_until", type_=UTCDateTime()))
     ends = connection.execute(
-        select(ended, jobs.c.status, func.count())
-        .where(
-            *clauses,
-            jobs.c.completed_at >= since,
-            jobs.c.completed_at < until,
-            jobs.c.status.in_(sorted(_COMPLETED_OR_FAILED)),
-        )
-        .group_by(ended, jobs.c.status),
+        select(ended, jobs.c.status, func.count()).where(*where).group_by(ended, jobs.c.status),
         params,
     )
     for start, status, number in ends:
         tally.ended(start, status, number)
+
+
+def _paced(
+    connection: Connection,
+    pacer: Pacer,
+    organization_id: str,
+    clauses: tuple[ColumnElement[bool], ...],
+    params: dict[str, Any],
+    bucket: Bucket,
+    tally: _Tally,
+) -> None:
+    """Add the jobs created, and those ended, within [b_since, b_until), in slices of their
+    creation at the pacer's pace: a job ends after it is created, so those ended in the span
+    were created before its end, from the organization's first job on. (Sliced by their end
+    instead, each slice of a member's view would walk all the member's ended jobs: no index
+    holds a member's jobs by their end.)
+    """
+    first, end = params["b_since"], params["b_until"]
+    oldest = connection.execute(
+        select(func.min(jobs.c.created_at)).where(jobs.c.organization_id == organization_id)
+    ).scalar()
+    if oldest is None or oldest >= end:
+        return
+    for start, stop in pacer.slices(min(oldest, first), end, bucket.width):
+        if stop > first:
+            slice_ = {"b_since": max(start, first), "b_until": stop}
+            _created(connection, clauses, params | slice_, bucket, tally)
+        _ended(connection, clauses, params | {"c_since": start, "c_until": stop}, bucket, tally)
 
 
 def window_stats(
@@ -161,7 +202,7 @@ def window_stats(
     An organization's view (an admin's) under the filters the rollups keep reads the window's
     whole hours from the rollups (storage/rollups.py) and scans only the parts of an hour at
     its edges; any other view scans the window: one grouped scan of its jobs, one of those
-    that ended in it. With a `pacer`, each scan goes in slices of whole buckets at its pace
+    that ended in it. With a `pacer`, the scans go in slices of whole buckets at its pace
     (buckets are apart in time and every figure is a sum: the slices add up to the same).
     """
     clauses, params = job_filter_clauses(connection.dialect.name, actor, query)
@@ -172,11 +213,14 @@ def window_stats(
         tally.rolled_up(rollups.read(connection, actor, query, hours, window.bucket))
         spans = [(window.since, hours[0]), (hours[1], window.until)]
     for first, end in spans:
-        whole = [(first, end)] if first < end else []
-        slices = whole if pacer is None else pacer.slices(first, end, window.bucket.width)
-        for start, stop in slices:
-            span = params | {"b_since": start, "b_until": stop}
-            _scan(connection, clauses, span, window.bucket, tally)
+        span = params | {"b_since": first, "b_until": end}
+        if first >= end:
+            continue
+        if pacer is not None:
+            _paced(connection, pacer, actor.organization_id, clauses, span, window.bucket, tally)
+        else:
+            _created(connection, clauses, span, window.bucket, tally)
+            _ended(connection, clauses, span, window.bucket, tally)
     params |= {"b_since": window.since, "b_until": window.until}
     # The status not as a column but as an expression: SQLite's planner would otherwise walk
     # every active job by status (160 ms at 1M) rather than the few stuck ones by their index.
