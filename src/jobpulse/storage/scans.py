@@ -36,7 +36,7 @@ NICENESS = 10
 DEADLINE_STEPS = 200_000
 #: Seconds a paced read's slice should take: short enough that a pause comes soon after
 #: changes do, long enough that a slice's own statements cost little beside it.
-SLICE_S = float(os.environ.get("JP_SLICE_S", "0.02"))  # EXPERIMENT
+SLICE_S = 0.05
 #: How much larger one slice may be than the one before it (in whole widths).
 _GROWTH = 4
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
