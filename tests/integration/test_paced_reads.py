@@ -20,6 +20,7 @@ from jobpulse.figures import Bucket, Stats, Window
 from jobpulse.storage import rollups, stats
 from jobpulse.storage.engine import Database
 from jobpulse.storage.scans import Pacer
+from jobpulse.storage.sql_store import open_store
 from tests.integration.test_stats import (
     ADMIN,
     ALICE,
@@ -31,6 +32,7 @@ from tests.integration.test_stats import (
     jobs,
 )
 from tests.monitor.test_sweeper import T0, Clock
+from tests.sql import database_of
 
 __all__ = ["jobs"]  # the fixture, shared with test_stats
 
@@ -62,8 +64,8 @@ async def test_slices_add_up_to_one_scan(jobs: tuple[JobManager, Clock]) -> None
     views.append((ALICE, JobFilter(metadata={"team": "search"})))
     for actor, query in views:
         for window in (*WINDOWS, YEAR):
-            whole = await manager.database.scan(stats.window_stats, None, actor, query, window)
-            assert await _sliced(manager.database, actor, query, window) == whole
+            whole = await database_of(manager).scan(stats.window_stats, None, actor, query, window)
+            assert await _sliced(database_of(manager), actor, query, window) == whole
             compared += whole.total
     assert compared > 0
 
@@ -112,10 +114,10 @@ async def test_a_read_makes_way_only_while_changes_are_written(
     manager, clock = jobs
     running = await _year_of_jobs(manager, clock)
     await asyncio.sleep(0.6)  # the writes above are no longer recent
-    paused, idle = await _read_year(manager.database)
+    paused, idle = await _read_year(database_of(manager))
     assert paused == 0  # at full speed
     async with _writing(manager, running):
-        paused, busy = await _read_year(manager.database)
+        paused, busy = await _read_year(database_of(manager))
     assert paused > 0
     assert busy == idle  # the same figures, read at a pace
     assert busy.total == 184
@@ -124,7 +126,7 @@ async def test_a_read_makes_way_only_while_changes_are_written(
 async def test_a_read_pausing_past_its_time_is_stopped(database_url: str) -> None:
     settings = Settings(database_url=database_url, read_timeout_s=0.5, read_share=0.001)
     clock = Clock()
-    manager = JobManager(Database(settings), clock)
+    manager = JobManager(open_store(settings), clock)
     try:
         running = await _year_of_jobs(manager, clock)
         async with _writing(manager, running):
