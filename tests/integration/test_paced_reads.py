@@ -49,7 +49,7 @@ async def _sliced(database: Database, actor: Actor, query: JobFilter, window: Wi
 
     figures = await database.scan(read)
     if not rollups.answers(actor, query):  # else only the edges of its hours are scanned
-        assert len(pauses) >= len(window.starts()) - 1, "every bucket a slice of its own"
+        assert len(pauses) == len(window.starts()) - 1, "every bucket a slice of its own"
     return figures
 
 

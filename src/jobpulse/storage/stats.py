@@ -145,8 +145,8 @@ def _ended(
     bucket: Bucket,
     tally: _Tally,
 ) -> None:
-    """Add the jobs ended within [b_since, b_until) (in `params`); given c_since and c_until,
-    only those created within [c_since, c_until).
+    """Add the jobs ended within [b_since, b_until) (in `params`); given c_since or c_until,
+    only those created from c_since or before c_until.
     """
     ended = floor_to(connection.dialect.name, jobs.c.completed_at, bucket)
     where = [
@@ -157,6 +157,7 @@ def _ended(
     ]
     if "c_since" in params:
         where.append(jobs.c.created_at >= bindparam("c_since", type_=UTCDateTime()))
+    if "c_until" in params:
         where.append(jobs.c.created_at < bindparam("c_until", type_=UTCDateTime()))
     ends = connection.execute(
         select(ended, jobs.c.status, func.count()).where(*where).group_by(ended, jobs.c.status),
@@ -169,29 +170,21 @@ def _ended(
 def _paced(
     connection: Connection,
     pacer: Pacer,
-    organization_id: str,
     clauses: tuple[ColumnElement[bool], ...],
     params: dict[str, Any],
     bucket: Bucket,
     tally: _Tally,
 ) -> None:
-    """Add the jobs created, and those ended, within [b_since, b_until), in slices of their
-    creation at the pacer's pace: a job ends after it is created, so those ended in the span
-    were created before its end, from the organization's first job on. (Sliced by their end
-    instead, each slice of a member's view would walk all the member's ended jobs: no index
-    holds a member's jobs by their end.)
+    """Add the jobs created, and those ended, within [b_since, b_until): those created in it
+    in slices of their creation at the pacer's pace (sliced by their end instead, each slice
+    of a member's view would walk all the member's ended jobs: no index holds a member's
+    jobs by their end), then those created before it that ended in it.
     """
     first, end = params["b_since"], params["b_until"]
-    oldest = connection.execute(
-        select(func.min(jobs.c.created_at)).where(jobs.c.organization_id == organization_id)
-    ).scalar()
-    if oldest is None or oldest >= end:
-        return
-    for start, stop in pacer.slices(min(oldest, first), end, bucket.width):
-        if stop > first:
-            slice_ = {"b_since": max(start, first), "b_until": stop}
-            _created(connection, clauses, params | slice_, bucket, tally)
+    for start, stop in pacer.slices(first, end, bucket.width):
+        _created(connection, clauses, params | {"b_since": start, "b_until": stop}, bucket, tally)
         _ended(connection, clauses, params | {"c_since": start, "c_until": stop}, bucket, tally)
+    _ended(connection, clauses, params | {"c_until": first}, bucket, tally)
 
 
 def window_stats(
@@ -217,7 +210,7 @@ def window_stats(
         if first >= end:
             continue
         if pacer is not None:
-            _paced(connection, pacer, actor.organization_id, clauses, span, window.bucket, tally)
+            _paced(connection, pacer, clauses, span, window.bucket, tally)
         else:
             _created(connection, clauses, span, window.bucket, tally)
             _ended(connection, clauses, span, window.bucket, tally)
