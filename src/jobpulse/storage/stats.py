@@ -206,9 +206,9 @@ def window_stats(
         tally.rolled_up(rollups.read(connection, actor, query, hours, window.bucket))
         spans = [(window.since, hours[0]), (hours[1], window.until)]
     for first, end in spans:
-        span = params | {"b_since": first, "b_until": end}
         if first >= end:
             continue
+        span = params | {"b_since": first, "b_until": end}
         if pacer is not None:
             _paced(connection, pacer, clauses, span, window.bucket, tally)
         else:
