@@ -380,6 +380,12 @@ async def bench_fairness() -> None:
             "stats answered 200 "
             f"{answers.get('200', 0)}, 429 {answers.get('429', 0)}, other {others or 'none'}"
         )
+        took = figures["answered"]
+        report(
+            f"{kind:10}  a figures answer took (median, from asking to the answer, beside the "
+            f"writes): a year by the day {took.get('p50_0', float('nan')) * 1e3:6.0f} ms, "
+            f"30 days by the hour filtered {took.get('p50_1', float('nan')) * 1e3:6.0f} ms"
+        )
 
 
 SECTIONS = {

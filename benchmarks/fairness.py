@@ -96,16 +96,34 @@ async def _writers(base: str, secret: str, seconds: float, into: Phase) -> None:
         into.failed += failed
 
 
+@dataclass
+class Answers:
+    """The heavy readers' answers: how many of each status, and how long each figures
+    answered (200) took, by its kind of request (its index in HEAVY).
+    """
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    took: dict[int, list[float]] = field(default_factory=lambda: {n: [] for n in range(len(HEAVY))})
+
+    def add(self, other: Answers) -> None:
+        self.statuses.update(other.statuses)
+        for kind, took in other.took.items():
+            self.took[kind] += took
+
+
 async def _reader(
-    session: aiohttp.ClientSession, base: str, turn: int, stop: asyncio.Event, seen: Counter[str]
+    session: aiohttp.ClientSession, base: str, turn: int, stop: asyncio.Event, seen: Answers
 ) -> None:
     """Ask for heavy figures until `stop`; wait as long as a 429 says before asking again."""
     while not stop.is_set():
-        params = HEAVY[turn % len(HEAVY)]
+        kind = turn % len(HEAVY)
         turn += 1
-        async with session.get(f"{base}/v1/stats", params=params) as answer:
+        began = time.perf_counter()
+        async with session.get(f"{base}/v1/stats", params=HEAVY[kind]) as answer:
             await answer.read()
-            seen[str(answer.status)] += 1
+            seen.statuses[str(answer.status)] += 1
+            if answer.status == 200:
+                seen.took[kind].append(time.perf_counter() - began)
             if answer.status == 429:
                 with contextlib.suppress(TimeoutError):
                     wait = float(answer.headers["Retry-After"])
@@ -113,9 +131,9 @@ async def _reader(
 
 
 @contextlib.asynccontextmanager
-async def _readers(base: str, secret: str) -> AsyncIterator[Counter[str]]:
-    """READERS clients asking for heavy figures while the block runs: their answers by status."""
-    seen: Counter[str] = Counter()
+async def _readers(base: str, secret: str) -> AsyncIterator[Answers]:
+    """READERS clients asking for heavy figures while the block runs: their answers."""
+    seen = Answers()
     stop = asyncio.Event()
     headers = {"Authorization": f"Bearer {secret}"}
     timeout = aiohttp.ClientTimeout(total=600)
@@ -147,14 +165,20 @@ class Phase:
 
 async def _rounds(base: str, admin: str, member: str) -> dict[str, dict[str, float]]:
     alone, loaded = Phase(), Phase()
-    seen: Counter[str] = Counter()
+    seen = Answers()
     await _writers(base, admin, 3, Phase())  # warm: connections, caches, prepared statements
     for _ in range(ROUNDS):
         await _writers(base, admin, SECONDS, alone)
         async with _readers(base, member) as answers:
             await _writers(base, admin, SECONDS, loaded)
-        seen.update(answers)
-    return {"alone": alone.figures(), "loaded": loaded.figures(), "readers": dict(seen)}
+        seen.add(answers)
+    answered = {f"p50_{kind}": statistics.median(took) for kind, took in seen.took.items() if took}
+    return {
+        "alone": alone.figures(),
+        "loaded": loaded.figures(),
+        "readers": dict(seen.statuses),
+        "answered": answered,
+    }
 
 
 async def measure(
@@ -163,7 +187,8 @@ async def measure(
     """For each of `configs` (a name and `serve`'s environment) on one seeded database:
     heartbeats' p50, p99 (seconds), rate and failures, alone and beside the heavy readers, in
     ROUNDS alternating phases of SECONDS each (a drift of the machine falls on both alike);
-    the readers' answers by status.
+    the readers' answers by status, and the median time a figures answer took, by the kind of
+    request (`p50_0`: a year by the day, `p50_1`: 30 days by the hour, filtered).
     """
     found = {}
     async with fresh_database(kind) as url:

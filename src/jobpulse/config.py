@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     #: Seconds such a read may run before it is stopped (503 `read_timeout`): PostgreSQL's
     #: statement_timeout on its connections; SQLite interrupts it.
     read_timeout_s: float = Field(default=30.0, gt=0)
+    #: The share of the time a long figures read (/v1/stats) runs while changes are being
+    #: written: it reads in short slices and pauses between them (0.5: as long as each took),
+    #: so that the writes keep the CPU they need; 1 never pauses.
+    read_share: float = Field(default=0.5, gt=0, le=1)
 
     #: A bearer token /metrics then requires (`Authorization: Bearer <token>`); open without.
     metrics_token: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -19,8 +20,8 @@ from jobpulse.config import Settings
 from jobpulse.storage import notify
 from jobpulse.storage.failures import translated_errors
 from jobpulse.storage.group_commit import Traffic, Writer
-from jobpulse.storage.postgres.connections import TaskReader, TaskWriter, postgres_engine
-from jobpulse.storage.scans import NICENESS, LoopReader
+from jobpulse.storage.postgres.connections import TaskReader, TaskWriter, pause, postgres_engine
+from jobpulse.storage.scans import NICENESS, LoopReader, Pacer
 from jobpulse.storage.sqlite import serving
 from jobpulse.storage.sqlite.checkpoints import Checkpointer
 from jobpulse.storage.sqlite.connections import ThreadReader, ThreadWriter, sqlite_engine
@@ -85,6 +86,11 @@ class Database:
         self.checkpointer: Checkpointer | None = None
         self._scanner: ThreadReader | LoopReader
         scans, timeout_s = settings.read_concurrency, settings.read_timeout_s
+        self._read_timeout_s, self._read_share = timeout_s, settings.read_share
+        #: How a paced read sleeps where it runs (its thread on SQLite, its event loop on
+        #: PostgreSQL), and how what it spends is measured (see scans.Pacer).
+        self._pause: Callable[[float], None] = time.sleep
+        self._spent: Callable[[], float] = time.thread_time
         if self.dialect == "sqlite":
             reads = sqlite_engine(self.url, None, settings.pool_size, settings.sqlite_synchronous)
             self._reader = ThreadReader(reads, settings.pool_size)
@@ -112,6 +118,7 @@ class Database:
                 self.url, scans, settings.database_timeout_s, statement_timeout=timeout_ms
             )
             self._scanner = LoopReader(TaskReader(timed, timeout_s), timed)
+            self._pause, self._spent = pause, time.monotonic
             self._writer = TaskWriter(
                 self._engine, settings.postgres_writers, settings.write_batch_max
             )
@@ -130,6 +137,25 @@ class Database:
         (ReadTimeoutError); see storage/scans.py.
         """
         return await self._scanner.run(lambda connection: query(connection, *args, **kwargs))
+
+    async def paced_scan(
+        self,
+        query: Callable[Concatenate[Connection, Pacer, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Like `scan`, for a read in slices that makes way for changes between them: while
+        the writer is busy it takes `read_share` of the time, see storage/scans.py's Pacer.
+        """
+
+        def paced(connection: Connection) -> T:
+            traffic = self._writer.traffic
+            pacer = Pacer(
+                traffic.recent, self._pause, self._read_share, self._read_timeout_s, self._spent
+            )
+            return query(connection, pacer, *args, **kwargs)
+
+        return await self._scanner.run(paced)
 
     async def write(
         self, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs

@@ -120,7 +120,7 @@ class SqlJobStore(JobStore):
         return await self.database.write_background(retention.prune_batch, cutoff, limit, traffic)
 
     async def window_stats(self, actor: Actor, query: JobFilter, window: Window) -> Stats:
-        return await self.database.scan(stats.window_stats, actor, query, window)
+        return await self.database.paced_scan(stats.window_stats, actor, query, window)
 
     async def fold_rollups(self) -> int:
         return await self.database.write_background(rollups.fold)

@@ -21,6 +21,7 @@ from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.outbox import pending_count
 from jobpulse.storage.repository import job_filter_clauses
 from jobpulse.storage.rollups import DAILY, Facet, bucket_of, floor_to
+from jobpulse.storage.scans import Pacer
 from jobpulse.storage.tables import UTCDateTime, jobs, outbox
 
 
@@ -108,20 +109,19 @@ class _Tally:
 _COMPLETED_OR_FAILED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
 
 
-def _scan(
+def _created(
     connection: Connection,
     clauses: tuple[ColumnElement[bool], ...],
     params: dict[str, Any],
     bucket: Bucket,
     tally: _Tally,
 ) -> None:
-    """Add the jobs created, and those ended, within [b_since, b_until) (in `params`)."""
-    dialect = connection.dialect.name
+    """Add the jobs created within [b_since, b_until) (in `params`)."""
     since = bindparam("b_since", type_=UTCDateTime())
     until = bindparam("b_until", type_=UTCDateTime())
     duration = case((jobs.c.completed_at.is_not(None), jobs.c.total_duration_ns))
     groups = (
-        floor_to(dialect, jobs.c.created_at, bucket),
+        floor_to(connection.dialect.name, jobs.c.created_at, bucket),
         jobs.c.status,
         jobs.c.stop_reason,
         bucket_of(jobs.c.ttft_ns, TTFT_BUCKETS),
@@ -137,29 +137,67 @@ def _scan(
         tally.created(start, status, reason, number)
         tally.timed("ttft", ttft_at, number)
         tally.timed("duration", duration_at, number)
-    ended = floor_to(dialect, jobs.c.completed_at, bucket)
+
+
+def _ended(
+    connection: Connection,
+    clauses: tuple[ColumnElement[bool], ...],
+    params: dict[str, Any],
+    bucket: Bucket,
+    tally: _Tally,
+) -> None:
+    """Add the jobs ended within [b_since, b_until) (in `params`); given c_since or c_until,
+    only those created from c_since or before c_until.
+    """
+    ended = floor_to(connection.dialect.name, jobs.c.completed_at, bucket)
+    where = [
+        *clauses,
+        jobs.c.completed_at >= bindparam("b_since", type_=UTCDateTime()),
+        jobs.c.completed_at < bindparam("b_until", type_=UTCDateTime()),
+        jobs.c.status.in_(sorted(_COMPLETED_OR_FAILED)),
+    ]
+    if "c_since" in params:
+        where.append(jobs.c.created_at >= bindparam("c_since", type_=UTCDateTime()))
+    if "c_until" in params:
+        where.append(jobs.c.created_at < bindparam("c_until", type_=UTCDateTime()))
     ends = connection.execute(
-        select(ended, jobs.c.status, func.count())
-        .where(
-            *clauses,
-            jobs.c.completed_at >= since,
-            jobs.c.completed_at < until,
-            jobs.c.status.in_(sorted(_COMPLETED_OR_FAILED)),
-        )
-        .group_by(ended, jobs.c.status),
+        select(ended, jobs.c.status, func.count()).where(*where).group_by(ended, jobs.c.status),
         params,
     )
     for start, status, number in ends:
         tally.ended(start, status, number)
 
 
-def window_stats(connection: Connection, actor: Actor, query: JobFilter, window: Window) -> Stats:
+def _paced(
+    connection: Connection,
+    pacer: Pacer,
+    clauses: tuple[ColumnElement[bool], ...],
+    params: dict[str, Any],
+    bucket: Bucket,
+    tally: _Tally,
+) -> None:
+    """Add the jobs created, and those ended, within [b_since, b_until): those created in it
+    in slices of their creation at the pacer's pace (sliced by their end instead, each slice
+    of a member's view would walk all the member's ended jobs: no index holds a member's
+    jobs by their end), then those created before it that ended in it.
+    """
+    first, end = params["b_since"], params["b_until"]
+    for start, stop in pacer.slices(first, end, bucket.width):
+        _created(connection, clauses, params | {"b_since": start, "b_until": stop}, bucket, tally)
+        _ended(connection, clauses, params | {"c_since": start, "c_until": stop}, bucket, tally)
+    _ended(connection, clauses, params | {"c_until": first}, bucket, tally)
+
+
+def window_stats(
+    connection: Connection, pacer: Pacer | None, actor: Actor, query: JobFilter, window: Window
+) -> Stats:
     """The figures of the jobs created in `window` that the actor may see under `query`.
 
     An organization's view (an admin's) under the filters the rollups keep reads the window's
     whole hours from the rollups (storage/rollups.py) and scans only the parts of an hour at
     its edges; any other view scans the window: one grouped scan of its jobs, one of those
-    that ended in it.
+    that ended in it. With a `pacer`, the scans go in slices of whole buckets at its pace
+    (buckets are apart in time and every figure is a sum: the slices add up to the same).
     """
     clauses, params = job_filter_clauses(dialect_of(connection), actor, query)
     tally = _Tally()
@@ -169,9 +207,14 @@ def window_stats(connection: Connection, actor: Actor, query: JobFilter, window:
         tally.rolled_up(rollups.read(connection, actor, query, hours, window.bucket))
         spans = [(window.since, hours[0]), (hours[1], window.until)]
     for first, end in spans:
-        if first < end:
-            span = params | {"b_since": first, "b_until": end}
-            _scan(connection, clauses, span, window.bucket, tally)
+        if first >= end:
+            continue
+        span = params | {"b_since": first, "b_until": end}
+        if pacer is not None:
+            _paced(connection, pacer, clauses, span, window.bucket, tally)
+        else:
+            _created(connection, clauses, span, window.bucket, tally)
+            _ended(connection, clauses, span, window.bucket, tally)
     params |= {"b_since": window.since, "b_until": window.until}
     # The status not as a column but as an expression: SQLite's planner would otherwise walk
     # every active job by status (160 ms at 1M) rather than the few stuck ones by their index.

@@ -172,7 +172,9 @@ class JobStore(Protocol):
         ...
 
     async def window_stats(self, actor: Actor, query: JobFilter, window: Window) -> Stats:
-        """The figures of the actor's jobs created in `window` under `query` (a long read)."""
+        """The figures of the actor's jobs created in `window` under `query` (a long read,
+        paced while changes are being written: see storage/scans.py's Pacer).
+        """
         ...
 
     async def fold_rollups(self) -> int:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from jobpulse.errors import UnavailableError
 from jobpulse.storage.decoding import load_json
@@ -100,6 +101,11 @@ class _DroppedError(Exception):
 
 #: PostgreSQL's SQLSTATE of a statement cancelled, as statement_timeout does.
 _QUERY_CANCELED = "57014"
+
+
+def pause(seconds: float) -> None:
+    """Sleep `seconds` within a read under `run_sync`: its event loop runs on meanwhile."""
+    await_only(asyncio.sleep(seconds))
 
 
 class TaskReader:

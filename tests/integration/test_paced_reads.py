@@ -1,0 +1,141 @@
+"""Figures read at a pace, on SQLite and PostgreSQL: a window read in slices of whole buckets
+gives the very figures one scan gives, in every view; the read pauses between its slices
+only while changes are being written, and its pauses count towards its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Connection
+
+from jobpulse import Actor, JobFilter, JobManager, Settings
+from jobpulse.errors import ReadTimeoutError
+from jobpulse.figures import Bucket, Stats, Window
+from jobpulse.storage import rollups, stats
+from jobpulse.storage.engine import Database
+from jobpulse.storage.scans import Pacer
+from jobpulse.storage.sql_store import open_store
+from tests.integration.test_stats import (
+    ADMIN,
+    ALICE,
+    BOB,
+    QUERIES,
+    WINDOWS,
+    _many_at_once,
+    _workload,
+    jobs,
+)
+from tests.monitor.test_sweeper import T0, Clock
+from tests.sql import database_of
+
+__all__ = ["jobs"]  # the fixture, shared with test_stats
+
+YEAR = Window(T0 - timedelta(days=300), T0 + timedelta(days=66), Bucket.DAY)
+
+
+async def _sliced(database: Database, actor: Actor, query: JobFilter, window: Window) -> Stats:
+    """The figures read one bucket a slice (a pacer that pauses after each, 0 s)."""
+    pauses: list[float] = []
+
+    def read(connection: Connection) -> Stats:
+        pacer = Pacer(lambda: True, pauses.append, 0.5, 30.0, slice_s=0)
+        return stats.window_stats(connection, pacer, actor, query, window)
+
+    figures = await database.scan(read)
+    if not rollups.answers(actor, query):  # else only the edges of its hours are scanned
+        assert len(pauses) == len(window.starts()) - 1, "every bucket a slice of its own"
+    return figures
+
+
+async def test_slices_add_up_to_one_scan(jobs: tuple[JobManager, Clock]) -> None:
+    manager, clock = jobs
+    await _workload(manager, clock, seed=5)
+    await _many_at_once(manager, clock, seed=6)
+    await manager.fold_stats()
+    await _workload(manager, clock, seed=7)  # some folded, some waiting
+    compared = 0
+    views = [(actor, query) for actor in (ALICE, BOB, ADMIN) for query in QUERIES]
+    views.append((ALICE, JobFilter(metadata={"team": "search"})))
+    for actor, query in views:
+        for window in (*WINDOWS, YEAR):
+            whole = await database_of(manager).scan(stats.window_stats, None, actor, query, window)
+            assert await _sliced(database_of(manager), actor, query, window) == whole
+            compared += whole.total
+    assert compared > 0
+
+
+async def _read_year(database: Database) -> tuple[float, Stats]:
+    """The seconds a paced read of YEAR paused, and its figures."""
+
+    def read(connection: Connection, pacer: Pacer) -> tuple[float, Stats]:
+        figures = stats.window_stats(connection, pacer, ALICE, JobFilter(), YEAR)
+        return pacer.paused_s, figures
+
+    return await database.paced_scan(read)
+
+
+@contextlib.asynccontextmanager
+async def _writing(manager: JobManager, job_id: str) -> AsyncIterator[None]:
+    """Heartbeats of `job_id`, one after another, while the block runs."""
+    stop = asyncio.Event()
+
+    async def beat() -> None:
+        while not stop.is_set():
+            await manager.heartbeat(ALICE, job_id)
+
+    task = asyncio.create_task(beat())
+    try:
+        await asyncio.sleep(0.05)
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def _year_of_jobs(manager: JobManager, clock: Clock) -> str:
+    """Alice's jobs, one every other day over YEAR; the id of one running."""
+    for day in range(0, 366, 2):
+        clock.now = YEAR.since + timedelta(days=day, hours=5)
+        job = await manager.create_job(ALICE, status="running")
+        await manager.update_job(ALICE, job.id, status="completed")
+    clock.now = T0
+    return (await manager.create_job(ALICE, status="running")).id
+
+
+async def test_a_read_makes_way_only_while_changes_are_written(
+    jobs: tuple[JobManager, Clock],
+) -> None:
+    manager, clock = jobs
+    running = await _year_of_jobs(manager, clock)
+    await asyncio.sleep(0.6)  # the writes above are no longer recent
+    paused, idle = await _read_year(database_of(manager))
+    assert paused == 0  # at full speed
+    async with _writing(manager, running):
+        paused, busy = await _read_year(database_of(manager))
+    assert paused > 0
+    assert busy == idle  # the same figures, read at a pace
+    assert busy.total == 184
+
+
+async def test_a_read_pausing_past_its_time_is_stopped(database_url: str) -> None:
+    settings = Settings(database_url=database_url, read_timeout_s=0.5, read_share=0.001)
+    clock = Clock()
+    manager = JobManager(open_store(settings), clock)
+    try:
+        running = await _year_of_jobs(manager, clock)
+        async with _writing(manager, running):
+            began = time.monotonic()
+            with pytest.raises(ReadTimeoutError, match=r"took more than 0\.5 s"):
+                await manager.stats(ALICE, window=YEAR)
+            took = time.monotonic() - began
+        assert 0.5 <= took < 2.5, took  # at its deadline, pauses included
+        await asyncio.sleep(0.6)
+        assert (await manager.stats(ALICE, window=YEAR)).total == 184  # idle: no pause
+    finally:
+        await manager.close()
