@@ -16,7 +16,9 @@ from sqlalchemy import Connection
 
 from jobpulse import Actor, JobFilter, JobManager, Settings
 from jobpulse.errors import ReadTimeoutError
-from jobpulse.figures import Bucket, Stats, Window
+from jobpulse.stats.figures import Figures
+from jobpulse.stats.fold import fold_stats
+from jobpulse.stats.windows import Bucket, Stats, Window
 from jobpulse.storage import rollups, stats
 from jobpulse.storage.engine import Database
 from jobpulse.storage.scans import Pacer
@@ -57,7 +59,7 @@ async def test_slices_add_up_to_one_scan(jobs: tuple[JobManager, Clock]) -> None
     manager, clock = jobs
     await _workload(manager, clock, seed=5)
     await _many_at_once(manager, clock, seed=6)
-    await manager.fold_stats()
+    await fold_stats(manager.store)
     await _workload(manager, clock, seed=7)  # some folded, some waiting
     compared = 0
     views = [(actor, query) for actor in (ALICE, BOB, ADMIN) for query in QUERIES]
@@ -132,10 +134,10 @@ async def test_a_read_pausing_past_its_time_is_stopped(database_url: str) -> Non
         async with _writing(manager, running):
             began = time.monotonic()
             with pytest.raises(ReadTimeoutError, match=r"took more than 0\.5 s"):
-                await manager.stats(ALICE, window=YEAR)
+                await Figures(manager).stats(ALICE, window=YEAR)
             took = time.monotonic() - began
         assert 0.5 <= took < 2.5, took  # at its deadline, pauses included
         await asyncio.sleep(0.6)
-        assert (await manager.stats(ALICE, window=YEAR)).total == 184  # idle: no pause
+        assert (await Figures(manager).stats(ALICE, window=YEAR)).total == 184  # idle: no pause
     finally:
         await manager.close()
