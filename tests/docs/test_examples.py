@@ -2,7 +2,7 @@
 
 An example that opens the default database (`sqlite:///./jobpulse.db`) runs on each
 database; the others run once. The README's own example is run by
-tests/integration/test_readme.py, which also checks what it prints.
+tests/docs/test_readme.py, which also checks what it prints.
 """
 
 from __future__ import annotations

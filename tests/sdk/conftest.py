@@ -1,5 +1,5 @@
-"""For the tracker's tests: the real app on loopback, and what may fail between it and the
-SDK. (The other unit tests need neither.)
+"""For the SDK's tests: the real app on loopback, and what may fail between it and the
+SDK.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ from jobpulse.storage import rollups, stats
 from jobpulse.storage.engine import Database
 from jobpulse.storage.scans import Pacer
 from jobpulse.storage.sql_store import open_store
-from tests.integration.test_stats import (
+from tests.clock import T0, Clock
+from tests.sql import database_of
+from tests.storage.test_stats import (
     ADMIN,
     ALICE,
     BOB,
@@ -33,8 +35,6 @@ from tests.integration.test_stats import (
     _workload,
     jobs,
 )
-from tests.monitor.test_sweeper import T0, Clock
-from tests.sql import database_of
 
 __all__ = ["jobs"]  # the fixture, shared with test_stats
 

@@ -26,7 +26,7 @@ from jobpulse.jobs.hooks import Hooks
 from jobpulse.storage import batches
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import outbox
-from tests.monitor.test_sweeper import T0, Clock
+from tests.clock import T0, Clock
 from tests.providers import ANTHROPIC_KEY, OPENAI_KEY, Answer, FakeProviders, anthropic, openai
 from tests.sql import database_of
 

@@ -13,14 +13,14 @@ from sqlalchemy import update
 
 from jobpulse import JobStatus
 from jobpulse.storage.tables import batch_polls
-from tests.monitor.test_batches import (  # noqa: F401 - fixtures
+from tests.providers import Answer, FakeProviders, anthropic, openai
+from tests.sql import database_of
+from tests.storage.test_batches import (  # noqa: F401 - fixtures
     ALICE,
     MakePolling,
     fake,
     make_polling,
 )
-from tests.providers import Answer, FakeProviders, anthropic, openai
-from tests.sql import database_of
 
 #: A batch body of about 300 KB (a long list of errors is as long as that).
 PADDING = {"errors": {"object": "list", "data": [{"message": "x" * 1000}] * 300}}

@@ -24,8 +24,8 @@ from jobpulse.storage import rollups, transitions
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import job_rollups
 from jobpulse.sweeper.loop import Sweeper
+from tests.clock import T0, Clock
 from tests.conftest import MakeKey
-from tests.monitor.test_sweeper import T0, Clock
 from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")

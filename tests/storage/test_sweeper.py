@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,23 +12,10 @@ from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import outbox
 from jobpulse.sweeper.loop import Sweeper
 from jobpulse.sweeper.rules import StaleLimits
+from tests.clock import Clock
 from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

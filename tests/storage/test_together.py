@@ -17,7 +17,7 @@ from jobpulse.errors import InvalidTransitionError, NotFoundError
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import jobs as jobs_table
 from jobpulse.storage.transitions import ChangedWhileLockedError, Transition, write_plans
-from tests.monitor.test_sweeper import T0, Clock
+from tests.clock import T0, Clock
 from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
