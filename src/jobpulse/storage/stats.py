@@ -17,6 +17,7 @@ from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS, Gauges
 from jobpulse.storage import rollups
 from jobpulse.storage.batches import followed
+from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.outbox import pending_count
 from jobpulse.storage.repository import job_filter_clauses
 from jobpulse.storage.rollups import DAILY, Facet, bucket_of, floor_to
@@ -115,7 +116,7 @@ def _scan(
     tally: _Tally,
 ) -> None:
     """Add the jobs created, and those ended, within [b_since, b_until) (in `params`)."""
-    dialect = connection.dialect.name
+    dialect = dialect_of(connection)
     since = bindparam("b_since", type_=UTCDateTime())
     until = bindparam("b_until", type_=UTCDateTime())
     duration = case((jobs.c.completed_at.is_not(None), jobs.c.total_duration_ns))

@@ -5,10 +5,13 @@ from __future__ import annotations
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from jobpulse.storage import dialects
+from jobpulse.storage import dialects, urls
+from jobpulse.storage.postgres.database import PostgresDriver
+from jobpulse.storage.postgres.reads import PostgresReads
+from jobpulse.storage.postgres.schema import PostgresSchema
 
 
-class PostgresDialect:
+class PostgresDialect(PostgresReads, PostgresSchema):
     """PostgreSQL: many replicas, told of each other's commits by NOTIFY."""
 
     announces = True
@@ -20,3 +23,6 @@ class PostgresDialect:
 
 POSTGRES = PostgresDialect()
 dialects.register(PGDialect, POSTGRES)
+
+# Connections: the driver of `postgresql://` URLs (storage/urls.py).
+urls.register("postgresql", PostgresDriver(POSTGRES))

@@ -5,10 +5,13 @@ from __future__ import annotations
 from sqlalchemy import Connection
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 
-from jobpulse.storage import dialects
+from jobpulse.storage import dialects, urls
+from jobpulse.storage.sqlite.database import SqliteDriver
+from jobpulse.storage.sqlite.reads import SqliteReads
+from jobpulse.storage.sqlite.schema import SqliteSchema
 
 
-class SqliteDialect:
+class SqliteDialect(SqliteReads, SqliteSchema):
     """SQLite: one `serve` per file, which hears of its own commits."""
 
     announces = False
@@ -19,3 +22,6 @@ class SqliteDialect:
 
 SQLITE = SqliteDialect()
 dialects.register(SQLiteDialect, SQLITE)
+
+# Connections: the driver of `sqlite://` URLs (storage/urls.py).
+urls.register("sqlite", SqliteDriver(SQLITE))
