@@ -28,6 +28,7 @@ from jobpulse.storage.repository import (
 )
 from jobpulse.storage.tables import job_events, jobs
 
+
 class Position(NamedTuple):
     """Where an event sits in the stream: (transaction id, event id); txid is 0 on SQLite."""
 

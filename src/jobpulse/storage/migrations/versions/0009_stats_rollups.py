@@ -81,9 +81,7 @@ def upgrade() -> None:
         sa.Column("jobs", sa.BigInteger(), nullable=False),
         sqlite_with_rowid=False,
     )
-    triggers = dialect_of(op.get_bind()).rollup_triggers(
-        _INSERT_DELETED, _INSERT_UPDATED, _CHANGED
-    )
+    triggers = dialect_of(op.get_bind()).rollup_triggers(_INSERT_DELETED, _INSERT_UPDATED, _CHANGED)
     for statement in triggers:
         op.execute(statement)
     fields = ", ".join((*_FIXED, *(["NULL"] * len(_CHANGING)), *_CHANGING))
