@@ -87,6 +87,10 @@ class Json(TypeDecorator[Any]):
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         return _chosen(dialect, self.impl_instance, lambda driver: driver.json_type())
 
+    def coerce_compared_value(self, op: Any, value: Any) -> TypeEngine[Any]:
+        # As JSON's: a key in `metadata ->> key` is text, not a document.
+        return self.impl_instance.coerce_compared_value(op, value)
+
 
 class Serial(TypeDecorator[int]):
     """An integer key its database numbers: SQLite's rowid there, a bigint elsewhere."""
