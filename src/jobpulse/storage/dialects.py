@@ -39,14 +39,6 @@ class Dialect(Protocol):
         """`column` floored to its hour or day, comparable with a stored timestamp."""
         ...
 
-    def json_string_equals(
-        self, column: ColumnElement[Any], key: str, param: str
-    ) -> ColumnElement[bool]:
-        """The JSON object `column`'s `key` is the string bound to `param` (a number or a
-        boolean never matches); `key` needs no escaping.
-        """
-        ...
-
     def stream_start(self, connection: Connection) -> tuple[int, int]:
         """The stream position (txid, id) of "now" (see storage/events.py)."""
         ...

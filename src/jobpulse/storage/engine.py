@@ -20,7 +20,7 @@ from jobpulse.storage.dialects import Dialect
 from jobpulse.storage.failures import translated_errors
 from jobpulse.storage.group_commit import Traffic, Writer
 from jobpulse.storage.scans import Reader
-from jobpulse.storage.urls import driver_of
+from jobpulse.storage.urls import backend_of
 
 if TYPE_CHECKING:
     from jobpulse.storage.sqlite.checkpoints import Checkpointer
@@ -30,7 +30,7 @@ P = ParamSpec("P")
 
 
 class Connections(Protocol):
-    """What a driver opens for a `Database`: its readers, its writer, what else it runs."""
+    """What a backend opens for a `Database`: its readers, its writer, what else it runs."""
 
     @property
     def reader(self) -> Reader:
@@ -61,9 +61,9 @@ class Connections(Protocol):
         ...
 
 
-class Driver(Protocol):
-    """A database's driver (storage/sqlite/, storage/postgres/), registered for the URLs it
-    drives (storage/urls.py).
+class Backend(Protocol):
+    """A database backend: what its driver package (storage/sqlite/, storage/postgres/)
+    opens and runs for the URLs it registers (storage/urls.py).
     """
 
     #: How its database spells what differs (storage/dialects.py).
@@ -99,7 +99,7 @@ async def run_in_transaction(
         return command(connection, *args, **kwargs)
 
     with translated_errors():
-        return await driver_of(url).run_in_transaction(url, run)
+        return await backend_of(url).run_in_transaction(url, run)
 
 
 class Database:
@@ -107,10 +107,10 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
-        driver = driver_of(self.url)
+        backend = backend_of(self.url)
         #: Other processes hear of what this one commits (PostgreSQL's NOTIFY).
-        self.announces = driver.dialect.announces
-        self._connections = driver.connect(settings)
+        self.announces = backend.dialect.announces
+        self._connections = backend.connect(settings)
         self._reader = self._connections.reader
         self._scanner = self._connections.scanner
         self._writer = self._connections.writer

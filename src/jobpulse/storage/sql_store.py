@@ -36,7 +36,7 @@ from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.store import FEED_CHANNEL, JobStore, Planner, SessionKey, StoredKey
 from jobpulse.storage.together import Creation, Transition
-from jobpulse.storage.urls import database_url, driver_of
+from jobpulse.storage.urls import backend_of, database_url
 from jobpulse.sweeping import StaleLimits
 
 _KEY_FIELDS = tuple(field.name for field in fields(StoredKey))
@@ -51,7 +51,7 @@ def served(url: str) -> AbstractContextManager[None]:
     """Held while `serve` serves the database at `url`: a SQLite file by one process at a
     time (AlreadyServedError for a second), PostgreSQL by any number of replicas.
     """
-    return driver_of(url).served(database_url(url))
+    return backend_of(url).served(database_url(url))
 
 
 class SqlJobStore(JobStore):

@@ -1,5 +1,5 @@
-"""Which database a `JOBPULSE_DATABASE_URL` names, and its driver: each driver
-(storage/sqlite/, storage/postgres/) registers the backend name of the URLs it drives.
+"""Which database a `JOBPULSE_DATABASE_URL` names, and its backend: each driver package
+(storage/sqlite/, storage/postgres/) registers the backend name of the URLs it serves.
 """
 
 from __future__ import annotations
@@ -12,38 +12,38 @@ from sqlalchemy.engine import URL
 from jobpulse.errors import ValidationError
 
 if TYPE_CHECKING:
-    from jobpulse.storage.engine import Driver
+    from jobpulse.storage.engine import Backend
 
-_DRIVERS: dict[str, Driver] = {}
+_BACKENDS: dict[str, Backend] = {}
 
 
-def register(backend: str, driver: Driver) -> None:
-    """Make `driver` the one of URLs whose backend name (`sqlite` in `sqlite:///…`) is
-    `backend`.
+def register(name: str, backend: Backend) -> None:
+    """Make `backend` the one of URLs whose backend name (`sqlite` in `sqlite:///…`) is
+    `name`.
     """
-    _DRIVERS[backend] = driver
+    _BACKENDS[name] = backend
 
 
-def _parsed(url: str) -> tuple[URL, Driver]:
+def _parsed(url: str) -> tuple[URL, Backend]:
     try:
         parsed = make_url(url)
     except Exception as exc:
         raise ValidationError(f"not a database URL: {url!r}") from exc
-    backend = parsed.get_backend_name()
-    driver = _DRIVERS.get(backend)
-    if driver is None:
-        raise ValidationError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
-    return parsed, driver
+    name = parsed.get_backend_name()
+    backend = _BACKENDS.get(name)
+    if backend is None:
+        raise ValidationError(f"unsupported database {name!r}: use sqlite:/// or postgresql://")
+    return parsed, backend
 
 
-def driver_of(url: str) -> Driver:
-    """The driver of the database at `url` (ValidationError for one jobpulse cannot drive)."""
-    parsed, driver = _parsed(url)
-    driver.url(parsed)  # refused here if it cannot be driven
-    return driver
+def backend_of(url: str) -> Backend:
+    """The backend of the database at `url` (ValidationError for one jobpulse cannot serve)."""
+    parsed, backend = _parsed(url)
+    backend.url(parsed)  # refuses a URL it cannot serve
+    return backend
 
 
 def database_url(url: str) -> URL:
     """The SQLAlchemy URL for a plain `sqlite:///…` or `postgresql://…` setting."""
-    parsed, driver = _parsed(url)
-    return driver.url(parsed)
+    parsed, backend = _parsed(url)
+    return backend.url(parsed)

@@ -1,4 +1,4 @@
-"""The PostgreSQL driver of `postgresql://` URLs: writer tasks, pooled readers, long reads
+"""The PostgreSQL backend of `postgresql://` URLs: writer tasks, pooled readers, long reads
 on an event loop of their own, and LISTEN for what other replicas commit.
 """
 
@@ -54,8 +54,8 @@ class PostgresConnections:
         await self._engine.dispose()
 
 
-class PostgresDriver:
-    """The driver of `postgresql://` URLs (see storage/engine.py's `Driver`)."""
+class PostgresBackend:
+    """The backend of `postgresql://` URLs (see storage/engine.py's `Backend`)."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect

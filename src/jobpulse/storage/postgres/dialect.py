@@ -6,7 +6,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from jobpulse.storage import dialects, urls
-from jobpulse.storage.postgres.database import PostgresDriver
+from jobpulse.storage.postgres.database import PostgresBackend
 from jobpulse.storage.postgres.reads import PostgresReads
 from jobpulse.storage.postgres.schema import PostgresSchema
 
@@ -24,5 +24,5 @@ class PostgresDialect(PostgresReads, PostgresSchema):
 POSTGRES = PostgresDialect()
 dialects.register(PGDialect, POSTGRES)
 
-# Connections: the driver of `postgresql://` URLs (storage/urls.py).
-urls.register("postgresql", PostgresDriver(POSTGRES))
+# Connections: the backend of `postgresql://` URLs (storage/urls.py).
+urls.register("postgresql", PostgresBackend(POSTGRES))

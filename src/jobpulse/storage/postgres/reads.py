@@ -21,7 +21,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.types import String
 
 from jobpulse.figures import Bucket
 from jobpulse.storage import rollups
@@ -46,14 +45,6 @@ class PostgresReads:
 
     def start_of(self, column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
         return func.timezone("UTC", func.date_trunc(span.value, func.timezone("UTC", column)))
-
-    def json_string_equals(
-        self, column: ColumnElement[Any], key: str, param: str
-    ) -> ColumnElement[bool]:
-        return and_(
-            column.op("->>")(key) == bindparam(param, type_=String()),
-            func.jsonb_typeof(column.op("->")(key)) == "string",
-        )
 
     def stream_start(self, connection: Connection) -> tuple[int, int]:
         return int(connection.execute(select(_XMIN)).scalar_one()), 0

@@ -1,4 +1,4 @@
-"""The SQLite driver of `sqlite:///path` URLs: one writer thread, reader threads, a
+"""The SQLite backend of `sqlite:///path` URLs: one writer thread, reader threads, a
 checkpointer, and one `serve` per file.
 """
 
@@ -53,8 +53,8 @@ class SqliteConnections:
         await self.checkpointer.close()
 
 
-class SqliteDriver:
-    """The driver of `sqlite:///path` URLs (see storage/engine.py's `Driver`)."""
+class SqliteBackend:
+    """The backend of `sqlite:///path` URLs (see storage/engine.py's `Backend`)."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect

@@ -6,7 +6,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 
 from jobpulse.storage import dialects, urls
-from jobpulse.storage.sqlite.database import SqliteDriver
+from jobpulse.storage.sqlite.database import SqliteBackend
 from jobpulse.storage.sqlite.reads import SqliteReads
 from jobpulse.storage.sqlite.schema import SqliteSchema
 
@@ -23,5 +23,5 @@ class SqliteDialect(SqliteReads, SqliteSchema):
 SQLITE = SqliteDialect()
 dialects.register(SQLiteDialect, SQLITE)
 
-# Connections: the driver of `sqlite://` URLs (storage/urls.py).
-urls.register("sqlite", SqliteDriver(SQLITE))
+# Connections: the backend of `sqlite:///` URLs (storage/urls.py).
+urls.register("sqlite", SqliteBackend(SQLITE))

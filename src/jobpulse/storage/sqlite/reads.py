@@ -11,7 +11,6 @@ from sqlalchemy import (
     Connection,
     Integer,
     Table,
-    and_,
     bindparam,
     delete,
     func,
@@ -19,7 +18,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.types import String
 
 from jobpulse.figures import Bucket
 from jobpulse.storage import rollups
@@ -48,15 +46,6 @@ class SqliteReads:
 
     def start_of(self, column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
         return _cut(column, span).concat(".000000")
-
-    def json_string_equals(
-        self, column: ColumnElement[Any], key: str, param: str
-    ) -> ColumnElement[bool]:
-        path = f'$."{key}"'
-        return and_(
-            func.json_extract(column, path) == bindparam(param, type_=String()),
-            func.json_type(column, path) == "text",
-        )
 
     def stream_start(self, connection: Connection) -> tuple[int, int]:
         last = connection.execute(select(func.max(job_events.c.id))).scalar_one()
