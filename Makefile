@@ -31,10 +31,12 @@ chromium:
 test: $(STAMP) postgres chromium
 	$(BIN)/pytest
 
+# The documentation site is built offline (no web fonts, no plugin that downloads) into ./site.
 check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 bench: $(STAMP) postgres
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
@@ -46,4 +48,4 @@ run: $(STAMP)
 	$(BIN)/jobpulse serve --host 127.0.0.1 --port 8000 --database-url sqlite:///./jobpulse.db
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

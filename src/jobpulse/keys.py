@@ -8,15 +8,12 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
 
 from jobpulse.clock import utcnow
 from jobpulse.domain import Actor
 from jobpulse.errors import NotFoundError, UnauthorizedError, ValidationError
 from jobpulse.grants import Grants
-from jobpulse.storage.store import REVOKED_CHANNEL, SESSION_ENDED, JobStore, StoredKey
+from jobpulse.storage.store import REVOKED_CHANNEL, SESSION_ENDED, ApiKey, JobStore, StoredKey
 
 KEY_PREFIX = "jp_"
 #: How long a verified key is trusted before the database is asked again: the longest a key
@@ -30,20 +27,6 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """A key as listed (the secret itself is shown once, at creation)."""
-
-    id: str
-    prefix: str
-    organization_id: str
-    user_id: str
-    is_admin: bool
-    name: str | None
-    created_at: datetime
-    revoked_at: datetime | None
-
-
 class KeyManager:
     """Creates, checks, lists and revokes API keys."""
 
@@ -54,7 +37,7 @@ class KeyManager:
         #: What the open streams of this process stand on (ended with their key).
         self.grants = Grants(store, revoked=self._forget_keys)
         #: Lookups in flight, by key hash: a burst of requests with one key reads it once.
-        self._looking: dict[str, asyncio.Future[Any]] = {}
+        self._looking: dict[str, asyncio.Future[StoredKey | None]] = {}
 
     async def create(
         self, *, organization_id: str, user_id: str, is_admin: bool = False, name: str | None = None
@@ -74,7 +57,7 @@ class KeyManager:
             created_at=utcnow(),
             revoked_at=None,
         )
-        await self.store.insert_key(StoredKey(**asdict(key), key_hash=hash_key(secret)))
+        await self.store.insert_key(StoredKey(key, hash_key(secret)))
         return key, secret
 
     async def authenticate(self, secret: str) -> Actor:
@@ -88,22 +71,23 @@ class KeyManager:
         cached = self._verified.get(digest)
         if cached is not None and self._clock() - cached[1] < CACHE_SECONDS:
             return cached[0]
-        row = await asyncio.shield(self._lookup(digest))
-        if row is None:
+        stored = await asyncio.shield(self._lookup(digest))
+        if stored is None:
             self._verified.pop(digest, None)
             raise UnauthorizedError("invalid or revoked API key")
-        actor = Actor(row.organization_id, row.user_id, row.is_admin)
+        key = stored.key
+        actor = Actor(key.organization_id, key.user_id, key.is_admin)
         self._verified[digest] = (actor, self._clock())
         return actor
 
-    def _lookup(self, digest: str) -> asyncio.Future[Any]:
+    def _lookup(self, digest: str) -> asyncio.Future[StoredKey | None]:
         """The key's row as read by the lookup in flight, or a new one."""
         looking = self._looking.get(digest)
         if looking is None:
             looking = asyncio.ensure_future(self.store.find_active_key(digest))
             self._looking[digest] = looking
 
-            def forget(done: asyncio.Future[Any]) -> None:
+            def forget(done: asyncio.Future[StoredKey | None]) -> None:
                 if self._looking.get(digest) is done:
                     del self._looking[digest]
 
@@ -112,10 +96,7 @@ class KeyManager:
 
     async def list(self) -> list[ApiKey]:
         """Every key, oldest first."""
-        return [
-            ApiKey(**{name: getattr(key, name) for name in ApiKey.__slots__})
-            for key in await self.store.list_keys()
-        ]
+        return [stored.key for stored in await self.store.list_keys()]
 
     async def count_active(self) -> int:
         """How many keys can be used."""

@@ -24,7 +24,7 @@ from tests.receiver import Receiver
 
 CHROMIUM = os.environ.get("JOBPULSE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
-#: The README's picture of the overview: a run with UPDATE_SCREENSHOTS=1 writes it.
+#: The picture of the overview in the README and docs/dashboard.md: UPDATE_SCREENSHOTS=1 writes it.
 README_SCREENSHOT = Path(__file__).parents[2] / "docs" / "dashboard-overview.png"
 
 

@@ -1,5 +1,5 @@
-"""Every process the README starts shares one SQLite file with `serve` safely: the CLI, an
-embedded JobManager, a second `serve` (refused), and a restart after `kill -9`.
+"""Every process docs/sqlite-sharing.md names shares one SQLite file with `serve` safely: the
+CLI, an embedded JobManager, a second `serve` (refused), and a restart after `kill -9`.
 
 These run the real processes on a real file under write load. Each asserts what a user
 would see: the server still up, every write it acknowledged still stored, and a database
@@ -86,8 +86,9 @@ class Load:
 
 
 def _round(server: Server, number: int) -> list[subprocess.CompletedProcess[str]]:
-    """Every README command on the database file once, in turn: those that open it (prune,
-    keys, migrate, an embedded JobManager) and those that go through the API (jobs, batches).
+    """Every command of docs/sqlite-sharing.md on the database file once, in turn: those that
+    open it (prune, keys, migrate, an embedded JobManager) and those that go through the API
+    (jobs, batches).
     """
     db = ["--database-url", server.database_url]
     api = ["--url", server.url, "--key", server.admin_key]

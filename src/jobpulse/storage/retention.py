@@ -60,8 +60,8 @@ def count_old(connection: Connection, cutoff: datetime) -> dict[str, int]:
 
 
 #: Jobs a step removes while changes are coming in: a change that arrives during a step waits
-#: for at most this many. A writer's p99 during a prune on SQLite was 1.6-1.85 times its p99
-#: alone with 1, 2.1 times with 2 (see README, figures).
+#: for at most this many (more would stretch a writer's p99 during a prune; see
+#: docs/performance.md, section retention).
 STEP_WHEN_BUSY = 1
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import astuple, fields
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
@@ -34,12 +34,12 @@ from jobpulse.storage import (
 )
 from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
-from jobpulse.storage.store import FEED_CHANNEL, JobStore, Planner, SessionKey, StoredKey
+from jobpulse.storage.store import FEED_CHANNEL, ApiKey, JobStore, Planner, SessionKey, StoredKey
 from jobpulse.storage.together import Creation, Transition
 from jobpulse.storage.urls import backend_of, database_url
 from jobpulse.sweeping import StaleLimits
 
-_KEY_FIELDS = tuple(field.name for field in fields(StoredKey))
+_KEY_FIELDS = tuple(field.name for field in fields(ApiKey))
 
 
 def open_store(settings: Settings) -> SqlJobStore:
@@ -179,7 +179,7 @@ class SqlJobStore(JobStore):
         await self.database.listen(channel, callback)
 
     async def insert_key(self, key: StoredKey) -> None:
-        values = dict(zip(_KEY_FIELDS, astuple(key), strict=True))
+        values = asdict(key.key) | {"key_hash": key.key_hash}
         await self.database.write(keys.insert_key, values)
 
     async def find_active_key(self, key_hash: str) -> StoredKey | None:
@@ -227,7 +227,7 @@ class SqlJobStore(JobStore):
 
 
 def _stored_key(row: Any) -> StoredKey:
-    return StoredKey(**{name: getattr(row, name) for name in _KEY_FIELDS})
+    return StoredKey(ApiKey(**{name: getattr(row, name) for name in _KEY_FIELDS}), row.key_hash)
 
 
 def _ping(connection: Connection) -> None:

@@ -40,8 +40,8 @@ Planner = Callable[[Job], Plan]
 
 
 @dataclass(frozen=True, slots=True)
-class StoredKey:
-    """An API key as stored: its hash, never its secret."""
+class ApiKey:
+    """A key as listed (the secret itself is shown once, at creation)."""
 
     id: str
     prefix: str
@@ -51,6 +51,13 @@ class StoredKey:
     name: str | None
     created_at: datetime
     revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """An API key as stored: with the hash of its secret, never the secret."""
+
+    key: ApiKey
     key_hash: str
 
 

@@ -3,8 +3,8 @@
 No commit pays for a checkpoint: the writer's connection has `wal_autocheckpoint=0`, and a
 thread runs `PRAGMA wal_checkpoint(PASSIVE)`, which neither waits for the writer nor holds
 it up, once about `frames` frames wait in the log (SQLite's own autocheckpoint threshold:
-copying whatever the log held every 100 ms copied hot pages over and over, and a prune ran
-at 0.62-0.71 of a raw loop). What waits is learnt only from SQLite's answers to those
+copying whatever the log held every 100 ms copied hot pages over and over, and slowed a
+prune). What waits is learnt only from SQLite's answers to those
 checkpoints and from a stat of the log, which takes no lock: nothing here opens SQLite's
 files (closing any descriptor of the `-shm` file drops every lock the process's own
 connections hold on it, and another process may then delete the log under them).
