@@ -170,15 +170,18 @@ def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
     return dialect_of(connection).fold_rollups(connection, limit)
 
 
-def into_rollups(dialect: Dialect, source: FromClause, upsert: Any) -> Any:
+def into_rollups(
+    dialect: Dialect,
+    source: FromClause,
+    upsert: Any,
+    where: tuple[ColumnElement[bool], ...] = (),
+) -> Any:
     """`upsert` (the database's INSERT of `job_rollups`, with ON CONFLICT) adding the
-    rollup rows of the deltas `source` to the rollups, in key order.
+    rollup rows of the deltas `source` to the rollups, in key order, those `where` holds.
     """
     rows = union_all(*_both_spans(dialect, images(source))).subquery()
     key = [rows.c[name] for name in COLUMNS[:-1]]
-    summed = select(*key, func.sum(rows.c.jobs)).group_by(*key).order_by(*key)
-    # SQLite reads an ON CONFLICT after a join as the join's ON without a WHERE.
-    summed = summed.where(literal(True))
+    summed = select(*key, func.sum(rows.c.jobs)).where(*where).group_by(*key).order_by(*key)
     statement = upsert.from_select([*(column.name for column in key), "jobs"], summed)
     return statement.on_conflict_do_update(
         index_elements=[column.name for column in key],

@@ -14,6 +14,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    literal,
     literal_column,
     select,
 )
@@ -63,7 +64,10 @@ class SqliteReads:
         if top is None:
             return 0
         source = select(job_rollup_deltas).where(top >= _ROWID).subquery()
-        upsert = rollups.into_rollups(dialect_of(connection), source, sqlite.insert(job_rollups))
+        # A WHERE, or SQLite reads the upsert's ON CONFLICT as the ON of the select's join.
+        upsert = rollups.into_rollups(
+            dialect_of(connection), source, sqlite.insert(job_rollups), (literal(True),)
+        )
         changed = connection.execute(upsert).rowcount
         connection.execute(delete(job_rollup_deltas).where(top >= _ROWID))
         return int(changed)
