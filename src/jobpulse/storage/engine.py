@@ -1,5 +1,6 @@
-"""The one database, chosen by URL: reads on a pool, writes through the group-committing
-writer of its driver (storage/sqlite/, storage/postgres/).
+"""The one database, its backend chosen by URL among those the drivers register
+(storage/urls.py): reads on a pool, writes through the group-committing writer the driver
+(storage/sqlite/, storage/postgres/) opens.
 
 Storage code is written once, as synchronous Core functions of a `Connection`, and each
 call crosses to the database once: on SQLite it runs whole in a thread (a pool of reader

@@ -1,6 +1,5 @@
 """How PostgreSQL reads what the databases spell their own ways: buckets of time by
-date_trunc, jsonb operators, the stream in transaction order, the rollups folded in one
-statement.
+date_trunc, the stream in transaction order, the rollups folded in one statement.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """How SQLite reads what the databases spell their own ways: buckets of time cut from the
-stored text, JSON by path, the stream in id order, the rollups folded by rowid.
+stored text, the stream in id order, the rollups folded by rowid.
 """
 
 from __future__ import annotations
