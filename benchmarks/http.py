@@ -198,7 +198,7 @@ async def jobpulse(
         job_ids = await seed(url, per_round * rounds, users=1, status="created")
         secret = await _member_key(url)
         port = _free_port()
-        flags = ["--port", str(port), "--store-url", url, "--no-access-log"]
+        flags = ["--port", str(port), "--database-url", url, "--no-access-log"]
         probe = f"http://127.0.0.1:{port}/healthz"
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
             ids.write("\n".join(job_ids))

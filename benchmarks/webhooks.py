@@ -126,7 +126,7 @@ async def latency(kind: str, jobs: int = 200) -> dict[str, float]:
                 "serve",
                 "--port",
                 str(port),
-                "--store-url",
+                "--database-url",
                 database_url,
                 "--no-access-log",
             ],

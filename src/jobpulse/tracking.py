@@ -3,7 +3,9 @@
 The job is created running; `run.first_token()` (or the first item of `run.stream(...)`)
 records the time to first token; optional heartbeats keep it visibly alive; leaving the block
 completes it, an exception fails it (stop reason `error`, the exception in its metadata) and a
-cancellation cancels it. Reporting never hides the exception of the code being tracked.
+cancellation cancels it. Reporting never breaks the code being tracked: a report that fails
+(jobpulse unreachable, or answering an error) is logged and the run goes on, its result or
+exception untouched; a run whose job could not be created goes on untracked (`run.job` None).
 
 A job cancelled through the API stops its run: the tracker learns of it at the next heartbeat
 (or call of the run; an async tracker with `cancel_stream=True` also waits for it on the job's
@@ -86,17 +88,22 @@ def _job_fields(options: dict[str, Any]) -> dict[str, Any]:
     return fields | {"status": "running"}
 
 
+def _untracked(exc: Exception) -> None:
+    logger.warning("could not create the job of a run, which goes on untracked: %s", exc)
+
+
 class _Cancellable:
     """A run's job and whether it has heard the job was cancelled."""
 
-    def __init__(self, job: JobPublic) -> None:
+    def __init__(self, job: JobPublic | None) -> None:
+        #: The job as last reported (None: it could not be created; the run is untracked).
         self.job = job
         self._cancelled: JobCancelledError | None = None
 
     @property
-    def id(self) -> str:
-        """The job id."""
-        return self.job.id
+    def id(self) -> str | None:
+        """The job id (None for an untracked run)."""
+        return None if self.job is None else self.job.id
 
     @property
     def cancelled(self) -> bool:
@@ -112,25 +119,28 @@ class _Cancellable:
         """Note that the job was cancelled (a heartbeat's answer said so)."""
         self._cancelled = error
 
+    def _failed(self, exc: Exception) -> None:
+        logger.warning("a report on %s failed: %s", self.id, exc)
+
 
 class Run(_Cancellable):
     """The job of a tracked run."""
 
-    def __init__(self, client: Reporter, job: JobPublic) -> None:
+    def __init__(self, client: Reporter, job: JobPublic | None) -> None:
         super().__init__(job)
         self.client = client
 
     def first_token(self) -> None:
         """Record the time to first token now."""
-        self.job = self._report(self.client.first_token, self.id)
+        self._report(self.client.first_token)
 
     def heartbeat(self, **progress: Any) -> None:
         """Say the run is alive, merging `progress` into the job's metadata."""
-        self.job = self._report(self.client.heartbeat, self.id, progress or None)
+        self._report(self.client.heartbeat, progress or None)
 
     def update(self, **fields: Any) -> None:
         """Change the job (metadata merges)."""
-        self.job = self._report(self.client.update_job, self.id, **fields)
+        self._report(self.client.update_job, **fields)
 
     def stream(self, items: Iterable[T]) -> Iterator[T]:
         """Yield from `items`, recording the first token when the first one arrives."""
@@ -142,13 +152,20 @@ class Run(_Cancellable):
                 first = False
             yield item
 
-    def _report(self, call: Callable[P, JobPublic], *args: P.args, **kwargs: P.kwargs) -> JobPublic:
+    def _report(self, call: Callable[..., JobPublic], *args: Any, **kwargs: Any) -> None:
+        """`call(job id, ...)`, keeping the job it answers; JobCancelled once the job is
+        cancelled; any other failure logged.
+        """
         self.raise_if_cancelled()
+        if self.job is None:
+            return
         try:
-            return call(*args, **kwargs)
+            self.job = call(self.job.id, *args, **kwargs)
         except JobCancelledError as error:
             self._cancelled = error
             raise
+        except REPORT_ERRORS as exc:
+            self._failed(exc)
 
 
 class Tracker:
@@ -162,18 +179,23 @@ class Tracker:
         self._beats: threading.Thread | None = None
 
     def __enter__(self) -> Run:
-        job = self._client.create_job(**_job_fields(self._options))
+        job = None
+        try:
+            job = self._client.create_job(**_job_fields(self._options))
+        except REPORT_ERRORS as exc:
+            _untracked(exc)
         self._run = Run(self._client, job)
-        if interval := self._options.get("heartbeat_s"):
+        if job is not None and (interval := self._options.get("heartbeat_s")):
             self._beats = threading.Thread(target=self._beat, args=(interval,), daemon=True)
             self._beats.start()
         return self._run
 
     def _beat(self, interval: float) -> None:
         assert self._run is not None
+        assert self._run.job is not None
         while not self._stop.wait(interval):
             try:
-                self._client.heartbeat(self._run.id)
+                self._client.heartbeat(self._run.job.id)
             except JobCancelledError as cancelled:
                 self._run.learn(cancelled)
                 return
@@ -185,12 +207,10 @@ class Tracker:
         if self._beats is not None:
             self._beats.join()
         assert self._run is not None
-        if self._run.cancelled:
-            return  # the job has ended: cancelled through the API
-        try:
+        if self._run.cancelled or self._run.job is None:
+            return  # the job has ended (cancelled through the API), or there is none
+        with contextlib.suppress(JobCancelledError):  # cancelled meanwhile: it has ended
             self._run.update(**outcome(error))
-        except REPORT_ERRORS as exc:
-            logger.warning("could not report the end of %s: %s", self._run.id, exc)
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(function)
@@ -219,21 +239,21 @@ async def track_async_stream(
 class AsyncRun(_Cancellable):
     """The job of a tracked async run."""
 
-    def __init__(self, client: AsyncReporter, job: JobPublic) -> None:
+    def __init__(self, client: AsyncReporter, job: JobPublic | None) -> None:
         super().__init__(job)
         self.client = client
 
     async def first_token(self) -> None:
         """Record the time to first token now."""
-        self.job = await self._report(self.client.first_token(self.id))
+        await self._report(self.client.first_token)
 
     async def heartbeat(self, **progress: Any) -> None:
         """Say the run is alive, merging `progress` into the job's metadata."""
-        self.job = await self._report(self.client.heartbeat(self.id, progress or None))
+        await self._report(self.client.heartbeat, progress or None)
 
     async def update(self, **fields: Any) -> None:
         """Change the job (metadata merges)."""
-        self.job = await self._report(self.client.update_job(self.id, **fields))
+        await self._report(self.client.update_job, **fields)
 
     async def stream(self, items: AsyncIterable[T]) -> AsyncIterator[T]:
         """Yield from `items`, recording the first token when the first one arrives."""
@@ -245,15 +265,22 @@ class AsyncRun(_Cancellable):
                 first = False
             yield item
 
-    async def _report(self, call: Coroutine[Any, Any, JobPublic]) -> JobPublic:
-        if self._cancelled is not None:
-            call.close()
-            raise self._cancelled
+    async def _report(
+        self, call: Callable[..., Coroutine[Any, Any, JobPublic]], *args: Any, **kwargs: Any
+    ) -> None:
+        """`await call(job id, ...)`, keeping the job it answers; JobCancelled once the job is
+        cancelled; any other failure logged.
+        """
+        self.raise_if_cancelled()
+        if self.job is None:
+            return
         try:
-            return await call
+            self.job = await call(self.job.id, *args, **kwargs)
         except JobCancelledError as error:
             self._cancelled = error
             raise
+        except REPORT_ERRORS as exc:
+            self._failed(exc)
 
 
 class AsyncTracker:
@@ -269,9 +296,15 @@ class AsyncTracker:
         self._owner: asyncio.Task[Any] | None = None
 
     async def __aenter__(self) -> AsyncRun:
-        job = await self._client.create_job(**_job_fields(self._options))
+        job = None
+        try:
+            job = await self._client.create_job(**_job_fields(self._options))
+        except REPORT_ERRORS as exc:
+            _untracked(exc)
         self._run = AsyncRun(self._client, job)
         self._owner = asyncio.current_task()
+        if job is None:
+            return self._run
         if interval := self._options.get("heartbeat_s"):
             self._watchers.append(asyncio.create_task(self._beat(interval)))
         if self._options.get("cancel_stream"):
@@ -280,10 +313,11 @@ class AsyncTracker:
 
     async def _beat(self, interval: float) -> None:
         assert self._run is not None
+        assert self._run.job is not None
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._client.heartbeat(self._run.id)
+                await self._client.heartbeat(self._run.job.id)
             except JobCancelledError as cancelled:
                 self._stop(cancelled)
                 return
@@ -293,8 +327,9 @@ class AsyncTracker:
     async def _watch(self) -> None:
         """Wait on the job's live stream for its cancellation."""
         assert self._run is not None
+        assert self._run.job is not None
         try:
-            cancelled = await self._client.wait_cancelled(self._run.id)
+            cancelled = await self._client.wait_cancelled(self._run.job.id)
         except REPORT_ERRORS as exc:
             logger.warning("watching %s for a cancel failed: %s", self._run.id, exc)
             return
@@ -333,10 +368,10 @@ class AsyncTracker:
                     "the job was cancelled", current_status="cancelled", requested_status=None
                 ) from error
             return
-        try:
+        if self._run.job is None:
+            return  # untracked: there is no job to end
+        with contextlib.suppress(JobCancelledError):  # cancelled meanwhile: it has ended
             await self._run.update(**outcome(error))
-        except REPORT_ERRORS as exc:
-            logger.warning("could not report the end of %s: %s", self._run.id, exc)
 
     def __call__(
         self, function: Callable[P, Coroutine[Any, Any, R]]

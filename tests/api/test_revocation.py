@@ -28,7 +28,7 @@ from tests.api.test_stream import Listener, listen, serve
 @pytest.fixture
 async def replicas(database_url: str) -> AsyncIterator[list[httpx.AsyncClient]]:
     if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL store")
+        pytest.skip("replicas share a PostgreSQL database")
     async with contextlib.AsyncExitStack() as stack:
         clients = []
         for _ in range(2):
@@ -125,7 +125,7 @@ async def test_a_stream_on_one_replica_closes_when_another_revokes_its_key(
     database_url: str,
 ) -> None:
     if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL store")
+        pytest.skip("replicas share a PostgreSQL database")
     async with serve(database_url) as first, serve(database_url) as second:
         key, secret = await first.app.state.keys.create(organization_id="org-a", user_id="al")
         api = await listen(f"{second.url}/v1/jobs/stream", {"Authorization": f"Bearer {secret}"})
@@ -174,7 +174,7 @@ async def test_signing_out_ends_the_session_and_its_streams(database_url: str) -
 
 async def test_signing_out_on_one_replica_ends_the_session_on_another(database_url: str) -> None:
     if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL store")
+        pytest.skip("replicas share a PostgreSQL database")
     shared = {"session_secret": "one secret for both replicas"}
     async with serve(database_url, **shared) as first, serve(database_url, **shared) as second:
         _key, secret = await first.app.state.keys.create(organization_id="org-a", user_id="al")

@@ -68,6 +68,7 @@ def test_an_async_run_is_stopped_soon_after_its_job_is_cancelled(server: Server)
 
     async def tracked(client: AsyncJobPulse) -> None:
         async with client.track(job_type="async-long", heartbeat_s=HEARTBEAT_S) as job:
+            assert job.id is not None
             job_ids.append(job.id)
             await busy_async()
 
@@ -91,6 +92,7 @@ def test_a_run_waiting_on_its_stream_stops_at_once(server: Server) -> None:
     async def tracked(client: AsyncJobPulse) -> None:
         # No heartbeat: the live stream alone tells the run.
         async with client.track(job_type="streamed", cancel_stream=True) as job:
+            assert job.id is not None
             job_ids.append(job.id)
             await busy_async()
 
@@ -156,12 +158,14 @@ def test_a_sync_run_raises_at_its_next_call(server: Server) -> None:
         [run] = runs
         assert run.cancelled
         assert time.monotonic() - cancelled["at"] <= max(1.0, HEARTBEAT_S) + 0.2
+        assert run.id is not None
         assert terminal_events(client, run.id) == ["cancelled"]
 
 
 def test_a_run_that_ends_after_its_cancel_does_not_overwrite_it(server: Server) -> None:
     with JobPulse(server.url, server.admin_key) as client:
         with client.track(job_type="quick") as run:  # no heartbeats: it never hears
+            assert run.id is not None
             client.cancel_job(run.id)
         assert client.get_job(run.id).status == "cancelled"
         assert terminal_events(client, run.id) == ["cancelled"]

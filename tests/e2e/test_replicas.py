@@ -23,7 +23,7 @@ def test_a_change_through_one_replica_reaches_a_stream_of_the_other(
     empty_database_url: str,
 ) -> None:
     if not empty_database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL store")
+        pytest.skip("replicas share a PostgreSQL database")
     first = start(empty_database_url)
     second = start(empty_database_url, expect_key=False)
     try:
@@ -88,7 +88,7 @@ def test_the_keys_revoke_command_closes_open_streams_on_every_replica(
     if url.startswith("postgresql"):
         servers.append(start(url, expect_key=False))
     try:
-        secret = cli("keys", "create", "--user", "al", "--org", "org-a", "--store-url", url)
+        secret = cli("keys", "create", "--user", "al", "--org", "org-a", "--database-url", url)
         key = {"Authorization": f"Bearer {secret.stdout.strip()}"}
 
         async def listed() -> str:
@@ -103,7 +103,7 @@ def test_the_keys_revoke_command_closes_open_streams_on_every_replica(
 
         async def revoke_while_streaming() -> list[float]:
             streams = [await listen(f"{server.url}/v1/jobs/stream", key) for server in servers]
-            await asyncio.to_thread(cli, "keys", "revoke", key_id, "--store-url", url)
+            await asyncio.to_thread(cli, "keys", "revoke", key_id, "--database-url", url)
             revoked = time.monotonic()
             took = []
             for stream in streams:

@@ -43,6 +43,7 @@ def test_jobs_live_through_sdk_and_cli(empty_server: Server) -> None:
             time.sleep(0.05)
             run.first_token()
             time.sleep(0.3)
+        assert run.id is not None  # tracked: jobpulse created its job
         tracked = client.get_job(run.id)
         assert (tracked.status, tracked.job_type) == ("completed", "agent_run")
         assert tracked.heartbeat_at is not None

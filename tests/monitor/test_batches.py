@@ -517,7 +517,7 @@ async def test_two_pollers_never_poll_one_batch_at_once(
     database_url: str, fake: FakeProviders, make_polling: MakePolling
 ) -> None:
     if database_url.startswith("sqlite"):
-        pytest.skip("replicas share a PostgreSQL store; SQLite is one process")
+        pytest.skip("replicas share a PostgreSQL database; SQLite is one process")
     fake.delay_s = 0.05
     first = await make_polling()
     second = await make_polling()

@@ -1,5 +1,6 @@
 """The HTTP client deliveries go through: aiohttp, chosen by measurement (see
-docs/performance.md: httpx's pool serialises concurrent requests here), behind the small `Sender` seam tests can replace.
+docs/performance.md: httpx's pool serialises concurrent requests here), behind the small
+`Sender` seam tests can replace.
 
 Its resolver is the SSRF guard: every address a callback host resolves to is checked where
 the connection is made, and only public ones are connected to, so nothing is sent to an

@@ -1,0 +1,146 @@
+"""Conformance: steps and the webhook outbox (claimed under a lease, every attempt kept)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from jobpulse.errors import NotFoundError
+from jobpulse.storage.outbox import Attempt, Claimed, Shares
+from jobpulse.storage.store import JobStore
+from jobpulse.webhooks import payload
+from tests.storage.conftest import (
+    ADMIN,
+    ALICE,
+    BOB,
+    EVE,
+    HOOK,
+    T0,
+    created,
+    ended_with_callback,
+    new_job,
+    seconds,
+)
+
+LEASE = seconds(30)
+
+
+def attempt(message: Claimed, at: datetime, code: int | None, retry_at: datetime | None) -> Attempt:
+    state = "delivered" if code == 200 else ("retrying" if retry_at else "failed")
+    return Attempt(message.attempts + 1, at, code, None, 12.5, state, retry_at)
+
+
+async def test_record_step_once_per_step_id(store: JobStore) -> None:
+    job = await created(store)
+    step = {"step_id": "s-1", "status": "success", "metadata": {"n": 1}, "created_at": T0}
+    message = payload.step(HOOK, job.id, "s-1", "success", {"n": 1}, T0)
+    first = await store.record_step(ALICE, job.id, step, message)
+    assert first == step | {"job_id": job.id}
+    again = {"step_id": "s-1", "status": "failed", "metadata": {}, "created_at": T0 + seconds(1)}
+    repeat = payload.step(HOOK, job.id, "s-1", "failed", {}, T0 + seconds(1))
+    assert await store.record_step(ALICE, job.id, again, repeat) == first
+    claimed = await store.claim_outbox(T0 + seconds(2), T0 + LEASE, 10, None)
+    assert [(m.webhook_id, m.payload["status"]) for m in claimed] == [
+        (message.webhook_id, "success")
+    ]
+    with pytest.raises(NotFoundError):
+        await store.record_step(BOB, job.id, step | {"step_id": "s-2"}, None)
+
+
+async def test_list_steps_oldest_first(store: JobStore) -> None:
+    job = await created(store)
+    for i, status in enumerate(("success", "failed", "cancelled")):
+        step = {"step_id": f"s-{i}", "status": status, "metadata": {}, "created_at": T0}
+        await store.record_step(ALICE, job.id, step, None)
+    steps = await store.list_steps(ALICE, job.id)
+    assert [(s["step_id"], s["status"]) for s in steps] == [
+        ("s-0", "success"),
+        ("s-1", "failed"),
+        ("s-2", "cancelled"),
+    ]
+    assert await store.list_steps(ADMIN, job.id) == steps
+    with pytest.raises(NotFoundError):
+        await store.list_steps(EVE, job.id)
+
+
+async def test_claim_outbox_holds_a_message_until_its_lease_passes(store: JobStore) -> None:
+    job = await ended_with_callback(store)
+    now = T0 + seconds(2)
+    [held] = await store.claim_outbox(now, now + LEASE, 10, None)
+    assert (held.job_id, held.event_type, held.url) == (job.id, "job.failed", HOOK)
+    assert (held.payload["job_id"], held.attempts, held.organization_id) == (job.id, 0, "org-a")
+    assert await store.claim_outbox(now, now + LEASE, 10, None) == []
+    assert await store.claim_outbox(now + LEASE - seconds(1), now + 2 * LEASE, 10, None) == []
+    [again] = await store.claim_outbox(now + LEASE + seconds(1), now + 2 * LEASE, 10, None)
+    assert again.webhook_id == held.webhook_id  # a worker that died: the message is due again
+
+
+async def test_claim_outbox_takes_the_oldest_within_each_share(store: JobStore) -> None:
+    first = await ended_with_callback(store)
+    second = await ended_with_callback(store)
+    other = await ended_with_callback(store, url="https://other.example.com/x")
+    now = T0 + seconds(2)
+    [oldest] = await store.claim_outbox(now, now + LEASE, 1, None)
+    assert oldest.job_id == first.id
+    full = Shares(org_max=10, host_max=1, held_host={"hooks.example.com": 1})
+    [elsewhere] = await store.claim_outbox(now, now + LEASE, 10, full)
+    assert elsewhere.job_id == other.id  # its host holds its share: passed over
+    [rest] = await store.claim_outbox(now, now + LEASE, 10, None)
+    assert rest.job_id == second.id
+
+
+async def test_record_attempts_keeps_each_attempt_and_moves_the_message_on(
+    store: JobStore,
+) -> None:
+    job = await ended_with_callback(store)
+    now = T0 + seconds(2)
+    [message] = await store.claim_outbox(now, now + LEASE, 10, None)
+    retry_at = now + seconds(5)
+    await store.record_attempts([(message, attempt(message, now, 503, retry_at), None)])
+    shown = await store.get(ALICE, job.id)
+    assert (shown.callback_sent_at, shown.callback_status_code) == (now, 503)
+    assert await store.claim_outbox(retry_at - seconds(1), retry_at + LEASE, 10, None) == []
+    [retry] = await store.claim_outbox(retry_at, retry_at + LEASE, 10, None)
+    assert (retry.webhook_id, retry.attempts) == (message.webhook_id, 1)
+    alert = payload.alert(HOOK + "/ops", payload.CALLBACK_EXHAUSTED, {"job": job.id}, retry_at)
+    await store.record_attempts([(retry, attempt(retry, retry_at, 200, None), alert)])
+    later = retry_at + seconds(3600)
+    [follow_up] = await store.claim_outbox(later, later + LEASE, 10, None)
+    assert (follow_up.webhook_id, follow_up.organization_id) == (alert.webhook_id, None)
+    assert (await store.get(ALICE, job.id)).callback_status_code == 200
+
+
+async def test_list_attempts_oldest_first(store: JobStore) -> None:
+    job = await ended_with_callback(store)
+    assert await store.list_attempts(ALICE, job.id) == []
+    now = T0 + seconds(2)
+    [message] = await store.claim_outbox(now, now + LEASE, 10, None)
+    await store.record_attempts([(message, attempt(message, now, 500, now), None)])
+    [message] = await store.claim_outbox(now, now + LEASE, 10, None)
+    await store.record_attempts([(message, attempt(message, now + seconds(1), 200, None), None)])
+    attempts = await store.list_attempts(ALICE, job.id)
+    assert [(a["attempt"], a["status_code"], a["state"]) for a in attempts] == [
+        (1, 500, "retrying"),
+        (2, 200, "delivered"),
+    ]
+    assert {a["webhook_id"] for a in attempts} == {message.webhook_id}
+    with pytest.raises(NotFoundError):
+        await store.list_attempts(BOB, job.id)
+
+
+async def test_requeue_callback_makes_it_due_again_with_its_webhook_id(store: JobStore) -> None:
+    job = await ended_with_callback(store)
+    now = T0 + seconds(2)
+    [message] = await store.claim_outbox(now, now + LEASE, 10, None)
+    await store.record_attempts([(message, attempt(message, now, 410, None), None)])
+    later = now + seconds(60)
+    assert await store.claim_outbox(later, later + LEASE, 10, None) == []
+    assert await store.requeue_callback(ALICE, job.id, later) == message.webhook_id
+    [again] = await store.claim_outbox(later, later + LEASE, 10, None)
+    assert again.webhook_id == message.webhook_id
+    with pytest.raises(NotFoundError):
+        await store.requeue_callback(BOB, job.id, later)
+    plain, _made = await store.create(new_job(), None)
+    with pytest.raises(NotFoundError):  # a job without a callback has none to send again
+        await store.requeue_callback(ALICE, plain.id, later)
