@@ -64,7 +64,7 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
 ) -> None:
     """Migrate the database, then serve the API (SIGTERM drains and exits 0)."""
-    from jobpulse.storage.engine import served
+    from jobpulse.storage.sql_store import served
 
     # uvicorn drains on SIGTERM, then re-raises it to this handler: ending there is a clean exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)

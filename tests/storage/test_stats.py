@@ -290,8 +290,8 @@ async def test_rollups_answer_as_a_scan_would(
     monkeypatch.setattr(transitions, "update_jobs", written)
     made = await _workload(manager, clock, seed=1)
     made += await _many_at_once(manager, clock, seed=3)
-    if database_of(manager).dialect == "postgresql":
-        assert max(batches) > 1  # some jobs were written together
+    if database_of(manager).url.startswith("postgresql"):
+        assert max(batches) > 1  # some jobs were written together (PostgreSQL's writers)
     assert await database_of(manager).read(rollups.pending) > 0
     assert await _agree(manager) > 0  # deltas only, nothing folded yet
 

@@ -7,12 +7,15 @@ one of their connection. A test of which database is in use lives only in the dr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import ColumnElement, Connection
+from sqlalchemy import ColumnElement, Connection, Table
 from sqlalchemy.engine import Dialect as SqlalchemyDialect
+from sqlalchemy.types import TypeEngine
+
+from jobpulse.stats.windows import Bucket
 
 if TYPE_CHECKING:
     from jobpulse.storage.changes import JobWrite
@@ -75,6 +78,80 @@ class Dialect(Protocol):
         """A job's metadata[key] is the string bound to `param` (a number or boolean never
         matches): repository's job filters.
         """
+        ...
+
+    # Reads
+
+    def floor_to(self, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+        """`column` floored to its bucket, in UTC, as a naive timestamp or its text."""
+        ...
+
+    def start_of(self, column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
+        """`column` floored to its hour or day, comparable with a stored timestamp."""
+        ...
+
+    def stream_start(self, connection: Connection) -> tuple[int, int]:
+        """The stream position (txid, id) of "now" (see storage/events.py)."""
+        ...
+
+    def stream_order(
+        self, events: Table
+    ) -> tuple[tuple[ColumnElement[Any], ...], tuple[ColumnElement[bool], ...]]:
+        """The columns of an event's stream position, in order (its txid first, where it
+        has one), and the conditions of "after the position bound as `b_txid`, `b_id`, and
+        final" (see storage/events.py).
+        """
+        ...
+
+    def fold_rollups(self, connection: Connection, limit: int | None) -> int:
+        """Sum the rollup deltas into the rollups and delete them (see storage/rollups.py);
+        how many rollup rows changed.
+        """
+        ...
+
+    # Schema
+
+    #: Alembic alters tables by copying them (its batch mode).
+    alters_by_copy: bool
+    #: The SQL default that stamps a row with its transaction's id (None: the database's
+    #: ids are in commit order already, see storage/events.py).
+    transaction_id_default: str | None
+
+    def json_type(self) -> TypeEngine[Any]:
+        """The column type of a JSON document."""
+        ...
+
+    def serial_type(self) -> TypeEngine[int]:
+        """The column type of an integer key the database numbers."""
+        ...
+
+    def datetime_binder(self) -> Callable[[Any], Any] | None:
+        """How a UTC datetime is bound, where the database keeps it its own way (None: as
+        SQLAlchemy binds it).
+        """
+        ...
+
+    def datetime_reader(self) -> Callable[[Any], Any] | None:
+        """How a stored UTC datetime is read back, where `datetime_binder` has one."""
+        ...
+
+    def unreadable_json(
+        self, connection: Connection, table: str, key: str, column: str
+    ) -> list[tuple[Any, str]]:
+        """(key, text) of the rows whose JSON `column` the database's JSON functions refuse
+        (stored before the JSON policy: migration 0004).
+        """
+        ...
+
+    def rollup_triggers(self, deleted: str, updated: str, changed: str) -> list[str]:
+        """The statements creating the triggers that write rollup deltas (migration 0009):
+        `deleted` inserts a deleted job's, `updated` an updated job's when `changed`;
+        which of them a trigger writes, the driver's statements do not.
+        """
+        ...
+
+    def drop_rollup_triggers(self) -> list[str]:
+        """The statements dropping what `rollup_triggers` created."""
         ...
 
 

@@ -1,5 +1,6 @@
-"""The one database, chosen by URL: reads on a pool, writes through the group-committing
-writer of its driver (storage/sqlite/, storage/postgres/).
+"""The one database, its backend chosen by URL among those the drivers register
+(storage/urls.py): reads on a pool, writes through the group-committing writer the driver
+(storage/sqlite/, storage/postgres/) opens.
 
 Storage code is written once, as synchronous Core functions of a `Connection`, and each
 call crosses to the database once: on SQLite it runs whole in a thread (a pool of reader
@@ -8,40 +9,94 @@ threads, one writer thread), on PostgreSQL under `run_sync` on an asyncpg connec
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import Callable, Iterator
-from typing import Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
 
 from jobpulse.config import Settings
-from jobpulse.storage import notify
+from jobpulse.storage.dialects import Dialect
 from jobpulse.storage.failures import translated_errors
 from jobpulse.storage.group_commit import Traffic, Writer
-from jobpulse.storage.postgres.connections import TaskReader, TaskWriter, pause, postgres_engine
-from jobpulse.storage.scans import NICENESS, LoopReader, Pacer
-from jobpulse.storage.sqlite import serving
-from jobpulse.storage.sqlite.checkpoints import Checkpointer
-from jobpulse.storage.sqlite.connections import ThreadReader, ThreadWriter, sqlite_engine
-from jobpulse.storage.urls import database_url
+from jobpulse.storage.scans import Pacer, Reader
+from jobpulse.storage.urls import backend_of
+
+if TYPE_CHECKING:
+    from jobpulse.storage.sqlite.checkpoints import Checkpointer
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 
-@contextlib.contextmanager
-def served(url: str) -> Iterator[None]:
-    """Held while `serve` serves the database at `url`: a SQLite file by one process at a
-    time (AlreadyServedError for a second), PostgreSQL by any number of replicas.
+class Connections(Protocol):
+    """What a backend opens for a `Database`: its readers, its writer, what else it runs."""
+
+    @property
+    def reader(self) -> Reader:
+        """Short reads, on a pool."""
+        ...
+
+    @property
+    def scanner(self) -> Reader:
+        """Long reads, apart (see storage/scans.py)."""
+        ...
+
+    @property
+    def writer(self) -> Writer:
+        """The group-committing writer."""
+        ...
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        """SQLite's checkpoints (None elsewhere)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """How a paced long read sleeps where it runs (see scans.Pacer)."""
+        ...
+
+    def spent(self) -> float:
+        """What a paced long read has spent so far, in seconds, as it measures its slices."""
+        ...
+
+    async def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
+        """See `Database.listen`."""
+        ...
+
+    async def close(self) -> None:
+        """Finish queued writes and close every connection."""
+        ...
+
+
+class Backend(Protocol):
+    """A database backend: what its driver package (storage/sqlite/, storage/postgres/)
+    opens and runs for the URLs it registers (storage/urls.py).
     """
-    parsed = database_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database is None:
-        yield
-        return
-    with serving.claimed(parsed.database):
-        yield
+
+    #: How its database spells what differs (storage/dialects.py).
+    dialect: Dialect
+
+    def url(self, parsed: URL) -> URL:
+        """The SQLAlchemy URL it drives the plain setting `parsed` with (ValidationError for
+        one it cannot).
+        """
+        ...
+
+    def connect(self, settings: Settings) -> Connections:
+        """The connections, readers and writer of `settings.database_url`."""
+        ...
+
+    def served(self, url: URL) -> AbstractContextManager[None]:
+        """Held while `serve` serves the database at `url`."""
+        ...
+
+    async def run_in_transaction(self, url: str, command: Callable[[Connection], T]) -> T:
+        """Run `command(connection)` once, in a transaction of its own, on a connection made
+        for it.
+        """
+        ...
 
 
 async def run_in_transaction(
@@ -53,23 +108,7 @@ async def run_in_transaction(
         return command(connection, *args, **kwargs)
 
     with translated_errors():
-        if database_url(url).get_backend_name() == "sqlite":
-            engine = sqlite_engine(url, "BEGIN IMMEDIATE", pool_size=1)
-            try:
-                return await asyncio.to_thread(_in_transaction, engine, run)
-            finally:
-                engine.dispose()
-        async_engine = postgres_engine(url, pool_size=1)
-        try:
-            async with async_engine.begin() as connection:
-                return await connection.run_sync(run)
-        finally:
-            await async_engine.dispose()
-
-
-def _in_transaction(engine: Engine, command: Callable[[Connection], T]) -> T:
-    with engine.begin() as connection:
-        return command(connection)
+        return await backend_of(url).run_in_transaction(url, run)
 
 
 class Database:
@@ -77,51 +116,17 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
-        self.dialect = database_url(self.url).get_backend_name()
+        backend = backend_of(self.url)
         #: Other processes hear of what this one commits (PostgreSQL's NOTIFY).
-        self.announces = self.dialect != "sqlite"
-        self._reader: ThreadReader | TaskReader
-        self._writer: Writer
+        self.announces = backend.dialect.announces
+        self._connections = backend.connect(settings)
+        self._reader = self._connections.reader
+        self._scanner = self._connections.scanner
+        self._writer = self._connections.writer
         #: SQLite's checkpoints (None on PostgreSQL).
-        self.checkpointer: Checkpointer | None = None
-        self._scanner: ThreadReader | LoopReader
-        scans, timeout_s = settings.read_concurrency, settings.read_timeout_s
-        self._read_timeout_s, self._read_share = timeout_s, settings.read_share
-        #: How a paced read sleeps where it runs (its thread on SQLite, its event loop on
-        #: PostgreSQL), and how what it spends is measured (see scans.Pacer).
-        self._pause: Callable[[float], None] = time.sleep
-        self._spent: Callable[[], float] = time.thread_time
-        if self.dialect == "sqlite":
-            reads = sqlite_engine(self.url, None, settings.pool_size, settings.sqlite_synchronous)
-            self._reader = ThreadReader(reads, settings.pool_size)
-            scanning = sqlite_engine(self.url, None, scans, settings.sqlite_synchronous)
-            self._scanner = ThreadReader(scanning, scans, timeout_s, NICENESS)
-            writes = sqlite_engine(
-                self.url,
-                "BEGIN IMMEDIATE",
-                pool_size=1,
-                synchronous=settings.sqlite_synchronous,
-                autocheckpoint=False,
-            )
-            self._writer = ThreadWriter(writes, settings.write_batch_max)
-            checkpoints = sqlite_engine(
-                self.url, None, pool_size=1, synchronous=settings.sqlite_synchronous
-            )
-            self.checkpointer = Checkpointer(checkpoints, settings.sqlite_checkpoint_frames)
-        else:
-            self._engine = postgres_engine(
-                self.url, settings.pool_size, settings.database_timeout_s
-            )
-            self._reader = TaskReader(self._engine)
-            timeout_ms = f"{max(1, round(timeout_s * 1000))}ms"  # 0 would mean none
-            timed = postgres_engine(
-                self.url, scans, settings.database_timeout_s, statement_timeout=timeout_ms
-            )
-            self._scanner = LoopReader(TaskReader(timed, timeout_s), timed)
-            self._pause, self._spent = pause, time.monotonic
-            self._writer = TaskWriter(
-                self._engine, settings.postgres_writers, settings.write_batch_max
-            )
+        self.checkpointer = self._connections.checkpointer
+        self._read_timeout_s = settings.read_timeout_s
+        self._read_share = settings.read_share
 
     async def read(
         self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
@@ -151,7 +156,11 @@ class Database:
         def paced(connection: Connection) -> T:
             traffic = self._writer.traffic
             pacer = Pacer(
-                traffic.recent, self._pause, self._read_share, self._read_timeout_s, self._spent
+                traffic.recent,
+                self._connections.pause,
+                self._read_share,
+                self._read_timeout_s,
+                self._connections.spent,
             )
             return query(connection, pacer, *args, **kwargs)
 
@@ -184,9 +193,7 @@ class Database:
         """Call `callback` for every notification on `channel` from any process (see
         `notify.listen`), until cancelled; on SQLite, which has none, return at once.
         """
-        if self.dialect != "sqlite":
-            plain = database_url(self.url).set(drivername="postgresql")
-            await notify.listen(plain.render_as_string(hide_password=False), channel, callback)
+        await self._connections.listen(channel, callback)
 
     async def write_background(
         self, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
@@ -202,10 +209,4 @@ class Database:
 
     async def close(self) -> None:
         """Finish queued writes and close every connection."""
-        await self._writer.close()
-        await self._reader.close()
-        await self._scanner.close()
-        if self.checkpointer is not None:
-            await self.checkpointer.close()
-        if self.dialect != "sqlite":
-            await self._engine.dispose()
+        await self._connections.close()

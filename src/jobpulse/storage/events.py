@@ -14,22 +14,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Connection,
-    Select,
-    and_,
-    bindparam,
-    func,
-    literal_column,
-    or_,
-    select,
-)
+from sqlalchemy import Connection, Select, and_, bindparam, literal_column, or_, select
 
 from jobpulse.domain import ACTIVE, Actor, Job, JobEvent
 from jobpulse.listing import JobFilter
-from jobpulse.storage.dialects import dialect_of
+from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.repository import (
     EVENT_COLUMNS,
     SELECT_JOB,
@@ -38,11 +27,6 @@ from jobpulse.storage.repository import (
     to_job,
 )
 from jobpulse.storage.tables import job_events, jobs
-
-#: The oldest transaction id still running, as an integer (PostgreSQL 13 and later).
-_XMIN: ColumnElement[int] = literal_column(
-    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
-)
 
 
 class Position(NamedTuple):
@@ -74,32 +58,15 @@ class Happened(NamedTuple):
 
 def start(connection: Connection) -> Position:
     """The position of "now": events after it are the ones yet to come (or just committed)."""
-    if connection.dialect.name == "postgresql":
-        return Position(int(connection.execute(select(_XMIN)).scalar_one()), 0)
-    last = connection.execute(select(func.max(job_events.c.id))).scalar_one()
-    return Position(0, int(last or 0))
-
-
-def _after(dialect: str) -> tuple[Any, ...]:
-    """The columns of a position and the conditions of "after it, and final"."""
-    keys: tuple[ColumnElement[Any], ...]
-    if dialect == "postgresql":
-        keys = (job_events.c.txid, job_events.c.id)
-        later = or_(
-            job_events.c.txid > bindparam("b_txid"),
-            and_(job_events.c.txid == bindparam("b_txid"), job_events.c.id > bindparam("b_id")),
-        )
-        return keys, (later, job_events.c.txid < _XMIN)
-    keys = (job_events.c.id,)
-    return keys, (job_events.c.id > bindparam("b_id"),)
+    return Position(*dialect_of(connection).stream_start(connection))
 
 
 _EVENT = tuple(job_events.c[name] for name in EVENT_COLUMNS)
 _JOB = tuple(SELECT_JOB.selected_columns)
 
 
-def _statement(dialect: str, clauses: tuple[Any, ...]) -> Select[Any]:
-    keys, conditions = _after(dialect)
+def _statement(dialect: Dialect, clauses: tuple[Any, ...]) -> Select[Any]:
+    keys, conditions = dialect.stream_order(job_events)
     txid = keys[0] if len(keys) == 2 else literal_column("0")
     return (
         select(txid, job_events.c.id, *_EVENT, *_JOB)
@@ -120,14 +87,13 @@ def after(
     """Up to `limit` applied events after `position`, oldest first: all of them, or (given an
     actor) those of the jobs the actor may see under `query`.
     """
-    dialect = connection.dialect.name
     clauses: tuple[Any, ...] = ()
     params: dict[str, Any] = {}
     if actor is not None:
         clauses, params = job_filter_clauses(dialect_of(connection), actor, query or JobFilter())
     params |= {"b_txid": position.txid, "b_id": position.id, "b_limit": limit}
     found = []
-    for row in connection.execute(_statement(dialect, clauses), params):
+    for row in connection.execute(_statement(dialect_of(connection), clauses), params):
         event = to_event(dict(zip(EVENT_COLUMNS, row[2 : 2 + len(_EVENT)], strict=True)))
         job = to_job(row[2 + len(_EVENT) :])
         found.append(Happened(Position(int(row[0]), int(row[1])), event, job))

@@ -30,7 +30,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     FromClause,
-    Integer,
     Result,
     Row,
     Select,
@@ -38,20 +37,17 @@ from sqlalchemy import (
     delete,
     func,
     literal,
-    literal_column,
     select,
     union_all,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from jobpulse.domain import ACTIVE, TERMINAL, Actor
 from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS
 from jobpulse.stats.windows import Bucket
+from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.tables import job_rollup_deltas, job_rollups
 
-#: The PostgreSQL advisory lock one fold holds: replicas take turns instead of blocking.
-FOLD_LOCK = 0x6A6F6270  # "jobp"
 #: The most deltas one fold takes on SQLite (a write of the single writer: it stays short).
 FOLD_LIMIT = 20_000
 #: The list filters the rollups keep; any other filter is answered by a scan.
@@ -59,8 +55,6 @@ ROLLED_UP = frozenset({"statuses", "job_type", "stop_reason", "active"})
 HOUR = timedelta(hours=1)
 #: A job's counted fields that may change (a delta has their old and new values).
 CHANGING = ("status", "stop_reason", "completed_at", "ttft_ns", "total_duration_ns")
-#: SQLite's own key of a delta (the table has none of its own).
-_ROWID = literal_column("rowid", Integer())
 #: A rollup row's columns, as `facets` selects them.
 COLUMNS = (
     "organization_id",
@@ -87,13 +81,6 @@ class Facet(IntEnum):
 
 DAILY = 4
 DAY = timedelta(days=1)
-
-
-def start_of(dialect: str, column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
-    """`column` floored to its hour or day, comparable with a stored timestamp."""
-    if dialect == "postgresql":
-        return func.timezone("UTC", func.date_trunc(span.value, func.timezone("UTC", column)))
-    return _cut(column, span).concat(".000000")
 
 
 def bucket_of(column: ColumnElement[Any], bounds: tuple[float, ...]) -> ColumnElement[Any]:
@@ -124,7 +111,7 @@ def images(source: FromClause) -> FromClause:
 
 
 def facets(
-    dialect: str,
+    dialect: Dialect,
     source: FromClause,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -138,8 +125,8 @@ def facets(
     c = source.c
     sign = c.sign if "sign" in c else literal(1)
     reason = func.coalesce(c.stop_reason, "")
-    made = (c.created_at, start_of(dialect, c.created_at, span))
-    ended = (c.completed_at, start_of(dialect, c.completed_at, span))
+    made = (c.created_at, dialect.start_of(c.created_at, span))
+    ended = (c.completed_at, dialect.start_of(c.completed_at, span))
     daily = DAILY if span == Bucket.DAY else 0
     duration = case((c.completed_at.is_not(None), c.total_duration_ns))
     shapes = [
@@ -171,7 +158,7 @@ def facets(
     return selects
 
 
-def _both_spans(dialect: str, source: FromClause) -> list[Select[Any]]:
+def _both_spans(dialect: Dialect, source: FromClause) -> list[Select[Any]]:
     return facets(dialect, source) + facets(dialect, source, span=Bucket.DAY)
 
 
@@ -180,35 +167,26 @@ def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
     in one statement; on SQLite up to `limit` (None: all) of the oldest. How many rollup rows
     changed (0: nothing was left to fold, or another replica is folding).
     """
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        taken = connection.execute(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))).scalar()
-        if not taken:
-            return 0
-        taken_deltas = delete(job_rollup_deltas).returning(*job_rollup_deltas.c).cte("folded")
-        source = images(taken_deltas)
-        upsert: Any = postgresql.insert(job_rollups)
-    else:
-        oldest = select(_ROWID).select_from(job_rollup_deltas).order_by(_ROWID).limit(limit)
-        top = connection.execute(select(func.max(oldest.subquery().c.rowid))).scalar()
-        if top is None:
-            return 0
-        source = images(select(job_rollup_deltas).where(top >= _ROWID).subquery())
-        upsert = sqlite.insert(job_rollups)
-    rows = union_all(*_both_spans(dialect, source)).subquery()
+    return dialect_of(connection).fold_rollups(connection, limit)
+
+
+def into_rollups(
+    dialect: Dialect,
+    source: FromClause,
+    upsert: Any,
+    where: tuple[ColumnElement[bool], ...] = (),
+) -> Any:
+    """`upsert` (the database's INSERT of `job_rollups`, with ON CONFLICT) adding the
+    rollup rows of the deltas `source` to the rollups, in key order, those `where` holds.
+    """
+    rows = union_all(*_both_spans(dialect, images(source))).subquery()
     key = [rows.c[name] for name in COLUMNS[:-1]]
-    summed = select(*key, func.sum(rows.c.jobs)).group_by(*key).order_by(*key)
-    if dialect == "sqlite":
-        summed = summed.where(literal(True))  # SQLite: the upsert's ON is not the join's
+    summed = select(*key, func.sum(rows.c.jobs)).where(*where).group_by(*key).order_by(*key)
     statement = upsert.from_select([*(column.name for column in key), "jobs"], summed)
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=[column.name for column in key],
         set_={"jobs": job_rollups.c.jobs + statement.excluded.jobs},
     )
-    changed = connection.execute(statement).rowcount
-    if dialect == "sqlite":
-        connection.execute(delete(job_rollup_deltas).where(top >= _ROWID))
-    return int(changed)
 
 
 def drop_empty(connection: Connection) -> int:
@@ -225,9 +203,9 @@ def totals(connection: Connection) -> list[Row[Any]]:
     """Every rollup key's count of jobs, folded and waiting alike (what a fold never
     changes), in key order, zeros left out.
     """
-    dialect = connection.dialect.name
-    folded = select(*(job_rollups.c[name] for name in COLUMNS))
-    rows = union_all(folded, *_both_spans(dialect, images(job_rollup_deltas))).subquery()
+    dialect = dialect_of(connection)
+    stored = select(*(job_rollups.c[name] for name in COLUMNS))
+    rows = union_all(stored, *_both_spans(dialect, images(job_rollup_deltas))).subquery()
     key = [rows.c[name] for name in COLUMNS[:-1]]
     jobs = func.sum(rows.c.jobs)
     summed = select(*key, jobs).group_by(*key).having(jobs != 0).order_by(*key)
@@ -283,7 +261,7 @@ def read(
     the day the whole days in them when the bucket is a day, the rest by the hour.
     """
     first, end = hours
-    dialect = connection.dialect.name
+    dialect = dialect_of(connection)
     spans = [(first, end, 0)]
     days = _whole(first, end, DAY) if bucket == Bucket.DAY else None
     if days is not None:
@@ -307,18 +285,8 @@ def read(
     return connection.execute(select(*key, func.sum(rows.c.jobs)).group_by(*key))
 
 
-def floor_to(dialect: str, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
-    """`column` floored to its bucket, in UTC: a naive timestamp (PostgreSQL) or text."""
-    if dialect == "postgresql":
-        return func.date_trunc(bucket.value, func.timezone("UTC", column))
-    return _cut(column, bucket)
-
-
-def _cut(column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
-    """SQLite: a stored timestamp ('2026-01-01 12:34:56.000000', see UTCDateTime) cut to its
-    hour or day, seconds included: cheaper than strftime's parsing, which was most of a
-    30-day read of the rollups.
+def floor_to(dialect: Dialect, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+    """`column` floored to its bucket, in UTC: a naive timestamp or its text (see
+    `Dialect.floor_to`).
     """
-    if span == Bucket.HOUR:
-        return func.substr(column, 1, 13).concat(":00:00")
-    return func.substr(column, 1, 10).concat(" 00:00:00")
+    return dialect.floor_to(column, bucket)

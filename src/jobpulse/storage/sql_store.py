@@ -5,6 +5,7 @@ this package, run by the `Database` of the URL (a SQLite file or PostgreSQL).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,7 @@ from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.store import FEED_CHANNEL, ApiKey, JobStore, Planner, SessionKey, StoredKey
 from jobpulse.storage.transitions import Transition
+from jobpulse.storage.urls import backend_of, database_url
 from jobpulse.sweeper.rules import StaleLimits
 
 _KEY_FIELDS = tuple(field.name for field in fields(ApiKey))
@@ -44,6 +46,13 @@ _KEY_FIELDS = tuple(field.name for field in fields(ApiKey))
 def open_store(settings: Settings) -> SqlJobStore:
     """The store of the database `settings` name (already migrated)."""
     return SqlJobStore(Database(settings))
+
+
+def served(url: str) -> AbstractContextManager[None]:
+    """Held while `serve` serves the database at `url`: a SQLite file by one process at a
+    time (AlreadyServedError for a second), PostgreSQL by any number of replicas.
+    """
+    return backend_of(url).served(database_url(url))
 
 
 class SqlJobStore(JobStore):

@@ -121,7 +121,7 @@ def _created(
     until = bindparam("b_until", type_=UTCDateTime())
     duration = case((jobs.c.completed_at.is_not(None), jobs.c.total_duration_ns))
     groups = (
-        floor_to(connection.dialect.name, jobs.c.created_at, bucket),
+        floor_to(dialect_of(connection), jobs.c.created_at, bucket),
         jobs.c.status,
         jobs.c.stop_reason,
         bucket_of(jobs.c.ttft_ns, TTFT_BUCKETS),
@@ -149,7 +149,7 @@ def _ended(
     """Add the jobs ended within [b_since, b_until) (in `params`); given c_since or c_until,
     only those created from c_since or before c_until.
     """
-    ended = floor_to(connection.dialect.name, jobs.c.completed_at, bucket)
+    ended = floor_to(dialect_of(connection), jobs.c.completed_at, bucket)
     where = [
         *clauses,
         jobs.c.completed_at >= bindparam("b_since", type_=UTCDateTime()),

@@ -29,59 +29,78 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from jobpulse.domain import JobStatus
+from jobpulse.storage.dialects import Dialect as Driven
+from jobpulse.storage.dialects import dialect_of
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every database.
-
-    SQLite keeps them as naive UTC text in SQLAlchemy's format ('2026-01-01 12:00:00.000000'),
-    converted here with the C-fast isoformat/fromisoformat rather than a regular expression.
+    """Timezone-aware UTC datetimes on every database; a driver that keeps them its own way
+    (SQLite: naive UTC text) binds and reads them itself (`Dialect.datetime_binder`).
     """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        if dialect.name == "sqlite":
-            return _to_sqlite
-        return super().bind_processor(dialect)
+        return dialect_of(dialect).datetime_binder() or super().bind_processor(dialect)
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
-        if dialect.name == "sqlite":
-            return _from_sqlite
-        return super().result_processor(dialect, coltype)
+        found = dialect_of(dialect).datetime_reader()
+        return found or super().result_processor(dialect, coltype)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _utc(value)
+        return None if value is None else utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.astimezone(UTC)
 
 
-def _utc(value: datetime) -> datetime:
+def utc(value: datetime) -> datetime:
+    """`value` in UTC; ValueError for a naive datetime."""
     if value.tzinfo is None:
         raise ValueError("naive datetime given; jobpulse stores UTC only")
     return value.astimezone(UTC)
 
 
-def _to_sqlite(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+def _chosen(
+    dialect: Dialect, fallback: TypeEngine[Any], choose: Callable[[Driven], TypeEngine[Any]]
+) -> TypeEngine[Any]:
+    """The type the driver of `dialect` chooses; `fallback` where none drives it (a
+    statement printed rather than run).
+    """
+    try:
+        driver = dialect_of(dialect)
+    except LookupError:
+        return fallback
+    return dialect.type_descriptor(choose(driver))
 
 
-def _from_sqlite(value: str | None) -> datetime | None:
-    # Appending the offset is several times faster than datetime.replace(tzinfo=UTC).
-    return None if value is None else datetime.fromisoformat(value + "+00:00")
+class Json(TypeDecorator[Any]):
+    """A JSON document, of the type its database keeps documents in (PostgreSQL's jsonb)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return _chosen(dialect, self.impl_instance, lambda driver: driver.json_type())
+
+    def coerce_compared_value(self, op: Any, value: Any) -> TypeEngine[Any]:
+        # As JSON's: a key in `metadata ->> key` is text, not a document.
+        return self.impl_instance.coerce_compared_value(op, value)
 
 
-Json = JSON().with_variant(JSONB(), "postgresql")
-#: An integer primary key that is SQLite's rowid there and a bigint elsewhere.
-Serial = BigInteger().with_variant(Integer(), "sqlite")
+class Serial(TypeDecorator[int]):
+    """An integer key its database numbers: SQLite's rowid there, a bigint elsewhere."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return _chosen(dialect, self.impl_instance, lambda driver: driver.serial_type())
+
 
 metadata = MetaData(
     naming_convention={

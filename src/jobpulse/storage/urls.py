@@ -1,24 +1,49 @@
-"""Which database a `JOBPULSE_DATABASE_URL` names, as the URL SQLAlchemy drives it with."""
+"""Which database a `JOBPULSE_DATABASE_URL` names, and its backend: each driver package
+(storage/sqlite/, storage/postgres/) registers the backend name of the URLs it serves.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 
 from jobpulse.errors import ValidationError
 
+if TYPE_CHECKING:
+    from jobpulse.storage.engine import Backend
 
-def database_url(url: str) -> URL:
-    """The SQLAlchemy URL for a plain `sqlite:///…` or `postgresql://…` setting."""
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register(name: str, backend: Backend) -> None:
+    """Make `backend` the one of URLs whose backend name (`sqlite` in `sqlite:///…`) is
+    `name`.
+    """
+    _BACKENDS[name] = backend
+
+
+def _parsed(url: str) -> tuple[URL, Backend]:
     try:
         parsed = make_url(url)
     except Exception as exc:
         raise ValidationError(f"not a database URL: {url!r}") from exc
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        if parsed.database in (None, "", ":memory:"):
-            raise ValidationError("SQLite needs a file: use sqlite:///path/to/jobpulse.db")
-        return parsed.set(drivername="sqlite")
-    if backend == "postgresql":
-        return parsed.set(drivername="postgresql+asyncpg")
-    raise ValidationError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+    name = parsed.get_backend_name()
+    backend = _BACKENDS.get(name)
+    if backend is None:
+        raise ValidationError(f"unsupported database {name!r}: use sqlite:/// or postgresql://")
+    return parsed, backend
+
+
+def backend_of(url: str) -> Backend:
+    """The backend of the database at `url` (ValidationError for one jobpulse cannot serve)."""
+    parsed, backend = _parsed(url)
+    backend.url(parsed)  # refuses a URL it cannot serve
+    return backend
+
+
+def database_url(url: str) -> URL:
+    """The SQLAlchemy URL for a plain `sqlite:///…` or `postgresql://…` setting."""
+    parsed, backend = _parsed(url)
+    return backend.url(parsed)

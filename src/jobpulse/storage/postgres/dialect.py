@@ -9,14 +9,17 @@ from sqlalchemy import Connection, String, and_, bindparam, func, literal_column
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql import ColumnElement
 
-from jobpulse.storage import dialects
+from jobpulse.storage import dialects, urls
 from jobpulse.storage.postgres import writes
+from jobpulse.storage.postgres.database import PostgresBackend
 from jobpulse.storage.postgres.driver import AsyncpgDriver
+from jobpulse.storage.postgres.reads import PostgresReads
+from jobpulse.storage.postgres.schema import PostgresSchema
 from jobpulse.storage.prepared import Driver
 from jobpulse.storage.tables import jobs
 
 
-class PostgresDialect:
+class PostgresDialect(PostgresReads, PostgresSchema):
     """PostgreSQL: many replicas, told of each other's commits by NOTIFY."""
 
     announces = True
@@ -50,3 +53,6 @@ class PostgresDialect:
 
 POSTGRES = PostgresDialect()
 dialects.register(PGDialect, POSTGRES)
+
+# Connections: the backend of `postgresql://` URLs (storage/urls.py).
+urls.register("postgresql", PostgresBackend(POSTGRES))

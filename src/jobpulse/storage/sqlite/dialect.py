@@ -9,14 +9,17 @@ from sqlalchemy import Connection, String, and_, bindparam, func, literal
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.sql import ColumnElement
 
-from jobpulse.storage import dialects
+from jobpulse.storage import dialects, urls
 from jobpulse.storage.prepared import Driver
 from jobpulse.storage.sqlite import writes
+from jobpulse.storage.sqlite.database import SqliteBackend
 from jobpulse.storage.sqlite.driver import Sqlite3Driver
+from jobpulse.storage.sqlite.reads import SqliteReads
+from jobpulse.storage.sqlite.schema import SqliteSchema
 from jobpulse.storage.tables import UTCDateTime, jobs
 
 
-class SqliteDialect:
+class SqliteDialect(SqliteReads, SqliteSchema):
     """SQLite: one `serve` per file, which hears of its own commits."""
 
     announces = False
@@ -52,3 +55,6 @@ class SqliteDialect:
 
 SQLITE = SqliteDialect()
 dialects.register(SQLiteDialect, SQLITE)
+
+# Connections: the backend of `sqlite:///` URLs (storage/urls.py).
+urls.register("sqlite", SqliteBackend(SQLITE))

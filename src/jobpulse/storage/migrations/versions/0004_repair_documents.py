@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 
+import sqlalchemy as sa
 from alembic import op
 
 from jobpulse.documents import loads, repaired
+from jobpulse.storage.dialects import dialect_of
 
 revision = "0004"
 down_revision = "0003"
@@ -32,20 +34,16 @@ _DOCUMENTS = (
 
 def upgrade() -> None:
     connection = op.get_bind()
-    if connection.dialect.name != "sqlite":
-        return
     for table, key, column in _DOCUMENTS:
-        broken = connection.exec_driver_sql(
-            f"SELECT {key}, {column} FROM {table} WHERE json_valid({column}) = 0"
-        ).all()
+        broken = dialect_of(connection).unreadable_json(connection, table, key, column)
         for row_key, text in broken:
             try:
                 value = repaired(loads(text))
             except (ValueError, RecursionError):
                 value = {}
-            connection.exec_driver_sql(
-                f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
-                (json.dumps(value, allow_nan=False), row_key),
+            connection.execute(
+                sa.text(f"UPDATE {table} SET {column} = :value WHERE {key} = :key"),
+                {"value": json.dumps(value, allow_nan=False), "key": row_key},
             )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from jobpulse.storage.dialects import dialect_of
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -23,11 +25,9 @@ def upgrade() -> None:
     # Nullable, and the default set apart: no table rewrite; events written before stay
     # without a position (they are history, not news).
     op.add_column("job_events", sa.Column("txid", sa.BigInteger(), nullable=True))
-    if op.get_context().dialect.name == "postgresql":
-        op.execute(
-            "ALTER TABLE job_events ALTER COLUMN txid"
-            " SET DEFAULT pg_current_xact_id()::text::bigint"
-        )
+    default = dialect_of(op.get_bind()).transaction_id_default
+    if default is not None:  # where ids are not in commit order
+        op.execute(f"ALTER TABLE job_events ALTER COLUMN txid SET DEFAULT {default}")
     op.create_index(
         "ix_job_events_position",
         "job_events",

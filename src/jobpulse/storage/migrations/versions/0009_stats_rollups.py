@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.tables import UTCDateTime
 
 revision = "0009"
@@ -46,34 +47,7 @@ _UPDATED = ", ".join(
     )
 )
 _CHANGED = " OR ".join(f"OLD.{name} IS NOT NEW.{name}" for name in _CHANGING)
-
-
-_POSTGRES = [
-    f"""
-    CREATE FUNCTION jobpulse_rollup_delta() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        {_INSERT_DELETED}
-        RETURN NULL;
-    END $$
-    """,
-    """
-    CREATE TRIGGER jobs_rollup_delete AFTER DELETE ON jobs
-    FOR EACH ROW EXECUTE FUNCTION jobpulse_rollup_delta()
-    """,
-]
-
-_SQLITE = [
-    f"""
-    CREATE TRIGGER jobs_rollup_delete AFTER DELETE ON jobs BEGIN
-        {_INSERT_DELETED}
-    END
-    """,
-    f"""
-    CREATE TRIGGER jobs_rollup_update AFTER UPDATE ON jobs WHEN {_CHANGED} BEGIN
-        INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES ({_UPDATED});
-    END
-    """,
-]
+_INSERT_UPDATED = f"INSERT INTO job_rollup_deltas ({_COLUMNS}) VALUES ({_UPDATED});"
 
 
 def upgrade() -> None:
@@ -107,19 +81,15 @@ def upgrade() -> None:
         sa.Column("jobs", sa.BigInteger(), nullable=False),
         sqlite_with_rowid=False,
     )
-    statements = _POSTGRES if op.get_context().dialect.name == "postgresql" else _SQLITE
-    for statement in statements:
+    triggers = dialect_of(op.get_bind()).rollup_triggers(_INSERT_DELETED, _INSERT_UPDATED, _CHANGED)
+    for statement in triggers:
         op.execute(statement)
     fields = ", ".join((*_FIXED, *(["NULL"] * len(_CHANGING)), *_CHANGING))
     op.execute(f"INSERT INTO job_rollup_deltas ({_COLUMNS}) SELECT {fields} FROM jobs")
 
 
 def downgrade() -> None:
-    if op.get_context().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER jobs_rollup_delete ON jobs")
-        op.execute("DROP FUNCTION jobpulse_rollup_delta()")
-    else:
-        op.execute("DROP TRIGGER jobs_rollup_delete")
-        op.execute("DROP TRIGGER jobs_rollup_update")
+    for statement in dialect_of(op.get_bind()).drop_rollup_triggers():
+        op.execute(statement)
     op.drop_table("job_rollups")
     op.drop_table("job_rollup_deltas")

@@ -1,0 +1,74 @@
+"""How PostgreSQL reads what the databases spell their own ways: buckets of time by
+date_trunc, the stream in transaction order, the rollups folded in one statement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql
+
+from jobpulse.stats.windows import Bucket
+from jobpulse.storage import rollups
+from jobpulse.storage.dialects import dialect_of
+from jobpulse.storage.tables import job_rollup_deltas, job_rollups
+
+#: The advisory lock one fold holds: replicas take turns instead of blocking.
+FOLD_LOCK = 0x6A6F6270  # "jobp"
+#: The oldest transaction id still running, as an integer (PostgreSQL 13 and later).
+_XMIN: ColumnElement[int] = literal_column(
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
+)
+
+
+class PostgresReads:
+    """PostgreSQL's reads (see `Dialect`): transactions commit in any order, so the stream
+    goes by (txid, id), up to the oldest transaction still running (storage/events.py).
+    """
+
+    def floor_to(self, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+        return func.date_trunc(bucket.value, func.timezone("UTC", column))
+
+    def start_of(self, column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
+        return func.timezone("UTC", func.date_trunc(span.value, func.timezone("UTC", column)))
+
+    def stream_start(self, connection: Connection) -> tuple[int, int]:
+        return int(connection.execute(select(_XMIN)).scalar_one()), 0
+
+    def stream_order(
+        self, events: Table
+    ) -> tuple[tuple[ColumnElement[Any], ...], tuple[ColumnElement[bool], ...]]:
+        txid, number = events.c.txid, events.c.id
+        later = or_(
+            txid > bindparam("b_txid"),
+            and_(txid == bindparam("b_txid"), number > bindparam("b_id")),
+        )
+        return (txid, number), (later, txid < _XMIN)
+
+    def fold_rollups(self, connection: Connection, limit: int | None) -> int:
+        """Every delta committed, taken and deleted in one statement (`limit` is SQLite's);
+        0 while another replica folds.
+        """
+        taken = connection.execute(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))).scalar()
+        if not taken:
+            return 0
+        deltas = delete(job_rollup_deltas).returning(*job_rollup_deltas.c).cte("folded")
+        upsert = postgresql.insert(job_rollups)
+        return int(
+            connection.execute(
+                rollups.into_rollups(dialect_of(connection), deltas, upsert)
+            ).rowcount
+        )
