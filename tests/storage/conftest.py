@@ -142,7 +142,7 @@ async def listening(store: JobStore, channel: str) -> AsyncIterator[list[str | N
     task = asyncio.create_task(store.listen(channel, heard.append))
     try:
         if store.pushes_events:
-            await until(lambda: None in heard)  # connected (see notify.listen)
+            await until(lambda: None in heard)  # connected (see storage/postgres/listening.py)
         else:
             await asyncio.wait_for(task, 5)
         yield heard

@@ -195,6 +195,37 @@ def test_only_storage_imports_sqlalchemy_or_a_driver(module: str) -> None:
     assert not found, f"{module} is outside storage/ and imports {found}"
 
 
+#: The two drivers: the only code that knows which database it speaks to.
+DRIVERS = ("jobpulse.storage.sqlite", "jobpulse.storage.postgres")
+#: What only a driver may import: a database's own client, or SQLAlchemy's dialect of it.
+DRIVER_LIBRARIES = ("asyncpg", "psycopg", "sqlite3", "sqlalchemy.dialects")
+#: Tests of which database is in use, as they are spelt in code.
+BACKEND_TESTS = ("dialect.name", ".get_backend_name()", '== "sqlite"', '== "postgresql"')
+#: The one place a URL's backend name is read: the key the drivers register under.
+REGISTRY = "jobpulse.storage.urls"
+
+
+def _outside_the_drivers(module: str) -> bool:
+    return not any(module == d or module.startswith(d + ".") for d in DRIVERS)
+
+
+@pytest.mark.parametrize("module", [m for m in modules() if _outside_the_drivers(m)])
+def test_only_the_drivers_import_a_database_client_or_test_which_database(module: str) -> None:
+    found = [
+        f"line {line}: imports {name}"
+        for name, line in imports(module)
+        if any(name == lib or name.startswith(lib + ".") for lib in DRIVER_LIBRARIES)
+    ]
+    if module != REGISTRY:
+        lines = path_of(module).read_text(encoding="utf-8").splitlines()
+        found += [
+            f"line {number}: {line.strip()}"
+            for number, line in enumerate(lines, 1)
+            if any(test in line for test in BACKEND_TESTS)
+        ]
+    assert not found, f"{module} is outside the drivers and knows its database: {found}"
+
+
 @pytest.mark.parametrize("module", PURE)
 def test_pure_rules_import_only_the_standard_library_and_each_other(module: str) -> None:
     found = [

@@ -191,7 +191,7 @@ class Database:
 
     async def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
         """Call `callback` for every notification on `channel` from any process (see
-        `notify.listen`), until cancelled; on SQLite, which has none, return at once.
+        storage/postgres/listening.py), until cancelled; on SQLite, which has none, return at once.
         """
         await self._connections.listen(channel, callback)
 

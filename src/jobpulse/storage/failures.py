@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import asyncpg
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -16,17 +15,21 @@ from jobpulse.errors import UnavailableError, ValidationError
 #: statement cancelled), system error.
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57", "58")
 #: Errors of a database that cannot be reached: refused, reset, timed out, the pool waited
-#: too long for a connection, the driver's connection closed under it (or, terminated by the
-#: server while idle, left still reading the notice: asyncpg's InternalClientError).
-_UNREACHABLE = (
+#: too long for a connection, the driver's connection closed under it; each driver adds its
+#: own (see `register_unreachable`).
+_UNREACHABLE: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
     OSError,
     TimeoutError,
     PoolTimeout,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
 )
+
+
+def register_unreachable(*errors: type[BaseException]) -> None:
+    """Count a driver's own `errors` as a database that cannot be reached."""
+    global _UNREACHABLE
+    _UNREACHABLE = (*_UNREACHABLE, *errors)
 
 
 def translate_error(exc: Exception) -> Exception:
@@ -45,7 +48,7 @@ def translate_error(exc: Exception) -> Exception:
 
 
 def sqlstate(exc: Exception) -> str:
-    """The PostgreSQL SQLSTATE of an error, raw from asyncpg or wrapped by SQLAlchemy."""
+    """The SQLSTATE of an error (PostgreSQL's), raw from its driver or wrapped by SQLAlchemy."""
     for error in (exc, getattr(exc, "orig", None)):
         if isinstance(state := getattr(error, "sqlstate", None), str):
             return state

@@ -14,10 +14,10 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from jobpulse.config import Settings
-from jobpulse.storage import notify
 from jobpulse.storage.dialects import Dialect
+from jobpulse.storage.postgres import listening
 from jobpulse.storage.postgres.connections import TaskReader, TaskWriter, pause, postgres_engine
-from jobpulse.storage.scans import LoopReader
+from jobpulse.storage.postgres.scans import LoopReader
 from jobpulse.storage.urls import database_url
 
 T = TypeVar("T")
@@ -48,9 +48,9 @@ class PostgresConnections:
         self.writer = TaskWriter(self._engine, settings.postgres_writers, settings.write_batch_max)
 
     async def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
-        """LISTEN on `channel` until cancelled (see `notify.listen`)."""
+        """LISTEN on `channel` until cancelled (see storage/postgres/listening.py)."""
         plain = database_url(self._url).set(drivername="postgresql")
-        await notify.listen(plain.render_as_string(hide_password=False), channel, callback)
+        await listening.listen(plain.render_as_string(hide_password=False), channel, callback)
 
     async def close(self) -> None:
         await self.writer.close()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Connection, String, and_, bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql import ColumnElement
 
-from jobpulse.storage import dialects, urls
+from jobpulse.storage import dialects, failures, urls
 from jobpulse.storage.postgres import writes
 from jobpulse.storage.postgres.database import PostgresBackend
 from jobpulse.storage.postgres.driver import AsyncpgDriver
@@ -56,3 +57,6 @@ dialects.register(PGDialect, POSTGRES)
 
 # Connections: the backend of `postgresql://` URLs (storage/urls.py).
 urls.register("postgresql", PostgresBackend(POSTGRES))
+# A connection the driver closed under a request, or one the server terminated while idle
+# that is left still reading the notice.
+failures.register_unreachable(asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)

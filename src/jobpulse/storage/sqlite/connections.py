@@ -20,7 +20,7 @@ from jobpulse.errors import UnavailableError
 from jobpulse.storage.decoding import load_json
 from jobpulse.storage.failures import translate_error, translated_errors
 from jobpulse.storage.group_commit import Command, Request, Traffic, resolve, run_batch
-from jobpulse.storage.scans import lower_priority, within
+from jobpulse.storage.sqlite.scans import lower_priority, within
 from jobpulse.storage.urls import database_url
 
 T = TypeVar("T")
@@ -171,7 +171,7 @@ class ThreadWriter:
 
 class ThreadReader:
     """SQLite reads: each query runs whole in one of a pool of threads; with `timeout_s`,
-    interrupted past it, and with `niceness`, at a lower CPU priority (see storage/scans.py).
+    interrupted past it, and with `niceness`, at a lower CPU priority (see storage/sqlite/scans.py).
     """
 
     def __init__(

@@ -16,10 +16,10 @@ from sqlalchemy.engine import URL
 from jobpulse.config import Settings
 from jobpulse.errors import ValidationError
 from jobpulse.storage.dialects import Dialect
-from jobpulse.storage.scans import NICENESS
 from jobpulse.storage.sqlite import serving
 from jobpulse.storage.sqlite.checkpoints import Checkpointer
 from jobpulse.storage.sqlite.connections import ThreadReader, ThreadWriter, sqlite_engine
+from jobpulse.storage.sqlite.scans import NICENESS
 
 T = TypeVar("T")
 
