@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from jobpulse.domain import Actor, Job
 from jobpulse.grants import Grant
 from jobpulse.listing import JobFilter
-from jobpulse.storage.events import Happened, Position
+from jobpulse.storage.events import Happened, Position, Start
 from jobpulse.storage.store import FEED_CHANNEL, JobStore
 
 logger = logging.getLogger("jobpulse.feed")
@@ -56,9 +56,17 @@ class Chunk:
         self.last = events[-1][0]
         self._text: bytes | None = None
 
-    def after(self, position: Position | None) -> bytes:
-        """The encoded events after `position` (all of them, usually: joined once)."""
+    def after(self, position: Position | None, start: Start | None = None) -> bytes:
+        """The encoded events after `position` (all of them, usually: joined once), less
+        those committed before `start` (given).
+        """
         first = self.events[0][0]
+        if start is not None and start.committed:
+            return b"".join(
+                text
+                for at, text in self.events
+                if at is None or (not start.is_before(at) and (position is None or at > position))
+            )
         if position is None or first is None or first > position:
             if self._text is None:
                 self._text = b"".join(text for _position, text in self.events)
@@ -70,7 +78,12 @@ class Subscriber:
     """One stream's view of the feed."""
 
     def __init__(
-        self, actor: Actor, query: JobFilter, joined_at: Position, heartbeats: bool = False
+        self,
+        actor: Actor,
+        query: JobFilter,
+        joined_at: Position,
+        heartbeats: bool = False,
+        start: Start | None = None,
     ) -> None:
         self.actor = actor
         self.query = query
@@ -80,6 +93,8 @@ class Subscriber:
         self.view = (actor, repr(query), heartbeats)
         #: The feed's position when it joined: live events come after it.
         self.joined_at = joined_at
+        #: Where the history ended when it joined (what was committed before is not news).
+        self.start = start
         self._queue: asyncio.Queue[Chunk | object | None] = asyncio.Queue()
         self._waiting = 0
         self.dropped = False
@@ -226,15 +241,35 @@ class EventFeed:
         return self._encode_beat(what) if isinstance(what, Job) else self._encode(what)
 
     async def _join(self, actor: Actor, query: JobFilter, heartbeats: bool) -> Subscriber:
-        now = await self._store.feed_start()
+        start = await self._store.feed_start()
+        now = start.position
         if self._head is None or not self._subscribers:
             self._head = now
         if heartbeats and self._beats_seen is None:
             self._beats_seen = self._clock()
-        # The feed may not have read up to now yet: what it reads before `now` is skipped.
-        subscriber = Subscriber(actor, query, max(now, self._head), heartbeats)
+        # The feed may not have read up to now yet: what it reads before `now` is skipped,
+        # and what it reads after `now` that was committed before (PostgreSQL) too.
+        subscriber = Subscriber(actor, query, max(now, self._head), heartbeats, start)
         self._subscribers.add(subscriber)
         return subscriber
+
+    async def _catch_up(
+        self, subscriber: Subscriber, after: Position, grant: Grant | None
+    ) -> AsyncGenerator[bytes, None]:
+        """The subscriber's events from the database, after `after` up to where it joined."""
+        last = after
+        while last < subscriber.joined_at:
+            if grant is not None and grant.ended:  # revoked while catching up
+                raise RevokedError
+            missed = await self._store.events_after(
+                last, READ_BATCH, subscriber.actor, subscriber.query
+            )
+            missed = [h for h in missed if h.position <= subscriber.joined_at]
+            if missed:
+                yield b"".join(self._encode(h) for h in missed)
+                last = missed[-1].position
+            if len(missed) < READ_BATCH:
+                return
 
     async def follow(
         self,
@@ -252,24 +287,20 @@ class EventFeed:
         if grant is not None:
             grant.on_end(subscriber.revoke)
         try:
-            last = after
-            while last is not None and last < subscriber.joined_at:
-                if grant is not None and grant.ended:  # revoked while catching up
-                    raise RevokedError
-                missed = await self._store.events_after(last, READ_BATCH, actor, query)
-                missed = [h for h in missed if h.position <= subscriber.joined_at]
-                if missed:
-                    yield b"".join(self._encode(h) for h in missed)
-                    last = missed[-1].position
-                if len(missed) < READ_BATCH:
-                    break
+            if after is not None and after < subscriber.joined_at:
+                async for text in self._catch_up(subscriber, after, grant):
+                    yield text
             last = max(after or subscriber.joined_at, subscriber.joined_at)
+            # A stream that starts now leaves out what was committed before it; one that
+            # resumes takes it (its catch-up stopped at `joined_at`).
+            start = subscriber.start if after is None else None
             while True:
                 chunk = await subscriber.next()
                 if chunk.last is None:
-                    yield chunk.after(None)
+                    yield chunk.after(None, start)
                 elif chunk.last > last:
-                    yield chunk.after(last)
+                    if text := chunk.after(last, start):
+                        yield text
                     last = chunk.last
         finally:
             self._subscribers.discard(subscriber)

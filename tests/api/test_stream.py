@@ -294,7 +294,7 @@ async def test_out_of_order_commits_are_read_in_a_resumable_order(database_url: 
     store = open_store(Settings(database_url=database_url))
     jobs = JobManager(store)
     job = await jobs.create_job(Actor("org-a", "alice"))
-    start = await store.database.read(events.start)
+    start = (await store.database.read(events.start)).position
     raw = database_url.replace("postgresql+asyncpg://", "postgresql://")
     slow, fast = await asyncpg.connect(raw), await asyncpg.connect(raw)
     insert = (
@@ -367,6 +367,47 @@ async def test_a_subscriber_that_falls_behind_is_dropped_then_resumes(
         assert [job for _, job in seen] == made, "every event once, in order"
         await resumed.aclose()
     finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await jobs.close()
+
+
+async def test_a_stream_started_now_leaves_out_what_was_committed_before_it(
+    database_url: str,
+) -> None:
+    store = open_store(Settings(database_url=database_url))
+    feed = EventFeed(store, encode, encode_beat)
+    jobs = JobManager(store, hooks=Hooks(events=feed.committed))
+    running = asyncio.create_task(feed.run())
+    actor = Actor("org-a", "alice")
+    raw = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    # On PostgreSQL an older transaction left open holds every position back: the job's
+    # creation, committed after it began, is not yet final when the stream starts.
+    older = await asyncpg.connect(raw) if raw.startswith("postgresql") else None
+    try:
+        if older is not None:
+            await older.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            await older.fetchval("SELECT pg_current_xact_id()")  # it takes a transaction id
+        job = await jobs.create_job(actor)
+        follow = feed.follow(actor, JobFilter(job_id=job.id))
+        waiting = asyncio.ensure_future(anext(follow))  # subscribes, after the creation
+        await asyncio.sleep(0.2)
+        if older is not None:
+            await older.execute("COMMIT")
+        await jobs.cancel_job(actor, job.id)
+        received = await asyncio.wait_for(waiting, 5)
+        moved = [
+            json.loads(line[len("data: ") :])["to_status"]
+            for line in received.decode().splitlines()
+            if line.startswith("data: ")
+        ]
+        assert moved == ["cancelled"]  # the cancel alone: its creation came before the stream
+        assert len(await jobs.list_events(actor, job.id)) == 2
+        await follow.aclose()
+    finally:
+        if older is not None:
+            await older.close()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running

@@ -24,7 +24,7 @@ from tests.storage.conftest import (
 
 
 async def test_feed_start_is_where_the_history_ends_now(store: JobStore) -> None:
-    await created(store)
+    earlier = await created(store)
     start = await store.feed_start()
     job = await created(store)
 
@@ -34,14 +34,18 @@ async def test_feed_start_is_where_the_history_ends_now(store: JobStore) -> None
     # Everything committed after it follows it (and, on PostgreSQL, what had only just
     # committed when it was taken may too: a position is final only below every open
     # transaction of the server).
-    found = await eventually(lambda: store.events_after(start, 100), seen)
+    found = await eventually(lambda: store.events_after(start.position, 100), seen)
     assert (found[-1].event.job_id, found[-1].job) == (job.id, job)
-    assert all(happened.position > start for happened in found)
+    assert all(happened.position > start.position for happened in found)
     assert await store.events_after(found[-1].position, 100) == []
+    # What was committed before it is known as such, however late a reader meets it.
+    news = [h.event.job_id for h in found if not start.is_before(h.position)]
+    assert news == [job.id]
+    assert earlier.id not in news
 
 
 async def test_events_after_resumes_with_nothing_lost_or_repeated(store: JobStore) -> None:
-    start = await store.feed_start()
+    start = (await store.feed_start()).position
     mine = await created(store)
     theirs = await created(store, BOB, job_type="other")
     await store.apply(ALICE, mine.id, change(JobStatus.RUNNING, at=T0 + seconds(1)))

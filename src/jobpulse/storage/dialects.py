@@ -90,8 +90,11 @@ class Dialect(Protocol):
         """`column` floored to its hour or day, comparable with a stored timestamp."""
         ...
 
-    def stream_start(self, connection: Connection) -> tuple[int, int]:
-        """The stream position (txid, id) of "now" (see storage/events.py)."""
+    def stream_start(self, connection: Connection) -> tuple[tuple[int, int], frozenset[int]]:
+        """The stream position (txid, id) of "now", and the transaction ids of events
+        committed before now that a reader may still meet after that position (see
+        storage/events.py).
+        """
         ...
 
     def stream_order(

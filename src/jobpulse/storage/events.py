@@ -56,9 +56,24 @@ class Happened(NamedTuple):
     job: Job
 
 
-def start(connection: Connection) -> Position:
-    """The position of "now": events after it are the ones yet to come (or just committed)."""
-    return Position(*dialect_of(connection).stream_start(connection))
+class Start(NamedTuple):
+    """Where a stream that starts now starts: its position, and the transactions committed
+    before now whose events may still come after that position (PostgreSQL commits in any
+    order: see `Dialect.stream_start`), which such a stream leaves out.
+    """
+
+    position: Position
+    committed: frozenset[int]
+
+    def is_before(self, position: Position) -> bool:
+        """Whether the event at `position` was committed before this start."""
+        return position <= self.position or position.txid in self.committed
+
+
+def start(connection: Connection) -> Start:
+    """Where a stream starting now starts."""
+    position, committed = dialect_of(connection).stream_start(connection)
+    return Start(Position(*position), committed)
 
 
 _EVENT = tuple(job_events.c[name] for name in EVENT_COLUMNS)

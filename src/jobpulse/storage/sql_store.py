@@ -153,7 +153,7 @@ class SqlJobStore(JobStore):
     async def poll_batch_soon(self, job_id: str, now: datetime) -> None:
         await self.database.write(batches.poll_soon, job_id, now)
 
-    async def feed_start(self) -> events.Position:
+    async def feed_start(self) -> events.Start:
         return await self.database.read(events.start)
 
     async def events_after(

@@ -20,7 +20,7 @@ from jobpulse.metrics import Gauges
 from jobpulse.stats.windows import Stats, Window
 from jobpulse.storage.batches import Claimed as ClaimedBatch
 from jobpulse.storage.batches import Polled
-from jobpulse.storage.events import Happened, Position
+from jobpulse.storage.events import Happened, Position, Start
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.outbox import Claimed as ClaimedMessage
 from jobpulse.storage.outbox import Outcome, Shares
@@ -211,8 +211,10 @@ class JobStore(Protocol):
 
     # The live feed -------------------------------------------------------------------------
 
-    async def feed_start(self) -> Position:
-        """Where the history ends now."""
+    async def feed_start(self) -> Start:
+        """Where the history ends now: its position, and what was committed before now
+        that may still come after it.
+        """
         ...
 
     async def events_after(

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 from jobpulse.stats.windows import Bucket
 from jobpulse.storage import rollups
 from jobpulse.storage.dialects import dialect_of
-from jobpulse.storage.tables import job_rollup_deltas, job_rollups
+from jobpulse.storage.tables import job_events, job_rollup_deltas, job_rollups
 
 #: The advisory lock one fold holds: replicas take turns instead of blocking.
 FOLD_LOCK = 0x6A6F6270  # "jobp"
@@ -45,8 +45,15 @@ class PostgresReads:
     def start_of(self, column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
         return func.timezone("UTC", func.date_trunc(span.value, func.timezone("UTC", column)))
 
-    def stream_start(self, connection: Connection) -> tuple[int, int]:
-        return int(connection.execute(select(_XMIN)).scalar_one()), 0
+    def stream_start(self, connection: Connection) -> tuple[tuple[int, int], frozenset[int]]:
+        """(xmin, 0), and the transactions at or past xmin whose events are already
+        committed: read in one statement, so in one snapshot.
+        """
+        committed = (
+            select(job_events.c.txid).where(job_events.c.txid >= _XMIN).distinct()
+        ).scalar_subquery()
+        xmin, before = connection.execute(select(_XMIN, func.array(committed))).one()
+        return (int(xmin), 0), frozenset(int(txid) for txid in before)
 
     def stream_order(
         self, events: Table

@@ -48,9 +48,10 @@ class SqliteReads:
     def start_of(self, column: ColumnElement[Any], span: Bucket) -> ColumnElement[Any]:
         return _cut(column, span).concat(".000000")
 
-    def stream_start(self, connection: Connection) -> tuple[int, int]:
+    def stream_start(self, connection: Connection) -> tuple[tuple[int, int], frozenset[int]]:
+        """The last event's id: SQLite's ids are in commit order, so nothing is left behind."""
         last = connection.execute(select(func.max(job_events.c.id))).scalar_one()
-        return 0, int(last or 0)
+        return (0, int(last or 0)), frozenset()
 
     def stream_order(
         self, events: Table
