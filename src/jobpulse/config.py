@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     #: The share of the time a long figures read (/v1/stats) runs while changes are being
     #: written: it reads in short slices and pauses between them (0.5: as long as each took),
     #: so that the writes keep the CPU they need; 1 never pauses.
-    read_share: float = Field(default=0.33, gt=0, le=1)
+    read_share: float = Field(default=0.5, gt=0, le=1)
 
     #: A bearer token /metrics then requires (`Authorization: Bearer <token>`); open without.
     metrics_token: str | None = None

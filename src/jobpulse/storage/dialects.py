@@ -164,13 +164,23 @@ _REGISTERED: dict[type[Any], Dialect] = {}
 def register(dialect_class: type[SqlalchemyDialect], dialect: Dialect) -> None:
     """Make `dialect` the one of connections whose SQLAlchemy dialect is `dialect_class`."""
     _REGISTERED[dialect_class] = dialect
+    _FOUND.clear()
+
+
+#: The Dialect found for each SQLAlchemy dialect class (asked on every write).
+_FOUND: dict[type[Any], Dialect] = {}
 
 
 def dialect_of(connection: Connection | SqlalchemyDialect) -> Dialect:
     """The registered Dialect of the connection's (or SQLAlchemy dialect's) database."""
     sqlalchemy_dialect = connection.dialect if isinstance(connection, Connection) else connection
-    for cls in type(sqlalchemy_dialect).__mro__:
+    kind = type(sqlalchemy_dialect)
+    found = _FOUND.get(kind)
+    if found is not None:
+        return found
+    for cls in kind.__mro__:
         found = _REGISTERED.get(cls)
         if found is not None:
+            _FOUND[kind] = found
             return found
-    raise LookupError(f"jobpulse has no driver for {type(sqlalchemy_dialect).__name__}")
+    raise LookupError(f"jobpulse has no driver for {kind.__name__}")
