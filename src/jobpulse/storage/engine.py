@@ -78,6 +78,10 @@ class Backend(Protocol):
     #: How its database spells what differs (storage/dialects.py).
     dialect: Dialect
 
+    def serves(self, parsed: URL) -> bool:
+        """Whether it serves the database `parsed` names (its scheme is this backend's)."""
+        ...
+
     def url(self, parsed: URL) -> URL:
         """The SQLAlchemy URL it drives the plain setting `parsed` with (ValidationError for
         one it cannot).

@@ -1,5 +1,5 @@
 """Which database a `JOBPULSE_DATABASE_URL` names, and its backend: each driver package
-(storage/sqlite/, storage/postgres/) registers the backend name of the URLs it serves.
+(storage/sqlite/, storage/postgres/) registers its backend, which knows the URLs it serves.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from jobpulse.errors import ValidationError
 if TYPE_CHECKING:
     from jobpulse.storage.engine import Backend
 
-_BACKENDS: dict[str, Backend] = {}
+_BACKENDS: list[Backend] = []
 
 
-def register(name: str, backend: Backend) -> None:
-    """Make `backend` the one of URLs whose backend name (`sqlite` in `sqlite:///…`) is
-    `name`.
-    """
-    _BACKENDS[name] = backend
+def register(backend: Backend) -> None:
+    """Make `backend` the one of the URLs it serves (see `Backend.serves`)."""
+    _BACKENDS.append(backend)
 
 
 def _parsed(url: str) -> tuple[URL, Backend]:
@@ -29,11 +27,11 @@ def _parsed(url: str) -> tuple[URL, Backend]:
         parsed = make_url(url)
     except Exception as exc:
         raise ValidationError(f"not a database URL: {url!r}") from exc
-    name = parsed.get_backend_name()
-    backend = _BACKENDS.get(name)
-    if backend is None:
-        raise ValidationError(f"unsupported database {name!r}: use sqlite:/// or postgresql://")
-    return parsed, backend
+    for backend in _BACKENDS:
+        if backend.serves(parsed):
+            return parsed, backend
+    name = parsed.drivername
+    raise ValidationError(f"unsupported database {name!r}: use sqlite:/// or postgresql://")
 
 
 def backend_of(url: str) -> Backend:

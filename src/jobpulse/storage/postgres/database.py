@@ -65,6 +65,9 @@ class PostgresBackend:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
 
+    def serves(self, parsed: URL) -> bool:
+        return parsed.get_backend_name() == "postgresql"
+
     def url(self, parsed: URL) -> URL:
         return parsed.set(drivername="postgresql+asyncpg")
 

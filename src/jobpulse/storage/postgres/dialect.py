@@ -56,7 +56,7 @@ POSTGRES = PostgresDialect()
 dialects.register(PGDialect, POSTGRES)
 
 # Connections: the backend of `postgresql://` URLs (storage/urls.py).
-urls.register("postgresql", PostgresBackend(POSTGRES))
+urls.register(PostgresBackend(POSTGRES))
 # A connection the driver closed under a request, or one the server terminated while idle
 # that is left still reading the notice.
 failures.register_unreachable(asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)

@@ -65,6 +65,9 @@ class SqliteBackend:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
 
+    def serves(self, parsed: URL) -> bool:
+        return parsed.get_backend_name() == "sqlite"
+
     def url(self, parsed: URL) -> URL:
         if parsed.database in (None, "", ":memory:"):
             raise ValidationError("SQLite needs a file: use sqlite:///path/to/jobpulse.db")

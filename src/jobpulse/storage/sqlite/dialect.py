@@ -57,4 +57,4 @@ SQLITE = SqliteDialect()
 dialects.register(SQLiteDialect, SQLITE)
 
 # Connections: the backend of `sqlite:///` URLs (storage/urls.py).
-urls.register("sqlite", SqliteBackend(SQLITE))
+urls.register(SqliteBackend(SQLITE))
