@@ -10,6 +10,7 @@ each driver (its `Driver`, see storage/dialects.py) runs the compiled text.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Dialect
@@ -63,20 +64,34 @@ class Prepared:
                 column.type.dialect_impl(dialect).result_processor(dialect, _FLOAT8)
                 for column in statement.selected_columns
             ]
+        # The hot loops below touch only the positions that convert, and take the values
+        # with one C call (a transition runs a few of these statements).
+        self._take = itemgetter(*self.names) if len(self.names) > 1 else None
+        self._bound = [(n, bind) for n, bind in enumerate(self.binds) if bind is not None]
+        self._converted = [(n, result) for n, result in enumerate(self.results) if result]
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional parameters for `params`, converted as their types say."""
-        return [
-            value if bind is None or value is None else bind(value)
-            for bind, value in zip(self.binds, (params[name] for name in self.names), strict=True)
-        ]
+        if self._take is not None:
+            values = list(self._take(params))
+        else:
+            values = [params[name] for name in self.names]
+        for n, bind in self._bound:
+            if values[n] is not None:
+                values[n] = bind(values[n])
+        return values
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
         """A result row converted as its columns' types say."""
-        return tuple(
-            value if result is None or value is None else result(value)
-            for result, value in zip(self.results, raw, strict=True)
-        )
+        if len(raw) != len(self.results):
+            raise ValueError(f"a row of {len(raw)} values for {len(self.results)} columns")
+        if not self._converted:
+            return tuple(raw)
+        values = list(raw)
+        for n, result in self._converted:
+            if values[n] is not None:
+                values[n] = result(values[n])
+        return tuple(values)
 
 
 _PREPARED: dict[tuple[type[Dialect], int, tuple[str, ...]], tuple[Prepared, Driver]] = {}
@@ -138,7 +153,12 @@ def write_many(connection: Connection, statement: Dml, params: Sequence[Mapping[
     driver.executemany(connection, prepared.sql, [prepared.values(one) for one in params])
 
 
+_COLUMNS: dict[int, frozenset[str]] = {}
+
+
 def _columns(statement: Dml, params: Mapping[str, Any]) -> tuple[str, ...]:
     """The keys of `params` that name columns of the statement's table, in order."""
-    columns = statement.table.columns
-    return tuple(sorted(key for key in params if key in columns))
+    names = _COLUMNS.get(id(statement))
+    if names is None:
+        names = _COLUMNS[id(statement)] = frozenset(statement.table.columns.keys())
+    return tuple(sorted(params.keys() & names))

@@ -23,15 +23,22 @@ _INSERT_DELTA = insert(job_rollup_deltas)
 
 def lock_jobs(connection: Connection, ids: Sequence[str]) -> list[Sequence[Any]]:
     """The jobs of `ids` that exist (the one writer holds them all: no row locks)."""
-    found = (prepared.first(connection, LOCK_ONE, {"b_id": job_id}) for job_id in ids)
-    return [row for row in found if row is not None]
+    found = []
+    for job_id in ids:
+        row = prepared.first(connection, LOCK_ONE, {"b_id": job_id})
+        if row is not None:
+            found.append(row)
+    return found
 
 
 def update_jobs(connection: Connection, writes: Sequence[JobWrite]) -> int:
     """Write each job's changed columns where it has the status its plan expected; how many
     were written.
     """
-    return sum(prepared.write(connection, UPDATE_GUARDED, guarded(write)) for write in writes)
+    written = 0
+    for write in writes:
+        written += prepared.write(connection, UPDATE_GUARDED, guarded(write))
+    return written
 
 
 def insert_jobs(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
