@@ -29,6 +29,7 @@ from benchmarks import (
     fanout,
     http,
     imports,
+    instructions,
     listing,
     retention,
     stats,
@@ -332,6 +333,24 @@ async def bench_writepath() -> None:
 async def bench_redesign() -> None:
     revision = os.environ.get("BENCH_BASELINE_REV", writepath.BEFORE_REDESIGN)
     await _write_path_against(revision, "after the storage redesign / before it", 0.95)
+    report(
+        f"== the same in instructions (callgrind; immune to the machine's other work): "
+        f"SQLite, {instructions.OPERATIONS} jobs, this checkout and {revision}"
+    )
+    if not instructions.available():
+        report("skipped: valgrind is not installed")
+        return
+    try:
+        counts = await asyncio.to_thread(instructions.compare, revision)
+    except writepath.RevisionMissingError:
+        report(f"skipped: {revision} is not in this clone's history")
+        return
+    for loop, got in counts.items():
+        ratio = got.before / got.this
+        report(
+            f"sqlite      {loop:11} instructions/op this {got.this:8.0f}  before "
+            f"{got.before:8.0f}  before/this {ratio:5.3f}  {verdict(ratio, 0.95)}"
+        )
 
 
 async def _write_path_against(revision: str, label: str, target: float) -> None:

@@ -11,11 +11,13 @@ Both sides run with this checkout's virtualenv; each migrates its own database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -70,10 +72,9 @@ def _rates(root: Path, kind: str) -> list[float]:
     return [float(rate) for rate in done.stdout.strip().splitlines()[-1].split()]
 
 
-def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], Figures]:
-    """Medians of this checkout and of `revision` for each database and loop; the two take
-    turns going first, so neither always runs on a machine the other has just warmed.
-    """
+@contextlib.contextmanager
+def revision_tree(revision: str) -> Iterator[Path]:
+    """A temporary worktree of `revision` (RevisionMissingError in a shallow clone)."""
     with tempfile.TemporaryDirectory(prefix="jobpulse-rev-") as folder:
         other = Path(folder) / "tree"
         added = subprocess.run(
@@ -83,29 +84,37 @@ def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], Figures]:
         if added.returncode != 0:
             raise RevisionMissingError(added.stderr.strip())
         try:
-            figures = {}
-            for kind in JOBS:
-                ours, theirs = [], []
-                for turn in range(rounds):
-                    if turn % 2:
-                        theirs.append(_rates(other, kind))
-                    ours.append(_rates(HERE, kind))
-                    if not turn % 2:
-                        theirs.append(_rates(other, kind))
-                for at, loop in enumerate(LOOPS):
-                    cpu = at + len(LOOPS)
-                    figures[kind, loop] = Figures(
-                        statistics.median(rates[at] for rates in ours),
-                        statistics.median(rates[cpu] for rates in ours),
-                        statistics.median(rates[at] for rates in theirs),
-                        statistics.median(rates[cpu] for rates in theirs),
-                    )
-            return figures
+            yield other
         finally:
             subprocess.run(
                 ["git", "-C", str(HERE), "worktree", "remove", "--force", str(other)],
                 check=False, capture_output=True,
             )  # fmt: skip
+
+
+def compare(revision: str, rounds: int = 3) -> dict[tuple[str, str], Figures]:
+    """Medians of this checkout and of `revision` for each database and loop; the two take
+    turns going first, so neither always runs on a machine the other has just warmed.
+    """
+    with revision_tree(revision) as other:
+        figures = {}
+        for kind in JOBS:
+            ours, theirs = [], []
+            for turn in range(rounds):
+                if turn % 2:
+                    theirs.append(_rates(other, kind))
+                ours.append(_rates(HERE, kind))
+                if not turn % 2:
+                    theirs.append(_rates(other, kind))
+            for at, loop in enumerate(LOOPS):
+                cpu = at + len(LOOPS)
+                figures[kind, loop] = Figures(
+                    statistics.median(rates[at] for rates in ours),
+                    statistics.median(rates[cpu] for rates in ours),
+                    statistics.median(rates[at] for rates in theirs),
+                    statistics.median(rates[cpu] for rates in theirs),
+                )
+        return figures
 
 
 def main() -> None:
