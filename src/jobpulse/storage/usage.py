@@ -82,7 +82,9 @@ def _to_call(row: Any) -> Call:
 
 def _recorded(connection: Connection, requests: Sequence[Recording]) -> dict[tuple[str, str], Call]:
     """The calls of `requests` already stored, by (job id, call id)."""
-    keys = {(request.job_id, request.call.id) for request in requests}
+    keys = {(r.job_id, r.call.id) for r in requests if is_job_id(r.job_id) and is_job_id(r.call.id)}
+    if not keys:
+        return {}
     statement = _SELECT_CALLS.add_columns(llm_usage.c.job_id).where(
         tuple_(llm_usage.c.job_id, llm_usage.c.id).in_(sorted(keys))
     )
