@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable
 from datetime import timedelta
 from functools import partial
 
@@ -29,7 +30,10 @@ def random_call(rng: random.Random, number: int) -> Call:
         provider=provider,
         model=model,
         recorded_at=T0 + timedelta(seconds=number),
-        **{kind: rng.randrange(100_000) for kind in TOKEN_KINDS},
+        input_tokens=rng.randrange(100_000),
+        output_tokens=rng.randrange(100_000),
+        cache_read_tokens=rng.randrange(100_000),
+        cache_write_tokens=rng.randrange(100_000),
         cost_pusd=cost,
         cost_source=None if cost is None else CostSource.CALLER,
         ttft_ns=rng.randrange(10**9),
@@ -60,7 +64,7 @@ async def test_concurrent_records_from_two_replicas_equal_their_sum(
     rng = random.Random(seed)
     jobs = [await created(store, status=JobStatus.RUNNING) for _ in range(3)]
     calls = {job.id: [random_call(rng, n) for n in range(24)] for job in jobs}
-    work = []
+    work: list[Awaitable[object]] = []
     for job in jobs:
         for number, call in enumerate(calls[job.id]):
             work.append(rng.choice((store, other)).record_usage(ALICE, job.id, call))

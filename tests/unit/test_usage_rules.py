@@ -16,8 +16,26 @@ from jobpulse.usage.rules import PICO, TOKEN_KINDS, Call, add_call, to_pusd, to_
 AT = datetime(2026, 12, 1, tzinfo=UTC)
 
 
-def call(model: str = "m", cost: int | None = 1, **tokens: int) -> Call:
-    return Call(id="c", provider="p", model=model, recorded_at=AT, cost_pusd=cost, **tokens)
+def call(
+    model: str = "m",
+    cost: int | None = 1,
+    *,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+) -> Call:
+    return Call(
+        id="c",
+        provider="p",
+        model=model,
+        recorded_at=AT,
+        cost_pusd=cost,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+    )
 
 
 def test_totals_add_each_kind_by_model() -> None:
