@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.policy",
         "jobpulse.usage.rules",
         "jobpulse.usage.prices",
+        "jobpulse.usage.figures",
     ),
     # What every layer may use and that holds no store: settings, metrics, tracing, logs,
     # the read gate, the wire schemas, the watchdog, webhook signing and guarding.
@@ -52,6 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.signing",
         "jobpulse.webhooks.fairness",
         "jobpulse.usage.schemas",
+        "jobpulse.usage.shown",
     ),
     # The JobStore and its drivers: the only code that knows SQL.
     ("jobpulse.storage",),

@@ -16,10 +16,14 @@ from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
 
 from jobpulse.domain import Actor, Job, JobEvent
 from jobpulse.errors import NotFoundError
+from jobpulse.listing import JobFilter
+from jobpulse.stats.windows import Window
 from jobpulse.storage import prepared
 from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.repository import for_visible_job, insert_events, is_job_id, sees, to_job
 from jobpulse.storage.tables import jobs, llm_usage
+from jobpulse.storage.usage_rollups import add_to_rollups, usage_figures
+from jobpulse.usage.figures import UsageFigures
 from jobpulse.usage.rules import Call, CostSource, add_call, is_late, late_note
 
 if TYPE_CHECKING:
@@ -101,6 +105,7 @@ def record_calls(connection: Connection, requests: Sequence[Recording]) -> list[
     stored = _recorded(connection, requests)
     changed: set[str] = set()
     rows: list[dict[str, Any]] = []
+    recorded: list[tuple[Job, Call]] = []
     events: list[JobEvent] = []
     outcomes: list[tuple[bool, Any]] = []
     for request in requests:
@@ -118,6 +123,7 @@ def record_calls(connection: Connection, requests: Sequence[Recording]) -> list[
         stored[key] = call
         changed.add(job.id)
         rows.append(_row(job, call))
+        recorded.append((job, call))
         if call.late:
             events.append(late_note(job, call, request.actor.user_id))
         outcomes.append((True, (job, call, True)))
@@ -126,6 +132,7 @@ def record_calls(connection: Connection, requests: Sequence[Recording]) -> list[
         params = [{"b_id": job_id, "usage": locked[job_id].usage} for job_id in sorted(changed)]
         prepared.write_many(connection, _SET_USAGE, params)
         insert_events(connection, events)
+        add_to_rollups(connection, recorded)
     return outcomes
 
 
@@ -162,3 +169,6 @@ class SqlUsageStore:
     async def list_usage(self, actor: Actor, job_id: str) -> list[Call]:
         result: list[Call] = await self.database.read(for_visible_job, actor, job_id, list_calls)
         return result
+
+    async def usage_stats(self, actor: Actor, query: JobFilter, window: Window) -> UsageFigures:
+        return await self.database.scan(usage_figures, actor, query, window)

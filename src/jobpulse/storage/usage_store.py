@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from jobpulse.domain import Actor, Job
+from jobpulse.listing import JobFilter
+from jobpulse.stats.windows import Window
+from jobpulse.usage.figures import UsageFigures
 from jobpulse.usage.rules import Call
 
 
@@ -21,4 +24,10 @@ class UsageStore(Protocol):
 
     async def list_usage(self, actor: Actor, job_id: str) -> list[Call]:
         """The job's calls, in the order they were recorded."""
+        ...
+
+    async def usage_stats(self, actor: Actor, query: JobFilter, window: Window) -> UsageFigures:
+        """The LLM calls recorded in `window` of the actor's jobs under `query` (a `model`
+        filter keeps that model's calls), added up (a long read).
+        """
         ...
