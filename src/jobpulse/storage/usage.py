@@ -105,7 +105,7 @@ def record_calls(connection: Connection, requests: Sequence[Recording]) -> list[
     stored = _recorded(connection, requests)
     changed: set[str] = set()
     rows: list[dict[str, Any]] = []
-    recorded: list[tuple[Job, Call]] = []
+    recorded: list[tuple[str, str, Call]] = []
     events: list[JobEvent] = []
     outcomes: list[tuple[bool, Any]] = []
     for request in requests:
@@ -123,7 +123,7 @@ def record_calls(connection: Connection, requests: Sequence[Recording]) -> list[
         stored[key] = call
         changed.add(job.id)
         rows.append(_row(job, call))
-        recorded.append((job, call))
+        recorded.append((job.organization_id, job.job_type, call))
         if call.late:
             events.append(late_note(job, call, request.actor.user_id))
         outcomes.append((True, (job, call, True)))

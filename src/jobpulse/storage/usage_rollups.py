@@ -9,14 +9,14 @@ spelled the same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, bindparam, case, func, select, text
 
-from jobpulse.domain import Actor, Job
+from jobpulse.domain import Actor
 from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS
 from jobpulse.stats.windows import Bucket, Window
@@ -39,8 +39,8 @@ ROLLED_UP = frozenset({"job_type", "model"})
 _ONE_CALL = (1, *[0] * (len(SUMMED) - 1))
 
 
-def add_to_rollups(connection: Connection, recorded: Sequence[tuple[Job, Call]]) -> None:
-    """Add recorded calls (each with its job) to the rollups."""
+def add_to_rollups(connection: Connection, recorded: Iterable[tuple[str, str, Call]]) -> None:
+    """Add recorded calls (each with its job's organization and type) to the rollups."""
     rows: dict[tuple[Any, ...], list[int]] = {}
 
     def add(key: tuple[Any, ...], numbers: Sequence[int]) -> None:
@@ -48,16 +48,23 @@ def add_to_rollups(connection: Connection, recorded: Sequence[tuple[Job, Call]])
         for at, number in enumerate(numbers):
             found[at] += number
 
-    for job, call in recorded:
+    for organization_id, job_type, call in recorded:
         hour = call.recorded_at.replace(minute=0, second=0, microsecond=0)
-        where = (hour, job.job_type, call.provider, call.model)
-        add((job.organization_id, Facet.SUMS.value, *where, -1), call_sums(call))
+        where = (hour, job_type, call.provider, call.model)
+        add((organization_id, Facet.SUMS.value, *where, -1), call_sums(call))
         if call.ttft_ns is not None:
             at = bucket_index(call.ttft_ns, TTFT_BUCKETS)
-            add((job.organization_id, Facet.TTFT.value, *where, at), _ONE_CALL)
+            add((organization_id, Facet.TTFT.value, *where, at), _ONE_CALL)
         if call.duration_ns is not None:
             at = bucket_index(call.duration_ns, DURATION_BUCKETS)
-            add((job.organization_id, Facet.DURATION.value, *where, at), _ONE_CALL)
+            add((organization_id, Facet.DURATION.value, *where, at), _ONE_CALL)
+    add_rows(connection, rows)
+
+
+def add_rows(connection: Connection, rows: dict[tuple[Any, ...], list[int]]) -> None:
+    """Add to rollup rows: each key (organization, facet, hour, job type, provider, model,
+    bucket) with its sums (SUMMED), in key order.
+    """
     params = [
         dict(zip(_KEY, key, strict=True)) | dict(zip(SUMMED, rows[key], strict=True))
         for key in sorted(rows)
