@@ -45,6 +45,9 @@ _CALL_COLUMNS = (
     "late",
 )
 _SELECT_CALLS = select(*(llm_usage.c[name] for name in _CALL_COLUMNS))
+_FIND_CALL = _SELECT_CALLS.where(
+    llm_usage.c.job_id == bindparam("b_job"), llm_usage.c.id == bindparam("b_id")
+)
 _INSERT_CALL = insert(llm_usage)
 #: A job's totals (the SET column is the parameter `usage`, see prepared.write_many).
 _SET_USAGE = update(jobs).where(jobs.c.id == bindparam("b_id"))
@@ -57,6 +60,8 @@ class Recording:
     actor: Actor
     job_id: str
     call: Call
+    #: The call's id was made for it: no earlier record can have it (no look-up).
+    fresh: bool = False
 
     def __call__(self, connection: Connection) -> tuple[Job, Call, bool]:
         """Alone: see `record_calls`."""
@@ -86,9 +91,17 @@ def _to_call(row: Any) -> Call:
 
 def _recorded(connection: Connection, requests: Sequence[Recording]) -> dict[tuple[str, str], Call]:
     """The calls of `requests` already stored, by (job id, call id)."""
-    keys = {(r.job_id, r.call.id) for r in requests if is_job_id(r.job_id) and is_job_id(r.call.id)}
+    keys = {
+        (r.job_id, r.call.id)
+        for r in requests
+        if not r.fresh and is_job_id(r.job_id) and is_job_id(r.call.id)
+    }
     if not keys:
         return {}
+    if len(keys) == 1:
+        [(job_id, call_id)] = keys
+        row = prepared.first(connection, _FIND_CALL, {"b_job": job_id, "b_id": call_id})
+        return {} if row is None else {(job_id, call_id): _to_call(row)}
     statement = _SELECT_CALLS.add_columns(llm_usage.c.job_id).where(
         tuple_(llm_usage.c.job_id, llm_usage.c.id).in_(sorted(keys))
     )
@@ -162,8 +175,11 @@ class SqlUsageStore:
 
     database: Database
 
-    async def record_usage(self, actor: Actor, job_id: str, call: Call) -> tuple[Job, Call, bool]:
-        result: tuple[Job, Call, bool] = await self.database.submit(Recording(actor, job_id, call))
+    async def record_usage(
+        self, actor: Actor, job_id: str, call: Call, fresh: bool = False
+    ) -> tuple[Job, Call, bool]:
+        recording = Recording(actor, job_id, call, fresh)
+        result: tuple[Job, Call, bool] = await self.database.submit(recording)
         return result
 
     async def list_usage(self, actor: Actor, job_id: str) -> list[Call]:

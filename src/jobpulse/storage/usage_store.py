@@ -14,11 +14,14 @@ from jobpulse.usage.rules import Call
 class UsageStore(Protocol):
     """LLM calls of jobs: recorded with the job's totals, and listed."""
 
-    async def record_usage(self, actor: Actor, job_id: str, call: Call) -> tuple[Job, Call, bool]:
+    async def record_usage(
+        self, actor: Actor, job_id: str, call: Call, fresh: bool = False
+    ) -> tuple[Job, Call, bool]:
         """Store the call and add it to the job's totals in one transaction (a call id the
-        job has already recorded adds nothing: its first record is returned); a call on an
-        ended job is marked late and noted in its history. The job as it now is, the call
-        as stored, and whether it is new. NotFoundError if the actor may not see the job.
+        job has already recorded adds nothing: its first record is returned; `fresh`: the
+        id was just made, none can have it); a call on an ended job is marked late and noted
+        in its history. The job as it now is, the call as stored, and whether it is new.
+        NotFoundError if the actor may not see the job.
         """
         ...
 

@@ -78,7 +78,8 @@ class UsageRecorder:
             ttft_ns=check_duration("ttft_ns", ttft_ns),
             duration_ns=check_duration("duration_ns", duration_ns),
         )
-        _job, stored, new = await self.jobs.store.record_usage(actor, job_id, call)
+        fresh = call_id is None
+        _job, stored, new = await self.jobs.store.record_usage(actor, job_id, call, fresh)
         if new and stored.late:
             self.jobs.hooks.events_written()  # its history note
         return stored, new
