@@ -125,12 +125,9 @@ def _read_rollups(
         where.append(r.model == query.model)
     params = {"b_since": hours[0], "b_until": hours[1]}
     start = floor_to(dialect_of(connection), r.hour, bucket)
-    groups = (start, r.job_type, r.provider, r.model)
-    sums = select(*groups, *(func.sum(r[name]) for name in SUMMED)).where(
-        *where, r.facet == Facet.SUMS.value
-    )
-    for row in connection.execute(sums.group_by(*groups), params):
-        figures.add_sums(_moment(row[0]), row[1], row[2], row[3], row[4:])
+    summed = [func.sum(r[name]) for name in SUMMED]
+    sums = select(*summed).where(*where, r.facet == Facet.SUMS.value)
+    _add_sums(connection, sums, params, figures, start, r.job_type, (r.provider, r.model))
     timing = (r.provider, r.model, r.facet, r.bucket)
     timings = select(*timing, func.sum(r.calls)).where(
         *where, r.facet.in_([Facet.TTFT.value, Facet.DURATION.value])
@@ -155,7 +152,6 @@ def _scan(
     params |= {"b_since": span[0], "b_until": span[1]}
     joined = llm_usage.join(jobs, jobs.c.id == u.job_id)
     start = floor_to(dialect_of(connection), u.recorded_at, bucket)
-    groups = (start, u.job_type, u.provider, u.model)
     timed = u.duration_ns > 0
     summed = (
         func.count(),
@@ -165,9 +161,8 @@ def _scan(
         func.sum(case((timed, u.output_tokens), else_=0)),
         func.sum(case((timed, u.duration_ns), else_=0)),
     )
-    sums: Select[Any] = select(*groups, *summed).select_from(joined).where(*where)
-    for row in connection.execute(sums.group_by(*groups), params):
-        figures.add_sums(_moment(row[0]), row[1], row[2], row[3], row[4:])
+    sums: Select[Any] = select(*summed).select_from(joined).where(*where)
+    _add_sums(connection, sums, params, figures, start, u.job_type, (u.provider, u.model))
     for facet, column, bounds in (
         (Facet.TTFT, u.ttft_ns, TTFT_BUCKETS),
         (Facet.DURATION, u.duration_ns, DURATION_BUCKETS),
@@ -181,6 +176,26 @@ def _scan(
         )
         for provider, model, index, number in connection.execute(statement, params):
             figures.add_timing(provider, model, facet, index, number)
+
+
+def _add_sums(
+    connection: Connection,
+    sums: Select[Any],
+    params: dict[str, Any],
+    figures: UsageFigures,
+    start: ColumnElement[Any],
+    job_type: ColumnElement[Any],
+    model: tuple[ColumnElement[Any], ColumnElement[Any]],
+) -> None:
+    """Add `sums` (the summed columns, under their WHERE) grouped three ways: by bucket, by
+    model, by job type (each a few rows, however many the rows summed).
+    """
+    for row in connection.execute(sums.add_columns(start).group_by(start), params):
+        figures.add_point(_moment(row[-1]), row[:-1])
+    for row in connection.execute(sums.add_columns(*model).group_by(*model), params):
+        figures.add_model(row[-2], row[-1], row[:-2])
+    for row in connection.execute(sums.add_columns(job_type).group_by(job_type), params):
+        figures.add_job_type(row[-1], row[:-1])
 
 
 def _moment(value: Any) -> datetime:

@@ -62,9 +62,8 @@ class Sums:
 
     values: list[int] = field(default_factory=lambda: [0] * len(SUMMED))
 
-    def add(self, numbers: Sequence[int]) -> None:
-        for at, number in enumerate(numbers):
-            self.values[at] += int(number or 0)
+    def add(self, numbers: Sequence[int | None]) -> None:
+        self.values = [mine + int(more or 0) for mine, more in zip(self.values, numbers)]  # noqa: B905
 
     def __getitem__(self, name: str) -> int:
         return self.values[SUMMED.index(name)]
@@ -98,13 +97,17 @@ class UsageFigures:
     #: Calls per model and facet (TTFT, DURATION), by bucket; index len(bounds): beyond.
     timings: dict[tuple[str, Facet], list[int]] = field(default_factory=dict)
 
-    def add_sums(
-        self, start: datetime, job_type: str, provider: str, model: str, numbers: Sequence[int]
-    ) -> None:
-        """Add sums of calls of one bucket, job type and model."""
-        self.total.add(numbers)
+    def add_point(self, start: datetime, numbers: Sequence[int | None]) -> None:
+        """Add sums of the calls of one bucket."""
         self.series.setdefault(start, Sums()).add(numbers)
+
+    def add_model(self, provider: str, model: str, numbers: Sequence[int | None]) -> None:
+        """Add sums of the calls of one model (and to the total: every call has a model)."""
+        self.total.add(numbers)
         self.by_model.setdefault(f"{provider}/{model}", Sums()).add(numbers)
+
+    def add_job_type(self, job_type: str, numbers: Sequence[int | None]) -> None:
+        """Add sums of the calls of jobs of one type."""
         self.by_job_type.setdefault(job_type, Sums()).add(numbers)
 
     def add_timing(self, provider: str, model: str, facet: int, at: int, number: int) -> None:
