@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.api.test_api import error_of
+from tests.api.test_metrics import samples
 from tests.conftest import MakeKey
 
 Headers = dict[str, str]
@@ -231,3 +232,26 @@ async def test_stats_and_the_model_filter_show_the_calls(
     assert [job["id"] for job in listed] == [job_id]
     count = (await http.get("/v1/jobs/count", params={"model": "x-1"}, headers=me)).json()
     assert count["total"] == 1
+
+
+async def test_metrics_count_tokens_and_cost(http: httpx.AsyncClient, make_key: MakeKey) -> None:
+    me = await make_key("org-a", "alice")
+    job_id = await _job(http, me)
+    await _record(http, me, job_id, **SONNET, input_tokens=1000, output_tokens=10)
+    await _record(http, me, job_id, **SONNET, input_tokens=500, cache_read_tokens=7)
+    await _record(http, me, job_id, provider="acme", model="x-1", output_tokens=3)
+    await _record(http, me, job_id, **SONNET | {"call_id": "c1"}, output_tokens=1)
+    await _record(http, me, job_id, **SONNET | {"call_id": "c1"}, output_tokens=1)  # a repeat
+    seen = samples((await http.get("/metrics")).text)
+    sonnet = (("kind", "input"), ("model", "claude-sonnet-4-5"), ("provider", "anthropic"))
+    assert seen[("jobpulse_llm_tokens_total", sonnet)] == 1500
+    output = (("kind", "output"), ("model", "claude-sonnet-4-5"), ("provider", "anthropic"))
+    assert seen[("jobpulse_llm_tokens_total", output)] == 11
+    read = (("kind", "cache_read"), ("model", "claude-sonnet-4-5"), ("provider", "anthropic"))
+    assert seen[("jobpulse_llm_tokens_total", read)] == 7
+    acme = (("kind", "output"), ("model", "x-1"), ("provider", "acme"))
+    assert seen[("jobpulse_llm_tokens_total", acme)] == 3
+    cost = (("model", "claude-sonnet-4-5"), ("provider", "anthropic"))
+    # $3 x 1500 + $15 x 11 + $0.30 x 7, per million tokens
+    assert seen[("jobpulse_llm_cost_usd_total", cost)] == pytest.approx(0.0046671)
+    assert ("jobpulse_llm_cost_usd_total", (("model", "x-1"), ("provider", "acme"))) not in seen

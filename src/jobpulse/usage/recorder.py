@@ -15,7 +15,7 @@ from jobpulse.listing import JobFilter
 from jobpulse.stats.windows import Window
 from jobpulse.usage.figures import UsageFigures
 from jobpulse.usage.prices import PriceTable, load_prices
-from jobpulse.usage.rules import TOKEN_KINDS, Call, CostSource, to_pusd
+from jobpulse.usage.rules import TOKEN_KINDS, Call, CostSource, to_pusd, to_usd
 
 #: The most tokens one call may report, of each kind.
 MAX_TOKENS = 10**12
@@ -80,6 +80,9 @@ class UsageRecorder:
         )
         fresh = call_id is None
         _job, stored, new = await self.jobs.store.record_usage(actor, job_id, call, fresh)
+        if new:
+            spent = to_usd(stored.cost_pusd)
+            self.jobs.metrics.llm_call(stored.provider, stored.model, stored.tokens(), spent)
         if new and stored.late:
             self.jobs.hooks.events_written()  # its history note
         return stored, new
