@@ -32,6 +32,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.sweeper.rules",
         "jobpulse.webhooks.payload",
         "jobpulse.webhooks.policy",
+        "jobpulse.usage.rules",
+        "jobpulse.usage.prices",
+        "jobpulse.usage.figures",
     ),
     # What every layer may use and that holds no store: settings, metrics, tracing, logs,
     # the read gate, the wire schemas, the watchdog, webhook signing and guarding.
@@ -49,6 +52,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.guard",
         "jobpulse.webhooks.signing",
         "jobpulse.webhooks.fairness",
+        "jobpulse.usage.schemas",
+        "jobpulse.usage.shown",
     ),
     # The JobStore and its drivers: the only code that knows SQL.
     ("jobpulse.storage",),
@@ -62,7 +67,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.sender",
     ),
     # The features, each with its loop: LLM batches, the sweeper, figures, retention.
-    ("jobpulse.batches", "jobpulse.sweeper", "jobpulse.stats", "jobpulse.retention"),
+    (
+        "jobpulse.batches",
+        "jobpulse.sweeper",
+        "jobpulse.stats",
+        "jobpulse.retention",
+        "jobpulse.usage",
+    ),
     # The edges: the HTTP API, the dashboard, the command line, the SDK.
     (
         "jobpulse.api",
