@@ -7,7 +7,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobpulse.api.deps import bearer_actor
 from jobpulse.api.errors import error_response
-from jobpulse.errors import JobPulseError, PayloadTooLargeError, UnauthorizedError
+from jobpulse.errors import ForbiddenError, JobPulseError, PayloadTooLargeError, UnauthorizedError
 
 
 class BodySizeLimit:
@@ -79,8 +79,9 @@ class BodySizeLimit:
 class KeyBeforeBody:
     """ASGI middleware: a request to the API (`prefix`) that comes with a body is answered
     401 at once, its body unread and its connection closed, unless its headers carry a valid
-    key: a client without one cannot make the server wait for a body. (The route checks the
-    key again, from the cache this check fills.)
+    key: a client without one cannot make the server wait for a body (one with a scoped
+    token, which writes nothing, is answered 403 so). (The route checks the key again, from
+    the cache this check fills.)
     """
 
     def __init__(self, app: ASGIApp, prefix: str = "/v1/") -> None:
@@ -93,9 +94,10 @@ class KeyBeforeBody:
             if has_body:
                 try:
                     await bearer_actor(scope["app"].state.keys, authorization)
-                except UnauthorizedError as error:
+                except (UnauthorizedError, ForbiddenError) as error:
                     headers = {"Connection": "close"}  # the body is not read
-                    response = error_response(401, error.code, error.message, headers)
+                    code = 401 if isinstance(error, UnauthorizedError) else 403
+                    response = error_response(code, error.code, error.message, headers)
                     await response(scope, receive, send)
                     return
                 except JobPulseError:
