@@ -27,9 +27,9 @@ from jobpulse.jobs.manager import JobManager
 from jobpulse.keys import KeyManager
 from jobpulse.retention.pruner import prune_forever
 from jobpulse.stats.fold import fold_forever
-from jobpulse.tokens.manager import TokenManager
 from jobpulse.storage.sql_store import open_store
 from jobpulse.sweeper.loop import Sweeper
+from jobpulse.tokens.manager import TokenManager
 from jobpulse.watchdog import Watchdog
 from jobpulse.webhooks.delivery import Deliverer, new_client
 

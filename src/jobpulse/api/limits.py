@@ -3,9 +3,11 @@ requests without a valid key before anything waits for them."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobpulse.api.deps import bearer_actor
+from jobpulse.api.deps import ACCESS_TOKEN, TOKEN_READS_ONLY, bearer_actor
 from jobpulse.api.errors import error_response
 from jobpulse.errors import ForbiddenError, JobPulseError, PayloadTooLargeError, UnauthorizedError
 
@@ -93,6 +95,8 @@ class KeyBeforeBody:
             authorization, has_body = _authorization_and_body(scope["headers"])
             if has_body:
                 try:
+                    if _has_access_token(scope["query_string"]):
+                        raise ForbiddenError(TOKEN_READS_ONLY)
                     await bearer_actor(scope["app"].state.keys, authorization)
                 except (UnauthorizedError, ForbiddenError) as error:
                     headers = {"Connection": "close"}  # the body is not read
@@ -115,6 +119,11 @@ def _authorization_and_body(headers: list[tuple[bytes, bytes]]) -> tuple[str | N
         elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
             has_body = True
     return authorization, has_body
+
+
+def _has_access_token(query: bytes) -> bool:
+    """Whether the query string carries a scoped token (which writes nothing)."""
+    return any(name == ACCESS_TOKEN for name, _ in parse_qsl(query.decode("latin-1")))
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

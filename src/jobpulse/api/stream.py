@@ -134,9 +134,7 @@ async def server_events(
         standing.grants.release(grant)
 
 
-def _expire_at(
-    expires_at: datetime | None, end: Callable[[], None]
-) -> asyncio.TimerHandle | None:
+def _expire_at(expires_at: datetime | None, end: Callable[[], None]) -> asyncio.TimerHandle | None:
     """Call `end` at `expires_at` (on this event loop's clock), if given."""
     if expires_at is None:
         return None

@@ -35,8 +35,8 @@ from jobpulse.storage import (
 from jobpulse.storage.creations import Creation
 from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
-from jobpulse.storage.tokens import SqlTokensStore
 from jobpulse.storage.store import FEED_CHANNEL, ApiKey, JobStore, Planner, SessionKey, StoredKey
+from jobpulse.storage.tokens import SqlTokensStore
 from jobpulse.storage.transitions import Transition
 from jobpulse.storage.urls import backend_of, database_url
 from jobpulse.sweeper.rules import StaleLimits
