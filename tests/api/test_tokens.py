@@ -104,7 +104,7 @@ async def test_a_token_for_one_job_reads_it_and_nothing_else(
     ]
     for method, path, body in refused:
         for credentials in ({"headers": bearer(token)}, {"params": {"access_token": token}}):
-            answer = await http.request(method, path, json=body, **credentials)  # type: ignore[arg-type]
+            answer = await http.request(method, path, json=body, **credentials)
             error_of(answer, 403, "forbidden")
     assert (await http.get(job_path, headers=alice)).json() == owner_view
     listed = (await http.get("/v1/jobs", headers=alice)).json()

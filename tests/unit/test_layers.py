@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.sweeper.rules",
         "jobpulse.webhooks.payload",
         "jobpulse.webhooks.policy",
+        "jobpulse.tokens.rules",
     ),
     # What every layer may use and that holds no store: settings, metrics, tracing, logs,
     # the read gate, the wire schemas, the watchdog, webhook signing and guarding.
@@ -49,6 +50,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.guard",
         "jobpulse.webhooks.signing",
         "jobpulse.webhooks.fairness",
+        "jobpulse.tokens.schemas",
     ),
     # The JobStore and its drivers: the only code that knows SQL.
     ("jobpulse.storage",),
@@ -60,6 +62,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.feed",
         "jobpulse.webhooks.delivery",
         "jobpulse.webhooks.sender",
+        "jobpulse.tokens",
     ),
     # The features, each with its loop: LLM batches, the sweeper, figures, retention.
     ("jobpulse.batches", "jobpulse.sweeper", "jobpulse.stats", "jobpulse.retention"),

@@ -103,7 +103,7 @@ class BearerKeyOrToken(BearerKey):
     or a scoped token in `?access_token=` (a browser's EventSource sends no header).
     """
 
-    async def __call__(  # type: ignore[override]
+    async def __call__(
         self,
         request: Request,
         access_token: Annotated[
