@@ -1,5 +1,6 @@
-"""The built wheel, installed into a fresh virtualenv, serves a working dashboard: templates
-and static files travel in the package, nothing is fetched from the checkout."""
+"""The built wheel, installed with its `server` extra into a fresh virtualenv, serves a working
+dashboard: templates and static files travel in the package, nothing is fetched from the
+checkout."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def test_the_wheel_serves_the_dashboard(tmp_path: Path) -> None:
     venv.create(env_dir, with_pip=True)
     pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q"]
     subprocess.run(
-        [*pip, "-c", str(ROOT / "constraints.txt"), str(wheel)],
+        [*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[server]"],
         check=True, timeout=900, capture_output=True,
     )  # fmt: skip
     port = free_port()

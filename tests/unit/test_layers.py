@@ -71,6 +71,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.api",
         "jobpulse.dashboard",
         "jobpulse.cli",
+        "jobpulse.command",
         "jobpulse.bootstrap",
         "jobpulse.demo",
         "jobpulse.client",
