@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import close, start
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The server's dependencies (distribution names as `pip list` spells them, lowercased).
@@ -39,7 +38,7 @@ SERVER_DISTRIBUTIONS = frozenset(
 # `<repo>[celery]` here too and import jobpulse.integrations.celery the same way.
 
 
-def test_the_client_install_holds_none_of_the_server(tmp_path: Path, empty_server: Server) -> None:
+def test_the_client_install_holds_none_of_the_server(tmp_path: Path) -> None:
     env_dir = tmp_path / "worker"
     venv.create(env_dir, with_pip=True)
     python = str(env_dir / "bin" / "python")
@@ -57,7 +56,9 @@ def test_the_client_install_holds_none_of_the_server(tmp_path: Path, empty_serve
     assert {"httpx", "pydantic"} <= installed
     assert installed & SERVER_DISTRIBUTIONS == set()
 
-    # The SDK imports, with none of the server, and reports to a real server.
+    # The SDK imports, with none of the server, and reports to a real server (one database
+    # is enough: this is about what is installed).
+    server = start(f"sqlite:///{tmp_path / 'jobpulse.db'}")
     script = (
         "import sys\n"
         "from jobpulse.client import JobPulse\n"
@@ -67,10 +68,13 @@ def test_the_client_install_holds_none_of_the_server(tmp_path: Path, empty_serve
         "    print(jobpulse.get_job(run.id).status)\n"
         "print(sorted(m for m in ('fastapi', 'sqlalchemy', 'uvicorn') if m in sys.modules))\n"
     )
-    done = subprocess.run(
-        [python, "-c", script, empty_server.url, empty_server.admin_key],
-        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [python, "-c", script, server.url, server.admin_key],
+            capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        close(server)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["completed", "[]"]
 
