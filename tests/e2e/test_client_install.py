@@ -10,6 +10,8 @@ import subprocess
 import venv
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import close, start
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +40,7 @@ SERVER_DISTRIBUTIONS = frozenset(
 # `<repo>[celery]` here too and import jobpulse.integrations.celery the same way.
 
 
+@pytest.mark.timeout(900)  # a virtualenv and an install from PyPI
 def test_the_client_install_holds_none_of_the_server(tmp_path: Path) -> None:
     env_dir = tmp_path / "worker"
     venv.create(env_dir, with_pip=True)

@@ -11,12 +11,14 @@ import venv
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(900)  # a virtualenv and the server's install from PyPI
 def test_the_wheel_serves_the_dashboard(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
