@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -158,6 +159,9 @@ async def test_a_token_for_a_type_and_metadata_reads_those_of_its_keys_view(
         ({"metadata": {"team": 5}}, 422, "validation_error"),
         ({"metadata": {"bad key!": "x"}}, 422, "validation_error"),
         ({"job_type": ""}, 422, "validation_error"),
+        ({"job_type": "a\u0000b"}, 422, "validation_error"),
+        ({"job_id": "job-\u0000"}, 422, "validation_error"),
+        ({"metadata": {"team": "\ud800"}}, 422, "validation_error"),
         ({"job_type": "agent", "user_id": "bob"}, 422, "validation_error"),
         ({"job_id": "job-missing"}, 404, "not_found"),
     ],
@@ -166,7 +170,9 @@ async def test_a_bad_request_for_a_token_gets_a_clear_error(
     http: httpx.AsyncClient, make_key: MakeKey, body: dict[str, Any], status: int, code: str
 ) -> None:
     alice = await make_key("org-a", "alice")
-    error_of(await http.post("/v1/tokens", json=body, headers=alice), status, code)
+    sent = json.dumps(body)  # ASCII: a lone surrogate travels escaped, as JSON allows
+    headers = alice | {"Content-Type": "application/json"}
+    error_of(await http.post("/v1/tokens", content=sent, headers=headers), status, code)
 
 
 async def test_a_token_only_for_a_job_its_key_can_see(

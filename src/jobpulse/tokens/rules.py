@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from jobpulse.documents import text_problem
 from jobpulse.domain import Job
 from jobpulse.errors import ValidationError
 from jobpulse.listing import METADATA_KEY, JobFilter
@@ -54,8 +55,8 @@ class Scope:
             raise ValidationError("a scope needs a job_id, a job_type or metadata")
         for name in ("job_id", "job_type"):
             value = getattr(self, name)
-            if value is not None and not 1 <= len(value) <= VALUE_MAX:
-                raise ValidationError(f"{name} must be 1 to {VALUE_MAX} characters")
+            if value is not None:
+                _check_text(name, value, min_length=1)
         if len(self.metadata) > METADATA_MAX:
             raise ValidationError(f"a scope names at most {METADATA_MAX} metadata keys")
         for key, value in self.metadata.items():
@@ -63,10 +64,7 @@ class Scope:
                 raise ValidationError(
                     f"metadata key {key!r} must be 1-128 letters, digits, _ . - or :"
                 )
-            if not isinstance(value, str) or len(value) > VALUE_MAX:
-                raise ValidationError(
-                    f"metadata.{key} must be a string of at most {VALUE_MAX} characters"
-                )
+            _check_text(f"metadata.{key}", value, min_length=0)
         object.__setattr__(self, "metadata", dict(self.metadata))
 
     def matches(self, job: Job) -> bool:
@@ -110,3 +108,13 @@ class Scope:
             job_type=document.get("job_type"),
             metadata=document.get("metadata") or {},
         )
+
+
+def _check_text(name: str, value: object, min_length: int) -> None:
+    """ValidationError unless `value` is a string of fitting length that both databases
+    store alike.
+    """
+    if not isinstance(value, str) or not min_length <= len(value) <= VALUE_MAX:
+        raise ValidationError(f"{name} must be a string of {min_length} to {VALUE_MAX} characters")
+    if (problem := text_problem(value)) is not None:
+        raise ValidationError(f"{name} {problem}")
