@@ -18,6 +18,7 @@ from pydantic import TypeAdapter
 
 from jobpulse.errors import InvalidTransitionError, JobPulseError, error_class
 from jobpulse.public import EventPublic, JobCountPublic, JobPublic
+from jobpulse.tokens.schemas import TokenPublic
 
 T = TypeVar("T")
 
@@ -193,6 +194,19 @@ class Requests:
     def list_jobs(**filters: Any) -> Call[list[JobPublic]]:
         params = _query(_filters(filters))
         return Call("GET", "/v1/jobs", lambda r: _JOBS.validate_json(r.content), params=params)
+
+    @staticmethod
+    def create_token(
+        job_id: str | None,
+        job_type: str | None,
+        metadata: Mapping[str, str] | None,
+        ttl_s: int | None,
+    ) -> Call[TokenPublic]:
+        asked = {"job_id": job_id, "job_type": job_type, "metadata": metadata, "ttl_s": ttl_s}
+        body = {name: value for name, value in asked.items() if value is not None}
+        return Call(
+            "POST", "/v1/tokens", lambda r: TokenPublic.model_validate_json(r.content), json=body
+        )
 
     @staticmethod
     def count_jobs(**filters: Any) -> Call[JobCountPublic]:

@@ -18,6 +18,7 @@ import httpx
 from jobpulse import __version__
 from jobpulse.calls import TERMINAL, Call, Requests, error_of, next_page, server_events
 from jobpulse.public import EventPublic, JobCountPublic, JobPublic
+from jobpulse.tokens.schemas import TokenPublic
 from jobpulse.tracking import (
     AsyncTracker,
     JobCancelled,
@@ -28,7 +29,7 @@ from jobpulse.tracking import (
 from jobpulse.webhooks import signing
 
 T = TypeVar("T")
-__all__ = ["AsyncJobPulse", "JobCancelled", "JobPulse", "verify_webhook"]
+__all__ = ["AsyncJobPulse", "JobCancelled", "JobPulse", "TokenPublic", "verify_webhook"]
 
 RETRY_DELAYS = (0.2, 0.5, 1.0)
 
@@ -142,6 +143,20 @@ class JobPulse:
             page = self._run(call)
             yield from page
             call = next_page(call, page, bool(filters.get("ascending")))
+
+    def create_token(
+        self,
+        *,
+        job_id: str | None = None,
+        job_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        ttl_s: int | None = None,
+    ) -> TokenPublic:
+        """A read-only token for a browser (POST /v1/tokens): for one job you can see, or for
+        your jobs of `job_type` and/or with these `metadata` values, for `ttl_s` seconds
+        (default 900, at most 86400). It reads those jobs and their live streams only.
+        """
+        return self._run(Requests.create_token(job_id, job_type, metadata, ttl_s))
 
     def track(self, **options: Any) -> Tracker:
         """A context manager and decorator that reports a run as a job.
@@ -281,6 +296,17 @@ class AsyncJobPulse:
             for job in page:
                 yield job
             call = next_page(call, page, bool(filters.get("ascending")))
+
+    async def create_token(
+        self,
+        *,
+        job_id: str | None = None,
+        job_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        ttl_s: int | None = None,
+    ) -> TokenPublic:
+        """A read-only token for a browser (see `JobPulse.create_token`)."""
+        return await self._run(Requests.create_token(job_id, job_type, metadata, ttl_s))
 
     def track(self, **options: Any) -> AsyncTracker:
         """An async context manager and decorator that reports a run as a job.

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     #: Hours a dashboard session lasts.
     session_hours: float = Field(default=12.0, gt=0)
 
+    #: Origins (`https://app.example.com`, comma-separated) whose pages may call the API
+    #: from a browser (CORS), with a scoped token say; none by default.
+    cors_origins: str = ""
+
     #: `text` or `json` (one object per line, with trace and span ids).
     log_format: Literal["text", "json"] = "text"
     #: Print spans to the console (OTLP is used when OTEL_EXPORTER_OTLP_ENDPOINT is set).
@@ -199,6 +203,11 @@ class Settings(BaseSettings):
                 "a lease must outlast the poll it covers"
             )
         return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The origins of `cors_origins`."""
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
     def retry_schedule(self) -> tuple[float, ...]:

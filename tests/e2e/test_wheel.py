@@ -1,5 +1,6 @@
-"""The built wheel, installed into a fresh virtualenv, serves a working dashboard: templates
-and static files travel in the package, nothing is fetched from the checkout."""
+"""The built wheel, installed with its `server` extra into a fresh virtualenv, serves a working
+dashboard: templates and static files travel in the package, nothing is fetched from the
+checkout."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import venv
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(900)  # a virtualenv and the server's install from PyPI
 def test_the_wheel_serves_the_dashboard(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
@@ -26,7 +29,7 @@ def test_the_wheel_serves_the_dashboard(tmp_path: Path) -> None:
     venv.create(env_dir, with_pip=True)
     pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q"]
     subprocess.run(
-        [*pip, "-c", str(ROOT / "constraints.txt"), str(wheel)],
+        [*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[server]"],
         check=True, timeout=900, capture_output=True,
     )  # fmt: skip
     port = free_port()

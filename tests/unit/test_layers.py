@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.usage.rules",
         "jobpulse.usage.prices",
         "jobpulse.usage.figures",
+        "jobpulse.tokens.rules",
     ),
     # What every layer may use and that holds no store: settings, metrics, tracing, logs,
     # the read gate, the wire schemas, the watchdog, webhook signing and guarding.
@@ -54,6 +55,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.fairness",
         "jobpulse.usage.schemas",
         "jobpulse.usage.shown",
+        "jobpulse.tokens.schemas",
     ),
     # The JobStore and its drivers: the only code that knows SQL.
     ("jobpulse.storage",),
@@ -65,6 +67,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.feed",
         "jobpulse.webhooks.delivery",
         "jobpulse.webhooks.sender",
+        "jobpulse.tokens",
     ),
     # The features, each with its loop: LLM batches, the sweeper, figures, retention.
     (
@@ -79,6 +82,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.api",
         "jobpulse.dashboard",
         "jobpulse.cli",
+        "jobpulse.command",
         "jobpulse.bootstrap",
         "jobpulse.demo",
         "jobpulse.client",

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream, usage
+from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream, tokens, usage
+from jobpulse.api.cors import ApiCors
 from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.batches.poller import BatchPoller
@@ -28,6 +29,7 @@ from jobpulse.retention.pruner import prune_forever
 from jobpulse.stats.fold import fold_forever
 from jobpulse.storage.sql_store import open_store
 from jobpulse.sweeper.loop import Sweeper
+from jobpulse.tokens.manager import TokenManager
 from jobpulse.usage.prices import load_prices
 from jobpulse.usage.recorder import UsageRecorder
 from jobpulse.watchdog import Watchdog
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         hooks = Hooks(queued=wake.set, events=app.state.feed.committed, batch_due=batches_due.set)
         app.state.jobs = JobManager.from_settings(settings, hooks, store=store)
         app.state.usage = UsageRecorder(app.state.jobs, prices)
+        app.state.tokens = TokenManager(app.state.jobs, app.state.keys)
         sweeper = Sweeper.from_settings(app.state.jobs, settings)
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
@@ -133,8 +136,11 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(usage.router)
     app.include_router(stats.router)
     app.include_router(health.router)
+    app.include_router(tokens.router)
     pages.install(app, Sessions.from_settings(settings))
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(KeyBeforeBody)
     app.add_middleware(RequestSpans)
+    if origins := settings.cors_origin_list:
+        app.add_middleware(ApiCors, origins=origins)
     return app

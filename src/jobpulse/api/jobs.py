@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 from pydantic import TypeAdapter
 
-from jobpulse.api.deps import Authenticated
+from jobpulse.api.deps import ACCESS_TOKEN, Authenticated, Reader
 from jobpulse.documents import repaired, text_problem
 from jobpulse.domain import Job, parse_status, parse_stop_reason
 from jobpulse.errors import ValidationError
@@ -18,7 +18,7 @@ from jobpulse.public import EventPublic, JobCountPublic, JobPublic, StatusName, 
 from jobpulse.schemas import CancelRequest, ErrorBody, Heartbeat, JobCreate, JobUpdate, UtcDatetime
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 413, 422, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 503)
 }
 ERROR_RESPONSES |= {
     409: {
@@ -138,7 +138,7 @@ class JobFilterQuery:
                 raise ValidationError(f"query parameter {name!r} {problem}")
             if name.startswith("metadata."):
                 metadata[name.removeprefix("metadata.")] = value
-            elif name not in self.allowed:
+            elif name not in self.allowed and name != ACCESS_TOKEN:  # the caller's: see deps
                 raise ValidationError(f"unknown query parameter {name!r}")
         return JobFilter(
             statuses=None if not status else frozenset(parse_status(s) for s in status),
@@ -186,9 +186,9 @@ async def count_jobs(query: Filters, caller: Authenticated) -> JobCountPublic:
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-async def get_job(job_id: JobId, caller: Authenticated) -> Response:
-    """One job."""
-    return job_response(await caller.jobs.get_job(caller.actor, job_id))
+async def get_job(job_id: JobId, caller: Reader) -> Response:
+    """One job (also for a scoped token whose scope holds it)."""
+    return job_response(caller.check(await caller.jobs.get_job(caller.actor, job_id)))
 
 
 @router.patch("/{job_id}", response_model=JobPublic)

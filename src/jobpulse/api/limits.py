@@ -3,11 +3,13 @@ requests without a valid key before anything waits for them."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobpulse.api.deps import bearer_actor
+from jobpulse.api.deps import ACCESS_TOKEN, TOKEN_READS_ONLY, bearer_actor
 from jobpulse.api.errors import error_response
-from jobpulse.errors import JobPulseError, PayloadTooLargeError, UnauthorizedError
+from jobpulse.errors import ForbiddenError, JobPulseError, PayloadTooLargeError, UnauthorizedError
 
 
 class BodySizeLimit:
@@ -79,8 +81,9 @@ class BodySizeLimit:
 class KeyBeforeBody:
     """ASGI middleware: a request to the API (`prefix`) that comes with a body is answered
     401 at once, its body unread and its connection closed, unless its headers carry a valid
-    key: a client without one cannot make the server wait for a body. (The route checks the
-    key again, from the cache this check fills.)
+    key: a client without one cannot make the server wait for a body (one with a scoped
+    token, which writes nothing, is answered 403 so). (The route checks the key again, from
+    the cache this check fills.)
     """
 
     def __init__(self, app: ASGIApp, prefix: str = "/v1/") -> None:
@@ -92,10 +95,13 @@ class KeyBeforeBody:
             authorization, has_body = _authorization_and_body(scope["headers"])
             if has_body:
                 try:
+                    if _has_access_token(scope["query_string"]):
+                        raise ForbiddenError(TOKEN_READS_ONLY)
                     await bearer_actor(scope["app"].state.keys, authorization)
-                except UnauthorizedError as error:
+                except (UnauthorizedError, ForbiddenError) as error:
                     headers = {"Connection": "close"}  # the body is not read
-                    response = error_response(401, error.code, error.message, headers)
+                    code = 401 if isinstance(error, UnauthorizedError) else 403
+                    response = error_response(code, error.code, error.message, headers)
                     await response(scope, receive, send)
                     return
                 except JobPulseError:
@@ -113,6 +119,11 @@ def _authorization_and_body(headers: list[tuple[bytes, bytes]]) -> tuple[str | N
         elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
             has_body = True
     return authorization, has_body
+
+
+def _has_access_token(query: bytes) -> bool:
+    """Whether the query string carries a scoped token (which writes nothing)."""
+    return any(name == ACCESS_TOKEN for name, _ in parse_qsl(query.decode("latin-1")))
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

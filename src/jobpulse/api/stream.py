@@ -7,19 +7,23 @@ it exactly once. A comment every 15 s keeps proxies from closing an idle stream;
 too slow to take what comes gets `event: overflow` and the stream ends (reconnect to resume).
 A stream lasts as long as the key (or dashboard session) that opened it: once revoked, it
 gets `event: revoked` and ends within a few seconds on every replica (see jobpulse.grants).
+A scoped token reads both streams within its scope; its stream stands on its issuing key,
+and gets `event: expired` and ends when the token expires.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from jobpulse.api.deps import Authenticated, Caller
+from jobpulse.api.deps import Caller, Reader
 from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery, JobId
 from jobpulse.domain import Actor, Job
 from jobpulse.errors import ValidationError
@@ -91,6 +95,8 @@ class Standing:
     grants: Grants
     key_hash: str
     session_id: str | None = None
+    #: When a scoped token's stream ends, its token expired (None: with its key only).
+    expires_at: datetime | None = None
 
 
 async def server_events(
@@ -105,6 +111,7 @@ async def server_events(
     `revoked` when what it stands on is.
     """
     grant = standing.grants.hold(standing.key_hash, standing.session_id)
+    expired = _expire_at(standing.expires_at, grant.end)
     try:
         async for encoded in feed.follow(actor, query, after, heartbeats, grant):
             yield encoded
@@ -114,19 +121,35 @@ async def server_events(
             event="overflow",
         )
     except RevokedError:
-        yield ServerSentEvent(
-            '{"reason": "the key or session of this stream was revoked or ended"}',
-            event="revoked",
-        )
+        if expired is not None and expired.when() <= asyncio.get_running_loop().time():
+            yield ServerSentEvent('{"reason": "the token of this stream expired"}', event="expired")
+        else:
+            yield ServerSentEvent(
+                '{"reason": "the key or session of this stream was revoked or ended"}',
+                event="revoked",
+            )
     finally:
+        if expired is not None:
+            expired.cancel()
         standing.grants.release(grant)
+
+
+def _expire_at(expires_at: datetime | None, end: Callable[[], None]) -> asyncio.TimerHandle | None:
+    """Call `end` at `expires_at` (on this event loop's clock), if given."""
+    if expires_at is None:
+        return None
+    loop = asyncio.get_running_loop()
+    delay = (expires_at - datetime.now(expires_at.tzinfo)).total_seconds()
+    return loop.call_at(loop.time() + max(delay, 0.0), end)
 
 
 def _response(
     request: Request, caller: Caller, query: JobFilter, after: Position | None, heartbeats: bool
 ) -> EventSourceResponse:
     feed: EventFeed = request.app.state.feed
-    standing = Standing(request.app.state.keys.grants, caller.key_hash)
+    expires_at = None if caller.token is None else caller.token.expires_at
+    standing = Standing(request.app.state.keys.grants, caller.key_hash, expires_at=expires_at)
+    query = caller.narrow(query)
     return EventSourceResponse(
         server_events(feed, caller.actor, query, after, standing, heartbeats),
         ping=PING_S,
@@ -153,11 +176,13 @@ Heartbeats = Annotated[bool, Query(description="also send heartbeats (not resuma
 async def stream_jobs(
     request: Request,
     query: StreamFilters,
-    caller: Authenticated,
+    caller: Reader,
     after: Resume,
     heartbeats: Heartbeats = False,
 ) -> EventSourceResponse:
-    """Live history events of the jobs you may see under the list filters."""
+    """Live history events of the jobs you may see under the list filters (a scoped
+    token: within its scope).
+    """
     return _response(request, caller, query, after, heartbeats)
 
 
@@ -165,10 +190,12 @@ async def stream_jobs(
 async def stream_job(
     request: Request,
     job_id: JobId,
-    caller: Authenticated,
+    caller: Reader,
     after: Resume,
     heartbeats: Heartbeats = False,
 ) -> EventSourceResponse:
-    """Live history events of one job (a worker can wait here for its cancellation)."""
-    await caller.jobs.get_job(caller.actor, job_id)  # 404 unless visible
+    """Live history events of one job (a worker can wait here for its cancellation; a
+    browser can follow it with a scoped token).
+    """
+    caller.check(await caller.jobs.get_job(caller.actor, job_id))  # 404 unless visible
     return _response(request, caller, JobFilter(job_id=job_id), after, heartbeats)

@@ -36,6 +36,7 @@ from jobpulse.storage.creations import Creation
 from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.store import FEED_CHANNEL, ApiKey, JobStore, Planner, SessionKey, StoredKey
+from jobpulse.storage.tokens import SqlTokensStore
 from jobpulse.storage.transitions import Transition
 from jobpulse.storage.urls import backend_of, database_url
 from jobpulse.storage.usage import SqlUsageStore
@@ -56,7 +57,7 @@ def served(url: str) -> AbstractContextManager[None]:
     return backend_of(url).served(database_url(url))
 
 
-class SqlJobStore(SqlUsageStore, JobStore):
+class SqlJobStore(SqlUsageStore, SqlTokensStore, JobStore):
     """The JobStore of one SQL database (see storage/store.py for each operation)."""
 
     def __init__(self, database: Database) -> None:

@@ -25,6 +25,7 @@ from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.outbox import Claimed as ClaimedMessage
 from jobpulse.storage.outbox import Outcome, Shares
 from jobpulse.storage.retention import Pruned
+from jobpulse.storage.tokens_store import TokensStore
 from jobpulse.storage.usage_store import UsageStore
 from jobpulse.sweeper.rules import StaleLimits
 
@@ -72,7 +73,7 @@ class SessionKey:
     key_hash: str
 
 
-class JobStore(UsageStore, Protocol):
+class JobStore(UsageStore, TokensStore, Protocol):
     """The database of jobs, their history, steps, webhooks, figures, batches and keys."""
 
     # Jobs ----------------------------------------------------------------------------------

@@ -405,3 +405,18 @@ llm_usage_rollups = Table(
     Column("timed_ns", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
+
+
+# --- Scoped read-only tokens (jobpulse.tokens) ----------------------------------------------
+#: Tokens a key minted for a browser: `id` is the SHA-256 of the token (the table alone reads
+#: nothing), `scope` what it reads. A token dies with its key (`key_id`) and at `expires_at`.
+scoped_tokens = Table(
+    "scoped_tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(64), ForeignKey("api_keys.id"), nullable=False),
+    Column("scope", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_scoped_tokens_expires_at", "expires_at"),
+)
