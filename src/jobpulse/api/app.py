@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream
+from jobpulse.alerts.evaluator import AlertEvaluator
+from jobpulse.alerts.service import AlertRules
+from jobpulse.api import alerts, callbacks, errors, health, jobs, stats, steps, stream
 from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.batches.poller import BatchPoller
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         hooks = Hooks(queued=wake.set, events=app.state.feed.committed, batch_due=batches_due.set)
         app.state.jobs = JobManager.from_settings(settings, hooks, store=store)
         sweeper = Sweeper.from_settings(app.state.jobs, settings)
+        app.state.alert_rules = AlertRules(app.state.jobs, settings.alert_webhook)
+        evaluator = AlertEvaluator.from_settings(app.state.jobs, settings)
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
         providers = ProviderClient(settings)
@@ -90,6 +94,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 asyncio.create_task(app.state.keys.grants.run(), name="jobpulse-grants"),
                 asyncio.create_task(app.state.feed.run(), name="jobpulse-feed"),
                 asyncio.create_task(fold_forever(store), name="jobpulse-rollups"),
+                asyncio.create_task(evaluator.run(), name="jobpulse-alerts"),
             ]
             background.append(
                 asyncio.create_task(
@@ -127,6 +132,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(callbacks.router)
     app.include_router(steps.router)
     app.include_router(stats.router)
+    app.include_router(alerts.router)
     app.include_router(health.router)
     pages.install(app, Sessions.from_settings(settings))
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
