@@ -62,7 +62,7 @@ class AlertRules:
         )
         return await self._jobs.store.insert_alert_rule(rule, RULES_MAX)
 
-    async def list(self, actor: Actor) -> list[AlertRule]:
+    async def list_rules(self, actor: Actor) -> list[AlertRule]:
         _admin_only(actor)
         return await self._jobs.store.list_alert_rules(actor.organization_id)
 

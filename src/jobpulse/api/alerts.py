@@ -41,7 +41,7 @@ async def create_alert_rule(
 @router.get("/alert-rules", response_model=list[AlertRulePublic])
 async def list_alert_rules(caller: Authenticated, rules: Rules) -> list[AlertRulePublic]:
     """The organization's rules, oldest first, each with its last value and whether it fires."""
-    return [AlertRulePublic.of(rule) for rule in await rules.list(caller.actor)]
+    return [AlertRulePublic.of(rule) for rule in await rules.list_rules(caller.actor)]
 
 
 @router.get("/alert-rules/{rule_id}", response_model=AlertRulePublic)
