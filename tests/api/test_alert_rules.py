@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from jobpulse.alerts.evaluator import AlertEvaluator
 from jobpulse.alerts.rules import RULES_MAX
 from tests.api.conftest import MakeKey
+from tests.api.test_dashboard_http import signed_in
 
 RULE = {"name": "agents failing", "metric": "failure_rate", "window_s": 300, "above": 0.2}
 
@@ -176,3 +177,37 @@ async def test_a_firing_rule_shows_in_alerts_and_resolves_when_deleted(
     alerts = (await http.get("/v1/alerts", headers=admin)).json()
     assert [(found["id"], found["state"]) for found in alerts] == [(alert["id"], "resolved")]
     assert alerts[0]["resolved_at"] is not None
+
+
+async def test_the_overview_shows_firing_alerts_to_admins(
+    app: FastAPI, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    admin = await make_key("org-a", "root", admin=True)
+    rule = RULE | {"name": "<b>agents</b> failing", "min_jobs": 1, "above": 0}
+    await http.post("/v1/alert-rules", json=rule, headers=admin)
+    job = (await http.post("/v1/jobs", json={"status": "running"}, headers=admin)).json()
+    await http.patch(f"/v1/jobs/{job['id']}", json={"stop_reason": "error"}, headers=admin)
+
+    await signed_in(http, admin)
+    assert 'aria-label="Firing alerts"' not in (await http.get("/")).text  # not evaluated yet
+    await AlertEvaluator(app.state.jobs, 60).evaluate_due()
+    [alert] = (await http.get("/v1/alerts", headers=admin)).json()
+
+    page = (await http.get("/")).text
+    assert 'aria-label="Firing alerts"' in page
+    assert "1 alert firing" in page
+    assert f'data-alert="{alert["id"]}"' in page
+    assert "&lt;b&gt;agents&lt;/b&gt; failing" in page
+    assert "failure_rate at 1, above 0 over the last 300 s (1 jobs)" in page
+    region = await http.get("/", params={"fragment": "1"})  # the live region has it too
+    assert f'data-alert="{alert["id"]}"' in region.text
+
+    member = await make_key("org-a", "alice")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://jobpulse.test"
+    ) as other:
+        await signed_in(other, member)
+        assert 'aria-label="Firing alerts"' not in (await other.get("/")).text
+
+    await http.delete(f"/v1/alert-rules/{alert['rule_id']}", headers=admin)
+    assert 'aria-label="Firing alerts"' not in (await http.get("/")).text
