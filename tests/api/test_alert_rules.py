@@ -211,3 +211,18 @@ async def test_the_overview_shows_firing_alerts_to_admins(
 
     await http.delete(f"/v1/alert-rules/{alert['rule_id']}", headers=admin)
     assert 'aria-label="Firing alerts"' not in (await http.get("/")).text
+
+
+async def test_text_a_database_cannot_store_is_refused_and_odd_ids_are_not_found(
+    http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    admin = await make_key("org-a", "root", admin=True)
+    for field in ("name", "job_type", "user_id"):
+        answer = await http.post("/v1/alert-rules", json=RULE | {field: "a\x00b"}, headers=admin)
+        assert answer.status_code == 422, field
+        assert answer.json()["error"]["message"] == f"{field} has a NUL character"
+    for rule_id in ("rule-%00", "rule-" + "x" * 500, "%ED%A0%80"):
+        for method in ("GET", "DELETE"):
+            answer = await http.request(method, f"/v1/alert-rules/{rule_id}", headers=admin)
+            assert answer.status_code == 404, (method, rule_id)
+    assert (await http.get("/v1/alert-rules", headers=admin)).json() == []

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from jobpulse.documents import text_problem
 from jobpulse.domain import TERMINAL, JobStatus, OutboxMessage
 from jobpulse.errors import ValidationError
 from jobpulse.stats.windows import Stats
@@ -130,9 +131,19 @@ def new_rule_id() -> str:
 
 
 def check_rule(
-    metric: Metric, window_s: float, above: float, min_jobs: int, model: str | None
+    metric: Metric,
+    window_s: float,
+    above: float,
+    min_jobs: int,
+    texts: dict[str, str | None],
 ) -> None:
-    """ValidationError for a rule that cannot be evaluated, saying why."""
+    """ValidationError for a rule that cannot be evaluated or whose `texts` (name, job type,
+    model, user) cannot be stored, saying why.
+    """
+    for name, text in texts.items():
+        if text is not None and (problem := text_problem(text)) is not None:
+            raise ValidationError(f"{name} {problem}", field=name)
+    model = texts.get("model")
     if metric in NEEDS_USAGE:
         raise ValidationError(
             f"metric {metric.value!r} is not yet available: it needs the LLM usage figures",

@@ -14,12 +14,15 @@ from jobpulse.alerts.rules import (
     new_rule_id,
     resolution,
 )
+from jobpulse.documents import text_problem
 from jobpulse.domain import Actor
-from jobpulse.errors import ForbiddenError
+from jobpulse.errors import ForbiddenError, NotFoundError
 from jobpulse.jobs.manager import JobManager
 
 #: Resolved alerts `GET /v1/alerts` shows besides the firing ones, at most.
 RECENT_MAX = 50
+#: The longest rule id (`rule-<uuid>`: 41 characters).
+RULE_ID_MAX = 64
 
 
 class AlertRules:
@@ -45,7 +48,8 @@ class AlertRules:
     ) -> AlertRule:
         """A new rule of the actor's organization, evaluated from the next period on."""
         _admin_only(actor)
-        check_rule(metric, window_s, above, min_jobs, model)
+        texts = {"name": name, "job_type": job_type, "model": model, "user_id": user_id}
+        check_rule(metric, window_s, above, min_jobs, texts)
         rule = AlertRule(
             id=new_rule_id(),
             organization_id=actor.organization_id,
@@ -68,6 +72,8 @@ class AlertRules:
 
     async def get(self, actor: Actor, rule_id: str) -> AlertRule:
         _admin_only(actor)
+        if len(rule_id) > RULE_ID_MAX or text_problem(rule_id) is not None:
+            raise NotFoundError(f"alert rule {rule_id[:RULE_ID_MAX]!r} not found")
         return await self._jobs.store.get_alert_rule(actor.organization_id, rule_id)
 
     async def delete(self, actor: Actor, rule_id: str) -> None:
