@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.alerts.evaluator import AlertEvaluator
-from jobpulse.alerts.rules import Metric, Reading, evaluate
+from jobpulse.alerts.rules import Metric
 from jobpulse.alerts.service import AlertRules
 from jobpulse.client import verify_webhook
 from jobpulse.storage.sql_store import open_store
@@ -249,54 +249,3 @@ async def test_a_firing_rule_deleted_resolves_once(world: World) -> None:
     [resolved] = [body["data"] for body in bodies if body["type"] == "alert.resolved"]
     assert resolved["reason"] == "rule deleted"
     assert await rules.list_rules(ADMIN) == []
-
-
-async def test_each_rule_is_claimed_by_one_replica_a_period(world: World) -> None:
-    rules = AlertRules(world.jobs)
-    made = [
-        await rules.create(
-            ADMIN, name=f"r{n}", metric=Metric.FAILURE_RATE, window_s=60, above=0.5, min_jobs=1
-        )
-        for n in range(30)
-    ]
-    stores = [replica.jobs.store for replica in world.replicas] * 2
-    for _ in range(2):
-        now = world.clock.now
-        claims = await asyncio.gather(
-            *(store.claim_alert_rules(now, now + PERIOD, 7) for store in stores)
-        )
-        claimed = [rule.id for claim in claims for rule in claim]
-        assert len(claimed) == len(set(claimed))
-        rest = await world.jobs.store.claim_alert_rules(now, now + PERIOD, 100)
-        assert sorted(claimed + [rule.id for rule in rest]) == sorted(rule.id for rule in made)
-        assert await world.jobs.store.claim_alert_rules(now, now + PERIOD, 100) == []
-        world.clock.advance(INTERVAL_S)
-
-
-async def test_an_episode_opens_and_closes_once_under_racing_evaluations(world: World) -> None:
-    rules = AlertRules(world.jobs)
-    rule = await rules.create(
-        ADMIN, name="race", metric=Metric.FAILURE_RATE, window_s=60, above=0.5, min_jobs=1
-    )
-    stores = [replica.jobs.store for replica in world.replicas] * 2
-    now = world.clock.now
-    url = world.receiver.url
-    opening = [evaluate(rule, Reading(1.0, 5), now, url) for _ in stores]
-    won = await asyncio.gather(
-        *(store.record_alert_evaluation(e) for store, e in zip(stores, opening, strict=True))
-    )
-    assert sorted(won) == [False] * (len(stores) - 1) + [True]
-    [alert] = await rules.alerts(ADMIN)
-    firing = await rules.get(ADMIN, rule.id)
-    assert firing.firing_alert_id == alert.id
-    # A stale reading of the rule (not firing) opens nothing more.
-    assert not await world.jobs.store.record_alert_evaluation(
-        evaluate(replace(firing, firing_alert_id=None), Reading(1.0, 5), now, url)
-    )
-    closing = [evaluate(firing, Reading(0.0, 5), now, url) for _ in stores]
-    won = await asyncio.gather(
-        *(store.record_alert_evaluation(e) for store, e in zip(stores, closing, strict=True))
-    )
-    assert sorted(won) == [False] * (len(stores) - 1) + [True]
-    assert [found.resolved_at for found in await rules.alerts(ADMIN)] == [now]
-    assert len(await world.deliver(expected=2)) == 2
