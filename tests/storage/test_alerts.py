@@ -21,6 +21,7 @@ from jobpulse.alerts.rules import Metric
 from jobpulse.alerts.service import AlertRules
 from jobpulse.client import verify_webhook
 from jobpulse.storage.sql_store import open_store
+from jobpulse.usage.recorder import UsageRecorder
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.clock import Clock
 from tests.receiver import Receiver
@@ -249,3 +250,64 @@ async def test_a_firing_rule_deleted_resolves_once(world: World) -> None:
     [resolved] = [body["data"] for body in bodies if body["type"] == "alert.resolved"]
     assert resolved["reason"] == "rule deleted"
     assert await rules.list_rules(ADMIN) == []
+
+
+async def test_tokens_and_cost_of_the_llm_calls_and_a_model_of_its_own(world: World) -> None:
+    usage = UsageRecorder.from_settings(world.jobs, Settings())
+    rules = AlertRules(world.jobs, world.receiver.url)
+    tokens = await rules.create(
+        ADMIN,
+        name="tokens",
+        metric=Metric.TOKENS,
+        window_s=600,
+        above=1000,
+        min_jobs=1,
+        model="house-model",
+    )
+    cost = await rules.create(
+        ADMIN, name="spend", metric=Metric.COST_USD, window_s=600, above=0.05, min_jobs=1
+    )
+    failing = await rules.create(
+        ADMIN,
+        name="model failing",
+        metric=Metric.FAILURE_RATE,
+        window_s=600,
+        above=0.5,
+        min_jobs=1,
+        model="house-model",
+    )
+    job = await world.jobs.create_job(ALICE, status="running")
+    await usage.record(ALICE, job.id, provider="house", model="house-model", input_tokens=800)
+    await usage.record(
+        ALICE, job.id, provider="openai", model="other", input_tokens=9000, cost_usd=0.04
+    )
+    other = await world.jobs.create_job(ALICE, status="running")
+    await usage.record(ALICE, other.id, provider="openai", model="other", output_tokens=1)
+    await world.jobs.update_job(ALICE, other.id, stop_reason="error")  # not of house-model
+    assert sum(await world.tick()) == 0
+    assert (await rules.get(ADMIN, tokens.id)).last_value == 800
+    assert (await rules.get(ADMIN, cost.id)).last_value == pytest.approx(0.04)
+    assert (await rules.get(ADMIN, failing.id)).last_value is None  # none of its jobs ended
+
+    await usage.record(
+        ALICE,
+        job.id,
+        provider="house",
+        model="house-model",
+        output_tokens=150,
+        cache_read_tokens=60,
+        cost_usd=0.02,
+    )
+    await world.jobs.update_job(ALICE, job.id, stop_reason="error")
+    assert sum(await world.tick()) == 3
+    firing = {alert.rule_id: alert for alert in await rules.alerts(ADMIN)}
+    assert firing[tokens.id].value == 1010
+    assert firing[tokens.id].jobs == 2  # calls
+    assert firing[cost.id].value == pytest.approx(0.06)
+    assert firing[failing.id].value == 1.0
+
+    world.clock.advance(600)  # the window slides past the calls
+    assert sum(await world.tick()) == 3  # no calls, no ended job: all three resolve
+    assert sum(await world.tick()) == 0
+    bodies = await world.deliver(expected=6)
+    assert sorted(body["type"] for body in bodies) == ["alert.firing"] * 3 + ["alert.resolved"] * 3

@@ -33,6 +33,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.sweeper.rules",
         "jobpulse.webhooks.payload",
         "jobpulse.webhooks.policy",
+        "jobpulse.usage.rules",
+        "jobpulse.usage.prices",
+        "jobpulse.usage.figures",
     ),
     # What every layer may use and that holds no store: settings, metrics, tracing, logs,
     # the read gate, the wire schemas, the watchdog, webhook signing and guarding.
@@ -50,6 +53,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.guard",
         "jobpulse.webhooks.signing",
         "jobpulse.webhooks.fairness",
+        "jobpulse.usage.schemas",
+        "jobpulse.usage.shown",
     ),
     # The JobStore and its drivers: the only code that knows SQL.
     ("jobpulse.storage",),
@@ -69,6 +74,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.stats",
         "jobpulse.retention",
         "jobpulse.alerts",
+        "jobpulse.usage",
     ),
     # The edges: the HTTP API, the dashboard, the command line, the SDK.
     (

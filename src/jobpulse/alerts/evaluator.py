@@ -1,5 +1,7 @@
 """The evaluation loop: every JOBPULSE_ALERT_INTERVAL_S, each due rule's window is read from
-the figures (the rollups, and a scan of the edges) and its episode opened or closed.
+the rollups (and a scan of the edges) and its episode opened or closed. The jobs' metrics
+read the window's figures as /v1/stats does (`Figures`), the LLM usage metrics the calls
+recorded in it (the usage rollups).
 
 Every replica may run one: a claim makes a rule due a period later in the transaction that
 takes it, so each rule is evaluated once a period, by one replica; an episode opens or
@@ -13,7 +15,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from jobpulse.alerts.rules import EVALUATOR, AlertRule, Evaluation, evaluate, read
+from jobpulse.alerts.rules import EVALUATOR, FROM_USAGE, AlertRule, Evaluation, evaluate, read
 from jobpulse.config import Settings
 from jobpulse.domain import Actor
 from jobpulse.jobs.manager import JobManager
@@ -66,9 +68,14 @@ class AlertEvaluator:
         now = self._jobs.now()
         window = Window(now - timedelta(seconds=rule.window_s), now)
         admin = Actor(rule.organization_id, EVALUATOR, is_admin=True)
-        query = JobFilter(job_type=rule.job_type, user_id=rule.user_id)
-        stats = await self._figures.stats(admin, query, window)
-        evaluation = evaluate(rule, read(rule, stats), now, self._webhook)
+        query = JobFilter(job_type=rule.job_type, user_id=rule.user_id, model=rule.model)
+        if rule.metric in FROM_USAGE:
+            async with self._jobs.reads.turn(rule.organization_id):
+                usage = await self._jobs.store.usage_stats(admin, query, window)
+            reading = read(rule, None, usage)
+        else:
+            reading = read(rule, await self._figures.stats(admin, query, window))
+        evaluation = evaluate(rule, reading, now, self._webhook)
         if not await self._jobs.store.record_alert_evaluation(evaluation):
             return None
         if evaluation.message is not None:

@@ -15,6 +15,8 @@ from jobpulse.documents import text_problem
 from jobpulse.domain import TERMINAL, JobStatus, OutboxMessage
 from jobpulse.errors import ValidationError
 from jobpulse.stats.windows import Stats
+from jobpulse.usage.figures import UsageFigures
+from jobpulse.usage.rules import TOKEN_KINDS, to_usd
 from jobpulse.webhooks import payload
 
 #: The event types of an alert's messages.
@@ -44,14 +46,14 @@ class Metric(StrEnum):
     TTFT_P99_S = "ttft_p99_s"
     #: The 99th percentile of duration, in seconds.
     DURATION_P99_S = "duration_p99_s"
-    #: Tokens used (needs the LLM usage rollups).
+    #: Tokens of the LLM calls recorded in the window (input, output, cache read and write).
     TOKENS = "tokens"
-    #: Cost in US dollars (needs the LLM usage rollups).
+    #: The known cost in US dollars of the LLM calls recorded in the window.
     COST_USD = "cost_usd"
 
 
-#: Metrics that need LLM usage figures, which this version does not keep yet.
-NEEDS_USAGE = frozenset({Metric.TOKENS, Metric.COST_USD})
+#: Metrics read from the LLM usage figures (the calls recorded in the window).
+FROM_USAGE = frozenset({Metric.TOKENS, Metric.COST_USD})
 #: Metrics that are rates or quantiles of the window's jobs: `min_jobs` holds them back.
 COUNTED = frozenset({Metric.FAILURE_RATE, Metric.TTFT_P99_S, Metric.DURATION_P99_S})
 
@@ -143,17 +145,6 @@ def check_rule(
     for name, text in texts.items():
         if text is not None and (problem := text_problem(text)) is not None:
             raise ValidationError(f"{name} {problem}", field=name)
-    model = texts.get("model")
-    if metric in NEEDS_USAGE:
-        raise ValidationError(
-            f"metric {metric.value!r} is not yet available: it needs the LLM usage figures",
-            field="metric",
-        )
-    if model is not None:
-        raise ValidationError(
-            "a rule on a model is not yet available: it needs the LLM usage figures",
-            field="model",
-        )
     if not WINDOW_MIN_S <= window_s <= WINDOW_MAX_S:
         raise ValidationError(
             f"window_s must be from {WINDOW_MIN_S:g} to {WINDOW_MAX_S:g} seconds (31 days)",
@@ -169,8 +160,17 @@ def check_rule(
         raise ValidationError("min_jobs must be at least 1", field="min_jobs")
 
 
-def read(rule: AlertRule, stats: Stats) -> Reading:
-    """The rule's metric in the figures of its window."""
+def read(rule: AlertRule, stats: Stats | None, usage: UsageFigures | None = None) -> Reading:
+    """The rule's metric in the figures of its window: the jobs' (`stats`), or the LLM
+    calls' (`usage`) for a metric FROM_USAGE.
+    """
+    if rule.metric in FROM_USAGE:
+        assert usage is not None
+        calls = usage.total["calls"]
+        if rule.metric == Metric.TOKENS:
+            return Reading(float(sum(usage.total[kind] for kind in TOKEN_KINDS)), calls)
+        return Reading(to_usd(usage.total["cost_pusd"]), calls)
+    assert stats is not None
     if rule.metric == Metric.FAILURE_RATE:
         ended = sum(number for status, number in stats.by_status.items() if status in TERMINAL)
         return Reading(stats.rate(JobStatus.FAILED), ended)
@@ -178,9 +178,7 @@ def read(rule: AlertRule, stats: Stats) -> Reading:
         return Reading(float(stats.stuck), stats.stuck)
     if rule.metric == Metric.TTFT_P99_S:
         return Reading(stats.ttft.quantile(0.99), stats.ttft.count)
-    if rule.metric == Metric.DURATION_P99_S:
-        return Reading(stats.duration.quantile(0.99), stats.duration.count)
-    raise ValidationError(f"metric {rule.metric.value!r} is not yet available")
+    return Reading(stats.duration.quantile(0.99), stats.duration.count)
 
 
 def is_breached(rule: AlertRule, reading: Reading) -> bool:
