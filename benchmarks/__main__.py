@@ -5,7 +5,8 @@ BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
 sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath, redesign, fairness, usage), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
+writepath, redesign, fairness, usage, alerts), BENCH_ALERT_SIZES (job counts of the alerts
+section; default 1000000), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
 revision before the rollups, and before the storage redesign; default 7), BENCH_BASELINE_REV
 (the revision the `redesign` section compares with; default the one before the redesign),
 BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
@@ -27,6 +28,7 @@ import statistics
 import uvloop
 
 from benchmarks import (
+    alerts,
     batches,
     fairness,
     fanout,
@@ -441,6 +443,26 @@ async def bench_usage() -> None:
                 )
 
 
+async def bench_alerts() -> None:
+    sizes = [int(n) for n in os.environ.get("BENCH_ALERT_SIZES", "1000000").split(",")]
+    report(
+        f"== alert rules: one evaluation round of {alerts.RULES} rules (failure rate 1 h and "
+        "24 h, TTFT and duration p99, stuck jobs; a third on one user) over jobs spread over "
+        "30 days, vs one 24-hour figures read of the organization (medians of "
+        f"{alerts.ROUNDS}); target: a round within a tenth of the default interval (60 s)"
+    )
+    for kind in KINDS:
+        for size in sizes:
+            figures = await alerts.measure(kind, size)
+            per_rule = figures["round"] / alerts.RULES
+            share = figures["round"] / alerts.INTERVAL_S
+            report(
+                f"{kind:10}  {size:>9} jobs  round {figures['round'] * 1e3:8.1f} ms  per rule "
+                f"{per_rule * 1e3:6.2f} ms  24 h read {figures['read'] * 1e3:7.1f} ms  "
+                f"round / interval {share:.4f}  {verdict(share, 0.1, at_most=True)}"
+            )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "creates": bench_creates,
@@ -458,6 +480,7 @@ SECTIONS = {
     "redesign": bench_redesign,
     "fairness": bench_fairness,
     "usage": bench_usage,
+    "alerts": bench_alerts,
 }
 
 

@@ -136,8 +136,11 @@ class Settings(BaseSettings):
     #: How long a claimed event stays claimed: past it, another worker may deliver it. At
     #: least the attempt timeout plus LEASE_MARGIN_S.
     webhook_lease_s: float = Field(default=60.0, gt=0)
-    #: Receives `job.stuck` and `callback.exhausted` alerts.
+    #: Receives `job.stuck` and `callback.exhausted` alerts, and the `alert.firing` and
+    #: `alert.resolved` messages of every organization's alert rules.
     alert_webhook: str | None = None
+    #: How often the alert rules are evaluated (each once a period, across replicas).
+    alert_interval_s: float = Field(default=60.0, gt=0)
     #: Receives a `step.completed` event for every recorded step.
     step_complete_webhook: str | None = Field(
         default=None,

@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.listing",
         "jobpulse.batches.rules",
         "jobpulse.batches.answers",
+        "jobpulse.alerts.rules",
         "jobpulse.stats.windows",
         "jobpulse.sweeper.rules",
         "jobpulse.webhooks.payload",
@@ -75,6 +76,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.sweeper",
         "jobpulse.stats",
         "jobpulse.retention",
+        "jobpulse.alerts",
         "jobpulse.usage",
     ),
     # The edges: the HTTP API, the dashboard, the command line, the SDK.

@@ -12,7 +12,20 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream, tokens, usage
+from jobpulse.alerts.evaluator import AlertEvaluator
+from jobpulse.alerts.service import AlertRules
+from jobpulse.api import (
+    alerts,
+    callbacks,
+    errors,
+    health,
+    jobs,
+    stats,
+    steps,
+    stream,
+    tokens,
+    usage,
+)
 from jobpulse.api.cors import ApiCors
 from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
@@ -81,6 +94,8 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         app.state.usage = UsageRecorder(app.state.jobs, prices)
         app.state.tokens = TokenManager(app.state.jobs, app.state.keys)
         sweeper = Sweeper.from_settings(app.state.jobs, settings)
+        app.state.alert_rules = AlertRules(app.state.jobs, settings.alert_webhook)
+        evaluator = AlertEvaluator.from_settings(app.state.jobs, settings)
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
         providers = ProviderClient(settings)
@@ -97,6 +112,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 asyncio.create_task(app.state.keys.grants.run(), name="jobpulse-grants"),
                 asyncio.create_task(app.state.feed.run(), name="jobpulse-feed"),
                 asyncio.create_task(fold_forever(store), name="jobpulse-rollups"),
+                asyncio.create_task(evaluator.run(), name="jobpulse-alerts"),
             ]
             background.append(
                 asyncio.create_task(
@@ -135,6 +151,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(steps.router)
     app.include_router(usage.router)
     app.include_router(stats.router)
+    app.include_router(alerts.router)
     app.include_router(health.router)
     app.include_router(tokens.router)
     pages.install(app, Sessions.from_settings(settings))

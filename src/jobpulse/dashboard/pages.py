@@ -19,6 +19,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sse_starlette import EventSourceResponse
 
+from jobpulse.alerts.rules import Alert
+from jobpulse.alerts.service import AlertRules
 from jobpulse.api.stream import PING_S, Standing, server_events
 from jobpulse.dashboard import charts
 from jobpulse.dashboard.session import (
@@ -148,6 +150,7 @@ async def overview(
     now = jobs.now()
     query = JobFilter(job_type=job_type or None)
     stats = await Figures(jobs).stats(actor, query, Window(now - span, now, bucket))
+    firing = await _firing_alerts(request, actor)
     label = "%H:%M" if bucket == Bucket.HOUR else "%b %d"
     by_status = {status.value: stats.by_status[status] for status in JobStatus}
     context = {
@@ -157,6 +160,7 @@ async def overview(
         "windows": list(WINDOWS),
         "job_type": job_type or "",
         "stats": stats,
+        "firing": firing,
         "by_status": by_status,
         "completion": stats.rate(JobStatus.COMPLETED),
         "failure": stats.rate(JobStatus.FAILED),
@@ -174,6 +178,14 @@ async def overview(
         "stream": _stream_url({"job_type": job_type} if job_type else {}),
     }
     return _render(request, "overview.html", context)
+
+
+async def _firing_alerts(request: Request, actor: Actor) -> list[Alert]:
+    """The organization's firing alerts, for an admin (alert rules are theirs)."""
+    if not actor.is_admin:
+        return []
+    rules: AlertRules = request.app.state.alert_rules
+    return [alert for alert in await rules.alerts(actor, limit=0) if alert.resolved_at is None]
 
 
 def _stream_url(params: dict[str, str]) -> str:

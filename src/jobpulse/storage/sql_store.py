@@ -32,6 +32,7 @@ from jobpulse.storage import (
     steps,
     sweeps,
 )
+from jobpulse.storage.alerts import SqlAlertStore
 from jobpulse.storage.creations import Creation
 from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
@@ -57,7 +58,7 @@ def served(url: str) -> AbstractContextManager[None]:
     return backend_of(url).served(database_url(url))
 
 
-class SqlJobStore(SqlUsageStore, SqlTokensStore, JobStore):
+class SqlJobStore(SqlAlertStore, SqlUsageStore, SqlTokensStore, JobStore):
     """The JobStore of one SQL database (see storage/store.py for each operation)."""
 
     def __init__(self, database: Database) -> None:

@@ -18,6 +18,7 @@ from jobpulse.domain import Actor, Job, JobEvent, JobStatus, OutboxMessage, Plan
 from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Gauges
 from jobpulse.stats.windows import Stats, Window
+from jobpulse.storage.alerts_store import AlertStore
 from jobpulse.storage.batches import Claimed as ClaimedBatch
 from jobpulse.storage.batches import Polled
 from jobpulse.storage.events import Happened, Position, Start
@@ -73,7 +74,7 @@ class SessionKey:
     key_hash: str
 
 
-class JobStore(UsageStore, TokensStore, Protocol):
+class JobStore(AlertStore, UsageStore, TokensStore, Protocol):
     """The database of jobs, their history, steps, webhooks, figures, batches and keys."""
 
     # Jobs ----------------------------------------------------------------------------------

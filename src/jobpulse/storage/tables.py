@@ -420,3 +420,51 @@ scoped_tokens = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Index("ix_scoped_tokens_expires_at", "expires_at"),
 )
+
+
+# Alerts (alerts/, storage/alerts.py) -------------------------------------------------------
+
+#: An organization's alert rules, with where their evaluation stands: due at
+#: `next_evaluation_at` (a claim moves it a period on, so replicas evaluate a rule once a
+#: period), firing while `firing_alert_id` names an open episode in `alerts`.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("organization_id", String(128), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("window_s", Float, nullable=False),
+    Column("above", Float, nullable=False),
+    Column("min_jobs", Integer, nullable=False),
+    Column("job_type", String(128)),
+    Column("model", String(255)),
+    Column("user_id", String(128)),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_evaluation_at", UTCDateTime, nullable=False),
+    Column("evaluated_at", UTCDateTime),
+    Column("last_value", Float),
+    Column("firing_alert_id", String(64)),
+    Index("ix_alert_rules_org", "organization_id", "created_at", "id"),
+    Index("ix_alert_rules_due", "next_evaluation_at"),
+)
+
+#: Every episode of a rule firing, kept after its rule is deleted (no foreign key).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("rule_id", String(64), nullable=False),
+    Column("organization_id", String(128), nullable=False),
+    Column("rule_name", String(255), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("above", Float, nullable=False),
+    Column("window_s", Float, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("jobs", BigInteger, nullable=False),
+    Column("fired_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Column("resolved_value", Float),
+    Index("ix_alerts_org_fired", "organization_id", "fired_at"),
+)

@@ -303,7 +303,7 @@ class Deliverer:
         url = self.settings.alert_webhook
         if state != policy.AttemptState.EXHAUSTED or url is None:
             return None
-        if message.event_type in (payload.CALLBACK_EXHAUSTED, payload.JOB_STUCK):
+        if message.event_type in payload.OPERATOR_ALERTS:
             return None  # alerts about alerts would never end
         data = {
             "job_id": message.job_id,

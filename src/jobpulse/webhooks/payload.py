@@ -20,6 +20,11 @@ JOB_EVENTS = {
 STEP_COMPLETED = "step.completed"
 CALLBACK_EXHAUSTED = "callback.exhausted"
 JOB_STUCK = "job.stuck"
+#: An alert rule starts to fire, and stops (alerts/).
+ALERT_FIRING = "alert.firing"
+ALERT_RESOLVED = "alert.resolved"
+#: Alerts for the operator: an exhausted delivery of one raises no further alert.
+OPERATOR_ALERTS = frozenset({CALLBACK_EXHAUSTED, JOB_STUCK, ALERT_FIRING, ALERT_RESOLVED})
 
 
 def new_webhook_id() -> str:
