@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.listing",
         "jobpulse.batches.rules",
         "jobpulse.batches.answers",
+        "jobpulse.bulk.rules",
         "jobpulse.stats.windows",
         "jobpulse.sweeper.rules",
         "jobpulse.webhooks.payload",
@@ -62,7 +63,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.sender",
     ),
     # The features, each with its loop: LLM batches, the sweeper, figures, retention.
-    ("jobpulse.batches", "jobpulse.sweeper", "jobpulse.stats", "jobpulse.retention"),
+    (
+        "jobpulse.batches",
+        "jobpulse.sweeper",
+        "jobpulse.stats",
+        "jobpulse.retention",
+        "jobpulse.bulk",
+    ),
     # The edges: the HTTP API, the dashboard, the command line, the SDK.
     (
         "jobpulse.api",

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream
+from jobpulse.api import bulk, callbacks, errors, health, jobs, stats, steps, stream
 from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.batches.poller import BatchPoller
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     )
     errors.install(app)
     app.include_router(stream.router)  # before /v1/jobs/{job_id} would take /v1/jobs/stream
+    app.include_router(bulk.router)  # before /v1/jobs/{job_id}/… would take its paths
     app.include_router(jobs.router)
     app.include_router(callbacks.router)
     app.include_router(steps.router)

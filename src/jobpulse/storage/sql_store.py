@@ -32,6 +32,7 @@ from jobpulse.storage import (
     steps,
     sweeps,
 )
+from jobpulse.storage.bulk import SqlBulkStore
 from jobpulse.storage.creations import Creation
 from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
@@ -55,7 +56,7 @@ def served(url: str) -> AbstractContextManager[None]:
     return backend_of(url).served(database_url(url))
 
 
-class SqlJobStore(JobStore):
+class SqlJobStore(SqlBulkStore, JobStore):
     """The JobStore of one SQL database (see storage/store.py for each operation)."""
 
     def __init__(self, database: Database) -> None:

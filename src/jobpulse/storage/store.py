@@ -20,6 +20,7 @@ from jobpulse.metrics import Gauges
 from jobpulse.stats.windows import Stats, Window
 from jobpulse.storage.batches import Claimed as ClaimedBatch
 from jobpulse.storage.batches import Polled
+from jobpulse.storage.bulk_store import BulkStore
 from jobpulse.storage.events import Happened, Position, Start
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.outbox import Claimed as ClaimedMessage
@@ -71,7 +72,7 @@ class SessionKey:
     key_hash: str
 
 
-class JobStore(Protocol):
+class JobStore(BulkStore, Protocol):
     """The database of jobs, their history, steps, webhooks, figures, batches and keys."""
 
     # Jobs ----------------------------------------------------------------------------------
