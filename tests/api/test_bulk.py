@@ -142,7 +142,7 @@ async def test_members_act_on_their_own_jobs_admins_on_their_organization(
     carols = await _populate(jobs, CAROL, "etl", 14)
     member = await make_key("org-a", "alice")
     admin = await make_key("org-a", "root", admin=True)
-    everything = {"filter": {}}
+    everything: dict[str, object] = {"filter": {}}
 
     as_member = await http.post(
         "/v1/jobs/cancel", json={"filter": {"user_id": "bob"}}, headers=member
