@@ -5,6 +5,7 @@ its own short write through the store, yielding to other work in between.
 from __future__ import annotations
 
 import asyncio
+import time
 from functools import partial
 
 from opentelemetry import context as otel_context
@@ -18,12 +19,19 @@ from jobpulse.listing import JobFilter
 from jobpulse.storage.bulk import Cursor
 
 
+#: While changes keep coming, a bulk action rests this long after each step for each second
+#: the step took (see docs/bulk-actions.md: the p99 of other transitions during a bulk cancel).
+YIELD_SHARE = 1.0
+
+
 class BulkActions:
     """Cancels, or re-sends the callbacks of, every job the actor may see under a filter."""
 
     def __init__(self, jobs: JobManager, batch_size: int = BATCH_SIZE) -> None:
         self.jobs = jobs
         self.batch_size = batch_size
+        #: Rest after each step while the writer is busy, as a share of the step's time.
+        self.yield_share = YIELD_SHARE
 
     async def cancel(
         self, actor: Actor, query: JobFilter, *, dry_run: bool = False, reason: str | None = None
@@ -46,6 +54,7 @@ class BulkActions:
             now = self.jobs.now()
             cancel = partial(plan_change, change=change, now=now, actor=actor.user_id)
             planner = partial(with_callback, partial(only_active, cancel), now, trace)
+            began = time.monotonic()
             step = await self.jobs.store.cancel_step(actor, query, cursor, self.batch_size, planner)
             matched += step.matched
             changed += len(step.changed)
@@ -54,7 +63,7 @@ class BulkActions:
             if step.cursor is None:
                 return BulkResult(matched, changed)
             cursor = step.cursor
-            await asyncio.sleep(0)  # let the changes of others be queued between steps
+            await self._make_way(time.monotonic() - began)
 
     async def resend_callbacks(
         self, actor: Actor, query: JobFilter, *, dry_run: bool = False
@@ -70,6 +79,7 @@ class BulkActions:
         matched = changed = 0
         cursor: Cursor | None = None
         while True:
+            began = time.monotonic()
             step = await self.jobs.store.resend_step(
                 actor, query, cursor, self.batch_size, self.jobs.now()
             )
@@ -80,7 +90,15 @@ class BulkActions:
             if step.cursor is None:
                 return BulkResult(matched, changed)
             cursor = step.cursor
-            await asyncio.sleep(0)
+            await self._make_way(time.monotonic() - began)
+
+    async def _make_way(self, spent: float) -> None:
+        """Between steps: while other changes keep coming, rest as long as the step took (a
+        bulk action then takes at most half of the writer's time and of this event loop's);
+        on a quiet writer, only let other tasks run.
+        """
+        busy = self.jobs.store.traffic.recent()
+        await asyncio.sleep(spent * self.yield_share if busy else 0)
 
     async def _batches_ended(self, changed: list[tuple[Job, Plan]]) -> None:
         """Tell the poller of LLM batches cancelled (it cancels them at their provider)."""

@@ -32,7 +32,7 @@ _AFTER_ID = bindparam("b_after_id", type_=jobs.c.id.type)
 #: Where a walk through matching jobs stands: the (created_at, id) of the last job seen.
 Cursor = tuple[datetime, str]
 #: Jobs a step handles at a time while changes are coming in (each wait is this short).
-STEP_WHEN_BUSY = 8
+STEP_WHEN_BUSY = 1
 
 
 @dataclass(frozen=True, slots=True)
