@@ -18,7 +18,6 @@ from jobpulse.jobs.manager import JobManager
 from jobpulse.listing import JobFilter
 from jobpulse.storage.bulk import Cursor
 
-
 #: While changes keep coming, a bulk action rests this long after each step for each second
 #: the step took (see docs/bulk-actions.md: the p99 of other transitions during a bulk cancel).
 YIELD_SHARE = 1.0
