@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.batches.rules",
         "jobpulse.batches.answers",
         "jobpulse.bulk.rules",
+        "jobpulse.views.rules",
         "jobpulse.stats.windows",
         "jobpulse.sweeper.rules",
         "jobpulse.webhooks.payload",
@@ -69,6 +70,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.stats",
         "jobpulse.retention",
         "jobpulse.bulk",
+        "jobpulse.views",
     ),
     # The edges: the HTTP API, the dashboard, the command line, the SDK.
     (

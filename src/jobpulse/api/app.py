@@ -18,7 +18,10 @@ from jobpulse.api.tracing import RequestSpans
 from jobpulse.batches.poller import BatchPoller
 from jobpulse.batches.providers import ProviderClient
 from jobpulse.config import Settings
-from jobpulse.dashboard import pages
+from jobpulse.dashboard import batches as batch_pages
+from jobpulse.dashboard import bulk as bulk_pages
+from jobpulse.dashboard import deliveries, pages, timeline
+from jobpulse.dashboard import views as views_pages
 from jobpulse.dashboard.session import Sessions
 from jobpulse.feed import EventFeed
 from jobpulse.jobs.hooks import Hooks
@@ -129,6 +132,9 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(steps.router)
     app.include_router(stats.router)
     app.include_router(health.router)
+    # The dashboard's pages of issue 24 first: /jobs/find and /jobs/bulk before /jobs/{job_id}.
+    for extra in (bulk_pages, views_pages, deliveries, batch_pages, timeline):
+        app.include_router(extra.router)
     pages.install(app, Sessions.from_settings(settings))
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(KeyBeforeBody)

@@ -29,7 +29,15 @@ from jobpulse.dashboard.session import (
     keep_csrf,
 )
 from jobpulse.documents import text_problem
-from jobpulse.domain import ACTIVE, Actor, JobStatus, StopReason, parse_status, parse_stop_reason
+from jobpulse.domain import (
+    ACTIVE,
+    Actor,
+    Job,
+    JobStatus,
+    StopReason,
+    parse_status,
+    parse_stop_reason,
+)
 from jobpulse.errors import JobPulseError, NotFoundError, UnauthorizedError, ValidationError
 from jobpulse.jobs.manager import JobManager
 from jobpulse.listing import JobFilter, Page
@@ -283,10 +291,12 @@ async def job_list(
     filters: PageFilters,
     before: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
+    order: Annotated[str, Query(pattern="^(|newest|oldest)$")] = "",
 ) -> Response:
     jobs = _jobs(request)
     query = filters.query
-    page = Page(limit=PAGE_SIZE, before=before or None, after=after or None)
+    oldest = order == "oldest"
+    page = Page(limit=PAGE_SIZE, ascending=oldest, before=before or None, after=after or None)
     found = await jobs.list_jobs(actor, query, page)
     count = await jobs.count_jobs(actor, query)
     params = filters.params()
@@ -298,12 +308,28 @@ async def job_list(
         "filters": filters,
         "statuses": [s.value for s in JobStatus],
         "stop_reasons": [r.value for r in StopReason],
-        "query": urlencode(params),
-        "newer": found[0].id if found and (before or after) else None,
-        "older": found[-1].id if len(found) == PAGE_SIZE else None,
+        "query": urlencode(params | ({"order": "oldest"} if oldest else {})),
+        "filter_query": urlencode(params),
+        "order": order,
+        "newer": _newer(found, before, after, oldest),
+        "older": _older(found, before, after, oldest),
         "stream": _stream_url(params),
     }
     return _render(request, "jobs.html", context)
+
+
+def _newer(found: list[Job], before: str | None, after: str | None, oldest: bool) -> str | None:
+    """The cursor of the page of newer jobs (`after` it), if there may be one."""
+    if oldest:
+        return found[-1].id if len(found) == PAGE_SIZE else None
+    return found[0].id if found and (before or after) else None
+
+
+def _older(found: list[Job], before: str | None, after: str | None, oldest: bool) -> str | None:
+    """The cursor of the page of older jobs (`before` it), if there may be one."""
+    if oldest:
+        return found[0].id if found and (before or after) else None
+    return found[-1].id if len(found) == PAGE_SIZE else None
 
 
 @router.get("/jobs/{job_id}")

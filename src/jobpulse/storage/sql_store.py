@@ -39,6 +39,7 @@ from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.store import FEED_CHANNEL, ApiKey, JobStore, Planner, SessionKey, StoredKey
 from jobpulse.storage.transitions import Transition
 from jobpulse.storage.urls import backend_of, database_url
+from jobpulse.storage.views import SqlViewStore
 from jobpulse.sweeper.rules import StaleLimits
 
 _KEY_FIELDS = tuple(field.name for field in fields(ApiKey))
@@ -56,7 +57,7 @@ def served(url: str) -> AbstractContextManager[None]:
     return backend_of(url).served(database_url(url))
 
 
-class SqlJobStore(SqlBulkStore, JobStore):
+class SqlJobStore(SqlBulkStore, SqlViewStore, JobStore):
     """The JobStore of one SQL database (see storage/store.py for each operation)."""
 
     def __init__(self, database: Database) -> None:

@@ -345,3 +345,19 @@ job_rollups = Table(
     # SQLite: rows kept in key order in one b-tree, no lookup from the key's index to a row.
     sqlite_with_rowid=False,
 )
+
+# Saved views (issue 24): a user's named jobs-page filters, shared in the organization or not.
+saved_views = Table(
+    "saved_views",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("organization_id", String(128), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    # The jobs page's query string (filters and order), as the page's address holds it.
+    Column("query", Text, nullable=False),
+    Column("shared", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("uq_saved_views_owner_name", "organization_id", "user_id", "name", unique=True),
+    Index("ix_saved_views_org_shared", "organization_id", "shared"),
+)

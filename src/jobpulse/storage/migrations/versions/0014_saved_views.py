@@ -1,0 +1,45 @@
+"""Saved views of the jobs page: named filters per user, shareable in the organization.
+
+Revision ID: 0014
+Revises: 0010
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from jobpulse.storage.tables import UTCDateTime
+
+revision = "0014"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "saved_views",
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("organization_id", sa.String(128), nullable=False),
+        sa.Column("user_id", sa.String(128), nullable=False),
+        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("query", sa.Text(), nullable=False),
+        sa.Column("shared", sa.Boolean(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_saved_views")),
+    )
+    op.create_index(
+        "uq_saved_views_owner_name",
+        "saved_views",
+        ["organization_id", "user_id", "name"],
+        unique=True,
+    )
+    op.create_index("ix_saved_views_org_shared", "saved_views", ["organization_id", "shared"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_saved_views_org_shared", table_name="saved_views")
+    op.drop_index("uq_saved_views_owner_name", table_name="saved_views")
+    op.drop_table("saved_views")
