@@ -33,6 +33,8 @@ _AFTER_ID = bindparam("b_after_id", type_=jobs.c.id.type)
 Cursor = tuple[datetime, str]
 #: Jobs a step handles at a time while changes are coming in (each wait is this short).
 STEP_WHEN_BUSY = 1
+#: Jobs a step reads while changes are coming in: it will likely end after a few of them.
+READ_WHEN_BUSY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,12 @@ def _next_jobs(
     return list(connection.execute(statement, params).all())
 
 
+def _read_limit(limit: int, traffic: Traffic | None) -> int:
+    """How many jobs a step reads: fewer while changes keep coming (it ends early then)."""
+    busy = traffic is not None and traffic.recent()
+    return min(limit, READ_WHEN_BUSY) if busy else limit
+
+
 def _chunks(rows: list[Any], traffic: Traffic | None) -> Any:
     """`rows` a few at a time while the writer is busy, else all at once; stops when a
     change waits (the caller then ends its step at the last row handled).
@@ -88,6 +96,7 @@ def cancel_step(
     traffic: Traffic | None = None,
 ) -> Stepped:
     """Apply `planner` (a cancel) to the active ones of the next `limit` matching jobs."""
+    limit = _read_limit(limit, traffic)
     rows = _next_jobs(connection, actor, query, after, limit)
     seen = 0
     changed: list[tuple[Job, Plan]] = []
@@ -110,6 +119,7 @@ def resend_step(
     traffic: Traffic | None = None,
 ) -> Stepped:
     """Make the callbacks of the ended ones of the next `limit` matching jobs due again."""
+    limit = _read_limit(limit, traffic)
     rows = _next_jobs(connection, actor, query, after, limit)
     seen = resent = 0
     for chunk in _chunks(rows, traffic):
