@@ -67,15 +67,23 @@ def _counts(metadata: dict[str, Any]) -> dict[str, int]:
     return {str(k): v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
+def _whole(progress: object, name: str) -> int | None:
+    """`progress[name]` if it is a whole number."""
+    if not isinstance(progress, dict):
+        return None
+    value = progress.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def batch_row(job: Job, now: datetime) -> BatchRow:
     """What the page shows of a batch's job."""
     metadata = job.metadata
-    progress = metadata.get("progress") if isinstance(metadata.get("progress"), dict) else {}
+    progress = metadata.get("progress")
     counts = _counts(metadata)
-    total = (
-        progress.get("total") if isinstance(progress.get("total"), int) else sum(counts.values())
-    )
-    done = progress.get("done") if isinstance(progress.get("done"), int) else 0
+    total = _whole(progress, "total")
+    done = _whole(progress, "done") or 0
+    if total is None:
+        total = sum(counts.values())
     expires_at = _moment(metadata.get("expires_at"))
     results = {key: metadata[key] for key in RESULT_KEYS if metadata.get(key)}
     if isinstance(metadata.get("results"), dict):
@@ -85,7 +93,7 @@ def batch_row(job: Job, now: datetime) -> BatchRow:
         provider=str(metadata.get("provider", "—")),
         batch_id=str(metadata.get("batch_id", "—")),
         counts=counts,
-        done=max(0, min(done, total)) if total else 0,
+        done=max(0, min(done, total)),
         total=max(total, 0),
         expires_at=expires_at,
         expires_in=left(expires_at, now),
