@@ -290,3 +290,34 @@ async def test_the_timeline_puts_every_moment_on_one_axis(
         assert offsets[-1] == 100.0
         assert offsets == sorted(offsets)
         assert (await http.get(f"/jobs/{job.id}")).text.count(f"/jobs/{job.id}/timeline") == 1
+
+
+async def test_the_jobs_page_sorts_by_duration_and_ttft_page_by_page(
+    app: FastAPI, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    jobs: JobManager = app.state.jobs
+    durations = [7, 3, 30, 3, 12] * 6  # ties broken by id
+    made = []
+    for number, seconds in enumerate(durations):
+        job = await jobs.create_job(ALICE, status="running")
+        await jobs.update_job(
+            ALICE, job.id, total_duration_ns=seconds * 10**9, ttft_ns=(number + 1) * 10**6
+        )
+        made.append((seconds * 10**9, job.id))
+    await jobs.create_job(ALICE)  # no duration: not in the sorted pages
+    await jobs.create_job(BOB, status="running")
+    await signed_in(http, await make_key("org-a", "alice"))
+
+    shown: list[str] = []
+    address = "/jobs?order=duration"
+    while address:
+        page = (await http.get(address)).text
+        shown += re.findall(r'<tr data-job="([^"]+)"', page)
+        found = re.search(r'href="(/jobs\?[^"]*cursor=[^"]+)"', page)
+        address = html.unescape(found[1]) if found else ""
+
+    assert shown == [job_id for _value, job_id in sorted(made, reverse=True)]
+    by_ttft = re.findall(r'<tr data-job="([^"]+)"', (await http.get("/jobs?order=ttft")).text)
+    assert by_ttft == [job_id for _value, job_id in made[::-1][:25]]
+    bad = await http.get("/jobs", params={"order": "duration", "cursor": "soon"})
+    assert bad.status_code == 400

@@ -28,6 +28,7 @@ from jobpulse.dashboard.session import (
     csrf_token,
     keep_csrf,
 )
+from jobpulse.dashboard.sorting import SORTED_BY, next_cursor, slowest_page
 from jobpulse.documents import text_problem
 from jobpulse.domain import (
     ACTIVE,
@@ -291,13 +292,17 @@ async def job_list(
     filters: PageFilters,
     before: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
-    order: Annotated[str, Query(pattern="^(|newest|oldest)$")] = "",
+    order: Annotated[str, Query(pattern="^(|newest|oldest|duration|ttft)$")] = "",
+    cursor: Annotated[str | None, Query(max_length=96)] = None,
 ) -> Response:
     jobs = _jobs(request)
     query = filters.query
     oldest = order == "oldest"
     page = Page(limit=PAGE_SIZE, ascending=oldest, before=before or None, after=after or None)
-    found = await jobs.list_jobs(actor, query, page)
+    if order in SORTED_BY:
+        found = await slowest_page(jobs, actor, query, order, cursor, PAGE_SIZE)
+    else:
+        found = await jobs.list_jobs(actor, query, page)
     count = await jobs.count_jobs(actor, query)
     params = filters.params()
     context = {
@@ -308,11 +313,12 @@ async def job_list(
         "filters": filters,
         "statuses": [s.value for s in JobStatus],
         "stop_reasons": [r.value for r in StopReason],
-        "query": urlencode(params | ({"order": "oldest"} if oldest else {})),
+        "query": urlencode(params | ({"order": order} if order else {})),
+        "next_cursor": next_cursor(found, order, PAGE_SIZE),
         "filter_query": urlencode(params),
         "order": order,
-        "newer": _newer(found, before, after, oldest),
-        "older": _older(found, before, after, oldest),
+        "newer": None if order in SORTED_BY else _newer(found, before, after, oldest),
+        "older": None if order in SORTED_BY else _older(found, before, after, oldest),
         "stream": _stream_url(params),
     }
     return _render(request, "jobs.html", context)

@@ -361,3 +361,18 @@ saved_views = Table(
     Index("uq_saved_views_owner_name", "organization_id", "user_id", "name", unique=True),
     Index("ix_saved_views_org_shared", "organization_id", "shared"),
 )
+
+#: The jobs page sorted by duration or time to first token, slowest first (storage/views.py):
+#: a keyset on (value, id) within an organization, or one member's jobs.
+SORT_INDEXES = tuple(
+    _partial_index(
+        f"ix_jobs_{scope}_{column}", *columns, column, "id", where=f"{column} IS NOT NULL"
+    )
+    for column in ("total_duration_ns", "ttft_ns")
+    for scope, columns in (
+        ("org", ("organization_id",)),
+        ("org_user", ("organization_id", "user_id")),
+    )
+)
+for _index in SORT_INDEXES:
+    jobs.append_constraint(_index)

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, desc, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    desc,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
-from jobpulse.domain import Actor
+from jobpulse.domain import Actor, Job
 from jobpulse.errors import NotFoundError
+from jobpulse.listing import JobFilter
+from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.engine import Database
+from jobpulse.storage.repository import SELECT_JOB, job_filter_clauses, to_job
 from jobpulse.storage.tables import callback_attempts, jobs, outbox, saved_views
 from jobpulse.views.rules import SavedView
 
@@ -140,6 +155,33 @@ def list_deliveries(
     return [dict(row._mapping) for row in connection.execute(statement)]
 
 
+#: The columns the jobs page sorts by, slowest first (each on an index of its own).
+SORTABLE = {"duration": jobs.c.total_duration_ns, "ttft": jobs.c.ttft_ns}
+_AFTER_VALUE = bindparam("b_after_value", type_=BigInteger())
+_AFTER_ID = bindparam("b_after_id", type_=jobs.c.id.type)
+
+
+def list_slowest(
+    connection: Connection,
+    actor: Actor,
+    query: JobFilter,
+    by: str,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> list[Job]:
+    """The actor's jobs under `query` that have a value of `by` (`duration` or `ttft`), the
+    largest first, after the keyset cursor `after` ((value, id) of the last job shown).
+    """
+    column = SORTABLE[by]
+    clauses, params = job_filter_clauses(dialect_of(connection), actor, query)
+    where = [*clauses, column.is_not(None)]
+    if after is not None:
+        where.append(tuple_(column, jobs.c.id) < tuple_(_AFTER_VALUE, _AFTER_ID))
+        params |= {"b_after_value": after[0], "b_after_id": after[1]}
+    statement = SELECT_JOB.where(*where).order_by(column.desc(), jobs.c.id.desc()).limit(limit)
+    return [to_job(row) for row in connection.execute(statement, params)]
+
+
 class SqlViewStore:
     """The ViewStore operations on SQL (a mixin of SqlJobStore, see storage/views_store.py)."""
 
@@ -166,3 +208,13 @@ class SqlViewStore:
         limit: int,
     ) -> list[dict[str, Any]]:
         return await self.database.scan(list_deliveries, actor, state, event_type, host, limit)
+
+    async def list_slowest(
+        self,
+        actor: Actor,
+        query: JobFilter,
+        by: str,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Job]:
+        return await self.database.scan(list_slowest, actor, query, by, after, limit)

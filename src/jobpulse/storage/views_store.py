@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from jobpulse.domain import Actor
+from jobpulse.domain import Actor, Job
+from jobpulse.listing import JobFilter
 from jobpulse.views.rules import SavedView
 
 
 class ViewStore(Protocol):
-    """Saved views of the jobs page, and webhook deliveries across jobs."""
+    """Saved views of the jobs page, its sorted pages, and webhook deliveries across jobs."""
 
     async def save_view(self, view: SavedView) -> SavedView:
         """Store the view; one of the same owner and name is replaced (keeping its id)."""
@@ -25,6 +26,19 @@ class ViewStore(Protocol):
 
     async def delete_view(self, actor: Actor, view_id: str) -> None:
         """Remove a view its owner or an admin removes (NotFoundError for any other)."""
+        ...
+
+    async def list_slowest(
+        self,
+        actor: Actor,
+        query: JobFilter,
+        by: str,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Job]:
+        """A page of the actor's jobs under `query` with a `by` (`duration` or `ttft`), the
+        largest first, after the keyset cursor (value, id) of the last job shown.
+        """
         ...
 
     async def list_deliveries(
