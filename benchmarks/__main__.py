@@ -5,8 +5,9 @@ BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
 sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath, redesign, fairness, usage, alerts), BENCH_ALERT_SIZES (job counts of the alerts
-section; default 1000000), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
+writepath, redesign, fairness, usage, alerts, bulk), BENCH_ALERT_SIZES (job counts of the
+alerts section; default 1000000), BENCH_BULK_JOBS (jobs the bulk section cancels; default
+10000), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
 revision before the rollups, and before the storage redesign; default 7), BENCH_BASELINE_REV
 (the revision the `redesign` section compares with; default the one before the redesign),
 BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
@@ -30,6 +31,7 @@ import uvloop
 from benchmarks import (
     alerts,
     batches,
+    bulk,
     fairness,
     fanout,
     http,
@@ -43,6 +45,7 @@ from benchmarks import (
     webhooks,
     writepath,
 )
+from jobpulse.bulk.rules import BATCH_SIZE
 
 KINDS = ("sqlite", "postgresql")
 TRANSITION_JOBS = {
@@ -463,6 +466,27 @@ async def bench_alerts() -> None:
             )
 
 
+async def bench_bulk() -> None:
+    report(
+        f"== bulk cancel of {bulk.JOBS} matching jobs (batches of {BATCH_SIZE}) while another "
+        "task moves other jobs through pending, running, completed: its p99 during the bulk "
+        "cancel vs alone"
+    )
+    for kind in KINDS:
+        figures = await bulk.measure(kind)
+        ratio = figures["during"] / figures["alone"]
+        report(
+            f"{kind:10}  transition p99 during {figures['during'] * 1e3:6.2f} ms, alone "
+            f"{figures['alone'] * 1e3:6.2f} ms  ratio {ratio:5.2f}  "
+            f"{verdict(ratio, 2.0, at_most=True)}"
+        )
+        report(
+            f"{kind:10}  the bulk cancel: {figures['changed']:.0f} jobs in "
+            f"{figures['seconds']:5.1f} s ({figures['rate']:6.0f}/s), "
+            f"{figures['transitions']:.0f} other transitions meanwhile"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "creates": bench_creates,
@@ -481,6 +505,7 @@ SECTIONS = {
     "fairness": bench_fairness,
     "usage": bench_usage,
     "alerts": bench_alerts,
+    "bulk": bench_bulk,
 }
 
 

@@ -17,7 +17,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from jobpulse.errors import InvalidTransitionError, JobPulseError, error_class
-from jobpulse.public import EventPublic, JobCountPublic, JobPublic
+from jobpulse.public import BulkResultPublic, EventPublic, JobCountPublic, JobPublic
 from jobpulse.tokens.schemas import TokenPublic
 
 T = TypeVar("T")
@@ -216,6 +216,38 @@ class Requests:
             lambda r: JobCountPublic.model_validate_json(r.content),
             params=_query(_filters(filters)),
         )
+
+    @staticmethod
+    def cancel_jobs(
+        filters: Mapping[str, Any], dry_run: bool, reason: str | None
+    ) -> Call[BulkResultPublic]:
+        body: dict[str, Any] = {"filter": _body_filter(filters), "dry_run": dry_run}
+        if reason is not None:
+            body["reason"] = reason
+        return Call("POST", "/v1/jobs/cancel", _bulk_result, json=body)
+
+    @staticmethod
+    def retry_callbacks(filters: Mapping[str, Any], dry_run: bool) -> Call[BulkResultPublic]:
+        body = {"filter": _body_filter(filters), "dry_run": dry_run}
+        return Call("POST", "/v1/jobs/callbacks/retry", _bulk_result, json=body)
+
+
+def _bulk_result(response: httpx.Response) -> BulkResultPublic:
+    return BulkResultPublic.model_validate_json(response.content)
+
+
+def _body_filter(filters: Mapping[str, Any]) -> dict[str, Any]:
+    """The list filters as a JSON body: sets become lists, moments ISO 8601, None left out."""
+    body: dict[str, Any] = {}
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, list | tuple | set | frozenset):
+            value = sorted(str(item) for item in value)
+        elif hasattr(value, "isoformat"):
+            value = value.isoformat()
+        body[name] = value
+    return body
 
 
 def next_page(

@@ -17,7 +17,7 @@ import httpx
 
 from jobpulse import __version__
 from jobpulse.calls import TERMINAL, Call, Requests, error_of, next_page, server_events
-from jobpulse.public import EventPublic, JobCountPublic, JobPublic
+from jobpulse.public import BulkResultPublic, EventPublic, JobCountPublic, JobPublic
 from jobpulse.tokens.schemas import TokenPublic
 from jobpulse.tracking import (
     AsyncTracker,
@@ -135,6 +135,16 @@ class JobPulse:
     def count_jobs(self, **filters: Any) -> JobCountPublic:
         """Counts for the same filters."""
         return self._run(Requests.count_jobs(**filters))
+
+    def cancel_jobs(
+        self, *, dry_run: bool = False, reason: str | None = None, **filters: Any
+    ) -> BulkResultPublic:
+        """Cancel every active job the list filters match (`dry_run`: only count them)."""
+        return self._run(Requests.cancel_jobs(filters, dry_run, reason))
+
+    def retry_callbacks(self, *, dry_run: bool = False, **filters: Any) -> BulkResultPublic:
+        """Re-send the callback of every ended job the list filters match that has one."""
+        return self._run(Requests.retry_callbacks(filters, dry_run))
 
     def iter_jobs(self, **filters: Any) -> Iterator[JobPublic]:
         """Every matching job, following the cursors page by page."""
@@ -287,6 +297,16 @@ class AsyncJobPulse:
     async def count_jobs(self, **filters: Any) -> JobCountPublic:
         """Counts for the same filters."""
         return await self._run(Requests.count_jobs(**filters))
+
+    async def cancel_jobs(
+        self, *, dry_run: bool = False, reason: str | None = None, **filters: Any
+    ) -> BulkResultPublic:
+        """Cancel every active job the list filters match (`dry_run`: only count them)."""
+        return await self._run(Requests.cancel_jobs(filters, dry_run, reason))
+
+    async def retry_callbacks(self, *, dry_run: bool = False, **filters: Any) -> BulkResultPublic:
+        """Re-send the callback of every ended job the list filters match that has one."""
+        return await self._run(Requests.retry_callbacks(filters, dry_run))
 
     async def iter_jobs(self, **filters: Any) -> AsyncIterator[JobPublic]:
         """Every matching job, following the cursors page by page."""

@@ -96,3 +96,14 @@ class JobCountPublic(BaseModel):
 
     total: int
     by_status: dict[StatusName, int]
+
+
+class BulkResultPublic(BaseModel):
+    """POST /v1/jobs/cancel and POST /v1/jobs/callbacks/retry: the jobs the filter matched,
+    those changed (cancelled, or their callback sent again) and those skipped (already ended,
+    or with no callback to send). A dry run counts what a real run would do.
+    """
+
+    matched: int
+    changed: int
+    skipped: int

@@ -29,6 +29,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.batches.rules",
         "jobpulse.batches.answers",
         "jobpulse.alerts.rules",
+        "jobpulse.bulk.rules",
+        "jobpulse.views.rules",
         "jobpulse.stats.windows",
         "jobpulse.sweeper.rules",
         "jobpulse.webhooks.payload",
@@ -78,6 +80,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.retention",
         "jobpulse.alerts",
         "jobpulse.usage",
+        "jobpulse.bulk",
+        "jobpulse.views",
     ),
     # The edges: the HTTP API, the dashboard, the command line, the SDK.
     (

@@ -16,6 +16,7 @@ from jobpulse.alerts.evaluator import AlertEvaluator
 from jobpulse.alerts.service import AlertRules
 from jobpulse.api import (
     alerts,
+    bulk,
     callbacks,
     errors,
     health,
@@ -32,7 +33,10 @@ from jobpulse.api.tracing import RequestSpans
 from jobpulse.batches.poller import BatchPoller
 from jobpulse.batches.providers import ProviderClient
 from jobpulse.config import Settings
-from jobpulse.dashboard import pages
+from jobpulse.dashboard import batches as batch_pages
+from jobpulse.dashboard import bulk as bulk_pages
+from jobpulse.dashboard import deliveries, pages, timeline
+from jobpulse.dashboard import views as views_pages
 from jobpulse.dashboard.session import Sessions
 from jobpulse.feed import EventFeed
 from jobpulse.jobs.hooks import Hooks
@@ -146,6 +150,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     )
     errors.install(app)
     app.include_router(stream.router)  # before /v1/jobs/{job_id} would take /v1/jobs/stream
+    app.include_router(bulk.router)  # before /v1/jobs/{job_id}/… would take its paths
     app.include_router(jobs.router)
     app.include_router(callbacks.router)
     app.include_router(steps.router)
@@ -154,6 +159,9 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(alerts.router)
     app.include_router(health.router)
     app.include_router(tokens.router)
+    # The dashboard's pages of issue 24 first: /jobs/find and /jobs/bulk before /jobs/{job_id}.
+    for extra in (bulk_pages, views_pages, deliveries, batch_pages, timeline):
+        app.include_router(extra.router)
     pages.install(app, Sessions.from_settings(settings))
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(KeyBeforeBody)

@@ -30,8 +30,17 @@ from jobpulse.dashboard.session import (
     csrf_token,
     keep_csrf,
 )
+from jobpulse.dashboard.sorting import SORTED_BY, next_cursor, slowest_page
 from jobpulse.documents import text_problem
-from jobpulse.domain import ACTIVE, Actor, JobStatus, StopReason, parse_status, parse_stop_reason
+from jobpulse.domain import (
+    ACTIVE,
+    Actor,
+    Job,
+    JobStatus,
+    StopReason,
+    parse_status,
+    parse_stop_reason,
+)
 from jobpulse.errors import JobPulseError, NotFoundError, UnauthorizedError, ValidationError
 from jobpulse.jobs.manager import JobManager
 from jobpulse.listing import JobFilter, Page
@@ -295,11 +304,17 @@ async def job_list(
     filters: PageFilters,
     before: Annotated[str | None, Query(max_length=64)] = None,
     after: Annotated[str | None, Query(max_length=64)] = None,
+    order: Annotated[str, Query(pattern="^(|newest|oldest|duration|ttft)$")] = "",
+    cursor: Annotated[str | None, Query(max_length=96)] = None,
 ) -> Response:
     jobs = _jobs(request)
     query = filters.query
-    page = Page(limit=PAGE_SIZE, before=before or None, after=after or None)
-    found = await jobs.list_jobs(actor, query, page)
+    oldest = order == "oldest"
+    page = Page(limit=PAGE_SIZE, ascending=oldest, before=before or None, after=after or None)
+    if order in SORTED_BY:
+        found = await slowest_page(jobs, actor, query, order, cursor, PAGE_SIZE)
+    else:
+        found = await jobs.list_jobs(actor, query, page)
     count = await jobs.count_jobs(actor, query)
     params = filters.params()
     context = {
@@ -310,12 +325,29 @@ async def job_list(
         "filters": filters,
         "statuses": [s.value for s in JobStatus],
         "stop_reasons": [r.value for r in StopReason],
-        "query": urlencode(params),
-        "newer": found[0].id if found and (before or after) else None,
-        "older": found[-1].id if len(found) == PAGE_SIZE else None,
+        "query": urlencode(params | ({"order": order} if order else {})),
+        "next_cursor": next_cursor(found, order, PAGE_SIZE),
+        "filter_query": urlencode(params),
+        "order": order,
+        "newer": None if order in SORTED_BY else _newer(found, before, after, oldest),
+        "older": None if order in SORTED_BY else _older(found, before, after, oldest),
         "stream": _stream_url(params),
     }
     return _render(request, "jobs.html", context)
+
+
+def _newer(found: list[Job], before: str | None, after: str | None, oldest: bool) -> str | None:
+    """The cursor of the page of newer jobs (`after` it), if there may be one."""
+    if oldest:
+        return found[-1].id if len(found) == PAGE_SIZE else None
+    return found[0].id if found and (before or after) else None
+
+
+def _older(found: list[Job], before: str | None, after: str | None, oldest: bool) -> str | None:
+    """The cursor of the page of older jobs (`before` it), if there may be one."""
+    if oldest:
+        return found[0].id if found and (before or after) else None
+    return found[-1].id if len(found) == PAGE_SIZE else None
 
 
 @router.get("/jobs/{job_id}")

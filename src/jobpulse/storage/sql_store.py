@@ -33,6 +33,7 @@ from jobpulse.storage import (
     sweeps,
 )
 from jobpulse.storage.alerts import SqlAlertStore
+from jobpulse.storage.bulk import SqlBulkStore
 from jobpulse.storage.creations import Creation
 from jobpulse.storage.engine import Database
 from jobpulse.storage.group_commit import Traffic
@@ -41,6 +42,7 @@ from jobpulse.storage.tokens import SqlTokensStore
 from jobpulse.storage.transitions import Transition
 from jobpulse.storage.urls import backend_of, database_url
 from jobpulse.storage.usage import SqlUsageStore
+from jobpulse.storage.views import SqlViewStore
 from jobpulse.sweeper.rules import StaleLimits
 
 _KEY_FIELDS = tuple(field.name for field in fields(ApiKey))
@@ -58,7 +60,9 @@ def served(url: str) -> AbstractContextManager[None]:
     return backend_of(url).served(database_url(url))
 
 
-class SqlJobStore(SqlAlertStore, SqlUsageStore, SqlTokensStore, JobStore):
+class SqlJobStore(
+    SqlAlertStore, SqlUsageStore, SqlTokensStore, SqlBulkStore, SqlViewStore, JobStore
+):
     """The JobStore of one SQL database (see storage/store.py for each operation)."""
 
     def __init__(self, database: Database) -> None:

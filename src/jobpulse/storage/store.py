@@ -21,6 +21,7 @@ from jobpulse.stats.windows import Stats, Window
 from jobpulse.storage.alerts_store import AlertStore
 from jobpulse.storage.batches import Claimed as ClaimedBatch
 from jobpulse.storage.batches import Polled
+from jobpulse.storage.bulk_store import BulkStore
 from jobpulse.storage.events import Happened, Position, Start
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.outbox import Claimed as ClaimedMessage
@@ -28,6 +29,7 @@ from jobpulse.storage.outbox import Outcome, Shares
 from jobpulse.storage.retention import Pruned
 from jobpulse.storage.tokens_store import TokensStore
 from jobpulse.storage.usage_store import UsageStore
+from jobpulse.storage.views_store import ViewStore
 from jobpulse.sweeper.rules import StaleLimits
 
 #: The channel on which a revoked key's id, or SESSION_ENDED, is announced.
@@ -74,7 +76,7 @@ class SessionKey:
     key_hash: str
 
 
-class JobStore(AlertStore, UsageStore, TokensStore, Protocol):
+class JobStore(AlertStore, UsageStore, TokensStore, BulkStore, ViewStore, Protocol):
     """The database of jobs, their history, steps, webhooks, figures, batches and keys."""
 
     # Jobs ----------------------------------------------------------------------------------

@@ -468,3 +468,35 @@ alerts = Table(
     Column("resolved_value", Float),
     Index("ix_alerts_org_fired", "organization_id", "fired_at"),
 )
+
+
+# Saved views (issue 24): a user's named jobs-page filters, shared in the organization or not.
+saved_views = Table(
+    "saved_views",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("organization_id", String(128), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    # The jobs page's query string (filters and order), as the page's address holds it.
+    Column("query", Text, nullable=False),
+    Column("shared", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("uq_saved_views_owner_name", "organization_id", "user_id", "name", unique=True),
+    Index("ix_saved_views_org_shared", "organization_id", "shared"),
+)
+
+#: The jobs page sorted by duration or time to first token, slowest first (storage/views.py):
+#: a keyset on (value, id) within an organization, or one member's jobs.
+SORT_INDEXES = tuple(
+    _partial_index(
+        f"ix_jobs_{scope}_{column}", *columns, column, "id", where=f"{column} IS NOT NULL"
+    )
+    for column in ("total_duration_ns", "ttft_ns")
+    for scope, columns in (
+        ("org", ("organization_id",)),
+        ("org_user", ("organization_id", "user_id")),
+    )
+)
+for _index in SORT_INDEXES:
+    jobs.append_constraint(_index)

@@ -1,0 +1,1 @@
+"""Saved views: named filters of the jobs page per user, shareable in the organization."""
