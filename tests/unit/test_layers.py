@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.sweeper.rules",
         "jobpulse.webhooks.payload",
         "jobpulse.webhooks.policy",
+        "jobpulse.llm.stops",
     ),
     # What every layer may use and that holds no store: settings, metrics, tracing, logs,
     # the read gate, the wire schemas, the watchdog, webhook signing and guarding.
@@ -73,6 +74,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.client",
         "jobpulse.calls",
         "jobpulse.tracking",
+        "jobpulse.llm",
     ),
 )
 
