@@ -93,8 +93,9 @@ def _serve(settings: Settings, host: str, port: int, access_log: bool) -> None:
     if first_key is not None:
         out.print(f"Admin API key, shown once: {first_key}", highlight=False, soft_wrap=True)
     sys.stdout.flush()
+    app = _run(lambda: create_app(settings, serving=True))  # a bad price file stops here
     uvicorn.run(
-        create_app(settings, serving=True),
+        app,
         host=host,
         port=port,
         loop="uvloop",

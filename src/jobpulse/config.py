@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -162,6 +163,9 @@ class Settings(BaseSettings):
     #: Seconds past its provider expiry a batch that has not ended is still followed; then
     #: its job expires (`timeout`) and it is let go.
     batch_expiry_grace_s: float = Field(default=3600.0, gt=0)
+    #: A price file (TOML or JSON, see docs/usage.md) that extends the price table LLM calls
+    #: are costed at, or replaces it; a bad line is refused at start.
+    prices: Path | None = None
     anthropic_base_url: str = "https://api.anthropic.com"
     openai_base_url: str = "https://api.openai.com"
     anthropic_api_key: SecretStr | None = Field(

@@ -253,6 +253,8 @@ class Job:
     stuck_since: datetime | None = None
     #: Seconds it may stay unchanged while active before it is stuck (the defaults without).
     stale_after_s: float | None = None
+    #: The LLM calls' token and cost totals (jobpulse.usage.rules), None before the first.
+    usage: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

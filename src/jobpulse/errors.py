@@ -15,7 +15,8 @@ JobPulseError
 ├── TooManyRequestsError     too many long reads at once: retry after `retry_after_s` (429)
 ├── ReadTimeoutError         a read ran past its time and was stopped (503)
 ├── UnavailableError         the database cannot be reached (503)
-└── AlreadyServedError       another `serve` holds the SQLite file (refused at start)
+├── AlreadyServedError       another `serve` holds the SQLite file (refused at start)
+└── PriceFileError           JOBPULSE_PRICES cannot be used (refused at start)
 """
 
 from __future__ import annotations
@@ -138,6 +139,12 @@ class AlreadyServedError(JobPulseError):
     """Another process already serves this database."""
 
     code = "already_served"
+
+
+class PriceFileError(JobPulseError):
+    """The price file (JOBPULSE_PRICES) cannot be used."""
+
+    code = "price_file"
 
 
 def error_class(code: str) -> type[JobPulseError]:

@@ -31,6 +31,23 @@ StopReasonName = Literal[
 ]
 
 
+class ModelUsagePublic(BaseModel):
+    """LLM calls' totals: how many, their tokens, their cost (None while any is unknown)."""
+
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None
+
+
+class UsagePublic(ModelUsagePublic):
+    """A job's LLM usage: its calls' totals, and the same by `<provider>/<model>`."""
+
+    by_model: dict[str, ModelUsagePublic]
+
+
 class JobPublic(BaseModel):
     """A job as the API shows it."""
 
@@ -57,6 +74,7 @@ class JobPublic(BaseModel):
     heartbeat_timeout_s: float | None = None
     stale_after_s: float | None = None
     stuck_since: datetime | None = None
+    usage: UsagePublic | None = None
 
 
 class EventPublic(BaseModel):

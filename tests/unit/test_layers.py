@@ -32,6 +32,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.sweeper.rules",
         "jobpulse.webhooks.payload",
         "jobpulse.webhooks.policy",
+        "jobpulse.usage.rules",
+        "jobpulse.usage.prices",
         "jobpulse.llm.stops",
     ),
     # What every layer may use and that holds no store: settings, metrics, tracing, logs,
@@ -50,6 +52,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.guard",
         "jobpulse.webhooks.signing",
         "jobpulse.webhooks.fairness",
+        "jobpulse.usage.schemas",
     ),
     # The JobStore and its drivers: the only code that knows SQL.
     ("jobpulse.storage",),
@@ -63,7 +66,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.sender",
     ),
     # The features, each with its loop: LLM batches, the sweeper, figures, retention.
-    ("jobpulse.batches", "jobpulse.sweeper", "jobpulse.stats", "jobpulse.retention"),
+    (
+        "jobpulse.batches",
+        "jobpulse.sweeper",
+        "jobpulse.stats",
+        "jobpulse.retention",
+        "jobpulse.usage",
+    ),
     # The edges: the HTTP API, the dashboard, the command line, the SDK.
     (
         "jobpulse.api",

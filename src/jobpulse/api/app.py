@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream
+from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream, usage
 from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.batches.poller import BatchPoller
@@ -28,6 +28,8 @@ from jobpulse.retention.pruner import prune_forever
 from jobpulse.stats.fold import fold_forever
 from jobpulse.storage.sql_store import open_store
 from jobpulse.sweeper.loop import Sweeper
+from jobpulse.usage.prices import load_prices
+from jobpulse.usage.recorder import UsageRecorder
 from jobpulse.watchdog import Watchdog
 from jobpulse.webhooks.delivery import Deliverer, new_client
 
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     startup (see `settle_heap`), which an app embedded in a larger program should not decide.
     """
     settings = settings or Settings()
+    prices = load_prices(settings.prices)  # a bad price file is refused before anything starts
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         app.state.feed = EventFeed(store, stream.encode, stream.encode_beat)
         hooks = Hooks(queued=wake.set, events=app.state.feed.committed, batch_due=batches_due.set)
         app.state.jobs = JobManager.from_settings(settings, hooks, store=store)
+        app.state.usage = UsageRecorder(app.state.jobs, prices)
         sweeper = Sweeper.from_settings(app.state.jobs, settings)
         app.state.metrics_token = settings.metrics_token
         app.state.watchdog = Watchdog(handling=lambda: list(app.state.jobs.handling))
@@ -126,6 +130,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(jobs.router)
     app.include_router(callbacks.router)
     app.include_router(steps.router)
+    app.include_router(usage.router)
     app.include_router(stats.router)
     app.include_router(health.router)
     pages.install(app, Sessions.from_settings(settings))

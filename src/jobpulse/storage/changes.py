@@ -18,14 +18,15 @@ from jobpulse.storage.tables import jobs
 
 #: A job's fields, in order: its columns, source_id left out.
 JOB_FIELDS = tuple(field.name for field in fields(Job))
-#: Every column a change may write: all of a job's but its identity and owner.
+#: Every column a change may write: all of a job's but its identity, owner and LLM usage
+#: (written by its records alone, storage/usage.py).
 WRITTEN = tuple(
     name
     for name in (*JOB_FIELDS, "source_id")
-    if name not in ("id", "organization_id", "user_id", "created_at")
+    if name not in ("id", "organization_id", "user_id", "created_at", "usage")
 )
-#: Every column of a new job's row.
-INSERTED = (*JOB_FIELDS, "source_id", "idempotency_key")
+#: Every column of a new job's row (no usage yet).
+INSERTED = (*(name for name in JOB_FIELDS if name != "usage"), "source_id", "idempotency_key")
 #: The fields of a delta its job never changes.
 FIXED = ("organization_id", "job_type", "created_at")
 

@@ -138,7 +138,8 @@ def creation_event(job: Job) -> JobEvent:
 
 def job_row(job: Job, idempotency_key: str | None) -> dict[str, Any]:
     """The `jobs` row of a new job."""
-    return column_values({name: getattr(job, name) for name in JOB_FIELDS}) | {
+    fields = (name for name in JOB_FIELDS if name != "usage")  # none yet: NULL
+    return column_values({name: getattr(job, name) for name in fields}) | {
         "idempotency_key": idempotency_key
     }
 

@@ -38,6 +38,7 @@ from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.store import FEED_CHANNEL, ApiKey, JobStore, Planner, SessionKey, StoredKey
 from jobpulse.storage.transitions import Transition
 from jobpulse.storage.urls import backend_of, database_url
+from jobpulse.storage.usage import SqlUsageStore
 from jobpulse.sweeper.rules import StaleLimits
 
 _KEY_FIELDS = tuple(field.name for field in fields(ApiKey))
@@ -55,7 +56,7 @@ def served(url: str) -> AbstractContextManager[None]:
     return backend_of(url).served(database_url(url))
 
 
-class SqlJobStore(JobStore):
+class SqlJobStore(SqlUsageStore, JobStore):
     """The JobStore of one SQL database (see storage/store.py for each operation)."""
 
     def __init__(self, database: Database) -> None:

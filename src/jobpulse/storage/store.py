@@ -25,6 +25,7 @@ from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.outbox import Claimed as ClaimedMessage
 from jobpulse.storage.outbox import Outcome, Shares
 from jobpulse.storage.retention import Pruned
+from jobpulse.storage.usage_store import UsageStore
 from jobpulse.sweeper.rules import StaleLimits
 
 #: The channel on which a revoked key's id, or SESSION_ENDED, is announced.
@@ -71,7 +72,7 @@ class SessionKey:
     key_hash: str
 
 
-class JobStore(Protocol):
+class JobStore(UsageStore, Protocol):
     """The database of jobs, their history, steps, webhooks, figures, batches and keys."""
 
     # Jobs ----------------------------------------------------------------------------------

@@ -157,6 +157,8 @@ jobs = Table(
     Column("heartbeat_timeout_s", Float),
     Column("stuck_since", UTCDateTime),
     Column("stale_after_s", Float),
+    # The LLM calls' totals (jobpulse.usage.rules), NULL before the first (storage/usage.py).
+    Column("usage", Json),
     CheckConstraint(f"status IN ({_STATUSES})", name="status"),
     CheckConstraint("ttft_ns >= 0 AND total_duration_ns >= 0", name="timings"),
     _ordered_index("ix_jobs_org", "organization_id"),
@@ -344,4 +346,35 @@ job_rollups = Table(
     Column("jobs", BigInteger, nullable=False),
     # SQLite: rows kept in key order in one b-tree, no lookup from the key's index to a row.
     sqlite_with_rowid=False,
+)
+
+# LLM usage (jobpulse.usage, storage/usage.py) --------------------------------------------
+
+#: One LLM call of a job: its tokens, its cost as fixed when recorded (in picodollars,
+#: 1e-12 USD, so that sums are exact; NULL when unknown) and its timings. A job's totals are
+#: kept in `jobs.usage`, written in the same transaction.
+llm_usage = Table(
+    "llm_usage",
+    metadata,
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    # The caller's call id (the provider's response id), or one made up: a repeat is one call.
+    Column("id", String(128), primary_key=True),
+    Column("organization_id", String(128), nullable=False),
+    Column("job_type", String(128), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("cost_pusd", BigInteger),
+    # Where the cost came from: 'caller', 'prices' (the table), NULL when unknown.
+    Column("cost_source", String(16)),
+    Column("ttft_ns", BigInteger),
+    Column("duration_ns", BigInteger),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    # Recorded after the job had ended (a stream's last chunk after the end).
+    Column("late", Boolean, nullable=False),
+    Index("ix_llm_usage_job_id_recorded_at", "job_id", "recorded_at"),
+    Index("ix_llm_usage_organization_id_recorded_at", "organization_id", "recorded_at"),
 )
