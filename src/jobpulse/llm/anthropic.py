@@ -62,6 +62,7 @@ def see_event(call: Call, event: Any) -> bool:
         read_usage(call, event.usage)
     elif kind == "message_start":
         read_usage(call, event.message.usage)
+        call.call_id = event.message.id
         if call.model is None:
             call.model = event.message.model
     elif (
@@ -79,6 +80,7 @@ def see_message(call: Call, message: Any) -> None:
         call.content()
     call.finish_reason = message.stop_reason
     read_usage(call, message.usage)
+    call.call_id = message.id
     if call.model is None:
         call.model = message.model
 

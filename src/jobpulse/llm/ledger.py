@@ -60,6 +60,8 @@ class Call:
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
     finish_reason: str | None = None
+    #: The provider's id of its answer: a report repeated is recorded once.
+    call_id: str | None = None
     ended: bool = False
 
     def content(self) -> None:
@@ -99,6 +101,8 @@ class Call:
         }
         if self.first_ns is not None:
             record["ttft_ns"] = self.first_ns - self.started_ns
+        if self.call_id is not None:
+            record["call_id"] = self.call_id
         return record
 
 

@@ -49,6 +49,7 @@ def see_chunk(call: Call, chunk: Any) -> bool:
             call.finish_reason = choice.finish_reason
     if chunk.usage is not None:
         read_usage(call, chunk.usage)
+        call.call_id = chunk.id
     if call.model is None:
         call.model = chunk.model
     return True
@@ -69,6 +70,7 @@ def see_completion(call: Call, completion: Any) -> None:
             call.finish_reason = choice.finish_reason
     if completion.usage is not None:
         read_usage(call, completion.usage)
+    call.call_id = completion.id
     if call.model is None:
         call.model = completion.model
 
