@@ -267,7 +267,11 @@ def anthropic_events(reply: Reply) -> list[bytes]:
     events = [
         _sse({"type": "message_start", "message": start}, "message_start"),
         _sse(
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
             "content_block_start",
         ),
         _sse({"type": "ping"}, "ping"),
@@ -275,10 +279,15 @@ def anthropic_events(reply: Reply) -> list[bytes]:
     ]
     for number, piece in enumerate(reply.pieces):
         if reply.fail_after == number:
-            error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+            error = {
+                "type": "error",
+                "error": {"type": "overloaded_error", "message": "Overloaded"},
+            }
             return [*events, _sse(error, "error")]
         text = {"type": "text_delta", "text": piece}
-        events.append(_sse({"type": "content_block_delta", "index": 0, "delta": text}, "content_block_delta"))
+        events.append(
+            _sse({"type": "content_block_delta", "index": 0, "delta": text}, "content_block_delta")
+        )
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": reply.finish, "stop_sequence": None},

@@ -191,6 +191,10 @@ class Requests:
         return Call("POST", f"/v1/jobs/{job_id}/usage", _record, json=body)
 
     @staticmethod
+    def list_usage(job_id: str) -> Call[list[dict[str, Any]]]:
+        return Call("GET", f"/v1/jobs/{job_id}/usage", lambda r: list(r.json()))
+
+    @staticmethod
     def list_events(job_id: str) -> Call[list[EventPublic]]:
         return Call("GET", f"/v1/jobs/{job_id}/events", lambda r: _EVENTS.validate_json(r.content))
 

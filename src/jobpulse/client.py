@@ -126,6 +126,10 @@ class JobPulse:
         """
         return self._run(Requests.record_usage(job_id, **fields))
 
+    def list_usage(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's LLM calls, in the order they were recorded."""
+        return self._run(Requests.list_usage(job_id))
+
     def list_events(self, job_id: str) -> list[EventPublic]:
         """A job's history."""
         return self._run(Requests.list_events(job_id))
@@ -267,6 +271,10 @@ class AsyncJobPulse:
     async def record_usage(self, job_id: str, **fields: Any) -> dict[str, Any]:
         """Add one LLM call's usage to a job (see `JobPulse.record_usage`)."""
         return await self._run(Requests.record_usage(job_id, **fields))
+
+    async def list_usage(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's LLM calls, in the order they were recorded."""
+        return await self._run(Requests.list_usage(job_id))
 
     async def list_events(self, job_id: str) -> list[EventPublic]:
         """A job's history."""
