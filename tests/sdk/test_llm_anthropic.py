@@ -11,6 +11,7 @@ from typing import Any
 
 import anthropic
 import pytest
+from anthropic.types import MessageParam
 
 from jobpulse import llm
 from jobpulse.client import AsyncJobPulse, JobPulse
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("quick_retries")
 MODEL = "claude-haiku-4-5"
 #: Its price in the shipped table, USD per million tokens: input, output, cache read, write.
 PRICE = (1.0, 5.0, 0.10, 1.25)
-HI = [{"role": "user", "content": "hi"}]
+HI: list[MessageParam] = [{"role": "user", "content": "hi"}]
 #: Three calls: the first waits 0.2 s between message_start (and an empty text block, a ping)
 #: and its first text; the second 1 s.
 THREE = (
@@ -223,8 +224,7 @@ def test_an_error_event_reaches_the_caller_and_ends_the_run_as_an_llm_api_error(
         pytest.raises(anthropic.APIStatusError, match="Overloaded"),
         client.track(job_type="agent") as run,
     ):
-        for event in claude.messages.create(model=MODEL, max_tokens=8, messages=HI, stream=True):
-            seen.append(event)
+        seen.extend(claude.messages.create(model=MODEL, max_tokens=8, messages=HI, stream=True))
     assert text_of(seen) == "a"
     assert run.job is not None
     job = reader.get_job(run.job.id)

@@ -13,6 +13,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from jobpulse import llm
 from jobpulse.client import AsyncJobPulse, JobPulse
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("quick_retries")
 MODEL = "gpt-4o-mini"
 #: Its price in the shipped table, USD per million tokens: input, output, cache read.
 PRICE = (0.15, 0.60, 0.075)
-HI = [{"role": "user", "content": "hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 #: Three calls: the first waits 0.2 s before its first content (its role chunk comes at once),
 #: the second 1 s (were it the run's first token, the run's TTFT would be over 1.2 s).
 THREE = (
@@ -189,8 +190,7 @@ def test_an_error_in_the_stream_reaches_the_caller_and_ends_the_run_as_an_llm_ap
         pytest.raises(openai.APIError, match="The server had an error"),
         client.track(job_type="agent") as run,
     ):
-        for chunk in gpt.chat.completions.create(model=MODEL, messages=HI, stream=True):
-            seen.append(chunk)
+        seen.extend(gpt.chat.completions.create(model=MODEL, messages=HI, stream=True))
     assert text_of(seen) == "a"
     assert run.job is not None
     job = reader.get_job(run.job.id)
