@@ -5,7 +5,7 @@ BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
 sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath, redesign, fairness), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
+writepath, redesign, fairness, llmsdk), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
 revision before the rollups, and before the storage redesign; default 7), BENCH_BASELINE_REV
 (the revision the `redesign` section compares with; default the one before the redesign),
 BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
@@ -30,6 +30,7 @@ from benchmarks import (
     http,
     imports,
     listing,
+    llmsdk,
     retention,
     stats,
     transitions,
@@ -388,6 +389,23 @@ async def bench_fairness() -> None:
         )
 
 
+async def bench_llmsdk() -> None:
+    report(
+        f"== LLM SDK instrumentation: per streamed chunk, jobpulse's reading of the official "
+        f"clients' streams vs the bare stream, {llmsdk.CHUNKS} real chunks, best of "
+        f"{llmsdk.ROUNDS} alternating rounds; end to end through the SDK from loopback "
+        "(informational)"
+    )
+    figures = await asyncio.to_thread(llmsdk.measure)
+    for name, times in figures.items():
+        overhead = (times["observed"] - times["bare"]) * 1e6
+        note = "(informational)" if name == "end to end" else verdict(overhead, 5.0, at_most=True)
+        report(
+            f"{name:10}  bare {times['bare'] * 1e6:6.2f} us/chunk  observed "
+            f"{times['observed'] * 1e6:6.2f} us/chunk  overhead {overhead:5.2f} us  {note}"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "creates": bench_creates,
@@ -404,6 +422,7 @@ SECTIONS = {
     "writepath": bench_writepath,
     "redesign": bench_redesign,
     "fairness": bench_fairness,
+    "llmsdk": bench_llmsdk,
 }
 
 

@@ -142,11 +142,10 @@ PAUSE = b""
 async def _stream(request: web.Request, events: list[bytes], delay_s: float) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
-    for event in events:
-        if event is PAUSE:
-            await asyncio.sleep(delay_s)
-            continue
-        await response.write(event)
+    pause = events.index(PAUSE)
+    await response.write(b"".join(events[:pause]))
+    await asyncio.sleep(delay_s)
+    await response.write(b"".join(events[pause + 1 :]))
     await response.write_eof()
     return response
 

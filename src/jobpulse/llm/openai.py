@@ -42,13 +42,15 @@ def _is_content(delta: Any) -> bool:
 
 def see_chunk(call: Call, chunk: Any) -> bool:
     """One `ChatCompletionChunk`."""
-    for choice in chunk.choices:
+    choices = chunk.choices
+    for choice in choices:
         if call.first_ns is None and _is_content(choice.delta):
             call.content()
         if choice.finish_reason is not None:
             call.finish_reason = choice.finish_reason
-    if chunk.usage is not None:
-        read_usage(call, chunk.usage)
+    usage = chunk.usage
+    if usage is not None:
+        read_usage(call, usage)
         call.call_id = chunk.id
     if call.model is None:
         call.model = chunk.model
@@ -56,9 +58,11 @@ def see_chunk(call: Call, chunk: Any) -> bool:
 
 
 def see_chunk_withholding(call: Call, chunk: Any) -> bool:
-    """One chunk of a stream whose usage chunk jobpulse asked for: that one is withheld."""
+    """One chunk of a stream whose usage chunk jobpulse asked for: that one (no choices, a
+    usage) is withheld.
+    """
     see_chunk(call, chunk)
-    return bool(chunk.choices) or chunk.usage is None
+    return chunk.usage is None or bool(chunk.choices)
 
 
 def see_completion(call: Call, completion: Any) -> None:
