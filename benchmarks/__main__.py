@@ -5,13 +5,17 @@ BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
 sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath, redesign, fairness, llmsdk), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
+writepath, redesign, fairness, usage,
+llmsdk), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
 revision before the rollups, and before the storage redesign; default 7), BENCH_BASELINE_REV
 (the revision the `redesign` section compares with; default the one before the redesign),
 BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
 (each full-speed phase of the fan-out; default 5), BENCH_FAIRNESS_JOBS (jobs seeded for the
 fairness section; default 200000), BENCH_FAIRNESS_SECONDS and BENCH_FAIRNESS_ROUNDS (its
-alternating phases; default 4 and 4). The HTTP figures need wrk (Debian: wrk).
+alternating phases; default 4 and 4), BENCH_USAGE_SIZES (job counts, each job with one LLM call,
+of the usage section's stats; default 1000000), BENCH_USAGE_JOBS and BENCH_USAGE_ROUNDS (jobs a
+round and rounds of its records against transitions; default 400 and 3). The HTTP figures need
+wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from benchmarks import (
     retention,
     stats,
     transitions,
+    usage,
     webhooks,
     writepath,
 )
@@ -389,6 +394,36 @@ async def bench_fairness() -> None:
         )
 
 
+async def bench_usage() -> None:
+    jobs_per_round = int(os.environ.get("BENCH_USAGE_JOBS", "400"))
+    rounds = int(os.environ.get("BENCH_USAGE_ROUNDS", "3"))
+    report(
+        f"== LLM usage: {usage.RECORDS} concurrent usage records of each job, one job after "
+        f"another, vs {usage.RECORDS} callers walking jobs through their transitions (same "
+        f"database, {rounds} alternating rounds, medians)"
+    )
+    for kind in KINDS:
+        rates = await usage.measure_ratio(kind, jobs_per_round, rounds)
+        ratio = rates["records"] / rates["transitions"]
+        report(
+            f"{kind:10}  records/s {rates['records']:7.0f}  transitions/s "
+            f"{rates['transitions']:7.0f}  ratio {ratio:5.2f}  {verdict(ratio, 0.8)}"
+        )
+    sizes = [int(n) for n in os.environ.get("BENCH_USAGE_SIZES", "1000000").split(",")]
+    report(
+        "== /v1/stats with usage: jobs over 30 days, each with one LLM call (three models), "
+        f"on `jobpulse serve`; p50/p99 of {stats.SAMPLES} sequential requests"
+    )
+    for kind in KINDS:
+        for size in sizes:
+            for name, figures in (await usage.measure_stats(kind, size)).items():
+                worst = figures["p99"] * 1e3
+                report(
+                    f"{kind:10}  {size:>8} jobs  {name:10} p50 {figures['p50'] * 1e3:6.1f} ms"
+                    f"  p99 {worst:6.1f} ms  {verdict(worst, 250, at_most=True)}"
+                )
+
+
 async def bench_llmsdk() -> None:
     report(
         f"== LLM SDK instrumentation: per streamed chunk, jobpulse's reading of the official "
@@ -422,6 +457,7 @@ SECTIONS = {
     "writepath": bench_writepath,
     "redesign": bench_redesign,
     "fairness": bench_fairness,
+    "usage": bench_usage,
     "llmsdk": bench_llmsdk,
 }
 

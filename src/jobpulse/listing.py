@@ -32,6 +32,8 @@ class JobFilter:
     metadata: dict[str, str] = field(default_factory=dict)
     #: One job only (its live stream).
     job_id: str | None = None
+    #: Jobs with an LLM call of this model (its id, as recorded: jobpulse.usage).
+    model: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("created_after", "created_before"):

@@ -116,6 +116,20 @@ class Metrics:
         self.batches_in_flight = Gauge(
             "jobpulse_batches_in_flight", "LLM batches followed at their providers.", registry=r
         )
+        self.llm_tokens = Counter(
+            "jobpulse_llm_tokens",
+            "Tokens of recorded LLM calls, by provider, model and kind.",
+            ["provider", "model", "kind"],
+            registry=r,
+        )
+        self.llm_cost = Counter(
+            "jobpulse_llm_cost_usd",
+            "Known cost in USD of recorded LLM calls, by provider and model.",
+            ["provider", "model"],
+            registry=r,
+        )
+        #: Providers and models are chosen by callers too: bounded as job types are.
+        self._models: set[tuple[str, str]] = set()
         self.loop_lag = Gauge(
             "jobpulse_event_loop_lag_seconds", "Last measured event-loop lag.", registry=r
         )
@@ -135,6 +149,29 @@ class Metrics:
             self._job_types.add(job_type)
             return job_type
         return OTHER
+
+    def model(self, provider: str, model: str) -> tuple[str, str]:
+        """The (provider, model) labels a model is counted under (OTHER past the bound)."""
+        key = (provider, model)
+        if key in self._models:
+            return key
+        if len(self._models) < self._job_types_max:
+            self._models.add(key)
+            return key
+        return (OTHER, OTHER)
+
+    def llm_call(
+        self, provider: str, model: str, tokens: dict[str, int], cost_usd: float | None
+    ) -> None:
+        """Count one recorded LLM call: its tokens by kind (`input_tokens` counted as
+        kind `input`, ...), and its cost when known.
+        """
+        labels = self.model(provider, model)
+        for kind, number in tokens.items():
+            if number:
+                self.child(self.llm_tokens, *labels, kind.removesuffix("_tokens")).inc(number)
+        if cost_usd:
+            self.child(self.llm_cost, *labels).inc(cost_usd)
 
     def request_served(self, method: str, route: str, status: int, seconds: float) -> None:
         """Observe one HTTP request."""

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 
 from jobpulse.domain import HEARTBEAT_TIMEOUT_MAX_S, TIMEOUT_MAX_S
 from jobpulse.public import InitialStatus, StatusName, StopReasonName
+from jobpulse.usage.schemas import UsageStatsPublic
 
 Nanoseconds = Field(default=None, ge=0, le=2**63 - 1)
 
@@ -197,3 +198,6 @@ class StatsPublic(BaseModel):
     series: list[PointPublic]
     stuck: int = Field(description="active jobs flagged stuck now (any creation time)")
     webhooks: WebhookHealth
+    usage: UsageStatsPublic | None = Field(
+        default=None, description="the LLM calls recorded in the window (see docs/usage.md)"
+    )

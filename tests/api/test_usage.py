@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.api.test_api import error_of
+from tests.api.test_metrics import samples
 from tests.conftest import MakeKey
 
 Headers = dict[str, str]
@@ -192,3 +193,65 @@ async def test_other_tenants_cannot_see_or_add_usage(
     usage = (await http.get(f"/v1/jobs/{job_id}", headers=alice)).json()["usage"]
     assert (usage["calls"], usage["input_tokens"]) == (2, 4)
     error_of(await http.post(f"/v1/jobs/{job_id}/usage", json={}), 401, "unauthorized")
+
+
+async def test_stats_and_the_model_filter_show_the_calls(
+    http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    me = await make_key("org-a", "alice", admin=True)
+    job_id = await _job(http, me)
+    other = await _job(http, me)
+    await _record(
+        http, me, job_id, **SONNET, input_tokens=1000, output_tokens=400,
+        ttft_ns=300_000_000, duration_ns=2_000_000_000,
+    )  # fmt: skip
+    await _record(
+        http, me, other, provider="acme", model="x-1", output_tokens=100, duration_ns=10**9
+    )
+    stats = (await http.get("/v1/stats", headers=me)).json()
+    usage = stats["usage"]
+    assert (usage["calls"], usage["input_tokens"], usage["output_tokens"]) == (2, 1000, 500)
+    assert (usage["cost_usd"], usage["unpriced_calls"]) == (pytest.approx(0.009), 1)
+    assert sum(point["output_tokens"] for point in usage["series"]) == 500
+    sonnet = usage["by_model"]["anthropic/claude-sonnet-4-5"]
+    assert (sonnet["calls"], sonnet["ttft"]["count"], sonnet["output_tokens_per_s"]) == (
+        1,
+        1,
+        200.0,
+    )
+    assert 0.25 <= sonnet["ttft"]["p50"] <= 0.5  # the bucket of 0.3 s
+    assert usage["by_model"]["acme/x-1"]["cost_usd"] == 0
+    assert usage["by_job_type"]["job"]["calls"] == 2
+    only = (await http.get("/v1/stats", params={"model": "x-1"}, headers=me)).json()
+    assert (only["total"], only["usage"]["calls"], list(only["usage"]["by_model"])) == (
+        1,
+        1,
+        ["acme/x-1"],
+    )
+    listed = (await http.get("/v1/jobs", params={"model": "claude-sonnet-4-5"}, headers=me)).json()
+    assert [job["id"] for job in listed] == [job_id]
+    count = (await http.get("/v1/jobs/count", params={"model": "x-1"}, headers=me)).json()
+    assert count["total"] == 1
+
+
+async def test_metrics_count_tokens_and_cost(http: httpx.AsyncClient, make_key: MakeKey) -> None:
+    me = await make_key("org-a", "alice")
+    job_id = await _job(http, me)
+    await _record(http, me, job_id, **SONNET, input_tokens=1000, output_tokens=10)
+    await _record(http, me, job_id, **SONNET, input_tokens=500, cache_read_tokens=7)
+    await _record(http, me, job_id, provider="acme", model="x-1", output_tokens=3)
+    await _record(http, me, job_id, **SONNET | {"call_id": "c1"}, output_tokens=1)
+    await _record(http, me, job_id, **SONNET | {"call_id": "c1"}, output_tokens=1)  # a repeat
+    seen = samples((await http.get("/metrics")).text)
+    sonnet = (("kind", "input"), ("model", "claude-sonnet-4-5"), ("provider", "anthropic"))
+    assert seen[("jobpulse_llm_tokens_total", sonnet)] == 1500
+    output = (("kind", "output"), ("model", "claude-sonnet-4-5"), ("provider", "anthropic"))
+    assert seen[("jobpulse_llm_tokens_total", output)] == 11
+    read = (("kind", "cache_read"), ("model", "claude-sonnet-4-5"), ("provider", "anthropic"))
+    assert seen[("jobpulse_llm_tokens_total", read)] == 7
+    acme = (("kind", "output"), ("model", "x-1"), ("provider", "acme"))
+    assert seen[("jobpulse_llm_tokens_total", acme)] == 3
+    cost = (("model", "claude-sonnet-4-5"), ("provider", "anthropic"))
+    # $3 x 1500 + $15 x 11 + $0.30 x 7, per million tokens
+    assert seen[("jobpulse_llm_cost_usd_total", cost)] == pytest.approx(0.0046671)
+    assert ("jobpulse_llm_cost_usd_total", (("model", "x-1"), ("provider", "acme"))) not in seen

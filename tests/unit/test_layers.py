@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.policy",
         "jobpulse.usage.rules",
         "jobpulse.usage.prices",
+        "jobpulse.usage.figures",
         "jobpulse.llm.stops",
     ),
     # What every layer may use and that holds no store: settings, metrics, tracing, logs,
@@ -53,6 +54,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.webhooks.signing",
         "jobpulse.webhooks.fairness",
         "jobpulse.usage.schemas",
+        "jobpulse.usage.shown",
     ),
     # The JobStore and its drivers: the only code that knows SQL.
     ("jobpulse.storage",),

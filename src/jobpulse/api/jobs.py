@@ -44,6 +44,7 @@ LIST_PARAMS = frozenset(
         "active",
         "stuck",
         "user_id",
+        "model",
         "limit",
         "ascending",
         "before",
@@ -126,6 +127,9 @@ class JobFilterQuery:
         active: bool | None = None,
         stuck: bool | None = None,
         user_id: Text = None,
+        model: Annotated[
+            str | None, Query(min_length=1, max_length=128, description="has an LLM call of it")
+        ] = None,
     ) -> JobFilter:
         """The filters of a listing or count; also `metadata.<key>=<value>` (string values)."""
         metadata: dict[str, str] = {}
@@ -147,6 +151,7 @@ class JobFilterQuery:
             active=active,
             stuck=stuck,
             user_id=user_id,
+            model=model,
             metadata=metadata,
         )
 

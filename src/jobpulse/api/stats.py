@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from jobpulse.api.deps import Authenticated
 from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery
@@ -15,6 +15,8 @@ from jobpulse.listing import JobFilter
 from jobpulse.schemas import HistogramPublic, PointPublic, StatsPublic, UtcDatetime, WebhookHealth
 from jobpulse.stats.figures import Figures
 from jobpulse.stats.windows import Bucket, Histogram, Stats, Window
+from jobpulse.usage.recorder import UsageRecorder
+from jobpulse.usage.shown import usage_public
 
 router = APIRouter(prefix="/v1", tags=["stats"], responses=ERROR_RESPONSES)
 #: The query parameters of stats besides the list filters.
@@ -63,13 +65,15 @@ def stats_public(stats: Stats) -> StatsPublic:
 async def get_stats(
     query: StatsFilters,
     caller: Authenticated,
+    request: Request,
     since: Annotated[UtcDatetime | None, Query()] = None,
     until: Annotated[UtcDatetime | None, Query()] = None,
     bucket: Bucket = Bucket.HOUR,
 ) -> StatsPublic:
     """Counts by status, completion and failure rates, TTFT and duration quantiles and
     buckets, stop reasons, a series per hour or day, stuck jobs and webhook health, for the
-    jobs created from `since` to `until` (default: the 24 hours up to now) under the filters.
+    jobs created from `since` to `until` (default: the 24 hours up to now) under the filters;
+    and `usage`, the LLM calls recorded in the window.
     """
     day = timedelta(days=1)
     try:
@@ -78,4 +82,7 @@ async def get_stats(
         window = Window(since or until - day, until, bucket)
     except OverflowError:
         raise ValidationError("the window must lie within the years 1 to 9999") from None
-    return stats_public(await Figures(caller.jobs).stats(caller.actor, query, window))
+    shown = stats_public(await Figures(caller.jobs).stats(caller.actor, query, window))
+    recorder: UsageRecorder = request.app.state.usage
+    usage = await recorder.figures(caller.actor, query, window)
+    return shown.model_copy(update={"usage": usage_public(usage)})

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    exists,
     func,
     insert,
     select,
@@ -30,7 +31,7 @@ from jobpulse.listing import JobFilter, Page
 from jobpulse.storage import prepared
 from jobpulse.storage.changes import JOB_FIELDS, column_values, insert_row
 from jobpulse.storage.dialects import Dialect, dialect_of
-from jobpulse.storage.tables import job_events, jobs
+from jobpulse.storage.tables import job_events, jobs, llm_usage
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -243,7 +244,7 @@ def _conditions(actor: Actor, query: JobFilter) -> tuple[tuple[Any, ...], dict[s
     if query.statuses is not None:
         shape.append("statuses")
         params["b_statuses"] = sorted(query.statuses)
-    for name in ("created_after", "created_before"):
+    for name in ("created_after", "created_before", "model"):
         if (value := getattr(query, name)) is not None:
             shape.append(name)
             params[f"b_{name}"] = value
@@ -269,6 +270,8 @@ def _where(dialect: Dialect, shape: tuple[Any, ...]) -> tuple[ColumnElement[bool
             clauses.append(jobs.c.created_at > bindparam("b_created_after"))
         elif part == "created_before":
             clauses.append(jobs.c.created_at < bindparam("b_created_before"))
+        elif part == "model":
+            clauses.append(_has_model())
         elif isinstance(part, str):
             column = jobs.c[_FILTER_COLUMNS.get(part, part)]
             clauses.append(column == bindparam(f"b_{part}"))
@@ -278,6 +281,12 @@ def _where(dialect: Dialect, shape: tuple[Any, ...]) -> tuple[ColumnElement[bool
         elif part[1] is not None:
             clauses.append(_flag(*part))
     return tuple(clauses)
+
+
+def _has_model() -> ColumnElement[bool]:
+    """The job has an LLM call of the model `b_model`."""
+    calls = llm_usage.c
+    return exists().where(calls.job_id == jobs.c.id, calls.model == bindparam("b_model"))
 
 
 def job_filter_clauses(

@@ -378,3 +378,30 @@ llm_usage = Table(
     Index("ix_llm_usage_job_id_recorded_at", "job_id", "recorded_at"),
     Index("ix_llm_usage_organization_id_recorded_at", "organization_id", "recorded_at"),
 )
+
+#: LLM calls summed per organization, hour of the call, job type and model, in facets (see
+#: storage/usage_rollups.py): the sums (facet 0, bucket -1); calls by TTFT bucket (1); by
+#: duration bucket (2). Added to in the transaction that records the calls.
+llm_usage_rollups = Table(
+    "llm_usage_rollups",
+    metadata,
+    Column("organization_id", String(128), primary_key=True),
+    Column("facet", SmallInteger, primary_key=True, autoincrement=False),
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("job_type", String(128), primary_key=True),
+    Column("provider", String(64), primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("bucket", SmallInteger, primary_key=True, autoincrement=False),
+    Column("calls", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    # The known costs' sum, and how many calls had none.
+    Column("cost_pusd", BigInteger, nullable=False),
+    Column("unpriced", BigInteger, nullable=False),
+    # The output tokens of the calls with a duration, and those durations (tokens per second).
+    Column("timed_output_tokens", BigInteger, nullable=False),
+    Column("timed_ns", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)

@@ -16,10 +16,14 @@ from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
 
 from jobpulse.domain import Actor, Job, JobEvent
 from jobpulse.errors import NotFoundError
+from jobpulse.listing import JobFilter
+from jobpulse.stats.windows import Window
 from jobpulse.storage import prepared
 from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.repository import for_visible_job, insert_events, is_job_id, sees, to_job
 from jobpulse.storage.tables import jobs, llm_usage
+from jobpulse.storage.usage_rollups import add_to_rollups, usage_figures
+from jobpulse.usage.figures import UsageFigures
 from jobpulse.usage.rules import Call, CostSource, add_call, is_late, late_note
 
 if TYPE_CHECKING:
@@ -41,6 +45,9 @@ _CALL_COLUMNS = (
     "late",
 )
 _SELECT_CALLS = select(*(llm_usage.c[name] for name in _CALL_COLUMNS))
+_FIND_CALL = _SELECT_CALLS.where(
+    llm_usage.c.job_id == bindparam("b_job"), llm_usage.c.id == bindparam("b_id")
+)
 _INSERT_CALL = insert(llm_usage)
 #: A job's totals (the SET column is the parameter `usage`, see prepared.write_many).
 _SET_USAGE = update(jobs).where(jobs.c.id == bindparam("b_id"))
@@ -53,6 +60,8 @@ class Recording:
     actor: Actor
     job_id: str
     call: Call
+    #: The call's id was made for it: no earlier record can have it (no look-up).
+    fresh: bool = False
 
     def __call__(self, connection: Connection) -> tuple[Job, Call, bool]:
         """Alone: see `record_calls`."""
@@ -82,7 +91,17 @@ def _to_call(row: Any) -> Call:
 
 def _recorded(connection: Connection, requests: Sequence[Recording]) -> dict[tuple[str, str], Call]:
     """The calls of `requests` already stored, by (job id, call id)."""
-    keys = {(request.job_id, request.call.id) for request in requests}
+    keys = {
+        (r.job_id, r.call.id)
+        for r in requests
+        if not r.fresh and is_job_id(r.job_id) and is_job_id(r.call.id)
+    }
+    if not keys:
+        return {}
+    if len(keys) == 1:
+        [(job_id, call_id)] = keys
+        row = prepared.first(connection, _FIND_CALL, {"b_job": job_id, "b_id": call_id})
+        return {} if row is None else {(job_id, call_id): _to_call(row)}
     statement = _SELECT_CALLS.add_columns(llm_usage.c.job_id).where(
         tuple_(llm_usage.c.job_id, llm_usage.c.id).in_(sorted(keys))
     )
@@ -99,6 +118,7 @@ def record_calls(connection: Connection, requests: Sequence[Recording]) -> list[
     stored = _recorded(connection, requests)
     changed: set[str] = set()
     rows: list[dict[str, Any]] = []
+    recorded: list[tuple[str, str, Call]] = []
     events: list[JobEvent] = []
     outcomes: list[tuple[bool, Any]] = []
     for request in requests:
@@ -116,6 +136,7 @@ def record_calls(connection: Connection, requests: Sequence[Recording]) -> list[
         stored[key] = call
         changed.add(job.id)
         rows.append(_row(job, call))
+        recorded.append((job.organization_id, job.job_type, call))
         if call.late:
             events.append(late_note(job, call, request.actor.user_id))
         outcomes.append((True, (job, call, True)))
@@ -124,6 +145,7 @@ def record_calls(connection: Connection, requests: Sequence[Recording]) -> list[
         params = [{"b_id": job_id, "usage": locked[job_id].usage} for job_id in sorted(changed)]
         prepared.write_many(connection, _SET_USAGE, params)
         insert_events(connection, events)
+        add_to_rollups(connection, recorded)
     return outcomes
 
 
@@ -153,10 +175,16 @@ class SqlUsageStore:
 
     database: Database
 
-    async def record_usage(self, actor: Actor, job_id: str, call: Call) -> tuple[Job, Call, bool]:
-        result: tuple[Job, Call, bool] = await self.database.submit(Recording(actor, job_id, call))
+    async def record_usage(
+        self, actor: Actor, job_id: str, call: Call, fresh: bool = False
+    ) -> tuple[Job, Call, bool]:
+        recording = Recording(actor, job_id, call, fresh)
+        result: tuple[Job, Call, bool] = await self.database.submit(recording)
         return result
 
     async def list_usage(self, actor: Actor, job_id: str) -> list[Call]:
         result: list[Call] = await self.database.read(for_visible_job, actor, job_id, list_calls)
         return result
+
+    async def usage_stats(self, actor: Actor, query: JobFilter, window: Window) -> UsageFigures:
+        return await self.database.scan(usage_figures, actor, query, window)

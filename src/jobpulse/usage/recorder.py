@@ -11,8 +11,11 @@ from jobpulse.domain import Actor, check_duration
 from jobpulse.errors import ValidationError
 from jobpulse.jobs.checks import printable
 from jobpulse.jobs.manager import JobManager
+from jobpulse.listing import JobFilter
+from jobpulse.stats.windows import Window
+from jobpulse.usage.figures import UsageFigures
 from jobpulse.usage.prices import PriceTable, load_prices
-from jobpulse.usage.rules import TOKEN_KINDS, Call, CostSource, to_pusd
+from jobpulse.usage.rules import TOKEN_KINDS, Call, CostSource, to_pusd, to_usd
 
 #: The most tokens one call may report, of each kind.
 MAX_TOKENS = 10**12
@@ -75,7 +78,11 @@ class UsageRecorder:
             ttft_ns=check_duration("ttft_ns", ttft_ns),
             duration_ns=check_duration("duration_ns", duration_ns),
         )
-        _job, stored, new = await self.jobs.store.record_usage(actor, job_id, call)
+        fresh = call_id is None
+        _job, stored, new = await self.jobs.store.record_usage(actor, job_id, call, fresh)
+        if new:
+            spent = to_usd(stored.cost_pusd)
+            self.jobs.metrics.llm_call(stored.provider, stored.model, stored.tokens(), spent)
         if new and stored.late:
             self.jobs.hooks.events_written()  # its history note
         return stored, new
@@ -92,6 +99,13 @@ class UsageRecorder:
             return to_pusd(cost_usd), CostSource.CALLER
         cost = self.prices.cost_pusd(provider, model, tokens)
         return cost, None if cost is None else CostSource.PRICES
+
+    async def figures(self, actor: Actor, query: JobFilter, window: Window) -> UsageFigures:
+        """The LLM calls recorded in `window` of the actor's jobs under `query`, added up
+        (in the turns long reads take, gate.py).
+        """
+        async with self.jobs.reads.turn(actor.organization_id):
+            return await self.jobs.store.usage_stats(actor, query, window)
 
     async def list_calls(self, actor: Actor, job_id: str) -> list[Call]:
         """The job's calls, in the order they were recorded."""

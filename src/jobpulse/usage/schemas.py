@@ -67,3 +67,50 @@ class CallPublic(BaseModel):
     duration_ns: int | None
     recorded_at: datetime
     late: bool = Field(description="recorded after the job had ended")
+
+
+class UsageSumsPublic(BaseModel):
+    """LLM calls added up."""
+
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float = Field(description="the sum of the calls' known costs")
+    unpriced_calls: int = Field(description="calls whose cost is unknown (not in cost_usd)")
+
+
+class UsagePointPublic(UsageSumsPublic):
+    """One bucket of the series: the calls recorded in it."""
+
+    start: datetime
+
+
+class QuantilesPublic(BaseModel):
+    """A distribution in seconds (interpolated within buckets, as /v1/stats' others)."""
+
+    count: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+class ModelFiguresPublic(UsageSumsPublic):
+    """One model's calls: sums, TTFT and duration quantiles, output tokens per second."""
+
+    ttft: QuantilesPublic
+    duration: QuantilesPublic
+    output_tokens_per_s: float | None = Field(
+        description="output tokens of the calls with a duration, per second of those calls"
+    )
+
+
+class UsageStatsPublic(UsageSumsPublic):
+    """/v1/stats' `usage`: the LLM calls recorded in the window (a `model` filter keeps
+    that model's calls), in all, per bucket, by `<provider>/<model>` and by job type.
+    """
+
+    series: list[UsagePointPublic]
+    by_model: dict[str, ModelFiguresPublic]
+    by_job_type: dict[str, UsageSumsPublic]

@@ -17,6 +17,19 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
+#: The summed columns of a usage rollup row.
+_SUMMED = (
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_pusd",
+    "unpriced",
+    "timed_output_tokens",
+    "timed_ns",
+)
+
 
 def upgrade() -> None:
     op.add_column("jobs", sa.Column("usage", Json(), nullable=True))
@@ -50,8 +63,21 @@ def upgrade() -> None:
         "llm_usage",
         ["organization_id", "recorded_at"],
     )
+    op.create_table(
+        "llm_usage_rollups",
+        sa.Column("organization_id", sa.String(128), primary_key=True),
+        sa.Column("facet", sa.SmallInteger(), primary_key=True, autoincrement=False),
+        sa.Column("hour", UTCDateTime(), primary_key=True),
+        sa.Column("job_type", sa.String(128), primary_key=True),
+        sa.Column("provider", sa.String(64), primary_key=True),
+        sa.Column("model", sa.String(128), primary_key=True),
+        sa.Column("bucket", sa.SmallInteger(), primary_key=True, autoincrement=False),
+        *(sa.Column(name, sa.BigInteger(), nullable=False) for name in _SUMMED),
+        sqlite_with_rowid=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("llm_usage_rollups")
     op.drop_table("llm_usage")
     op.drop_column("jobs", "usage")
