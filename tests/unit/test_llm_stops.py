@@ -5,6 +5,7 @@ status a user expects; provider errors to the stop reason of a run they end.
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import anthropic.types
 import pytest
@@ -91,3 +92,22 @@ def test_a_provider_error_maps_to_a_failing_stop_reason(
 ) -> None:
     assert error_stop_reason(code) is stop_reason
     assert STOP_REASON_STATUS[stop_reason] is JobStatus.FAILED
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "llm.md"
+
+
+@pytest.mark.parametrize(("provider", "table"), [("OpenAI", OPENAI), ("Anthropic", ANTHROPIC)])
+def test_the_documented_table_is_the_one_applied(
+    provider: str, table: dict[str, StopReason]
+) -> None:
+    page = DOCS.read_text()
+    rows = page.split(f"| {provider} ")[1].split("\n\n")[0].splitlines()[2:]
+    documented = {}
+    for row in rows:
+        finish, stop_reason, status = (
+            cell.strip().strip("`") for cell in row.strip("|").split("|")
+        )
+        documented[finish] = (stop_reason, status)
+    shown = {finish: (stop.value, STOP_REASON_STATUS[stop].value) for finish, stop in table.items()}
+    assert documented == shown

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from jobpulse.domain import StopReason
 
-#: OpenAI's `finish_reason` (chat completions) and the Responses API's end states.
+#: OpenAI's `finish_reason` (chat completions).
 OPENAI: dict[str, StopReason] = {
     "stop": StopReason.END_TURN,
-    "completed": StopReason.END_TURN,
     "length": StopReason.MAX_TOKENS_EXCEEDED,
-    "max_output_tokens": StopReason.MAX_TOKENS_EXCEEDED,
     "tool_calls": StopReason.REQUIRES_APPROVAL,
     "function_call": StopReason.REQUIRES_APPROVAL,
     "content_filter": StopReason.INVALID_LLM_RESPONSE,
