@@ -295,3 +295,23 @@ def test_run_observe_reads_a_stream_of_a_client_left_alone(
     assert job.ttft_ns is not None
     assert job.ttft_ns >= 200_000_000
     plain.close()
+
+
+def test_calls_inside_a_job_of_someone_else_report_to_it(
+    client: JobPulse, reader: JobPulse, gpt: openai.OpenAI, fake: FakeLLM
+) -> None:
+    """The job of an executor's task, say: created elsewhere, ended by its owner."""
+    fake.script("openai", *THREE[:1], THREE[2])
+    job = client.create_job(job_type="task", status="running")
+    with llm.reporting_to(client, job.id) as ledger:
+        list(gpt.chat.completions.create(model=MODEL, messages=HI, stream=True))
+        gpt.chat.completions.create(model=MODEL, messages=HI)
+    seen = reader.get_job(job.id)
+    assert seen.status == "running"  # ending it is its owner's
+    assert_usage(seen, (THREE[0], THREE[2]))
+    assert seen.ttft_ns is not None
+    assert seen.ttft_ns >= 200_000_000
+    assert ledger.final_change(None, {"status": "completed"}) == {
+        "stop_reason": "end_turn",
+        "metadata": {"llm_finish_reason": "stop"},
+    }

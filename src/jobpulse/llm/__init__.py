@@ -8,6 +8,16 @@ instrumented, the providers' SDKs.
 from __future__ import annotations
 
 from jobpulse.llm.instrument import instrument, observe
+from jobpulse.llm.scope import areporting_to, reporting_to
 from jobpulse.llm.stops import ANTHROPIC, OPENAI, error_stop_reason, stop_reason_of
 
-__all__ = ["ANTHROPIC", "OPENAI", "error_stop_reason", "instrument", "observe", "stop_reason_of"]
+__all__ = [
+    "ANTHROPIC",
+    "OPENAI",
+    "areporting_to",
+    "error_stop_reason",
+    "instrument",
+    "observe",
+    "reporting_to",
+    "stop_reason_of",
+]
