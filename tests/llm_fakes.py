@@ -303,3 +303,14 @@ def anthropic_events(reply: Reply) -> list[bytes]:
 def _anthropic_error(refusal: Refusal) -> web.Response:
     body = {"type": "error", "error": {"type": refusal.code, "message": refusal.message}}
     return web.json_response(body, status=refusal.status, headers=refusal.headers)
+
+
+def assert_first_calls_ttft(ttft_ns: int | None, started: float, first_done: float) -> None:
+    """The run's time to first token is its first call's: past that call's 0.2 s wait for its
+    first content (its role chunk or message_start came at once), and short of any the second
+    call (1 s more) could give: `started` is (monotonic) just after the run's job was created,
+    `first_done` just after the first call's answer was read.
+    """
+    assert ttft_ns is not None
+    assert ttft_ns >= 200_000_000
+    assert ttft_ns < (first_done - started + 1.0) * 1e9
