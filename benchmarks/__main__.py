@@ -5,9 +5,9 @@ BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
 sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath, redesign, fairness, usage, alerts, bulk), BENCH_ALERT_SIZES (job counts of the
-alerts section; default 1000000), BENCH_BULK_JOBS (jobs the bulk section cancels; default
-10000), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
+writepath, redesign, fairness, usage, alerts, bulk, llmsdk), BENCH_ALERT_SIZES (job counts
+of the alerts section; default 1000000), BENCH_BULK_JOBS (jobs the bulk section cancels;
+default 10000), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
 revision before the rollups, and before the storage redesign; default 7), BENCH_BASELINE_REV
 (the revision the `redesign` section compares with; default the one before the redesign),
 BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
@@ -38,6 +38,7 @@ from benchmarks import (
     imports,
     instructions,
     listing,
+    llmsdk,
     retention,
     stats,
     transitions,
@@ -487,6 +488,23 @@ async def bench_bulk() -> None:
         )
 
 
+async def bench_llmsdk() -> None:
+    report(
+        f"== LLM SDK instrumentation: per streamed chunk, jobpulse's reading of the official "
+        f"clients' streams vs the bare stream, {llmsdk.CHUNKS} real chunks, best of "
+        f"{llmsdk.ROUNDS} alternating rounds; end to end through the SDK from loopback "
+        "(informational)"
+    )
+    figures = await asyncio.to_thread(llmsdk.measure)
+    for name, times in figures.items():
+        overhead = (times["observed"] - times["bare"]) * 1e6
+        note = "(informational)" if name == "end to end" else verdict(overhead, 5.0, at_most=True)
+        report(
+            f"{name:10}  bare {times['bare'] * 1e6:6.2f} us/chunk  observed "
+            f"{times['observed'] * 1e6:6.2f} us/chunk  overhead {overhead:5.2f} us  {note}"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "creates": bench_creates,
@@ -506,6 +524,7 @@ SECTIONS = {
     "usage": bench_usage,
     "alerts": bench_alerts,
     "bulk": bench_bulk,
+    "llmsdk": bench_llmsdk,
 }
 
 

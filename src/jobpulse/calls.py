@@ -101,6 +101,10 @@ def _job(response: httpx.Response) -> JobPublic:
     return JobPublic.model_validate_json(response.content)
 
 
+def _record(response: httpx.Response) -> dict[str, Any]:
+    return dict(response.json())
+
+
 def _nothing(_response: httpx.Response) -> None:
     return None
 
@@ -181,6 +185,15 @@ class Requests:
     @staticmethod
     def first_token(job_id: str) -> Call[JobPublic]:
         return Call("POST", f"/v1/jobs/{job_id}/first-token", _job)
+
+    @staticmethod
+    def record_usage(job_id: str, **fields: Any) -> Call[dict[str, Any]]:
+        body = {name: value for name, value in fields.items() if value is not None}
+        return Call("POST", f"/v1/jobs/{job_id}/usage", _record, json=body)
+
+    @staticmethod
+    def list_usage(job_id: str) -> Call[list[dict[str, Any]]]:
+        return Call("GET", f"/v1/jobs/{job_id}/usage", lambda r: list(r.json()))
 
     @staticmethod
     def list_events(job_id: str) -> Call[list[EventPublic]]:

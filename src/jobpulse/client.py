@@ -120,6 +120,17 @@ class JobPulse:
         """Record the time to first token now."""
         return self._run(Requests.first_token(job_id))
 
+    def record_usage(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """Add one LLM call's usage to a job (fields of POST /v1/jobs/{id}/usage: provider,
+        model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,
+        ttft_ns, duration_ns); the record as stored.
+        """
+        return self._run(Requests.record_usage(job_id, **fields))
+
+    def list_usage(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's LLM calls, in the order they were recorded."""
+        return self._run(Requests.list_usage(job_id))
+
     def list_events(self, job_id: str) -> list[EventPublic]:
         """A job's history."""
         return self._run(Requests.list_events(job_id))
@@ -281,6 +292,14 @@ class AsyncJobPulse:
     async def first_token(self, job_id: str) -> JobPublic:
         """Record the time to first token now."""
         return await self._run(Requests.first_token(job_id))
+
+    async def record_usage(self, job_id: str, **fields: Any) -> dict[str, Any]:
+        """Add one LLM call's usage to a job (see `JobPulse.record_usage`)."""
+        return await self._run(Requests.record_usage(job_id, **fields))
+
+    async def list_usage(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's LLM calls, in the order they were recorded."""
+        return await self._run(Requests.list_usage(job_id))
 
     async def list_events(self, job_id: str) -> list[EventPublic]:
         """A job's history."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import threading
@@ -29,12 +30,15 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import httpx
 
 from jobpulse.errors import JobCancelledError, JobPulseError
+from jobpulse.llm import observe
+from jobpulse.llm.ledger import CURRENT, AsyncLedger, ThreadLedger
 from jobpulse.public import JobPublic
 
 logger = logging.getLogger("jobpulse.tracking")
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+A = TypeVar("A")
 #: What a failed report may raise; it is logged, never raised into the tracked code.
 REPORT_ERRORS = (JobPulseError, httpx.HTTPError)
 #: Raised into tracked code whose job was cancelled (the SDK's name for JobCancelledError).
@@ -52,6 +56,8 @@ class Reporter(Protocol):
 
     def first_token(self, job_id: str) -> JobPublic: ...
 
+    def record_usage(self, job_id: str, **fields: Any) -> Any: ...
+
 
 class AsyncReporter(Protocol):
     """What an async tracker needs of a client (AsyncJobPulse is one)."""
@@ -65,6 +71,8 @@ class AsyncReporter(Protocol):
     async def first_token(self, job_id: str) -> JobPublic: ...
 
     async def wait_cancelled(self, job_id: str) -> bool: ...
+
+    async def record_usage(self, job_id: str, **fields: Any) -> Any: ...
 
 
 def outcome(error: BaseException | None) -> dict[str, Any]:
@@ -86,6 +94,13 @@ def _job_fields(options: dict[str, Any]) -> dict[str, Any]:
     if "heartbeat_s" in options and "heartbeat_timeout_s" not in options:
         fields["heartbeat_timeout_s"] = round(options["heartbeat_s"] * 3, 3)
     return fields | {"status": "running"}
+
+
+def _forget(current: contextvars.Token[Any] | None) -> None:
+    """Leave the run's context (a generator's run may end in another context: then it stays)."""
+    if current is not None:
+        with contextlib.suppress(ValueError):
+            CURRENT.reset(current)
 
 
 def _untracked(exc: Exception) -> None:
@@ -129,6 +144,15 @@ class Run(_Cancellable):
     def __init__(self, client: Reporter, job: JobPublic | None) -> None:
         super().__init__(job)
         self.client = client
+        #: What the run's LLM calls told it (jobpulse.llm), reported off their path.
+        self.ledger = ThreadLedger(self, client)
+
+    def observe(self, answer: A) -> A:
+        """Record an OpenAI or Anthropic answer (a stream, read as it is consumed, or a whole
+        answer) as one of the run's LLM calls; the same object comes back. Not needed for the
+        calls of a client given to `jobpulse.llm.instrument`.
+        """
+        return observe(answer, self.ledger)
 
     def first_token(self) -> None:
         """Record the time to first token now."""
@@ -177,6 +201,7 @@ class Tracker:
         self._run: Run | None = None
         self._stop = threading.Event()
         self._beats: threading.Thread | None = None
+        self._current: contextvars.Token[Any] | None = None
 
     def __enter__(self) -> Run:
         job = None
@@ -185,6 +210,7 @@ class Tracker:
         except REPORT_ERRORS as exc:
             _untracked(exc)
         self._run = Run(self._client, job)
+        self._current = CURRENT.set(self._run.ledger)
         if job is not None and (interval := self._options.get("heartbeat_s")):
             self._beats = threading.Thread(target=self._beat, args=(interval,), daemon=True)
             self._beats.start()
@@ -207,10 +233,13 @@ class Tracker:
         if self._beats is not None:
             self._beats.join()
         assert self._run is not None
+        _forget(self._current)
+        self._run.ledger.settle()
         if self._run.cancelled or self._run.job is None:
             return  # the job has ended (cancelled through the API), or there is none
+        change = self._run.ledger.final_change(error, outcome(error))
         with contextlib.suppress(JobCancelledError):  # cancelled meanwhile: it has ended
-            self._run.update(**outcome(error))
+            self._run.update(**change)
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(function)
@@ -242,6 +271,14 @@ class AsyncRun(_Cancellable):
     def __init__(self, client: AsyncReporter, job: JobPublic | None) -> None:
         super().__init__(job)
         self.client = client
+        #: What the run's LLM calls told it (jobpulse.llm), reported off their path.
+        self.ledger = AsyncLedger(self, client)
+
+    def observe(self, answer: A) -> A:
+        """Record an OpenAI or Anthropic answer as one of the run's LLM calls (see
+        `Run.observe`); the same object comes back.
+        """
+        return observe(answer, self.ledger)
 
     async def first_token(self) -> None:
         """Record the time to first token now."""
@@ -294,6 +331,7 @@ class AsyncTracker:
         self._watchers: list[asyncio.Task[None]] = []
         #: The task that runs the tracked code: cancelled when the job is.
         self._owner: asyncio.Task[Any] | None = None
+        self._current: contextvars.Token[Any] | None = None
 
     async def __aenter__(self) -> AsyncRun:
         job = None
@@ -302,6 +340,7 @@ class AsyncTracker:
         except REPORT_ERRORS as exc:
             _untracked(exc)
         self._run = AsyncRun(self._client, job)
+        self._current = CURRENT.set(self._run.ledger)
         self._owner = asyncio.current_task()
         if job is None:
             return self._run
@@ -358,6 +397,8 @@ class AsyncTracker:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         assert self._run is not None
+        _forget(self._current)
+        await self._run.ledger.settle()
         if self._run.cancelled:
             # The job has ended, cancelled through the API. If this tracker cancelled the
             # task for it, that cancellation is taken back and the block ends in JobCancelled.
@@ -370,8 +411,9 @@ class AsyncTracker:
             return
         if self._run.job is None:
             return  # untracked: there is no job to end
+        change = self._run.ledger.final_change(error, outcome(error))
         with contextlib.suppress(JobCancelledError):  # cancelled meanwhile: it has ended
-            await self._run.update(**outcome(error))
+            await self._run.update(**change)
 
     def __call__(
         self, function: Callable[P, Coroutine[Any, Any, R]]

@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.usage.prices",
         "jobpulse.usage.figures",
         "jobpulse.tokens.rules",
+        "jobpulse.llm.stops",
     ),
     # What every layer may use and that holds no store: settings, metrics, tracing, logs,
     # the read gate, the wire schemas, the watchdog, webhook signing and guarding.
@@ -94,6 +95,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.client",
         "jobpulse.calls",
         "jobpulse.tracking",
+        "jobpulse.llm",
     ),
 )
 
