@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from jobpulse.alerts.rules import EVALUATOR, FROM_USAGE, AlertRule, Evaluation, evaluate, read
 from jobpulse.config import Settings
@@ -21,7 +21,8 @@ from jobpulse.domain import Actor
 from jobpulse.jobs.manager import JobManager
 from jobpulse.listing import JobFilter
 from jobpulse.stats.figures import Figures
-from jobpulse.stats.windows import Window
+from jobpulse.stats.windows import Stats, Window
+from jobpulse.usage.figures import UsageFigures
 
 logger = logging.getLogger("jobpulse.alerts")
 
@@ -45,9 +46,11 @@ class AlertEvaluator:
 
     async def evaluate_due(self) -> list[Evaluation]:
         """Evaluate every rule due now; the evaluations that opened or closed an episode.
-        Safe to run on every replica at once.
+        Safe to run on every replica at once. Rules of one round that watch the same jobs
+        over the same window share one read of its figures.
         """
         changed = []
+        read_once: dict[tuple[object, ...], Stats | UsageFigures] = {}
         while True:
             now = self._jobs.now()
             claimed = await self._jobs.store.claim_alert_rules(
@@ -55,7 +58,7 @@ class AlertEvaluator:
             )
             for rule in claimed:
                 try:
-                    evaluation = await self._evaluate(rule)
+                    evaluation = await self._evaluate(rule, now, read_once)
                 except Exception:  # one rule's failure (a busy read) leaves the others be
                     logger.exception("evaluating alert rule %s failed", rule.id)
                     continue
@@ -64,23 +67,34 @@ class AlertEvaluator:
             if len(claimed) < CLAIM_LIMIT:
                 return changed
 
-    async def _evaluate(self, rule: AlertRule) -> Evaluation | None:
-        now = self._jobs.now()
-        window = Window(now - timedelta(seconds=rule.window_s), now)
-        admin = Actor(rule.organization_id, EVALUATOR, is_admin=True)
-        query = JobFilter(job_type=rule.job_type, user_id=rule.user_id, model=rule.model)
-        if rule.metric in FROM_USAGE:
-            async with self._jobs.reads.turn(rule.organization_id):
-                usage = await self._jobs.store.usage_stats(admin, query, window)
-            reading = read(rule, None, usage)
-        else:
-            reading = read(rule, await self._figures.stats(admin, query, window))
-        evaluation = evaluate(rule, reading, now, self._webhook)
+    async def _evaluate(
+        self,
+        rule: AlertRule,
+        now: datetime,
+        read_once: dict[tuple[object, ...], Stats | UsageFigures],
+    ) -> Evaluation | None:
+        from_usage = rule.metric in FROM_USAGE
+        key = (rule.organization_id, rule.job_type, rule.user_id, rule.model, rule.window_s)
+        figures = read_once.get((*key, from_usage))
+        if figures is None:
+            figures = await self._read(rule, now, from_usage)
+            read_once[(*key, from_usage)] = figures
+        evaluation = evaluate(rule, read(rule, figures), now, self._webhook)
         if not await self._jobs.store.record_alert_evaluation(evaluation):
             return None
         if evaluation.message is not None:
             self._jobs.hooks.webhooks_queued()
         return evaluation
+
+    async def _read(self, rule: AlertRule, now: datetime, from_usage: bool) -> Stats | UsageFigures:
+        """The figures of the rule's window up to `now`: its jobs', or its LLM calls'."""
+        window = Window(now - timedelta(seconds=rule.window_s), now)
+        admin = Actor(rule.organization_id, EVALUATOR, is_admin=True)
+        query = JobFilter(job_type=rule.job_type, user_id=rule.user_id, model=rule.model)
+        if not from_usage:
+            return await self._figures.stats(admin, query, window)
+        async with self._jobs.reads.turn(rule.organization_id):
+            return await self._jobs.store.usage_stats(admin, query, window)
 
     async def run(self) -> None:
         """Evaluate the due rules every interval until cancelled; a failed round is logged."""

@@ -160,17 +160,19 @@ def check_rule(
         raise ValidationError("min_jobs must be at least 1", field="min_jobs")
 
 
-def read(rule: AlertRule, stats: Stats | None, usage: UsageFigures | None = None) -> Reading:
-    """The rule's metric in the figures of its window: the jobs' (`stats`), or the LLM
-    calls' (`usage`) for a metric FROM_USAGE.
+def read(rule: AlertRule, figures: Stats | UsageFigures) -> Reading:
+    """The rule's metric in the figures of its window: its jobs' (Stats), or for a metric
+    FROM_USAGE its LLM calls' (UsageFigures).
     """
     if rule.metric in FROM_USAGE:
-        assert usage is not None
+        assert isinstance(figures, UsageFigures)
+        usage = figures
         calls = usage.total["calls"]
         if rule.metric == Metric.TOKENS:
             return Reading(float(sum(usage.total[kind] for kind in TOKEN_KINDS)), calls)
         return Reading(to_usd(usage.total["cost_pusd"]), calls)
-    assert stats is not None
+    assert isinstance(figures, Stats)
+    stats = figures
     if rule.metric == Metric.FAILURE_RATE:
         ended = sum(number for status, number in stats.by_status.items() if status in TERMINAL)
         return Reading(stats.rate(JobStatus.FAILED), ended)
