@@ -19,7 +19,7 @@ Interface (for an integration's hooks)::
     reporter.report(Report(Kind.HEARTBEAT, task_id, task_name, metadata=progress))
     reporter.is_cancelled(task_id)   # True once jobpulse said the task's job was cancelled
     reporter.flush(timeout_s=5.0)    # wait until everything queued is sent (at exit: done)
-    reporter.stats                   # sent, dropped, rejected, retries, delays (s)
+    reporter.stats                   # sent, dropped, rejected, retries, wakeups, delays
 
 What each event does to the job is in reports.py: the task id is the job's idempotency key
 (and `metadata.<executor>_task_id`), so whichever event comes first creates the job —
@@ -78,6 +78,8 @@ class ReporterStats:
     rejected: int = 0
     #: Sends that failed and were tried again.
     retries: int = 0
+    #: Times the thread woke up to a batch of reports.
+    wakeups: int = 0
     #: Seconds from each of the last reports' hook to jobpulse's answer.
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -211,7 +213,7 @@ class Reporter:
                 return
             self._last_drop_warning = now
         logger.warning(
-            "jobpulse: the report buffer is full (%d); %d reports dropped so far",
+            "jobpulse: the report buffer is full (%d reports); %d dropped so far",
             self.buffer,
             self.stats.dropped,
         )
@@ -230,6 +232,7 @@ class Reporter:
                     batch.append(process.queue.get_nowait())
                 except queue.Empty:
                     break
+            self.stats.wakeups += 1
             for report in batch:
                 if report is not None:
                     self._deliver(process.sender, report)
