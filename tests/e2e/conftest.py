@@ -55,7 +55,7 @@ def start(
     env: dict[str, str] | None = None,
     port: int | None = None,
 ) -> Server:
-    """`jobpulse serve` on `database_url`, on `port` (a free one unless given)."""
+    """`jobpulse serve` on `port` (a free one unless given: to bring a stopped server back)."""
     port = port or free_port()
     process = subprocess.Popen(
         [JOBPULSE, "serve", "--port", str(port), "--database-url", database_url],

@@ -73,6 +73,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.client",
         "jobpulse.calls",
         "jobpulse.tracking",
+        "jobpulse.integrations",
     ),
 )
 
