@@ -57,9 +57,16 @@ class WorkerProcess:
     goes to a file that a failing test prints.
     """
 
-    def __init__(self, module: str, jobpulse: Jobpulse, log: Path, *args: str) -> None:
+    def __init__(
+        self,
+        module: str,
+        jobpulse: Jobpulse,
+        log: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log = log
-        env = os.environ | {
+        env = os.environ | (env or {}) | {
             "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
             "JOBPULSE_URL": jobpulse.url,
             "JOBPULSE_API_KEY": jobpulse.admin_key,
