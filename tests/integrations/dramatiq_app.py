@@ -18,14 +18,14 @@ from redis import Redis
 REDIS_URL = "redis://127.0.0.1:6379/12"
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 QUEUE = "jobpulse-dramatiq-tests"
-#: Retried at once rather than after Dramatiq's 15 s.
-BACKOFF = {"min_backoff": 50, "max_backoff": 100}
 
 
 def make_broker(kind: str) -> dramatiq.Broker:
     if kind == "rabbitmq":
         return RabbitmqBroker(url=RABBITMQ_URL)
-    return RedisBroker(url=REDIS_URL, namespace="jobpulse-dramatiq-tests")
+    return RedisBroker(  # type: ignore[no-untyped-call]
+        url=REDIS_URL, namespace="jobpulse-dramatiq-tests"
+    )
 
 
 def connection() -> Redis:
@@ -57,15 +57,17 @@ def boom(message: str) -> None:
     raise ValueError(message)
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=3, **BACKOFF)
+# Retried at once rather than after Dramatiq's 15 s.
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, min_backoff=50, max_backoff=100)
 def flaky(key: str, failures: int) -> None:
     """Fails its first `failures` runs (counted in Redis under `key`), then succeeds."""
-    attempt = int(connection().incr(key))
+    attempt = connection().incr(key)
+    assert isinstance(attempt, int)
     if attempt <= failures:
         raise ConnectionError(f"attempt {attempt} failed")
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=3, **BACKOFF)
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, min_backoff=50, max_backoff=100)
 def sleepy(seconds: float, key: str) -> None:
     """Works for `seconds` in short steps, then marks `key` finished in Redis."""
     deadline = time.monotonic() + seconds

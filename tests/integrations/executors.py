@@ -66,11 +66,15 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.log = log
-        env = os.environ | (env or {}) | {
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
-            "JOBPULSE_URL": jobpulse.url,
-            "JOBPULSE_API_KEY": jobpulse.admin_key,
-        }
+        env = (
+            os.environ
+            | (env or {})
+            | {
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+                "JOBPULSE_URL": jobpulse.url,
+                "JOBPULSE_API_KEY": jobpulse.admin_key,
+            }
+        )
         with log.open("wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
@@ -145,3 +149,13 @@ def assert_went(api: JobPulse, job_id: str, *path: str) -> None:
     went = statuses(api, job_id)
     raced = [*path[1:]] if path[0] == "pending" and "running" in path else None
     assert went == [*path] or went == raced, went
+
+
+def once_running(api: JobPulse, key: str, value: str, *, timeout: float = 30) -> JobPublic:
+    """The job of metadata[key] = value once it is running."""
+
+    def check() -> JobPublic | None:
+        job = job_with(api, key, value)
+        return job if job is not None and job.status == "running" else None
+
+    return wait_for(check, timeout=timeout, what=f"the job of {key}={value} to run")

@@ -30,7 +30,8 @@ def boom(message: str) -> None:
 
 def flaky(key: str, failures: int) -> int:
     """Fails its first `failures` runs (counted in Redis under `key`), then succeeds."""
-    attempt = int(connection().incr(key))
+    attempt = connection().incr(key)
+    assert isinstance(attempt, int)
     if attempt <= failures:
         raise ConnectionError(f"attempt {attempt} failed")
     return attempt

@@ -20,17 +20,14 @@ from tests.integrations.executors import (
     WorkerProcess,
     assert_went,
     ended,
-    job_with,
-    wait_for,
+    once_running,
 )
 
 KEY = "arq_task_id"
 
 
 @pytest.fixture(scope="module")
-def worker(
-    jobpulse: Jobpulse, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
+def worker(jobpulse: Jobpulse, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("arq") / "worker.log"
     process = WorkerProcess("tests.integrations.arq_app", jobpulse, log)
     yield process
@@ -64,7 +61,8 @@ async def test_a_finished_job_is_a_completed_job_with_its_history(
     assert seen.job_type == "add"
     assert seen.metadata["queue"] == arq_app.QUEUE
     assert seen.metadata["attempts"] == 1
-    assert seen.total_duration_ns is not None and seen.total_duration_ns > 0
+    assert seen.total_duration_ns is not None
+    assert seen.total_duration_ns > 0
     assert_went(api, seen.id, "pending", "running", "completed")
     assert await job.result(timeout=5) == 5
 
@@ -116,10 +114,7 @@ async def test_cancelling_the_job_in_jobpulse_aborts_it_in_arq(
     finished = f"sleepy-{uuid.uuid4()}"
     job = await pool.enqueue_job("sleepy", 30, finished)
     assert job is not None
-    seen = wait_for(
-        lambda: (found := job_with(api, KEY, job.job_id)) and found.status == "running" and found,
-        what="the job to run",
-    )
+    seen = once_running(api, KEY, job.job_id)
     api.cancel_job(seen.id)
 
     info = await job.result_info()
@@ -137,10 +132,7 @@ async def test_cancelling_the_job_in_jobpulse_aborts_it_in_arq(
 async def test_a_job_aborted_in_arq_is_a_cancelled_job(pool: ArqRedis, api: JobPulse) -> None:
     job = await pool.enqueue_job("sleepy", 30, f"sleepy-{uuid.uuid4()}")
     assert job is not None
-    wait_for(
-        lambda: (found := job_with(api, KEY, job.job_id)) and found.status == "running",
-        what="the job to run",
-    )
+    once_running(api, KEY, job.job_id)
 
     assert await job.abort(timeout=10)
 

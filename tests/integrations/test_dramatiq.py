@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import dramatiq
@@ -21,7 +22,7 @@ from tests.integrations.executors import (
     WorkerProcess,
     assert_went,
     ended,
-    job_with,
+    once_running,
     wait_for,
 )
 
@@ -42,7 +43,7 @@ def redis() -> Iterator[Redis]:
     connection.flushdb()
     yield connection
     connection.flushdb()
-    connection.close()
+    connection.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,8 @@ def test_a_message_processed_is_a_completed_job_with_its_history(
     assert seen.job_type == "add"
     assert seen.metadata["queue"] == QUEUE
     assert seen.metadata["attempts"] == 1
-    assert seen.total_duration_ns is not None and seen.total_duration_ns > 0
+    assert seen.total_duration_ns is not None
+    assert seen.total_duration_ns > 0
     assert_went(api, seen.id, "pending", "running", "completed")
     assert redis.get(key) == b"5"
 
@@ -132,10 +134,7 @@ def test_cancelling_the_job_in_jobpulse_interrupts_the_actor_for_good(
 ) -> None:
     finished = f"sleepy-{uuid.uuid4()}"
     message = sleepy.send(30, finished)
-    seen = wait_for(
-        lambda: (job := job_with(api, KEY, message.message_id)) and job.status == "running" and job,
-        what="the actor to run",
-    )
+    seen = once_running(api, KEY, message.message_id)
     api.cancel_job(seen.id)
 
     # The worker's only thread is free again at once: the next message runs.
@@ -145,7 +144,9 @@ def test_cancelling_the_job_in_jobpulse_interrupts_the_actor_for_good(
     assert api.get_job(seen.id).status == "cancelled"
     assert_went(api, seen.id, "pending", "running", "cancelled")
     assert "interrupted" in running.output()
-    assert not any(event.reason and "retrying" in event.reason for event in api.list_events(seen.id))
+    assert not any(
+        event.reason and "retrying" in event.reason for event in api.list_events(seen.id)
+    )
 
 
 def test_a_worker_alone_instrumented_still_shows_every_message(
@@ -169,7 +170,7 @@ def test_messages_run_while_jobpulse_is_down_and_their_jobs_catch_up(
     try:
         messages = [add.send(n, n, key) for n, key in enumerate(keys)]
         for key in keys:  # the actors are not held up by jobpulse being away
-            wait_for(lambda key=key: redis.get(key) is not None, what="the actor to run")
+            wait_for(partial(redis.exists, key), what="the actor to run")
     finally:
         jobpulse.start()
 
@@ -179,9 +180,7 @@ def test_messages_run_while_jobpulse_is_down_and_their_jobs_catch_up(
         assert_went(api, seen.id, "pending", "running", "completed")
 
 
-def test_on_rabbitmq_too(
-    jobpulse: Jobpulse, api: JobPulse, redis: Redis, tmp_path: Path
-) -> None:
+def test_on_rabbitmq_too(jobpulse: Jobpulse, api: JobPulse, redis: Redis, tmp_path: Path) -> None:
     rabbit = dramatiq_app.make_broker("rabbitmq")
     rabbit.declare_queue(QUEUE)
     rabbit.flush(QUEUE)

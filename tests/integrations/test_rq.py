@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
+from functools import partial
 
 import pytest
 from redis import Redis
@@ -24,8 +24,10 @@ from tests.integrations.executors import (
     assert_went,
     ended,
     job_with,
+    once_running,
     wait_for,
 )
+
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[Redis]:
@@ -33,7 +35,7 @@ def redis() -> Iterator[Redis]:
     connection.flushdb()
     yield connection
     connection.flushdb()
-    connection.close()
+    connection.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,10 @@ def rq_status(job: Job) -> JobStatus:
     return job.get_status(refresh=True)
 
 
+def is_finished(job: Job) -> bool:
+    return rq_status(job) == JobStatus.FINISHED
+
+
 def test_a_finished_task_is_a_completed_job_with_its_history(queue: Queue, api: JobPulse) -> None:
     job = queue.enqueue(rq_app.add, 2, 3)
 
@@ -71,7 +77,8 @@ def test_a_finished_task_is_a_completed_job_with_its_history(queue: Queue, api: 
     assert seen.metadata["attempts"] == 1
     assert_went(api, seen.id, "pending", "running", "completed")
     assert seen.started_at is not None
-    assert seen.total_duration_ns is not None and seen.total_duration_ns > 0
+    assert seen.total_duration_ns is not None
+    assert seen.total_duration_ns > 0
     assert job.return_value() == 5
 
 
@@ -117,13 +124,7 @@ def test_cancelling_the_job_in_jobpulse_stops_the_running_task(
 ) -> None:
     finished = f"sleepy-{uuid.uuid4()}"
     job = queue.enqueue(rq_app.sleepy, 30, finished)
-    running = wait_for(
-        lambda: (found := job_with(api, "rq_task_id", job.id)) and found.status == "running",
-        what="the job to run",
-    )
-    assert running
-    seen = job_with(api, "rq_task_id", job.id)
-    assert seen is not None
+    seen = once_running(api, "rq_task_id", job.id)
     api.cancel_job(seen.id)
 
     wait_for(lambda: rq_status(job) == JobStatus.STOPPED, timeout=10, what="RQ to stop it")
@@ -133,9 +134,7 @@ def test_cancelling_the_job_in_jobpulse_stops_the_running_task(
     assert_went(api, seen.id, "pending", "running", "cancelled")
 
 
-def test_a_task_stopped_in_rq_is_a_cancelled_job(
-    queue: Queue, api: JobPulse, redis: Redis
-) -> None:
+def test_a_task_stopped_in_rq_is_a_cancelled_job(queue: Queue, api: JobPulse, redis: Redis) -> None:
     job = queue.enqueue(rq_app.sleepy, 30, f"sleepy-{uuid.uuid4()}")
     wait_for(lambda: Job.fetch(job.id, redis).worker_name, what="a work horse to run it")
 
@@ -146,9 +145,7 @@ def test_a_task_stopped_in_rq_is_a_cancelled_job(
     assert seen.stop_reason == "cancelled"
 
 
-def test_a_scheduled_task_cancelled_in_rq_is_a_cancelled_job(
-    queue: Queue, api: JobPulse
-) -> None:
+def test_a_scheduled_task_cancelled_in_rq_is_a_cancelled_job(queue: Queue, api: JobPulse) -> None:
     job = queue.enqueue_in(timedelta(minutes=10), rq_app.add, 1, 2)
     wait_for(lambda: job_with(api, "rq_task_id", job.id), what="its job")
 
@@ -178,7 +175,7 @@ def test_tasks_finish_while_jobpulse_is_down_and_their_jobs_catch_up(
     try:
         jobs = [queue.enqueue(rq_app.add, n, n) for n in range(5)]
         for job in jobs:  # the tasks are not held up by jobpulse being away
-            wait_for(lambda job=job: rq_status(job) == JobStatus.FINISHED, what="RQ to run it")
+            wait_for(partial(is_finished, job), what="RQ to run it")
     finally:
         jobpulse.start()
 

@@ -92,7 +92,12 @@ def _instrument_pool(pool: ArqRedis, reporter: Reporter, job_type: str | None) -
         __slots__ = ("function",)
         function: str
 
-        async def abort(self, *, timeout: float | None = None, poll_delay: float = 0.5) -> bool:
+        async def abort(
+            self,
+            *,
+            timeout: float | None = None,  # noqa: ASYNC109 (arq's own signature)
+            poll_delay: float = 0.5,
+        ) -> bool:
             reason = "aborted in arq"
             report = Report(Kind.REVOKED, self.job_id, self.function, job_type, reason=reason)
             reporter.report(report)
@@ -214,9 +219,7 @@ async def _abort(job: Job) -> None:
         logger.exception("aborting arq job %s failed", job.job_id)
 
 
-def _chain(
-    first: Hook, then: Hook | None
-) -> Callable[[dict[Any, Any]], Coroutine[Any, Any, None]]:
+def _chain(first: Hook, then: Hook | None) -> Callable[[dict[Any, Any]], Coroutine[Any, Any, None]]:
     """A hook that runs `first`, then the settings' own hook (if any)."""
 
     async def hook(ctx: dict[Any, Any]) -> None:

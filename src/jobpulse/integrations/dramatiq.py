@@ -172,7 +172,7 @@ class Running(Middleware):
         with self._lock:
             self._threads.pop(message.message_id, None)
 
-    after_skip_message: Callable[..., None] = after_process_message  # type: ignore[assignment]
+    after_skip_message: Callable[..., None] = after_process_message
 
     def interrupt(self, message_id: str) -> None:
         """Stop the actor running `message_id` in this process, if one is, for good."""
@@ -182,5 +182,5 @@ class Running(Middleware):
                 return
             thread, message = running
             message.options["max_retries"] = 0  # Retries fails it rather than sending it again
-            raise_thread_exception(thread, JobCancelledInterrupt)
+            raise_thread_exception(thread, JobCancelledInterrupt)  # type: ignore[no-untyped-call]
         logger.info("dramatiq message %s interrupted: its job was cancelled", message_id)

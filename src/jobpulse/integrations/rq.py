@@ -91,7 +91,7 @@ def _report(
     metadata: dict[str, Any] | None = None,
     reason: str | None = None,
 ) -> Report:
-    return Report(kind, job.id, job.func_name, job_type, metadata or {}, reason)
+    return Report(kind, job.id, job.func_name or job.id, job_type, metadata or {}, reason)
 
 
 def _attempt(job: Job) -> int:
@@ -103,7 +103,7 @@ def _count_attempt(job: Job) -> int:
     """Count a new run of the job in its meta (RQ counts only the retries a task asks for)."""
     attempt = int(job.meta.get(ATTEMPTS_META, 0)) + 1
     job.meta[ATTEMPTS_META] = attempt
-    job.save_meta()
+    job.save_meta()  # type: ignore[no-untyped-call]
     return attempt
 
 
@@ -166,7 +166,7 @@ def _instrument_worker(worker: BaseWorker, reporter: Reporter, job_type: str | N
     # On the instance, in the worker's own process: its forked or spawned work horses run
     # the job, and the worker sees how it ended in what RQ recorded.
     worker.execute_job = execute_job  # type: ignore[method-assign]
-    worker.push_exc_handler(remember_error)
+    worker.push_exc_handler(remember_error)  # type: ignore[no-untyped-call]
 
 
 def remember_error(
@@ -180,19 +180,19 @@ def remember_error(
     """
     if error is not None:
         job.meta[ERROR_META] = error_metadata(error)
-        job.save_meta()
+        job.save_meta()  # type: ignore[no-untyped-call]
 
 
 def _ending(job: Job, job_type: str | None) -> Report:
     """What became of the run that just ended, as RQ recorded it."""
     attempt = _attempt(job)
     try:
-        job.refresh()
-    except NoSuchJobError:  # a finished job with result_ttl=0 is deleted at once
+        status = job.get_status(refresh=True)
+        meta = job.get_meta(refresh=True)
+    except (NoSuchJobError, InvalidJobOperation):  # a finished job with result_ttl=0 is gone
         return _report(Kind.SUCCEEDED, job, job_type)
-    status = job.get_status(refresh=False)
     kind = _ENDINGS.get(status, Kind.FAILED)
-    error = job.meta.get(ERROR_META) or _error_of_result(job)
+    error = meta.get(ERROR_META) or _error_of_result(job)
     if kind is Kind.FAILED:
         return _report(kind, job, job_type, error)
     if kind is Kind.RETRIED:
