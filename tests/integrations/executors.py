@@ -53,8 +53,8 @@ class Jobpulse:
 
 
 class WorkerProcess:
-    """`python -m <module> <args>` from the repository, told where jobpulse is; its output
-    goes to a file that a failing test prints.
+    """`python -m <module> <args>` in `cwd` (the repository), told where jobpulse is; its
+    output goes to a file that a failing test prints.
     """
 
     def __init__(
@@ -64,13 +64,14 @@ class WorkerProcess:
         log: Path,
         *args: str,
         env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.log = log
         env = (
             os.environ
             | (env or {})
             | {
-                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), str(cwd)]),
                 "JOBPULSE_URL": jobpulse.url,
                 "JOBPULSE_API_KEY": jobpulse.admin_key,
             }
@@ -78,7 +79,7 @@ class WorkerProcess:
         with log.open("wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
-                cwd=ROOT,
+                cwd=cwd,
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
