@@ -5,6 +5,7 @@ they show and a served jobpulse; the jobs they make end as the page says.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from tests.integrations.executors import ROOT, Jobpulse, WorkerProcess, ended
 #: The examples' own Redis database (the executors' tests use 11, 12 and 13).
 REDIS_URL = "redis://127.0.0.1:6379/14"
 
+TITLE = re.compile(r'\btitle="(?P<name>[^"]+)"')
 #: Per page: the worker's command (a module and its arguments) and the publisher's script.
 PAGES = {
     "rq": (("worker",), "enqueue.py"),
@@ -32,9 +34,9 @@ def write_files(page: Path, into: Path) -> list[str]:
     """Write the page's titled Python blocks into `into`; their names."""
     names = []
     for block in blocks(page):
-        title = block.options.split('title="', 1)[1].split('"', 1)[0]
-        (into / title).write_text(block.code)
-        names.append(title)
+        if block.is_python and (title := TITLE.search(block.options)):
+            (into / title["name"]).write_text(block.code)
+            names.append(title["name"])
     return names
 
 
