@@ -13,7 +13,9 @@ from tests.integrations.executors import Jobpulse
 @pytest.fixture(scope="module")
 def jobpulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jobpulse]:
     """jobpulse served for the module's tests (an outage test stops and restarts it)."""
-    served = Jobpulse(f"sqlite:///{tmp_path_factory.mktemp('jobpulse') / 'jobpulse.db'}")
+    database = tmp_path_factory.mktemp("jobpulse") / "jobpulse.db"
+    # The sweeper looks often: a killed worker's jobs are flagged within seconds.
+    served = Jobpulse(f"sqlite:///{database}", env={"JOBPULSE_SWEEP_INTERVAL_S": "0.5"})
     served.start()
     yield served
     served.stop()

@@ -33,13 +33,17 @@ class Jobpulse:
     port: int = field(default_factory=free_port)
     server: Server | None = None
     admin_key: str = ""
+    #: The server's environment (its settings).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.server = start(self.database_url, expect_key=not self.admin_key, port=self.port)
+        self.server = start(
+            self.database_url, expect_key=not self.admin_key, port=self.port, env=self.env
+        )
         self.admin_key = self.admin_key or self.server.admin_key
 
     def stop(self) -> None:
@@ -88,6 +92,11 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and every process it started: it says no goodbye."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=15)
 
     def stop(self) -> None:
         """SIGTERM (a warm shutdown), then SIGKILL to its process group if it lingers."""
@@ -160,3 +169,18 @@ def once_running(api: JobPulse, key: str, value: str, *, timeout: float = 30) ->
         return job if job is not None and job.status == "running" else None
 
     return wait_for(check, timeout=timeout, what=f"the job of {key}={value} to run")
+
+
+def lost(api: JobPulse, job_id: str) -> JobPublic:
+    """The job once the sweeper has flagged it stuck and then expired it (no heartbeat)."""
+
+    def check() -> JobPublic | None:
+        job = api.get_job(job_id)
+        return job if job.status in ENDED else None
+
+    job = wait_for(check, timeout=30, what="the sweeper to expire the job")
+    assert job.status == "expired"
+    assert job.stop_reason == "heartbeat_lost"
+    reasons = [event.reason or "" for event in api.list_events(job_id)]
+    assert any(reason.startswith("stuck: no heartbeat") for reason in reasons), reasons
+    return job

@@ -20,6 +20,7 @@ from tests.integrations.executors import (
     WorkerProcess,
     assert_went,
     ended,
+    lost,
     once_running,
 )
 
@@ -173,3 +174,21 @@ async def test_jobs_run_while_jobpulse_is_down_and_catch_up(
         seen = ended(api, KEY, job.job_id)
         assert seen.status == "completed"
         assert_went(api, seen.id, "pending", "running", "completed")
+
+
+async def test_a_worker_killed_mid_job_leaves_its_job_to_the_sweeper(
+    worker: WorkerProcess, api: JobPulse
+) -> None:
+    """Last: it kills the module's worker."""
+    plain = await create_pool(arq_app.REDIS, default_queue_name=arq_app.QUEUE)
+    try:
+        job = await plain.enqueue_job("sleepy", 60, f"sleepy-{uuid.uuid4()}")
+        assert job is not None
+        seen = once_running(api, KEY, job.job_id)
+        assert seen.heartbeat_timeout_s == 1.5  # 3 x the worker's heartbeat_s
+
+        worker.kill()
+
+        lost(api, seen.id)
+    finally:
+        await plain.aclose()

@@ -22,6 +22,7 @@ from tests.integrations.executors import (
     WorkerProcess,
     assert_went,
     ended,
+    lost,
     once_running,
     wait_for,
 )
@@ -178,6 +179,19 @@ def test_messages_run_while_jobpulse_is_down_and_their_jobs_catch_up(
         seen = ended(api, KEY, message.message_id)
         assert seen.status == "completed"
         assert_went(api, seen.id, "pending", "running", "completed")
+
+
+def test_a_worker_killed_mid_message_leaves_its_job_to_the_sweeper(
+    worker: WorkerProcess, api: JobPulse
+) -> None:
+    """After the others that use the module's worker: it kills it."""
+    message = sleepy.send(60, f"sleepy-{uuid.uuid4()}")
+    seen = once_running(api, KEY, message.message_id)
+    assert seen.heartbeat_timeout_s == 1.5  # 3 x the worker's heartbeat_s
+
+    worker.kill()
+
+    lost(api, seen.id)
 
 
 def test_on_rabbitmq_too(jobpulse: Jobpulse, api: JobPulse, redis: Redis, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from tests.integrations.executors import (
     assert_went,
     ended,
     job_with,
+    lost,
     once_running,
     wait_for,
 )
@@ -183,3 +184,16 @@ def test_tasks_finish_while_jobpulse_is_down_and_their_jobs_catch_up(
         seen = ended(api, "rq_task_id", job.id)
         assert seen.status == "completed"
         assert_went(api, seen.id, "pending", "running", "completed")
+
+
+def test_a_worker_killed_mid_task_leaves_its_job_to_the_sweeper(
+    redis: Redis, worker: WorkerProcess, api: JobPulse
+) -> None:
+    """Last: it kills the module's worker."""
+    job = Queue(rq_app.QUEUE, connection=redis).enqueue(rq_app.sleepy, 60, "never")
+    seen = once_running(api, "rq_task_id", job.id)
+    assert seen.heartbeat_timeout_s == 1.5  # 3 x the worker's heartbeat_s
+
+    worker.kill()
+
+    lost(api, seen.id)
