@@ -185,7 +185,10 @@ def test_a_worker_killed_mid_message_leaves_its_job_to_the_sweeper(
     worker: WorkerProcess, api: JobPulse
 ) -> None:
     """After the others that use the module's worker: it kills it."""
-    message = sleepy.send(60, f"sleepy-{uuid.uuid4()}")
+    plain = dramatiq_app.make_broker("redis")  # the job is made by the worker, as it sees fit
+    plain.declare_queue(QUEUE)
+    message = plain.enqueue(sleepy.message(60, f"sleepy-{uuid.uuid4()}"))
+    plain.close()
     seen = once_running(api, KEY, message.message_id)
     assert seen.heartbeat_timeout_s == 1.5  # 3 x the worker's heartbeat_s
 
