@@ -123,7 +123,8 @@ class Instrumentation:
         if not self._ours(sender) or request is None:
             return
         attempts = int(getattr(request, "retries", 0) or 0) + 1
-        cause = reason if isinstance(reason, BaseException) else None
+        cause = getattr(reason, "exc", None) or reason  # Celery's Retry wraps the error
+        cause = cause if isinstance(cause, BaseException) else None
         note = f"retry after attempt {attempts}: {reason}"[:1000]
         metadata: dict[str, Any] = {"attempts": attempts}
         if cause is not None:
