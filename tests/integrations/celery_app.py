@@ -14,6 +14,42 @@ from celery import Celery
 from jobpulse.integrations import celery as tracking
 
 
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def flaky(task: Any, failures: int) -> int:
+    """Fails `failures` times (retried at once), then returns how many retries it took."""
+    if task.request.retries < failures:
+        raise task.retry(exc=ConnectionError(f"down {task.request.retries}"), countdown=0.05)
+    return int(task.request.retries)
+
+
+def beating(seconds: float) -> str:
+    """Works in short steps, saying so at each (as a long task should)."""
+    deadline = time.monotonic() + seconds
+    step = 0
+    while time.monotonic() < deadline:
+        step += 1
+        tracking.heartbeat(step=step)
+        time.sleep(0.05)
+    return "finished"
+
+
+def sleep(seconds: float) -> str:
+    """Works without a word (its heartbeats come from the reporter's thread)."""
+    time.sleep(seconds)
+    return "slept"
+
+
+def noop() -> None:
+    """The benchmark's task."""
+
+
 def make_app(
     broker: str,
     backend: str,
@@ -33,37 +69,12 @@ def make_app(
         result_expires=600,
     )
 
-    @app.task(name="tests.add")
-    def add(x: int, y: int) -> int:
-        return x + y
-
-    @app.task(name="tests.fail")
-    def fail(message: str) -> None:
-        raise ValueError(message)
-
-    @app.task(name="tests.flaky", bind=True, max_retries=5)
-    def flaky(self: Any, failures: int) -> int:
-        if self.request.retries < failures:
-            raise self.retry(exc=ConnectionError(f"down {self.request.retries}"), countdown=0.05)
-        return int(self.request.retries)
-
-    @app.task(name="tests.beating")
-    def beating(seconds: float) -> str:
-        """Works in short steps, saying so at each (as a long task should)."""
-        deadline = time.monotonic() + seconds
-        step = 0
-        while time.monotonic() < deadline:
-            step += 1
-            tracking.heartbeat(step=step)
-            time.sleep(0.05)
-        return "finished"
-
-    @app.task(name="tests.sleep")
-    def sleep(seconds: float) -> str:
-        """Works without a word (its heartbeats come from the reporter's thread)."""
-        time.sleep(seconds)
-        return "slept"
-
+    app.task(name="tests.add")(add)
+    app.task(name="tests.fail")(fail)
+    app.task(name="tests.flaky", bind=True, max_retries=5)(flaky)
+    app.task(name="tests.beating")(beating)
+    app.task(name="tests.sleep")(sleep)
+    app.task(name="tests.noop")(noop)
     if url and api_key:
         tracking.instrument(app, url=url, api_key=api_key, **options)
     return app
