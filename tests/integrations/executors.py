@@ -26,7 +26,7 @@ ENDED = frozenset({"completed", "failed", "cancelled", "expired"})
 
 
 @dataclass
-class Jobpulse:
+class JobpulseProcess:
     """A `jobpulse serve` process on a SQLite file, on a port that stays its own."""
 
     database_url: str
@@ -64,7 +64,7 @@ class WorkerProcess:
     def __init__(
         self,
         module: str,
-        jobpulse: Jobpulse,
+        jobpulse: JobpulseProcess,
         log: Path,
         *args: str,
         env: dict[str, str] | None = None,

@@ -16,7 +16,7 @@ from jobpulse.client import JobPulse
 from jobpulse.integrations.arq import instrument
 from tests.integrations import arq_app
 from tests.integrations.executors import (
-    Jobpulse,
+    JobpulseProcess,
     WorkerProcess,
     assert_went,
     ended,
@@ -28,18 +28,20 @@ KEY = "arq_task_id"
 
 
 @pytest.fixture(scope="module")
-def worker(jobpulse: Jobpulse, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def worker(
+    server: JobpulseProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("arq") / "worker.log"
-    process = WorkerProcess("tests.integrations.arq_app", jobpulse, log)
+    process = WorkerProcess("tests.integrations.arq_app", server, log)
     yield process
     process.stop()
 
 
 @pytest.fixture
-async def pool(jobpulse: Jobpulse, worker: WorkerProcess) -> AsyncIterator[ArqRedis]:
+async def pool(server: JobpulseProcess, worker: WorkerProcess) -> AsyncIterator[ArqRedis]:
     """A pool on the tests' queue with the integration installed: the publisher's side."""
     redis = await create_pool(arq_app.REDIS, default_queue_name=arq_app.QUEUE)
-    reporter = instrument(redis, url=jobpulse.url, api_key=jobpulse.admin_key)
+    reporter = instrument(redis, url=server.url, api_key=server.admin_key)
     yield redis
     reporter.close()
     await redis.aclose()
@@ -158,16 +160,16 @@ async def test_a_worker_alone_instrumented_still_shows_every_job(
 
 
 async def test_jobs_run_while_jobpulse_is_down_and_catch_up(
-    jobpulse: Jobpulse, pool: ArqRedis, api: JobPulse
+    server: JobpulseProcess, pool: ArqRedis, api: JobPulse
 ) -> None:
-    jobpulse.stop()
+    server.stop()
     try:
         jobs = [await pool.enqueue_job("add", n, n) for n in range(5)]
         for job in jobs:  # the jobs are not held up by jobpulse being away
             assert job is not None
             assert await job.result(timeout=15) == 2 * jobs.index(job)
     finally:
-        jobpulse.start()
+        server.start()
 
     for job in jobs:
         assert job is not None

@@ -18,7 +18,7 @@ from jobpulse.integrations.dramatiq import instrument
 from tests.integrations import dramatiq_app
 from tests.integrations.dramatiq_app import QUEUE, add, boom, flaky, sleepy
 from tests.integrations.executors import (
-    Jobpulse,
+    JobpulseProcess,
     WorkerProcess,
     assert_went,
     ended,
@@ -30,11 +30,11 @@ from tests.integrations.executors import (
 KEY = "dramatiq_task_id"
 
 
-def start_worker(jobpulse: Jobpulse, log: Path, broker: str) -> WorkerProcess:
+def start_worker(server: JobpulseProcess, log: Path, broker: str) -> WorkerProcess:
     """`dramatiq` on the tests' module: one process, one thread (a stuck actor shows)."""
     args = ("tests.integrations.dramatiq_app", "--processes", "1", "--threads", "1")
     return WorkerProcess(
-        "dramatiq", jobpulse, log, *args, "--queues", QUEUE, env={"DRAMATIQ_BROKER": broker}
+        "dramatiq", server, log, *args, "--queues", QUEUE, env={"DRAMATIQ_BROKER": broker}
     )
 
 
@@ -48,19 +48,19 @@ def redis() -> Iterator[Redis]:
 
 
 @pytest.fixture(scope="module")
-def broker(jobpulse: Jobpulse, redis: Redis) -> Iterator[dramatiq.Broker]:
+def broker(server: JobpulseProcess, redis: Redis) -> Iterator[dramatiq.Broker]:
     """The actors' broker in this process, instrumented: the publisher's side."""
     publisher = dramatiq_app.broker
-    reporter = instrument(publisher, url=jobpulse.url, api_key=jobpulse.admin_key)
+    reporter = instrument(publisher, url=server.url, api_key=server.admin_key)
     yield publisher
     reporter.close()
 
 
 @pytest.fixture(scope="module")
 def worker(
-    jobpulse: Jobpulse, broker: dramatiq.Broker, tmp_path_factory: pytest.TempPathFactory
+    server: JobpulseProcess, broker: dramatiq.Broker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    process = start_worker(jobpulse, tmp_path_factory.mktemp("dramatiq") / "worker.log", "redis")
+    process = start_worker(server, tmp_path_factory.mktemp("dramatiq") / "worker.log", "redis")
     yield process
     process.stop()
 
@@ -164,16 +164,16 @@ def test_a_worker_alone_instrumented_still_shows_every_message(
 
 
 def test_messages_run_while_jobpulse_is_down_and_their_jobs_catch_up(
-    jobpulse: Jobpulse, running: WorkerProcess, api: JobPulse, redis: Redis
+    server: JobpulseProcess, running: WorkerProcess, api: JobPulse, redis: Redis
 ) -> None:
     keys = [f"sum-{uuid.uuid4()}" for _ in range(5)]
-    jobpulse.stop()
+    server.stop()
     try:
         messages = [add.send(n, n, key) for n, key in enumerate(keys)]
         for key in keys:  # the actors are not held up by jobpulse being away
             wait_for(partial(redis.exists, key), what="the actor to run")
     finally:
-        jobpulse.start()
+        server.start()
 
     for message in messages:
         seen = ended(api, KEY, message.message_id)
@@ -197,12 +197,14 @@ def test_a_worker_killed_mid_message_leaves_its_job_to_the_sweeper(
     lost(api, seen.id)
 
 
-def test_on_rabbitmq_too(jobpulse: Jobpulse, api: JobPulse, redis: Redis, tmp_path: Path) -> None:
+def test_on_rabbitmq_too(
+    server: JobpulseProcess, api: JobPulse, redis: Redis, tmp_path: Path
+) -> None:
     rabbit = dramatiq_app.make_broker("rabbitmq")
     rabbit.declare_queue(QUEUE)
     rabbit.flush(QUEUE)
-    reporter = instrument(rabbit, url=jobpulse.url, api_key=jobpulse.admin_key)
-    worker = start_worker(jobpulse, tmp_path / "worker.log", "rabbitmq")
+    reporter = instrument(rabbit, url=server.url, api_key=server.admin_key)
+    worker = start_worker(server, tmp_path / "worker.log", "rabbitmq")
     try:
         key = f"sum-{uuid.uuid4()}"
         done = rabbit.enqueue(add.message(4, 5, key))

@@ -16,7 +16,7 @@ from redis import Redis
 
 from jobpulse.client import JobPulse
 from tests.docs.fences import DOCS, blocks
-from tests.integrations.executors import ROOT, Jobpulse, WorkerProcess, ended
+from tests.integrations.executors import ROOT, JobpulseProcess, WorkerProcess, ended
 
 #: The examples' own Redis database (the executors' tests use 11, 12 and 13).
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -51,7 +51,7 @@ def redis() -> Iterator[Redis]:
 
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_the_example_of_the_page_runs_as_written(
-    name: str, jobpulse: Jobpulse, api: JobPulse, redis: Redis, tmp_path: Path
+    name: str, server: JobpulseProcess, api: JobPulse, redis: Redis, tmp_path: Path
 ) -> None:
     page = DOCS / "integrations" / f"{name}.md"
     files = write_files(page, tmp_path)
@@ -59,7 +59,7 @@ def test_the_example_of_the_page_runs_as_written(
     assert publisher in files
     env = {"REDIS_URL": REDIS_URL}
     module, *args = worker_command
-    worker = WorkerProcess(module, jobpulse, tmp_path / "worker.log", *args, env=env, cwd=tmp_path)
+    worker = WorkerProcess(module, server, tmp_path / "worker.log", *args, env=env, cwd=tmp_path)
     try:
         sent = subprocess.run(
             [sys.executable, publisher],
@@ -68,8 +68,8 @@ def test_the_example_of_the_page_runs_as_written(
             | env
             | {
                 "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(tmp_path)]),
-                "JOBPULSE_URL": jobpulse.url,
-                "JOBPULSE_API_KEY": jobpulse.admin_key,
+                "JOBPULSE_URL": server.url,
+                "JOBPULSE_API_KEY": server.admin_key,
             },
             capture_output=True,
             text=True,

@@ -19,7 +19,7 @@ from jobpulse.client import JobPulse
 from jobpulse.integrations.rq import instrument
 from tests.integrations import rq_app
 from tests.integrations.executors import (
-    Jobpulse,
+    JobpulseProcess,
     WorkerProcess,
     assert_went,
     ended,
@@ -41,19 +41,19 @@ def redis() -> Iterator[Redis]:
 
 @pytest.fixture(scope="module")
 def worker(
-    jobpulse: Jobpulse, redis: Redis, tmp_path_factory: pytest.TempPathFactory
+    server: JobpulseProcess, redis: Redis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("rq") / "worker.log"
-    process = WorkerProcess("tests.integrations.rq_app", jobpulse, log)
+    process = WorkerProcess("tests.integrations.rq_app", server, log)
     yield process
     process.stop()
 
 
 @pytest.fixture
-def queue(jobpulse: Jobpulse, redis: Redis, worker: WorkerProcess) -> Iterator[Queue]:
+def queue(server: JobpulseProcess, redis: Redis, worker: WorkerProcess) -> Iterator[Queue]:
     """The tests' queue with the integration installed: the publisher's side."""
     published = Queue(rq_app.QUEUE, connection=redis)
-    reporter = instrument(published, url=jobpulse.url, api_key=jobpulse.admin_key)
+    reporter = instrument(published, url=server.url, api_key=server.admin_key)
     yield published
     reporter.close()
     if worker.process.poll() is not None:
@@ -170,15 +170,15 @@ def test_a_worker_alone_instrumented_still_shows_every_task(
 
 
 def test_tasks_finish_while_jobpulse_is_down_and_their_jobs_catch_up(
-    jobpulse: Jobpulse, queue: Queue, api: JobPulse
+    server: JobpulseProcess, queue: Queue, api: JobPulse
 ) -> None:
-    jobpulse.stop()
+    server.stop()
     try:
         jobs = [queue.enqueue(rq_app.add, n, n) for n in range(5)]
         for job in jobs:  # the tasks are not held up by jobpulse being away
             wait_for(partial(is_finished, job), what="RQ to run it")
     finally:
-        jobpulse.start()
+        server.start()
 
     for job in jobs:
         seen = ended(api, "rq_task_id", job.id)

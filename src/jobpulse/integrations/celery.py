@@ -28,6 +28,9 @@ JobCancelled = JobCancelledError
 #: Celery's own tasks (chord unlocking, result cleanup) are not reported.
 INTERNAL_PREFIX = "celery."
 
+#: The message header an instrumented publisher sets (a task's request shows it).
+PUBLISHER_REPORTS = "jobpulse_publisher_reports"
+
 _installed: dict[int, Instrumentation] = {}
 
 
@@ -47,6 +50,7 @@ class Instrumentation:
         self.revoke_on_cancel = revoke_on_cancel
         reporter.on_cancelled = self._stop
         self._receivers = [
+            (signals.before_task_publish, self._marked),
             (signals.after_task_publish, self._published),
             (signals.task_prerun, self._started),
             (signals.task_success, self._succeeded),
@@ -72,6 +76,11 @@ class Instrumentation:
 
     def _ours(self, task: Any) -> bool:
         return getattr(task, "app", None) is self.app
+
+    def _marked(self, headers: dict[str, Any] | None = None, **_: Any) -> None:
+        """Say in the message that its publisher reports it (the worker reads it back)."""
+        if headers is not None:
+            headers[PUBLISHER_REPORTS] = True
 
     def _published(
         self,
@@ -99,7 +108,10 @@ class Instrumentation:
             "queue": delivery.get("routing_key"),
             "worker": getattr(request, "hostname", None),
         }
-        self.report(Kind.STARTED, task_id, task.name, metadata=metadata)
+        announced = bool(getattr(request, PUBLISHER_REPORTS, False))
+        self.report(
+            Kind.STARTED, task_id, task.name, metadata=metadata, publisher_reports=announced
+        )
 
     def _succeeded(self, sender: Any = None, **_: Any) -> None:
         if self._ours(sender):
@@ -123,7 +135,8 @@ class Instrumentation:
         if not self._ours(sender) or request is None:
             return
         attempts = int(getattr(request, "retries", 0) or 0) + 1
-        cause = reason if isinstance(reason, BaseException) else None
+        cause = getattr(reason, "exc", None) or reason  # Celery's Retry wraps the error
+        cause = cause if isinstance(cause, BaseException) else None
         note = f"retry after attempt {attempts}: {reason}"[:1000]
         metadata: dict[str, Any] = {"attempts": attempts}
         if cause is not None:

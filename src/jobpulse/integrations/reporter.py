@@ -23,7 +23,10 @@ Interface (for an integration's hooks)::
 
 What each event does to the job is in reports.py: the task id is the job's idempotency key
 (and `metadata.<executor>_task_id`), so whichever event comes first creates the job —
-`pending` when published, `running` when a worker that alone is instrumented starts it.
+`pending` when published, `running` when a worker that alone is instrumented starts it. The
+worker's and the publisher's reports race (two processes): when the task's message says its
+publisher reports too, give the worker's reports `publisher_reports=True` and the job is
+created `pending` whichever arrives first, then moved to running.
 
 Guarantees: `report()` only puts on a bounded queue (`buffer` reports); when it is full the
 report is dropped, counted in `stats.dropped` and logged (at most every 10 s). The thread

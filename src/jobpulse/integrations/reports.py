@@ -53,6 +53,9 @@ class Report:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     #: A note for the job's history (a retry's reason, a revocation's cause).
     reason: str | None = None
+    #: The publisher reports this task too (it marked the message): the job is created
+    #: `pending` by whichever report comes first, so its history is the same either way.
+    publisher_reports: bool = False
     #: When the hook saw it (time.monotonic()): how long reporting took is measured from here.
     at: float = field(default_factory=time.monotonic)
 
@@ -66,9 +69,10 @@ def creation(
     report: Report, executor: str, heartbeat_timeout_s: float | None = None
 ) -> dict[str, Any]:
     """The body of POST /v1/jobs that makes the job of `report`'s task if it does not exist
-    yet: `pending` when it is published or revoked before it ran, `running` otherwise.
+    yet: `pending` when it is published, revoked before it ran or its publisher reports too,
+    `running` otherwise (a worker alone is instrumented).
     """
-    waiting = report.kind in (Kind.PUBLISHED, Kind.REVOKED)
+    waiting = report.publisher_reports or report.kind in (Kind.PUBLISHED, Kind.REVOKED)
     body: dict[str, Any] = {
         "job_type": report.job_type or report.task_name,
         "status": "pending" if waiting else "running",
