@@ -37,6 +37,11 @@ EXECUTOR = "arq"
 DEFAULT_MAX_TRIES = 5
 #: Where a function's wrapper leaves, in the job's ctx, that it was cancelled.
 CANCELLED = "jobpulse_cancelled"
+#: The Redis key an instrumented publisher sets for a job (arq's jobs carry nothing else):
+#: its worker, reading it, makes the job pending too if its report comes first.
+PUBLISHER_KEY = "jobpulse:publisher-reports:{}"
+#: How long that key waits for a worker (arq's own default expiry of a job).
+PUBLISHER_KEY_TTL_S = 86_400
 
 Settings = type | MutableMapping[str, Any]
 Hook = Callable[[dict[Any, Any]], Awaitable[Any]]
@@ -107,6 +112,7 @@ def _instrument_pool(pool: ArqRedis, reporter: Reporter, job_type: str | None) -
         function: str, *args: Any, _job_id: str | None = None, **kwargs: Any
     ) -> Job | None:
         job_id = _job_id or uuid.uuid4().hex  # arq's own default, made here to report it
+        await pool.set(PUBLISHER_KEY.format(job_id), 1, ex=PUBLISHER_KEY_TTL_S)
         job = await enqueue(function, *args, _job_id=job_id, **kwargs)
         if job is None:  # a job of that id exists already (and was reported)
             return None
@@ -149,9 +155,11 @@ class _Worker:
         name: str,
         metadata: dict[str, Any] | None = None,
         reason: str | None = None,
+        *,
+        announced: bool = False,
     ) -> None:
         assert self.reporter is not None
-        report = Report(kind, ctx["job_id"], name, self.job_type, metadata or {}, reason)
+        report = Report(kind, ctx["job_id"], name, self.job_type, metadata or {}, reason, announced)
         self.reporter.report(report)
 
     def _wrap(self, function: Function, max_tries: int) -> Function:
@@ -160,7 +168,8 @@ class _Worker:
         async def reported(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
             attempt = int(ctx["job_try"])
             metadata = {"queue": self.queue_name, "attempts": attempt}
-            self._report(Kind.STARTED, ctx, name, metadata)
+            announced = attempt == 1 and await _was_announced(ctx)
+            self._report(Kind.STARTED, ctx, name, metadata, announced=announced)
             try:
                 result = await run(ctx, *args, **kwargs)
             except Retry:
@@ -207,6 +216,15 @@ class _Worker:
             return
         job = Job(job_id, self.redis, _queue_name=self.queue_name)
         asyncio.run_coroutine_threadsafe(_abort(job), self.loop)
+
+
+async def _was_announced(ctx: dict[Any, Any]) -> bool:
+    """Whether an instrumented publisher enqueued the job (its key is read and removed)."""
+    try:
+        return bool(await ctx["redis"].getdel(PUBLISHER_KEY.format(ctx["job_id"])))
+    except Exception:  # Redis away: the job is made running if the worker reports first
+        logger.exception("reading arq job %s's publisher mark failed", ctx["job_id"])
+        return False
 
 
 async def _abort(job: Job) -> None:

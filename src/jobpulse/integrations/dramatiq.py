@@ -32,6 +32,8 @@ __all__ = ["JobCancelledInterrupt", "instrument"]
 
 logger = logging.getLogger("jobpulse.integrations.dramatiq")
 EXECUTOR = "dramatiq"
+#: The option an instrumented publisher sets: the worker then makes the job pending too.
+PUBLISHER_OPTION = "jobpulse_publisher_reports"
 
 
 class JobCancelledInterrupt(Interrupt):
@@ -74,7 +76,10 @@ def _report(
     metadata: dict[str, Any] | None = None,
     reason: str | None = None,
 ) -> Report:
-    return Report(kind, message.message_id, message.actor_name, job_type, metadata or {}, reason)
+    announced = bool(message.options.get(PUBLISHER_OPTION))
+    return Report(
+        kind, message.message_id, message.actor_name, job_type, metadata or {}, reason, announced
+    )
 
 
 class Tracking(Middleware):
@@ -92,6 +97,7 @@ class Tracking(Middleware):
     def before_enqueue(self, broker: Broker, message: Message[Any], delay: int) -> None:
         if message.options.get("retries"):  # Retries sending it again: reported as a retry
             return
+        message.options[PUBLISHER_OPTION] = True  # sent with it: the worker reads it
         metadata = {"queue": q_name(message.queue_name)}
         self.reporter.report(_report(Kind.PUBLISHED, message, self.job_type, metadata))
 

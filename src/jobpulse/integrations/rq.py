@@ -40,6 +40,8 @@ EXECUTOR = "rq"
 ERROR_META = "jobpulse_error"
 #: Which run of the job this is, counted by the worker.
 ATTEMPTS_META = "jobpulse_attempts"
+#: Set by an instrumented publisher: the worker then makes the job pending too, if first.
+PUBLISHER_META = "jobpulse_publisher_reports"
 #: How long a stop waits for a job that was just taken to be running in its work horse.
 STOP_WAIT_S = 5.0
 #: What RQ's statuses mean once a run is over.
@@ -91,7 +93,8 @@ def _report(
     metadata: dict[str, Any] | None = None,
     reason: str | None = None,
 ) -> Report:
-    return Report(kind, job.id, job.func_name or job.id, job_type, metadata or {}, reason)
+    name, announced = job.func_name or job.id, bool(job.meta.get(PUBLISHER_META))
+    return Report(kind, job.id, name, job_type, metadata or {}, reason, announced)
 
 
 def _attempt(job: Job) -> int:
@@ -115,10 +118,11 @@ def _instrument_queue(queue: Queue, reporter: Reporter, job_type: str | None) ->
         reporter.report(_report(Kind.PUBLISHED, job, job_type, {"queue": job.origin}))
 
     def reporting(original: Callable[..., Job]) -> Callable[..., Job]:
-        def enqueue(*args: Any, **kwargs: Any) -> Job:
-            job = original(*args, **kwargs)
-            published(job)
-            return job
+        def enqueue(job: Job, *args: Any, **kwargs: Any) -> Job:
+            job.meta[PUBLISHER_META] = True  # saved with the job: the worker reads it
+            enqueued = original(job, *args, **kwargs)
+            published(enqueued)
+            return enqueued
 
         return enqueue
 
