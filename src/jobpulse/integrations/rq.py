@@ -192,19 +192,18 @@ def _ending(job: Job, job_type: str | None) -> Report:
     attempt = _attempt(job)
     try:
         status = job.get_status(refresh=True)
-        meta = job.get_meta(refresh=True)
+        kind = _ENDINGS.get(status, Kind.FAILED)
+        if kind is Kind.SUCCEEDED:
+            return _report(kind, job, job_type)
+        if kind is Kind.REVOKED:
+            return _report(kind, job, job_type, reason=f"{status.value} in RQ")
+        error = job.get_meta(refresh=True).get(ERROR_META) or _error_of_result(job)
     except (NoSuchJobError, InvalidJobOperation):  # a finished job with result_ttl=0 is gone
         return _report(Kind.SUCCEEDED, job, job_type)
-    kind = _ENDINGS.get(status, Kind.FAILED)
-    error = meta.get(ERROR_META) or _error_of_result(job)
     if kind is Kind.FAILED:
-        return _report(kind, job, job_type, error)
-    if kind is Kind.RETRIED:
-        reason = f"attempt {attempt} failed ({error['error_type']}: {error['error_message']})"
-        return _report(kind, job, job_type, {"attempts": attempt}, reason + "; retrying")
-    if kind is Kind.REVOKED:
-        return _report(kind, job, job_type, reason=f"{status.value} in RQ")
-    return _report(kind, job, job_type)
+        return _report(kind, job, job_type, {**error, "attempts": attempt})
+    reason = f"attempt {attempt} failed ({error['error_type']}: {error['error_message']})"
+    return _report(kind, job, job_type, {"attempts": attempt}, reason + "; retrying")
 
 
 def _error_of_result(job: Job) -> dict[str, str]:
