@@ -5,8 +5,10 @@ BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
 comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
 sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath, redesign, fairness), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
-revision before the rollups, and before the storage redesign; default 7), BENCH_BASELINE_REV
+writepath, redesign, fairness, executors), BENCH_EXECUTOR_TASKS and BENCH_EXECUTOR_ROUNDS
+(tasks a run and rounds of the executors' section; default 500 and 3), BENCH_WRITEPATH_ROUNDS
+(rounds of the write path against the revision before the rollups, and before the storage
+redesign; default 7), BENCH_BASELINE_REV
 (the revision the `redesign` section compares with; default the one before the redesign),
 BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
 (each full-speed phase of the fan-out; default 5), BENCH_FAIRNESS_JOBS (jobs seeded for the
@@ -25,6 +27,7 @@ import uvloop
 
 from benchmarks import (
     batches,
+    executors,
     fairness,
     fanout,
     http,
@@ -388,6 +391,22 @@ async def bench_fairness() -> None:
         )
 
 
+async def bench_executors() -> None:
+    report(
+        f"== executors: tasks/s of {executors.TASKS} no-op tasks drained by one worker from "
+        "Redis, the worker instrumented ÷ not (medians of "
+        f"{executors.ROUNDS} alternating rounds), and its reports' delay to jobpulse"
+    )
+    for name, figures in (await executors.measure()).items():
+        report(
+            f"{name:9} plain {figures['plain']:7.0f}/s  instrumented "
+            f"{figures['instrumented']:7.0f}/s  ratio {figures['ratio']:5.2f}  "
+            f"{verdict(figures['ratio'], 0.9)}  reports {figures['reports']:.0f}, delay p50 "
+            f"{figures['p50'] * 1e3:6.1f} ms, p99 {figures['p99'] * 1e3:6.1f} ms  "
+            f"{verdict(figures['p99'], 1.0, at_most=True)}"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "creates": bench_creates,
@@ -404,6 +423,7 @@ SECTIONS = {
     "writepath": bench_writepath,
     "redesign": bench_redesign,
     "fairness": bench_fairness,
+    "executors": bench_executors,
 }
 
 
