@@ -17,11 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import redis
 
 from benchmarks.celery_app import BROKER, make_app
 from benchmarks.common import admin_key, fresh_database
-from benchmarks.http import BIN, _free_port, _serve, _stop
+from benchmarks.http import BIN, _free_port, _stop
 
 TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "2000"))
 ROUNDS = int(os.environ.get("BENCH_CELERY_ROUNDS", "3"))
@@ -83,13 +84,28 @@ def drain(jobpulse: tuple[str, str] | None, tasks: int) -> tuple[float, list[flo
     return tasks / (float(end) - float(start)), delays
 
 
+def _serve(command: list[str], probe: str) -> subprocess.Popen[bytes]:
+    """Start the server and wait for it (a loaded machine can take long to start it)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(probe).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    _stop(process)
+    raise RuntimeError(f"{probe} did not come up")
+
+
 async def measure() -> dict[str, float]:
     """Median tasks/s without and with the integration, and the reports' p50/p99 delay (s)."""
     async with fresh_database("sqlite") as url:
         secret = await admin_key(url)
         port = _free_port()
         command = [str(BIN / "jobpulse"), "serve", "--port", str(port), "--database-url", url]
-        process = _serve([*command, "--no-access-log"], f"http://127.0.0.1:{port}/healthz")
+        probe = f"http://127.0.0.1:{port}/readyz"
+        process = await asyncio.to_thread(_serve, [*command, "--no-access-log"], probe)
         try:
             target = (f"http://127.0.0.1:{port}", secret)
             plain, instrumented, delays = [], [], []
