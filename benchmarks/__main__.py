@@ -3,17 +3,19 @@
 Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (transitions),
 BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
-comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
-sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath, redesign, fairness, executors), BENCH_EXECUTOR_TASKS and BENCH_EXECUTOR_ROUNDS
-(tasks a run and rounds of the executors' section; default 500 and 3), BENCH_WRITEPATH_ROUNDS
-(rounds of the write path against the revision before the rollups, and before the storage
-redesign; default 7), BENCH_BASELINE_REV
+comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates, sqlite_cpu,
+http, tracing, webhooks, listing, imports, retention, batches, stats, fanout, writepath,
+redesign, fairness, integrations, executors), BENCH_WRITEPATH_ROUNDS (rounds of the write path
+against the revision before the rollups, and before the storage redesign; default 7),
+BENCH_BASELINE_REV
 (the revision the `redesign` section compares with; default the one before the redesign),
-BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
-(each full-speed phase of the fan-out; default 5), BENCH_FAIRNESS_JOBS (jobs seeded for the
-fairness section; default 200000), BENCH_FAIRNESS_SECONDS and BENCH_FAIRNESS_ROUNDS (its
-alternating phases; default 4 and 4). The HTTP figures need wrk (Debian: wrk).
+BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000),
+BENCH_FANOUT_SECONDS (each full-speed phase of the fan-out; default 5), BENCH_FAIRNESS_JOBS
+(jobs seeded for the fairness section; default 200000), BENCH_FAIRNESS_SECONDS and
+BENCH_FAIRNESS_ROUNDS (its alternating phases; default 4 and 4), BENCH_CELERY_TASKS and
+BENCH_CELERY_ROUNDS (the Celery integration's no-op tasks a round, and rounds; default 2000 and
+3), BENCH_EXECUTOR_TASKS and BENCH_EXECUTOR_ROUNDS (the same for RQ, Dramatiq and arq; default
+500 and 3). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from benchmarks import (
     fanout,
     http,
     imports,
+    integrations,
     listing,
     retention,
     stats,
@@ -391,6 +394,27 @@ async def bench_fairness() -> None:
         )
 
 
+async def bench_integrations() -> None:
+    report(
+        f"== Celery integration: tasks/s of a no-op task, {integrations.TASKS} a round drained "
+        "by one solo worker from Redis, with the integration (reporting to `jobpulse serve` on "
+        f"SQLite) / without, {integrations.ROUNDS} rounds alternating; delay from a task's "
+        "signal to jobpulse's answer"
+    )
+    figures = await integrations.measure()
+    ratio = figures["ratio"]
+    report(
+        f"celery      without {figures['plain']:7.0f}/s  with {figures['instrumented']:7.0f}/s"
+        f"  ratio {ratio:5.2f}  {verdict(ratio, 0.9)}"
+    )
+    p50, p99 = figures["p50"], figures["p99"]
+    target = verdict(p99, 1.0, at_most=True).replace("<= 1.0", "p99 <= 1 s")
+    report(
+        f"celery      {figures['reports']:.0f} reports  delay p50 {p50 * 1e3:7.1f} ms"
+        f"  p99 {p99 * 1e3:7.1f} ms  {target}"
+    )
+
+
 async def bench_executors() -> None:
     report(
         f"== executors: tasks/s of {executors.TASKS} no-op tasks drained by one worker from "
@@ -423,6 +447,7 @@ SECTIONS = {
     "writepath": bench_writepath,
     "redesign": bench_redesign,
     "fairness": bench_fairness,
+    "integrations": bench_integrations,
     "executors": bench_executors,
 }
 

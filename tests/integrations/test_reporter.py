@@ -5,7 +5,10 @@ jobpulse is unreachable, which nothing waits on; a 4xx is logged and never raise
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -197,3 +200,15 @@ def test_running_tasks_get_heartbeats_from_the_thread(
     reporter.report(Report(Kind.SUCCEEDED, tid, "beating"))
     assert reporter.close(timeout_s=10)
     assert client.get_job(job.id).status == "completed"
+
+
+def test_the_integrations_load_nothing_of_the_server() -> None:
+    code = (
+        "import sys, jobpulse.integrations.celery, jobpulse.integrations.reporter; "
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout.replace("'", '"')))
+    assert "celery" in loaded
+    server = {"fastapi", "starlette", "sqlalchemy", "alembic", "asyncpg", "aiohttp", "uvicorn"}
+    assert loaded & server == set()

@@ -173,6 +173,8 @@ class Reporter:
             except queue.Full:
                 return False
             process.thread.join(timeout_s)
+            if process.thread.is_alive():  # still retrying: it keeps its connection
+                return False
             process.sender.client.close()
             self._process = None
         return flushed
