@@ -21,7 +21,8 @@ from rq import Queue
 
 from benchmarks import executor_apps
 from benchmarks.common import admin_key, fresh_database
-from benchmarks.http import BIN, _free_port, _serve, _stop
+from benchmarks.http import BIN, _free_port, _stop
+from benchmarks.integrations import _serve
 
 TASKS = int(os.environ.get("BENCH_EXECUTOR_TASKS", "500"))
 ROUNDS = int(os.environ.get("BENCH_EXECUTOR_ROUNDS", "3"))
@@ -123,7 +124,8 @@ async def measure() -> dict[str, dict[str, float]]:
         secret = await admin_key(url)
         port = _free_port()
         command = [str(BIN / "jobpulse"), "serve", "--port", str(port), "--database-url", url]
-        process = _serve([*command, "--no-access-log"], f"http://127.0.0.1:{port}/healthz")
+        probe = f"http://127.0.0.1:{port}/readyz"
+        process = await asyncio.to_thread(_serve, [*command, "--no-access-log"], probe)
         try:
             target = (f"http://127.0.0.1:{port}", secret)
             for executor in EXECUTORS:
