@@ -48,13 +48,14 @@ def dramatiq_broker(queue: str) -> dramatiq.Broker:
 
 broker = dramatiq_broker(QUEUE)
 dramatiq.set_broker(broker)
-dramatiq_stamp = dramatiq.actor(stamp, queue_name=QUEUE, max_retries=0)
-dramatiq_noop = dramatiq.actor(noop, queue_name=QUEUE, max_retries=0)
+dramatiq_stamp = dramatiq.actor(queue_name=QUEUE, max_retries=0)(stamp)
+dramatiq_noop = dramatiq.actor(queue_name=QUEUE, max_retries=0)(noop)
 
 
-def _target() -> dict[str, str] | None:
+def _target() -> tuple[str, str] | None:
+    """(url, key) of the jobpulse to report to, when the worker is to be instrumented."""
     url, key = os.environ.get("BENCH_EXECUTOR_URL"), os.environ.get("BENCH_EXECUTOR_KEY")
-    return {"url": url, "api_key": key} if url and key else None
+    return (url, key) if url and key else None
 
 
 def _write_delays(reporter: Reporter | None) -> None:
@@ -73,7 +74,7 @@ def run_rq() -> None:
     redis = Redis.from_url(REDIS_URL)
     worker = Worker([Queue(QUEUE, connection=redis)], connection=redis)
     target = _target()
-    reporter = rq.instrument(worker, **target) if target else None
+    reporter = rq.instrument(worker, url=target[0], api_key=target[1]) if target else None
     worker.work(burst=True, logging_level="WARNING")
     _write_delays(reporter)
 
@@ -82,7 +83,9 @@ def run_dramatiq() -> None:
     from jobpulse.integrations import dramatiq as jobpulse_dramatiq
 
     target = _target()
-    reporter = jobpulse_dramatiq.instrument(broker, **target) if target else None
+    reporter = (
+        jobpulse_dramatiq.instrument(broker, url=target[0], api_key=target[1]) if target else None
+    )
     worker = dramatiq.Worker(broker, worker_threads=1)
     worker.start()
     redis = Redis.from_url(REDIS_URL)
@@ -107,9 +110,9 @@ def run_arq() -> None:
         "max_jobs": 1,  # one at a time, as the other executors' single worker
     }
     target = _target()
-    reporter = arq.instrument(settings, **target) if target else None
+    reporter = arq.instrument(settings, url=target[0], api_key=target[1]) if target else None
     asyncio.set_event_loop(asyncio.new_event_loop())
-    run_worker(settings)  # type: ignore[arg-type]
+    run_worker(settings)
     _write_delays(reporter)
 
 

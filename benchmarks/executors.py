@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from arq.connections import RedisSettings, create_pool
+from dramatiq import Message
 from redis import Redis
 from rq import Queue
 
@@ -45,9 +46,7 @@ def _publish_dramatiq(queue: str, tasks: int) -> None:
 
     def send(actor: str, *args: str) -> None:
         broker.enqueue(
-            executor_apps.dramatiq.Message(
-                queue_name=queue, actor_name=actor, args=args, kwargs={}, options={}
-            )
+            Message(queue_name=queue, actor_name=actor, args=args, kwargs={}, options={})
         )
 
     send("stamp", f"{queue}:start")
