@@ -71,8 +71,12 @@ class Instrumentation:
         self.reporter.close(timeout_s=5.0)
 
     def report(self, kind: Kind, task_id: str | None, name: str | None, **fields: Any) -> None:
-        if task_id and name and not name.startswith(INTERNAL_PREFIX):
-            self.reporter.report(Report(kind, task_id, name, self.job_type, **fields))
+        """Queue one event of task `task_id` (Celery's own tasks are left out)."""
+        if not task_id or not name or name.startswith(INTERNAL_PREFIX):
+            return
+        if "metadata" in fields:  # what Celery did not say is left out, not set null
+            fields["metadata"] = {k: v for k, v in fields["metadata"].items() if v is not None}
+        self.reporter.report(Report(kind, task_id, name, self.job_type, **fields))
 
     def _ours(self, task: Any) -> bool:
         return getattr(task, "app", None) is self.app
