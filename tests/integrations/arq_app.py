@@ -47,7 +47,13 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 class WorkerSettings:
-    functions = [add, boom, func(flaky, max_tries=3), sleepy]
+    functions = [
+        add,
+        boom,
+        func(flaky, max_tries=3),
+        sleepy,
+        func(sleepy, name="slow", timeout=0.3),
+    ]
     redis_settings = REDIS
     queue_name = QUEUE
     poll_delay = 0.1

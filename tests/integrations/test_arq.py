@@ -111,6 +111,16 @@ async def test_a_job_out_of_tries_is_failed_after_its_last_one(
     assert (await job.result_info()) is not None  # arq failed it too (max tries exceeded)
 
 
+async def test_a_job_past_its_timeout_is_a_failed_job(pool: ArqRedis, api: JobPulse) -> None:
+    job = await pool.enqueue_job("slow", 30, f"slow-{uuid.uuid4()}")
+    assert job is not None
+
+    seen = ended(api, KEY, job.job_id)
+    assert seen.status == "failed"
+    assert seen.metadata["error_type"] == "TimeoutError"
+    assert_went(api, seen.id, "pending", "running", "failed")
+
+
 async def test_cancelling_the_job_in_jobpulse_aborts_it_in_arq(
     pool: ArqRedis, api: JobPulse
 ) -> None:
