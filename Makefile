@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test check bench run postgres chromium clean
+.PHONY: install test check bench run postgres brokers chromium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ postgres:
 		for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
 
+# Start Redis and RabbitMQ if they are installed and down (the executor integrations' tests).
+brokers:
+	@if command -v redis-server >/dev/null && ! (command -v redis-cli >/dev/null && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1); then \
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true; \
+	fi
+	@if command -v rabbitmq-server >/dev/null && ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then \
+		rabbitmq-server -detached || true; \
+		for i in $$(seq 60); do rabbitmq-diagnostics -q ping >/dev/null 2>&1 && break; sleep 1; done; \
+	fi
+
 # Debian's Chromium for the browser tests (Playwright drives it; no browser is downloaded).
 chromium:
 	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then \
@@ -28,7 +38,7 @@ chromium:
 		(apt-get update -qq && apt-get install -y -qq chromium) || true; \
 	fi
 
-test: $(STAMP) postgres chromium
+test: $(STAMP) postgres brokers chromium
 	$(BIN)/pytest
 
 # The documentation site is built offline (no web fonts, no plugin that downloads) into ./site.

@@ -3,20 +3,22 @@
 Sizes can be lowered for a quick look: BENCH_SQLITE_JOBS, BENCH_POSTGRES_JOBS (transitions),
 BENCH_LIST_SIZES (comma-separated job counts for the listing; default 10000,1000000),
 BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the tracing
-comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates,
-sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats, fanout,
-writepath, redesign, fairness, usage, alerts, bulk, llmsdk), BENCH_ALERT_SIZES (job counts
-of the alerts section; default 1000000), BENCH_BULK_JOBS (jobs the bulk section cancels;
-default 10000), BENCH_WRITEPATH_ROUNDS (rounds of the write path against the
-revision before the rollups, and before the storage redesign; default 7), BENCH_BASELINE_REV
-(the revision the `redesign` section compares with; default the one before the redesign),
-BENCH_STATS_SIZES (job counts of the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS
-(each full-speed phase of the fan-out; default 5), BENCH_FAIRNESS_JOBS (jobs seeded for the
-fairness section; default 200000), BENCH_FAIRNESS_SECONDS and BENCH_FAIRNESS_ROUNDS (its
-alternating phases; default 4 and 4), BENCH_USAGE_SIZES (job counts, each job with one LLM call,
-of the usage section's stats; default 1000000), BENCH_USAGE_JOBS and BENCH_USAGE_ROUNDS (jobs a
-round and rounds of its records against transitions; default 400 and 3). The HTTP figures need
-wrk (Debian: wrk).
+comparison; default 3), BENCH_ONLY (comma-separated sections: transitions, creates, sqlite_cpu,
+http, tracing, webhooks, listing, imports, retention, batches, stats, fanout, writepath,
+redesign, fairness, usage, alerts, bulk, llmsdk, integrations, executors),
+BENCH_WRITEPATH_ROUNDS (rounds of the write path against the revision before the rollups, and
+before the storage redesign; default 7), BENCH_BASELINE_REV (the revision the `redesign`
+section compares with; default the one before the redesign), BENCH_STATS_SIZES (job counts of
+the stats section; default 10000,1000000), BENCH_FANOUT_SECONDS (each full-speed phase of the
+fan-out; default 5), BENCH_FAIRNESS_JOBS (jobs seeded for the fairness section; default
+200000), BENCH_FAIRNESS_SECONDS and BENCH_FAIRNESS_ROUNDS (its alternating phases; default 4
+and 4), BENCH_USAGE_SIZES (job counts, each job with one LLM call, of the usage section's
+stats; default 1000000), BENCH_USAGE_JOBS and BENCH_USAGE_ROUNDS (jobs a round and rounds of
+its records against transitions; default 400 and 3), BENCH_ALERT_SIZES (job counts of the
+alerts section; default 1000000), BENCH_BULK_JOBS (jobs the bulk section cancels; default
+10000), BENCH_CELERY_TASKS and BENCH_CELERY_ROUNDS (the Celery integration's no-op tasks a
+round, and rounds; default 2000 and 3), BENCH_EXECUTOR_TASKS and BENCH_EXECUTOR_ROUNDS (the
+same for RQ, Dramatiq and arq; default 500 and 3). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from benchmarks import (
     alerts,
     batches,
     bulk,
+    executors,
     fairness,
     fanout,
     http,
     imports,
     instructions,
+    integrations,
     listing,
     llmsdk,
     retention,
@@ -505,6 +509,43 @@ async def bench_llmsdk() -> None:
         )
 
 
+async def bench_integrations() -> None:
+    report(
+        f"== Celery integration: tasks/s of a no-op task, {integrations.TASKS} a round drained "
+        "by one solo worker from Redis, with the integration (reporting to `jobpulse serve` on "
+        f"SQLite) / without, {integrations.ROUNDS} rounds alternating; delay from a task's "
+        "signal to jobpulse's answer"
+    )
+    figures = await integrations.measure()
+    ratio = figures["ratio"]
+    report(
+        f"celery      without {figures['plain']:7.0f}/s  with {figures['instrumented']:7.0f}/s"
+        f"  ratio {ratio:5.2f}  {verdict(ratio, 0.9)}"
+    )
+    p50, p99 = figures["p50"], figures["p99"]
+    target = verdict(p99, 1.0, at_most=True).replace("<= 1.0", "p99 <= 1 s")
+    report(
+        f"celery      {figures['reports']:.0f} reports  delay p50 {p50 * 1e3:7.1f} ms"
+        f"  p99 {p99 * 1e3:7.1f} ms  {target}"
+    )
+
+
+async def bench_executors() -> None:
+    report(
+        f"== executors: tasks/s of {executors.TASKS} no-op tasks drained by one worker from "
+        "Redis, the worker instrumented ÷ not (medians of "
+        f"{executors.ROUNDS} alternating rounds), and its reports' delay to jobpulse"
+    )
+    for name, figures in (await executors.measure()).items():
+        report(
+            f"{name:9} plain {figures['plain']:7.0f}/s  instrumented "
+            f"{figures['instrumented']:7.0f}/s  ratio {figures['ratio']:5.2f}  "
+            f"{verdict(figures['ratio'], 0.9)}  reports {figures['reports']:.0f}, delay p50 "
+            f"{figures['p50'] * 1e3:6.1f} ms, p99 {figures['p99'] * 1e3:6.1f} ms  "
+            f"{verdict(figures['p99'], 1.0, at_most=True)}"
+        )
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "creates": bench_creates,
@@ -525,6 +566,8 @@ SECTIONS = {
     "alerts": bench_alerts,
     "bulk": bench_bulk,
     "llmsdk": bench_llmsdk,
+    "integrations": bench_integrations,
+    "executors": bench_executors,
 }
 
 

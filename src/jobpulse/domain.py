@@ -335,7 +335,7 @@ def plan_change(job: Job, change: JobChange, now: datetime, actor: str | None) -
     if target is None:
         if values:
             values["updated_at"] = now
-        return Plan(expected=job.status, values=values)
+        return Plan(expected=job.status, values=values, event=_note(job, change, now, actor))
     event = JobEvent(
         job_id=job.id,
         from_status=job.status,
@@ -351,6 +351,22 @@ def plan_change(job: Job, change: JobChange, now: datetime, actor: str | None) -
         return Plan(expected=job.status, event=replace(event, applied=False), error=exc)
     values |= {"status": target, "updated_at": now} | _stamps(job, change, target, now)
     return Plan(expected=job.status, values=values, event=event)
+
+
+def _note(job: Job, change: JobChange, now: datetime, actor: str | None) -> JobEvent | None:
+    """A change with a reason and no status is a note in the history of an active job (a
+    retry, say): an event that keeps the status.
+    """
+    if change.reason is None or job.status in TERMINAL:
+        return None
+    return JobEvent(
+        job_id=job.id,
+        from_status=job.status,
+        to_status=job.status,
+        at=now,
+        reason=change.reason,
+        actor=actor,
+    )
 
 
 def _stamps(job: Job, change: JobChange, target: JobStatus, now: datetime) -> dict[str, Any]:

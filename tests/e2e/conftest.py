@@ -49,9 +49,14 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def start(
-    database_url: str, *, expect_key: bool = True, env: dict[str, str] | None = None
+    database_url: str,
+    *,
+    expect_key: bool = True,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Server:
-    port = free_port()
+    """`jobpulse serve` on `port` (a free one unless given: to bring a stopped server back)."""
+    port = port or free_port()
     process = subprocess.Popen(
         [JOBPULSE, "serve", "--port", str(port), "--database-url", database_url],
         stdout=subprocess.PIPE,

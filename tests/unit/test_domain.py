@@ -231,6 +231,23 @@ def test_metadata_only_change_needs_no_transition() -> None:
     assert plan.error is None
 
 
+@pytest.mark.parametrize("status", sorted(S(s) for s in ("created", "pending", "running")))
+def test_a_reason_without_a_status_is_a_note_in_an_active_jobs_history(status: JobStatus) -> None:
+    job = make_job(status=status)
+    plan = plan_change(job, JobChange(metadata={"attempts": 2}, reason="retry 2: boom"), T0, "w")
+    assert plan.values["metadata"] == {"attempts": 2}
+    assert plan.event is not None
+    assert plan.event.applied
+    assert (plan.event.from_status, plan.event.to_status) == (status, status)
+    assert (plan.event.reason, plan.event.actor) == ("retry 2: boom", "w")
+    assert plan.error is None
+
+
+def test_a_reason_on_an_ended_job_notes_nothing() -> None:
+    job = make_job(status=S.COMPLETED, completed_at=T0)
+    assert plan_change(job, JobChange(reason="late"), T0, "w").event is None
+
+
 def test_heartbeat_clears_stuck_with_an_event() -> None:
     job = make_job(status=S.RUNNING, stuck_since=T0, metadata={"p": 1})
     now = T0 + timedelta(seconds=3)

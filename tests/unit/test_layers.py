@@ -96,6 +96,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.calls",
         "jobpulse.tracking",
         "jobpulse.llm",
+        "jobpulse.integrations",
     ),
 )
 

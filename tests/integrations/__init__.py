@@ -1,0 +1,1 @@
+"""Executor integrations against real brokers, real workers and a real jobpulse."""
