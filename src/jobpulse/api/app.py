@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from jobpulse import __version__
-from jobpulse.api import callbacks, errors, health, jobs, stats, steps, stream
+from jobpulse.api import callbacks, errors, health, jobs, reference, stats, steps, stream
 from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.batches.poller import BatchPoller
@@ -117,6 +117,8 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         version=__version__,
         summary="Track, guard and watch background jobs and LLM agent runs.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by api/reference.py (no CDN)
+        redoc_url=None,
         generate_unique_id_function=_operation_id,
         # jobpulse wires its own OpenTelemetry; FastAPI's would look providers up per request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -128,6 +130,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(steps.router)
     app.include_router(stats.router)
     app.include_router(health.router)
+    reference.install(app)
     pages.install(app, Sessions.from_settings(settings))
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(KeyBeforeBody)
