@@ -107,10 +107,12 @@ async def test_pages_escape_what_they_are_given(http: httpx.AsyncClient, make_ke
     alice = await make_key("org-a", "alice")
     job = (await http.post("/v1/jobs", json={"job_type": "<b>x</b>"}, headers=alice)).json()
     await signed_in(http, alice)
-    page = await http.get(f"/jobs/{job['id']}", params={"error": "<script>alert(1)</script>"})
+    said = {"action": "cancel", "result": "<script>alert(1)</script>"}
+    page = await http.get(f"/jobs/{job['id']}", params=said)
     assert "<script>alert(1)</script>" not in page.text
-    assert "&lt;script&gt;" in page.text
+    assert "Nothing was cancelled; reload the page and try again." in page.text  # no code
     assert "<b>x</b>" not in page.text
+    assert "&lt;b&gt;x&lt;/b&gt;" in page.text
     login = await http.get("/login", params={"fragment": "1"})  # no live region: the page
     assert login.status_code == 200
     region = await http.get("/jobs", params={"fragment": "1"})
