@@ -27,7 +27,9 @@ def outcome(action: str | None, result: str | None, job: Job) -> Outcome | None:
     if result == "ok":
         if action == "cancel":
             return Outcome("The job was cancelled.", ok=True)
-        text = "The callback was queued to be sent again; its attempt appears under Callback attempts."
+        text = (
+            "The callback was queued to be sent again; its attempt appears under Callback attempts."
+        )
         return Outcome(text, ok=True)
     if action == "cancel" and result == "invalid_transition":
         text = f"The job was not cancelled: it had already ended ({job.status.value})."

@@ -393,9 +393,7 @@ async def cancel(request: Request, job_id: str, actor: SignedIn, csrf: Csrf = ""
 @router.post("/jobs/{job_id}/resend")
 async def resend(request: Request, job_id: str, actor: SignedIn, csrf: Csrf = "") -> Response:
     jobs = _jobs(request)
-    return await _act(
-        request, job_id, csrf, "resend", lambda: jobs.retry_callback(actor, job_id)
-    )
+    return await _act(request, job_id, csrf, "resend", lambda: jobs.retry_callback(actor, job_id))
 
 
 @router.get("/live")
@@ -410,5 +408,7 @@ async def live(
     session = await _sessions(request).session(request)
     query = JobFilter(job_id=job_id) if job_id else filters.query
     standing = Standing(request.app.state.keys.grants, session.key_hash, session.session_id)
-    events = server_events(request.app.state.feed, session.actor, query, None, standing)
+    # A job's page also follows its heartbeats (its progress, its last sign of life).
+    beats = job_id is not None
+    events = server_events(request.app.state.feed, session.actor, query, None, standing, beats)
     return EventSourceResponse(events, ping=PING_S, headers={"Cache-Control": "no-store"})

@@ -40,8 +40,10 @@ def _refusal(exc: Exception) -> tuple[int, str, str] | None:
     if isinstance(exc, RequestValidationError):
         return 422, "That filter is not valid", _where(exc)
     if isinstance(exc, ValidationError | InvalidCursorError):
-        return 422 if isinstance(exc, ValidationError) else 400, "That filter is not valid", (
-            exc.message
+        return (
+            422 if isinstance(exc, ValidationError) else 400,
+            "That filter is not valid",
+            (exc.message),
         )
     return None
 

@@ -121,6 +121,7 @@
   };
   const source = new EventSource(region.dataset.stream);
   source.onmessage = () => soon();
+  source.addEventListener("heartbeat", () => soon());
   source.onopen = () => { region.dataset.streaming = "true"; };
   // A callback re-sent: its attempt is no event of the job; look again as it is made.
   const params = new URLSearchParams(window.location.search);
