@@ -56,6 +56,7 @@ _COMMON: dict[str, Any] = {
     "print_values": False,
     "truncate_label": -1,  # whole labels, never "heartbeat_l…"
     "truncate_legend": -1,
+    "print_values_position": "top",  # above the bar, in the text colour of the theme
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobpulse.domain import Job
+from jobpulse.domain import TERMINAL, Job
 
 #: The actions of a job page, as named in the result's address.
 ACTIONS = ("cancel", "resend")
@@ -31,7 +31,7 @@ def outcome(action: str | None, result: str | None, job: Job) -> Outcome | None:
             "The callback was queued to be sent again; its attempt appears under Callback attempts."
         )
         return Outcome(text, ok=True)
-    if action == "cancel" and result == "invalid_transition":
+    if action == "cancel" and job.status in TERMINAL:  # invalid_transition, job_cancelled
         text = f"The job was not cancelled: it had already ended ({job.status.value})."
         return Outcome(text, ok=False)
     if action == "resend" and result == "not_found":
