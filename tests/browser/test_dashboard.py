@@ -169,7 +169,8 @@ def test_an_operator_signs_in_watches_and_acts(
 
     page.on("dialog", confirm)
     page.get_by_role("button", name="Cancel job").click()
-    assert questions and "Cancel job" in questions[-1]
+    assert questions
+    assert "Cancel job" in questions[-1]
     expect(status).to_contain_text("running")
     # Accepted: the API sees it, the page says so in words and offers no Cancel any more.
     answer["accept"] = True

@@ -11,6 +11,7 @@ import pygal
 from markupsafe import Markup
 from pygal.style import Style
 
+from jobpulse.domain import STOP_REASON_STATUS
 from jobpulse.stats.windows import Histogram, Point
 
 # pygal adds a finder for its map plugins to sys.meta_path, one without find_spec (the old
@@ -27,6 +28,10 @@ STATUS_COLOURS = {
     "failed": "#cf222e",
     "cancelled": "#bf8700",
     "expired": "#8250df",
+}
+#: Each stop reason in the colour of the status it implies.
+REASON_COLOURS = {
+    reason.value: STATUS_COLOURS[status.value] for reason, status in STOP_REASON_STATUS.items()
 }
 # Text and lines take the page's colours (CSS variables of dashboard.css): the charts follow
 # the light or dark theme.

@@ -31,15 +31,7 @@ from jobpulse.dashboard.session import (
     keep_csrf,
 )
 from jobpulse.documents import text_problem
-from jobpulse.domain import (
-    ACTIVE,
-    STOP_REASON_STATUS,
-    Actor,
-    JobStatus,
-    StopReason,
-    parse_status,
-    parse_stop_reason,
-)
+from jobpulse.domain import ACTIVE, Actor, JobStatus, StopReason, parse_status, parse_stop_reason
 from jobpulse.errors import JobPulseError, NotFoundError, UnauthorizedError, ValidationError
 from jobpulse.jobs.manager import JobManager
 from jobpulse.listing import JobFilter, Page
@@ -180,21 +172,13 @@ async def overview(
             "ttft": charts.distribution("Time to first token", stats.ttft),
             "duration": charts.distribution("Duration", stats.duration),
             "stop_reasons": charts.reasons(
-                "Stop reasons", stats.stop_reasons or {"none": 0}, _reason_colours()
+                "Stop reasons", stats.stop_reasons or {"none": 0}, charts.REASON_COLOURS
             ),
         },
         "webhooks_url": _deliveries_url(request),
         "stream": _stream_url({"job_type": job_type} if job_type else {}),
     }
     return _render(request, "overview.html", context)
-
-
-def _reason_colours() -> dict[str, str]:
-    """Each stop reason in the colour of the status it implies."""
-    return {
-        reason.value: charts.STATUS_COLOURS[status.value]
-        for reason, status in STOP_REASON_STATUS.items()
-    }
 
 
 def _deliveries_url(request: Request) -> str:

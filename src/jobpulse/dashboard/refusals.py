@@ -5,8 +5,9 @@ stream keeps the API's answers, as do forms for anything but an unknown job.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,7 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 #: Paths that answer a script, not a reader: their errors stay JSON.
 SCRIPTED = frozenset({"/live"})
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 def _where(exc: RequestValidationError) -> str:
