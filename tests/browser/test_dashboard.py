@@ -7,7 +7,6 @@ member who never sees another's job, and no serious or critical axe-core violati
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,8 +23,6 @@ from tests.receiver import Receiver
 
 CHROMIUM = os.environ.get("JOBPULSE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
-#: The picture of the overview in the README and docs/dashboard.md: UPDATE_SCREENSHOTS=1 writes it.
-README_SCREENSHOT = Path(__file__).parents[2] / "docs" / "dashboard-overview.png"
 
 
 @pytest.fixture
@@ -113,9 +110,7 @@ def test_an_operator_signs_in_watches_and_acts(
     expect(page.locator("[data-figure=total]")).to_have_text(str(count["total"]))
     for status, number in count["by_status"].items():
         expect(page.locator(f"[data-status-count={status}]")).to_have_text(str(number))
-    accessible(page, "overview")
-    if os.environ.get("UPDATE_SCREENSHOTS"):
-        shutil.copyfile(ARTIFACTS / "overview.png", README_SCREENSHOT)
+    accessible(page, "overview")  # the README's pictures: test_dashboard_views.py
 
     # The overview follows new jobs without a reload.
     with api(server) as http:

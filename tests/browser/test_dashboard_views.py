@@ -133,19 +133,21 @@ def test_no_page_is_wider_than_the_viewport(
             assert header is not None
             # The header on one line, or two on a phone (never the four of before).
             assert header["height"] <= (100 if width < 600 else 60), (label, width, header)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+            if name == "phone-390" and label == "jobs":  # what a phone shows first
+                page.screenshot(path=str(ARTIFACTS / "phone-jobs-screen.png"))
             if width < 600 and label == "jobs":
                 expect(page.locator("details.filter-box")).not_to_have_attribute("open", "")
                 page.locator("details.filter-box > summary").click()
                 expect(page.get_by_label("Job type")).to_be_visible()
                 assert page_width(page) <= width
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
         context.close()
     if os.environ.get("UPDATE_SCREENSHOTS"):
         IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ARTIFACTS / "desktop-overview.png", IMAGES / "overview.png")
         shutil.copyfile(ARTIFACTS / "desktop-job.png", IMAGES / "job.png")
-        shutil.copyfile(ARTIFACTS / "phone-390-jobs.png", IMAGES / "phone-jobs.png")
+        shutil.copyfile(ARTIFACTS / "phone-jobs-screen.png", IMAGES / "phone-jobs.png")
 
 
 def test_focus_and_scroll_survive_live_updates(
@@ -272,6 +274,7 @@ def test_every_page_in_both_themes_is_accessible(
     page.goto(f"{server.url}/")
     page.screenshot(path=str(ARTIFACTS / f"overview-{scheme}.png"), full_page=True)
     if scheme == "dark" and os.environ.get("UPDATE_SCREENSHOTS"):
+        IMAGES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ARTIFACTS / "overview-dark.png", IMAGES / "overview-dark.png")
 
     # The toggle picks the other theme, and it is remembered across pages and reloads.
