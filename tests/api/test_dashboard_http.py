@@ -231,3 +231,16 @@ async def test_charts_have_whole_labels_and_whole_counts(
     # Status colours, each beside its name.
     assert "#cf222e" in page  # failed
     assert "#1a7f37" in page  # completed
+
+
+async def test_an_address_nothing_serves_is_a_page_for_a_browser(
+    http: httpx.AsyncClient,
+) -> None:
+    browser = await http.get("/no/such/page", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert browser.status_code == 404
+    assert browser.headers["content-type"].startswith("text/html")
+    assert "There is no page at this address" in browser.text
+    api = await http.get("/v1/no-such-thing", headers={"Accept": "text/html"})
+    assert api.json()["error"]["code"] == "not_found"  # the API keeps its JSON
+    script = await http.get("/no/such/page")
+    assert script.json()["error"]["code"] == "not_found"

@@ -18,11 +18,12 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobpulse.api.stream import PING_S, Standing, server_events
 from jobpulse.dashboard import charts
 from jobpulse.dashboard.outcomes import outcome
-from jobpulse.dashboard.refusals import PageRoute
+from jobpulse.dashboard.refusals import PageRoute, unknown_page_handler
 from jobpulse.dashboard.session import (
     Sessions,
     SignInRequiredError,
@@ -101,6 +102,8 @@ def install(app: FastAPI, sessions: Sessions) -> None:
         return _back(f"/login?next={request.url.path}")
 
     app.add_exception_handler(SignInRequiredError, sign_in_first)
+    api_404 = app.exception_handlers[StarletteHTTPException]
+    app.add_exception_handler(StarletteHTTPException, unknown_page_handler(api_404))
 
 
 @router.get("/login")

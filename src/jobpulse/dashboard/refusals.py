@@ -5,7 +5,7 @@ stream keeps the API's answers, as do forms for anything but an unknown job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobpulse.dashboard.session import csrf_token
 from jobpulse.domain import Actor
@@ -23,6 +24,7 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SCRIPTED = frozenset({"/live"})
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+ExceptionHandler = Callable[[Request, Exception], Any]
 
 
 def _where(exc: RequestValidationError) -> str:
@@ -92,3 +94,26 @@ class PageRoute(APIRoute):
 async def _actor(request: Request) -> Actor:
     actor: Actor = await request.app.state.sessions.actor(request)
     return actor
+
+
+def unknown_page_handler(api_handler: ExceptionHandler) -> ExceptionHandler:
+    """A 404 for a browser that asked for a page at an address nothing serves: an HTML page
+    (signed in or not); the API's paths, and anything not asking for HTML, keep `api_handler`.
+    """
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        is_page = "text/html" in request.headers.get("accept", "")
+        path = request.url.path
+        if (
+            isinstance(exc, StarletteHTTPException)
+            and exc.status_code == 404
+            and is_page
+            and not path.startswith(("/v1/", "/static/"))
+        ):
+            text = "There is no page at this address. It may have moved, or the link is wrong."
+            return await error_page(request, 404, "Not found", text, None)
+        answer = api_handler(request, exc)
+        response: Response = await answer if isinstance(answer, Awaitable) else answer
+        return response
+
+    return handle
