@@ -1,6 +1,6 @@
 """The dashboard: overview, jobs, a job, sign-in; HTML drawn on the server from the same
-JobManager the API uses, kept live by the event stream (our one small script refetches a
-page's live region when an event of its view arrives).
+JobManager the API uses, kept live by the event stream (static/dashboard.js fetches a page's
+live region again when an event of its view arrives and morphs it in place).
 """
 
 from __future__ import annotations
