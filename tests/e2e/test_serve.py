@@ -8,6 +8,8 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -254,3 +256,42 @@ def test_serve_honours_the_sdks_sampler_settings(empty_database_url: str) -> Non
         assert '"name": ' not in "".join(server.output)  # no span sampled, none printed
     finally:
         close(server)
+
+
+def test_demo_outlives_a_restart_of_the_server(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobpulse.db'}"
+    server = start(url)
+    port = urlsplit(server.url).port
+    again: subprocess.Popen[bytes] | None = None
+    try:
+        options = ["--url", server.url, "--key", server.admin_key, "--batches", "0"]
+        demo = subprocess.Popen(
+            [JOBPULSE, "demo", *options, "--jobs", "24", "--speed", "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with JobPulse(server.url, server.admin_key) as client:
+            deadline = time.monotonic() + 30
+            while not client.list_jobs(status=["running"]):
+                assert time.monotonic() < deadline, "the demo started nothing"
+                time.sleep(0.1)
+        assert stop(server) == 0  # away for a few seconds, mid-workload
+        time.sleep(3)
+        again = subprocess.Popen(
+            [JOBPULSE, "serve", "--port", str(port), "--database-url", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        out, errors = demo.communicate(timeout=240)
+        assert demo.returncode == 0, errors
+        assert "Traceback" not in errors
+        counts = {name.strip(): int(number) for name, number in OUTCOME.findall(out)}
+        assert sum(counts.values()) == 24, out
+        assert counts.get("lost", 0) == 0, out  # every job went on after the restart
+        assert counts.get("completed", 0) > 0
+    finally:
+        close(server)
+        if again is not None:
+            again.terminate()
+            again.wait(timeout=30)
