@@ -53,9 +53,12 @@ bench: $(STAMP) postgres
 		{ echo "make bench needs wrk (Debian package wrk)"; exit 1; }
 	$(BIN)/python -m benchmarks
 
-# Serve on ./jobpulse.db at http://127.0.0.1:8000; the first start prints an admin key.
+# Serve on ./jobpulse.db at http://$(HOST):$(PORT) (`make run PORT=8080 HOST=0.0.0.0`);
+# the first start prints an admin key.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 run: $(STAMP)
-	$(BIN)/jobpulse serve --host 127.0.0.1 --port 8000 --database-url sqlite:///./jobpulse.db
+	$(BIN)/jobpulse serve --host $(HOST) --port $(PORT) --database-url sqlite:///./jobpulse.db
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -372,14 +372,32 @@ def demo(
     key: Key = "",
     jobs: Annotated[int, typer.Option(help="How many jobs to run.")] = 60,
     speed: Annotated[float, typer.Option(help="Time scale: 2 runs twice as fast.")] = 1.0,
+    batches: Annotated[int, typer.Option(help="How many LLM batches to follow.")] = 3,
+    provider_port: Annotated[
+        int, typer.Option(help="The port of the demo's batch provider (0: any free one).")
+    ] = 0,
+    callbacks: Annotated[
+        bool, typer.Option(help="Send callbacks to a receiver the demo runs.")
+    ] = True,
 ) -> None:
-    """Run a realistic simulated workload against a server, so there is something to see."""
-    from jobpulse.demo import run_demo
+    """Run a realistic simulated workload against a server, so there is something to see:
+    jobs with steps and callbacks, failures, cancellations, stuck runs, LLM batches.
+    """
+    from jobpulse.demo.workload import run_demo
 
-    with _client(url, key) as client:
-        summary = _run(lambda: run_demo(client, jobs, speed))
-    for outcome, number in sorted(summary.items()):
-        out.print(f"{outcome:>12}: {number}")
+    summary = _run(
+        lambda: run_demo(
+            url,
+            key,
+            jobs,
+            speed,
+            batches=batches,
+            provider_port=provider_port,
+            callbacks=callbacks,
+        )
+    )
+    for line in summary.lines():
+        out.print(line)
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ member who never sees another's job, and no serious or critical axe-core violati
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,15 +16,13 @@ from typing import Any
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from tests.e2e.conftest import JOBPULSE, Server, close, start
 from tests.receiver import Receiver
 
 CHROMIUM = os.environ.get("JOBPULSE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
-#: The picture of the overview in the README and docs/dashboard.md: UPDATE_SCREENSHOTS=1 writes it.
-README_SCREENSHOT = Path(__file__).parents[2] / "docs" / "dashboard-overview.png"
 
 
 @pytest.fixture
@@ -113,9 +110,7 @@ def test_an_operator_signs_in_watches_and_acts(
     expect(page.locator("[data-figure=total]")).to_have_text(str(count["total"]))
     for status, number in count["by_status"].items():
         expect(page.locator(f"[data-status-count={status}]")).to_have_text(str(number))
-    accessible(page, "overview")
-    if os.environ.get("UPDATE_SCREENSHOTS"):
-        shutil.copyfile(ARTIFACTS / "overview.png", README_SCREENSHOT)
+    accessible(page, "overview")  # the README's pictures: test_dashboard_views.py
 
     # The overview follows new jobs without a reload.
     with api(server) as http:
@@ -123,7 +118,7 @@ def test_an_operator_signs_in_watches_and_acts(
     expect(page.locator("[data-figure=total]")).to_have_text(str(count["total"] + 1))
 
     # Jobs, filtered by status.
-    page.get_by_role("link", name="Jobs").click()
+    page.get_by_role("link", name="Jobs", exact=True).click()
     page.get_by_label("Status").select_option("running")
     page.get_by_role("button", name="Filter").click()
     rows = page.locator("tr[data-job]")
@@ -156,22 +151,45 @@ def test_an_operator_signs_in_watches_and_acts(
         assert refused.status_code == 409
     accessible(page, "job")
 
-    # Cancel from the page: the API sees it, the page shows it.
+    # Cancel from the page: it asks first; declined, nothing happens.
+    questions: list[str] = []
+    answer = {"accept": False}
+
+    def confirm(dialog: Dialog) -> None:
+        questions.append(dialog.message)
+        if answer["accept"]:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    page.on("dialog", confirm)
     page.get_by_role("button", name="Cancel job").click()
+    assert questions
+    assert "Cancel job" in questions[-1]
+    expect(status).to_contain_text("running")
+    # Accepted: the API sees it, the page says so in words and offers no Cancel any more.
+    answer["accept"] = True
+    page.get_by_role("button", name="Cancel job").click()
+    expect(page.get_by_role("status")).to_have_text("The job was cancelled.")
     expect(status).to_contain_text("cancelled")
+    expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
     with api(server) as http:
         assert http.get(f"/v1/jobs/{running['id']}").json()["status"] == "cancelled"
     expect(page.locator(".timeline .rejected")).to_contain_text("rejected")
 
-    # Re-send a callback from the ended job's page.
+    # Re-send a callback from the ended job's page: said in words, the attempt appears.
     delivered = len(receiver.received)
     page.goto(f"{server.url}/jobs/{ended['id']}")
+    attempts = page.locator("tr[data-attempt]")
+    expect(attempts).to_have_count(1)
     page.get_by_role("button", name="Re-send callback").click()
+    expect(page.get_by_role("status")).to_contain_text("queued to be sent again")
     deadline = time.monotonic() + 10
     while len(receiver.received) == delivered:
         assert time.monotonic() < deadline, "the callback was not sent again"
         time.sleep(0.05)
     assert receiver.received[-1].json["type"] == "job.completed"
+    expect(attempts).to_have_count(2)  # the table follows, no reload
 
     # Signing out ends the session.
     page.get_by_role("button", name="Sign out").click()

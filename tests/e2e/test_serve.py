@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from jobpulse.client import AsyncJobPulse, JobPulse
-from tests.e2e.conftest import Server, cli, close, start, stop
+from tests.e2e.conftest import JOBPULSE, Server, cli, close, free_port, start, stop
 
 
 def chunks() -> Iterator[str]:
@@ -131,15 +135,24 @@ def test_second_start_prints_no_new_key(empty_server: Server) -> None:
     assert not any("Admin API key" in line for line in again.output)
 
 
+#: A line of the demo's summary that counts one way jobs ended ("completed: 12").
+OUTCOME = re.compile(r"^\s*([a-z ]+): (\d+)$", re.MULTILINE)
+
+
 def test_demo_fills_a_server_with_a_living_workload(empty_server: Server) -> None:
-    options = ["--url", empty_server.url, "--key", empty_server.admin_key]
+    options = ["--url", empty_server.url, "--key", empty_server.admin_key, "--batches", "1"]
     summary = cli("demo", *options, "--jobs", "30", "--speed", "40").stdout
-    counts = {line.split(":")[0].strip(): int(line.split(":")[1]) for line in summary.splitlines()}
-    assert sum(counts.values()) == 30
+    counts = {name.strip(): int(number) for name, number in OUTCOME.findall(summary)}
+    assert sum(counts.values()) == 30, summary
     assert counts.get("completed", 0) > 0
+    assert re.search(r"steps: [1-9]\d* recorded", summary), summary
+    # This server neither polls the demo's provider nor calls loopback: the summary says
+    # so, and the batch's job is not left following a provider that is gone.
+    assert "never polled the demo's batch provider" in summary
+    assert "JOBPULSE_WEBHOOK_ALLOW_PRIVATE=true" in summary
     with JobPulse(empty_server.url, empty_server.admin_key) as client:
         total = client.count_jobs()
-        assert total.total == 30
+        assert total.total == 31
         assert total.by_status["completed"] == counts["completed"]
         assert total.by_status["running"] == counts.get("silent", 0)
         kinds = {job.job_type for job in client.iter_jobs(limit=100)}
@@ -147,6 +160,53 @@ def test_demo_fills_a_server_with_a_living_workload(empty_server: Server) -> Non
         finished = client.list_jobs(status=["completed"], limit=1)[0]
         assert finished.ttft_ns is not None
         assert finished.total_duration_ns is not None
+        assert client.list_jobs(job_type="llm_batch")[0].status == "cancelled"
+
+
+def test_demo_makes_callbacks_steps_and_batches_and_outlives_a_cancel(
+    empty_database_url: str,
+) -> None:
+    port = free_port()
+    env = {
+        "JOBPULSE_WEBHOOK_ALLOW_PRIVATE": "true",
+        "JOBPULSE_ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "ANTHROPIC_API_KEY": "demo",
+        "JOBPULSE_BATCH_POLL_INTERVAL_S": "0.5",
+    }
+    server = start(empty_database_url, env=env)
+    try:
+        options = ["--url", server.url, "--key", server.admin_key, "--provider-port", str(port)]
+        demo = subprocess.Popen(
+            [JOBPULSE, "demo", *options, "--jobs", "24", "--speed", "20", "--batches", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Cancel one of its running jobs, as someone on the dashboard would.
+        with JobPulse(server.url, server.admin_key) as client:
+            deadline = time.monotonic() + 30
+            while not (running := client.list_jobs(status=["running"], job_type="agent_run")):
+                assert time.monotonic() < deadline, "the demo started no agent run"
+                time.sleep(0.1)
+            client.cancel_job(running[0].id, reason="from elsewhere")
+        out, errors = demo.communicate(timeout=240)
+        assert demo.returncode == 0, errors
+        assert "Traceback" not in errors
+        counts = {name.strip(): int(number) for name, number in OUTCOME.findall(out)}
+        assert sum(counts.values()) == 24, out
+        assert counts.get("ended elsewhere", 0) >= 1, out
+        assert re.search(r"callbacks: [1-9]\d* received \(.*job\.completed", out), out
+        with JobPulse(server.url, server.admin_key) as client:
+            batches = client.list_jobs(job_type="llm_batch")
+            assert len(batches) == 2
+            ended = [job for job in batches if job.status == "completed"]
+            assert ended, [(job.status, job.metadata) for job in batches]
+            assert ended[0].metadata["request_counts"]["succeeded"] > 0
+            called = [j for j in client.list_jobs(status=["completed"]) if j.callback_url]
+            assert called
+            assert all(job.callback_sent_at for job in called)
+    finally:
+        close(server)
 
 
 def test_serve_sweeps_expired_jobs(empty_database_url: str) -> None:
@@ -196,3 +256,42 @@ def test_serve_honours_the_sdks_sampler_settings(empty_database_url: str) -> Non
         assert '"name": ' not in "".join(server.output)  # no span sampled, none printed
     finally:
         close(server)
+
+
+def test_demo_outlives_a_restart_of_the_server(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobpulse.db'}"
+    server = start(url)
+    port = urlsplit(server.url).port
+    again: subprocess.Popen[bytes] | None = None
+    try:
+        options = ["--url", server.url, "--key", server.admin_key, "--batches", "0"]
+        demo = subprocess.Popen(
+            [JOBPULSE, "demo", *options, "--jobs", "24", "--speed", "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with JobPulse(server.url, server.admin_key) as client:
+            deadline = time.monotonic() + 30
+            while not client.list_jobs(status=["running"]):
+                assert time.monotonic() < deadline, "the demo started nothing"
+                time.sleep(0.1)
+        assert stop(server) == 0  # away for a few seconds, mid-workload
+        time.sleep(3)
+        again = subprocess.Popen(
+            [JOBPULSE, "serve", "--port", str(port), "--database-url", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        out, errors = demo.communicate(timeout=240)
+        assert demo.returncode == 0, errors
+        assert "Traceback" not in errors
+        counts = {name.strip(): int(number) for name, number in OUTCOME.findall(out)}
+        assert sum(counts.values()) == 24, out
+        assert counts.get("lost", 0) == 0, out  # every job went on after the restart
+        assert counts.get("completed", 0) > 0
+    finally:
+        close(server)
+        if again is not None:
+            again.terminate()
+            again.wait(timeout=30)

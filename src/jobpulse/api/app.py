@@ -21,6 +21,7 @@ from jobpulse.api import (
     errors,
     health,
     jobs,
+    reference,
     stats,
     steps,
     stream,
@@ -144,6 +145,8 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         version=__version__,
         summary="Track, guard and watch background jobs and LLM agent runs.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by api/reference.py (no CDN)
+        redoc_url=None,
         generate_unique_id_function=_operation_id,
         # jobpulse wires its own OpenTelemetry; FastAPI's would look providers up per request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -159,6 +162,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(alerts.router)
     app.include_router(health.router)
     app.include_router(tokens.router)
+    reference.install(app)
     # The dashboard's pages of issue 24 first: /jobs/find and /jobs/bulk before /jobs/{job_id}.
     for extra in (bulk_pages, views_pages, deliveries, batch_pages, timeline):
         app.include_router(extra.router)

@@ -72,13 +72,13 @@ async def get_stats(
 ) -> StatsPublic:
     """Counts by status, completion and failure rates, TTFT and duration quantiles and
     buckets, stop reasons, a series per hour or day, stuck jobs and webhook health, for the
-    jobs created from `since` to `until` (default: the 24 hours up to now) under the filters;
-    and `usage`, the LLM calls recorded in the window.
+    jobs created from `since` to `until` under the filters (`until` defaults to now and
+    `since` to the day before `until`); and `usage`, the LLM calls recorded in the window.
     """
     day = timedelta(days=1)
     try:
         if until is None:
-            until = caller.jobs.now() if since is None else since + day
+            until = caller.jobs.now()
         window = Window(since or until - day, until, bucket)
     except OverflowError:
         raise ValidationError("the window must lie within the years 1 to 9999") from None

@@ -11,6 +11,7 @@ import pygal
 from markupsafe import Markup
 from pygal.style import Style
 
+from jobpulse.domain import STOP_REASON_STATUS
 from jobpulse.stats.windows import Histogram, Point
 
 # pygal adds a finder for its map plugins to sys.meta_path, one without find_spec (the old
@@ -18,14 +19,35 @@ from jobpulse.stats.windows import Histogram, Point
 # use for it. jobpulse draws no maps: take it out again.
 sys.meta_path[:] = [finder for finder in sys.meta_path if hasattr(finder, "find_spec")]
 
+#: Each status's colour (the same hues as the badges), always beside its name.
+STATUS_COLOURS = {
+    "created": "#8c959f",
+    "pending": "#6e7781",
+    "running": "#0969da",
+    "completed": "#1a7f37",
+    "failed": "#cf222e",
+    "cancelled": "#bf8700",
+    "expired": "#8250df",
+}
+#: Each stop reason in the colour of the status it implies.
+REASON_COLOURS = {
+    reason.value: STATUS_COLOURS[status.value] for reason, status in STOP_REASON_STATUS.items()
+}
+# Text and lines take the page's colours (CSS variables of dashboard.css): the charts follow
+# the light or dark theme.
 _STYLE = Style(
     background="transparent",
-    plot_background="#ffffff",
-    foreground="#1f2328",
-    foreground_strong="#1f2328",
-    foreground_subtle="#57606a",
-    colors=("#0969da", "#1a7f37", "#cf222e", "#8250df", "#9a6700"),
+    plot_background="transparent",
+    foreground="var(--fg)",
+    foreground_strong="var(--fg)",
+    foreground_subtle="var(--line)",
+    colors=(STATUS_COLOURS["running"], STATUS_COLOURS["completed"], STATUS_COLOURS["failed"]),
     font_family="system-ui, sans-serif",
+    label_font_size=13,
+    major_label_font_size=13,
+    value_font_size=13,
+    legend_font_size=14,
+    title_font_size=16,
 )
 _COMMON: dict[str, Any] = {
     "style": _STYLE,
@@ -37,25 +59,63 @@ _COMMON: dict[str, Any] = {
     "legend_at_bottom": True,
     "show_y_guides": True,
     "print_values": False,
+    "truncate_label": -1,  # whole labels, never "heartbeat_l…"
+    "truncate_legend": -1,
+    "print_values_position": "top",  # above the bar, in the text colour of the theme
 }
+
+
+def counts_axis(highest: int, ticks: int = 5) -> list[int]:
+    """Whole-number ticks from 0 to at least `highest` (a count has no fractions)."""
+    step = max(1, -(-highest // ticks))
+    return list(range(0, max(highest, 1) + step, step))
 
 
 def _svg(chart: pygal.graph.graph.Graph) -> Markup:
     return Markup(chart.render(is_unicode=True))
 
 
-def bars(title: str, values: dict[str, int]) -> Markup:
-    """A bar per label."""
-    chart = pygal.Bar(title=title, show_legend=False, **_COMMON)
+def bars(title: str, values: dict[str, int], colours: dict[str, str] | None = None) -> Markup:
+    """A bar per label, in the label's colour if `colours` has one, its count printed on it."""
+    chart = pygal.Bar(
+        title=title,
+        show_legend=False,
+        y_labels=counts_axis(max(values.values(), default=0)),
+        **_COMMON | {"print_values": True},
+    )
     chart.x_labels = list(values)
-    chart.add(title, list(values.values()))
+    chart.add(title, [_bar(number, (colours or {}).get(label)) for label, number in values.items()])
     return _svg(chart)
+
+
+def reasons(title: str, values: dict[str, int], colours: dict[str, str]) -> Markup:
+    """A horizontal bar per label (room for long names such as
+    context_window_overflow_in_system_prompt), coloured by `colours`.
+    """
+    chart = pygal.HorizontalBar(
+        title=title,
+        show_legend=False,
+        y_labels=counts_axis(max(values.values(), default=0)),
+        **_COMMON | {"print_values": True, "height": 120 + 36 * len(values)},
+    )
+    chart.x_labels = list(values)
+    chart.add(title, [_bar(number, colours.get(label)) for label, number in values.items()])
+    return _svg(chart)
+
+
+def _bar(number: int, colour: str | None) -> dict[str, Any]:
+    return {"value": number, "color": colour} if colour else {"value": number}
 
 
 def throughput(series: list[Point], label_format: str) -> Markup:
     """Created, completed and failed per bucket."""
+    highest = max((max(p.created, p.completed, p.failed) for p in series), default=0)
     chart = pygal.Line(
-        title="Throughput", x_label_rotation=30, show_minor_x_labels=False, **_COMMON
+        title="Throughput",
+        x_label_rotation=30,
+        show_minor_x_labels=False,
+        y_labels=counts_axis(highest),
+        **_COMMON,
     )
     chart.x_labels = [point.start.strftime(label_format) for point in series]
     chart.x_labels_major_every = max(1, len(series) // 8)
@@ -72,7 +132,13 @@ def distribution(title: str, histogram: Histogram) -> Markup:
     for cumulative in histogram.cumulative:
         counts.append(cumulative - below)
         below = cumulative
-    chart = pygal.Bar(title=title, show_legend=False, x_label_rotation=45, **_COMMON)
+    chart = pygal.Bar(
+        title=title,
+        show_legend=False,
+        x_label_rotation=45,
+        y_labels=counts_axis(max(counts, default=0)),
+        **_COMMON,
+    )
     chart.x_labels = [f"≤{_seconds(bound)}" for bound in histogram.bounds]
     chart.add(title, counts)
     return _svg(chart)

@@ -1,6 +1,6 @@
 """The dashboard: overview, jobs, a job, sign-in; HTML drawn on the server from the same
-JobManager the API uses, kept live by the event stream (our one small script refetches a
-page's live region when an event of its view arrives).
+JobManager the API uses, kept live by the event stream (static/dashboard.js fetches a page's
+live region again when an event of its view arrives and morphs it in place).
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobpulse.alerts.rules import Alert
 from jobpulse.alerts.service import AlertRules
 from jobpulse.api.stream import PING_S, Standing, server_events
 from jobpulse.dashboard import charts
+from jobpulse.dashboard.outcomes import outcome
+from jobpulse.dashboard.refusals import PageRoute, unknown_page_handler
 from jobpulse.dashboard.session import (
     Sessions,
     SignInRequiredError,
@@ -59,7 +62,7 @@ PAGE_SIZE = 25
 #: The pages with a live region (`_<page>` is the region alone).
 LIVE_PAGES = frozenset({"overview.html", "jobs.html", "job.html"})
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 
 def _sessions(request: Request) -> Sessions:
@@ -110,6 +113,8 @@ def install(app: FastAPI, sessions: Sessions) -> None:
         return _back(f"/login?next={request.url.path}")
 
     app.add_exception_handler(SignInRequiredError, sign_in_first)
+    api_404 = app.exception_handlers[StarletteHTTPException]
+    app.add_exception_handler(StarletteHTTPException, unknown_page_handler(api_404))
 
 
 @router.get("/login")
@@ -178,12 +183,15 @@ async def overview(
             for name, histogram in (("TTFT", stats.ttft), ("Duration", stats.duration))
         },
         "charts": {
-            "status": charts.bars("Jobs by status", by_status),
+            "status": charts.bars("Jobs by status", by_status, charts.STATUS_COLOURS),
             "throughput": charts.throughput(stats.series, label),
             "ttft": charts.distribution("Time to first token", stats.ttft),
             "duration": charts.distribution("Duration", stats.duration),
-            "stop_reasons": charts.bars("Stop reasons", stats.stop_reasons or {"none": 0}),
+            "stop_reasons": charts.reasons(
+                "Stop reasons", stats.stop_reasons or {"none": 0}, charts.REASON_COLOURS
+            ),
         },
+        "webhooks_url": _deliveries_url(request),
         "stream": _stream_url({"job_type": job_type} if job_type else {}),
     }
     return _render(request, "overview.html", context)
@@ -195,6 +203,14 @@ async def _firing_alerts(request: Request, actor: Actor) -> list[Alert]:
         return []
     rules: AlertRules = request.app.state.alert_rules
     return [alert for alert in await rules.alerts(actor, limit=0) if alert.resolved_at is None]
+
+
+def _deliveries_url(request: Request) -> str:
+    """Where the Webhooks tile leads: the deliveries page where there is one, else the API
+    reference of callbacks (attempts of each job are on its page).
+    """
+    paths = {getattr(route, "path", None) for route in request.app.routes}
+    return "/deliveries" if "/deliveries" in paths else "/docs#/callbacks"
 
 
 def _stream_url(params: dict[str, str]) -> str:
@@ -249,13 +265,17 @@ def _choice(value: str, yes: str, no: str) -> bool | None:
 
 
 def _moment(name: str, value: str) -> datetime | None:
-    """A `datetime-local` field's value, read as UTC."""
+    """An ISO 8601 date field's value (the page's script adds the browser's offset; without
+    one it is read as UTC).
+    """
     if not value:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValidationError(f"{name} must be a date and time, e.g. 2026-01-31T12:00") from None
+        raise ValidationError(
+            f"{name} must be a date, or a date and time, like 2026-01-31 or 2026-01-31 12:00"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -364,23 +384,29 @@ async def job_page(request: Request, job_id: str, actor: SignedIn) -> Response:
         "callbacks": await jobs.list_callbacks(actor, job_id),
         "steps": await jobs.list_steps(actor, job_id),
         "stream": _stream_url({"job_id": job.id}),
-        "error": request.query_params.get("error"),
+        "outcome": outcome(
+            request.query_params.get("action"), request.query_params.get("result"), job
+        ),
     }
     return _render(request, "job.html", context)
 
 
 async def _act(
-    request: Request, job_id: str, csrf: str, action: Callable[[], Awaitable[object]]
+    request: Request, job_id: str, csrf: str, name: str, action: Callable[[], Awaitable[object]]
 ) -> Response:
-    """Run a job page's action and go back to the page (saying why, if it was refused)."""
+    """Run a job page's action and go back to the page, which says how it went."""
     check_csrf(request, csrf)
     try:
         await action()
     except NotFoundError:
-        raise
+        if name == "cancel":
+            raise
+        result = "not_found"  # the job's page then says: none to re-send, or no such job
     except JobPulseError as exc:
-        return _back(f"/jobs/{job_id}?error={exc.code}")
-    return _back(f"/jobs/{job_id}")
+        result = exc.code
+    else:
+        result = "ok"
+    return _back(f"/jobs/{job_id}?{urlencode({'action': name, 'result': result})}")
 
 
 Csrf = Annotated[str, Form(max_length=64)]
@@ -390,13 +416,15 @@ Csrf = Annotated[str, Form(max_length=64)]
 async def cancel(request: Request, job_id: str, actor: SignedIn, csrf: Csrf = "") -> Response:
     jobs = _jobs(request)
     reason = "cancelled from the dashboard"
-    return await _act(request, job_id, csrf, lambda: jobs.cancel_job(actor, job_id, reason))
+    return await _act(
+        request, job_id, csrf, "cancel", lambda: jobs.cancel_job(actor, job_id, reason)
+    )
 
 
 @router.post("/jobs/{job_id}/resend")
 async def resend(request: Request, job_id: str, actor: SignedIn, csrf: Csrf = "") -> Response:
     jobs = _jobs(request)
-    return await _act(request, job_id, csrf, lambda: jobs.retry_callback(actor, job_id))
+    return await _act(request, job_id, csrf, "resend", lambda: jobs.retry_callback(actor, job_id))
 
 
 @router.get("/live")
@@ -411,5 +439,7 @@ async def live(
     session = await _sessions(request).session(request)
     query = JobFilter(job_id=job_id) if job_id else filters.query
     standing = Standing(request.app.state.keys.grants, session.key_hash, session.session_id)
-    events = server_events(request.app.state.feed, session.actor, query, None, standing)
+    # A job's page also follows its heartbeats (its progress, its last sign of life).
+    beats = job_id is not None
+    events = server_events(request.app.state.feed, session.actor, query, None, standing, beats)
     return EventSourceResponse(events, ping=PING_S, headers={"Cache-Control": "no-store"})
