@@ -277,7 +277,13 @@ async def test_a_token_follows_its_scope_live_and_its_streams_close_with_it(
         one = await mint(http, alice, job_id=job["id"])
         typed = await mint(http, alice, job_type="agent")
         stream = f"{served.url}/v1/jobs/stream"
-        short = await mint(http, alice, job_id=job["id"], ttl_s=4)
+        answer = await http.post(
+            "/v1/tokens", json={"job_id": job["id"], "ttl_s": 4}, headers=alice
+        )
+        short, short_expiry = (
+            answer.json()["token"],
+            datetime.fromisoformat(answer.json()["expires_at"]),
+        )
         streams: dict[str, Listener] = {
             "short": await listen(stream, {}, {"access_token": short}),
             "job": await listen(
@@ -288,6 +294,14 @@ async def test_a_token_follows_its_scope_live_and_its_streams_close_with_it(
             "narrowed": await listen(stream, {}, {"access_token": typed, "status": "cancelled"}),
             "elsewhere": await listen(stream, {}, {"access_token": typed, "job_type": "cron"}),
         }
+        short_task = streams["short"].task
+        assert short_task is not None
+
+        async def when_it_ends() -> datetime:
+            await asyncio.shield(short_task)
+            return datetime.now(UTC)
+
+        short_end = asyncio.create_task(when_it_ends())
         bobs = await new_job(http, bob, job_type="agent")
         await http.patch(f"/v1/jobs/{bobs['id']}", json={"status": "running"}, headers=bob)
         await http.patch(f"/v1/jobs/{job['id']}", json={"status": "running"}, headers=alice)
@@ -302,8 +316,9 @@ async def test_a_token_follows_its_scope_live_and_its_streams_close_with_it(
         assert moves(await streams["narrowed"].wait_for(1)) == [
             (other["id"], "created", "cancelled")
         ]
-        took = await ended(streams["short"], within_s=8.0)
-        print(f"the 4 s token's stream ended {took:.2f} s after the job completed")
+        late = (await asyncio.wait_for(short_end, 8.0) - short_expiry).total_seconds()
+        print(f"the 4 s token's stream ended {late:.2f} s after the token expired")
+        assert late >= 0, "the stream ended before its token expired"
         assert [e.event for e in streams["short"].received][-1] == "expired"
         await asyncio.sleep(0.3)
         assert len(streams["all"].received) == 2, "another job came through"
