@@ -36,11 +36,6 @@ SERVER_DISTRIBUTIONS = frozenset(
         "prometheus-client",
     }
 )
-#: The Celery integration (built on branch `celery`): when it is in the tree, the worker's
-#: install takes its extra and the test imports it too.
-CELERY = ROOT / "src" / "jobpulse" / "integrations" / "celery.py"
-# TODO(celery): jobpulse.integrations.celery is not on main yet (branch `celery`); this test
-# installs `<repo>[celery]` and imports it by itself once it is. Then drop the condition.
 
 
 @pytest.mark.timeout(900)  # a virtualenv and an install from PyPI
@@ -50,7 +45,7 @@ def test_the_client_install_holds_none_of_the_server(tmp_path: Path) -> None:
     python = str(env_dir / "bin" / "python")
     subprocess.run(
         [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-c", str(ROOT / "constraints.txt"), f"{ROOT}[celery]" if CELERY.exists() else str(ROOT)],
+         "-c", str(ROOT / "constraints.txt"), f"{ROOT}[celery]"],
         check=True, timeout=900, capture_output=True,
     )  # fmt: skip
     listed = subprocess.run(
@@ -59,7 +54,7 @@ def test_the_client_install_holds_none_of_the_server(tmp_path: Path) -> None:
     )  # fmt: skip
     installed = {entry["name"].lower().replace("_", "-") for entry in json.loads(listed.stdout)}
     assert "jobpulse" in installed
-    assert {"httpx", "pydantic"} <= installed
+    assert {"httpx", "pydantic", "celery"} <= installed
     assert installed & SERVER_DISTRIBUTIONS == set()
 
     # The SDK imports, with none of the server, and reports to a real server (one database
@@ -84,13 +79,13 @@ def test_the_client_install_holds_none_of_the_server(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["completed", "[]"]
 
-    if CELERY.exists():
-        probe = "import sys, jobpulse.integrations.celery; print('fastapi' in sys.modules)"
-        imported = subprocess.run(
-            [python, "-c", probe], capture_output=True, text=True, timeout=60, check=False
-        )
-        assert imported.returncode == 0, imported.stderr
-        assert imported.stdout.strip() == "False"
+    # The Celery integration imports beside its executor, with none of the server either.
+    probe = "import sys, jobpulse.integrations.celery; print('fastapi' in sys.modules)"
+    imported = subprocess.run(
+        [python, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "False"
 
     # The command line needs the server: it says which extra to install.
     serve = subprocess.run(
