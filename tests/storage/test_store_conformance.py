@@ -8,14 +8,22 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from typing import Protocol
 
 import tests.storage
 from jobpulse.storage.store import JobStore
 
 
 def operations() -> set[str]:
-    """The public members the JobStore Protocol declares (methods and properties)."""
-    return {name for name in vars(JobStore) if not name.startswith("_")}
+    """The public members the JobStore Protocol declares (methods and properties), its own
+    and those of the Protocols it is made of (one a feature: usage, tokens, alerts, ...).
+    """
+    protocols = [
+        cls
+        for cls in JobStore.__mro__
+        if getattr(cls, "_is_protocol", False) and cls is not Protocol
+    ]
+    return {name for cls in protocols for name in vars(cls) if not name.startswith("_")}
 
 
 def suite_tests() -> list[str]:
