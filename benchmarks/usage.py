@@ -9,6 +9,8 @@ serve` over jobs spread over 30 days, each with one LLM call of one of three mod
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import statistics
 import subprocess
 import time
@@ -20,7 +22,7 @@ import httpx
 from sqlalchemy import BigInteger, Connection, case, cast, func, insert, literal, select
 
 from benchmarks.common import NO_STALE, admin_key, fresh_database, p99, seed
-from benchmarks.http import BIN, _free_port, _serve, _stop
+from benchmarks.http import BIN, _free_port, _stop
 from benchmarks.stats import END, SAMPLES, seed_spread
 from benchmarks.transitions import ACTOR, STEPS
 from jobpulse import JobManager, Settings
@@ -163,6 +165,25 @@ QUERIES = {
 }
 
 
+def _start(command: list[str], probe: str, seconds: float = 300) -> subprocess.Popen[bytes]:
+    """`serve`, once it answers (a large seeded database on a busy machine takes a while)."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | NO_STALE
+    )
+    _wait(probe, seconds)
+    return process
+
+
+def _wait(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(url)
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up in {seconds:g} s")
+
+
 def _check(client: httpx.Client, count: int) -> None:
     usage = client.get("/v1/stats", params=QUERIES["30d by day"]).json()["usage"]
     assert usage["calls"] == count, f"seeded {count} calls, /v1/stats counts {usage['calls']}"
@@ -195,9 +216,7 @@ async def measure_stats(kind: str, count: int) -> dict[str, dict[str, float]]:
         secret = await admin_key(url)
         port = _free_port()
         command = [str(BIN / "jobpulse"), "serve", "--port", str(port), "--database-url", url]
-        process: subprocess.Popen[bytes] = _serve(
-            [*command, "--no-access-log"], f"http://127.0.0.1:{port}/healthz", NO_STALE
-        )
+        process = _start([*command, "--no-access-log"], f"http://127.0.0.1:{port}/healthz")
         try:
             headers = {"Authorization": f"Bearer {secret}"}
             with httpx.Client(
