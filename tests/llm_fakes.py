@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from aiohttp import web
 
 OPENAI_KEY = "sk-proj-fake-llm-5e1b"
@@ -314,3 +315,22 @@ def assert_first_calls_ttft(ttft_ns: int | None, started: float, first_done: flo
     assert ttft_ns is not None
     assert ttft_ns >= 200_000_000
     assert ttft_ns < (first_done - started + 1.0) * 1e9
+
+
+def sums_of(replies: tuple[Reply, ...]) -> dict[str, int]:
+    """What the fake reported for `replies`, added up as jobpulse shows usage."""
+    return {
+        "calls": len(replies),
+        "input_tokens": sum(r.input_tokens for r in replies),
+        "output_tokens": sum(r.output_tokens for r in replies),
+        "cache_read_tokens": sum(r.cache_read_tokens for r in replies),
+        "cache_write_tokens": sum(r.cache_write_tokens for r in replies),
+    }
+
+
+def stats_usage(url: str, secret: str) -> dict[str, Any]:
+    """/v1/stats' `usage` of the last 24 hours, as the key sees it."""
+    answer = httpx.get(f"{url}/v1/stats", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    answer.raise_for_status()
+    usage: dict[str, Any] = answer.json()["usage"]
+    return usage

@@ -17,7 +17,15 @@ from anthropic.types import MessageParam
 from jobpulse import llm
 from jobpulse.client import AsyncJobPulse, JobPulse
 from jobpulse.public import JobPublic
-from tests.llm_fakes import ANTHROPIC_KEY, FakeLLM, Refusal, Reply, assert_first_calls_ttft
+from tests.llm_fakes import (
+    ANTHROPIC_KEY,
+    FakeLLM,
+    Refusal,
+    Reply,
+    assert_first_calls_ttft,
+    stats_usage,
+    sums_of,
+)
 from tests.served import Faults, Served
 
 pytestmark = pytest.mark.usefixtures("quick_retries")
@@ -106,7 +114,12 @@ def text_of(events: list[Any]) -> str:
 
 
 def test_a_run_of_three_streamed_calls_shows_their_usage_ttft_and_stop_reason(
-    client: JobPulse, reader: JobPulse, claude: anthropic.Anthropic, fake: FakeLLM
+    served: Served,
+    secret: str,
+    client: JobPulse,
+    reader: JobPulse,
+    claude: anthropic.Anthropic,
+    fake: FakeLLM,
 ) -> None:
     fake.script("anthropic", *THREE)
     texts, types = [], []
@@ -140,6 +153,12 @@ def test_a_run_of_three_streamed_calls_shows_their_usage_ttft_and_stop_reason(
     assert (job.status, job.stop_reason) == ("completed", "end_turn")
     assert job.metadata == {"llm_finish_reason": "end_turn"}
     assert_usage(job, THREE)
+    # /v1/stats shows the same sums, by model and by job type
+    figures = stats_usage(served.url, secret)
+    assert {name: figures[name] for name in sums_of(THREE)} == sums_of(THREE)
+    assert figures["cost_usd"] == pytest.approx(cost(THREE), rel=1e-6)
+    assert figures["by_model"][f"anthropic/{MODEL}"]["calls"] == len(THREE)
+    assert figures["by_job_type"]["agent"]["calls"] == len(THREE)
     assert_first_calls_ttft(job.ttft_ns, started, first_done)
     records = reader.list_usage(job.id)
     assert [r["cache_read_tokens"] for r in records] == [100, 0, 140]
