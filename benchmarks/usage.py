@@ -30,8 +30,9 @@ from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS
 from jobpulse.stats.windows import Bucket
 from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.engine import run_in_transaction
+from jobpulse.storage.feature_tables import llm_usage
 from jobpulse.storage.rollups import bucket_of, floor_to
-from jobpulse.storage.tables import jobs, llm_usage
+from jobpulse.storage.tables import jobs
 from jobpulse.storage.usage_rollups import add_rows
 from jobpulse.usage.figures import SUMMED, Facet
 from jobpulse.usage.prices import default_prices

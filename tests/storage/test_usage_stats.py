@@ -15,8 +15,8 @@ import pytest
 from jobpulse import Actor, JobFilter, JobManager, Settings
 from jobpulse.stats.windows import Bucket, Window
 from jobpulse.storage import usage_rollups
+from jobpulse.storage.feature_tables import llm_usage_rollups
 from jobpulse.storage.sql_store import open_store
-from jobpulse.storage.tables import llm_usage_rollups
 from jobpulse.usage.figures import Facet, UsageFigures
 from jobpulse.usage.prices import default_prices
 from jobpulse.usage.recorder import UsageRecorder

@@ -16,8 +16,8 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from jobpulse.alerts.rules import Alert, AlertRule, Evaluation, Metric
 from jobpulse.errors import NotFoundError, ValidationError
 from jobpulse.storage.engine import Database
+from jobpulse.storage.feature_tables import alert_rules, alerts
 from jobpulse.storage.outbox import insert_messages
-from jobpulse.storage.tables import alert_rules, alerts
 
 _RULE_FIELDS = tuple(field.name for field in fields(AlertRule))
 _ALERT_FIELDS = tuple(field.name for field in fields(Alert))

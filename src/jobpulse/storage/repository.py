@@ -31,7 +31,8 @@ from jobpulse.listing import JobFilter, Page
 from jobpulse.storage import prepared
 from jobpulse.storage.changes import JOB_FIELDS, column_values, insert_row
 from jobpulse.storage.dialects import Dialect, dialect_of
-from jobpulse.storage.tables import job_events, jobs, llm_usage
+from jobpulse.storage.feature_tables import llm_usage
+from jobpulse.storage.tables import job_events, jobs
 
 T = TypeVar("T")
 P = ParamSpec("P")

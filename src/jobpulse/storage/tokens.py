@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, select
 
 from jobpulse.storage.engine import Database
-from jobpulse.storage.tables import api_keys, scoped_tokens
+from jobpulse.storage.feature_tables import scoped_tokens
+from jobpulse.storage.tables import api_keys
 from jobpulse.storage.tokens_store import FoundToken, TokensStore
 from jobpulse.tokens.rules import Scope
 

@@ -21,9 +21,10 @@ from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS
 from jobpulse.stats.windows import Bucket, Window
 from jobpulse.storage.dialects import dialect_of
+from jobpulse.storage.feature_tables import llm_usage, llm_usage_rollups
 from jobpulse.storage.repository import job_filter_clauses
 from jobpulse.storage.rollups import bucket_of, floor_to, whole_hours
-from jobpulse.storage.tables import UTCDateTime, jobs, llm_usage, llm_usage_rollups
+from jobpulse.storage.tables import UTCDateTime, jobs
 from jobpulse.usage.figures import SUMMED, Facet, UsageFigures, bucket_index, call_sums
 from jobpulse.usage.rules import TOKEN_KINDS, Call
 

@@ -23,8 +23,9 @@ from jobpulse.errors import NotFoundError
 from jobpulse.listing import JobFilter
 from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.engine import Database
+from jobpulse.storage.feature_tables import saved_views
 from jobpulse.storage.repository import SELECT_JOB, job_filter_clauses, to_job
-from jobpulse.storage.tables import callback_attempts, jobs, outbox, saved_views
+from jobpulse.storage.tables import callback_attempts, jobs, outbox
 from jobpulse.views.rules import SavedView
 
 _VIEW_COLUMNS = ("id", "organization_id", "user_id", "name", "query", "shared", "created_at")
