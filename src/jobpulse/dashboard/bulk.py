@@ -12,7 +12,8 @@ from fastapi.responses import Response
 
 from jobpulse.bulk.actions import BulkActions
 from jobpulse.bulk.rules import BulkResult
-from jobpulse.dashboard.pages import Csrf, Filters, SignedIn, _jobs, _render
+from jobpulse.dashboard.filters import Filters
+from jobpulse.dashboard.pages import Csrf, SignedIn, _jobs, _render
 from jobpulse.dashboard.session import check_csrf
 from jobpulse.domain import Actor
 from jobpulse.errors import ValidationError

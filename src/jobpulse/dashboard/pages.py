@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -24,6 +23,7 @@ from jobpulse.alerts.rules import Alert
 from jobpulse.alerts.service import AlertRules
 from jobpulse.api.stream import PING_S, Standing, server_events
 from jobpulse.dashboard import charts
+from jobpulse.dashboard.filters import PageFilters
 from jobpulse.dashboard.outcomes import outcome
 from jobpulse.dashboard.refusals import PageRoute, unknown_page_handler
 from jobpulse.dashboard.session import (
@@ -34,17 +34,14 @@ from jobpulse.dashboard.session import (
     keep_csrf,
 )
 from jobpulse.dashboard.sorting import SORTED_BY, next_cursor, slowest_page
-from jobpulse.documents import text_problem
 from jobpulse.domain import (
     ACTIVE,
     Actor,
     Job,
     JobStatus,
     StopReason,
-    parse_status,
-    parse_stop_reason,
 )
-from jobpulse.errors import JobPulseError, NotFoundError, UnauthorizedError, ValidationError
+from jobpulse.errors import JobPulseError, NotFoundError, UnauthorizedError
 from jobpulse.jobs.manager import JobManager
 from jobpulse.listing import JobFilter, Page
 from jobpulse.stats.figures import Figures
@@ -215,106 +212,6 @@ def _deliveries_url(request: Request) -> str:
 
 def _stream_url(params: dict[str, str]) -> str:
     return "/live" + (f"?{urlencode(params)}" if params else "")
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """The filters of the jobs page (and of its live stream), as asked and as a JobFilter:
-    every filter of the API's listing.
-    """
-
-    status: str = ""
-    job_type: str = ""
-    stop_reason: str = ""
-    stuck: bool = False
-    active: str = ""
-    background: str = ""
-    source_id: str = ""
-    user_id: str = ""
-    created_after: str = ""
-    created_before: str = ""
-    #: One `key=value` of metadata.
-    metadata: str = ""
-
-    @property
-    def query(self) -> JobFilter:
-        key, _, value = self.metadata.partition("=")
-        return JobFilter(
-            statuses=frozenset({parse_status(self.status)}) if self.status else None,
-            job_type=self.job_type or None,
-            stop_reason=parse_stop_reason(self.stop_reason) if self.stop_reason else None,
-            stuck=True if self.stuck else None,
-            active=_choice(self.active, "active", "ended"),
-            background=_choice(self.background, "yes", "no"),
-            source_id=self.source_id or None,
-            user_id=self.user_id or None,
-            created_after=_moment("created_after", self.created_after),
-            created_before=_moment("created_before", self.created_before),
-            metadata={key.strip(): value.strip()} if key.strip() else {},
-        )
-
-    def params(self) -> dict[str, str]:
-        """The filters that are set, as query parameters."""
-        given = {name: getattr(self, name) for name in self.__slots__}
-        given["stuck"] = "true" if self.stuck else ""
-        return {name: value for name, value in given.items() if value}
-
-
-def _choice(value: str, yes: str, no: str) -> bool | None:
-    return {yes: True, no: False}.get(value)
-
-
-def _moment(name: str, value: str) -> datetime | None:
-    """An ISO 8601 date field's value (the page's script adds the browser's offset; without
-    one it is read as UTC).
-    """
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValidationError(
-            f"{name} must be a date, or a date and time, like 2026-01-31 or 2026-01-31 12:00"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-Text = Annotated[str, Query(max_length=255)]
-
-
-async def _filters(
-    status: Annotated[str, Query(max_length=32)] = "",
-    job_type: Text = "",
-    stop_reason: Annotated[str, Query(max_length=64)] = "",
-    stuck: bool = False,
-    active: Annotated[str, Query(max_length=8)] = "",
-    background: Annotated[str, Query(max_length=8)] = "",
-    source_id: Text = "",
-    user_id: Text = "",
-    created_after: Annotated[str, Query(max_length=40)] = "",
-    created_before: Annotated[str, Query(max_length=40)] = "",
-    metadata: Text = "",
-) -> Filters:
-    texts = {"job_type": job_type, "source_id": source_id, "user_id": user_id, "metadata": metadata}
-    for name, value in texts.items():
-        if (problem := text_problem(value)) is not None:
-            raise ValidationError(f"{name} {problem}")
-    return Filters(
-        status,
-        job_type,
-        stop_reason,
-        stuck,
-        active,
-        background,
-        source_id,
-        user_id,
-        created_after,
-        created_before,
-        metadata,
-    )
-
-
-PageFilters = Annotated[Filters, Depends(_filters)]
 
 
 @router.get("/jobs")
