@@ -23,7 +23,6 @@ same for RQ, Dramatiq and arq; default 500 and 3). The HTTP figures need wrk (De
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import statistics
@@ -31,28 +30,28 @@ import statistics
 import uvloop
 
 from benchmarks import (
-    alerts,
     batches,
-    bulk,
-    executors,
     fairness,
     fanout,
     http,
     imports,
-    instructions,
-    integrations,
     listing,
-    llmsdk,
     retention,
     stats,
     transitions,
-    usage,
     webhooks,
-    writepath,
 )
-from jobpulse.bulk.rules import BATCH_SIZE
+from benchmarks.features import (
+    bench_alerts,
+    bench_bulk,
+    bench_executors,
+    bench_integrations,
+    bench_llmsdk,
+    bench_usage,
+)
+from benchmarks.reporting import KINDS, report, verdict
+from benchmarks.revisions import bench_redesign, bench_writepath
 
-KINDS = ("sqlite", "postgresql")
 TRANSITION_JOBS = {
     "sqlite": int(os.environ.get("BENCH_SQLITE_JOBS", "4000")),
     "postgresql": int(os.environ.get("BENCH_POSTGRES_JOBS", "1000")),
@@ -65,15 +64,6 @@ TRANSITION_TARGETS: dict[str, dict[int, float | None]] = {
 }
 HTTP_ROUNDS = int(os.environ.get("BENCH_HTTP_ROUNDS", "3"))
 LIST_SIZES = [int(n) for n in os.environ.get("BENCH_LIST_SIZES", "10000,1000000").split(",")]
-
-
-def verdict(ratio: float, target: float, *, at_most: bool = False) -> str:
-    met = ratio <= target if at_most else ratio >= target
-    return f"target {'<=' if at_most else '>='} {target}: {'met' if met else 'MISSED'}"
-
-
-def report(line: str) -> None:
-    print(line, flush=True)
 
 
 async def bench_transitions() -> None:
@@ -340,56 +330,6 @@ async def bench_fanout() -> None:
         )
 
 
-async def bench_writepath() -> None:
-    await _write_path_against(writepath.BEFORE_ROLLUPS, "with the rollups / before them", 0.9)
-
-
-async def bench_redesign() -> None:
-    revision = os.environ.get("BENCH_BASELINE_REV", writepath.BEFORE_REDESIGN)
-    await _write_path_against(revision, "after the storage redesign / before it", 0.95)
-    report(
-        f"== the same in instructions (callgrind; immune to the machine's other work): "
-        f"SQLite, {instructions.OPERATIONS} jobs, this checkout and {revision}"
-    )
-    if not instructions.available():
-        report("skipped: valgrind is not installed")
-        return
-    try:
-        counts = await asyncio.to_thread(instructions.compare, revision)
-    except writepath.RevisionMissingError:
-        report(f"skipped: {revision} is not in this clone's history")
-        return
-    for loop, got in counts.items():
-        ratio = got.before / got.this
-        report(
-            f"sqlite      {loop:11} instructions/op this {got.this:8.0f}  before "
-            f"{got.before:8.0f}  before/this {ratio:5.3f}  {verdict(ratio, 0.95)}"
-        )
-
-
-async def _write_path_against(revision: str, label: str, target: float) -> None:
-    rounds = int(os.environ.get("BENCH_WRITEPATH_ROUNDS", "7"))
-    report(
-        f"== write path {label} ({revision}): JobManager at 16 callers, this checkout and "
-        f"{revision} alternating, medians of {rounds} rounds"
-    )
-    try:
-        figures = await asyncio.to_thread(writepath.compare, revision, rounds)
-    except writepath.RevisionMissingError:
-        report(f"skipped: {revision} is not in this clone's history")
-        return
-    for (kind, loop), got in figures.items():
-        ratio = got.rate / got.base_rate
-        report(
-            f"{kind:10}  {loop:11}/s this {got.rate:7.0f}  before {got.base_rate:7.0f}"
-            f"  ratio {ratio:5.2f}  {verdict(ratio, target)}"
-        )
-        report(
-            f"{kind:10}  {loop:11} CPU us/op (this process) this {got.cpu * 1e6:5.0f}"
-            f"  before {got.base_cpu * 1e6:5.0f}  before/this {got.base_cpu / got.cpu:5.2f}"
-        )
-
-
 async def bench_fairness() -> None:
     report(
         f"== reads beside writes on `jobpulse serve`, {fairness.JOBS} jobs over a year: "
@@ -418,131 +358,6 @@ async def bench_fairness() -> None:
             f"{kind:10}  a figures answer took (median, from asking to the answer, beside the "
             f"writes): a year by the day {took.get('p50_0', float('nan')) * 1e3:6.0f} ms, "
             f"30 days by the hour filtered {took.get('p50_1', float('nan')) * 1e3:6.0f} ms"
-        )
-
-
-async def bench_usage() -> None:
-    jobs_per_round = int(os.environ.get("BENCH_USAGE_JOBS", "400"))
-    rounds = int(os.environ.get("BENCH_USAGE_ROUNDS", "3"))
-    report(
-        f"== LLM usage: {usage.RECORDS} concurrent usage records of each job, one job after "
-        f"another, vs {usage.RECORDS} callers walking jobs through their transitions (same "
-        f"database, {rounds} alternating rounds, medians)"
-    )
-    for kind in KINDS:
-        rates = await usage.measure_ratio(kind, jobs_per_round, rounds)
-        ratio = rates["records"] / rates["transitions"]
-        report(
-            f"{kind:10}  records/s {rates['records']:7.0f}  transitions/s "
-            f"{rates['transitions']:7.0f}  ratio {ratio:5.2f}  {verdict(ratio, 0.8)}"
-        )
-    sizes = [int(n) for n in os.environ.get("BENCH_USAGE_SIZES", "1000000").split(",")]
-    report(
-        "== /v1/stats with usage: jobs over 30 days, each with one LLM call (three models), "
-        f"on `jobpulse serve`; p50/p99 of {stats.SAMPLES} sequential requests"
-    )
-    for kind in KINDS:
-        for size in sizes:
-            for name, figures in (await usage.measure_stats(kind, size)).items():
-                worst = figures["p99"] * 1e3
-                report(
-                    f"{kind:10}  {size:>8} jobs  {name:10} p50 {figures['p50'] * 1e3:6.1f} ms"
-                    f"  p99 {worst:6.1f} ms  {verdict(worst, 250, at_most=True)}"
-                )
-
-
-async def bench_alerts() -> None:
-    sizes = [int(n) for n in os.environ.get("BENCH_ALERT_SIZES", "1000000").split(",")]
-    report(
-        f"== alert rules: one evaluation round of {alerts.RULES} rules (failure rate 1 h and "
-        "24 h, TTFT and duration p99, stuck jobs; a third on one user) over jobs spread over "
-        "30 days, vs one 24-hour figures read of the organization (medians of "
-        f"{alerts.ROUNDS}); target: a round within a tenth of the default interval (60 s)"
-    )
-    for kind in KINDS:
-        for size in sizes:
-            figures = await alerts.measure(kind, size)
-            per_rule = figures["round"] / alerts.RULES
-            share = figures["round"] / alerts.INTERVAL_S
-            report(
-                f"{kind:10}  {size:>9} jobs  round {figures['round'] * 1e3:8.1f} ms  per rule "
-                f"{per_rule * 1e3:6.2f} ms  24 h read {figures['read'] * 1e3:7.1f} ms  "
-                f"round / interval {share:.4f}  {verdict(share, 0.1, at_most=True)}"
-            )
-
-
-async def bench_bulk() -> None:
-    report(
-        f"== bulk cancel of {bulk.JOBS} matching jobs (batches of {BATCH_SIZE}) while another "
-        "task moves other jobs through pending, running, completed: its p99 during the bulk "
-        "cancel vs alone"
-    )
-    for kind in KINDS:
-        figures = await bulk.measure(kind)
-        ratio = figures["during"] / figures["alone"]
-        report(
-            f"{kind:10}  transition p99 during {figures['during'] * 1e3:6.2f} ms, alone "
-            f"{figures['alone'] * 1e3:6.2f} ms  ratio {ratio:5.2f}  "
-            f"{verdict(ratio, 2.0, at_most=True)}"
-        )
-        report(
-            f"{kind:10}  the bulk cancel: {figures['changed']:.0f} jobs in "
-            f"{figures['seconds']:5.1f} s ({figures['rate']:6.0f}/s), "
-            f"{figures['transitions']:.0f} other transitions meanwhile"
-        )
-
-
-async def bench_llmsdk() -> None:
-    report(
-        f"== LLM SDK instrumentation: per streamed chunk, jobpulse's reading of the official "
-        f"clients' streams vs the bare stream, {llmsdk.CHUNKS} real chunks, best of "
-        f"{llmsdk.ROUNDS} alternating rounds; end to end through the SDK from loopback "
-        "(informational)"
-    )
-    figures = await asyncio.to_thread(llmsdk.measure)
-    for name, times in figures.items():
-        overhead = (times["observed"] - times["bare"]) * 1e6
-        note = "(informational)" if name == "end to end" else verdict(overhead, 5.0, at_most=True)
-        report(
-            f"{name:10}  bare {times['bare'] * 1e6:6.2f} us/chunk  observed "
-            f"{times['observed'] * 1e6:6.2f} us/chunk  overhead {overhead:5.2f} us  {note}"
-        )
-
-
-async def bench_integrations() -> None:
-    report(
-        f"== Celery integration: tasks/s of a no-op task, {integrations.TASKS} a round drained "
-        "by one solo worker from Redis, with the integration (reporting to `jobpulse serve` on "
-        f"SQLite) / without, {integrations.ROUNDS} rounds alternating; delay from a task's "
-        "signal to jobpulse's answer"
-    )
-    figures = await integrations.measure()
-    ratio = figures["ratio"]
-    report(
-        f"celery      without {figures['plain']:7.0f}/s  with {figures['instrumented']:7.0f}/s"
-        f"  ratio {ratio:5.2f}  {verdict(ratio, 0.9)}"
-    )
-    p50, p99 = figures["p50"], figures["p99"]
-    target = verdict(p99, 1.0, at_most=True).replace("<= 1.0", "p99 <= 1 s")
-    report(
-        f"celery      {figures['reports']:.0f} reports  delay p50 {p50 * 1e3:7.1f} ms"
-        f"  p99 {p99 * 1e3:7.1f} ms  {target}"
-    )
-
-
-async def bench_executors() -> None:
-    report(
-        f"== executors: tasks/s of {executors.TASKS} no-op tasks drained by one worker from "
-        "Redis, the worker instrumented ÷ not (medians of "
-        f"{executors.ROUNDS} alternating rounds), and its reports' delay to jobpulse"
-    )
-    for name, figures in (await executors.measure()).items():
-        report(
-            f"{name:9} plain {figures['plain']:7.0f}/s  instrumented "
-            f"{figures['instrumented']:7.0f}/s  ratio {figures['ratio']:5.2f}  "
-            f"{verdict(figures['ratio'], 0.9)}  reports {figures['reports']:.0f}, delay p50 "
-            f"{figures['p50'] * 1e3:6.1f} ms, p99 {figures['p99'] * 1e3:6.1f} ms  "
-            f"{verdict(figures['p99'], 1.0, at_most=True)}"
         )
 
 
