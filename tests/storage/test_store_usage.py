@@ -93,7 +93,8 @@ async def test_record_usage_after_the_job_ended_is_late_and_noted(store: JobStor
     shown, stored, new = await store.record_usage(ALICE, job.id, late)
     assert (stored, new) == (replace(late, late=True), True)
     assert shown.status == JobStatus.COMPLETED
-    assert shown.usage is not None and shown.usage["calls"] == 1
+    assert shown.usage is not None
+    assert shown.usage["calls"] == 1
     assert await store.list_usage(ALICE, job.id) == [stored]
     [*same, note] = await store.history(ALICE, job.id)
     assert same == before
@@ -103,7 +104,8 @@ async def test_record_usage_after_the_job_ended_is_late_and_noted(store: JobStor
         T0 + seconds(3),
         "alice",
     )
-    assert note.reason is not None and "anthropic/claude-sonnet-4-5" in note.reason
+    assert note.reason is not None
+    assert "anthropic/claude-sonnet-4-5" in note.reason
     assert (await store.get(ALICE, job.id)).status == ended.status
 
 
@@ -192,7 +194,8 @@ async def test_usage_stats_of_the_actors_jobs_in_the_window(store: JobStore) -> 
     assert (await store.usage_stats(ALICE, JobFilter(), day)).total["calls"] == 4
     assert (await store.usage_stats(EVE, JobFilter(), hour)).total["calls"] == 1
     nobody = await store.usage_stats(Actor("org-c", "carol", is_admin=True), JobFilter(), hour)
-    assert nobody.total["calls"] == 0 and nobody.by_model == {}
+    assert nobody.total["calls"] == 0
+    assert nobody.by_model == {}
 
 
 async def test_usage_stats_under_a_filter(store: JobStore) -> None:

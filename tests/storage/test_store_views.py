@@ -5,18 +5,16 @@ sorted slowest first, and the deliveries page (webhooks across the jobs one may 
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import datetime
 
 import pytest
 
-from jobpulse.domain import Actor, Job, JobStatus, Plan, StopReason
+from jobpulse.domain import Actor
 from jobpulse.errors import NotFoundError
 from jobpulse.listing import JobFilter
 from jobpulse.storage.outbox import Attempt, Claimed
 from jobpulse.storage.store import JobStore
 from jobpulse.views.rules import SavedView
-from jobpulse.webhooks import payload
 from tests.storage.conftest import (
     ADMIN,
     ALICE,
@@ -24,7 +22,6 @@ from tests.storage.conftest import (
     EVE,
     HOOK,
     T0,
-    change,
     created,
     ended_with_callback,
     seconds,
@@ -155,20 +152,6 @@ async def test_list_slowest_largest_first_after_the_cursor(store: JobStore) -> N
     assert [job.organization_id for job in admin] == ["org-a"] * 6
 
 
-async def ended_by(store: JobStore, actor: Actor, url: str) -> Job:
-    """A running job of `actor`'s that failed, its callback to `url` queued with the change."""
-    job = await created(store, actor, status=JobStatus.RUNNING, callback_url=url)
-    planner = change(stop_reason=StopReason.ERROR, at=T0 + seconds(1), by=actor.user_id)
-
-    def with_callback(current: Job) -> Plan:
-        plan = planner(current)
-        message = payload.callback(replace(current, **plan.values), T0 + seconds(1))
-        return replace(plan, outbox=(message,))
-
-    ended, _plan = await store.apply(actor, job.id, with_callback)
-    return ended
-
-
 def attempt(
     message: Claimed, at: datetime, code: int | None, error: str | None, retry_at: datetime | None
 ) -> Attempt:
@@ -213,8 +196,8 @@ async def test_list_deliveries_newest_first_with_the_last_attempt(store: JobStor
 async def test_list_deliveries_of_the_jobs_the_actor_sees_under_filters(store: JobStore) -> None:
     mine = await ended_with_callback(store)
     other = await ended_with_callback(store, url="https://other.example.com/x")
-    bobs = await ended_by(store, BOB, "https://b.example.com/")
-    eves = await ended_by(store, EVE, HOOK)
+    bobs = await ended_with_callback(store, url="https://b.example.com/", actor=BOB)
+    eves = await ended_with_callback(store, actor=EVE)
 
     def ids(rows: list[dict[str, object]]) -> set[object]:
         return {row["job_id"] for row in rows}
