@@ -34,7 +34,7 @@ def call(
     return Call(id=call_id, provider=provider, model=model, recorded_at=at, **values)
 
 
-PRICED = {"cost_pusd": 3_000_000_000, "cost_source": CostSource.CALLER}
+PRICED: dict[str, Any] = {"cost_pusd": 3_000_000_000, "cost_source": CostSource.CALLER}
 
 
 async def test_record_usage_adds_the_call_to_the_jobs_totals_once(store: JobStore) -> None:
@@ -136,7 +136,7 @@ async def _calls_of_three_users(store: JobStore) -> None:
     alices = await created(store, status=JobStatus.RUNNING, at=T0 - HOUR * 24, job_type="agent")
     bobs = await created(store, BOB, status=JobStatus.RUNNING, job_type="job")
     eves = await created(store, EVE, status=JobStatus.RUNNING, job_type="agent")
-    gpt = {"model": "gpt-4.1-mini", "provider": "openai"}
+    gpt: dict[str, Any] = {"model": "gpt-4.1-mini", "provider": "openai"}
     recorded = [
         (ALICE, alices.id, call("a-1", T0 + 10 * MINUTE, ttft_ns=300_000_000, **PRICED)),
         (ALICE, alices.id, call("a-2", T0 + 20 * MINUTE, output_tokens=40, **gpt)),
