@@ -71,21 +71,21 @@ def new_job(
 
 
 async def ended_with_callback(
-    store: JobStore, at: datetime = T0, url: str = HOOK, **fields: Any
+    store: JobStore, at: datetime = T0, url: str = HOOK, actor: Actor = ALICE, **fields: Any
 ) -> Job:
-    """A running job created at `at` that failed a second later, its callback queued with
-    the change (as JobManager queues it).
+    """A running job of `actor`'s created at `at` that failed a second later, its callback
+    queued with the change (as JobManager queues it).
     """
-    job = await created(store, status=JobStatus.RUNNING, at=at, callback_url=url, **fields)
+    job = await created(store, actor, status=JobStatus.RUNNING, at=at, callback_url=url, **fields)
     end = at + seconds(1)
-    planner = change(stop_reason=StopReason.ERROR, at=end)
+    planner = change(stop_reason=StopReason.ERROR, at=end, by=actor.user_id)
 
     def with_callback(current: Job) -> Plan:
         plan = planner(current)
         message = payload.callback(replace(current, **plan.values), end)
         return replace(plan, outbox=(message,))
 
-    ended, _plan = await store.apply(ALICE, job.id, with_callback)
+    ended, _plan = await store.apply(actor, job.id, with_callback)
     return ended
 
 
