@@ -118,6 +118,15 @@ async def test_delete_view_by_its_owner_or_an_admin(store: JobStore) -> None:
         await store.delete_view(ALICE, mine.id)  # once
 
 
+async def test_delete_view_an_admin_removes_a_members_private_view(store: JobStore) -> None:
+    private = await store.save_view(view(name="private", shared=False))
+    with pytest.raises(NotFoundError):
+        await store.get_view(ADMIN, private.id)  # the admin does not see it in its lists
+    await store.delete_view(ADMIN, private.id)
+    with pytest.raises(NotFoundError):
+        await store.get_view(ALICE, private.id)
+
+
 async def test_list_slowest_largest_first_after_the_cursor(store: JobStore) -> None:
     durations = [5_000, 9_000, None, 7_000, 9_000, 1_000]
     jobs = [

@@ -87,8 +87,14 @@ def get_view(connection: Connection, actor: Actor, view_id: str) -> SavedView:
 
 
 def delete_view(connection: Connection, actor: Actor, view_id: str) -> None:
-    view = get_view(connection, actor, view_id)
-    if not view.can_be_removed_by(actor):
+    # Looked up in the whole organization: an admin may remove a view it cannot see (a
+    # member's private one), as `SavedView.can_be_removed_by` says.
+    row = connection.execute(
+        select(saved_views).where(
+            saved_views.c.id == view_id, saved_views.c.organization_id == actor.organization_id
+        )
+    ).first()
+    if row is None or not _view(row).can_be_removed_by(actor):
         raise NotFoundError(f"view {view_id} not found")
     connection.execute(delete(saved_views).where(saved_views.c.id == view_id))
 
