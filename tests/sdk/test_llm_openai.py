@@ -88,13 +88,7 @@ def cost(replies: tuple[Reply, ...]) -> float:
 def assert_usage(job: JobPublic, replies: tuple[Reply, ...]) -> None:
     """The job's usage is the exact sum of what the fake reported, priced from the table."""
     assert job.usage is not None
-    sums = {
-        "calls": len(replies),
-        "input_tokens": sum(r.input_tokens for r in replies),
-        "output_tokens": sum(r.output_tokens for r in replies),
-        "cache_read_tokens": sum(r.cache_read_tokens for r in replies),
-        "cache_write_tokens": sum(r.cache_write_tokens for r in replies),
-    }
+    sums = sums_of(replies)
     shown = job.usage.model_dump()
     assert {name: shown[name] for name in sums} == sums
     assert job.usage.cost_usd == pytest.approx(cost(replies), rel=1e-6)

@@ -56,15 +56,9 @@ def watch(items: Iterator[T], call: Call, see: See) -> Iterator[T]:
     reading: See | None = see
     try:
         for item in items:
-            if reading is not None:
-                try:
-                    keep = reading(call, item)
-                except Exception:
-                    _broken(call)
-                    reading, keep = None, True
-                if not keep:
-                    continue
-            yield item
+            reading, keep = _read(reading, call, item)
+            if keep:
+                yield item
     except Exception as error:
         call.end(error)
         raise
@@ -72,20 +66,27 @@ def watch(items: Iterator[T], call: Call, see: See) -> Iterator[T]:
         call.end()
 
 
+def _read(reading: See | None, call: Call, item: Any) -> tuple[See | None, bool]:
+    """Whether to pass `item` on, and the reader of the next one (None once it broke: a
+    jobpulse failure never breaks the caller's stream).
+    """
+    if reading is None:
+        return None, True
+    try:
+        return reading, reading(call, item)
+    except Exception:
+        _broken(call)
+        return None, True
+
+
 async def awatch(items: AsyncIterator[T], call: Call, see: See) -> AsyncIterator[T]:
     """`watch` for an async stream."""
     reading: See | None = see
     try:
         async for item in items:
-            if reading is not None:
-                try:
-                    keep = reading(call, item)
-                except Exception:
-                    _broken(call)
-                    reading, keep = None, True
-                if not keep:
-                    continue
-            yield item
+            reading, keep = _read(reading, call, item)
+            if keep:
+                yield item
     except Exception as error:
         call.end(error)
         raise
