@@ -129,6 +129,17 @@ async def test_list_usage_in_the_order_recorded(store: JobStore) -> None:
         await store.list_usage(ALICE, "job-unknown")
 
 
+async def test_has_usage_of_the_organization_in_the_window(store: JobStore) -> None:
+    window = Window(T0, T0 + seconds(60), Bucket.HOUR)
+    assert not await store.has_usage(ALICE.organization_id, window)
+    job = await created(store, status=JobStatus.RUNNING)
+    await store.record_usage(ALICE, job.id, call("call-a", T0 + seconds(30)))
+    assert await store.has_usage(ALICE.organization_id, window)
+    assert not await store.has_usage(EVE.organization_id, window)  # another organization
+    later = Window(T0 + seconds(31), T0 + seconds(90), Bucket.HOUR)
+    assert not await store.has_usage(ALICE.organization_id, later)  # outside the window
+
+
 async def _calls_of_three_users(store: JobStore) -> None:
     """Calls of alice's agent job (made the day before), bob's job and eve's, in and out of
     the hour from T0.

@@ -174,6 +174,16 @@ def list_calls(connection: Connection, job_id: str) -> list[Call]:
     return [_to_call(row) for row in rows]
 
 
+def _has_calls(connection: Connection, organization_id: str, window: Window) -> bool:
+    u = llm_usage.c
+    found = select(u.job_id).where(
+        u.organization_id == organization_id,
+        u.recorded_at >= window.since,
+        u.recorded_at < window.until,
+    )
+    return connection.execute(found.limit(1)).first() is not None
+
+
 class SqlUsageStore:
     """The UsageStore on SQL (a base of SqlJobStore, whose `database` it uses)."""
 
@@ -189,6 +199,9 @@ class SqlUsageStore:
     async def list_usage(self, actor: Actor, job_id: str) -> list[Call]:
         result: list[Call] = await self.database.read(for_visible_job, actor, job_id, list_calls)
         return result
+
+    async def has_usage(self, organization_id: str, window: Window) -> bool:
+        return await self.database.read(_has_calls, organization_id, window)
 
     async def usage_stats(self, actor: Actor, query: JobFilter, window: Window) -> UsageFigures:
         return await self.database.scan(usage_figures, actor, query, window)

@@ -151,6 +151,12 @@ def _scan(
     if query.model is not None:
         where.append(u.model == query.model)
     params |= {"b_since": span[0], "b_until": span[1]}
+    # The calls of the organization in the span, on their own index: none (most windows of
+    # an organization without LLM calls) and there is nothing to sum, no jobs to scan.
+    mine = [u.organization_id == actor.organization_id, *_in_range(u.recorded_at)]
+    if connection.execute(select(u.job_id).where(*mine).limit(1), params).first() is None:
+        return
+    where.append(u.organization_id == actor.organization_id)
     joined = llm_usage.join(jobs, jobs.c.id == u.job_id)
     start = floor_to(dialect_of(connection), u.recorded_at, bucket)
     timed = u.duration_ns > 0

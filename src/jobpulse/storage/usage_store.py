@@ -29,6 +29,12 @@ class UsageStore(Protocol):
         """The job's calls, in the order they were recorded."""
         ...
 
+    async def has_usage(self, organization_id: str, window: Window) -> bool:
+        """Whether the organization recorded any LLM call in `window` (a short read, on an
+        index: figures skip their long read without one).
+        """
+        ...
+
     async def usage_stats(self, actor: Actor, query: JobFilter, window: Window) -> UsageFigures:
         """The LLM calls recorded in `window` of the actor's jobs under `query` (a `model`
         filter keeps that model's calls), added up (a long read).

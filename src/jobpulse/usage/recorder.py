@@ -12,6 +12,7 @@ from jobpulse.errors import ValidationError
 from jobpulse.jobs.checks import printable
 from jobpulse.jobs.manager import JobManager
 from jobpulse.listing import JobFilter
+from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS
 from jobpulse.stats.windows import Window
 from jobpulse.usage.figures import UsageFigures
 from jobpulse.usage.prices import PriceTable, load_prices
@@ -104,6 +105,8 @@ class UsageRecorder:
         """The LLM calls recorded in `window` of the actor's jobs under `query`, added up
         (in the turns long reads take, gate.py).
         """
+        if not await self.jobs.store.has_usage(actor.organization_id, window):
+            return UsageFigures(window, TTFT_BUCKETS, DURATION_BUCKETS)
         async with self.jobs.reads.turn(actor.organization_id):
             return await self.jobs.store.usage_stats(actor, query, window)
 
