@@ -7,9 +7,7 @@ in) and its live streams."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,27 +15,11 @@ import pytest
 from fastapi import FastAPI
 
 from jobpulse import Actor, Settings
-from jobpulse.api import create_app
 from jobpulse.grants import Grants
 from jobpulse.keys import CACHE_SECONDS, KeyManager, hash_key
 from jobpulse.storage import sessions
 from jobpulse.storage.sql_store import open_store
 from tests.api.test_stream import Listener, listen, serve
-
-
-@pytest.fixture
-async def replicas(database_url: str) -> AsyncIterator[list[httpx.AsyncClient]]:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL database")
-    async with contextlib.AsyncExitStack() as stack:
-        clients = []
-        for _ in range(2):
-            app = create_app(Settings(database_url=database_url))
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            transport = httpx.ASGITransport(app=app)
-            client = httpx.AsyncClient(transport=transport, base_url="http://jobpulse.test")
-            clients.append(await stack.enter_async_context(client))
-        yield clients
 
 
 def app_of(client: httpx.AsyncClient) -> FastAPI:

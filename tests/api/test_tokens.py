@@ -6,10 +6,8 @@ of its scope, by header or `?access_token=`, and nothing else; it expires, dies 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -228,21 +226,6 @@ async def test_a_revoked_key_takes_its_tokens_with_it(
         401,
         "unauthorized",
     )
-
-
-@pytest.fixture
-async def replicas(database_url: str) -> AsyncIterator[list[httpx.AsyncClient]]:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share a PostgreSQL database")
-    async with contextlib.AsyncExitStack() as stack:
-        clients = []
-        for _ in range(2):
-            app = create_app(Settings(database_url=database_url))
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            transport = httpx.ASGITransport(app=app)
-            client = httpx.AsyncClient(transport=transport, base_url="http://jobpulse.test")
-            clients.append(await stack.enter_async_context(client))
-        yield clients
 
 
 async def test_a_revocation_on_one_replica_kills_the_keys_tokens_on_the_other(
