@@ -42,11 +42,13 @@ YEAR = Window(T0 - timedelta(days=300), T0 + timedelta(days=66), Bucket.DAY)
 
 
 async def _sliced(database: Database, actor: Actor, query: JobFilter, window: Window) -> Stats:
-    """The figures read one bucket a slice (a pacer that pauses after each, 0 s)."""
+    """The figures read one bucket a slice (a pacer that pauses after each, 0 s, with no
+    bound on how many slices).
+    """
     pauses: list[float] = []
 
     def read(connection: Connection) -> Stats:
-        pacer = Pacer(lambda: True, pauses.append, 0.5, 30.0, slice_s=0)
+        pacer = Pacer(lambda: True, pauses.append, 0.5, 30.0, slice_s=0, max_slices=10_000)
         return stats.window_stats(connection, pacer, actor, query, window)
 
     figures = await database.scan(read)

@@ -32,8 +32,23 @@ class Clock:
         self.now += seconds
 
 
-def _pacer(clock: Clock, busy: bool, share: float = 0.5, timeout_s: float = 30.0) -> Pacer:
-    return Pacer(lambda: busy, clock.pause, share, timeout_s, clock, slice_s=0.02, clock=clock)
+def _pacer(
+    clock: Clock,
+    busy: bool,
+    share: float = 0.5,
+    timeout_s: float = 30.0,
+    max_slices: int = 10_000,  # by default no bound on the slices: the tests of their growth
+) -> Pacer:
+    return Pacer(
+        lambda: busy,
+        clock.pause,
+        share,
+        timeout_s,
+        clock,
+        slice_s=0.02,
+        clock=clock,
+        max_slices=max_slices,
+    )
 
 
 def _read(
@@ -111,3 +126,21 @@ def test_the_pauses_count_towards_the_deadline() -> None:
         _read(pacer, clock, since, since + 366 * DAY, DAY)
     assert clock.pauses == pytest.approx([0.049])  # not 99 ms: it ends at the deadline
     assert clock.now == pytest.approx(0.05 + 0.004)  # stopped after the slice in progress
+
+
+def test_slices_that_cost_the_same_whatever_their_width_stay_few() -> None:
+    """On a busy machine a slice's round trips alone can take longer than a slice should:
+    the slices then never grow, and a year by the day was 366 slices and as many pauses
+    (73 s at 0.1 s a slice: past the deadline). The window is cut in at most `max_slices`.
+    """
+    clock = Clock()
+    since = datetime(2025, 1, 1, 7, tzinfo=UTC)
+    pacer = _pacer(clock, busy=True, max_slices=32)
+    slices = []
+    for start, end in pacer.slices(since, since + 366 * DAY, DAY):
+        clock.now += 0.1  # whatever the width
+        slices.append((start, end))
+    assert slices[0][0] == since
+    assert slices[-1][1] == since + 366 * DAY
+    assert len(slices) <= 33  # 32, and one more where the window starts within a day
+    assert clock.now < 7  # read and paused: well within the 30 s deadline

@@ -11,6 +11,7 @@ thousands of grouped rows) ran on the server's own event loop, tens of milliseco
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,10 @@ T = TypeVar("T")
 SLICE_S = 0.05
 #: How much larger one slice may be than the one before it (in whole widths).
 _GROWTH = 4
+#: The most slices a window is cut into: each costs its statements' round trips whatever its
+#: width, and on a busy machine that fixed cost alone can pass `slice_s`, which would keep
+#: every slice one bucket wide (366 of them for a year by the day, each followed by a pause).
+MAX_SLICES = 32
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -58,6 +63,7 @@ class Pacer:
         spent: Callable[[], float] = time.monotonic,
         slice_s: float = SLICE_S,
         clock: Callable[[], float] = time.monotonic,
+        max_slices: int = MAX_SLICES,
     ) -> None:
         self._busy = busy
         self._pause = pause
@@ -66,6 +72,7 @@ class Pacer:
         self._spent = spent
         self._slice_s = slice_s
         self._clock = clock
+        self._max_slices = max_slices
         self._deadline = clock() + timeout_s
         #: Seconds the read has paused, in all.
         self.paused_s = 0.0
@@ -76,9 +83,11 @@ class Pacer:
         """[since, until) in consecutive slices cut at whole multiples of `width` since the
         Unix epoch (an hour's or a day's bucket is never cut), each as many widths as take
         about `slice_s` to read, judged by the slice before (at most 4 times as many, at
-        least half); between two, the pause.
+        least half), and never so few that the window takes more than `max_slices`; between
+        two, the pause.
         """
-        widths = 1
+        least = max(1, math.ceil((until - since) / width / self._max_slices))
+        widths = least
         start = since
         while start < until:
             cut = _EPOCH + ((start - _EPOCH) // width + widths) * width
@@ -89,7 +98,7 @@ class Pacer:
             start = end
             if start < until:
                 fits = round(widths * self._slice_s / max(took, 1e-6))
-                widths = max(1, widths // 2, min(widths * _GROWTH, fits))
+                widths = max(least, widths // 2, min(widths * _GROWTH, fits))
                 self.between(took)
 
     def between(self, took: float) -> None:
