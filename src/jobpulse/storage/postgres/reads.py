@@ -28,9 +28,21 @@ from jobpulse.storage.tables import job_events, job_rollup_deltas, job_rollups
 
 #: The advisory lock one fold holds: replicas take turns instead of blocking.
 FOLD_LOCK = 0x6A6F6270  # "jobp"
-#: The oldest transaction id still running, as an integer (PostgreSQL 13 and later).
+#: The stream's horizon: the oldest transaction still running that may write to this
+#: database, as an integer (PostgreSQL 13 and later); the snapshot's xmax when none is.
+#: Transaction ids are the server's, so the snapshot's own xmin would wait for a transaction
+#: of another database on a shared server (a long batch, a session idle in a transaction)
+#: and hold every stream back meanwhile: those are left out, known by their 32-bit ids in
+#: pg_stat_activity. Whatever it cannot place (a prepared transaction, a subtransaction, a
+#: backend it is not shown) still holds the horizon: late, never lost.
 _XMIN: ColumnElement[int] = literal_column(
-    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
+    "(SELECT coalesce(min(x::text::bigint),"
+    " pg_snapshot_xmax(pg_current_snapshot())::text::bigint)"
+    " FROM pg_snapshot_xip(pg_current_snapshot()) AS x"
+    " WHERE x::text::bigint % 4294967296 NOT IN ("
+    "SELECT backend_xid::text::bigint FROM pg_stat_activity"
+    " WHERE datname IS DISTINCT FROM current_database() AND backend_xid IS NOT NULL))",
+    BigInteger(),
 )
 
 
