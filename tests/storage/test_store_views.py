@@ -205,16 +205,22 @@ async def test_list_deliveries_newest_first_with_the_last_attempt(store: JobStor
 async def test_list_deliveries_of_the_jobs_the_actor_sees_under_filters(store: JobStore) -> None:
     mine = await ended_with_callback(store)
     other = await ended_with_callback(store, url="https://other.example.com/x")
+    ported = await ended_with_callback(store, url="https://port.example.com:8443")
     bobs = await ended_with_callback(store, url="https://b.example.com/", actor=BOB)
     eves = await ended_with_callback(store, actor=EVE)
 
     def ids(rows: list[dict[str, object]]) -> set[object]:
         return {row["job_id"] for row in rows}
 
-    assert ids(await store.list_deliveries(ALICE, None, None, None, 10)) == {mine.id, other.id}
+    assert ids(await store.list_deliveries(ALICE, None, None, None, 10)) == {
+        mine.id,
+        other.id,
+        ported.id,
+    }
     assert ids(await store.list_deliveries(ADMIN, None, None, None, 10)) == {
         mine.id,
         other.id,
+        ported.id,
         bobs.id,
     }
     assert ids(await store.list_deliveries(BOB, None, None, None, 10)) == {bobs.id}
@@ -222,11 +228,18 @@ async def test_list_deliveries_of_the_jobs_the_actor_sees_under_filters(store: J
     hosted = await store.list_deliveries(ALICE, None, None, "other.example.com", 10)
     assert ids(hosted) == {other.id}
     assert await store.list_deliveries(ALICE, None, None, "example", 10) == []
+    assert ids(await store.list_deliveries(ALICE, None, None, "OTHER.Example.com", 10)) == {
+        other.id
+    }
+    assert await store.list_deliveries(ALICE, None, None, "other.example", 10) == []  # a prefix
     assert await store.list_deliveries(ALICE, None, None, "%", 10) == []  # no wildcard
     assert await store.list_deliveries(ALICE, None, None, "hooks_example.com", 10) == []
     assert ids(await store.list_deliveries(ALICE, "pending", "job.failed", None, 10)) == {
         mine.id,
         other.id,
+        ported.id,
     }
+    ported_only = await store.list_deliveries(ALICE, None, None, "port.example.com", 10)
+    assert ids(ported_only) == {ported.id}
     assert await store.list_deliveries(ALICE, "delivered", None, None, 10) == []
     assert await store.list_deliveries(ALICE, None, "job.completed", None, 10) == []

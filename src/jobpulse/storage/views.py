@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     and_,
     bindparam,
@@ -110,6 +111,15 @@ def _escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _on_host(url: ColumnElement[str], host: str) -> ColumnElement[bool]:
+    """Whether `url` is on `host` exactly (any case, any port): not a longer host that
+    starts with it, nor one that holds it.
+    """
+    address, lowered = f"://{_escaped(host.lower())}", func.lower(url)
+    ends = [lowered.like(f"%{address}{after}%", escape="\\") for after in "/:?#"]
+    return or_(lowered.like(f"%{address}", escape="\\"), *ends)
+
+
 def list_deliveries(
     connection: Connection,
     actor: Actor,
@@ -132,8 +142,7 @@ def list_deliveries(
     if event_type:
         where.append(outbox.c.event_type == event_type)
     if host:
-        pattern = f"%://{_escaped(host)}%"
-        where.append(outbox.c.url.like(pattern, escape="\\"))
+        where.append(_on_host(outbox.c.url, host))
     statement = (
         select(
             outbox.c.id,
