@@ -66,9 +66,9 @@ async def run_seed(
     url: str, sqlite: tuple[str, dict[str, Any]], postgres: tuple[str, tuple[Any, ...]]
 ) -> None:
     """Run the seeding statement for the database at `url` (SQLite's with named parameters,
-    PostgreSQL's with positional ones), fold the stats deltas it left (as an import would be
-    folded before anyone looks: `serve` would fold them in the background while measured),
-    then refresh the planner's statistics.
+    PostgreSQL's with positional ones), count its jobs in the stats rollups and fold them
+    (as an import would be folded before anyone looks: `serve` would fold them in the
+    background while measured), then refresh the planner's statistics.
     """
     if url.startswith("sqlite"):
         connection = sqlite3.connect(sqlite_path(url))
@@ -81,6 +81,7 @@ async def run_seed(
             await pg.execute(postgres[0], *postgres[1])
         finally:
             await pg.close()
+    await run_in_transaction(url, rollups.enter_jobs)  # the seed wrote no delta
     await run_in_transaction(url, rollups.fold, limit=None)
     if url.startswith("sqlite"):
         connection = sqlite3.connect(sqlite_path(url))

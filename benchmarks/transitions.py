@@ -39,11 +39,11 @@ INSERT_EVENT = (
 #: PostgreSQL: an UPDATE above that also appends the job's rollup delta, as JobManager's
 #: statements do (SQLite's trigger does it there, on both sides).
 WITH_DELTA = (
-    "WITH moved AS ({update} RETURNING organization_id, job_type, created_at, status, "
-    "completed_at, total_duration_ns) INSERT INTO job_rollup_deltas (organization_id, job_type, "
-    "created_at, old_status, new_status, new_completed_at, new_total_duration_ns) "
-    "SELECT organization_id, job_type, created_at, {{3}}, status, completed_at, "
-    "total_duration_ns FROM moved"
+    "WITH moved AS ({update} RETURNING organization_id, user_id, job_type, created_at, "
+    "status, completed_at, total_duration_ns) INSERT INTO job_rollup_deltas (organization_id, "
+    "user_id, job_type, created_at, old_status, new_status, new_completed_at, "
+    "new_total_duration_ns) SELECT organization_id, user_id, job_type, created_at, {{3}}, "
+    "status, completed_at, total_duration_ns FROM moved"
 )
 
 
@@ -159,14 +159,15 @@ INSERT_CREATED = (
 #: A new job's rollup delta, as JobManager writes it: SQLite a statement of its own,
 #: PostgreSQL in the job's INSERT.
 INSERT_DELTA = (
-    "INSERT INTO job_rollup_deltas (organization_id, job_type, created_at, new_status) "
-    "VALUES ({0}, 'job', {1}, 'created')"
+    "INSERT INTO job_rollup_deltas (organization_id, user_id, job_type, created_at, "
+    "new_status) VALUES ({0}, {1}, 'job', {2}, 'created')"
 )
 INSERT_JOB_WITH_DELTA = (
     "WITH made AS ("
     + INSERT_JOB
-    + " RETURNING organization_id, job_type, created_at, status) INSERT INTO job_rollup_deltas "
-    "(organization_id, job_type, created_at, new_status) SELECT * FROM made"
+    + " RETURNING organization_id, user_id, job_type, created_at, status) INSERT INTO "
+    "job_rollup_deltas (organization_id, user_id, job_type, created_at, new_status) "
+    "SELECT * FROM made"
 )
 
 
@@ -182,7 +183,7 @@ def _raw_sqlite_creates(url: str, count: int) -> float:
         stamp = datetime.now(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
         connection.execute("BEGIN IMMEDIATE")
         connection.execute(job, (job_id, ORG, ACTOR.user_id, False, stamp))
-        connection.execute(delta, (ORG, stamp))
+        connection.execute(delta, (ORG, ACTOR.user_id, stamp))
         connection.execute(event, (job_id, True, ACTOR.user_id, stamp))
         connection.execute("COMMIT")
     elapsed = time.perf_counter() - began

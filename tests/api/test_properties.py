@@ -199,7 +199,7 @@ calls = st.one_of(
 
 #: Tables whose rows a background fold moves between them (see storage/rollups.py): what
 #: they count together is compared instead.
-ROLLUPS = frozenset({"job_rollups", "job_rollup_deltas"})
+ROLLUPS = frozenset({"job_rollups", "user_rollups", "job_rollup_deltas"})
 
 
 def tables(connection: Connection) -> dict[str, list[Row[Any]]]:
@@ -211,7 +211,10 @@ def tables(connection: Connection) -> dict[str, list[Row[Any]]]:
         for name, table in schema.tables.items()
         if name != "alembic_version" and name not in ROLLUPS
     }
-    return found | {"rollups": rollups.totals(connection)}
+    return found | {
+        "rollups": rollups.totals(connection),
+        "user_rollups": rollups.totals(connection, by_user=True),
+    }
 
 
 T = TypeVar("T")

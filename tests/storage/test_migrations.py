@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, bindparam, inspect, text
 
+from jobpulse import Actor, JobFilter, JobManager, Settings
+from jobpulse.stats.figures import Figures
+from jobpulse.stats.fold import fold_stats
+from jobpulse.stats.windows import Bucket, Window
 from jobpulse.storage.engine import run_in_transaction
 from jobpulse.storage.migrate import upgrade
-from jobpulse.storage.tables import metadata
+from jobpulse.storage.tables import UTCDateTime, metadata
+from tests.clock import T0
 
 
 def differences(connection: Connection) -> list[Any]:
@@ -39,3 +45,62 @@ async def test_upgrade_head_on_an_empty_database_equals_the_models(
 async def test_upgrade_is_repeatable(empty_database_url: str) -> None:
     await upgrade(empty_database_url)
     await upgrade(empty_database_url)
+
+
+async def test_upgrading_to_user_rollups_counts_the_jobs_already_stored(
+    empty_database_url: str,
+) -> None:
+    """Jobs stored before migration 0015 (their deltas, which name no user, still waiting to
+    be folded) are in the members' figures after it, as a scan finds them, counted once, and
+    stay so as they change.
+    """
+    url = empty_database_url
+    await upgrade(url, "0014")
+    statuses = ("running", "completed", "failed", "pending")
+
+    def stored(connection: Connection) -> None:
+        for n in range(40):
+            made = T0 + timedelta(minutes=37 * n)
+            status = statuses[n % 4]
+            ended = made + timedelta(seconds=n) if status in ("completed", "failed") else None
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, organization_id, user_id, job_type, status, "
+                    "background, metadata, created_at, updated_at, completed_at) VALUES "
+                    "(:id, 'org-a', :user, 'job', :status, false, '{}', :made, :made, :ended)"
+                ).bindparams(
+                    bindparam("made", type_=UTCDateTime()), bindparam("ended", type_=UTCDateTime())
+                ),
+                {
+                    "id": f"job-old-{n}",
+                    "user": ("alice", "bob")[n % 2],
+                    "status": status,
+                    "made": made,
+                    "ended": ended,
+                },
+            )
+        # As migration 0009 entered the jobs it found: deltas that name no user, waiting.
+        connection.execute(
+            text(
+                "INSERT INTO job_rollup_deltas (organization_id, job_type, created_at, "
+                "new_status, new_completed_at) SELECT organization_id, job_type, created_at, "
+                "status, completed_at FROM jobs"
+            )
+        )
+
+    await run_in_transaction(url, stored)
+    await upgrade(url)
+    manager = JobManager.from_settings(Settings(database_url=url))
+    try:
+        window = Window(T0 - timedelta(hours=2), T0 + timedelta(days=2), Bucket.HOUR)
+        scan = JobFilter(created_after=T0 - timedelta(days=1))
+        alice = Actor("org-a", "alice")
+        for moved in range(3):
+            for actor in (alice, Actor("org-a", "bob"), Actor("org-a", "root", is_admin=True)):
+                rolled = await Figures(manager).stats(actor, JobFilter(), window)
+                assert rolled == await Figures(manager).stats(actor, scan, window)
+                assert rolled.total == (40 if actor.is_admin else 20)
+            await manager.update_job(alice, f"job-old-{4 * moved}", status="completed")
+            await fold_stats(manager.store)
+    finally:
+        await manager.close()

@@ -199,18 +199,22 @@ QUERIES = (
 
 
 async def _agree(manager: JobManager) -> int:
-    """Assert an organization's figures from the rollups equal a scan's (a `created_after`
-    filter the rollups do not keep makes `stats` scan); how many were compared.
+    """Assert the figures from the rollups equal a scan's (a `created_after` filter the
+    rollups do not keep makes `stats` scan): an organization's, each member's own, and an
+    admin's of one user; how many were compared.
     """
     compared = 0
-    for query in QUERIES:
-        assert rollups.answers(ADMIN, query)
+    views = [(ADMIN, query) for query in QUERIES]
+    views += [(member, query) for member in (ALICE, BOB) for query in QUERIES]
+    views += [(ADMIN, replace(query, user_id="bob")) for query in QUERIES]
+    for actor, query in views:
+        assert rollups.answers(actor, query)
         scan = replace(query, created_after=T0 - SCAN)
-        assert not rollups.answers(ADMIN, scan)
+        assert not rollups.answers(actor, scan)
         for window in WINDOWS:
-            rolled = await Figures(manager).stats(ADMIN, query, window)
-            scanned = await Figures(manager).stats(ADMIN, scan, window)
-            assert rolled == scanned, (query, window)
+            rolled = await Figures(manager).stats(actor, query, window)
+            scanned = await Figures(manager).stats(actor, scan, window)
+            assert rolled == scanned, (actor, query, window)
             compared += rolled.total
     return compared
 
@@ -296,9 +300,12 @@ async def test_rollups_answer_as_a_scan_would(
     assert await _agree(manager) > 0  # deltas only, nothing folded yet
 
     counted = await database_of(manager).read(rollups.totals)
+    by_user = await database_of(manager).read(rollups.totals, by_user=True)
+    assert by_user
     await database_of(manager).write(rollups.fold, 7)  # part folded
     await database_of(manager).write(rollups.fold, 7)
     assert await database_of(manager).read(rollups.totals) == counted, "a fold changes no count"
+    assert await database_of(manager).read(rollups.totals, by_user=True) == by_user
     assert await _agree(manager) > 0
     await fold_stats(manager.store, drop_empty=True)  # the rest (PostgreSQL folds all at once)
     assert await database_of(manager).read(rollups.pending) == 0

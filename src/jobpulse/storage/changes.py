@@ -28,7 +28,7 @@ WRITTEN = tuple(
 #: Every column of a new job's row (no usage yet).
 INSERTED = (*(name for name in JOB_FIELDS if name != "usage"), "source_id", "idempotency_key")
 #: The fields of a delta its job never changes.
-FIXED = ("organization_id", "job_type", "created_at")
+FIXED = ("organization_id", "user_id", "job_type", "created_at")
 
 #: One job's changed columns (those of the statement's parameters), guarded by the status its
 #: plan expected: a change made to a job in another status is not the one planned.

@@ -16,7 +16,8 @@ counts in four facets, per organization, job type, hour, status and stop reason:
   DURATION  the same, by the bucket of its duration (when it has ended);
   ENDED     in the hour it ended (when it has);
 and again by the day (facet + DAILY), which a window by the day reads for its whole days.
-Members' views and filters the rollups do not keep (user, metadata, ...) are scanned.
+The fold sums the same rows by user too, into `user_rollups`: a member's view, or an
+admin's of one user, reads those. Filters the rollups do not keep (metadata, ...) are scanned.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sqlalchemy import (
     Result,
     Row,
     Select,
+    Table,
     case,
     delete,
     func,
@@ -46,7 +48,7 @@ from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS
 from jobpulse.stats.windows import Bucket
 from jobpulse.storage.dialects import Dialect, dialect_of
-from jobpulse.storage.tables import job_rollup_deltas, job_rollups
+from jobpulse.storage.tables import job_rollup_deltas, job_rollups, jobs, user_rollups
 
 #: The most deltas one fold takes on SQLite (a write of the single writer: it stays short).
 FOLD_LIMIT = 20_000
@@ -66,6 +68,8 @@ COLUMNS = (
     "bucket",
     "jobs",
 )
+#: A user rollup row's columns.
+USER_COLUMNS = ("organization_id", "user_id", *COLUMNS[1:])
 
 
 class Facet(IntEnum):
@@ -101,6 +105,7 @@ def images(source: FromClause) -> FromClause:
         select(
             literal(sign).label("sign"),
             c.organization_id,
+            c.user_id,
             c.job_type,
             c.created_at,
             *(c[f"{side}_{name}"].label(name) for name in CHANGING),
@@ -117,10 +122,11 @@ def facets(
     until: datetime | None = None,
     where: list[ColumnElement[bool]] | None = None,
     span: Bucket = Bucket.HOUR,
+    by_user: bool = False,
 ) -> list[Select[Any]]:
     """The rollup rows of every job image in `source` (`images`: their sign; jobs: 1), as
-    `COLUMNS`, by the hour or (`span`) the day, each facet limited to [since, until) when
-    given, and to `where`.
+    `COLUMNS` (`USER_COLUMNS` by user), by the hour or (`span`) the day, each facet limited
+    to [since, until) when given, and to `where`.
     """
     c = source.c
     sign = c.sign if "sign" in c else literal(1)
@@ -139,6 +145,7 @@ def facets(
     for facet, (moment, hour), bucket, present in shapes:
         query = select(
             c.organization_id.label("organization_id"),
+            *([c.user_id.label("user_id")] if by_user else []),
             hour.label("hour"),
             literal(int(facet) + daily).label("facet"),
             c.job_type.label("job_type"),
@@ -158,8 +165,10 @@ def facets(
     return selects
 
 
-def _both_spans(dialect: Dialect, source: FromClause) -> list[Select[Any]]:
-    return facets(dialect, source) + facets(dialect, source, span=Bucket.DAY)
+def _both_spans(dialect: Dialect, source: FromClause, by_user: bool = False) -> list[Select[Any]]:
+    return facets(dialect, source, by_user=by_user) + facets(
+        dialect, source, span=Bucket.DAY, by_user=by_user
+    )
 
 
 def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
@@ -175,23 +184,51 @@ def into_rollups(
     source: FromClause,
     upsert: Any,
     where: tuple[ColumnElement[bool], ...] = (),
+    table: Table = job_rollups,
 ) -> Any:
-    """`upsert` (the database's INSERT of `job_rollups`, with ON CONFLICT) adding the
-    rollup rows of the deltas `source` to the rollups, in key order, those `where` holds.
+    """`upsert` (the database's INSERT of `table`, `job_rollups` or `user_rollups`, with ON
+    CONFLICT) adding the rollup rows of the deltas `source` to it, in key order, those
+    `where` holds (by user: the deltas that name one).
     """
-    rows = union_all(*_both_spans(dialect, images(source))).subquery()
-    key = [rows.c[name] for name in COLUMNS[:-1]]
-    summed = select(*key, func.sum(rows.c.jobs)).where(*where).group_by(*key).order_by(*key)
+    by_user = table is user_rollups
+    rows = union_all(*_both_spans(dialect, images(source), by_user)).subquery()
+    key = [rows.c[name] for name in (USER_COLUMNS if by_user else COLUMNS)[:-1]]
+    named = (rows.c.user_id.is_not(None),) if by_user else ()
+    summed = select(*key, func.sum(rows.c.jobs)).where(*where, *named)
+    summed = summed.group_by(*key).order_by(*key)
     statement = upsert.from_select([*(column.name for column in key), "jobs"], summed)
     return statement.on_conflict_do_update(
         index_elements=[column.name for column in key],
-        set_={"jobs": job_rollups.c.jobs + statement.excluded.jobs},
+        set_={"jobs": table.c.jobs + statement.excluded.jobs},
     )
+
+
+def enter_jobs(connection: Connection) -> int:
+    """Count in the rollups every job written outside jobpulse's write path (an import, a
+    seed): a delta of each as created; how many. Once only: a job entered twice counts twice.
+    """
+    fixed = ("organization_id", "user_id", "job_type", "created_at")
+    columns = [*fixed, *(f"new_{name}" for name in CHANGING)]
+    every_job = select(*(jobs.c[name] for name in (*fixed, *CHANGING)))
+    entered = job_rollup_deltas.insert().from_select(columns, every_job)
+    return int(connection.execute(entered).rowcount)
+
+
+def users_of_jobs(dialect: Dialect) -> Select[Any]:
+    """Every job's rollup rows by user, summed, as `USER_COLUMNS`: what `user_rollups`
+    holds once every delta is folded (migration 0015 starts it from them).
+    """
+    rows = union_all(*_both_spans(dialect, jobs, by_user=True)).subquery()
+    key = [rows.c[name] for name in USER_COLUMNS[:-1]]
+    return select(*key, func.sum(rows.c.jobs)).group_by(*key)
 
 
 def drop_empty(connection: Connection) -> int:
     """Delete rollup rows that count no job any more; how many."""
-    return int(connection.execute(delete(job_rollups).where(job_rollups.c.jobs == 0)).rowcount)
+    return sum(
+        int(connection.execute(delete(table).where(table.c.jobs == 0)).rowcount)
+        for table in (job_rollups, user_rollups)
+    )
 
 
 def pending(connection: Connection) -> int:
@@ -199,27 +236,37 @@ def pending(connection: Connection) -> int:
     return int(connection.execute(select(func.count()).select_from(job_rollup_deltas)).scalar_one())
 
 
-def totals(connection: Connection) -> list[Row[Any]]:
-    """Every rollup key's count of jobs, folded and waiting alike (what a fold never
-    changes), in key order, zeros left out.
+def totals(connection: Connection, by_user: bool = False) -> list[Row[Any]]:
+    """Every rollup key's count of jobs (by user: of `user_rollups`), folded and waiting
+    alike (what a fold never changes), in key order, zeros left out.
     """
     dialect = dialect_of(connection)
-    stored = select(*(job_rollups.c[name] for name in COLUMNS))
-    rows = union_all(stored, *_both_spans(dialect, images(job_rollup_deltas))).subquery()
-    key = [rows.c[name] for name in COLUMNS[:-1]]
-    jobs = func.sum(rows.c.jobs)
-    summed = select(*key, jobs).group_by(*key).having(jobs != 0).order_by(*key)
+    table, columns = (user_rollups, USER_COLUMNS) if by_user else (job_rollups, COLUMNS)
+    stored = select(*(table.c[name] for name in columns))
+    waiting = _both_spans(dialect, images(job_rollup_deltas), by_user)
+    rows = union_all(stored, *waiting).subquery()
+    key = [rows.c[name] for name in columns[:-1]]
+    counted = func.sum(rows.c.jobs)
+    named = (rows.c.user_id.is_not(None),) if by_user else ()
+    summed = select(*key, counted).where(*named).group_by(*key).having(counted != 0)
+    summed = summed.order_by(*key)
     return list(connection.execute(summed))
 
 
 def answers(actor: Actor, query: JobFilter) -> bool:
     """Whether the rollups can answer the actor's view under `query`: an organization's
-    (an admin's) under the filters they keep.
+    (an admin's), or one user's (a member's own; an admin's under `user_id`), under the
+    filters they keep.
     """
-    return actor.is_admin and all(
-        field.name in ROLLED_UP or getattr(query, field.name) in (None, {})
-        for field in fields(query)
+    kept = ROLLED_UP | {"user_id"} if actor.is_admin else ROLLED_UP
+    return all(
+        field.name in kept or getattr(query, field.name) in (None, {}) for field in fields(query)
     )
+
+
+def _user_of(actor: Actor, query: JobFilter) -> str | None:
+    """The user whose rollups answer the view (None: the organization's)."""
+    return query.user_id if actor.is_admin else actor.user_id
 
 
 def whole_hours(since: datetime, until: datetime) -> tuple[datetime, datetime] | None:
@@ -238,6 +285,8 @@ def _whole(since: datetime, until: datetime, span: timedelta) -> tuple[datetime,
 def _filters(source: FromClause, actor: Actor, query: JobFilter) -> list[ColumnElement[bool]]:
     c = source.c
     found = [c.organization_id == actor.organization_id]
+    if (user := _user_of(actor, query)) is not None:
+        found.append(c.user_id == user)
     if query.job_type is not None:
         found.append(c.job_type == query.job_type)
     if query.statuses is not None:
@@ -266,10 +315,11 @@ def read(
     days = _whole(first, end, DAY) if bucket == Bucket.DAY else None
     if days is not None:
         spans = [(first, days[0], 0), (*days, DAILY), (days[1], end, 0)]
-    r = job_rollups.c
+    table = job_rollups if _user_of(actor, query) is None else user_rollups
+    r = table.c
     folded = [
         select(*(r[name] for name in COLUMNS)).where(
-            *_filters(job_rollups, actor, query),
+            *_filters(table, actor, query),
             r.hour >= since,
             r.hour < until,
             r.facet.between(offset, offset + DAILY - 1),

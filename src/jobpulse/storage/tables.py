@@ -316,6 +316,9 @@ job_rollup_deltas = Table(
     Column("organization_id", String(128), nullable=False),
     Column("job_type", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # None in the deltas written before migration 0015, which `user_rollups` leaves out
+    # (it was built from the jobs as they were then).
+    Column("user_id", String(128)),
     *(
         column
         for side in ("old", "new")
@@ -345,6 +348,23 @@ job_rollups = Table(
     Column("bucket", SmallInteger, primary_key=True, autoincrement=False),
     Column("jobs", BigInteger, nullable=False),
     # SQLite: rows kept in key order in one b-tree, no lookup from the key's index to a row.
+    sqlite_with_rowid=False,
+)
+
+# The same counts for each user of an organization: a member's view (or an admin's of one
+# user) reads its whole hours here rather than scanning the user's jobs.
+user_rollups = Table(
+    "user_rollups",
+    metadata,
+    Column("organization_id", String(128), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("facet", SmallInteger, primary_key=True, autoincrement=False),
+    Column("job_type", String(128), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("stop_reason", String(64), primary_key=True),
+    Column("bucket", SmallInteger, primary_key=True, autoincrement=False),
+    Column("jobs", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
 

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 from jobpulse.stats.windows import Bucket
 from jobpulse.storage import rollups
 from jobpulse.storage.dialects import dialect_of
-from jobpulse.storage.tables import job_events, job_rollup_deltas, job_rollups
+from jobpulse.storage.tables import job_events, job_rollup_deltas, job_rollups, user_rollups
 
 #: The advisory lock one fold holds: replicas take turns instead of blocking.
 FOLD_LOCK = 0x6A6F6270  # "jobp"
@@ -84,10 +84,10 @@ class PostgresReads:
         taken = connection.execute(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))).scalar()
         if not taken:
             return 0
+        dialect = dialect_of(connection)
         deltas = delete(job_rollup_deltas).returning(*job_rollup_deltas.c).cte("folded")
-        upsert = postgresql.insert(job_rollups)
-        return int(
-            connection.execute(
-                rollups.into_rollups(dialect_of(connection), deltas, upsert)
-            ).rowcount
+        by_user = rollups.into_rollups(
+            dialect, deltas, postgresql.insert(user_rollups), table=user_rollups
         )
+        upsert = rollups.into_rollups(dialect, deltas, postgresql.insert(job_rollups))
+        return int(connection.execute(upsert.add_cte(by_user.cte("by_user"))).rowcount)

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import sqlite
 from jobpulse.stats.windows import Bucket
 from jobpulse.storage import rollups
 from jobpulse.storage.dialects import dialect_of
-from jobpulse.storage.tables import job_events, job_rollup_deltas, job_rollups
+from jobpulse.storage.tables import job_events, job_rollup_deltas, job_rollups, user_rollups
 
 #: SQLite's own key of a delta (the table has none of its own).
 _ROWID = literal_column("rowid", Integer())
@@ -66,9 +66,12 @@ class SqliteReads:
             return 0
         source = select(job_rollup_deltas).where(top >= _ROWID).subquery()
         # A WHERE, or SQLite reads the upsert's ON CONFLICT as the ON of the select's join.
-        upsert = rollups.into_rollups(
-            dialect_of(connection), source, sqlite.insert(job_rollups), (literal(True),)
+        dialect, where = dialect_of(connection), (literal(True),)
+        by_user = rollups.into_rollups(
+            dialect, source, sqlite.insert(user_rollups), where, table=user_rollups
         )
+        connection.execute(by_user)
+        upsert = rollups.into_rollups(dialect, source, sqlite.insert(job_rollups), where)
         changed = connection.execute(upsert).rowcount
         connection.execute(delete(job_rollup_deltas).where(top >= _ROWID))
         return int(changed)
