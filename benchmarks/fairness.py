@@ -2,8 +2,9 @@
 of one member key ask for heavy figures at once (a 366-day window by the day; 30 days by the
 hour under a metadata filter), each honouring `Retry-After` when told to wait.
 
-The jobs are spread over a year, half of them the member's, so that each of its windows is
-a scan of tens of thousands of jobs (the rollups answer only an organization's view).
+The jobs are spread over a year, half of them the member's: its year by the day reads the
+user rollups (a scan of its 100,000 jobs before them), its 30 days filtered by metadata,
+which no rollup keeps, scans its jobs of the month.
 """
 
 from __future__ import annotations
