@@ -50,7 +50,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def jobs(server: Server, hook: Receiver) -> dict[str, Any]:
-    """A little of everything: running, ended with a callback, long names, steps."""
+    """A little of everything: running with LLM calls, ended with a callback, long names,
+    steps.
+    """
     with api(server) as http:
         long_meta = {"prompt": "summarise " * 60, "source_id": "crm-7", "nested": {"k": "v" * 90}}
         running = http.post(
@@ -60,6 +62,26 @@ def jobs(server: Server, hook: Receiver) -> dict[str, Any]:
         ).json()  # fmt: skip
         http.post(f"/v1/jobs/{running['id']}/steps", json={"status": "success"})
         http.post(f"/v1/jobs/{running['id']}/first-token")
+        for call in (  # LLM calls: the usage panels have something to show
+            {
+                "provider": "anthropic",
+                "model": "claude-sonnet-4-5",
+                "input_tokens": 1800,
+                "output_tokens": 420,
+                "cache_read_tokens": 12000,
+                "ttft_ns": 450_000_000,
+                "duration_ns": 4_200_000_000,
+            },
+            {
+                "provider": "openai",
+                "model": "gpt-4.1-mini",
+                "input_tokens": 900,
+                "output_tokens": 160,
+                "ttft_ns": 300_000_000,
+                "duration_ns": 1_100_000_000,
+            },
+        ):
+            assert http.post(f"/v1/jobs/{running['id']}/usage", json=call).status_code == 201
         ended = http.post("/v1/jobs", json={"status": "running", "callback_url": hook.url}).json()
         http.patch(
             f"/v1/jobs/{ended['id']}",

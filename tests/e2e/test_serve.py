@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from jobpulse.client import AsyncJobPulse, JobPulse
@@ -146,6 +147,8 @@ def test_demo_fills_a_server_with_a_living_workload(empty_server: Server) -> Non
     assert sum(counts.values()) == 30, summary
     assert counts.get("completed", 0) > 0
     assert re.search(r"steps: [1-9]\d* recorded", summary), summary
+    calls = re.search(r"LLM calls: ([1-9]\d*) recorded \(([\d,]+) tokens\)", summary)
+    assert calls, summary
     # This server neither polls the demo's provider nor calls loopback: the summary says
     # so, and the batch's job is not left following a provider that is gone.
     assert "never polled the demo's batch provider" in summary
@@ -161,6 +164,13 @@ def test_demo_fills_a_server_with_a_living_workload(empty_server: Server) -> Non
         assert finished.ttft_ns is not None
         assert finished.total_duration_ns is not None
         assert client.list_jobs(job_type="llm_batch")[0].status == "cancelled"
+    # Its LLM calls, as the dashboard's usage panels read them: the summary's count and tokens.
+    headers = {"Authorization": f"Bearer {empty_server.admin_key}"}
+    usage = httpx.get(f"{empty_server.url}/v1/stats", headers=headers).json()["usage"]
+    assert usage["calls"] == int(calls[1])
+    tokens = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    assert sum(usage[kind] for kind in tokens) == int(calls[2].replace(",", ""))
+    assert usage["cost_usd"] > 0
 
 
 def test_demo_makes_callbacks_steps_and_batches_and_outlives_a_cancel(

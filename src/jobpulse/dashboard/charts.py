@@ -5,14 +5,18 @@ next to a table of the same numbers so that no figure is only a picture or a col
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import pygal
 from markupsafe import Markup
 from pygal.style import Style
 
+from jobpulse.dashboard import numbers
 from jobpulse.domain import STOP_REASON_STATUS
 from jobpulse.stats.windows import Histogram, Point
+from jobpulse.usage.rules import TOKEN_KINDS
+from jobpulse.usage.schemas import UsagePointPublic
 
 # pygal adds a finder for its map plugins to sys.meta_path, one without find_spec (the old
 # protocol): every failed import anywhere in the process then warns, and Python 3.12 has no
@@ -33,22 +37,38 @@ STATUS_COLOURS = {
 REASON_COLOURS = {
     reason.value: STATUS_COLOURS[status.value] for reason, status in STOP_REASON_STATUS.items()
 }
-# Text and lines take the page's colours (CSS variables of dashboard.css): the charts follow
-# the light or dark theme.
-_STYLE = Style(
-    background="transparent",
-    plot_background="transparent",
-    foreground="var(--fg)",
-    foreground_strong="var(--fg)",
-    foreground_subtle="var(--line)",
-    colors=(STATUS_COLOURS["running"], STATUS_COLOURS["completed"], STATUS_COLOURS["failed"]),
-    font_family="system-ui, sans-serif",
-    label_font_size=13,
-    major_label_font_size=13,
-    value_font_size=13,
-    legend_font_size=14,
-    title_font_size=16,
-)
+#: Each token kind's colour in the usage charts, beside its name in the legend and caption.
+TOKEN_COLOURS = {
+    "input": "#0969da",
+    "output": "#1a7f37",
+    "cache read": "#8250df",
+    "cache write": "#bf8700",
+}
+#: The colour of the cost series.
+COST_COLOUR = "#1b7c83"
+
+
+def _style(colours: tuple[str, ...]) -> Style:
+    """Text and lines in the page's colours (CSS variables of dashboard.css): the charts
+    follow the light or dark theme; series in `colours`, in order.
+    """
+    return Style(
+        background="transparent",
+        plot_background="transparent",
+        foreground="var(--fg)",
+        foreground_strong="var(--fg)",
+        foreground_subtle="var(--line)",
+        colors=colours,
+        font_family="system-ui, sans-serif",
+        label_font_size=13,
+        major_label_font_size=13,
+        value_font_size=13,
+        legend_font_size=14,
+        title_font_size=16,
+    )
+
+
+_STYLE = _style((STATUS_COLOURS["running"], STATUS_COLOURS["completed"], STATUS_COLOURS["failed"]))
 _COMMON: dict[str, Any] = {
     "style": _STYLE,
     "js": [],  # pygal's tooltips script lives on a CDN: none
@@ -66,8 +86,12 @@ _COMMON: dict[str, Any] = {
 
 
 def counts_axis(highest: int, ticks: int = 5) -> list[int]:
-    """Whole-number ticks from 0 to at least `highest` (a count has no fractions)."""
-    step = max(1, -(-highest // ticks))
+    """Whole-number ticks from 0 to at least `highest` (a count has no fractions), about
+    `ticks` of them, a step of 1, 2 or 5 times a power of ten (5,000, not 4,862).
+    """
+    least = max(1, -(-highest // ticks))
+    power = 10 ** (len(str(least)) - 1)
+    step = next(power * factor for factor in (1, 2, 5, 10) if power * factor >= least)
     return list(range(0, max(highest, 1) + step, step))
 
 
@@ -122,6 +146,50 @@ def throughput(series: list[Point], label_format: str) -> Markup:
     chart.add("created", [point.created for point in series])
     chart.add("completed", [point.completed for point in series])
     chart.add("failed", [point.failed for point in series])
+    return _svg(chart)
+
+
+def _timeline(title: str, points: Sequence[UsagePointPublic], label_format: str) -> dict[str, Any]:
+    """The options of a chart over the window's buckets."""
+    return {
+        "title": title,
+        "x_label_rotation": 30,
+        "show_minor_x_labels": False,
+        "x_labels": [point.start.strftime(label_format) for point in points],
+        "x_labels_major_every": max(1, len(points) // 8),
+    }
+
+
+def tokens(points: Sequence[UsagePointPublic], label_format: str) -> Markup:
+    """Tokens of the LLM calls per bucket, stacked by kind (input, output, cache read and
+    write), each kind in its colour.
+    """
+    kinds = dict(zip(TOKEN_COLOURS, TOKEN_KINDS, strict=True))
+    highest = max((sum(getattr(p, kind) for kind in TOKEN_KINDS) for p in points), default=0)
+    chart = pygal.StackedBar(
+        y_labels=counts_axis(highest),
+        value_formatter=numbers.count,
+        **_COMMON
+        | _timeline("Tokens", points, label_format)
+        | {"style": _style(tuple(TOKEN_COLOURS.values()))},
+    )
+    for name, kind in kinds.items():
+        chart.add(name, [getattr(point, kind) for point in points])
+    return _svg(chart)
+
+
+def cost(points: Sequence[UsagePointPublic], label_format: str) -> Markup:
+    """The known cost of the LLM calls per bucket, in dollars (calls of unknown cost add
+    nothing: the caption counts them).
+    """
+    chart = pygal.Bar(
+        show_legend=False,
+        value_formatter=numbers.usd,
+        **_COMMON
+        | _timeline("Cost (USD)", points, label_format)
+        | {"style": _style((COST_COLOUR,))},
+    )
+    chart.add("cost", [point.cost_usd for point in points])
     return _svg(chart)
 
 

@@ -34,6 +34,8 @@ class Filters:
     created_before: str = ""
     #: One `key=value` of metadata.
     metadata: str = ""
+    #: Jobs with an LLM call of this model (its id, as recorded).
+    model: str = ""
 
     @property
     def query(self) -> JobFilter:
@@ -50,6 +52,7 @@ class Filters:
             created_after=_moment("created_after", self.created_after),
             created_before=_moment("created_before", self.created_before),
             metadata={key.strip(): value.strip()} if key.strip() else {},
+            model=self.model or None,
         )
 
     def params(self) -> dict[str, str]:
@@ -93,11 +96,11 @@ async def _filters(
     created_after: Annotated[str, Query(max_length=40)] = "",
     created_before: Annotated[str, Query(max_length=40)] = "",
     metadata: Text = "",
+    model: Annotated[str, Query(max_length=128)] = "",
 ) -> Filters:
-    texts = {"job_type": job_type, "source_id": source_id, "user_id": user_id, "metadata": metadata}
-    for name, value in texts.items():
-        if (problem := text_problem(value)) is not None:
-            raise ValidationError(f"{name} {problem}")
+    check_text(
+        job_type=job_type, source_id=source_id, user_id=user_id, metadata=metadata, model=model
+    )
     return Filters(
         status,
         job_type,
@@ -110,7 +113,15 @@ async def _filters(
         created_after,
         created_before,
         metadata,
+        model,
     )
+
+
+def check_text(**texts: str) -> None:
+    """ValidationError naming the first of `texts` that no database could store alike."""
+    for name, value in texts.items():
+        if (problem := text_problem(value)) is not None:
+            raise ValidationError(f"{name} {problem}")
 
 
 PageFilters = Annotated[Filters, Depends(_filters)]

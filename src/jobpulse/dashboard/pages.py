@@ -22,8 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from jobpulse.alerts.rules import Alert
 from jobpulse.alerts.service import AlertRules
 from jobpulse.api.stream import PING_S, Standing, server_events
-from jobpulse.dashboard import charts
-from jobpulse.dashboard.filters import PageFilters
+from jobpulse.dashboard import charts, numbers
+from jobpulse.dashboard.filters import PageFilters, check_text
+from jobpulse.dashboard.live import JobCalls, RecentCalls, with_usage_news
 from jobpulse.dashboard.outcomes import outcome
 from jobpulse.dashboard.refusals import PageRoute, unknown_page_handler
 from jobpulse.dashboard.session import (
@@ -34,6 +35,7 @@ from jobpulse.dashboard.session import (
     keep_csrf,
 )
 from jobpulse.dashboard.sorting import SORTED_BY, next_cursor, slowest_page
+from jobpulse.dashboard.usage import job_usage, overview_usage
 from jobpulse.domain import (
     ACTIVE,
     Actor,
@@ -49,6 +51,7 @@ from jobpulse.stats.windows import Bucket, Window
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+TEMPLATES.env.filters.update(numbers.FILTERS)
 #: The overview's windows: how far back, and how the series is cut.
 WINDOWS = {
     "24h": (timedelta(days=1), Bucket.HOUR),
@@ -155,14 +158,18 @@ async def overview(
     actor: SignedIn,
     window: str = "24h",
     job_type: Annotated[str | None, Query(max_length=128)] = None,
+    model: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response:
     span, bucket = WINDOWS.get(window, WINDOWS["24h"])
     jobs = _jobs(request)
     now = jobs.now()
-    query = JobFilter(job_type=job_type or None)
-    stats = await Figures(jobs).stats(actor, query, Window(now - span, now, bucket))
+    check_text(job_type=job_type or "", model=model or "")
+    query = JobFilter(job_type=job_type or None, model=model or None)
+    shown = Window(now - span, now, bucket)
+    stats = await Figures(jobs).stats(actor, query, shown)
     firing = await _firing_alerts(request, actor)
     label = "%H:%M" if bucket == Bucket.HOUR else "%b %d"
+    filtered = {"job_type": job_type or "", "model": model or ""}
     by_status = {status.value: stats.by_status[status] for status in JobStatus}
     context = {
         "actor": actor,
@@ -170,7 +177,9 @@ async def overview(
         "window": window if window in WINDOWS else "24h",
         "windows": list(WINDOWS),
         "job_type": job_type or "",
+        "model": model or "",
         "stats": stats,
+        "usage": await overview_usage(request, actor, query, shown, label),
         "firing": firing,
         "by_status": by_status,
         "completion": stats.rate(JobStatus.COMPLETED),
@@ -189,7 +198,7 @@ async def overview(
             ),
         },
         "webhooks_url": _deliveries_url(request),
-        "stream": _stream_url({"job_type": job_type} if job_type else {}),
+        "stream": _stream_url({name: value for name, value in filtered.items() if value}),
     }
     return _render(request, "overview.html", context)
 
@@ -280,7 +289,8 @@ async def job_page(request: Request, job_id: str, actor: SignedIn) -> Response:
         "events": await jobs.list_events(actor, job_id),
         "callbacks": await jobs.list_callbacks(actor, job_id),
         "steps": await jobs.list_steps(actor, job_id),
-        "stream": _stream_url({"job_id": job.id}),
+        "usage": await job_usage(request, actor, job),
+        "stream": _stream_url({"job_id": job.id, "calls": str((job.usage or {}).get("calls", 0))}),
         "outcome": outcome(
             request.query_params.get("action"), request.query_params.get("result"), job
         ),
@@ -329,9 +339,12 @@ async def live(
     request: Request,
     filters: PageFilters,
     job_id: Annotated[str | None, Query(max_length=64)] = None,
+    calls: Annotated[int | None, Query(ge=0)] = None,
 ) -> EventSourceResponse:
-    """The events of a page's view, for its script (the session, not a key, says who); it
-    ends with `event: revoked` when the session does (signed out, expired, key revoked).
+    """The events of a page's view, for its script (the session, not a key, says who), and
+    `event: usage` when LLM calls are recorded (a job page: its job's, `calls` being the
+    count it shows; see live.py); it ends with `event: revoked` when the session does
+    (signed out, expired, key revoked).
     """
     session = await _sessions(request).session(request)
     query = JobFilter(job_id=job_id) if job_id else filters.query
@@ -339,4 +352,9 @@ async def live(
     # A job's page also follows its heartbeats (its progress, its last sign of life).
     beats = job_id is not None
     events = server_events(request.app.state.feed, session.actor, query, None, standing, beats)
-    return EventSourceResponse(events, ping=PING_S, headers={"Cache-Control": "no-store"})
+    jobs, actor = _jobs(request), session.actor
+    watch = (
+        JobCalls(jobs, actor, job_id, calls) if job_id else RecentCalls(jobs, actor.organization_id)
+    )
+    news = with_usage_news(events, watch)
+    return EventSourceResponse(news, ping=PING_S, headers={"Cache-Control": "no-store"})

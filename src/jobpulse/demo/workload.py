@@ -1,7 +1,8 @@
 """A simulated workload for `jobpulse demo`: several job types, plausible timings, steps,
-failures with stop reasons, cancellations, a few runs that stop heartbeating, callbacks to a
-receiver it runs and LLM batches at a provider it runs. It outlives what happens to its jobs
-elsewhere (cancelled from the dashboard, deleted) and a restart of the server.
+LLM calls with their tokens and cost, failures with stop reasons, cancellations, a few runs
+that stop heartbeating, callbacks to a receiver it runs and LLM batches at a provider it
+runs. It outlives what happens to its jobs elsewhere (cancelled from the dashboard, deleted)
+and a restart of the server.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 
 from jobpulse.calls import error_of
 from jobpulse.client import JobPulse
+from jobpulse.demo.calls import CALLING, llm_call
 from jobpulse.demo.provider import Provider
 from jobpulse.demo.receiver import Receiver
 from jobpulse.errors import (
@@ -61,6 +63,9 @@ class Demo:
     speed: float
     receiver: Receiver | None
     steps: int = 0
+    #: LLM calls recorded, and their tokens.
+    calls: int = 0
+    tokens: int = 0
     #: Why callbacks were left out (the server refused the receiver's address), if they were.
     no_callbacks: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -86,6 +91,15 @@ class Demo:
         if answer.status_code >= 400:
             raise error_of(answer)
         self.steps += 1
+
+    def call(self, job_id: str, profile: Profile, rng: random.Random) -> None:
+        """Record one LLM call of the job, if its type is one that calls models."""
+        if profile.job_type not in CALLING:
+            return
+        record = llm_call(rng, profile.ttft_s / self.speed)
+        self.patient(lambda: self.client.record_usage(job_id, **record))
+        self.calls += 1
+        self.tokens += sum(v for k, v in record.items() if k.endswith("_tokens"))
 
     def create(self, **fields: Any) -> Any:
         """A job, with a callback to the receiver when the server accepts its address."""
@@ -120,11 +134,14 @@ def _journey(demo: Demo, number: int) -> str:
     patient(lambda: client.update_job(job.id, status="running"))
     time.sleep(_pause(profile.ttft_s, speed, rng))
     patient(lambda: client.first_token(job.id))
+    demo.call(job.id, profile, rng)
     if fate < 0.04:
         return "silent"  # stops heartbeating: left running for the sweeper to find
     for step in range(1, rng.randint(2, 4)):
         time.sleep(_pause(profile.duration_s, speed, rng) / 3)
         demo.step(job.id, step)
+        if profile.job_type == "agent_run":  # an agent's step: another model call
+            demo.call(job.id, profile, rng)
         progress = {"progress": round(step / 4, 2)}
         patient(lambda: client.heartbeat(job.id, progress))  # noqa: B023 (called at once)
     time.sleep(_pause(profile.duration_s, speed, rng) / 3)
@@ -172,6 +189,8 @@ class Summary:
 
     outcomes: Counter[str]
     steps: int
+    #: LLM calls recorded, and their tokens.
+    calls: tuple[int, int]
     callbacks: Counter[str]
     batches: Counter[str]
     notes: list[str]
@@ -179,6 +198,8 @@ class Summary:
     def lines(self) -> list[str]:
         shown = [f"{outcome:>17}: {number}" for outcome, number in sorted(self.outcomes.items())]
         shown.append(f"{'steps':>17}: {self.steps} recorded")
+        calls, tokens = self.calls
+        shown.append(f"{'LLM calls':>17}: {calls} recorded ({tokens:,} tokens)")
         received = ", ".join(f"{kind} {n}" for kind, n in sorted(self.callbacks.items()))
         shown.append(f"{'callbacks':>17}: {sum(self.callbacks.values())} received ({received})")
         ended = ", ".join(f"{status} {n}" for status, n in sorted(self.batches.items()))
@@ -244,7 +265,8 @@ def run_demo(
             elif receiver is not None:
                 time.sleep(min(2.0, 10.0 / speed))  # the last deliveries' way back
             received = receiver.received.copy() if receiver else Counter[str]()
-            return Summary(outcomes, demo.steps, received, ended, demo.notes)
+            calls = (demo.calls, demo.tokens)
+            return Summary(outcomes, demo.steps, calls, received, ended, demo.notes)
     finally:
         provider.close()
         if receiver is not None:

@@ -25,6 +25,7 @@ VIEW_PARAMS = frozenset(
         "created_after",
         "created_before",
         "metadata",
+        "model",
         "order",
     }
 )

@@ -122,6 +122,7 @@
   const source = new EventSource(region.dataset.stream);
   source.onmessage = () => soon();
   source.addEventListener("heartbeat", () => soon());
+  source.addEventListener("usage", () => soon()); // LLM calls recorded (no history event)
   source.onopen = () => { region.dataset.streaming = "true"; };
   // A callback re-sent: its attempt is no event of the job; look again as it is made.
   const params = new URLSearchParams(window.location.search);
