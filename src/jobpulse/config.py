@@ -74,9 +74,11 @@ class Settings(BaseSettings):
     #: Seconds such a read may run before it is stopped (503 `read_timeout`): PostgreSQL's
     #: statement_timeout on its connections; SQLite interrupts it.
     read_timeout_s: float = Field(default=30.0, gt=0)
-    #: The share of the time a long figures read (/v1/stats) runs while changes are being
-    #: written: it reads in short slices and pauses between them (0.5: as long as each took),
-    #: so that the writes keep the CPU they need; 1 never pauses.
+    #: The share of the time long reads take while changes are being written: a figures
+    #: read (/v1/stats) pauses between its slices (0.5: as long as each took), and a turn of
+    #: the read gate rests after its read before the next takes it (0.5: as long as the read
+    #: took; the answer is not held), so that the writes keep the CPU they need; 1 never
+    #: pauses.
     read_share: float = Field(default=0.5, gt=0, le=1)
 
     #: A bearer token /metrics then requires (`Authorization: Bearer <token>`); open without.

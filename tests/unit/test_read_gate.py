@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -75,3 +76,38 @@ async def test_organizations_are_forgotten_once_idle() -> None:
         async with gate.turn("org-x"), gate.turn("org-x"):
             pass
     assert gate._organizations == {}  # nothing kept for organizations that went away
+
+
+@pytest.mark.parametrize("busy", [True, False])
+async def test_while_changes_are_written_a_turn_rests_before_the_next_read(busy: bool) -> None:
+    """A read's answer is not held back; the next read of the organization waits as long
+    again as the last one took (share 0.5), and only while changes are being written.
+    """
+    gate = ReadGate(process_max=2, organization_max=1, wait_s=5, share=0.5, busy=lambda: busy)
+    began = time.monotonic()
+    async with gate.turn("org-a"):
+        await asyncio.sleep(0.2)
+    answered = time.monotonic()
+    assert answered - began < 0.3  # the read's own answer goes out at once
+    async with gate.turn("org-b"):  # another organization's turn does not wait
+        assert time.monotonic() - answered < 0.1
+    async with gate.turn("org-a"):
+        waited = time.monotonic() - answered
+    if busy:
+        assert 0.18 <= waited < 0.5, waited
+    else:
+        assert waited < 0.1, waited
+    await asyncio.sleep(0.3)
+    assert gate._organizations == {}  # every turn given back, nothing kept per organization
+
+
+async def test_a_resting_turn_still_counts_against_the_process() -> None:
+    gate = ReadGate(process_max=1, organization_max=1, wait_s=0, share=0.5, busy=lambda: True)
+    async with gate.turn("org-a"):
+        await asyncio.sleep(0.1)
+    with pytest.raises(TooManyRequestsError):
+        async with gate.turn("org-b"):
+            pytest.fail("the process's one turn is resting")
+    await asyncio.sleep(0.15)
+    async with gate.turn("org-b"):
+        pass

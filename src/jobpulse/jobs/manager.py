@@ -75,7 +75,9 @@ class JobManager:
     ) -> None:
         self.store = store
         #: Turns for listings, counts and figures (see gate.py); the default settings without one.
-        self.reads = reads or ReadGate.from_settings(Settings.model_construct())
+        self.reads = reads or ReadGate.from_settings(
+            Settings.model_construct(), store.traffic.recent
+        )
         self._now = clock
         self._allow_private = allow_private_callbacks
         self._step_webhook = step_webhook
@@ -90,13 +92,14 @@ class JobManager:
         cls, settings: Settings, hooks: Hooks | None = None, *, store: JobStore | None = None
     ) -> JobManager:
         """A manager on `store`, or the database `settings` names (already migrated)."""
+        store = store or open_store(settings)
         return cls(
-            store or open_store(settings),
+            store,
             allow_private_callbacks=settings.webhook_allow_private,
             hooks=hooks,
             step_webhook=settings.step_complete_webhook,
             metrics=Metrics(settings.metrics_job_types_max),
-            reads=ReadGate.from_settings(settings),
+            reads=ReadGate.from_settings(settings, store.traffic.recent),
         )
 
     def now(self) -> datetime:
