@@ -62,23 +62,38 @@ def sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
+#: Every job as a rollup delta with no old image (the seeds run on empty databases), as
+#: migration 0009 entered the jobs it found.
+_NEW_JOBS_AS_DELTAS = (
+    "INSERT INTO job_rollup_deltas (organization_id, job_type, created_at, "
+    + ", ".join(f"new_{name}" for name in rollups.CHANGING)
+    + ") SELECT organization_id, job_type, created_at, "
+    + ", ".join(rollups.CHANGING)
+    + " FROM jobs"
+)
+
+
 async def run_seed(
     url: str, sqlite: tuple[str, dict[str, Any]], postgres: tuple[str, tuple[Any, ...]]
 ) -> None:
     """Run the seeding statement for the database at `url` (SQLite's with named parameters,
-    PostgreSQL's with positional ones), fold the stats deltas it left (as an import would be
-    folded before anyone looks: `serve` would fold them in the background while measured),
-    then refresh the planner's statistics.
+    PostgreSQL's with positional ones), enter the new jobs as stats deltas (the seed's raw
+    INSERT writes none: jobpulse's own statements write them) and fold them (as an import
+    would be folded before anyone looks: `serve` would fold them in the background while
+    measured), then refresh the planner's statistics.
     """
     if url.startswith("sqlite"):
         connection = sqlite3.connect(sqlite_path(url))
         with connection:
             connection.execute(*sqlite)
+            connection.execute(_NEW_JOBS_AS_DELTAS)
         connection.close()
     else:
         pg = await asyncpg.connect(url)
         try:
-            await pg.execute(postgres[0], *postgres[1])
+            async with pg.transaction():
+                await pg.execute(postgres[0], *postgres[1])
+                await pg.execute(_NEW_JOBS_AS_DELTAS)
         finally:
             await pg.close()
     await run_in_transaction(url, rollups.fold, limit=None)
