@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, case, func, select
+from sqlalchemy import ColumnElement, Connection, bindparam, case, func, select
 
 from jobpulse.domain import Actor
 from jobpulse.listing import JobFilter
@@ -81,7 +81,13 @@ def _read_rollups(
     start = floor_to(dialect_of(connection), r.hour, bucket)
     summed = [func.sum(r[name]) for name in SUMMED]
     sums = select(*summed).where(*where, r.facet == Facet.SUMS.value)
-    _add_sums(connection, sums, params, figures, start, r.job_type, (r.provider, r.model))
+    for row in connection.execute(sums.add_columns(start).group_by(start), params):
+        figures.add_point(_moment(row[-1]), row[:-1])
+    model = (r.provider, r.model)
+    for row in connection.execute(sums.add_columns(*model).group_by(*model), params):
+        figures.add_model(row[-2], row[-1], row[:-2])
+    for row in connection.execute(sums.add_columns(r.job_type).group_by(r.job_type), params):
+        figures.add_job_type(row[-1], row[:-1])
     timing = (r.provider, r.model, r.facet, r.bucket)
     timings = select(*timing, func.sum(r.calls)).where(
         *where, r.facet.in_([Facet.TTFT.value, Facet.DURATION.value])
@@ -121,41 +127,19 @@ def _scan(
         func.sum(case((timed, u.output_tokens), else_=0)),
         func.sum(case((timed, u.duration_ns), else_=0)),
     )
-    sums: Select[Any] = select(*summed).select_from(joined).where(*where)
-    _add_sums(connection, sums, params, figures, start, u.job_type, (u.provider, u.model))
-    for facet, column, bounds in (
-        (Facet.TTFT, u.ttft_ns, TTFT_BUCKETS),
-        (Facet.DURATION, u.duration_ns, DURATION_BUCKETS),
-    ):
-        at = bucket_of(column, bounds)
-        statement = (
-            select(u.provider, u.model, at, func.count())
-            .select_from(joined)
-            .where(*where, column.is_not(None))
-            .group_by(u.provider, u.model, at)
-        )
-        for provider, model, index, number in connection.execute(statement, params):
-            figures.add_timing(provider, model, facet, index, number)
-
-
-def _add_sums(
-    connection: Connection,
-    sums: Select[Any],
-    params: dict[str, Any],
-    figures: UsageFigures,
-    start: ColumnElement[Any],
-    job_type: ColumnElement[Any],
-    model: tuple[ColumnElement[Any], ColumnElement[Any]],
-) -> None:
-    """Add `sums` (the summed columns, under their WHERE) grouped three ways: by bucket, by
-    model, by job type (each a few rows, however many the rows summed).
-    """
-    for row in connection.execute(sums.add_columns(start).group_by(start), params):
-        figures.add_point(_moment(row[-1]), row[:-1])
-    for row in connection.execute(sums.add_columns(*model).group_by(*model), params):
-        figures.add_model(row[-2], row[-1], row[:-2])
-    for row in connection.execute(sums.add_columns(job_type).group_by(job_type), params):
-        figures.add_job_type(row[-1], row[:-1])
+    # One pass over the calls each (with their jobs): what a bucket, job type and model sum
+    # to; how many calls each pair of TTFT and duration buckets (-1: none) counts.
+    key = (start, u.job_type, u.provider, u.model)
+    sums = select(*summed, *key).select_from(joined).where(*where).group_by(*key)
+    for *numbers, moment, job_type, provider, model in connection.execute(sums, params):
+        figures.add_sums(_moment(moment), job_type, provider, model, numbers)
+    ttft, duration = bucket_of(u.ttft_ns, TTFT_BUCKETS), bucket_of(u.duration_ns, DURATION_BUCKETS)
+    timing = (u.provider, u.model, ttft, duration)
+    timings = select(*timing, func.count()).select_from(joined).where(*where).group_by(*timing)
+    for provider, model, ttft_at, duration_at, number in connection.execute(timings, params):
+        for facet, at in ((Facet.TTFT, ttft_at), (Facet.DURATION, duration_at)):
+            if at >= 0:
+                figures.add_timing(provider, model, facet, at, number)
 
 
 def _moment(value: Any) -> datetime:
