@@ -157,12 +157,12 @@ def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[98]
 
 
-async def admin_key(url: str) -> str:
-    """A new admin key of ORG on the database at `url`."""
+async def admin_key(url: str, user_id: str = "admin", is_admin: bool = True) -> str:
+    """A new admin key of ORG on the database at `url` (or, not `is_admin`, a member's)."""
     store = open_store(Settings(database_url=url))
     try:
         keys = KeyManager(store)
-        _key, secret = await keys.create(organization_id=ORG, user_id="admin", is_admin=True)
+        _key, secret = await keys.create(organization_id=ORG, user_id=user_id, is_admin=is_admin)
         return secret
     finally:
         await store.close()
