@@ -66,9 +66,10 @@ async def run_seed(
     url: str, sqlite: tuple[str, dict[str, Any]], postgres: tuple[str, tuple[Any, ...]]
 ) -> None:
     """Run the seeding statement for the database at `url` (SQLite's with named parameters,
-    PostgreSQL's with positional ones), count its jobs in the stats rollups and fold them
-    (as an import would be folded before anyone looks: `serve` would fold them in the
-    background while measured), then refresh the planner's statistics.
+    PostgreSQL's with positional ones), enter the new jobs as stats deltas (the seed's raw
+    INSERT writes none: jobpulse's own statements write them) and fold them (as an import
+    would be folded before anyone looks: `serve` would fold them in the background while
+    measured), then refresh the planner's statistics.
     """
     if url.startswith("sqlite"):
         connection = sqlite3.connect(sqlite_path(url))
@@ -143,12 +144,12 @@ def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[98]
 
 
-async def admin_key(url: str) -> str:
-    """A new admin key of ORG on the database at `url`."""
+async def admin_key(url: str, user_id: str = "admin", is_admin: bool = True) -> str:
+    """A new admin key of ORG on the database at `url` (or, not `is_admin`, a member's)."""
     store = open_store(Settings(database_url=url))
     try:
         keys = KeyManager(store)
-        _key, secret = await keys.create(organization_id=ORG, user_id="admin", is_admin=True)
+        _key, secret = await keys.create(organization_id=ORG, user_id=user_id, is_admin=is_admin)
         return secret
     finally:
         await store.close()

@@ -1,7 +1,8 @@
 """Retention: jobs pruned per second by `pruner.prune` next to a raw-driver loop doing the
 same work (the same batch size, the same statements: delete the delivery attempts of the
-oldest ended jobs, then those jobs and so, by cascade, their history, the jobs picked by a
-subquery so no id travels to the client; a transaction a batch), on equally seeded databases.
+oldest ended jobs, their LLM calls (returning what the usage rollups counted of them), then
+those jobs and so, by cascade, their history, the jobs picked by a subquery so no id travels
+to the client; a transaction a batch), on equally seeded databases.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ _POSTGRES_ENDED = [
     _ATTEMPTS,
     "VACUUM ANALYZE",
 ]
+#: The calls of the picked jobs, with what the usage rollups counted of them.
+_CALLS = (
+    "DELETE FROM llm_usage WHERE job_id IN ({pick}) RETURNING organization_id, job_type, id,"
+    " provider, model, recorded_at, input_tokens, output_tokens, cache_read_tokens,"
+    " cache_write_tokens, cost_pusd, ttft_ns, duration_ns"
+)
 _PICK = (
     "SELECT id FROM jobs WHERE completed_at < {cutoff} AND status IN"
     " ('cancelled', 'completed', 'expired', 'failed') ORDER BY completed_at LIMIT {limit}"
@@ -72,6 +79,7 @@ def _raw_sqlite(url: str) -> float:
     while True:
         connection.execute("BEGIN IMMEDIATE")
         connection.execute(f"DELETE FROM callback_attempts WHERE job_id IN ({pick})")
+        connection.execute(_CALLS.format(pick=pick)).fetchall()
         removed = connection.execute(f"DELETE FROM jobs WHERE id IN ({pick})").rowcount
         connection.execute("COMMIT")
         if removed < BATCH:
@@ -89,6 +97,7 @@ async def _raw_postgres(url: str) -> float:
         while True:
             async with connection.transaction():
                 await connection.execute(f"DELETE FROM callback_attempts WHERE job_id IN ({pick})")
+                await connection.fetch(_CALLS.format(pick=pick))
                 status = await connection.execute(f"DELETE FROM jobs WHERE id IN ({pick})")
             if int(status.split()[-1]) < BATCH:
                 break

@@ -2,8 +2,9 @@
 
 `ratio`: 16 concurrent usage records of each job (one job after another) against 16 callers
 walking jobs through their transitions, on one database in one run, alternating rounds.
-`stats`: `/v1/stats` (30 days by the day, and the last 24 hours by the hour) on `jobpulse
-serve` over jobs spread over 30 days, each with one LLM call of one of three models.
+`stats`: `/v1/stats` (30 days by the day; the last 24 hours and 30 days by the hour, the
+latter also with parts of an hour at its edges; a member's 30 days, informational) on
+`jobpulse serve` over jobs spread over 30 days, each with one LLM call of one of three models.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ def _seed_calls(connection: Connection) -> None:
     add_rows(connection, rows)
 
 
-#: The figures asked for: 30 days by the day, the last day by the hour, 30 days by the hour.
+#: The figures asked for: 30 days by the day, the last day by the hour, 30 days by the hour;
+#: and 30 days by the hour as `until=now` asks it, in parts of an hour at both edges (scanned).
 QUERIES = {
     "30d by day": {
         "since": (END - timedelta(days=30)).isoformat(),
@@ -163,7 +165,15 @@ QUERIES = {
     },
     "24h by hour": {"since": (END - timedelta(days=1)).isoformat(), "until": END.isoformat()},
     "30d by hour": {"since": (END - timedelta(days=30)).isoformat(), "until": END.isoformat()},
+    "30d by hour, edges": {
+        "since": (END - timedelta(days=30, minutes=-17)).isoformat(),
+        "until": (END - timedelta(minutes=23)).isoformat(),
+    },
 }
+#: A member's view (one user of USERS: a scan, the rollups keep no user), informational.
+MEMBER = "user-3"
+MEMBER_QUERIES = {"member 30d by day": QUERIES["30d by day"]}
+MEMBER_SAMPLES = 5
 
 
 def _start(command: list[str], probe: str, seconds: float = 300) -> subprocess.Popen[bytes]:
@@ -190,13 +200,15 @@ def _check(client: httpx.Client, count: int) -> None:
     assert usage["calls"] == count, f"seeded {count} calls, /v1/stats counts {usage['calls']}"
 
 
-def _timed(client: httpx.Client, params: dict[str, str]) -> dict[str, float]:
+def _timed(
+    client: httpx.Client, params: dict[str, str], samples: int = SAMPLES
+) -> dict[str, float]:
     for _ in range(3):  # warm: caches, prepared statements
         answer = client.get("/v1/stats", params=params)
         answer.raise_for_status()
         assert answer.json()["usage"]["calls"] > 0, f"{params}: no call, a bad seed"
     took = []
-    for _ in range(SAMPLES):
+    for _ in range(samples):
         began = time.perf_counter()
         client.get("/v1/stats", params=params).raise_for_status()
         took.append(time.perf_counter() - began)
@@ -209,21 +221,32 @@ def _hour(value: Any) -> datetime:
 
 
 async def measure_stats(kind: str, count: int) -> dict[str, dict[str, float]]:
-    """p50 and p99 (seconds) of `/v1/stats` (with its usage) at `count` jobs and calls."""
+    """p50 and p99 (seconds) of `/v1/stats` (with its usage) at `count` jobs and calls: an
+    admin's (QUERIES), and a member's (MEMBER_QUERIES, fewer samples).
+    """
     async with fresh_database(kind) as url:
         await seed_spread(url, count)
         await run_in_transaction(url, _seed_calls)
         await run_in_transaction(url, lambda c: c.exec_driver_sql("ANALYZE"))
-        secret = await admin_key(url)
+        secrets = {
+            "admin": await admin_key(url),
+            "member": await admin_key(url, MEMBER, is_admin=False),
+        }
         port = _free_port()
         command = [str(BIN / "jobpulse"), "serve", "--port", str(port), "--database-url", url]
         process = _start([*command, "--no-access-log"], f"http://127.0.0.1:{port}/healthz")
         try:
-            headers = {"Authorization": f"Bearer {secret}"}
-            with httpx.Client(
-                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
-            ) as client:
-                _check(client, count)
-                return {name: _timed(client, params) for name, params in QUERIES.items()}
+            base = f"http://127.0.0.1:{port}"
+            found: dict[str, dict[str, float]] = {}
+            for who, queries, samples in (
+                ("admin", QUERIES, SAMPLES),
+                ("member", MEMBER_QUERIES, MEMBER_SAMPLES),
+            ):
+                headers = {"Authorization": f"Bearer {secrets[who]}"}
+                with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+                    if who == "admin":
+                        _check(client, count)
+                    found |= {name: _timed(client, q, samples) for name, q in queries.items()}
+            return found
         finally:
             _stop(process)

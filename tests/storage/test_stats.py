@@ -188,6 +188,8 @@ WINDOWS = (
     Window(T0 - timedelta(days=1), T0 + timedelta(days=1), Bucket.DAY),
     Window(T0 + timedelta(minutes=10), T0 + timedelta(minutes=50), Bucket.HOUR),
     Window(T0 - timedelta(days=1, minutes=-313), T0 + timedelta(days=2, hours=3), Bucket.DAY),
+    # By the hour over a whole day (its totals read by the day) and parts of two others.
+    Window(T0 - timedelta(hours=18, minutes=47), T0 + timedelta(days=1, minutes=7), Bucket.HOUR),
 )
 QUERIES = (
     JobFilter(),

@@ -13,11 +13,12 @@ from datetime import timedelta
 import pytest
 
 from jobpulse import Actor, JobFilter, JobManager, Settings
+from jobpulse.retention.pruner import prune
 from jobpulse.stats.windows import Bucket, Window
-from jobpulse.storage import usage_rollups
+from jobpulse.storage import usage_figures, usage_rollups
 from jobpulse.storage.feature_tables import llm_usage_rollups
 from jobpulse.storage.sql_store import open_store
-from jobpulse.usage.figures import Facet, UsageFigures
+from jobpulse.usage.figures import SUMMED, Facet, UsageFigures
 from jobpulse.usage.prices import default_prices
 from jobpulse.usage.recorder import UsageRecorder
 from tests.clock import T0, Clock
@@ -100,9 +101,9 @@ def _shown(figures: UsageFigures) -> object:
 async def _agree(recorder: UsageRecorder) -> int:
     compared = 0
     for query in (JobFilter(), JobFilter(job_type="agent"), JobFilter(model="gpt-4.1-mini")):
-        assert usage_rollups.answers(ADMIN, query)
+        assert usage_figures.answers(ADMIN, query)
         scan = replace(query, created_after=T0 - SCAN)
-        assert not usage_rollups.answers(ADMIN, scan)
+        assert not usage_figures.answers(ADMIN, scan)
         for window in WINDOWS:
             rolled = await recorder.figures(ADMIN, query, window)
             scanned = await recorder.figures(ADMIN, scan, window)
@@ -146,3 +147,47 @@ async def test_whole_hours_are_read_from_the_usage_rollups(
     emptied = await usage.figures(ADMIN, JobFilter(), WINDOWS[0])
     assert before.total["calls"] > 0
     assert (emptied.total["calls"], emptied.total["output_tokens"]) == (0, 0)
+
+
+async def _stored_rollups(recorder: UsageRecorder) -> dict[tuple[object, ...], list[int]]:
+    r = llm_usage_rollups.c
+    key = [r[name] for name in usage_rollups.KEY]
+    summed = [r[name] for name in SUMMED]
+    rows = await database_of(recorder.jobs).read(
+        lambda c: c.execute(llm_usage_rollups.select().with_only_columns(*key, *summed)).all()
+    )
+    count = len(usage_rollups.KEY)
+    return {tuple(row[:count]): list(row[count:]) for row in rows}
+
+
+async def test_deleted_and_pruned_jobs_take_their_calls_out_of_the_rollups(
+    recorder: tuple[UsageRecorder, Clock],
+) -> None:
+    usage, clock = recorder
+    jobs = usage.jobs
+    await _workload(usage, clock, seed=4)
+    with_calls = [job for job in await jobs.list_jobs(ADMIN) if job.usage]
+    # A job deleted by its owner; three ended, one of them with a late call, pruned later.
+    deleted, *ended = with_calls[:4]
+    await jobs.delete_job(Actor(deleted.organization_id, deleted.user_id), deleted.id)
+    clock.now = T0 + timedelta(hours=7)
+    for job in ended:
+        await jobs.update_job(ADMIN, job.id, status="completed")
+    await usage.record(ADMIN, ended[0].id, provider="openai", model="gpt-4.1-mini", input_tokens=7)
+    clock.now = T0 + timedelta(days=40)
+    assert (await prune(jobs, timedelta(days=30)))["jobs"] == len(ended)
+    left = [job for job in await jobs.list_jobs(ADMIN) if job.usage]
+    assert len(left) == len(with_calls) - 4
+    # The rollups answer as a scan of the calls left does ...
+    assert await _agree(usage) > 0
+    everything = Window(T0 - timedelta(days=1), T0 + timedelta(days=1), Bucket.DAY)
+    figures = await usage.figures(ADMIN, JobFilter(), everything)
+    assert figures.total["calls"] == sum(job.usage["calls"] for job in left if job.usage)
+    # ... and are exactly what recording those calls alone leaves: no row of a call gone,
+    # none that counts nothing.
+    recorded = [
+        (job.organization_id, job.job_type, call)
+        for job in left
+        for call in await usage.list_calls(ADMIN, job.id)
+    ]
+    assert await _stored_rollups(usage) == usage_rollups.rollup_rows(recorded)

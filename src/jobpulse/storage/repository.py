@@ -33,6 +33,7 @@ from jobpulse.storage.changes import JOB_FIELDS, column_values, insert_row
 from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.feature_tables import llm_usage
 from jobpulse.storage.tables import job_events, jobs
+from jobpulse.storage.usage_rollups import deleting_calls, remove_from_rollups, take_out_calls
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -208,12 +209,18 @@ def for_visible_job(
     return then(connection, job_id, *args, **kwargs)
 
 
+#: A job's LLM calls, deleted with it (before it: the usage rollups give back their share).
+_DELETE_CALLS = deleting_calls(llm_usage.c.job_id == bindparam("b_job"))
+
+
 def delete_job(connection: Connection, actor: Actor, job_id: str) -> None:
-    """Delete the job and its history."""
+    """Delete the job, its history and its LLM calls (taken out of the usage rollups)."""
     _find_job(connection, actor, job_id)
+    gone = take_out_calls(connection, _DELETE_CALLS, {"b_job": job_id})
     result = connection.execute(jobs.delete().where(jobs.c.id == job_id, _visible(actor)))
-    if result.rowcount == 0:
+    if result.rowcount == 0:  # deleted meanwhile, calls and all: nothing was written
         raise NotFoundError(f"job {job_id} not found")
+    remove_from_rollups(connection, gone)
 
 
 def list_events(connection: Connection, actor: Actor, job_id: str) -> list[JobEvent]:

@@ -1,8 +1,9 @@
-"""Retention: ended jobs (with their history, steps and delivery attempts) and finished
-outbox messages older than a cut-off go, a bounded batch per short transaction, so that a
-prune of millions never holds the writer for long: while changes keep coming, a batch works
-one job at a time and ends as soon as one waits. Active jobs and undelivered messages
-are never touched.
+"""Retention: ended jobs (with their history, steps, delivery attempts and LLM calls) and
+finished outbox messages older than a cut-off go, a bounded batch per short transaction, so
+that a prune of millions never holds the writer for long: while changes keep coming, a batch
+works one job at a time and ends as soon as one waits. Active jobs and undelivered messages
+are never touched. The calls' share of the usage rollups goes with them, as the jobs' share
+of the job rollups does.
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ from sqlalchemy import (
 
 from jobpulse.domain import TERMINAL
 from jobpulse.storage import prepared
+from jobpulse.storage.feature_tables import llm_usage
 from jobpulse.storage.outbox import PENDING
 from jobpulse.storage.tables import UTCDateTime, callback_attempts, jobs, outbox
+from jobpulse.storage.usage_rollups import (
+    Recorded,
+    deleting_calls,
+    remove_from_rollups,
+    take_out_calls,
+)
 
 #: What a prune counts, by kind (a job's history and steps go with it, by ON DELETE CASCADE).
 KINDS = ("jobs", "attempts", "messages")
@@ -101,6 +109,9 @@ def _pick(key: Column[Any], old: ColumnElement[bool], age: Column[Any]) -> Selec
 
 _OLD_JOBS = _pick(jobs.c.id, _OLD_JOB, jobs.c.completed_at)
 _OLD_MESSAGES = _pick(outbox.c.id, _OLD_MESSAGE, outbox.c.created_at)
+#: The LLM calls of the jobs a step removes (deleted before them, to be taken out of the usage
+#: rollups; the jobs' cascade would leave nothing to read).
+_OLD_CALLS = deleting_calls(llm_usage.c.job_id.in_(_OLD_JOBS))
 #: By kind, the statements that remove a step's rows, the counted one last. The statements of
 #: a kind pick the same rows: the first locks them for the transaction.
 _STEPS = {
@@ -124,6 +135,20 @@ def prune_batch(
     Given `traffic`, it makes way for changes: while they keep coming, it works in steps of
     `STEP_WHEN_BUSY` rows and ends the batch early as soon as one is queued.
     """
+    calls: list[Recorded] = []
+    pruned = _prune(connection, cutoff, limit, traffic, calls)
+    remove_from_rollups(connection, calls)  # once, in key order, for the whole batch
+    return pruned
+
+
+def _prune(
+    connection: Connection,
+    cutoff: datetime,
+    limit: int,
+    traffic: Traffic | None,
+    calls: list[Recorded],
+) -> Pruned:
+    """`prune_batch`, adding the LLM calls it deletes to `calls`."""
     removed = dict.fromkeys(KINDS, 0)
     left = limit
     for kind, (attempts, counted) in _STEPS.items():
@@ -132,6 +157,8 @@ def prune_batch(
             wanted = min(step, left)
             params = {"b_cutoff": cutoff, "b_limit": wanted}
             removed["attempts"] += prepared.write(connection, attempts, params)
+            if kind == "jobs":
+                calls += take_out_calls(connection, _OLD_CALLS, params)
             gone = prepared.write(connection, counted, params)
             removed[kind] += gone
             left -= gone

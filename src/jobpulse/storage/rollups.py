@@ -39,6 +39,8 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    null,
+    or_,
     select,
     union_all,
 )
@@ -298,6 +300,13 @@ def _filters(source: FromClause, actor: Actor, query: JobFilter) -> list[ColumnE
     return found
 
 
+#: The two sums `read` gives: the series (jobs created by bucket; ended by bucket and status)
+#: and the window's totals (jobs created by status and stop reason; by TTFT and duration
+#: bucket).
+SERIES, TOTALS = 0, 1
+_ENDS = ("completed", "failed")
+
+
 def read(
     connection: Connection,
     actor: Actor,
@@ -306,33 +315,65 @@ def read(
     bucket: Bucket,
 ) -> Result[Any]:
     """The rollup rows (folded and not) of the actor's jobs under `query` in the whole
-    `hours`, as (facet, bucket start, status, stop_reason, bucket index, jobs), summed: by
-    the day the whole days in them when the bucket is a day, the rest by the hour.
+    `hours`, as (SERIES or TOTALS, facet, bucket start, status, stop_reason, bucket index,
+    jobs), summed each way with only the columns it keeps: a few thousand rows at most for
+    a month by the hour. The totals read the whole days in `hours` by the day, the series
+    too when the bucket is a day; the rest by the hour.
     """
     first, end = hours
     dialect = dialect_of(connection)
+    deltas = images(job_rollup_deltas)
+    waiting = facets(dialect, deltas, first, end, _filters(deltas, actor, query))
+    series = _rows(actor, query, hours, bucket == Bucket.DAY, (Facet.CREATED, Facet.ENDED))
+    series += [waiting[Facet.CREATED], waiting[Facet.ENDED]]
+    totals = _rows(actor, query, hours, True, (Facet.CREATED, Facet.TTFT, Facet.DURATION))
+    totals += [waiting[Facet.CREATED], waiting[Facet.TTFT], waiting[Facet.DURATION]]
+    s = union_all(*series).subquery()
+    facet = s.c.facet % DAILY
+    ended = facet == Facet.ENDED
+    series_key = (facet, floor_to(dialect, s.c.hour, bucket), case((ended, s.c.status)))
+    by_bucket = (
+        select(literal(SERIES), *series_key, null(), literal(-1), func.sum(s.c.jobs))
+        .where(or_(~ended, s.c.status.in_(_ENDS)))
+        .group_by(*series_key)
+    )
+    t = union_all(*totals).subquery()
+    facet = t.c.facet % DAILY
+    created = facet == Facet.CREATED
+    totals_key = (facet, case((created, t.c.status)), case((created, t.c.stop_reason)), t.c.bucket)
+    by_kind = select(
+        literal(TOTALS), totals_key[0], null(), *totals_key[1:], func.sum(t.c.jobs)
+    ).group_by(*totals_key)
+    return connection.execute(union_all(by_bucket, by_kind))
+
+
+def _rows(
+    actor: Actor,
+    query: JobFilter,
+    hours: tuple[datetime, datetime],
+    by_day: bool,
+    wanted: tuple[Facet, ...],
+) -> list[Select[Any]]:
+    """The folded rollup rows of `wanted` facets in `hours` (`by_day`: whole days by the
+    day, the rest by the hour), as `COLUMNS`.
+    """
+    first, end = hours
     spans = [(first, end, 0)]
-    days = _whole(first, end, DAY) if bucket == Bucket.DAY else None
+    days = _whole(first, end, DAY) if by_day else None
     if days is not None:
         spans = [(first, days[0], 0), (*days, DAILY), (days[1], end, 0)]
     table = job_rollups if _user_of(actor, query) is None else user_rollups
     r = table.c
-    folded = [
+    return [
         select(*(r[name] for name in COLUMNS)).where(
             *_filters(table, actor, query),
             r.hour >= since,
             r.hour < until,
-            r.facet.between(offset, offset + DAILY - 1),
+            r.facet.in_([int(facet) + offset for facet in wanted]),
         )
         for since, until, offset in spans
         if since < until
     ]
-    deltas = images(job_rollup_deltas)
-    waiting = facets(dialect, deltas, first, end, _filters(deltas, actor, query))
-    rows = union_all(*folded, *waiting).subquery()
-    key = [rows.c.facet, floor_to(dialect, rows.c.hour, bucket), rows.c.status]
-    key += [rows.c.stop_reason, rows.c.bucket]
-    return connection.execute(select(*key, func.sum(rows.c.jobs)).group_by(*key))
 
 
 def floor_to(dialect: Dialect, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:

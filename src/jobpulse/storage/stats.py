@@ -20,7 +20,7 @@ from jobpulse.storage.batches import followed
 from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.outbox import pending_count
 from jobpulse.storage.repository import job_filter_clauses
-from jobpulse.storage.rollups import DAILY, Facet, bucket_of, floor_to
+from jobpulse.storage.rollups import Facet, bucket_of, floor_to
 from jobpulse.storage.scans import Pacer
 from jobpulse.storage.tables import UTCDateTime, jobs, outbox
 
@@ -72,9 +72,17 @@ class _Tally:
     counts: dict[str, int] = field(default_factory=lambda: {"ttft": 0, "duration": 0})
 
     def created(self, start: Any, status: str, reason: str | None, number: int) -> None:
-        self.by_status[JobStatus(status)] += number
+        self.made_in(start, number)
+        self.counted(status, reason, number)
+
+    def made_in(self, start: Any, number: int) -> None:
+        """`number` jobs created in the bucket from `start`."""
         moment = _moment(start)
         self.made[moment] = self.made.get(moment, 0) + number
+
+    def counted(self, status: str, reason: str | None, number: int) -> None:
+        """`number` jobs created in the window, of `status` and stop `reason`."""
+        self.by_status[JobStatus(status)] += number
         if reason:
             self.reasons[reason] = self.reasons.get(reason, 0) + number
 
@@ -93,17 +101,17 @@ class _Tally:
 
     def rolled_up(self, rows: Iterable[Any]) -> None:
         """Add rollup rows (see `rollups.read`)."""
-        for code, start, status, reason, at, number in rows:
+        for part, facet, start, status, reason, at, number in rows:
             number = int(number)
-            facet = code % DAILY  # by the hour or by the day alike
-            if facet == Facet.CREATED:
-                self.created(start, status, reason, number)
-            elif facet == Facet.TTFT:
-                self.timed("ttft", at, number)
-            elif facet == Facet.DURATION:
-                self.timed("duration", at, number)
+            if part == rollups.SERIES:
+                if facet == Facet.CREATED:
+                    self.made_in(start, number)
+                else:
+                    self.ended(start, status, number)
+            elif facet == Facet.CREATED:
+                self.counted(status, reason, number)
             else:
-                self.ended(start, status, number)
+                self.timed("ttft" if facet == Facet.TTFT else "duration", at, number)
 
 
 _COMPLETED_OR_FAILED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})

@@ -23,7 +23,8 @@ from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.feature_tables import llm_usage
 from jobpulse.storage.repository import for_visible_job, insert_events, is_job_id, sees, to_job
 from jobpulse.storage.tables import jobs
-from jobpulse.storage.usage_rollups import add_to_rollups, usage_figures
+from jobpulse.storage.usage_figures import usage_figures
+from jobpulse.storage.usage_rollups import add_to_rollups
 from jobpulse.usage.figures import UsageFigures
 from jobpulse.usage.rules import Call, CostSource, add_call, is_late, late_note
 

@@ -1,50 +1,63 @@
 """LLM usage rollups: the calls summed per organization, hour, job type and model (with TTFT
-and duration histograms), added to in the transaction that records the calls, so that a
-window's figures read whole hours from them and scan only the calls at its edges.
+and duration histograms), added to in the transaction that records the calls and taken from
+in the one that deletes them with their job (a job deleted or pruned), so that they always
+sum the calls stored, as the job rollups count the jobs stored (storage/rollups.py).
 
-Each batch sums its calls by rollup row first, then adds to the rows in key order (a lock
-order every writer shares: no deadlock between PostgreSQL writers). The same upsert is
+Each transaction sums its calls by rollup row first, then adds to the rows in key order (a
+lock order every writer shares: no deadlock between PostgreSQL writers). The same upsert is
 spelled the same on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import fields, replace
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, case, func, select, text
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, text
+from sqlalchemy.sql.dml import ReturningDelete
 
-from jobpulse.domain import Actor
-from jobpulse.listing import JobFilter
 from jobpulse.metrics import DURATION_BUCKETS, TTFT_BUCKETS
-from jobpulse.stats.windows import Bucket, Window
-from jobpulse.storage.dialects import dialect_of
-from jobpulse.storage.feature_tables import llm_usage, llm_usage_rollups
-from jobpulse.storage.repository import job_filter_clauses
-from jobpulse.storage.rollups import bucket_of, floor_to, whole_hours
-from jobpulse.storage.tables import UTCDateTime, jobs
-from jobpulse.usage.figures import SUMMED, Facet, UsageFigures, bucket_index, call_sums
+from jobpulse.storage.feature_tables import llm_usage
+from jobpulse.storage.tables import UTCDateTime
+from jobpulse.usage.figures import SUMMED, Facet, bucket_index, call_sums
 from jobpulse.usage.rules import TOKEN_KINDS, Call
 
-_KEY = ("organization_id", "facet", "hour", "job_type", "provider", "model", "bucket")
+#: A rollup row's key.
+KEY = ("organization_id", "facet", "hour", "job_type", "provider", "model", "bucket")
+#: Calls as the rollups count them: each with its job's organization and type.
+Recorded = tuple[str, str, Call]
 _UPSERT = text(
-    f"INSERT INTO llm_usage_rollups ({', '.join((*_KEY, *SUMMED))}) "
-    f"VALUES ({', '.join(f':{name}' for name in (*_KEY, *SUMMED))}) "
-    f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+    f"INSERT INTO llm_usage_rollups ({', '.join((*KEY, *SUMMED))}) "
+    f"VALUES ({', '.join(f':{name}' for name in (*KEY, *SUMMED))}) "
+    f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET "
     + ", ".join(f"{name} = llm_usage_rollups.{name} + excluded.{name}" for name in SUMMED)
 ).bindparams(bindparam("hour", type_=UTCDateTime()))
-#: The list filters the usage rollups keep; any other is answered by a scan.
-ROLLED_UP = frozenset({"job_type", "model"})
+_DROP_EMPTY = text(
+    "DELETE FROM llm_usage_rollups WHERE "
+    + " AND ".join(f"{name} = :{name}" for name in KEY)
+    + " AND calls = 0"
+).bindparams(bindparam("hour", type_=UTCDateTime()))
 _ONE_CALL = (1, *[0] * (len(SUMMED) - 1))
+#: What a deleted call's share of the rollups is read from.
+_COUNTED = (
+    "organization_id",
+    "job_type",
+    "id",
+    "provider",
+    "model",
+    "recorded_at",
+    *TOKEN_KINDS,
+    "cost_pusd",
+    "ttft_ns",
+    "duration_ns",
+)
 
 
-def add_to_rollups(connection: Connection, recorded: Iterable[tuple[str, str, Call]]) -> None:
-    """Add recorded calls (each with its job's organization and type) to the rollups."""
+def rollup_rows(recorded: Iterable[Recorded]) -> dict[tuple[Any, ...], list[int]]:
+    """The rollup rows of `recorded` calls: each key (KEY) with its sums (SUMMED)."""
     rows: dict[tuple[Any, ...], list[int]] = {}
 
-    def add(key: tuple[Any, ...], numbers: Sequence[int]) -> None:
+    def add(key: tuple[Any, ...], numbers: Iterable[int]) -> None:
         found = rows.setdefault(key, [0] * len(SUMMED))
         for at, number in enumerate(numbers):
             found[at] += number
@@ -59,153 +72,46 @@ def add_to_rollups(connection: Connection, recorded: Iterable[tuple[str, str, Ca
         if call.duration_ns is not None:
             at = bucket_index(call.duration_ns, DURATION_BUCKETS)
             add((organization_id, Facet.DURATION.value, *where, at), _ONE_CALL)
-    add_rows(connection, rows)
+    return rows
 
 
-def add_rows(connection: Connection, rows: dict[tuple[Any, ...], list[int]]) -> None:
-    """Add to rollup rows: each key (organization, facet, hour, job type, provider, model,
-    bucket) with its sums (SUMMED), in key order.
-    """
+def add_to_rollups(connection: Connection, recorded: Iterable[Recorded]) -> None:
+    """Add recorded calls to the rollups."""
+    add_rows(connection, rollup_rows(recorded))
+
+
+def add_rows(connection: Connection, rows: Mapping[tuple[Any, ...], list[int]]) -> None:
+    """Add to rollup rows: each key (KEY) with its sums (SUMMED), in key order."""
     params = [
-        dict(zip(_KEY, key, strict=True)) | dict(zip(SUMMED, rows[key], strict=True))
+        dict(zip(KEY, key, strict=True)) | dict(zip(SUMMED, rows[key], strict=True))
         for key in sorted(rows)
     ]
     if params:
         connection.execute(_UPSERT, params)
 
 
-def answers(actor: Actor, query: JobFilter) -> bool:
-    """Whether the usage rollups can answer the actor's view under `query`: an
-    organization's (an admin's) under the filters they keep.
+def deleting_calls(where: ColumnElement[bool]) -> ReturningDelete[Any]:
+    """The statement deleting the calls `where` picks, which gives back what the rollups
+    counted of them (for `take_out_calls`).
     """
-    return actor.is_admin and all(
-        field.name in ROLLED_UP or getattr(query, field.name) in (None, {})
-        for field in fields(query)
-    )
+    return delete(llm_usage).where(where).returning(*(llm_usage.c[name] for name in _COUNTED))
 
 
-def usage_figures(
-    connection: Connection, actor: Actor, query: JobFilter, window: Window
-) -> UsageFigures:
-    """The LLM calls recorded in `window` of the jobs the actor may see under `query` (a
-    `model` filter keeps that model's calls): whole hours from the rollups where they answer,
-    the rest scanned.
-    """
-    figures = UsageFigures(window, TTFT_BUCKETS, DURATION_BUCKETS)
-    hours = whole_hours(window.since, window.until)
-    spans = [(window.since, window.until)]
-    if hours is not None and answers(actor, query):
-        _read_rollups(connection, actor, query, hours, window.bucket, figures)
-        spans = [(window.since, hours[0]), (hours[1], window.until)]
-    for first, end in spans:
-        if first < end:
-            _scan(connection, actor, query, (first, end), window.bucket, figures)
-    return figures
+def take_out_calls(
+    connection: Connection, statement: ReturningDelete[Any], params: Mapping[str, Any]
+) -> list[Recorded]:
+    """Run `statement` (`deleting_calls`): the calls it deleted, for `remove_from_rollups`."""
+    found = []
+    for row in connection.execute(statement, params):
+        values = dict(zip(_COUNTED, row, strict=True))
+        organization_id, job_type = values.pop("organization_id"), values.pop("job_type")
+        found.append((organization_id, job_type, Call(**values)))
+    return found
 
 
-def _in_range(column: ColumnElement[Any]) -> list[ColumnElement[bool]]:
-    return [
-        column >= bindparam("b_since", type_=UTCDateTime()),
-        column < bindparam("b_until", type_=UTCDateTime()),
-    ]
-
-
-def _read_rollups(
-    connection: Connection,
-    actor: Actor,
-    query: JobFilter,
-    hours: tuple[datetime, datetime],
-    bucket: Bucket,
-    figures: UsageFigures,
-) -> None:
-    r = llm_usage_rollups.c
-    where = [r.organization_id == actor.organization_id, *_in_range(r.hour)]
-    if query.job_type is not None:
-        where.append(r.job_type == query.job_type)
-    if query.model is not None:
-        where.append(r.model == query.model)
-    params = {"b_since": hours[0], "b_until": hours[1]}
-    start = floor_to(dialect_of(connection), r.hour, bucket)
-    summed = [func.sum(r[name]) for name in SUMMED]
-    sums = select(*summed).where(*where, r.facet == Facet.SUMS.value)
-    _add_sums(connection, sums, params, figures, start, r.job_type, (r.provider, r.model))
-    timing = (r.provider, r.model, r.facet, r.bucket)
-    timings = select(*timing, func.sum(r.calls)).where(
-        *where, r.facet.in_([Facet.TTFT.value, Facet.DURATION.value])
-    )
-    for provider, model, facet, at, number in connection.execute(timings.group_by(*timing), params):
-        figures.add_timing(provider, model, facet, at, number)
-
-
-def _scan(
-    connection: Connection,
-    actor: Actor,
-    query: JobFilter,
-    span: tuple[datetime, datetime],
-    bucket: Bucket,
-    figures: UsageFigures,
-) -> None:
-    u = llm_usage.c
-    clauses, params = job_filter_clauses(dialect_of(connection), actor, replace(query, model=None))
-    where = [*clauses, *_in_range(u.recorded_at)]
-    if query.model is not None:
-        where.append(u.model == query.model)
-    params |= {"b_since": span[0], "b_until": span[1]}
-    # The calls of the organization in the span, on their own index: none (most windows of
-    # an organization without LLM calls) and there is nothing to sum, no jobs to scan.
-    mine = [u.organization_id == actor.organization_id, *_in_range(u.recorded_at)]
-    if connection.execute(select(u.job_id).where(*mine).limit(1), params).first() is None:
-        return
-    where.append(u.organization_id == actor.organization_id)
-    joined = llm_usage.join(jobs, jobs.c.id == u.job_id)
-    start = floor_to(dialect_of(connection), u.recorded_at, bucket)
-    timed = u.duration_ns > 0
-    summed = (
-        func.count(),
-        *(func.sum(u[kind]) for kind in TOKEN_KINDS),
-        func.sum(u.cost_pusd),
-        func.sum(case((u.cost_pusd.is_(None), 1), else_=0)),
-        func.sum(case((timed, u.output_tokens), else_=0)),
-        func.sum(case((timed, u.duration_ns), else_=0)),
-    )
-    sums: Select[Any] = select(*summed).select_from(joined).where(*where)
-    _add_sums(connection, sums, params, figures, start, u.job_type, (u.provider, u.model))
-    for facet, column, bounds in (
-        (Facet.TTFT, u.ttft_ns, TTFT_BUCKETS),
-        (Facet.DURATION, u.duration_ns, DURATION_BUCKETS),
-    ):
-        at = bucket_of(column, bounds)
-        statement = (
-            select(u.provider, u.model, at, func.count())
-            .select_from(joined)
-            .where(*where, column.is_not(None))
-            .group_by(u.provider, u.model, at)
-        )
-        for provider, model, index, number in connection.execute(statement, params):
-            figures.add_timing(provider, model, facet, index, number)
-
-
-def _add_sums(
-    connection: Connection,
-    sums: Select[Any],
-    params: dict[str, Any],
-    figures: UsageFigures,
-    start: ColumnElement[Any],
-    job_type: ColumnElement[Any],
-    model: tuple[ColumnElement[Any], ColumnElement[Any]],
-) -> None:
-    """Add `sums` (the summed columns, under their WHERE) grouped three ways: by bucket, by
-    model, by job type (each a few rows, however many the rows summed).
-    """
-    for row in connection.execute(sums.add_columns(start).group_by(start), params):
-        figures.add_point(_moment(row[-1]), row[:-1])
-    for row in connection.execute(sums.add_columns(*model).group_by(*model), params):
-        figures.add_model(row[-2], row[-1], row[:-2])
-    for row in connection.execute(sums.add_columns(job_type).group_by(job_type), params):
-        figures.add_job_type(row[-1], row[:-1])
-
-
-def _moment(value: Any) -> datetime:
-    """A bucket start as read back: a naive UTC timestamp (PostgreSQL) or text (SQLite)."""
-    moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC)
+def remove_from_rollups(connection: Connection, gone: Iterable[Recorded]) -> None:
+    """Take deleted calls out of the rollups, and drop the rows that then count no call."""
+    rows = rollup_rows(gone)
+    add_rows(connection, {key: [-number for number in sums] for key, sums in rows.items()})
+    if rows:
+        connection.execute(_DROP_EMPTY, [dict(zip(KEY, key, strict=True)) for key in sorted(rows)])

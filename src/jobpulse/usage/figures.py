@@ -63,7 +63,10 @@ class Sums:
     values: list[int] = field(default_factory=lambda: [0] * len(SUMMED))
 
     def add(self, numbers: Sequence[int | None]) -> None:
-        self.values = [mine + int(more or 0) for mine, more in zip(self.values, numbers)]  # noqa: B905
+        """Add sums as read back (a sum of no value is None)."""
+        self.values = [
+            mine + int(more or 0) for mine, more in zip(self.values, numbers, strict=True)
+        ]
 
     def __getitem__(self, name: str) -> int:
         return self.values[SUMMED.index(name)]
@@ -109,6 +112,14 @@ class UsageFigures:
     def add_job_type(self, job_type: str, numbers: Sequence[int | None]) -> None:
         """Add sums of the calls of jobs of one type."""
         self.by_job_type.setdefault(job_type, Sums()).add(numbers)
+
+    def add_sums(
+        self, start: datetime, job_type: str, provider: str, model: str, numbers: Sequence[int]
+    ) -> None:
+        """Add sums of the calls of one bucket, job type and model."""
+        self.add_point(start, numbers)
+        self.add_model(provider, model, numbers)
+        self.add_job_type(job_type, numbers)
 
     def add_timing(self, provider: str, model: str, facet: int, at: int, number: int) -> None:
         """Add `number` calls of the model in bucket `at` of a facet's histogram."""
