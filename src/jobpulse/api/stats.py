@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from jobpulse.api.deps import Authenticated
 from jobpulse.api.jobs import ERROR_RESPONSES, LIST_PARAMS, JobFilterQuery
@@ -15,6 +16,7 @@ from jobpulse.listing import JobFilter
 from jobpulse.schemas import HistogramPublic, PointPublic, StatsPublic, UtcDatetime, WebhookHealth
 from jobpulse.stats.figures import Figures
 from jobpulse.stats.windows import Bucket, Histogram, Stats, Window
+from jobpulse.usage.figures import UsageFigures
 from jobpulse.usage.recorder import UsageRecorder
 from jobpulse.usage.shown import usage_public
 
@@ -55,7 +57,17 @@ def stats_public(stats: Stats) -> StatsPublic:
         ttft=_histogram(stats.ttft),
         duration=_histogram(stats.duration),
         stop_reasons=stats.stop_reasons,
-        series=[PointPublic.model_validate(point, from_attributes=True) for point in stats.series],
+        # Built by jobpulse from its own figures: constructed, not validated (720 points by
+        # the hour over 30 days were a third of a request's time on the event loop).
+        series=[
+            PointPublic.model_construct(
+                start=point.start,
+                created=point.created,
+                completed=point.completed,
+                failed=point.failed,
+            )
+            for point in stats.series
+        ],
         stuck=stats.stuck,
         webhooks=WebhookHealth.model_validate(stats.webhooks),
     )
@@ -69,7 +81,7 @@ async def get_stats(
     since: Annotated[UtcDatetime | None, Query()] = None,
     until: Annotated[UtcDatetime | None, Query()] = None,
     bucket: Bucket = Bucket.HOUR,
-) -> StatsPublic:
+) -> Response:
     """Counts by status, completion and failure rates, TTFT and duration quantiles and
     buckets, stop reasons, a series per hour or day, stuck jobs and webhook health, for the
     jobs created from `since` to `until` under the filters (`until` defaults to now and
@@ -82,7 +94,15 @@ async def get_stats(
         window = Window(since or until - day, until, bucket)
     except OverflowError:
         raise ValidationError("the window must lie within the years 1 to 9999") from None
-    shown = stats_public(await Figures(caller.jobs).stats(caller.actor, query, window))
+    stats = await Figures(caller.jobs).stats(caller.actor, query, window)
     recorder: UsageRecorder = request.app.state.usage
     usage = await recorder.figures(caller.actor, query, window)
-    return shown.model_copy(update={"usage": usage_public(usage)})
+    # Built off the event loop (a point a bucket: tens of milliseconds by the hour over a
+    # month, which the loop then gives the other requests every switch interval), and into
+    # bytes once, straight from the model (FastAPI would dump it to Python, then encode).
+    return Response(await asyncio.to_thread(_answer, stats, usage), media_type="application/json")
+
+
+def _answer(stats: Stats, usage: UsageFigures) -> bytes:
+    shown = stats_public(stats).model_copy(update={"usage": usage_public(usage)})
+    return shown.model_dump_json().encode()

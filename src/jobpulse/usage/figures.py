@@ -86,6 +86,10 @@ class Sums:
         return None if seconds <= 0 else self["timed_output_tokens"] / seconds
 
 
+#: No calls: the sums of a bucket where none was (shared, never added to).
+NONE = Sums()
+
+
 @dataclass(slots=True)
 class UsageFigures:
     """The LLM calls recorded in a window, added up."""
@@ -140,4 +144,4 @@ class UsageFigures:
 
     def points(self) -> list[tuple[datetime, Sums]]:
         """The series over every bucket of the window, zero where no call was."""
-        return [(start, self.series.get(start) or Sums()) for start in self.window.starts()]
+        return [(start, self.series.get(start, NONE)) for start in self.window.starts()]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from jobpulse.stats.windows import Histogram
-from jobpulse.usage.figures import Facet, UsageFigures
+from jobpulse.usage.figures import NONE, Facet, UsageFigures
 from jobpulse.usage.schemas import (
     ModelFiguresPublic,
     QuantilesPublic,
@@ -22,8 +25,13 @@ def _quantiles(histogram: Histogram) -> QuantilesPublic:
     )
 
 
+def _point(start: datetime, sums: dict[str, int | float | None]) -> dict[str, Any]:
+    return {"start": start, **sums}
+
+
 def usage_public(figures: UsageFigures) -> UsageStatsPublic:
     """The answer for `figures`."""
+    empty = NONE.shown()
     by_model = {
         key: ModelFiguresPublic(
             **sums.shown(),
@@ -35,7 +43,13 @@ def usage_public(figures: UsageFigures) -> UsageStatsPublic:
     }
     return UsageStatsPublic(
         **figures.total.shown(),
-        series=[UsagePointPublic(start=start, **sums.shown()) for start, sums in figures.points()],
+        # Constructed, not validated: jobpulse's own figures, a point a bucket.
+        series=[
+            UsagePointPublic.model_construct(
+                **_point(start, empty if sums is NONE else sums.shown())
+            )
+            for start, sums in figures.points()
+        ],
         by_model=by_model,
         by_job_type={
             job_type: UsageSumsPublic(**sums.shown())
