@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     #: Print spans to the console (OTLP is used when OTEL_EXPORTER_OTLP_ENDPOINT is set).
     trace_console: bool = False
+    #: A span of its own, under the request's, for the service call a request makes
+    #: (`JobManager.update_job` and the like). Off, the request's span carries that call's name
+    #: and parameters itself: one span a request, about half what tracing costs with two.
+    trace_inner_spans: bool = False
     #: How often the sweeper looks for jobs past their deadline or silent too long.
     sweep_interval_s: float = Field(default=5.0, gt=0)
     #: Seconds a job may stay unchanged (no transition, heartbeat or update) as created, as

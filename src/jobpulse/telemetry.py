@@ -1,6 +1,11 @@
 """Tracing through opentelemetry-api: request spans, `trace_method` for service methods, and
 the trace context carried from the request that ended a job to its webhook delivery.
 The SDK and exporters are wired by `setup_tracing`, called by `serve`; tests bring their own.
+
+A request is one span by default (`RequestSpan`): the service method it calls writes its name
+and parameters there rather than opening a span of its own, which would double what tracing a
+request costs. Outside a request, or with `trace_inner_spans`, each traced method has its own
+span.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ import functools
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar, Token
 from itertools import chain
 from typing import Any, ParamSpec, TypeVar
 
@@ -26,6 +32,62 @@ SECRET_WORDS = ("key", "secret", "token", "password", "authorization")
 #: The tracer provider, once found; and whether `setup_tracing` has settled the question.
 _provider: trace.TracerProvider | None = None
 _decided = False
+
+
+class RequestSpan:
+    """The span of an HTTP request while it is served, and the attributes gathered for it.
+
+    They are set in one call when it ends: each call to the SDK takes the span's lock and
+    checks every value, and this runs on every request. The first traced service method the
+    request calls adds its name and parameters (`claimed`: the methods it calls in turn, as
+    `cancel_job` calls `update_job`, add none), unless `inner_spans` gives each its own span.
+    """
+
+    __slots__ = ("_tokens", "attributes", "claimed", "inner_spans", "recording", "span")
+
+    def __init__(self, name: str, caller: context.Context, inner_spans: bool) -> None:
+        provider = active_provider()
+        assert provider is not None, "a request span needs a tracer provider"
+        self.span = _tracer_of(provider).start_span(
+            name, context=caller, kind=trace.SpanKind.SERVER
+        )
+        self.recording = self.span.is_recording()  # not when the sampler left it out
+        self.attributes: dict[str, AttributeValue] = {}
+        self.inner_spans = inner_spans
+        self.claimed = False
+        self._tokens: tuple[Token[RequestSpan | None], Token[context.Context]] = (
+            _request.set(self),
+            context.attach(trace.set_span_in_context(self.span, caller)),
+        )
+
+    def fail(self, exc: Exception) -> None:
+        """Record an exception that escaped the request."""
+        self.span.record_exception(exc)
+        self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+    def end(self, name: str | None) -> None:
+        """Rename the span (once routed), set what was gathered, end it; its context ends."""
+        request, attached = self._tokens
+        context.detach(attached)
+        _request.reset(request)
+        if self.recording:
+            if name:
+                self.span.update_name(name)
+            self.span.set_attributes(self.attributes)
+        self.span.end()
+
+
+#: The request being served, if any (see `RequestSpan`).
+_request: ContextVar[RequestSpan | None] = ContextVar("jobpulse_request_span", default=None)
+
+
+def note(attributes: Mapping[str, AttributeValue]) -> None:
+    """Attributes of the request being served (of the current span outside a request)."""
+    request = _request.get()
+    if request is None:
+        trace.get_current_span().set_attributes(attributes)
+    elif request.recording:
+        request.attributes.update(attributes)
 
 
 def active_provider() -> trace.TracerProvider | None:
@@ -130,7 +192,9 @@ def parameter_attributes(parameters: Iterable[tuple[str, Any]]) -> dict[str, Att
 def trace_method(
     function: Callable[P, Awaitable[R]],
 ) -> Callable[P, Awaitable[R]]:
-    """Run an async method in a span named after it, its parameters recorded safely.
+    """Run an async method in a span named after it, its parameters recorded safely; inside a
+    request, record them on the request's span instead (`code.function.name` naming the
+    method), unless it asks for inner spans.
 
     This runs on every service call, so it is kept to the SDK's own cost: arguments are paired
     with parameter names directly (no `Signature.bind`) and set in one call, and the span is
@@ -141,15 +205,15 @@ def trace_method(
     names = names[skip:]
     name = function.__qualname__
 
-    @functools.wraps(function)
-    async def traced(*args: P.args, **kwargs: P.kwargs) -> R:
-        provider = active_provider()
-        if provider is None:
-            return await function(*args, **kwargs)
+    def attributes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, AttributeValue]:
+        return parameter_attributes(chain(zip(names, args[skip:], strict=False), kwargs.items()))
+
+    async def in_own_span(
+        provider: trace.TracerProvider, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
         span = _tracer_of(provider).start_span(name)
         if span.is_recording():  # not when the sampler left this trace out
-            given = chain(zip(names, args[skip:], strict=False), kwargs.items())
-            span.set_attributes(parameter_attributes(given))
+            span.set_attributes(attributes(args, kwargs))
         token = context.attach(trace.set_span_in_context(span))
         try:
             return await function(*args, **kwargs)
@@ -160,6 +224,24 @@ def trace_method(
         finally:
             context.detach(token)
             span.end()
+
+    @functools.wraps(function)
+    async def traced(*args: P.args, **kwargs: P.kwargs) -> R:
+        provider = active_provider()
+        request = _request.get()
+        if provider is None or (request is not None and request.claimed):
+            return await function(*args, **kwargs)
+        if request is None or request.inner_spans:
+            return await in_own_span(provider, args, kwargs)
+        request.claimed = True
+        if request.recording:
+            request.attributes.update(attributes(args, kwargs))
+            request.attributes["code.function.name"] = name
+        try:
+            return await function(*args, **kwargs)
+        except Exception as exc:
+            request.span.record_exception(exc)  # its status is the answer's (api/tracing.py)
+            raise
 
     return traced
 

@@ -234,38 +234,44 @@ def test_serve_sweeps_expired_jobs(empty_database_url: str) -> None:
         close(server)
 
 
-def test_serve_with_console_tracing_prints_the_request_and_service_spans(
-    empty_database_url: str,
-) -> None:
-    server = start(empty_database_url, env={"JOBPULSE_TRACE_CONSOLE": "true"})
-    try:
-        with JobPulse(server.url, server.admin_key) as client:
-            job = client.create_job(status="running")
-            client.update_job(job.id, status="completed")
-        assert stop(server) == 0  # exiting flushes the batch of spans
-        server.reader.join(timeout=10)
-        printed = "".join(server.output)
-        request = printed.index('"name": "PATCH /v1/jobs/{job_id}"')
-        service = printed.index('"name": "JobManager.update_job"')
-        trace_id = printed[request:].split('"trace_id": "')[1][:34]
-        assert printed[service:].split('"trace_id": "')[1][:34] == trace_id
-        assert f'"job.id": "{job.id}"' in printed
-    finally:
-        close(server)
-
-
-def test_serve_honours_the_sdks_sampler_settings(empty_database_url: str) -> None:
-    env = {"JOBPULSE_TRACE_CONSOLE": "true", "OTEL_TRACES_SAMPLER": "always_off"}
-    server = start(empty_database_url, env=env)
+def traced_transition(url: str, **env: str) -> tuple[str, str]:
+    """What `serve` printed with console tracing (and `env`) for a job created running and
+    then completed, once stopped (exiting flushes the batch of spans); and the job's id.
+    """
+    server = start(url, env={"JOBPULSE_TRACE_CONSOLE": "true", **env})
     try:
         with JobPulse(server.url, server.admin_key) as client:
             job = client.create_job(status="running")
             client.update_job(job.id, status="completed")
         assert stop(server) == 0
         server.reader.join(timeout=10)
-        assert '"name": ' not in "".join(server.output)  # no span sampled, none printed
+        return "".join(server.output), job.id
     finally:
         close(server)
+
+
+def test_serve_with_console_tracing_prints_one_span_a_request(empty_database_url: str) -> None:
+    printed, job_id = traced_transition(empty_database_url)
+    request = printed[printed.index('"name": "PATCH /v1/jobs/{job_id}"') :]
+    request = request[: request.index('"resource"')]
+    assert f'"job.id": "{job_id}"' in request
+    assert '"code.function.name": "JobManager.update_job"' in request
+    assert '"parameter.status": "completed"' in request
+    assert '"name": "JobManager.' not in printed
+
+
+def test_serve_with_inner_spans_prints_the_service_spans(empty_database_url: str) -> None:
+    printed, job_id = traced_transition(empty_database_url, JOBPULSE_TRACE_INNER_SPANS="true")
+    request = printed.index('"name": "PATCH /v1/jobs/{job_id}"')
+    service = printed.index('"name": "JobManager.update_job"')
+    trace_id = printed[request:].split('"trace_id": "')[1][:34]
+    assert printed[service:].split('"trace_id": "')[1][:34] == trace_id
+    assert f'"job.id": "{job_id}"' in printed
+
+
+def test_serve_honours_the_sdks_sampler_settings(empty_database_url: str) -> None:
+    printed, _job_id = traced_transition(empty_database_url, OTEL_TRACES_SAMPLER="always_off")
+    assert '"name": ' not in printed  # no span sampled, none printed
 
 
 def test_demo_outlives_a_restart_of_the_server(tmp_path: Path) -> None:

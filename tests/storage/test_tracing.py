@@ -1,17 +1,22 @@
-"""Spans read from an in-memory exporter: requests, trace_method, webhook trace continuation."""
+"""Spans read from an in-memory exporter: one span a request (its service call's parameters
+on it; inner spans when asked), trace_method, webhook trace continuation.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from jobpulse import Actor, JobManager, Settings
+from jobpulse.api.app import create_app
 from jobpulse.storage.sql_store import open_store
 from jobpulse.telemetry import trace_method, tracer
 from jobpulse.webhooks.delivery import Deliverer, new_client
@@ -23,25 +28,110 @@ def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
     return [span for span in spans.get_finished_spans() if span.name == name]
 
 
-async def test_a_request_span_has_the_attributes(
-    spans: InMemorySpanExporter, http: httpx.AsyncClient, make_key: MakeKey
-) -> None:
-    me = await make_key("org-a", "alice")
-    job = (await http.post("/v1/jobs", json={"status": "running"}, headers=me)).json()
-    await http.patch(f"/v1/jobs/{job['id']}", json={"status": "completed"}, headers=me)
-    [span] = named(spans, "PATCH /v1/jobs/{job_id}")
-    assert dict(span.attributes or {}) == {
+def patched(job_id: str) -> dict[str, object]:
+    """The attributes of alice's request span for PATCH /v1/jobs/{job_id}, answered 200."""
+    return {
         "http.method": "PATCH",
         "http.route": "/v1/jobs/{job_id}",
         "http.status_code": 200,
         "user.id": "alice",
         "organization.id": "org-a",
-        "job.id": job["id"],
+        "job.id": job_id,
     }
+
+
+def of_requests(spans: InMemorySpanExporter) -> list[ReadableSpan]:
+    """The spans of requests and of the service calls (the sweeper's runs beside them left out)."""
+    return [
+        span
+        for span in spans.get_finished_spans()
+        if span.kind == SpanKind.SERVER or span.name.startswith("JobManager.")
+    ]
+
+
+async def test_a_request_is_one_span_carrying_its_service_call(
+    spans: InMemorySpanExporter, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    me = await make_key("org-a", "alice")
+    job = (await http.post("/v1/jobs", json={"status": "running"}, headers=me)).json()
+    spans.clear()
+    await http.patch(f"/v1/jobs/{job['id']}", json={"status": "completed"}, headers=me)
+    [span] = of_requests(spans)  # no span of the JobManager's under it
+    assert span.name == "PATCH /v1/jobs/{job_id}"
+    assert dict(span.attributes or {}) == patched(job["id"]) | {
+        "code.function.name": "JobManager.update_job",
+        "parameter.actor": "Actor(organization_id='org-a', user_id='alice', is_admin=False)",
+        "parameter.job_id": job["id"],
+        "parameter.status": "completed",
+    }
+
+
+async def test_the_request_span_names_the_method_the_route_called(
+    spans: InMemorySpanExporter, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    me = await make_key("org-a", "alice")
+    job = (await http.post("/v1/jobs", json={}, headers=me)).json()
+    spans.clear()
+    cancel = await http.post(f"/v1/jobs/{job['id']}/cancel", json={"reason": "no"}, headers=me)
+    assert cancel.status_code == 200
+    [span] = of_requests(spans)
+    attributes = dict(span.attributes or {})
+    # cancel_job calls update_job: the span keeps what the route asked for
+    assert attributes["code.function.name"] == "JobManager.cancel_job"
+    assert attributes["parameter.reason"] == "no"
+    assert "parameter.status" not in attributes
+
+
+async def test_a_refused_call_is_an_exception_on_the_request_span(
+    spans: InMemorySpanExporter, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    me = await make_key("org-a", "alice")
+    job = (await http.post("/v1/jobs", json={"status": "running"}, headers=me)).json()
+    spans.clear()
+    refused = await http.patch(f"/v1/jobs/{job['id']}", json={"status": "pending"}, headers=me)
+    assert refused.status_code == 409
+    [span] = of_requests(spans)
+    assert (span.attributes or {})["http.status_code"] == 409
+    [event] = span.events
+    assert event.name == "exception"
+    assert (event.attributes or {})["exception.type"] == "jobpulse.errors.InvalidTransitionError"
+    assert span.status.status_code == StatusCode.UNSET  # a 4xx is the caller's error
+
+
+async def test_a_sampled_out_request_records_nothing(
+    spans: InMemorySpanExporter, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    me = await make_key("org-a", "alice")
+    unsampled = {**me, "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
+    spans.clear()
+    created = await http.post("/v1/jobs", json={}, headers=unsampled)
+    assert created.status_code == 201
+    assert of_requests(spans) == []
+
+
+@pytest.fixture
+async def inner_app(database_url: str) -> AsyncIterator[FastAPI]:
+    application = create_app(Settings(database_url=database_url, trace_inner_spans=True))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_inner_spans_when_the_setting_asks(
+    spans: InMemorySpanExporter, inner_app: FastAPI
+) -> None:
+    _key, secret = await inner_app.state.keys.create(organization_id="org-a", user_id="alice")
+    me = {"Authorization": f"Bearer {secret}"}
+    transport = httpx.ASGITransport(app=inner_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://jobpulse.test") as http:
+        job = (await http.post("/v1/jobs", json={"status": "running"}, headers=me)).json()
+        await http.patch(f"/v1/jobs/{job['id']}", json={"status": "completed"}, headers=me)
+    [span] = named(spans, "PATCH /v1/jobs/{job_id}")
+    assert dict(span.attributes or {}) == patched(job["id"])  # the parameters are below
     [service] = named(spans, "JobManager.update_job")
     assert service.parent is not None
     assert service.parent.span_id == span.context.span_id
     assert (service.attributes or {})["parameter.status"] == "completed"
+    assert (service.attributes or {})["parameter.job_id"] == job["id"]
 
 
 async def test_a_request_continues_the_callers_trace(

@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     pages.install(app, Sessions.from_settings(settings))
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(KeyBeforeBody)
-    app.add_middleware(RequestSpans)
+    app.add_middleware(RequestSpans, inner_spans=settings.trace_inner_spans)
     if origins := settings.cors_origin_list:
         app.add_middleware(ApiCors, origins=origins)
     return app

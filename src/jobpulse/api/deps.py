@@ -15,13 +15,13 @@ from fastapi import Depends, Query, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
-from opentelemetry import trace
 
 from jobpulse.domain import Actor, Job
 from jobpulse.errors import ForbiddenError, UnauthorizedError, ValidationError
 from jobpulse.jobs.manager import JobManager
 from jobpulse.keys import KeyManager, hash_key
 from jobpulse.listing import JobFilter
+from jobpulse.telemetry import note
 from jobpulse.tokens.manager import TokenHolder, TokenManager
 from jobpulse.tokens.rules import is_token
 
@@ -93,9 +93,7 @@ class BearerKey(SecurityBase):
 
 
 def _traced(actor: Actor) -> None:
-    trace.get_current_span().set_attributes(
-        {"user.id": actor.user_id, "organization.id": actor.organization_id}
-    )
+    note({"user.id": actor.user_id, "organization.id": actor.organization_id})
 
 
 class BearerKeyOrToken(BearerKey):

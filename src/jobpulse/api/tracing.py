@@ -1,31 +1,30 @@
-"""One span per HTTP request, carrying the attributes of DESIGN §5, and its duration in the
-HTTP server histogram.
+"""One span per HTTP request, carrying the attributes of DESIGN §5 and the parameters of the
+service call it made, and its duration in the HTTP server histogram.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, Status, StatusCode
-from opentelemetry.util.types import AttributeValue
+from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobpulse.telemetry import tracer, tracing_enabled
+from jobpulse.telemetry import RequestSpan, tracing_enabled
 
 
 class RequestSpans:
     """ASGI middleware: one span per request, named by route, with the attributes of DESIGN §5.
 
-    `user.id` and `organization.id` are added by authentication, `job.id` from the path. The
-    span's attributes are set in one call when the response is done: each call to the SDK
-    takes its lock and checks the values, and this runs on every request.
+    `user.id` and `organization.id` are added by authentication, `job.id` from the path, and
+    the name and parameters of the service method the route calls by that method
+    (`trace_method`), unless `inner_spans` gives it a span of its own under the request's.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, inner_spans: bool = False) -> None:
         self.app = app
+        self.inner_spans = inner_spans
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,24 +39,25 @@ class RequestSpans:
                 status = message["status"]
             await send(message)
 
-        span_cm = _request_span(scope) if tracing_enabled() else contextlib.nullcontext()
-        with span_cm as span:
-            try:
-                await self.app(scope, receive, observed)
-            finally:
-                route = getattr(scope.get("route"), "path", None)
-                _observe(scope, route or "unmatched", status, started)
-                if span is not None and span.is_recording():
-                    _finish(span, scope, route, status)
+        request = self._start(scope) if tracing_enabled() else None
+        try:
+            await self.app(scope, receive, observed)
+        except Exception as exc:
+            if request is not None:
+                request.fail(exc)
+            raise
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            _observe(scope, route or "unmatched", status, started)
+            if request is not None:
+                _finish(request, scope, route, status)
 
-
-def _request_span(scope: Scope) -> contextlib.AbstractContextManager[Span]:
-    """A server span continuing the caller's trace (W3C headers), named by path until routed."""
-    return tracer().start_as_current_span(
-        f"{scope['method']} {scope['path']}",
-        context=_caller_context(scope),
-        kind=trace.SpanKind.SERVER,
-    )
+    def _start(self, scope: Scope) -> RequestSpan:
+        """A server span continuing the caller's trace (W3C headers), named by path until
+        routed, current while the request is served.
+        """
+        name = f"{scope['method']} {scope['path']}"
+        return RequestSpan(name, _caller_context(scope), self.inner_spans)
 
 
 #: The headers the propagators read (traceparent, tracestate, baggage by default).
@@ -72,20 +72,19 @@ def _caller_context(scope: Scope) -> Context:
     return propagate.extract(headers)
 
 
-def _finish(span: Span, scope: Scope, route: str | None, status: int) -> None:
-    attributes: dict[str, AttributeValue] = {
-        "http.method": scope["method"],
-        "http.status_code": status,
-    }
-    if route:
-        span.update_name(f"{scope['method']} {route}")
-        attributes["http.route"] = route
-    job_id = scope.get("path_params", {}).get("job_id")
-    if job_id:
-        attributes["job.id"] = job_id
-    span.set_attributes(attributes)
-    if status >= 500:
-        span.set_status(Status(StatusCode.ERROR))
+def _finish(request: RequestSpan, scope: Scope, route: str | None, status: int) -> None:
+    if request.recording:
+        attributes = request.attributes
+        attributes["http.method"] = scope["method"]
+        attributes["http.status_code"] = status
+        if route:
+            attributes["http.route"] = route
+        job_id = scope.get("path_params", {}).get("job_id")
+        if job_id:
+            attributes["job.id"] = job_id
+        if status >= 500:
+            request.span.set_status(Status(StatusCode.ERROR))
+    request.end(f"{scope['method']} {route}" if route else None)
 
 
 def _observe(scope: Scope, route: str, status: int, started: float) -> None:
