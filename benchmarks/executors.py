@@ -1,7 +1,8 @@
 """The RQ, Dramatiq and arq integrations' cost: tasks/s of no-op tasks drained by one worker
-from Redis, without the integration and with it (the worker alone instrumented, reporting to a
-`jobpulse serve` on SQLite), rounds alternating; and how long its reports took to reach
-jobpulse at that rate (from the hook to jobpulse's answer).
+from Redis (RQ's forking `Worker` and its `SimpleWorker`; each as fast as its executor runs
+them, see executor_apps.py), without the integration and with it (the worker alone
+instrumented, reporting to a `jobpulse serve` on SQLite), rounds alternating; and how long
+its reports took to reach jobpulse at that rate (from the hook to jobpulse's answer).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from benchmarks.common import admin_key, fresh_database
 from benchmarks.http import BIN, _free_port, _stop
 from benchmarks.integrations import _serve
 
-TASKS = int(os.environ.get("BENCH_EXECUTOR_TASKS", "500"))
+TASKS = int(os.environ.get("BENCH_EXECUTOR_TASKS", "2000"))
 ROUNDS = int(os.environ.get("BENCH_EXECUTOR_ROUNDS", "3"))
-EXECUTORS = ("rq", "dramatiq", "arq")
+EXECUTORS = ("rq", "rq-simple", "dramatiq", "arq")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,7 +67,7 @@ async def _publish_arq(queue: str, tasks: int) -> None:
 
 
 def _publish(executor: str, queue: str, tasks: int) -> None:
-    if executor == "rq":
+    if executor.startswith("rq"):
         _publish_rq(queue, tasks)
     elif executor == "dramatiq":
         _publish_dramatiq(queue, tasks)
