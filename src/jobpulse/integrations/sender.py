@@ -32,6 +32,8 @@ RETRY_CODES = frozenset({"unavailable", "too_many_requests", "read_timeout", "in
 #: What it answers a report of a change its job can no longer take.
 REFUSED_MOVES = frozenset({"invalid_transition", "job_cancelled"})
 PATH = "/v1/jobs/reports"
+#: Compact JSON of what jobpulse takes (no NaN or infinity), one encoder for every report.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class RetryLaterError(Exception):
@@ -123,21 +125,15 @@ class Sender:
     def is_cancelled(self, task_id: str) -> bool:
         return task_id in self.cancelled
 
-    def _chunks(
-        self, reports: Sequence[Report], sent: Sent
-    ) -> Iterator[list[tuple[Report, bytes]]]:
+    def _chunks(self, reports: Sequence[Report], sent: Sent) -> Iterator[list[tuple[Report, str]]]:
         """`reports` encoded, in requests of at most REQUEST_REPORTS and REQUEST_BYTES (one
         larger alone); one that JSON cannot carry is refused here.
         """
-        chunk: list[tuple[Report, bytes]] = []
+        chunk: list[tuple[Report, str]] = []
         size = 0
         for report in reports:
             try:
-                body = json.dumps(
-                    entry(report, self.executor, self.heartbeat_timeout_s),
-                    separators=(",", ":"),
-                    allow_nan=False,
-                ).encode()
+                body = _ENCODER.encode(entry(report, self.executor, self.heartbeat_timeout_s))
             except (TypeError, ValueError) as exc:
                 sent.refused.append((report, f"it cannot be sent as JSON: {exc}"))
                 continue
@@ -149,11 +145,11 @@ class Sender:
         if chunk:
             yield chunk
 
-    def _post(self, bodies: list[bytes]) -> list[dict[str, Any]]:
+    def _post(self, bodies: list[str]) -> list[dict[str, Any]]:
         """The results of one request of `bodies`; RetryLaterError when it should be sent
         again, RejectedError when jobpulse refused it whole.
         """
-        content = b'{"reports":[' + b",".join(bodies) + b"]}"
+        content = ('{"reports":[' + ",".join(bodies) + "]}").encode()  # ASCII: escaped
         headers = {"Content-Type": "application/json"}
         try:
             response = self.client.post(PATH, content=content, headers=headers)
