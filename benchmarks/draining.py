@@ -53,7 +53,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def watch(worker: subprocess.Popen[bytes], redis_url: str, queue: str, tasks: int) -> Drained:
-    """Wait for `worker` to drain `queue` (`tasks` tasks between the two stamps)."""
+    """Wait for `worker` to drain `queue` (`tasks` tasks between the two stamps). The stamps
+    stay (a worker may wait for the last one to stop): `forget` them once it has.
+    """
     deadline = time.monotonic() + 900
     began = None
     with Redis.from_url(redis_url) as redis:
@@ -66,9 +68,14 @@ def watch(worker: subprocess.Popen[bytes], redis_url: str, queue: str, tasks: in
         ended = cpu_seconds(worker.pid)
         start = redis.get(f"{queue}:start")
         assert start is not None, f"{queue}: the run never started"
-        redis.delete(f"{queue}:start", f"{queue}:end")
     spent = float("nan") if began is None else ended - began
     return Drained(tasks, float(end) - float(start), spent)
+
+
+def forget(redis_url: str, queue: str) -> None:
+    """Remove the stamps of `queue`, and the queue."""
+    with Redis.from_url(redis_url) as redis:
+        redis.delete(f"{queue}:start", f"{queue}:end", queue)
 
 
 def read_delays(path: Path) -> list[float]:

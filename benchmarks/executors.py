@@ -23,7 +23,7 @@ from rq import Queue
 
 from benchmarks import executor_apps
 from benchmarks.common import admin_key, fresh_database
-from benchmarks.draining import Drained, read_delays, summary, watch
+from benchmarks.draining import Drained, forget, read_delays, summary, watch
 from benchmarks.http import BIN, LOAD_CPU, SERVER_CPU, _free_port, _stop, pinned
 from benchmarks.integrations import _serve
 
@@ -106,6 +106,7 @@ def drain(executor: str, jobpulse: tuple[str, str] | None, tasks: int) -> Draine
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+            forget(executor_apps.REDIS_URL, queue)
         if jobpulse is not None:
             drained.delays = read_delays(delays_file)
     return drained

@@ -20,11 +20,10 @@ import uuid
 from pathlib import Path
 
 import httpx
-import redis
 
 from benchmarks.celery_app import BROKER, make_app
 from benchmarks.common import admin_key, fresh_database
-from benchmarks.draining import Drained, read_delays, summary, watch
+from benchmarks.draining import Drained, forget, read_delays, summary, watch
 from benchmarks.http import BIN, LOAD_CPU, SERVER_CPU, _free_port, _stop, pinned
 
 TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "2000"))
@@ -65,10 +64,9 @@ def drain(jobpulse: tuple[str, str] | None, tasks: int) -> Drained:
             stderr=subprocess.DEVNULL,
         )
         drained = watch(worker, BROKER, queue, tasks)
-        with redis.Redis.from_url(BROKER) as connection:
-            connection.delete(queue)
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=120)
+        forget(BROKER, queue)
         if jobpulse is not None:
             drained.delays = read_delays(delays_file)
     return drained

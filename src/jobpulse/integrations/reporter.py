@@ -30,9 +30,9 @@ created `pending` whichever arrives first, then moved to running.
 
 Guarantees: `report()` only puts the report on a bounded queue (`buffer` reports); when it
 is full the report is dropped, counted in `stats.dropped` and logged (at most every 10 s).
-The thread wakes at the first report, lets more gather for `linger_s`, and sends up to
-`batch` at once in one request (POST /v1/jobs/reports, see sender.py) over one reused HTTP
-connection; jobpulse applies a task's reports in the order they happened. While jobpulse is
+The thread wakes at the first report, lets more gather for `linger_s` (unless a flush
+waits), and sends up to `batch` at once in one request (POST /v1/jobs/reports, see
+sender.py) over one reused HTTP connection; jobpulse applies a task's reports in the order they happened. While jobpulse is
 unreachable or answers 5xx/429, the reports it did not take are sent again with exponential
 backoff (up to `max_backoff_s`), and the others wait behind them; one it refuses (a 4xx) is
 logged, counted in `stats.rejected`, and dropped. With `heartbeat_s`, each running task's job
@@ -63,8 +63,12 @@ from jobpulse.integrations.sender import REQUEST_REPORTS, Sender, logger, new_cl
 DROP_WARNING_EVERY_S = 10.0
 #: The first wait before a report is sent again.
 FIRST_BACKOFF_S = 0.05
-#: How long the thread lets reports gather once one came, by default.
-LINGER_S = 0.05
+#: How long the thread lets reports gather once one came, by default: each request costs the
+#: worker's process about as much as the reports it carries (and a forking worker more, see
+#: docs/performance.md), and this keeps them to a few a second.
+LINGER_S = 0.2
+#: How often a waiting flush cuts the thread's gathering short.
+HURRY_S = 0.05
 
 
 @dataclass
@@ -95,6 +99,8 @@ class _Process:
     queue: queue.Queue[Report | None]
     sender: Sender
     thread: threading.Thread | None = None
+    #: Set while a flush waits: the thread sends what it has without gathering more.
+    hurry: threading.Event = field(default_factory=threading.Event)
 
 
 class Reporter:
@@ -159,10 +165,11 @@ class Reporter:
         waiting = process.queue
         with waiting.all_tasks_done:
             while waiting.unfinished_tasks:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                process.hurry.set()
+                left = HURRY_S if deadline is None else deadline - time.monotonic()
+                if left <= 0:
                     return False
-                waiting.all_tasks_done.wait(left)
+                waiting.all_tasks_done.wait(min(left, HURRY_S))
         return True
 
     def close(self, timeout_s: float | None = 5.0) -> bool:
@@ -235,7 +242,8 @@ class Reporter:
                 self._beat(process.sender)
                 continue
             if first is not None and self.linger_s and waiting.qsize() < self.batch - 1:
-                time.sleep(self.linger_s)  # let more gather: one request for them all
+                process.hurry.wait(self.linger_s)  # let more gather: one request for them all
+                process.hurry.clear()
             batch = [first]
             while len(batch) < self.batch:
                 try:

@@ -28,7 +28,7 @@ async def apply_reports(
     jobs: JobManager, actor: Actor, reports: Sequence[ReportCreate | Unreadable]
 ) -> list[ReportResult]:
     """Apply `reports` as `actor`; one result each, in their order."""
-    results: list[ReportResult | None] = [None] * len(reports)
+    results: dict[int, ReportResult] = {}
     by_key: dict[str, list[tuple[int, ReportCreate]]] = {}
     for index, report in enumerate(reports):
         if isinstance(report, Unreadable):
@@ -41,15 +41,14 @@ async def apply_reports(
         else:
             by_key.setdefault(report.idempotency_key, []).append((index, report))
     await asyncio.gather(*(_apply_key(jobs, actor, keyed, results) for keyed in by_key.values()))
-    assert all(result is not None for result in results)
-    return results  # type: ignore[return-value]
+    return [results[index] for index in range(len(reports))]
 
 
 async def _apply_key(
     jobs: JobManager,
     actor: Actor,
     reports: list[tuple[int, ReportCreate]],
-    results: list[ReportResult | None],
+    results: dict[int, ReportResult],
 ) -> None:
     """Apply the reports of one key in order, each answered in `results`."""
     job: Job | None = None  # as the last report left it; None when not known for sure
