@@ -18,7 +18,7 @@ its records against transitions; default 400 and 3), BENCH_ALERT_SIZES (job coun
 alerts section; default 1000000), BENCH_BULK_JOBS (jobs the bulk section cancels; default
 10000), BENCH_CELERY_TASKS and BENCH_CELERY_ROUNDS (the Celery integration's no-op tasks a
 round, and rounds; default 2000 and 3), BENCH_EXECUTOR_TASKS and BENCH_EXECUTOR_ROUNDS (the
-same for RQ, Dramatiq and arq; default 500 and 3). The HTTP figures need wrk (Debian: wrk).
+same for RQ, Dramatiq and arq; default 2000 and 3). The HTTP figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations

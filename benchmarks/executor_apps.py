@@ -1,5 +1,8 @@
 """No-op tasks for the executors' benchmark, and a worker for each that drains one queue:
-`python -m benchmarks.executor_apps rq|dramatiq|arq`, told its queue by BENCH_EXECUTOR_QUEUE.
+`python -m benchmarks.executor_apps rq|rq-simple|dramatiq|arq`, told its queue by
+BENCH_EXECUTOR_QUEUE. Each worker runs as its executor runs by default, or faster where a
+setting of the executor's own makes it faster for no-op tasks (see `run_arq`): the baseline
+is the fastest fair way to run it.
 With BENCH_EXECUTOR_URL and BENCH_EXECUTOR_KEY set, the worker alone is instrumented, and
 the delays of its reports (s, from the hook to jobpulse's answer) go to BENCH_EXECUTOR_DELAYS.
 """
@@ -66,13 +69,17 @@ def _write_delays(reporter: Reporter | None) -> None:
     Path(os.environ["BENCH_EXECUTOR_DELAYS"]).write_text(delays)
 
 
-def run_rq() -> None:
-    from rq import Queue, Worker
+def run_rq(simple: bool = False) -> None:
+    """RQ's `Worker`, which forks a work horse for each job (RQ's default), or its
+    `SimpleWorker`, which runs the jobs in its own process (the fastest way RQ has).
+    """
+    from rq import Queue, SimpleWorker, Worker
 
     from jobpulse.integrations import rq
 
     redis = Redis.from_url(REDIS_URL)
-    worker = Worker([Queue(QUEUE, connection=redis)], connection=redis)
+    kind = SimpleWorker if simple else Worker
+    worker = kind([Queue(QUEUE, connection=redis)], connection=redis)
     target = _target()
     reporter = rq.instrument(worker, url=target[0], api_key=target[1]) if target else None
     worker.work(burst=True, logging_level="WARNING")
@@ -86,7 +93,9 @@ def run_dramatiq() -> None:
     reporter = (
         jobpulse_dramatiq.instrument(broker, url=target[0], api_key=target[1]) if target else None
     )
-    worker = dramatiq.Worker(broker, worker_threads=1)
+    # Its default 8 threads: with one, it prefetches 2 messages at a time and drains a
+    # tenth as fast (160-250 against 1,700-2,500 no-op messages/s on the benchmark machine).
+    worker = dramatiq.Worker(broker)
     worker.start()
     redis = Redis.from_url(REDIS_URL)
     while redis.get(f"{QUEUE}:end") is None:
@@ -106,8 +115,10 @@ def run_arq() -> None:
         "redis_settings": RedisSettings.from_dsn(REDIS_URL),
         "queue_name": QUEUE,
         "burst": True,
+        # arq's default of 10 jobs at a time; one at a time ran one job a poll (about 20/s
+        # against 800-1,400/s). A poll every 50 ms, not its default 500: it reads at most 100
+        # jobs a poll, which capped a default worker near 200/s.
         "poll_delay": 0.05,
-        "max_jobs": 1,  # one at a time, as the other executors' single worker
     }
     target = _target()
     reporter = arq.instrument(settings, url=target[0], api_key=target[1]) if target else None
@@ -117,4 +128,10 @@ def run_arq() -> None:
 
 
 if __name__ == "__main__":
-    {"rq": run_rq, "dramatiq": run_dramatiq, "arq": run_arq}[sys.argv[1]]()
+    runs = {
+        "rq": run_rq,
+        "rq-simple": lambda: run_rq(simple=True),
+        "dramatiq": run_dramatiq,
+        "arq": run_arq,
+    }
+    runs[sys.argv[1]]()

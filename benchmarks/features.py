@@ -103,38 +103,48 @@ async def bench_llmsdk() -> None:
         )
 
 
-async def bench_integrations() -> None:
+def _report_drains(name: str, figures: dict[str, float]) -> None:
+    """A worker's figures: tasks/s and CPU per task without and with the integration."""
+    ratio, cpu_ratio = figures["ratio"], figures["cpu_ratio"]
     report(
-        f"== Celery integration: tasks/s of a no-op task, {integrations.TASKS} a round drained "
-        "by one solo worker from Redis, with the integration (reporting to `jobpulse serve` on "
-        f"SQLite) / without, {integrations.ROUNDS} rounds alternating; delay from a task's "
-        "signal to jobpulse's answer"
-    )
-    figures = await integrations.measure()
-    ratio = figures["ratio"]
-    report(
-        f"celery      without {figures['plain']:7.0f}/s  with {figures['instrumented']:7.0f}/s"
+        f"{name:10}  without {figures['plain']:6.0f}/s  with {figures['instrumented']:6.0f}/s"
         f"  ratio {ratio:5.2f}  {verdict(ratio, 0.9)}"
+    )
+    report(
+        f"{name:10}  CPU a task without {figures['plain_cpu'] * 1e6:6.0f} us  with "
+        f"{figures['instrumented_cpu'] * 1e6:6.0f} us  ratio {cpu_ratio:5.2f}  "
+        f"{verdict(cpu_ratio, 0.9)}"
     )
     p50, p99 = figures["p50"], figures["p99"]
     target = verdict(p99, 1.0, at_most=True).replace("<= 1.0", "p99 <= 1 s")
     report(
-        f"celery      {figures['reports']:.0f} reports  delay p50 {p50 * 1e3:7.1f} ms"
+        f"{name:10}  {figures['reports']:.0f} reports  delay p50 {p50 * 1e3:7.1f} ms"
         f"  p99 {p99 * 1e3:7.1f} ms  {target}"
     )
 
 
+DRAINS = (
+    "the worker on one core, `jobpulse serve` (SQLite) on the other; medians of {rounds} "
+    "alternating rounds: tasks/s with ÷ without; the worker process's CPU per task (its "
+    "threads, the reporter's included, and its reaped children) without ÷ with; the delay "
+    "from a task's hook to jobpulse's answer"
+)
+
+
+async def bench_integrations() -> None:
+    report(
+        f"== Celery integration: a no-op task, {integrations.TASKS} a round drained by one "
+        "solo worker from Redis, with the integration and without; "
+        + DRAINS.format(rounds=integrations.ROUNDS)
+    )
+    _report_drains("celery", await integrations.measure())
+
+
 async def bench_executors() -> None:
     report(
-        f"== executors: tasks/s of {executors.TASKS} no-op tasks drained by one worker from "
-        "Redis, the worker instrumented ÷ not (medians of "
-        f"{executors.ROUNDS} alternating rounds), and its reports' delay to jobpulse"
+        f"== executors: {executors.TASKS} no-op tasks a round drained by one worker from "
+        "Redis (RQ's forking Worker and its SimpleWorker, Dramatiq with 8 threads, arq with 10 "
+        "jobs at a time), instrumented and not; " + DRAINS.format(rounds=executors.ROUNDS)
     )
     for name, figures in (await executors.measure()).items():
-        report(
-            f"{name:9} plain {figures['plain']:7.0f}/s  instrumented "
-            f"{figures['instrumented']:7.0f}/s  ratio {figures['ratio']:5.2f}  "
-            f"{verdict(figures['ratio'], 0.9)}  reports {figures['reports']:.0f}, delay p50 "
-            f"{figures['p50'] * 1e3:6.1f} ms, p99 {figures['p99'] * 1e3:6.1f} ms  "
-            f"{verdict(figures['p99'], 1.0, at_most=True)}"
-        )
+        _report_drains(name, figures)

@@ -1,7 +1,10 @@
 """The Celery integration's cost: tasks/s of a no-op task drained by one solo worker from
 Redis, without the integration and with it (the worker alone instrumented, reporting to a
 `jobpulse serve` on SQLite), rounds alternating; and how long its reports took to reach
-jobpulse at that rate (from the signal to jobpulse's answer, p99).
+jobpulse at that rate (from the signal to jobpulse's answer, p99). The worker runs on one
+core and the server on the other, in every round: jobpulse runs apart from the workers it
+watches, and on two cores a server beside the worker would take the worker's CPU, which is
+not the integration's cost.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,25 +20,20 @@ import uuid
 from pathlib import Path
 
 import httpx
-import redis
 
 from benchmarks.celery_app import BROKER, make_app
 from benchmarks.common import admin_key, fresh_database
-from benchmarks.http import BIN, _free_port, _stop
+from benchmarks.draining import Drained, forget, read_delays, summary, watch
+from benchmarks.http import BIN, LOAD_CPU, SERVER_CPU, _free_port, _stop, pinned
 
 TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "2000"))
-ROUNDS = int(os.environ.get("BENCH_CELERY_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_CELERY_ROUNDS", "5"))
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
-def drain(jobpulse: tuple[str, str] | None, tasks: int) -> tuple[float, list[float]]:
-    """Tasks/s of one worker draining `tasks` no-op tasks (instrumented when `jobpulse`, its
-    (url, key), is given), and the delays of its reports.
+def drain(jobpulse: tuple[str, str] | None, tasks: int) -> Drained:
+    """One worker draining `tasks` no-op tasks (instrumented when `jobpulse`, its (url, key),
+    is given), and the delays of its reports.
     """
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     publisher = make_app(queue)
@@ -56,6 +53,7 @@ def drain(jobpulse: tuple[str, str] | None, tasks: int) -> tuple[float, list[flo
             }
         worker = subprocess.Popen(
             [
+                *pinned(LOAD_CPU),
                 *(sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker"),
                 *("--pool", "solo", "-Q", queue, "-l", "warning", "-n", f"{queue}@%h"),
                 *("--without-mingle", "--without-gossip", "--without-heartbeat"),
@@ -65,23 +63,13 @@ def drain(jobpulse: tuple[str, str] | None, tasks: int) -> tuple[float, list[flo
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        with redis.Redis.from_url(BROKER) as connection:
-            deadline = time.monotonic() + 600
-            while (end := connection.get(f"{queue}:end")) is None:
-                if worker.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the benchmark worker stopped before draining its queue")
-                time.sleep(0.05)
-            start = connection.get(f"{queue}:start")
-            assert start is not None
-            connection.delete(f"{queue}:start", f"{queue}:end", queue)
+        drained = watch(worker, BROKER, queue, tasks)
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=120)
-        delays = (
-            [float(line) for line in delays_file.read_text().split()]
-            if jobpulse is not None
-            else []
-        )
-    return tasks / (float(end) - float(start)), delays
+        forget(BROKER, queue)
+        if jobpulse is not None:
+            drained.delays = read_delays(delays_file)
+    return drained
 
 
 def _serve(command: list[str], probe: str) -> subprocess.Popen[bytes]:
@@ -99,29 +87,22 @@ def _serve(command: list[str], probe: str) -> subprocess.Popen[bytes]:
 
 
 async def measure() -> dict[str, float]:
-    """Median tasks/s without and with the integration, and the reports' p50/p99 delay (s)."""
+    """Medians of tasks/s and of CPU per task without and with the integration, their
+    ratios, and the reports' p50/p99 delay (s).
+    """
     async with fresh_database("sqlite") as url:
         secret = await admin_key(url)
         port = _free_port()
-        command = [str(BIN / "jobpulse"), "serve", "--port", str(port), "--database-url", url]
+        command = [*pinned(SERVER_CPU), str(BIN / "jobpulse"), "serve", "--port", str(port)]
+        command += ["--database-url", url]
         probe = f"http://127.0.0.1:{port}/readyz"
         process = await asyncio.to_thread(_serve, [*command, "--no-access-log"], probe)
         try:
             target = (f"http://127.0.0.1:{port}", secret)
-            plain, instrumented, delays = [], [], []
+            rounds = []
             for _ in range(ROUNDS):
-                rate, _none = await asyncio.to_thread(drain, None, TASKS)
-                plain.append(rate)
-                rate, taken = await asyncio.to_thread(drain, target, TASKS)
-                instrumented.append(rate)
-                delays.extend(taken)
+                plain = await asyncio.to_thread(drain, None, TASKS)
+                rounds.append((plain, await asyncio.to_thread(drain, target, TASKS)))
         finally:
             _stop(process)
-    return {
-        "plain": statistics.median(plain),
-        "instrumented": statistics.median(instrumented),
-        "ratio": statistics.median(i / p for i, p in zip(instrumented, plain, strict=True)),
-        "reports": len(delays),
-        "p50": statistics.median(delays) if delays else float("nan"),
-        "p99": p99(delays) if delays else float("nan"),
-    }
+    return summary(rounds)

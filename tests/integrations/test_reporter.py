@@ -6,6 +6,7 @@ jobpulse is unreachable, which nothing waits on; a 4xx is logged and never raise
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from jobpulse.client import JobPulse
 from jobpulse.config import Settings
 from jobpulse.integrations.reporter import Reporter
 from jobpulse.integrations.reports import Kind, Report, error_metadata
+from jobpulse.integrations.sender import REQUEST_BYTES
 from tests.served import Faults, Served
 
 
@@ -50,9 +52,12 @@ class Counting(Faults):
     """Faults that also notes the local port of every answered request (its connection)."""
 
     ports: list[int] = field(default_factory=list)
+    #: The size of the body of every answered request.
+    sizes: list[int] = field(default_factory=list)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
+        self.sizes.append(len(request.content))
         stream = response.extensions.get("network_stream")
         if stream is not None:
             self.ports.append(stream.get_extra_info("client_addr")[1])
@@ -110,19 +115,54 @@ def test_a_worker_alone_creates_the_job_running(served: Served, key: str, client
     assert [e.to_status for e in client.list_events(job.id)] == ["running", "completed"]
 
 
-def test_reports_go_several_a_wake_up_over_one_connection(served: Served, key: str) -> None:
+def test_reports_go_many_a_request_over_one_connection(
+    served: Served, key: str, client: JobPulse
+) -> None:
     transport = Counting(down=True)
     reporter = Reporter(served.url, key, executor="demo", transport=transport, max_backoff_s=0.2)
     reporter.report(Report(Kind.STARTED, task(), "first"))
     wait_for(lambda: reporter.stats.retries > 0)  # the thread holds the first one
-    for _ in range(40):
-        reporter.report(Report(Kind.PUBLISHED, task(), "many"))
+    tasks = [task() for _ in range(40)]
+    for tid in tasks:
+        reporter.report(Report(Kind.PUBLISHED, tid, "many"))
+        reporter.report(Report(Kind.STARTED, tid, "many", metadata={"attempts": 1}))
+        reporter.report(Report(Kind.SUCCEEDED, tid, "many"))
     transport.down = False
     assert reporter.flush(timeout_s=20)
-    assert reporter.stats.sent == 41
-    assert reporter.stats.wakeups == 2, "the 40 waiting reports went in one wake-up"
-    assert len(transport.ports) == 41
+    assert reporter.stats.sent == 121
+    assert reporter.stats.wakeups == 2, "the 120 waiting reports went in one wake-up"
+    assert len(transport.ports) == 2, "and in one request"
     assert len(set(transport.ports)) == 1, "one reused connection"
+    reporter.close()
+    done = client.list_jobs(job_type="many", limit=100)
+    assert sorted(job.metadata["demo_task_id"] for job in done) == sorted(tasks)
+    assert {(job.status, job.metadata["attempts"]) for job in done} == {("completed", 1)}
+    history = [e.to_status for e in client.list_events(done[0].id)]
+    assert history == ["pending", "running", "completed"]
+
+
+def test_a_batch_larger_than_a_request_goes_in_several(
+    served: Served, key: str, client: JobPulse
+) -> None:
+    transport = Counting(down=True)
+    reporter = Reporter(
+        served.url, key, executor="demo", transport=transport, max_backoff_s=0.2, batch=1200
+    )
+    reporter.report(Report(Kind.PUBLISHED, task(), "first"))
+    wait_for(lambda: reporter.stats.retries > 0)
+    blob = "x" * 1000  # the job's metadata and the update's: 2 KiB a report
+    for _ in range(1100):
+        reporter.report(Report(Kind.STARTED, task(), "sizable", metadata={"blob": blob}))
+    transport.down = False
+    assert reporter.flush(timeout_s=30)
+    assert (reporter.stats.sent, reporter.stats.rejected) == (1101, 0)
+    assert reporter.stats.wakeups == 2
+    sizes = transport.sizes[1:]
+    assert max(sizes) <= REQUEST_BYTES + 16, "within the bytes of a request"
+    fewest = math.ceil(sum(sizes) / REQUEST_BYTES)
+    assert fewest >= 4
+    assert len(sizes) in (fewest, fewest + 1), "and as few requests as fit"
+    assert client.count_jobs(job_type="sizable").total == 1100
     reporter.close()
 
 

@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.batches.answers",
         "jobpulse.alerts.rules",
         "jobpulse.bulk.rules",
+        "jobpulse.reports.rules",
         "jobpulse.views.rules",
         "jobpulse.stats.windows",
         "jobpulse.sweeper.rules",
@@ -60,6 +61,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.usage.schemas",
         "jobpulse.usage.shown",
         "jobpulse.tokens.schemas",
+        "jobpulse.reports.schemas",
     ),
     # The JobStore and its drivers: the only code that knows SQL.
     ("jobpulse.storage",),
@@ -82,6 +84,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.alerts",
         "jobpulse.usage",
         "jobpulse.bulk",
+        "jobpulse.reports",
         "jobpulse.views",
     ),
     # The edges: the HTTP API, the dashboard, the command line, the SDK.

@@ -22,6 +22,7 @@ from jobpulse.api import (
     health,
     jobs,
     reference,
+    reports,
     stats,
     steps,
     stream,
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     errors.install(app)
     app.include_router(stream.router)  # before /v1/jobs/{job_id} would take /v1/jobs/stream
     app.include_router(bulk.router)  # before /v1/jobs/{job_id}/… would take its paths
+    app.include_router(reports.router)
     app.include_router(jobs.router)
     app.include_router(callbacks.router)
     app.include_router(steps.router)

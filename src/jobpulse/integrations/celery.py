@@ -188,7 +188,7 @@ def instrument(
     `job_type` replaces the task name as the jobs' type. With `heartbeat_s` each running
     task's job gets a heartbeat that often and is created with `heartbeat_timeout_s` three
     times that, so a killed worker's jobs are flagged stuck. Other options go to the
-    `Reporter` (buffer, batch, timeout_s, max_backoff_s, exit_flush_s, transport).
+    `Reporter` (buffer, batch, linger_s, timeout_s, max_backoff_s, exit_flush_s, transport).
     """
     previous = _installed.pop(id(app), None)
     if previous is not None:

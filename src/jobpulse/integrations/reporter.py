@@ -28,18 +28,19 @@ worker's and the publisher's reports race (two processes): when the task's messa
 publisher reports too, give the worker's reports `publisher_reports=True` and the job is
 created `pending` whichever arrives first, then moved to running.
 
-Guarantees: `report()` only puts on a bounded queue (`buffer` reports); when it is full the
-report is dropped, counted in `stats.dropped` and logged (at most every 10 s). The thread
-takes up to `batch` reports per wake-up and sends them in order over one reused HTTP
-connection, so a task's events are applied in the order they happened. While jobpulse is
-unreachable or answers 5xx/429 the report at the head is retried with exponential backoff (up
-to `max_backoff_s`) and the others wait behind it; a 4xx is logged, counted in
-`stats.rejected`, and dropped. With `heartbeat_s`, each running task's job gets a heartbeat
-whenever it reported nothing for that long (a killed worker's jobs fall silent and are flagged
-stuck), and its jobs are created with `heartbeat_timeout_s` = 3 x `heartbeat_s`. A job found
-cancelled while its task runs calls `on_cancelled(task_id)` on the thread. The thread starts
-on the first report of each process (so a forked worker gets its own) and the queue is flushed
-at interpreter exit for at most `exit_flush_s`.
+Guarantees: `report()` only puts the report on a bounded queue (`buffer` reports); when it
+is full the report is dropped, counted in `stats.dropped` and logged (at most every 10 s).
+The thread wakes at the first report, lets more gather for `linger_s` (unless a flush
+waits), and sends up to `batch` at once in one request (POST /v1/jobs/reports, see
+sender.py) over one reused HTTP connection; jobpulse applies a task's reports in the order they happened. While jobpulse is
+unreachable or answers 5xx/429, the reports it did not take are sent again with exponential
+backoff (up to `max_backoff_s`), and the others wait behind them; one it refuses (a 4xx) is
+logged, counted in `stats.rejected`, and dropped. With `heartbeat_s`, each running task's job
+gets a heartbeat whenever it reported nothing for that long (a killed worker's jobs fall
+silent and are flagged stuck), and its jobs are created with `heartbeat_timeout_s` = 3 x
+`heartbeat_s`. A job found cancelled while its task runs calls `on_cancelled(task_id)` on
+the thread. The thread starts on the first report of each process (so a forked worker gets
+its own) and the queue is flushed at interpreter exit for at most `exit_flush_s`.
 """
 
 from __future__ import annotations
@@ -56,33 +57,36 @@ from dataclasses import dataclass, field
 import httpx
 
 from jobpulse.integrations.reports import Report
-from jobpulse.integrations.sender import (
-    RejectedError,
-    RetryLaterError,
-    Sender,
-    logger,
-    new_client,
-)
+from jobpulse.integrations.sender import REQUEST_REPORTS, Sender, logger, new_client
 
 #: Seconds between two warnings about dropped reports.
 DROP_WARNING_EVERY_S = 10.0
 #: The first wait before a report is sent again.
 FIRST_BACKOFF_S = 0.05
+#: How long the thread lets reports gather once one came, by default: each request costs the
+#: worker's process about as much as the reports it carries (and a forking worker more, see
+#: docs/performance.md), and this keeps them to a few a second.
+LINGER_S = 0.2
+#: How often a waiting flush cuts the thread's gathering short.
+HURRY_S = 0.05
 
 
 @dataclass
 class ReporterStats:
     """What a process's reporter has done so far."""
 
+    #: Reports applied (or found so already, or too late for a job that has ended).
     sent: int = 0
     #: Reports dropped because the buffer was full.
     dropped: int = 0
     #: Reports jobpulse refused (a 4xx): logged and dropped.
     rejected: int = 0
-    #: Sends that failed and were tried again.
+    #: Sends that failed (in whole or in part) and were tried again.
     retries: int = 0
     #: Times the thread woke up to a batch of reports.
     wakeups: int = 0
+    #: Requests made (answered or not).
+    requests: int = 0
     #: Seconds from each of the last reports' hook to jobpulse's answer.
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -95,6 +99,8 @@ class _Process:
     queue: queue.Queue[Report | None]
     sender: Sender
     thread: threading.Thread | None = None
+    #: Set while a flush waits: the thread sends what it has without gathering more.
+    hurry: threading.Event = field(default_factory=threading.Event)
 
 
 class Reporter:
@@ -108,7 +114,8 @@ class Reporter:
         executor: str,
         heartbeat_s: float | None = None,
         buffer: int = 10_000,
-        batch: int = 100,
+        batch: int = REQUEST_REPORTS,
+        linger_s: float = LINGER_S,
         timeout_s: float = 5.0,
         max_backoff_s: float = 10.0,
         exit_flush_s: float = 5.0,
@@ -120,6 +127,7 @@ class Reporter:
         self.heartbeat_s = heartbeat_s
         self.buffer = buffer
         self.batch = batch
+        self.linger_s = linger_s
         self.max_backoff_s = max_backoff_s
         self.exit_flush_s = exit_flush_s
         self.on_cancelled = on_cancelled
@@ -157,10 +165,11 @@ class Reporter:
         waiting = process.queue
         with waiting.all_tasks_done:
             while waiting.unfinished_tasks:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                process.hurry.set()
+                left = HURRY_S if deadline is None else deadline - time.monotonic()
+                if left <= 0:
                     return False
-                waiting.all_tasks_done.wait(left)
+                waiting.all_tasks_done.wait(min(left, HURRY_S))
         return True
 
     def close(self, timeout_s: float | None = 5.0) -> bool:
@@ -224,25 +233,30 @@ class Reporter:
         )
 
     def _run(self, process: _Process) -> None:
-        """The thread: take what is queued, a batch at a time, and send it in order."""
+        """The thread: take what is queued, a batch at a time, and send it."""
+        waiting = process.queue
         while True:
             try:
-                first = process.queue.get(timeout=self._wait_s(process.sender))
+                first = waiting.get(timeout=self._wait_s(process.sender))
             except queue.Empty:
                 self._beat(process.sender)
                 continue
+            if first is not None and self.linger_s and waiting.qsize() < self.batch - 1:
+                process.hurry.wait(self.linger_s)  # let more gather: one request for them all
+                process.hurry.clear()
             batch = [first]
             while len(batch) < self.batch:
                 try:
-                    batch.append(process.queue.get_nowait())
+                    batch.append(waiting.get_nowait())
                 except queue.Empty:
                     break
             self.stats.wakeups += 1
-            for report in batch:
-                if report is not None:
-                    self._deliver(process.sender, report)
-                process.queue.task_done()
-            if None in batch:
+            reports = [report for report in batch if report is not None]
+            if reports:
+                self._deliver(process.sender, reports)
+            for _ in batch:
+                waiting.task_done()
+            if len(reports) < len(batch):
                 return
             self._beat(process.sender)
 
@@ -252,32 +266,33 @@ class Reporter:
     def _beat(self, sender: Sender) -> None:
         if self.heartbeat_s is None:
             return
-        for heartbeat in sender.due_heartbeats(self.heartbeat_s):
-            self._deliver(sender, heartbeat, retry=False)
+        beats = sender.due_heartbeats(self.heartbeat_s)
+        if beats:
+            self._deliver(sender, beats, retry=False)
 
-    def _deliver(self, sender: Sender, report: Report, *, retry: bool = True) -> None:
-        """Send `report`, again and again while jobpulse cannot take it (if `retry`)."""
+    def _deliver(self, sender: Sender, reports: list[Report], *, retry: bool = True) -> None:
+        """Send `reports`, again and again those jobpulse cannot take now (if `retry`)."""
         backoff = FIRST_BACKOFF_S
         while True:
-            try:
-                sender.send(report)
-            except RetryLaterError as exc:
-                self.stats.retries += 1
-                if not self._unreachable:
-                    self._unreachable = True
-                    logger.warning("jobpulse: reports wait, %s; retrying", exc)
-                if not retry:
-                    return
-                time.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
-                continue
-            except RejectedError as exc:
+            sent = sender.send(reports)
+            self.stats.requests += sent.requests
+            now = time.monotonic()
+            self.stats.sent += len(sent.done)
+            self.stats.delays.extend(now - report.at for report in sent.done)
+            for report, why in sent.refused:
                 self.stats.rejected += 1
-                logger.warning("jobpulse refused a report of task %s: %s", report.task_id, exc)
-            else:
-                self.stats.sent += 1
-                self.stats.delays.append(time.monotonic() - report.at)
-            if self._unreachable:
-                self._unreachable = False
-                logger.warning("jobpulse: reachable again, reports go on")
-            return
+                logger.warning("jobpulse refused a report of task %s: %s", report.task_id, why)
+            if not sent.again:
+                break
+            self.stats.retries += 1
+            if not self._unreachable:
+                self._unreachable = True
+                logger.warning("jobpulse: reports wait, %s; retrying", sent.problem)
+            if not retry:
+                return
+            time.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)
+            reports = sent.again
+        if self._unreachable:
+            self._unreachable = False
+            logger.warning("jobpulse: reachable again, reports go on")

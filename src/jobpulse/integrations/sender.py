@@ -1,38 +1,67 @@
-"""Applies `Report`s to jobs over HTTP, one at a time, on the reporter's thread: it finds (or
-creates, by idempotency key = the task id) each task's job, sends the change, and reads the
-answer. Whether a failure is worth retrying is decided here (`RetryLaterError`).
+"""Sends `Report`s to jobpulse in batches, on the reporter's thread: one POST
+/v1/jobs/reports carries many (each applied to the job its task id names, made if missing),
+and its answer says, report by report, what became of it. Whether a failure is worth another
+try is decided here.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from jobpulse import __version__
 from jobpulse.calls import TERMINAL, error_of
-from jobpulse.errors import InvalidTransitionError
-from jobpulse.integrations.reports import ENDINGS, RUNNING, Kind, Report, change, creation
+from jobpulse.integrations.reports import ENDINGS, RUNNING, Kind, Report, entry
 
 logger = logging.getLogger("jobpulse.integrations")
-#: How many tasks' job ids a process remembers (the oldest are forgotten first).
+#: How many tasks' cancellations a process remembers (the oldest are forgotten first).
 REMEMBERED = 10_000
+#: The most reports one request carries (jobpulse's bound).
+REQUEST_REPORTS = 500
+#: The most bytes of reports one request carries (jobpulse takes bodies of up to 1 MiB).
+REQUEST_BYTES = 512 * 1024
+#: What jobpulse answers a report it could not apply now (it may be sent again as it is).
+RETRY_CODES = frozenset({"unavailable", "too_many_requests", "read_timeout", "internal_error"})
+#: What it answers a report of a change its job can no longer take.
+REFUSED_MOVES = frozenset({"invalid_transition", "job_cancelled"})
+PATH = "/v1/jobs/reports"
+#: Compact JSON of what jobpulse takes (no NaN or infinity), one encoder for every report.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class RetryLaterError(Exception):
-    """jobpulse could not take the report now (unreachable, 5xx or 429): send it again."""
+    """jobpulse could not take the request now (unreachable, 5xx or 429): send it again."""
 
 
 class RejectedError(Exception):
-    """jobpulse refused the report (a 4xx other than a transition): it is dropped."""
+    """jobpulse refused the whole request (a 4xx): its reports are dropped."""
+
+
+@dataclass
+class Sent:
+    """What became of the reports given to `Sender.send`."""
+
+    #: Applied (or found so already, or too late for a job that has ended).
+    done: list[Report] = field(default_factory=list)
+    #: Refused by jobpulse (a 4xx), with why: dropped.
+    refused: list[tuple[Report, str]] = field(default_factory=list)
+    #: Not applied now, to send again in this order (with the reports of their tasks after).
+    again: list[Report] = field(default_factory=list)
+    #: Why some are to send again.
+    problem: str | None = None
+    #: Requests made (answered or not).
+    requests: int = 0
 
 
 class Sender:
-    """Sends reports over one reused `httpx.Client`; remembers each task's job."""
+    """Sends reports over one reused `httpx.Client`; follows the tasks running here."""
 
     def __init__(
         self,
@@ -46,32 +75,34 @@ class Sender:
         self.executor = executor
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.on_cancelled = on_cancelled
-        #: task id → (job id, status as last seen).
-        self.jobs: OrderedDict[str, tuple[str, str]] = OrderedDict()
         #: Tasks whose job was cancelled in jobpulse (their next heartbeat raises).
         self.cancelled: OrderedDict[str, None] = OrderedDict()
         #: Tasks running in this process: their last report and when it was sent.
         self.running: dict[str, tuple[Report, float]] = {}
 
-    def send(self, report: Report) -> None:
-        """Apply `report` to its task's job. Raises RetryLaterError or RejectedError."""
-        job_id, status = self._job_of(report)
-        if status in TERMINAL:
-            self._ended(report, status)
-            return
-        if report.kind is Kind.REVOKED:
-            body = {"reason": report.reason} if report.reason else None
-            self._apply(report, "POST", f"/v1/jobs/{job_id}/cancel", body)
-        elif report.kind is Kind.HEARTBEAT:
-            progress = {"progress": dict(report.metadata)} if report.metadata else None
-            self._apply(report, "POST", f"/v1/jobs/{job_id}/heartbeat", progress)
-        elif (body := change(report, status)) is not None:
-            self._apply(report, "PATCH", f"/v1/jobs/{job_id}", body)
-        if report.kind in ENDINGS:
-            self.jobs.pop(report.task_id, None)
-            self.running.pop(report.task_id, None)
-        elif report.kind in RUNNING:
-            self.running[report.task_id] = (report, time.monotonic())
+    def send(self, reports: Sequence[Report]) -> Sent:
+        """Apply `reports`, in as few requests as their number and size allow."""
+        sent = Sent()
+        waiting: set[str] = set()  # tasks with a report to send again: their later ones wait
+        for chunk in self._chunks(reports, sent):
+            ready = [(report, body) for report, body in chunk if report.task_id not in waiting]
+            sent.again += [report for report, _ in chunk if report.task_id in waiting]
+            if not ready:
+                continue
+            sent.requests += 1
+            try:
+                results = self._post([body for _, body in ready])
+            except RetryLaterError as exc:
+                sent.again += [report for report, _ in ready]
+                waiting.update(report.task_id for report, _ in ready)
+                sent.problem = str(exc)
+                continue
+            except RejectedError as exc:
+                sent.refused += [(report, str(exc)) for report, _ in ready]
+                continue
+            for (report, _), result in zip(ready, results, strict=True):
+                self._settle(report, result, sent, waiting)
+        return sent
 
     def due_heartbeats(self, interval_s: float) -> list[Report]:
         """Heartbeats for the tasks running here that reported nothing for `interval_s`."""
@@ -94,29 +125,82 @@ class Sender:
     def is_cancelled(self, task_id: str) -> bool:
         return task_id in self.cancelled
 
-    def _job_of(self, report: Report) -> tuple[str, str]:
-        known = self.jobs.get(report.task_id)
-        if known is not None:
-            return known
-        headers = {"Idempotency-Key": report.task_id}
-        body = creation(report, self.executor, self.heartbeat_timeout_s)
-        job = self._request("POST", "/v1/jobs", body, headers)
-        return self._remember(report.task_id, job)
+    def _chunks(self, reports: Sequence[Report], sent: Sent) -> Iterator[list[tuple[Report, str]]]:
+        """`reports` encoded, in requests of at most REQUEST_REPORTS and REQUEST_BYTES (one
+        larger alone); one that JSON cannot carry is refused here.
+        """
+        chunk: list[tuple[Report, str]] = []
+        size = 0
+        for report in reports:
+            try:
+                body = _ENCODER.encode(entry(report, self.executor, self.heartbeat_timeout_s))
+            except (TypeError, ValueError) as exc:
+                sent.refused.append((report, f"it cannot be sent as JSON: {exc}"))
+                continue
+            if chunk and (len(chunk) == REQUEST_REPORTS or size + len(body) > REQUEST_BYTES):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append((report, body))
+            size += len(body) + 1
+        if chunk:
+            yield chunk
 
-    def _apply(self, report: Report, method: str, path: str, body: Any) -> None:
+    def _post(self, bodies: list[str]) -> list[dict[str, Any]]:
+        """The results of one request of `bodies`; RetryLaterError when it should be sent
+        again, RejectedError when jobpulse refused it whole.
+        """
+        content = ('{"reports":[' + ",".join(bodies) + "]}").encode()  # ASCII: escaped
+        headers = {"Content-Type": "application/json"}
         try:
-            job = self._request(method, path, body)
-        except InvalidTransitionError as refused:
-            if refused.current_status in TERMINAL:  # it has ended meanwhile
-                self._ended(report, refused.current_status)
-            else:
-                logger.debug("%s of %s refused: %s", report.kind, report.task_id, refused)
+            response = self.client.post(PATH, content=content, headers=headers)
+        except httpx.TransportError as exc:
+            raise RetryLaterError(f"jobpulse is unreachable: {exc!r}") from exc
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise RetryLaterError(f"jobpulse answered {response.status_code}")
+        if response.is_error:
+            raise RejectedError(f"POST {PATH}: {error_of(response)!r}")
+        try:
+            results: list[dict[str, Any]] = response.json()["results"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RejectedError(f"POST {PATH}: an answer without results ({exc!r})") from exc
+        if len(results) != len(bodies):
+            raise RejectedError(f"POST {PATH}: {len(results)} results for {len(bodies)} reports")
+        return results
+
+    def _settle(
+        self, report: Report, result: dict[str, Any], sent: Sent, waiting: set[str]
+    ) -> None:
+        """Take in what jobpulse answered to `report`."""
+        error = result.get("error")
+        if error is None:
+            self._applied(report, str(result.get("status")))
+            sent.done.append(report)
             return
-        self._remember(report.task_id, job)
+        code, message = error.get("code"), error.get("message")
+        if code in RETRY_CODES:
+            sent.again.append(report)
+            waiting.add(report.task_id)
+            sent.problem = f"jobpulse answered {code}: {message}"
+        elif code in REFUSED_MOVES:
+            current = error.get("current_status")
+            if current in TERMINAL:  # it has ended meanwhile
+                self._ended(report, str(current))
+            else:
+                logger.debug("%s of %s refused: %s", report.kind, report.task_id, message)
+            sent.done.append(report)
+        else:
+            sent.refused.append((report, f"{code}: {message}"))
+
+    def _applied(self, report: Report, status: str) -> None:
+        if report.kind in ENDINGS:
+            self.running.pop(report.task_id, None)
+        elif status in TERMINAL:  # it had ended before this report came
+            self._ended(report, status)
+        elif report.kind in RUNNING:
+            self.running[report.task_id] = (report, time.monotonic())
 
     def _ended(self, report: Report, status: str) -> None:
         """The job had already ended when `report` came (`status`)."""
-        self.jobs.pop(report.task_id, None)
         self.running.pop(report.task_id, None)
         if status != "cancelled":
             logger.debug("%s of %s: its job is already %s", report.kind, report.task_id, status)
@@ -132,35 +216,6 @@ class Sender:
         self.cancelled[task_id] = None
         while len(self.cancelled) > REMEMBERED:
             self.cancelled.popitem(last=False)
-
-    def _remember(self, task_id: str, job: dict[str, Any]) -> tuple[str, str]:
-        known = (str(job["id"]), str(job["status"]))
-        self.jobs[task_id] = known
-        self.jobs.move_to_end(task_id)
-        while len(self.jobs) > REMEMBERED:
-            self.jobs.popitem(last=False)
-        return known
-
-    def _request(
-        self, method: str, path: str, body: Any, headers: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        """The job jobpulse answers with; InvalidTransitionError (JobCancelledError) for a
-        409, RejectedError for another 4xx, RetryLaterError when it should be tried again.
-        """
-        try:
-            response = self.client.request(method, path, json=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise RetryLaterError(f"jobpulse is unreachable: {exc!r}") from exc
-        if response.status_code >= 500 or response.status_code in (408, 429):
-            raise RetryLaterError(f"jobpulse answered {response.status_code}")
-        if response.status_code == 409:
-            error = error_of(response)
-            if isinstance(error, InvalidTransitionError):
-                raise error
-        if response.is_error:
-            raise RejectedError(f"{method} {path}: {error_of(response)!r}")
-        job: dict[str, Any] = response.json()
-        return job
 
 
 def new_client(

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from opentelemetry import context as otel_context
 
@@ -49,6 +49,18 @@ from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.store import JobStore, Planner
 from jobpulse.telemetry import trace_method
 from jobpulse.webhooks import guard
+
+
+class ChangeFields(TypedDict, total=False):
+    """The fields of a change (PATCH /v1/jobs/{id}); those absent stay as they are."""
+
+    status: str | None
+    stop_reason: str | None
+    metadata: Mapping[str, Any] | None
+    ttft_ns: int | None
+    total_duration_ns: int | None
+    callback_url: str | None
+    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,34 +186,37 @@ class JobManager:
         return await self.store.get(actor, job_id)
 
     @trace_method
-    async def update_job(
-        self,
-        actor: Actor,
-        job_id: str,
-        *,
-        status: str | None = None,
-        stop_reason: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        ttft_ns: int | None = None,
-        total_duration_ns: int | None = None,
-        callback_url: str | None = None,
-        reason: str | None = None,
-    ) -> Job:
+    async def update_job(self, actor: Actor, job_id: str, **fields: Unpack[ChangeFields]) -> Job:
         """Apply a guarded change: status, stop reason, metadata merge, timings."""
+        change = await self.check_change(**fields)
+        return await self._apply(
+            actor, job_id, partial(plan_change, change=change, now=self._now(), actor=actor.user_id)
+        )
+
+    async def check_change(self, **fields: Unpack[ChangeFields]) -> JobChange:
+        """The change `fields` ask for, checked as `update_job` checks them (ValidationError;
+        a callback URL the guard refuses).
+        """
+        status, stop_reason = fields.get("status"), fields.get("stop_reason")
+        metadata, reason = fields.get("metadata"), fields.get("reason")
         change = JobChange(
             status=None if status is None else parse_status(status),
             stop_reason=None if stop_reason is None else parse_stop_reason(stop_reason),
             metadata=None if metadata is None else check_metadata(metadata),
-            ttft_ns=check_duration("ttft_ns", ttft_ns),
-            total_duration_ns=check_duration("total_duration_ns", total_duration_ns),
-            callback_url=checks.callback_url(callback_url),
+            ttft_ns=check_duration("ttft_ns", fields.get("ttft_ns")),
+            total_duration_ns=check_duration("total_duration_ns", fields.get("total_duration_ns")),
+            callback_url=checks.callback_url(fields.get("callback_url")),
             reason=reason,
         )
         checks.printable("reason", reason)
         await self._check_callback(change.callback_url)
-        return await self._apply(
-            actor, job_id, partial(plan_change, change=change, now=self._now(), actor=actor.user_id)
-        )
+        return change
+
+    async def apply(self, actor: Actor, job_id: str, planner: Planner) -> Job:
+        """Apply a feature's planner to the job (see reports/), as `update_job` applies its
+        change: guarded, its callback queued, the history and metrics told.
+        """
+        return await self._apply(actor, job_id, planner)
 
     @trace_method
     async def cancel_job(self, actor: Actor, job_id: str, reason: str | None = None) -> Job:
