@@ -332,41 +332,35 @@ job_rollup_deltas = Table(
     ),
 )
 
-# Jobs counted per organization, type, hour, status and stop reason, in four facets (see
-# storage/rollups.py): created in the hour; by TTFT bucket; by duration bucket; ended in it.
-job_rollups = Table(
-    "job_rollups",
-    metadata,
-    Column("organization_id", String(128), primary_key=True),
-    Column("hour", UTCDateTime, primary_key=True),
-    Column("facet", SmallInteger, primary_key=True, autoincrement=False),
-    Column("job_type", String(128), primary_key=True),
-    Column("status", String(16), primary_key=True),
-    # '' for none: a key column is never NULL.
-    Column("stop_reason", String(64), primary_key=True),
-    # The histogram bucket's index; -1 in the facets without one.
-    Column("bucket", SmallInteger, primary_key=True, autoincrement=False),
-    Column("jobs", BigInteger, nullable=False),
-    # SQLite: rows kept in key order in one b-tree, no lookup from the key's index to a row.
-    sqlite_with_rowid=False,
-)
 
-# The same counts for each user of an organization: a member's view (or an admin's of one
-# user) reads its whole hours here rather than scanning the user's jobs.
-user_rollups = Table(
-    "user_rollups",
-    metadata,
-    Column("organization_id", String(128), primary_key=True),
-    Column("user_id", String(128), primary_key=True),
-    Column("hour", UTCDateTime, primary_key=True),
-    Column("facet", SmallInteger, primary_key=True, autoincrement=False),
-    Column("job_type", String(128), primary_key=True),
-    Column("status", String(16), primary_key=True),
-    Column("stop_reason", String(64), primary_key=True),
-    Column("bucket", SmallInteger, primary_key=True, autoincrement=False),
-    Column("jobs", BigInteger, nullable=False),
-    sqlite_with_rowid=False,
-)
+def _rollup(name: str, *scope: str) -> Table:
+    """A rollups table: jobs counted per `scope` (the organization, and the user), type,
+    hour, status and stop reason, in four facets (see storage/rollups.py): created in the
+    hour; by TTFT bucket; by duration bucket; ended in it.
+    """
+    return Table(
+        name,
+        metadata,
+        *(Column(column, String(128), primary_key=True) for column in scope),
+        Column("hour", UTCDateTime, primary_key=True),
+        Column("facet", SmallInteger, primary_key=True, autoincrement=False),
+        Column("job_type", String(128), primary_key=True),
+        Column("status", String(16), primary_key=True),
+        # '' for none: a key column is never NULL.
+        Column("stop_reason", String(64), primary_key=True),
+        # The histogram bucket's index; -1 in the facets without one.
+        Column("bucket", SmallInteger, primary_key=True, autoincrement=False),
+        Column("jobs", BigInteger, nullable=False),
+        # SQLite: rows kept in key order in one b-tree, no lookup from the key's index to a
+        # row.
+        sqlite_with_rowid=False,
+    )
+
+
+job_rollups = _rollup("job_rollups", "organization_id")
+#: The same counts for each user of an organization: a member's view (or an admin's of one
+#: user) reads its whole hours here rather than scanning the user's jobs.
+user_rollups = _rollup("user_rollups", "organization_id", "user_id")
 
 #: The jobs page sorted by duration or time to first token, slowest first (storage/views.py):
 #: a keyset on (value, id) within an organization, or one member's jobs.
