@@ -110,7 +110,7 @@ def _report_drains(name: str, figures: dict[str, float]) -> None:
     report(
         f"{name:10}  CPU a task without {figures['plain_cpu'] * 1e6:6.0f} us  with "
         f"{figures['instrumented_cpu'] * 1e6:6.0f} us  ratio {cpu_ratio:5.2f}  "
-        f"{verdict(cpu_ratio, 0.9)}"
+        "(informational: the integration's own cost, wherever jobpulse runs)"
     )
     p50, p99 = figures["p50"], figures["p99"]
     target = verdict(p99, 1.0, at_most=True).replace("<= 1.0", "p99 <= 1 s")
