@@ -139,7 +139,8 @@ async def bench_integrations() -> None:
 
 async def bench_executors() -> None:
     report(
-        f"== executors: {executors.TASKS} no-op tasks a round drained by one worker from "
+        f"== executors: no-op tasks ({', '.join(f'{k} {n}' for k, n in executors.TASKS.items())}"
+        ") a round drained by one worker from "
         "Redis (RQ's forking Worker and its SimpleWorker, Dramatiq with 8 threads, arq with 10 "
         "jobs at a time), instrumented and not; " + DRAINS.format(rounds=executors.ROUNDS)
     )
