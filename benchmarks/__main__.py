@@ -17,8 +17,9 @@ stats; default 1000000), BENCH_USAGE_JOBS and BENCH_USAGE_ROUNDS (jobs a round a
 its records against transitions; default 400 and 3), BENCH_ALERT_SIZES (job counts of the
 alerts section; default 1000000), BENCH_BULK_JOBS (jobs the bulk section cancels; default
 10000), BENCH_CELERY_TASKS and BENCH_CELERY_ROUNDS (the Celery integration's no-op tasks a
-round, and rounds; default 2000 and 3), BENCH_EXECUTOR_TASKS and BENCH_EXECUTOR_ROUNDS (the
-same for RQ, Dramatiq and arq; default 2000 and 3). The HTTP figures need wrk (Debian: wrk).
+round, and rounds; default 10000 and 5), BENCH_EXECUTOR_TASKS and BENCH_EXECUTOR_ROUNDS (the
+same for RQ, Dramatiq and arq; by executor by default, see executors.py, and 3). The HTTP
+figures need wrk (Debian: wrk).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def make_app(queue: str) -> Celery:
 
 
 def _dump(installed: Instrumentation, path: Path) -> None:
+    installed.reporter.stats.delays = deque()  # every report's, not the last 10,000 only
+
     def dump(**_: Any) -> None:
         installed.reporter.flush(60)
         delays = list(installed.reporter.stats.delays)

@@ -27,9 +27,12 @@ from benchmarks.draining import Drained, forget, read_delays, summary, watch
 from benchmarks.http import BIN, LOAD_CPU, SERVER_CPU, _free_port, _stop, pinned
 from benchmarks.integrations import _serve
 
-TASKS = int(os.environ.get("BENCH_EXECUTOR_TASKS", "2000"))
+#: No-op tasks a round, about 5 to 10 s of each worker's drain (a second's drain moves by a
+#: tenth with any hiccup of a shared machine); BENCH_EXECUTOR_TASKS sets one for all.
+TASKS = {"rq": 1000, "rq-simple": 3000, "dramatiq": 10000, "arq": 10000}
+if "BENCH_EXECUTOR_TASKS" in os.environ:
+    TASKS = dict.fromkeys(TASKS, int(os.environ["BENCH_EXECUTOR_TASKS"]))
 ROUNDS = int(os.environ.get("BENCH_EXECUTOR_ROUNDS", "3"))
-EXECUTORS = ("rq", "rq-simple", "dramatiq", "arq")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -124,11 +127,12 @@ async def measure() -> dict[str, dict[str, float]]:
         process = await asyncio.to_thread(_serve, [*command, "--no-access-log"], probe)
         try:
             target = (f"http://127.0.0.1:{port}", secret)
-            for executor in EXECUTORS:
+            for executor in TASKS:
                 rounds = []
                 for _ in range(ROUNDS):
-                    plain = await asyncio.to_thread(drain, executor, None, TASKS)
-                    taken = await asyncio.to_thread(drain, executor, target, TASKS)
+                    tasks = TASKS[executor]
+                    plain = await asyncio.to_thread(drain, executor, None, tasks)
+                    taken = await asyncio.to_thread(drain, executor, target, tasks)
                     rounds.append((plain, taken))
                 figures[executor] = summary(rounds)
         finally:

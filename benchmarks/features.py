@@ -113,7 +113,7 @@ def _report_drains(name: str, figures: dict[str, float]) -> None:
     report(
         f"{name:10}  CPU a task without {figures['plain_cpu'] * 1e6:6.0f} us  with "
         f"{figures['instrumented_cpu'] * 1e6:6.0f} us  ratio {cpu_ratio:5.2f}  "
-        f"{verdict(cpu_ratio, 0.9)}"
+        "(informational: the integration's own cost, wherever jobpulse runs)"
     )
     p50, p99 = figures["p50"], figures["p99"]
     target = verdict(p99, 1.0, at_most=True).replace("<= 1.0", "p99 <= 1 s")
@@ -142,7 +142,8 @@ async def bench_integrations() -> None:
 
 async def bench_executors() -> None:
     report(
-        f"== executors: {executors.TASKS} no-op tasks a round drained by one worker from "
+        f"== executors: no-op tasks ({', '.join(f'{k} {n}' for k, n in executors.TASKS.items())}"
+        ") a round drained by one worker from "
         "Redis (RQ's forking Worker and its SimpleWorker, Dramatiq with 8 threads, arq with 10 "
         "jobs at a time), instrumented and not; " + DRAINS.format(rounds=executors.ROUNDS)
     )

@@ -26,7 +26,7 @@ from benchmarks.common import admin_key, fresh_database
 from benchmarks.draining import Drained, forget, read_delays, summary, watch
 from benchmarks.http import BIN, LOAD_CPU, SERVER_CPU, _free_port, _stop, pinned
 
-TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "2000"))
+TASKS = int(os.environ.get("BENCH_CELERY_TASKS", "10000"))
 ROUNDS = int(os.environ.get("BENCH_CELERY_ROUNDS", "5"))
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,15 +33,15 @@ is full the report is dropped, counted in `stats.dropped` and logged (at most ev
 The thread wakes at the first report, lets more gather for `linger_s` (unless a flush
 waits), and sends up to `batch` at once in one request (POST /v1/jobs/reports, see
 sender.py) over one reused HTTP connection; jobpulse applies a task's reports in the order
-they happened. While jobpulse is unreachable or answers 5xx/429, the reports it did not
-take are sent again with exponential
-backoff (up to `max_backoff_s`), and the others wait behind them; one it refuses (a 4xx) is
-logged, counted in `stats.rejected`, and dropped. With `heartbeat_s`, each running task's job
-gets a heartbeat whenever it reported nothing for that long (a killed worker's jobs fall
-silent and are flagged stuck), and its jobs are created with `heartbeat_timeout_s` = 3 x
-`heartbeat_s`. A job found cancelled while its task runs calls `on_cancelled(task_id)` on
-the thread. The thread starts on the first report of each process (so a forked worker gets
-its own) and the queue is flushed at interpreter exit for at most `exit_flush_s`.
+they happened. While jobpulse is unreachable or answers 5xx/429, the reports it did not take
+are sent again with exponential backoff (up to `max_backoff_s`), and the others wait behind
+them; one it refuses (a 4xx) is logged, counted in `stats.rejected`, and dropped. With
+`heartbeat_s`, each running task's job gets a heartbeat whenever it reported nothing for
+that long (a killed worker's jobs fall silent and are flagged stuck), and its jobs are
+created with `heartbeat_timeout_s` = 3 x `heartbeat_s`. A job found cancelled while its task
+runs calls `on_cancelled(task_id)` on the thread. The thread starts on the first report of
+each process (so a forked worker gets its own) and the queue is flushed at interpreter exit
+for at most `exit_flush_s`.
 """
 
 from __future__ import annotations
