@@ -30,6 +30,7 @@ from jobpulse.api import (
     usage,
 )
 from jobpulse.api.cors import ApiCors
+from jobpulse.api.lane import JobLane
 from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.batches.poller import BatchPoller
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     for extra in (bulk_pages, views_pages, deliveries, batch_pages, timeline):
         app.include_router(extra.router)
     pages.install(app, Sessions.from_settings(settings))
+    app.add_middleware(JobLane)  # innermost: under the limits and the request's span
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(KeyBeforeBody)
     app.add_middleware(RequestSpans, inner_spans=settings.trace_inner_spans)
