@@ -67,9 +67,8 @@ async def _create(
 ) -> Job:
     key = headers.get(_IDEMPOTENCY_KEY)
     idempotency_key = None if key is None else key.decode("latin-1")
-    return await caller.jobs.create_job(
-        caller.actor, **body.model_dump(), idempotency_key=idempotency_key
-    )
+    fields = {name: getattr(body, name) for name in JobCreate.model_fields}
+    return await caller.jobs.create_job(caller.actor, **fields, idempotency_key=idempotency_key)
 
 
 async def _read(caller: Caller, job_id: str, _body: None, _headers: dict[bytes, bytes]) -> Job:
@@ -77,7 +76,8 @@ async def _read(caller: Caller, job_id: str, _body: None, _headers: dict[bytes, 
 
 
 async def _change(caller: Caller, job_id: str, body: JobUpdate, _h: dict[bytes, bytes]) -> Job:
-    return await caller.jobs.update_job(caller.actor, job_id, **body.model_dump(exclude_unset=True))
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    return await caller.jobs.update_job(caller.actor, job_id, **changes)
 
 
 def _route(endpoint: Callable[..., Any]) -> APIRoute:
@@ -182,6 +182,7 @@ async def _body(
     if headers.get(b"content-type") != _JSON:
         return None
     try:
+        # FastAPI's parser: orjson would read an integer past 64 bits as a float.
         return model.model_validate(json.loads(b"".join(chunks)))
     except (ValueError, RecursionError):  # not JSON (or too deep), or not the model
         return None

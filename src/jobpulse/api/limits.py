@@ -126,6 +126,8 @@ def _authorization_and_body(headers: list[tuple[bytes, bytes]]) -> tuple[str | N
 
 def _has_access_token(query: bytes) -> bool:
     """Whether the query string carries a scoped token (which writes nothing)."""
+    if not query:
+        return False
     return any(name == ACCESS_TOKEN for name, _ in parse_qsl(query.decode("latin-1")))
 
 
