@@ -80,6 +80,16 @@ def settle_heap(threshold: int) -> None:
     sys.setswitchinterval(GIL_SWITCH_S)
 
 
+def build_routes(app: FastAPI) -> None:
+    """Have FastAPI build its table of routes now: it does on the first request it routes
+    (most of a second on a busy machine), which the requests the lane serves (api/lane.py)
+    do not reach, so the first request of another route would wait for it under load.
+    """
+    probe: dict[str, object] = {"type": "http", "path": "/", "root_path": "", "method": "GET"}
+    for route in app.router.routes:
+        route.matches(dict(probe, headers=[], query_string=b""))
+
+
 def create_app(settings: Settings | None = None, *, serving: bool = False) -> FastAPI:
     """The jobpulse HTTP API on the database `settings` names (already migrated).
 
@@ -130,6 +140,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             if settings.retention_days is not None:
                 pruning = prune_forever(app.state.jobs, settings.retention_days)
                 background.append(asyncio.create_task(pruning, name="jobpulse-prune"))
+            build_routes(app)
             if serving:
                 settle_heap(settings.gc_threshold)
             try:
