@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
@@ -39,27 +40,18 @@ _IDEMPOTENCY_KEY = b"idempotency-key"
 Handler = Callable[[Caller, str, Any, dict[bytes, bytes]], Awaitable[Job]]
 
 
+@dataclass(frozen=True, slots=True)
 class _Hot:
     """One hot route: its FastAPI route (for the request's span and metrics), its body's
     model (None: no body), its success status, and what it does.
     """
 
-    __slots__ = ("body", "handler", "route", "status", "tokens")
-
-    def __init__(
-        self,
-        route: APIRoute,
-        body: type[pydantic.BaseModel] | None,
-        status: int,
-        handler: Handler,
-        tokens: bool = False,
-    ) -> None:
-        self.route = route
-        self.body = body
-        self.status = status
-        self.handler = handler
-        #: Whether a scoped token may call it (then the FastAPI route serves those).
-        self.tokens = tokens
+    route: APIRoute
+    body: type[pydantic.BaseModel] | None
+    status: int
+    handler: Handler
+    #: Whether a scoped token may call it (then the FastAPI route serves those).
+    tokens: bool = False
 
 
 async def _create(
