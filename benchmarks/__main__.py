@@ -147,18 +147,25 @@ async def bench_cpu_bound_sqlite() -> None:
 async def bench_http() -> None:
     report(
         f"== HTTP transitions (wrk, {http.CONNECTIONS} connections, {http.DURATION_S}s, "
-        f"{HTTP_ROUNDS} rounds): PATCH on `jobpulse serve` vs a hello-world FastAPI POST, "
-        "side by side on one core; ratios are medians"
+        f"{HTTP_ROUNDS} rounds): PATCH on `jobpulse serve` vs a hello-world FastAPI PATCH, "
+        "side by side; pinned (servers on one core, wrk on the other), then unpinned; "
+        "ratios are medians"
     )
     async with contextlib.AsyncExitStack() as stack:
         loads = {"hello": await stack.enter_async_context(http.hello_world())}
         for kind in KINDS:
-            loads[kind] = await stack.enter_async_context(http.jobpulse(kind, rounds=HTTP_ROUNDS))
-        runs = await http.side_by_side(loads, rounds=HTTP_ROUNDS)
-    report_rounds(runs)
-    for kind in KINDS:
-        # PostgreSQL does its part in processes of its own, off the shared core: informational.
-        report_ratio(runs, kind, "hello", "of hello-world", 0.4 if kind == "sqlite" else None)
+            rounds = 2 * HTTP_ROUNDS
+            loads[kind] = await stack.enter_async_context(http.jobpulse(kind, rounds=rounds))
+        pinned = await http.side_by_side(loads, rounds=HTTP_ROUNDS)
+        unpinned = await http.side_by_side(
+            loads, rounds=HTTP_ROUNDS, pin=False, first_round=HTTP_ROUNDS
+        )
+    for label, runs in (("pinned", pinned), ("unpinned", unpinned)):
+        report(f"-- {label}")
+        report_rounds(runs)
+        for kind in KINDS:
+            target = 0.5 if label == "pinned" else None
+            report_ratio(runs, kind, "hello", f"of hello-world, {label}", target)
 
 
 async def bench_tracing() -> None:

@@ -1,4 +1,4 @@
-"""The baseline of the HTTP benchmark: a hello-world FastAPI POST with a pydantic body."""
+"""The baseline of the HTTP benchmark: a hello-world FastAPI PATCH with a pydantic body."""
 
 from __future__ import annotations
 
@@ -12,6 +12,6 @@ class Greeting(BaseModel):
     name: str
 
 
-@app.post("/hello")
+@app.patch("/hello")
 async def hello(greeting: Greeting) -> dict[str, str]:
     return {"hello": greeting.name}

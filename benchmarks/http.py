@@ -1,7 +1,7 @@
 """HTTP transitions/s: PATCH /v1/jobs/{id} on `jobpulse serve` processes, next to a
-hello-world FastAPI POST served by uvicorn the same way (one process, uvloop, no access log).
+hello-world FastAPI PATCH served by uvicorn the same way (one process, uvloop, no access log).
 The servers share one core and are loaded at the same moment, each by its own wrk with 64
-connections on the other core (see `side_by_side`).
+connections on the other core (see `side_by_side`); or, unpinned, all float over every core.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ request = function()
 end
 """
 HELLO_SCRIPT = """
-wrk.method = "POST"
+wrk.method = "PATCH"
 wrk.body = '{"name": "jobpulse"}'
 wrk.headers["Content-Type"] = "application/json"
 """
@@ -76,14 +76,16 @@ def _wait(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _wrk(url: str, script: str, env: dict[str, str] | None = None) -> float:
-    """Requests per second that wrk measured; every answer must have been a success."""
+def _wrk(url: str, script: str, env: dict[str, str] | None = None, pin: bool = True) -> float:
+    """Requests per second that wrk measured (on the load core if `pin`); every answer must
+    have been a success.
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
         lua.write(script)
         lua.flush()
         done = subprocess.run(
             [
-                *pinned(LOAD_CPU),
+                *(pinned(LOAD_CPU) if pin else []),
                 "wrk",
                 "-t1",
                 f"-c{CONNECTIONS}",
@@ -211,19 +213,26 @@ async def jobpulse(
                 _stop(process)
 
 
-async def side_by_side(loads: Mapping[str, Load], rounds: int = 1) -> dict[str, list[Run]]:
-    """Load every server at the same moment, `rounds` times, each with its own wrk.
+async def side_by_side(
+    loads: Mapping[str, Load], rounds: int = 1, *, pin: bool = True, first_round: int = 0
+) -> dict[str, list[Run]]:
+    """Load every server at the same moment, `rounds` times, each with its own wrk; the
+    servers' rounds count on from `first_round` (each moves jobs of its own).
 
-    The servers all run on one core, whose time they share: their rates compare what a
-    request costs each of them (as does the CPU time each used), and a slow spell of the
+    Pinned, the servers all run on one core, whose time they share: their rates compare what
+    a request costs each of them (as does the CPU time each used), and a slow spell of the
     machine (this one's speed swings by a quarter from minute to minute) falls on all alike.
+    Unpinned (`pin` false), servers and wrk float over every core, as they would deployed.
     """
+    if not pin:
+        for load in loads.values():
+            _unpin(load.pid)
     runs: dict[str, list[Run]] = {name: [] for name in loads}
-    for turn in range(rounds):
+    for turn in range(first_round, first_round + rounds):
         cpu_before = {name: _cpu_seconds(load.pid) for name, load in loads.items()}
         rates = await asyncio.gather(
             *(
-                asyncio.to_thread(_wrk, load.url, load.script, load.env | {"ROUND": str(turn)})
+                asyncio.to_thread(_wrk, load.url, load.script, load.env | {"ROUND": str(turn)}, pin)
                 for load in loads.values()
             )
         )
@@ -231,6 +240,15 @@ async def side_by_side(loads: Mapping[str, Load], rounds: int = 1) -> dict[str, 
             used = _cpu_seconds(load.pid) - cpu_before[name]
             runs[name].append(Run(rate, used / (rate * DURATION_S)))
     return runs
+
+
+def _unpin(pid: int) -> None:
+    """Let process `pid`, every thread of it, run on any core."""
+    if shutil.which("taskset"):
+        cores = f"0-{(os.cpu_count() or 1) - 1}"
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", cores, str(pid)], check=True, capture_output=True
+        )
 
 
 def _cpu_seconds(pid: int) -> float:

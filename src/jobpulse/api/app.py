@@ -30,6 +30,7 @@ from jobpulse.api import (
     usage,
 )
 from jobpulse.api.cors import ApiCors
+from jobpulse.api.lane import JobLane
 from jobpulse.api.limits import BodySizeLimit, KeyBeforeBody
 from jobpulse.api.tracing import RequestSpans
 from jobpulse.batches.poller import BatchPoller
@@ -77,6 +78,16 @@ def settle_heap(threshold: int) -> None:
     gc.freeze()
     gc.set_threshold(threshold, *gc.get_threshold()[1:])
     sys.setswitchinterval(GIL_SWITCH_S)
+
+
+def build_routes(app: FastAPI) -> None:
+    """Have FastAPI build its table of routes now: it does on the first request it routes
+    (most of a second on a busy machine), which the requests the lane serves (api/lane.py)
+    do not reach, so the first request of another route would wait for it under load.
+    """
+    probe: dict[str, object] = {"type": "http", "path": "/", "root_path": "", "method": "GET"}
+    for route in app.router.routes:
+        route.matches(dict(probe, headers=[], query_string=b""))
 
 
 def create_app(settings: Settings | None = None, *, serving: bool = False) -> FastAPI:
@@ -129,6 +140,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             if settings.retention_days is not None:
                 pruning = prune_forever(app.state.jobs, settings.retention_days)
                 background.append(asyncio.create_task(pruning, name="jobpulse-prune"))
+            build_routes(app)
             if serving:
                 settle_heap(settings.gc_threshold)
             try:
@@ -169,6 +181,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     for extra in (bulk_pages, views_pages, deliveries, batch_pages, timeline):
         app.include_router(extra.router)
     pages.install(app, Sessions.from_settings(settings))
+    app.add_middleware(JobLane)  # innermost: under the limits and the request's span
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(KeyBeforeBody)
     app.add_middleware(RequestSpans, inner_spans=settings.trace_inner_spans)

@@ -88,11 +88,12 @@ class BearerKey(SecurityBase):
         if ACCESS_TOKEN in request.query_params:
             raise ForbiddenError(TOKEN_READS_ONLY)
         actor, digest = await bearer_actor(keys, request.headers.get("authorization"))
-        _traced(actor)
+        traced(actor)
         return Caller(actor, request.app.state.jobs, digest)
 
 
-def _traced(actor: Actor) -> None:
+def traced(actor: Actor) -> None:
+    """The caller's ids on the request's span."""
     note({"user.id": actor.user_id, "organization.id": actor.organization_id})
 
 
@@ -119,7 +120,7 @@ class BearerKeyOrToken(BearerKey):
             if scheme.lower() != "bearer" or not is_token(secret):
                 keys: KeyManager = request.app.state.keys
                 actor, digest = await bearer_actor(keys, authorization)
-                _traced(actor)
+                traced(actor)
                 return Caller(actor, request.app.state.jobs, digest)
         elif authorization is not None:
             raise ValidationError("send the Authorization header or ?access_token=, not both")
@@ -132,7 +133,7 @@ class BearerKeyOrToken(BearerKey):
             secret = access_token
         tokens: TokenManager = request.app.state.tokens
         holder = await tokens.authenticate(secret)
-        _traced(holder.actor)
+        traced(holder.actor)
         return Caller(holder.actor, request.app.state.jobs, holder.key_hash, holder)
 
 

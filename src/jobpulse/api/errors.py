@@ -77,6 +77,11 @@ def error_response(
 
 def _jobpulse_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, JobPulseError)
+    return jobpulse_error_response(exc)
+
+
+def jobpulse_error_response(exc: JobPulseError) -> JSONResponse:
+    """The answer to a JobPulseError: its status, code, message and details."""
     status = next(
         (code for kind, code in STATUS_CODES.items() if isinstance(exc, kind)),
         500,

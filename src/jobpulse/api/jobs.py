@@ -59,9 +59,13 @@ _JOBS_JSON = TypeAdapter(list[Job])
 
 
 def job_response(job: Job, status_code: int = 200) -> Response:
+    """A job as a JSON response (see `job_json`)."""
+    return Response(job_json(job), status_code=status_code, media_type="application/json")
+
+
+def job_json(job: Job) -> bytes:
     """A job as JSON, serialized straight from the domain object (the fields of JobPublic)."""
-    body = _json(_JOB_JSON, job, lambda: _showable(job))
-    return Response(body, status_code=status_code, media_type="application/json")
+    return _json(_JOB_JSON, job, lambda: _showable(job))
 
 
 def _jobs_response(found: list[Job]) -> Response:

@@ -11,6 +11,9 @@ from jobpulse.api.deps import ACCESS_TOKEN, TOKEN_READS_ONLY, bearer_actor
 from jobpulse.api.errors import error_response
 from jobpulse.errors import ForbiddenError, JobPulseError, PayloadTooLargeError, UnauthorizedError
 
+#: Where `KeyBeforeBody` leaves the caller it authenticated: its actor and key's SHA-256.
+CHECKED_KEY = "jobpulse.key"
+
 
 class BodySizeLimit:
     """ASGI middleware: 413 for a body larger than `max_bytes`, declared or streamed.
@@ -35,7 +38,7 @@ class BodySizeLimit:
             if buffered is None:
                 await self._too_large(scope, receive, send)
                 return
-            await self.app(scope, _replay(buffered, receive), send)
+            await self.app(scope, replay(buffered, receive), send)
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(scope, receive, send)
@@ -97,7 +100,7 @@ class KeyBeforeBody:
                 try:
                     if _has_access_token(scope["query_string"]):
                         raise ForbiddenError(TOKEN_READS_ONLY)
-                    await bearer_actor(scope["app"].state.keys, authorization)
+                    scope[CHECKED_KEY] = await bearer_actor(scope["app"].state.keys, authorization)
                 except (UnauthorizedError, ForbiddenError) as error:
                     headers = {"Connection": "close"}  # the body is not read
                     code = 401 if isinstance(error, UnauthorizedError) else 403
@@ -123,16 +126,25 @@ def _authorization_and_body(headers: list[tuple[bytes, bytes]]) -> tuple[str | N
 
 def _has_access_token(query: bytes) -> bool:
     """Whether the query string carries a scoped token (which writes nothing)."""
+    if not query:
+        return False
     return any(name == ACCESS_TOKEN for name, _ in parse_qsl(query.decode("latin-1")))
 
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    """A receive that hands out `messages` first, then whatever comes next."""
+def replay(
+    messages: list[Message], receive: Receive, failure: BaseException | None = None
+) -> Receive:
+    """A receive that hands out `messages` first, then raises `failure` if given (what
+    receiving the next one raised), then whatever comes next.
+    """
     pending = list(messages)
+    failed = [failure] if failure is not None else []
 
     async def replayed() -> Message:
         if pending:
             return pending.pop(0)
+        if failed:
+            raise failed.pop()
         return await receive()
 
     return replayed
