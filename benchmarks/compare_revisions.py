@@ -141,10 +141,12 @@ def tabulate(directories: list[Path]) -> list[Figure]:
     return sorted(figures.values(), key=lambda f: (f.section, f.shape, f.index))
 
 
-def compare(directories: dict[str, Path], sections: list[str], rounds: int, out: Path) -> None:
-    """Run `sections` for `rounds` rounds at both sides, logging each run into `out`."""
+def compare(directories: dict[str, Path], sections: list[str], rounds: range, out: Path) -> None:
+    """Run `sections` for `rounds` at both sides, logging each run into `out` (an even round
+    runs the old side first, an odd one the new side).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    for turn in range(rounds):
+    for turn in rounds:
         for section in sections:
             for side in SIDES if turn % 2 == 0 else SIDES[::-1]:
                 log = out / f"{section}.{side}.{turn}.log"
@@ -159,6 +161,9 @@ def main() -> None:
     parser.add_argument("new", type=Path, nargs="?")
     parser.add_argument("--sections", help="comma-separated, as BENCH_ONLY")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--first-round", type=int, default=0, help="to add rounds to an earlier comparison"
+    )
     parser.add_argument("--out", type=Path, default=Path("compare-revisions"))
     parser.add_argument(
         "--tabulate", type=Path, nargs="+", help="only tabulate the logs in these directories"
@@ -169,7 +174,8 @@ def main() -> None:
             parser.error("OLD, NEW and --sections are needed to run")
         sides = {"old": arguments.old.resolve(), "new": arguments.new.resolve()}
         sections = [name.strip() for name in arguments.sections.split(",")]
-        compare(sides, sections, arguments.rounds, arguments.out)
+        first = arguments.first_round
+        compare(sides, sections, range(first, first + arguments.rounds), arguments.out)
     print(table(tabulate(arguments.tabulate or [arguments.out])))
 
 
