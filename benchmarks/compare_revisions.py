@@ -72,7 +72,22 @@ def figures_of(output: str) -> dict[tuple[str, int], float]:
     return found
 
 
-def run_section(directory: Path, section: str, log: Path) -> tuple[float, tuple[float, ...]]:
+def command(sizes: list[str]) -> list[str]:
+    """`python -m benchmarks`, first setting each `module.NAME=integer` of `sizes` (sizes no
+    BENCH_* variable reaches, such as retention.JOBS) in the benchmarks' own modules.
+    """
+    lines = ["import importlib, runpy"]
+    for size in sizes:
+        name, value = size.split("=")
+        module, constant = name.rsplit(".", 1)
+        lines.append(f"importlib.import_module('benchmarks.{module}').{constant} = {int(value)}")
+    lines.append("runpy.run_module('benchmarks', run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", "; ".join(lines)]
+
+
+def run_section(
+    directory: Path, section: str, log: Path, sizes: list[str]
+) -> tuple[float, tuple[float, ...]]:
     """Run one section at the checkout in `directory` into `log`: seconds, and the load."""
     environment = os.environ | {
         "PYTHONPATH": f"{directory / 'src'}:{directory}",
@@ -80,7 +95,7 @@ def run_section(directory: Path, section: str, log: Path) -> tuple[float, tuple[
     }
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks"],
+        command(sizes),
         cwd=directory,
         env=environment,
         capture_output=True,
@@ -141,7 +156,9 @@ def tabulate(directories: list[Path]) -> list[Figure]:
     return sorted(figures.values(), key=lambda f: (f.section, f.shape, f.index))
 
 
-def compare(directories: dict[str, Path], sections: list[str], rounds: range, out: Path) -> None:
+def compare(
+    directories: dict[str, Path], sections: list[str], rounds: range, out: Path, sizes: list[str]
+) -> None:
     """Run `sections` for `rounds` at both sides, logging each run into `out` (an even round
     runs the old side first, an odd one the new side).
     """
@@ -150,7 +167,7 @@ def compare(directories: dict[str, Path], sections: list[str], rounds: range, ou
         for section in sections:
             for side in SIDES if turn % 2 == 0 else SIDES[::-1]:
                 log = out / f"{section}.{side}.{turn}.log"
-                took, load = run_section(directories[side], section, log)
+                took, load = run_section(directories[side], section, log, sizes)
                 loads = ", ".join(f"{n:.1f}" for n in load)
                 print(f"{section:12} {side} round {turn}: {took:4.0f} s, load {loads}", flush=True)
 
@@ -166,6 +183,13 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("compare-revisions"))
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="MODULE.NAME=N",
+        help="a size no BENCH_* variable reaches, e.g. retention.JOBS=5000 (both sides)",
+    )
+    parser.add_argument(
         "--tabulate", type=Path, nargs="+", help="only tabulate the logs in these directories"
     )
     arguments = parser.parse_args()
@@ -175,7 +199,9 @@ def main() -> None:
         sides = {"old": arguments.old.resolve(), "new": arguments.new.resolve()}
         sections = [name.strip() for name in arguments.sections.split(",")]
         first = arguments.first_round
-        compare(sides, sections, range(first, first + arguments.rounds), arguments.out)
+        compare(
+            sides, sections, range(first, first + arguments.rounds), arguments.out, arguments.set
+        )
     print(table(tabulate(arguments.tabulate or [arguments.out])))
 
 
