@@ -46,6 +46,18 @@ WITH_DELTA = (
     "status, completed_at, total_duration_ns FROM moved"
 )
 
+#: PostgreSQL, the second reference: the same rows in fewer statements, the UPDATE appending
+#: its delta and its history row ({4} the actor; the duration then {5}).
+MERGED = (
+    "WITH moved AS ({update} RETURNING organization_id, user_id, job_type, created_at, "
+    "status, completed_at, total_duration_ns), delta AS (INSERT INTO job_rollup_deltas "
+    "(organization_id, user_id, job_type, created_at, old_status, new_status, "
+    "new_completed_at, new_total_duration_ns) SELECT organization_id, user_id, job_type, "
+    "created_at, {{3}}, status, completed_at, total_duration_ns FROM moved) "
+    "INSERT INTO job_events (job_id, from_status, to_status, stop_reason, applied, reason, "
+    "actor, at) SELECT {{2}}, {{3}}, {{0}}, NULL, true, NULL, {{4}}, {{1}} FROM moved"
+)
+
 
 def _sql(template: str, style: str) -> str:
     marks = [f"{style}{n}" for n in range(1, 7)]
@@ -80,13 +92,21 @@ def _raw_sqlite(url: str, job_ids: list[str], synchronous: str) -> float:
     return len(job_ids) * len(STEPS) / elapsed
 
 
-async def _raw_asyncpg(url: str, job_ids: list[str], callers: int = 1) -> float:
+async def _raw_asyncpg(
+    url: str, job_ids: list[str], callers: int = 1, merged: bool = False
+) -> float:
     """The same statements on asyncpg: `callers` concurrent callers on a pool of as many
-    connections, a transaction per transition (1: one connection, one caller).
+    connections, a transaction per transition (1: one connection, one caller); `merged`,
+    the UPDATE, its delta and its history row one statement.
     """
     pool = await asyncpg.create_pool(url, min_size=callers, max_size=callers)
     select = _sql(SELECT, "$") + " FOR UPDATE"
     updates = {step: _sql(WITH_DELTA.format(update=sql), "$") for step, sql in UPDATES.items()}
+    if merged:
+        updates = {
+            step: _sql(MERGED.format(update=sql.replace("{4}", "{5}")), "$")
+            for step, sql in UPDATES.items()
+        }
     insert = _sql(INSERT_EVENT, "$")
     pending: Iterator[str] = iter(job_ids)
 
@@ -98,6 +118,10 @@ async def _raw_asyncpg(url: str, job_ids: list[str], callers: int = 1) -> float:
                     async with connection.transaction():
                         row = await connection.fetchrow(select, job_id, ORG, ACTOR.user_id)
                         extra = [elapsed_ns(row["started_at"], now)] if step == "completed" else []
+                        if merged:
+                            values = (step, now, job_id, previous, ACTOR.user_id, *extra)
+                            await connection.execute(updates[step], *values)
+                            continue
                         await connection.execute(updates[step], step, now, job_id, previous, *extra)
                         await connection.execute(
                             insert, job_id, previous, step, True, ACTOR.user_id, now
@@ -128,24 +152,40 @@ async def _manager(url: str, job_ids: list[str], concurrency: int, synchronous: 
     return len(job_ids) * len(STEPS) / elapsed
 
 
-async def measure(kind: str, jobs: int, synchronous: str = "FULL") -> dict[str, float]:
-    """Transitions per second: raw driver (one connection; on PostgreSQL also a pool of 16
-    with 16 callers, the fair baseline for 16 callers), and JobManager at concurrency 1 and 16.
+async def measure(
+    kind: str, jobs: int, synchronous: str = "FULL", rounds: int = 1
+) -> dict[str, list[float]]:
+    """Transitions per second, each side in `rounds` alternating rounds: raw driver (one
+    connection; on PostgreSQL also a pool of 16 with 16 callers, the fair baseline for 16
+    callers, and the same pool with a transition's writes in one statement), and JobManager
+    at concurrency 1 and 16.
 
     `synchronous` is SQLite's fsync policy, the same for both sides (PostgreSQL ignores it).
     """
-    results: dict[str, float] = {}
-    names = ("raw", "raw16", "c1", "c16") if kind == "postgresql" else ("raw", "c1", "c16")
-    for name in names:
-        async with fresh_database(kind) as url:
-            job_ids = await seed(url, jobs, users=1, status="created")
-            if name == "raw" and kind == "sqlite":
-                results[name] = await asyncio.to_thread(_raw_sqlite, url, job_ids, synchronous)
-            elif name.startswith("raw"):
-                results[name] = await _raw_asyncpg(url, job_ids, int(name[3:] or 1))
-            else:
-                results[name] = await _manager(url, job_ids, int(name[1:]), synchronous)
+    results: dict[str, list[float]] = {}
+    names: tuple[str, ...] = ("raw", "c1", "c16")
+    if kind == "postgresql":
+        names = ("raw", "c1", "raw16", "c16", "merged16")
+    for _ in range(rounds):
+        for name in names:
+            async with fresh_database(kind) as url:
+                job_ids = await seed(url, jobs, users=1, status="created")
+                results.setdefault(name, []).append(
+                    await _transitions(kind, name, url, job_ids, synchronous)
+                )
     return results
+
+
+async def _transitions(
+    kind: str, name: str, url: str, job_ids: list[str], synchronous: str
+) -> float:
+    if name == "raw" and kind == "sqlite":
+        return await asyncio.to_thread(_raw_sqlite, url, job_ids, synchronous)
+    if name == "merged16":
+        return await _raw_asyncpg(url, job_ids, 16, merged=True)
+    if name.startswith("raw"):
+        return await _raw_asyncpg(url, job_ids, int(name[3:] or 1))
+    return await _manager(url, job_ids, int(name[1:]), synchronous)
 
 
 INSERT_JOB = (
@@ -170,6 +210,18 @@ INSERT_JOB_WITH_DELTA = (
     "SELECT * FROM made"
 )
 
+#: PostgreSQL, the second reference: a new job, its delta and its first event in one statement.
+CREATED_MERGED = (
+    "WITH made AS ("
+    + INSERT_JOB
+    + " RETURNING id, organization_id, user_id, job_type, created_at, status), delta AS (INSERT"
+    " INTO job_rollup_deltas (organization_id, user_id, job_type, created_at, new_status) "
+    "SELECT organization_id, user_id, job_type, created_at, status FROM made) INSERT INTO "
+    "job_events (job_id, from_status, to_status, applied, "
+    "reason, actor, at) SELECT id, NULL, 'created', true, 'created', user_id, created_at "
+    "FROM made"
+)
+
 
 def _raw_sqlite_creates(url: str, count: int) -> float:
     connection = sqlite3.connect(sqlite_path(url), isolation_level=None)
@@ -191,15 +243,22 @@ def _raw_sqlite_creates(url: str, count: int) -> float:
     return count / elapsed
 
 
-async def _raw_asyncpg_creates(url: str, count: int, callers: int) -> float:
+async def _raw_asyncpg_creates(url: str, count: int, callers: int, merged: bool = False) -> float:
+    """A pool of `callers`, a transaction per create; `merged`, one statement (the job, its
+    delta and its event), committing on its own.
+    """
     pool = await asyncpg.create_pool(url, min_size=callers, max_size=callers)
     job, event = _sql(INSERT_JOB_WITH_DELTA, "$"), _sql(INSERT_CREATED, "$")
+    alone = _sql(CREATED_MERGED, "$")
     numbers = iter(range(count))
 
     async def caller() -> None:
         async with pool.acquire() as connection:
             for number in numbers:
                 job_id, now = f"job-raw-{number}", datetime.now(UTC)
+                if merged:
+                    await connection.execute(alone, job_id, ORG, ACTOR.user_id, False, now)
+                    continue
                 async with connection.transaction():
                     await connection.execute(job, job_id, ORG, ACTOR.user_id, False, now)
                     await connection.execute(event, job_id, True, ACTOR.user_id, now)
@@ -227,17 +286,21 @@ async def _manager_creates(url: str, count: int, concurrency: int) -> float:
     return count / elapsed
 
 
-async def measure_creates(kind: str, count: int) -> dict[str, float]:
-    """Creates per second: the raw baseline (SQLite: the single writer; PostgreSQL: a pool of
-    16 with 16 callers), and JobManager.create_job with 16 callers.
+async def measure_creates(kind: str, count: int, rounds: int = 1) -> dict[str, list[float]]:
+    """Creates per second, each side in `rounds` alternating rounds: the raw baseline
+    (SQLite: the single writer; PostgreSQL: a pool of 16 with 16 callers, and the same pool
+    with a create one statement), and JobManager.create_job with 16 callers.
     """
-    results: dict[str, float] = {}
-    for name in ("raw", "c16"):
-        async with fresh_database(kind) as url:
-            if name == "c16":
-                results[name] = await _manager_creates(url, count, 16)
-            elif kind == "sqlite":
-                results[name] = await asyncio.to_thread(_raw_sqlite_creates, url, count)
-            else:
-                results[name] = await _raw_asyncpg_creates(url, count, 16)
+    results: dict[str, list[float]] = {}
+    names = ("raw", "c16", "merged") if kind == "postgresql" else ("raw", "c16")
+    for _ in range(rounds):
+        for name in names:
+            async with fresh_database(kind) as url:
+                if name == "c16":
+                    rate = await _manager_creates(url, count, 16)
+                elif kind == "sqlite":
+                    rate = await asyncio.to_thread(_raw_sqlite_creates, url, count)
+                else:
+                    rate = await _raw_asyncpg_creates(url, count, 16, merged=name == "merged")
+                results.setdefault(name, []).append(rate)
     return results
