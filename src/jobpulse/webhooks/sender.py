@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -150,7 +151,9 @@ class AiohttpSender:
             raise SendError(f"refused: {guard.refusal(address)}")
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
-        self._check_literal(url)
+        refused = _literal_refusal(url, self._allow_private)
+        if refused is not None:
+            raise SendError(refused)
         proxy = self._settings.webhook_proxy
         if proxy is not None:  # the proxy resolves the host: check it here instead
             try:
@@ -175,6 +178,27 @@ class AiohttpSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_refusal(url: str, allow_private: bool) -> str | None:
+    """Why a URL naming an IP address is refused, if it is (a pure function of the URL, so
+    each URL is looked at once). IP literals never reach the resolver: they are checked here,
+    in every spelling a socket takes (`127.1`, `2130706433`, `0x7f.1` are 127.0.0.1).
+    """
+    host = (URL(url).host or "").strip("[]").split("%", 1)[0]
+    try:
+        address: guard.IpAddress = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, UnicodeError):
+            return None  # a name: the resolver checks what it resolves to
+        if allow_private or guard.is_public(address):
+            return f"write the address {host!r} as {address}"
+    if not allow_private and not guard.is_public(address):
+        return f"refused: {guard.refusal(address)}"
+    return None
 
 
 async def _read_some(response: aiohttp.ClientResponse) -> bool:
