@@ -10,13 +10,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
+    Integer,
     Select,
     and_,
     bindparam,
@@ -32,7 +32,7 @@ from sqlalchemy import (
 from jobpulse.domain import OutboxMessage
 from jobpulse.errors import NotFoundError
 from jobpulse.storage import prepared
-from jobpulse.storage.tables import callback_attempts, jobs, outbox
+from jobpulse.storage.tables import UTCDateTime, callback_attempts, jobs, outbox
 
 PENDING = "pending"
 _INSERT_MESSAGE = insert(outbox)
@@ -133,6 +133,14 @@ class Shares:
     def full_hosts(self) -> list[str]:
         return sorted(host for host, held in self.held_host.items() if held >= self.host_max)
 
+    def may_fill(self, limit: int) -> bool:
+        """Whether `limit` more messages could fill an organization's or a host's share (a
+        claim then reads more candidates, to pass over those of the ones that fill).
+        """
+        org_room = self.org_max - max(self.held_org.values(), default=0)
+        host_room = self.host_max - max(self.held_host.values(), default=0)
+        return limit > min(org_room, host_room)
+
     def filled(self, claimed: Sequence[Claimed]) -> tuple[set[str], set[str]]:
         """The organizations and hosts that hold their share once `claimed` is added: a
         claim may have left due messages of theirs behind.
@@ -160,6 +168,48 @@ _DOCUMENT = case((outbox.c.body.is_(None), outbox.c.payload)).label("document")
 _CANDIDATES_PER_CLAIM = 4
 
 
+class _Candidate(NamedTuple):
+    """A due message a claim may take."""
+
+    id: int
+    url: str
+    organization_id: str | None
+    document: Any
+
+
+_DUE: Select[Any] = (
+    select(outbox.c.id, outbox.c.url, jobs.c.organization_id, _DOCUMENT)
+    .select_from(outbox.outerjoin(jobs, _TENANT_CALLBACK))
+    .where(
+        outbox.c.state == PENDING,
+        outbox.c.next_attempt_at <= bindparam("b_now"),
+        or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < bindparam("b_now")),
+    )
+    .order_by(outbox.c.next_attempt_at, outbox.c.id)
+    .with_for_update(skip_locked=True, of=outbox)
+)
+#: The oldest due messages, when no organization or host is passed over (run on the driver).
+_OLDEST_DUE = _DUE.limit(bindparam("b_limit")).offset(bindparam("b_offset"))
+#: Messages leased by one statement, run on the driver: the ids of a claim go in chunks of
+#: this many, the last one padded with NULL (which matches no row).
+_LEASE_CHUNK = 64
+_LEASE = (
+    update(outbox)
+    .where(outbox.c.id.in_([bindparam(f"b_id{n}", type_=Integer) for n in range(_LEASE_CHUNK)]))
+    .values(locked_until=bindparam("b_lease", type_=UTCDateTime()))
+    .returning(
+        outbox.c.id,
+        outbox.c.webhook_id,
+        outbox.c.job_id,
+        outbox.c.event_type,
+        outbox.c.url,
+        outbox.c.body,
+        outbox.c.attempts,
+        outbox.c.trace_context,
+    )
+)
+
+
 def claim_due(
     connection: Connection,
     now: datetime,
@@ -172,38 +222,28 @@ def claim_due(
     again. With `shares`, organizations and hosts that hold their share are passed over, so
     the messages of the others are claimed even behind a slow tenant's backlog.
     """
-    due: Select[Any] = (
-        select(outbox.c.id, outbox.c.url, jobs.c.organization_id, _DOCUMENT)
-        .select_from(outbox.outerjoin(jobs, _TENANT_CALLBACK))
-        .where(
-            outbox.c.state == PENDING,
-            outbox.c.next_attempt_at <= now,
-            or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
-        )
-        .order_by(outbox.c.next_attempt_at, outbox.c.id)
-        .with_for_update(skip_locked=True, of=outbox)
-    )
+    params: dict[str, Any] = {"b_now": now, "b_offset": 0}
     if shares is None:
-        taken = {row.id: row for row in connection.execute(due.limit(limit))}
+        params["b_limit"] = limit
+        found = prepared.rows(connection, _OLDEST_DUE, params)
+        taken = {row.id: row for row in map(_Candidate._make, found)}
     else:
-        due = _passing_over(due, shares).limit(limit * _CANDIDATES_PER_CLAIM)
-        taken = _pick(connection.execute(due).all(), limit, shares)
-    if not taken:
-        return []
-    rows = connection.execute(
-        update(outbox)
-        .where(outbox.c.id.in_(list(taken)))
-        .values(locked_until=lease_until)
-        .returning(*_CLAIMED)
-    )
-    claimed = (
-        Claimed(
-            **row._mapping,
-            organization_id=taken[row.id].organization_id,
-            document=taken[row.id].document,
-        )
-        for row in rows
-    )
+        params["b_limit"] = limit * _CANDIDATES_PER_CLAIM if shares.may_fill(limit) else limit
+        if shares.full_orgs() or shares.full_hosts():
+            due = _passing_over(_DUE, shares).limit(params["b_limit"])
+            found = [tuple(row) for row in connection.execute(due, params)]
+        else:
+            found = prepared.rows(connection, _OLDEST_DUE, params)
+        taken = _pick([_Candidate._make(row) for row in found], limit, shares)
+    claimed: list[Claimed] = []
+    ids = list(taken)
+    for start in range(0, len(ids), _LEASE_CHUNK):
+        chunk = ids[start : start + _LEASE_CHUNK]
+        lease: dict[str, Any] = {f"b_id{n}": None for n in range(len(chunk), _LEASE_CHUNK)}
+        lease.update({f"b_id{n}": id_ for n, id_ in enumerate(chunk)}, b_lease=lease_until)
+        for row in prepared.returned(connection, _LEASE, lease):
+            candidate = taken[row[0]]
+            claimed.append(Claimed(*row, candidate.organization_id, candidate.document))  # type: ignore[call-arg]
     return sorted(claimed, key=lambda message: message.id)
 
 
@@ -238,10 +278,10 @@ def _goes_to(host: str) -> ColumnElement[bool]:
     )
 
 
-def _pick(candidates: Sequence[Row[Any]], limit: int, shares: Shares) -> dict[int, Row[Any]]:
+def _pick(candidates: Sequence[_Candidate], limit: int, shares: Shares) -> dict[int, _Candidate]:
     """The candidates a claim takes, oldest first, within each one's shares, by id."""
     held_org, held_host = Counter(shares.held_org), Counter(shares.held_host)
-    taken: dict[int, Row[Any]] = {}
+    taken: dict[int, _Candidate] = {}
     for row in candidates:
         org, host = row.organization_id, host_of(row.url)
         if held_host[host] >= shares.host_max:
@@ -257,16 +297,6 @@ def _pick(candidates: Sequence[Row[Any]], limit: int, shares: Shares) -> dict[in
     return taken
 
 
-_CLAIMED = (
-    outbox.c.id,
-    outbox.c.webhook_id,
-    outbox.c.job_id,
-    outbox.c.event_type,
-    outbox.c.url,
-    outbox.c.body,
-    outbox.c.attempts,
-    outbox.c.trace_context,
-)
 #: One attempt to record: the message, what the attempt did, and an alert it leads to.
 Outcome = tuple[Claimed, Attempt, OutboxMessage | None]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import ColumnElement, Connection, Dialect
 from sqlalchemy.sql import Delete, Insert, Select, Update
 
 from jobpulse.storage.dialects import dialect_of
@@ -54,16 +54,26 @@ class Prepared:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         self.sql = compiled.string
         self.names = list(compiled.positiontup or ())
+        #: Values the statement carries itself (`state == 'pending'`), unless given.
+        self._carried = {
+            name: compiled.binds[name].value
+            for name in self.names
+            if compiled.binds[name].value is not None
+        }
         self.binds: list[Processor] = [
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in self.names
         ]
-        self.results: list[Processor] = []
+        # A select's columns, or the RETURNING columns of an insert, update or delete.
+        selected: Sequence[ColumnElement[Any]] = ()
         if isinstance(statement, Select):
-            self.results = [
-                column.type.dialect_impl(dialect).result_processor(dialect, _FLOAT8)
-                for column in statement.selected_columns
-            ]
+            selected = list(statement.selected_columns)
+        elif statement._returning:
+            selected = list(statement.exported_columns)
+        self.results: list[Processor] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, _FLOAT8)
+            for column in selected
+        ]
         # The hot loops below touch only the positions that convert, and take the values
         # with one C call (a transition runs a few of these statements).
         self._take = itemgetter(*self.names) if len(self.names) > 1 else None
@@ -72,6 +82,8 @@ class Prepared:
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional parameters for `params`, converted as their types say."""
+        if self._carried:
+            params = self._carried | dict(params)
         if self._take is not None:
             values = list(self._take(params))
         else:
@@ -112,6 +124,17 @@ def rows(
     connection: Connection, statement: Select[Any], params: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
     """Every row of a module-level select."""
+    prepared, driver = _prepared(connection, statement, ())
+    raw = driver.fetch(connection, prepared.sql, prepared.values(params))
+    return [prepared.row(row) for row in raw]
+
+
+def returned(
+    connection: Connection, statement: Dml, params: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """The RETURNING rows of a module-level insert, update or delete whose values are all
+    bind parameters of its own.
+    """
     prepared, driver = _prepared(connection, statement, ())
     raw = driver.fetch(connection, prepared.sql, prepared.values(params))
     return [prepared.row(row) for row in raw]
