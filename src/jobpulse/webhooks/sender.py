@@ -123,6 +123,7 @@ class AiohttpSender:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self._settings.webhook_timeout_s),
                 auto_decompress=False,
                 trust_env=False,
                 skip_auto_headers=("User-Agent",),
@@ -161,12 +162,11 @@ class AiohttpSender:
             except ValidationError as exc:
                 raise SendError(f"refused: {exc.message}") from None
         try:
-            async with (
-                asyncio.timeout(self._settings.webhook_timeout_s),
-                self._open().post(
-                    url, data=body, headers=headers, allow_redirects=False, proxy=proxy
-                ) as response,
-            ):
+            # The session's total timeout bounds it all: resolving, connecting, sending, and
+            # reading the answer.
+            async with self._open().post(
+                url, data=body, headers=headers, allow_redirects=False, proxy=proxy
+            ) as response:
                 cut = await _read_some(response)
                 return Reply(response.status, response.headers.get("Retry-After"), cut)
         except TimeoutError:
@@ -211,6 +211,8 @@ async def _read_some(response: aiohttp.ClientResponse) -> bool:
         if not chunk:
             return False
         seen += len(chunk)
+        if response.content.at_eof() and seen <= READ_MAX_BYTES:
+            return False  # all of it in one read (the usual short answer)
     response.close()
     return True
 
