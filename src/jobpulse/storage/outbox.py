@@ -23,6 +23,7 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    literal_column,
     not_,
     or_,
     select,
@@ -158,7 +159,12 @@ class Shares:
 
 #: A job's callback, to the URL its organization gave (alerts and step events go to URLs
 #: the operator chose, and count by host only).
-_TENANT_CALLBACK = and_(jobs.c.id == outbox.c.job_id, outbox.c.event_type.like("job.%"))
+_TENANT_CALLBACK = and_(
+    jobs.c.id == outbox.c.job_id, outbox.c.event_type.like(literal_column("'job.%'"))
+)
+#: Written into the statement, not bound: a prepared statement's generic plan can then use
+#: the partial index of due messages (`state = $1` cannot be proved to match it).
+_IS_PENDING = outbox.c.state == literal_column(f"'{PENDING}'")
 #: A message's document, read only for the messages with no body (written before bodies
 #: were kept). Read with the candidates: in RETURNING, SQLite 3.40 sees the added column
 #: as never NULL.
@@ -181,7 +187,7 @@ _DUE: Select[Any] = (
     select(outbox.c.id, outbox.c.url, jobs.c.organization_id, _DOCUMENT)
     .select_from(outbox.outerjoin(jobs, _TENANT_CALLBACK))
     .where(
-        outbox.c.state == PENDING,
+        _IS_PENDING,
         outbox.c.next_attempt_at <= bindparam("b_now"),
         or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < bindparam("b_now")),
     )
