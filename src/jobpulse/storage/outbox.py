@@ -249,7 +249,8 @@ def claim_due(
         lease.update({f"b_id{n}": id_ for n, id_ in enumerate(chunk)}, b_lease=lease_until)
         for row in prepared.returned(connection, _LEASE, lease):
             candidate = taken[row[0]]
-            claimed.append(Claimed(*row, candidate.organization_id, candidate.document))  # type: ignore[call-arg]
+            fields: tuple[Any, ...] = (*row, candidate.organization_id, candidate.document)
+            claimed.append(Claimed(*fields))
     return sorted(claimed, key=lambda message: message.id)
 
 
