@@ -54,12 +54,6 @@ class Prepared:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         self.sql = compiled.string
         self.names = list(compiled.positiontup or ())
-        #: Values the statement carries itself (`state == 'pending'`), unless given.
-        self._carried = {
-            name: compiled.binds[name].value
-            for name in self.names
-            if compiled.binds[name].value is not None
-        }
         self.binds: list[Processor] = [
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in self.names
@@ -82,8 +76,6 @@ class Prepared:
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional parameters for `params`, converted as their types say."""
-        if self._carried:
-            params = self._carried | dict(params)
         if self._take is not None:
             values = list(self._take(params))
         else:
