@@ -164,3 +164,26 @@ async def test_a_free_slot_goes_to_the_least_busy_organization() -> None:
     assert order[3] == "c", "c had nothing in flight: it goes before a's third"
     assert sorted(order) == ["a", "a", "a", "a", "b", "c"]
     assert slots.blocked == 0
+
+
+async def test_a_message_that_stops_waiting_leaves_no_trace() -> None:
+    slots = FairSlots(total=1, per_org=1, per_host=8, on_change=lambda: None)
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    async def send(org: str) -> None:
+        async with slots.hold(org, "h"):
+            sent.append(org)
+            await release.wait()
+
+    first = asyncio.create_task(send("a"))
+    waiting = [asyncio.create_task(send(org)) for org in ("a", "b")]
+    await asyncio.sleep(0.01)
+    assert (sent, slots.blocked) == (["a"], 1)  # a's second waits for a; b for the slot
+    waiting[1].cancel()  # b gives up before it gets the slot
+    await asyncio.sleep(0.01)
+    assert slots.blocked == 1
+    release.set()
+    await asyncio.gather(first, waiting[0])
+    assert sent == ["a", "a"]
+    assert slots.blocked == 0

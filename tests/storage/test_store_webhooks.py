@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 from jobpulse.errors import NotFoundError
 from jobpulse.storage.outbox import Attempt, Claimed, Shares
 from jobpulse.storage.store import JobStore
+from jobpulse.storage.tables import outbox as outbox_table
 from jobpulse.webhooks import payload
+from tests.sql import database_of
 from tests.storage.conftest import (
     ADMIN,
     ALICE,
@@ -144,3 +147,29 @@ async def test_requeue_callback_makes_it_due_again_with_its_webhook_id(store: Jo
     plain, _made = await store.create(new_job(), None)
     with pytest.raises(NotFoundError):  # a job without a callback has none to send again
         await store.requeue_callback(ALICE, plain.id, later)
+
+
+async def test_a_claim_carries_the_body_made_when_the_message_was_written(
+    store: JobStore,
+) -> None:
+    job = await ended_with_callback(store)
+    now = T0 + seconds(2)
+    [held] = await store.claim_outbox(now, now + LEASE, 10, None)
+    assert held.body is not None
+    sent = json.loads(held.body)
+    assert (sent["type"], sent["job_id"], sent["status"]) == ("job.failed", job.id, "failed")
+    assert held.body == json.dumps(sent, separators=(",", ":"))  # compact, as it is POSTed
+    assert held.payload == sent
+
+
+async def test_a_message_written_before_bodies_were_kept_is_read_from_its_document(
+    store: JobStore,
+) -> None:
+    job = await ended_with_callback(store)
+    await database_of(store).write(
+        lambda connection: connection.execute(outbox_table.update().values(body=None))
+    )
+    now = T0 + seconds(2)
+    [held] = await store.claim_outbox(now, now + LEASE, 10, None)
+    assert held.body is None
+    assert (held.payload["job_id"], held.payload["type"]) == (job.id, "job.failed")

@@ -90,12 +90,12 @@ def sqlite_url(database_url: str) -> str:
 
 
 def poison_sqlite(connection: Connection, job_id: str) -> None:
-    """Rows as the SQLite of before the JSON policy kept them."""
+    """Rows as the SQLite of before the JSON policy kept them (and before bodies were kept)."""
     connection.execute(
         text("UPDATE jobs SET metadata = :bad WHERE id = :id"),
         {"bad": '{"x": NaN, "k": "v"}', "id": job_id},
     )
-    connection.execute(text("UPDATE outbox SET payload = :bad"), {"bad": '{"x": NaN}'})
+    connection.execute(text("UPDATE outbox SET payload = :bad, body = NULL"), {"bad": '{"x": NaN}'})
 
 
 async def test_nan_kept_by_sqlite_reads_as_null_and_is_delivered(

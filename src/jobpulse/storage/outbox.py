@@ -4,22 +4,26 @@ delivery workers under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), and every
 
 from __future__ import annotations
 
+import functools
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
+    Integer,
     Select,
     and_,
     bindparam,
+    case,
     func,
     insert,
+    literal_column,
     not_,
     or_,
     select,
@@ -29,7 +33,7 @@ from sqlalchemy import (
 from jobpulse.domain import OutboxMessage
 from jobpulse.errors import NotFoundError
 from jobpulse.storage import prepared
-from jobpulse.storage.tables import callback_attempts, jobs, outbox
+from jobpulse.storage.tables import UTCDateTime, callback_attempts, jobs, outbox
 
 PENDING = "pending"
 _INSERT_MESSAGE = insert(outbox)
@@ -44,11 +48,19 @@ class Claimed:
     job_id: str | None
     event_type: str
     url: str
-    payload: dict[str, Any]
+    #: The JSON text to POST, made when the message was written (see `encode_body`).
+    body: str | None
     attempts: int
     trace_context: dict[str, str] | None
     #: The organization of its job (None: an operator's alert or step event, or a job gone).
     organization_id: str | None = None
+    #: The stored document, read only when there is no body.
+    document: Any = None
+
+    @property
+    def payload(self) -> Any:
+        """The message's document."""
+        return self.document if self.body is None else json.loads(self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +76,18 @@ class Attempt:
     next_attempt_at: datetime | None
 
 
+def encode_body(payload: Any) -> str | None:
+    """The JSON text a payload is POSTed as; None for one that is no JSON object (its
+    delivery fails alone, on its schedule, see webhooks/delivery.py).
+    """
+    if not isinstance(payload, dict):
+        return None
+    try:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or infinity: stored as the database keeps them, sent as null
+        return None
+
+
 def _message_rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
     """The outbox rows that queue `messages`."""
     return [
@@ -73,6 +97,7 @@ def _message_rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
             "event_type": message.event_type,
             "url": message.url,
             "payload": message.payload,
+            "body": encode_body(message.payload),
             "trace_context": message.trace_context,
             "state": PENDING,
             "attempts": 0,
@@ -109,6 +134,14 @@ class Shares:
     def full_hosts(self) -> list[str]:
         return sorted(host for host, held in self.held_host.items() if held >= self.host_max)
 
+    def may_fill(self, limit: int) -> bool:
+        """Whether `limit` more messages could fill an organization's or a host's share (a
+        claim then reads more candidates, to pass over those of the ones that fill).
+        """
+        org_room = self.org_max - max(self.held_org.values(), default=0)
+        host_room = self.host_max - max(self.held_host.values(), default=0)
+        return limit > min(org_room, host_room)
+
     def filled(self, claimed: Sequence[Claimed]) -> tuple[set[str], set[str]]:
         """The organizations and hosts that hold their share once `claimed` is added: a
         claim may have left due messages of theirs behind.
@@ -126,10 +159,61 @@ class Shares:
 
 #: A job's callback, to the URL its organization gave (alerts and step events go to URLs
 #: the operator chose, and count by host only).
-_TENANT_CALLBACK = and_(jobs.c.id == outbox.c.job_id, outbox.c.event_type.like("job.%"))
+_TENANT_CALLBACK = and_(
+    jobs.c.id == outbox.c.job_id, outbox.c.event_type.like(literal_column("'job.%'"))
+)
+#: Written into the statement, not bound: a prepared statement's generic plan can then use
+#: the partial index of due messages (`state = $1` cannot be proved to match it).
+_IS_PENDING = outbox.c.state == literal_column(f"'{PENDING}'")
+#: A message's document, read only for the messages with no body (written before bodies
+#: were kept). Read with the candidates: in RETURNING, SQLite 3.40 sees the added column
+#: as never NULL.
+_DOCUMENT = case((outbox.c.body.is_(None), outbox.c.payload)).label("document")
 #: Due rows read per message a claim may take: room to pass over rows whose organization or
 #: host fills up within this claim, whose shares were not full when it began.
 _CANDIDATES_PER_CLAIM = 4
+
+
+class _Candidate(NamedTuple):
+    """A due message a claim may take."""
+
+    id: int
+    url: str
+    organization_id: str | None
+    document: Any
+
+
+_DUE: Select[Any] = (
+    select(outbox.c.id, outbox.c.url, jobs.c.organization_id, _DOCUMENT)
+    .select_from(outbox.outerjoin(jobs, _TENANT_CALLBACK))
+    .where(
+        _IS_PENDING,
+        outbox.c.next_attempt_at <= bindparam("b_now"),
+        or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < bindparam("b_now")),
+    )
+    .order_by(outbox.c.next_attempt_at, outbox.c.id)
+    .with_for_update(skip_locked=True, of=outbox)
+)
+#: The oldest due messages, when no organization or host is passed over (run on the driver).
+_OLDEST_DUE = _DUE.limit(bindparam("b_limit")).offset(bindparam("b_offset"))
+#: Messages leased by one statement, run on the driver: the ids of a claim go in chunks of
+#: this many, the last one padded with NULL (which matches no row).
+_LEASE_CHUNK = 64
+_LEASE = (
+    update(outbox)
+    .where(outbox.c.id.in_([bindparam(f"b_id{n}", type_=Integer) for n in range(_LEASE_CHUNK)]))
+    .values(locked_until=bindparam("b_lease", type_=UTCDateTime()))
+    .returning(
+        outbox.c.id,
+        outbox.c.webhook_id,
+        outbox.c.job_id,
+        outbox.c.event_type,
+        outbox.c.url,
+        outbox.c.body,
+        outbox.c.attempts,
+        outbox.c.trace_context,
+    )
+)
 
 
 def claim_due(
@@ -144,35 +228,33 @@ def claim_due(
     again. With `shares`, organizations and hosts that hold their share are passed over, so
     the messages of the others are claimed even behind a slow tenant's backlog.
     """
-    due: Select[Any] = (
-        select(outbox.c.id, outbox.c.url, jobs.c.organization_id)
-        .select_from(outbox.outerjoin(jobs, _TENANT_CALLBACK))
-        .where(
-            outbox.c.state == PENDING,
-            outbox.c.next_attempt_at <= now,
-            or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
-        )
-        .order_by(outbox.c.next_attempt_at, outbox.c.id)
-        .with_for_update(skip_locked=True, of=outbox)
-    )
+    params: dict[str, Any] = {"b_now": now, "b_offset": 0}
     if shares is None:
-        candidates = connection.execute(due.limit(limit)).all()
-        organizations = {row.id: row.organization_id for row in candidates}
+        params["b_limit"] = limit
+        found = prepared.rows(connection, _OLDEST_DUE, params)
+        taken = {row.id: row for row in map(_Candidate._make, found)}
     else:
-        due = _passing_over(due, shares).limit(limit * _CANDIDATES_PER_CLAIM)
-        organizations = _pick(connection.execute(due).all(), limit, shares)
-    if not organizations:
-        return []
-    rows = connection.execute(
-        update(outbox)
-        .where(outbox.c.id.in_(list(organizations)))
-        .values(locked_until=lease_until)
-        .returning(*_CLAIMED)
-    )
-    claimed = (Claimed(**row._mapping, organization_id=organizations[row.id]) for row in rows)
+        params["b_limit"] = limit * _CANDIDATES_PER_CLAIM if shares.may_fill(limit) else limit
+        if shares.full_orgs() or shares.full_hosts():
+            due = _passing_over(_DUE, shares).limit(params["b_limit"])
+            found = [tuple(row) for row in connection.execute(due, params)]
+        else:
+            found = prepared.rows(connection, _OLDEST_DUE, params)
+        taken = _pick([_Candidate._make(row) for row in found], limit, shares)
+    claimed: list[Claimed] = []
+    ids = list(taken)
+    for start in range(0, len(ids), _LEASE_CHUNK):
+        chunk = ids[start : start + _LEASE_CHUNK]
+        lease: dict[str, Any] = {f"b_id{n}": None for n in range(len(chunk), _LEASE_CHUNK)}
+        lease.update({f"b_id{n}": id_ for n, id_ in enumerate(chunk)}, b_lease=lease_until)
+        for row in prepared.returned(connection, _LEASE, lease):
+            candidate = taken[row[0]]
+            fields: tuple[Any, ...] = (*row, candidate.organization_id, candidate.document)
+            claimed.append(Claimed(*fields))
     return sorted(claimed, key=lambda message: message.id)
 
 
+@functools.lru_cache(maxsize=4096)
 def host_of(url: str) -> str:
     """The host (and port) a message goes to: what a slow receiver is counted by."""
     try:
@@ -203,12 +285,10 @@ def _goes_to(host: str) -> ColumnElement[bool]:
     )
 
 
-def _pick(candidates: Sequence[Row[Any]], limit: int, shares: Shares) -> dict[int, str | None]:
-    """The candidates a claim takes, oldest first, within each one's shares: id → its
-    organization.
-    """
+def _pick(candidates: Sequence[_Candidate], limit: int, shares: Shares) -> dict[int, _Candidate]:
+    """The candidates a claim takes, oldest first, within each one's shares, by id."""
     held_org, held_host = Counter(shares.held_org), Counter(shares.held_host)
-    taken: dict[int, str | None] = {}
+    taken: dict[int, _Candidate] = {}
     for row in candidates:
         org, host = row.organization_id, host_of(row.url)
         if held_host[host] >= shares.host_max:
@@ -218,55 +298,29 @@ def _pick(candidates: Sequence[Row[Any]], limit: int, shares: Shares) -> dict[in
                 continue
             held_org[org] += 1
         held_host[host] += 1
-        taken[row.id] = org
+        taken[row.id] = row
         if len(taken) == limit:
             break
     return taken
 
 
-_CLAIMED = (
-    outbox.c.id,
-    outbox.c.webhook_id,
-    outbox.c.job_id,
-    outbox.c.event_type,
-    outbox.c.url,
-    outbox.c.payload,
-    outbox.c.attempts,
-    outbox.c.trace_context,
-)
 #: One attempt to record: the message, what the attempt did, and an alert it leads to.
 Outcome = tuple[Claimed, Attempt, OutboxMessage | None]
 
 _INSERT_ATTEMPT = insert(callback_attempts)
-_MOVE_MESSAGE = (
-    update(outbox)
-    .where(outbox.c.id == bindparam("b_id"))
-    .values(
-        state=bindparam("b_state"),
-        attempts=bindparam("b_attempts"),
-        next_attempt_at=bindparam("b_next"),
-        locked_until=None,
-        delivered_at=bindparam("b_delivered"),
-    )
-)
-_SHOW_ON_JOB = (
-    update(jobs)
-    .where(jobs.c.id == bindparam("b_job"))
-    .values(
-        callback_sent_at=bindparam("b_sent"),
-        callback_status_code=bindparam("b_code"),
-        callback_error=bindparam("b_error"),
-    )
-)
+#: The SET columns are the parameters' other keys (see prepared.write_many).
+_MOVE_MESSAGE = update(outbox).where(outbox.c.id == bindparam("b_id"))
+_SHOW_ON_JOB = update(jobs).where(jobs.c.id == bindparam("b_id"))
 
 
 def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None:
     """Keep each attempt, move its message on, and show the last attempt on its job: three
-    statements for the whole batch, whatever its size.
+    statements for the whole batch, whatever its size, run straight on the driver.
     """
     if not outcomes:
         return
-    connection.execute(
+    prepared.write_many(
+        connection,
         _INSERT_ATTEMPT,
         [
             {
@@ -285,31 +339,33 @@ def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None
             for message, attempt, _follow_up in outcomes
         ],
     )
-    connection.execute(
+    prepared.write_many(
+        connection,
         _MOVE_MESSAGE,
         [
             {
                 "b_id": message.id,
-                "b_state": PENDING if attempt.next_attempt_at is not None else attempt.state,
-                "b_attempts": attempt.attempt,
-                "b_next": attempt.next_attempt_at or attempt.attempted_at,
-                "b_delivered": attempt.attempted_at if attempt.state == "delivered" else None,
+                "state": PENDING if attempt.next_attempt_at is not None else attempt.state,
+                "attempts": attempt.attempt,
+                "next_attempt_at": attempt.next_attempt_at or attempt.attempted_at,
+                "locked_until": None,
+                "delivered_at": attempt.attempted_at if attempt.state == "delivered" else None,
             }
             for message, attempt, _follow_up in outcomes
         ],
     )
     shown = [
         {
-            "b_job": message.job_id,
-            "b_sent": attempt.attempted_at,
-            "b_code": attempt.status_code,
-            "b_error": attempt.error,
+            "b_id": message.job_id,
+            "callback_sent_at": attempt.attempted_at,
+            "callback_status_code": attempt.status_code,
+            "callback_error": attempt.error,
         }
         for message, attempt, _follow_up in outcomes
         if message.job_id is not None and message.event_type.startswith("job.")
     ]
     if shown:
-        connection.execute(_SHOW_ON_JOB, shown)
+        prepared.write_many(connection, _SHOW_ON_JOB, shown)
     follow_ups = [follow_up for _m, _a, follow_up in outcomes if follow_up is not None]
     if follow_ups:
         insert_messages(connection, follow_ups)

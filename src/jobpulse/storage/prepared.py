@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import ColumnElement, Connection, Dialect
 from sqlalchemy.sql import Delete, Insert, Select, Update
 
 from jobpulse.storage.dialects import dialect_of
@@ -58,12 +58,16 @@ class Prepared:
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in self.names
         ]
-        self.results: list[Processor] = []
+        # A select's columns, or the RETURNING columns of an insert, update or delete.
+        selected: Sequence[ColumnElement[Any]] = ()
         if isinstance(statement, Select):
-            self.results = [
-                column.type.dialect_impl(dialect).result_processor(dialect, _FLOAT8)
-                for column in statement.selected_columns
-            ]
+            selected = list(statement.selected_columns)
+        elif statement._returning:
+            selected = list(statement.exported_columns)
+        self.results: list[Processor] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, _FLOAT8)
+            for column in selected
+        ]
         # The hot loops below touch only the positions that convert, and take the values
         # with one C call (a transition runs a few of these statements).
         self._take = itemgetter(*self.names) if len(self.names) > 1 else None
@@ -112,6 +116,17 @@ def rows(
     connection: Connection, statement: Select[Any], params: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
     """Every row of a module-level select."""
+    prepared, driver = _prepared(connection, statement, ())
+    raw = driver.fetch(connection, prepared.sql, prepared.values(params))
+    return [prepared.row(row) for row in raw]
+
+
+def returned(
+    connection: Connection, statement: Dml, params: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """The RETURNING rows of a module-level insert, update or delete whose values are all
+    bind parameters of its own.
+    """
     prepared, driver = _prepared(connection, statement, ())
     raw = driver.fetch(connection, prepared.sql, prepared.values(params))
     return [prepared.row(row) for row in raw]

@@ -246,6 +246,9 @@ outbox = Table(
     Column("event_type", String(64), nullable=False),
     Column("url", Text, nullable=False),
     Column("payload", Json, nullable=False),
+    #: The JSON text POSTed, made once when the message is written (None: written before
+    #: bodies were kept, or a payload that cannot be sent as JSON; see outbox.py).
+    Column("body", Text),
     Column("trace_context", Json),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
@@ -255,7 +258,9 @@ outbox = Table(
     Column("delivered_at", UTCDateTime),
     Index("ix_outbox_job_id", "job_id"),
     _partial_index("ix_outbox_finished", "created_at", where="state != 'pending'"),
-    _partial_index("ix_outbox_due", "next_attempt_at", where="state = 'pending'"),
+    # In the claims' order, so a claim reads its rows off the index and stops (PostgreSQL
+    # sorted every due row without the id when many were due at once).
+    _partial_index("ix_outbox_due", "next_attempt_at", "id", where="state = 'pending'"),
 )
 
 callback_attempts = Table(

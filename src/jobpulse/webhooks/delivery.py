@@ -49,37 +49,37 @@ def new_client(settings: Settings) -> AiohttpSender:
 class Recorder:
     """Writes attempts in batches: every attempt that ends while a batch is being written
     goes into the next one, so a burst costs a few statements, not several per message.
+    A delivery does not wait for its record: its message stays leased until it is written.
     """
 
     def __init__(self, store: JobStore) -> None:
         self._store = store
         self._pending: list[outbox.Outcome] = []
-        self._written: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
 
-    async def add(self, outcome: outbox.Outcome) -> None:
-        """Record `outcome`, returning once its batch is written (or has failed: then the
-        lease runs out and the message is sent again).
+    def add(self, outcome: outbox.Outcome) -> None:
+        """Record `outcome` with the next batch (if that fails, the lease runs out and the
+        message is sent again).
         """
         self._pending.append(outcome)
-        if self._written is None:
-            self._written = asyncio.get_running_loop().create_future()
-        written = self._written
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())
-        await asyncio.shield(written)
+
+    async def flush(self) -> None:
+        """Return once every outcome added so far is written (or has failed)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
 
     async def _write_all(self) -> None:
-        while self._pending:
-            batch, written = self._pending, self._written
-            self._pending, self._written = [], None
-            try:
-                await self._store.record_attempts(batch)
-            except Exception:
-                logger.exception("could not record %d delivery attempts", len(batch))
-            if written is not None:
-                written.set_result(None)
-        self._writer = None
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._store.record_attempts(batch)
+                except Exception:
+                    logger.exception("could not record %d delivery attempts", len(batch))
+        finally:
+            self._writer = None
 
 
 class Deliverer:
@@ -127,6 +127,8 @@ class Deliverer:
         self._room = asyncio.Event()
         self._recorder = Recorder(store)
         self._stopping = False
+        self._schedule = settings.retry_schedule
+        self._signer = signing.Signer(settings.webhook_secret)
 
     async def run(self) -> None:
         """Deliver until stopped: claim due messages while there is room, send each as soon
@@ -165,6 +167,7 @@ class Deliverer:
             )
             for task in late:
                 task.cancel()
+        await self._recorder.flush()
 
     async def run_once(self) -> int:
         """Claim the due messages (within the shares) and deliver them all; how many there
@@ -172,6 +175,7 @@ class Deliverer:
         """
         started = await self._start(self._capacity)
         await asyncio.gather(*started)
+        await self._recorder.flush()
         return len(started)
 
     async def _start(self, limit: int) -> list[asyncio.Task[None]]:
@@ -221,7 +225,8 @@ class Deliverer:
         self._check_room()
 
     def _check_room(self) -> None:
-        if self._room_left() >= self._capacity // 2:
+        # Only while the claims wait for room: a delivery's own work does not count it.
+        if not self._room.is_set() and self._room_left() >= self._capacity // 2:
             self._room.set()
 
     async def _deliver(self, message: outbox.Claimed, lease: datetime) -> None:
@@ -233,7 +238,7 @@ class Deliverer:
             attempt, follow_up = await self._attempt(message)
         self.metrics.child(self.metrics.callbacks, message.event_type, attempt.state).inc()
         self.metrics.callback_latency.observe(attempt.duration_ms / 1000)
-        await self._recorder.add((message, attempt, follow_up))
+        self._recorder.add((message, attempt, follow_up))
 
     async def _attempt(
         self, message: outbox.Claimed
@@ -247,9 +252,7 @@ class Deliverer:
             logger.exception("webhook %s cannot be sent", message.webhook_id)
             status_code, error, retry_after = None, f"cannot send: {exc}"[:1000], None
         duration_ms = (time.perf_counter() - started) * 1000
-        state, next_at = policy.decide(
-            number, status_code, sent_at, self.settings.retry_schedule, retry_after
-        )
+        state, next_at = policy.decide(number, status_code, sent_at, self._schedule, retry_after)
         attempt = outbox.Attempt(
             number, sent_at, status_code, error, duration_ms, state.value, next_at
         )
@@ -259,10 +262,12 @@ class Deliverer:
         self, message: outbox.Claimed, number: int, sent_at: datetime
     ) -> tuple[int | None, str | None, float | None]:
         """One signed POST of the message, in a span continuing the trace that caused it."""
-        if not isinstance(message.payload, dict):
-            raise ValueError("the stored payload cannot be read as a JSON object")
-        body = json.dumps(message.payload, separators=(",", ":"), allow_nan=False)
-        headers = signing.headers(message.webhook_id, sent_at, body, self.settings.webhook_secret)
+        body = message.body
+        if body is None:  # written before bodies were kept, or not sendable as it is
+            if not isinstance(message.document, dict):
+                raise ValueError("the stored payload cannot be read as a JSON object")
+            body = json.dumps(message.document, separators=(",", ":"), allow_nan=False)
+        headers = self._signer.headers(message.webhook_id, sent_at, body)
         if message.event_type == payload.STEP_COMPLETED and self.settings.step_complete_key:
             headers["authorization"] = f"Bearer {self.settings.step_complete_key}"
         if not tracing_enabled():  # pass the caller's trace on, without span work

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -32,6 +32,9 @@ class _Waiter:
 class FairSlots:
     """`total` sends at once, at most `per_org` of one organization's and `per_host` to one
     host; tells `on_change` when a message starts or stops waiting.
+
+    Waiting messages are kept in one queue per (organization, host), oldest first, so handing
+    out a slot looks at each pair once, not at every waiting message.
     """
 
     def __init__(
@@ -44,7 +47,7 @@ class FairSlots:
         self._sending = 0
         self._sending_org: Counter[str | None] = Counter()
         self._sending_host: Counter[str] = Counter()
-        self._waiting: list[_Waiter] = []
+        self._waiting: dict[tuple[str | None, str], deque[_Waiter]] = {}
         self._seq = itertools.count()
 
     @property
@@ -52,17 +55,24 @@ class FairSlots:
         """Messages waiting because their organization or host is at its cap (not for a
         slot of the process): a slow tenant's backlog, which claims do not count as ready.
         """
-        return sum(1 for waiter in self._waiting if not self._may_send(waiter))
+        return sum(
+            len(queue)
+            for (org, host), queue in self._waiting.items()
+            if not self._may_send(org, host)
+        )
 
     @contextlib.asynccontextmanager
     async def hold(self, org: str | None, host: str) -> AsyncIterator[None]:
         """Wait for a slot this message may take, and hold it."""
         waiter = _Waiter(next(self._seq), org, host, asyncio.get_running_loop().create_future())
-        self._waiting.append(waiter)
-        sending = False
-        try:
+        if self._sending < self.total and not self._waiting and self._may_send(org, host):
+            self._take(waiter)  # a free slot and nobody before it: no queue, no wake-up
+        else:
+            self._waiting.setdefault((org, host), deque()).append(waiter)
             self._grant()
             self._on_change()
+        sending = False
+        try:
             await waiter.ready
             sending = True
             yield
@@ -70,26 +80,45 @@ class FairSlots:
             if sending or (waiter.ready.done() and not waiter.ready.cancelled()):
                 self._release(waiter)
             else:
-                self._waiting.remove(waiter)
+                self._forget(waiter)
             self._grant()
             self._on_change()
 
-    def _may_send(self, waiter: _Waiter) -> bool:
-        org_free = waiter.org is None or self._sending_org[waiter.org] < self.per_org
-        return org_free and self._sending_host[waiter.host] < self.per_host
+    def _may_send(self, org: str | None, host: str) -> bool:
+        org_free = org is None or self._sending_org[org] < self.per_org
+        return org_free and self._sending_host[host] < self.per_host
 
     def _grant(self) -> None:
         """Give free slots to waiting messages: the least busy organization's first."""
-        while self._sending < self.total:
-            eligible = [waiter for waiter in self._waiting if self._may_send(waiter)]
-            if not eligible:
+        while self._sending < self.total and self._waiting:
+            chosen: deque[_Waiter] | None = None
+            best = (0, 0)
+            for (org, host), queue in self._waiting.items():
+                if self._may_send(org, host):
+                    rank = (self._sending_org[org], queue[0].seq)
+                    if chosen is None or rank < best:
+                        chosen, best = queue, rank
+            if chosen is None:
                 return
-            chosen = min(eligible, key=lambda w: (self._sending_org[w.org], w.seq))
-            self._waiting.remove(chosen)
-            self._sending += 1
-            self._sending_org[chosen.org] += 1
-            self._sending_host[chosen.host] += 1
-            chosen.ready.set_result(None)
+            waiter = chosen.popleft()
+            if not chosen:
+                del self._waiting[(waiter.org, waiter.host)]
+            self._take(waiter)
+
+    def _take(self, waiter: _Waiter) -> None:
+        self._sending += 1
+        self._sending_org[waiter.org] += 1
+        self._sending_host[waiter.host] += 1
+        waiter.ready.set_result(None)
+
+    def _forget(self, waiter: _Waiter) -> None:
+        """A waiter that gave up (cancelled) before it got a slot."""
+        key = (waiter.org, waiter.host)
+        queue = self._waiting.get(key)
+        if queue is not None and waiter in queue:
+            queue.remove(waiter)
+            if not queue:
+                del self._waiting[key]
 
     def _release(self, waiter: _Waiter) -> None:
         self._sending -= 1

@@ -10,6 +10,7 @@ the one place names become addresses (and the seam tests use to play DNS).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -60,6 +61,7 @@ def is_public(address: IpAddress) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)
 def split(url: str) -> tuple[str, int]:
     """Host and port of an http(s) URL; ValidationError for anything else."""
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ class AiohttpSender:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self._settings.webhook_timeout_s),
                 auto_decompress=False,
                 trust_env=False,
                 skip_auto_headers=("User-Agent",),
@@ -150,7 +152,9 @@ class AiohttpSender:
             raise SendError(f"refused: {guard.refusal(address)}")
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
-        self._check_literal(url)
+        refused = _literal_refusal(url, self._allow_private)
+        if refused is not None:
+            raise SendError(refused)
         proxy = self._settings.webhook_proxy
         if proxy is not None:  # the proxy resolves the host: check it here instead
             try:
@@ -158,12 +162,11 @@ class AiohttpSender:
             except ValidationError as exc:
                 raise SendError(f"refused: {exc.message}") from None
         try:
-            async with (
-                asyncio.timeout(self._settings.webhook_timeout_s),
-                self._open().post(
-                    url, data=body, headers=headers, allow_redirects=False, proxy=proxy
-                ) as response,
-            ):
+            # The session's total timeout bounds it all: resolving, connecting, sending, and
+            # reading the answer.
+            async with self._open().post(
+                url, data=body, headers=headers, allow_redirects=False, proxy=proxy
+            ) as response:
                 cut = await _read_some(response)
                 return Reply(response.status, response.headers.get("Retry-After"), cut)
         except TimeoutError:
@@ -177,6 +180,27 @@ class AiohttpSender:
             self._session = None
 
 
+@functools.lru_cache(maxsize=4096)
+def _literal_refusal(url: str, allow_private: bool) -> str | None:
+    """Why a URL naming an IP address is refused, if it is (a pure function of the URL, so
+    each URL is looked at once). IP literals never reach the resolver: they are checked here,
+    in every spelling a socket takes (`127.1`, `2130706433`, `0x7f.1` are 127.0.0.1).
+    """
+    host = (URL(url).host or "").strip("[]").split("%", 1)[0]
+    try:
+        address: guard.IpAddress = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, UnicodeError):
+            return None  # a name: the resolver checks what it resolves to
+        if allow_private or guard.is_public(address):
+            return f"write the address {host!r} as {address}"
+    if not allow_private and not guard.is_public(address):
+        return f"refused: {guard.refusal(address)}"
+    return None
+
+
 async def _read_some(response: aiohttp.ClientResponse) -> bool:
     """Read the answer up to READ_MAX_BYTES; whether there was more (then the connection is
     closed rather than drained).
@@ -187,6 +211,8 @@ async def _read_some(response: aiohttp.ClientResponse) -> bool:
         if not chunk:
             return False
         seen += len(chunk)
+        if response.content.at_eof() and seen <= READ_MAX_BYTES:
+            return False  # all of it in one read (the usual short answer)
     response.close()
     return True
 
