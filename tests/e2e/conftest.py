@@ -54,11 +54,15 @@ def start(
     expect_key: bool = True,
     env: dict[str, str] | None = None,
     port: int | None = None,
+    workers: int = 1,
 ) -> Server:
-    """`jobpulse serve` on `port` (a free one unless given: to bring a stopped server back)."""
+    """`jobpulse serve` on `port` (a free one unless given: to bring a stopped server back),
+    with `workers` processes.
+    """
     port = port or free_port()
     process = subprocess.Popen(
-        [JOBPULSE, "serve", "--port", str(port), "--database-url", database_url],
+        [JOBPULSE, "serve", "--port", str(port), "--database-url", database_url]
+        + ["--workers", str(workers)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
