@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
@@ -32,8 +32,8 @@ OTHER = "other"
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 #: Across workers, a gauge read from the database shows the last worker's reading (every
 #: worker reads the same database), and the event-loop lag the worst of the live workers'.
-FROM_DATABASE = "mostrecent"
-WORST_WORKER = "livemax"
+FROM_DATABASE: Final = "mostrecent"
+WORST_WORKER: Final = "livemax"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,5 +250,5 @@ class Metrics:
         if not os.environ.get(MULTIPROCESS_DIR):
             return generate_latest(self.registry)
         workers = CollectorRegistry()
-        MultiProcessCollector(workers)
+        MultiProcessCollector(workers)  # type: ignore[no-untyped-call]
         return generate_latest(workers)

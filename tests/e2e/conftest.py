@@ -60,9 +60,9 @@ def start(
     with `workers` processes.
     """
     port = port or free_port()
+    command = [JOBPULSE, "serve", "--port", str(port), "--database-url", database_url]
     process = subprocess.Popen(
-        [JOBPULSE, "serve", "--port", str(port), "--database-url", database_url]
-        + ["--workers", str(workers)],
+        [*command, "--workers", str(workers)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -83,7 +83,7 @@ def start(
     output: list[str] = []
     reader = threading.Thread(target=output.extend, args=(process.stdout,), daemon=True)
     reader.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # workers each import jobpulse as they start
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/readyz").status_code == 200:

@@ -24,8 +24,8 @@ from tests.e2e.test_callbacks import FAST, wait_for
 from tests.receiver import Receiver
 
 WORKERS = 2
-#: What the per-worker checks are given to find a connection on each worker.
-SECONDS = 30
+#: Seconds the per-worker checks wait for both workers (each imports jobpulse as it starts).
+SECONDS = 60
 
 
 #: The tests of a served process: workers share a PostgreSQL database.

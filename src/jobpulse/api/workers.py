@@ -34,6 +34,10 @@ from jobpulse.telemetry import setup_tracing
 
 #: Seconds between a worker's checks that its supervisor still runs.
 SUPERVISOR_CHECK_S = 0.5
+#: Seconds a worker has to answer its supervisor's health check (uvicorn's default is 5): a
+#: new worker answers once it has imported jobpulse, which on a busy host takes longer, and
+#: a worker killed as hung then would be replaced by another as slow, for ever.
+HEALTH_CHECK_S = 60
 
 
 def serve_workers(settings: Settings, workers: int, **options: Any) -> int:
@@ -75,8 +79,15 @@ class WorkerConfig(Config):
     def __init__(self, settings: Settings, **options: Any) -> None:
         guarded = server_options(settings)
         del guarded["http"]
-        app = functools.partial(worker_app, settings)
-        super().__init__(app, factory=True, http="httptools", **options, **guarded)
+        app = functools.partial(worker_app, settings, os.getpid())
+        super().__init__(
+            app,
+            factory=True,
+            http="httptools",
+            timeout_worker_healthcheck=HEALTH_CHECK_S,
+            **options,
+            **guarded,
+        )
         self.settings = settings
 
     def load(self) -> None:
@@ -84,12 +95,11 @@ class WorkerConfig(Config):
         self.http_protocol_class = server_options(self.settings)["http"]
 
 
-def worker_app(settings: Settings) -> FastAPI:
-    """The app of one worker, made in it; the worker drains and exits once its supervisor is
-    gone (killed, say), instead of serving on alone.
+def worker_app(settings: Settings, supervisor: int) -> FastAPI:
+    """The app of one worker, made in it; the worker drains and exits once its `supervisor`
+    (a process id) is gone, killed say, even before, instead of serving on alone.
     """
     setup_tracing(console=settings.trace_console)
-    supervisor = os.getppid()
     threading.Thread(
         target=_end_with, args=(supervisor,), name="jobpulse-supervisor", daemon=True
     ).start()
@@ -114,5 +124,5 @@ class Supervisor(Multiprocess):
         super().keep_subprocess_alive()
         for process in before:
             if process.pid is not None and process.exitcode is not None:
-                multiprocess.mark_process_dead(process.pid)
+                multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
                 self.failed = self.failed or process.exitcode == STARTUP_FAILURE
