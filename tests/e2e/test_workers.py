@@ -15,11 +15,13 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
 from jobpulse.client import JobPulse
-from tests.e2e.conftest import Server, cli, close, start
+from jobpulse.dashboard.session import CSRF_COOKIE, SESSION_COOKIE
+from tests.e2e.conftest import Server, cli, close, start, stop
 from tests.e2e.test_callbacks import FAST, wait_for
 from tests.receiver import Receiver
 
@@ -152,6 +154,39 @@ def test_both_workers_answer_share_streams_and_sum_metrics(workers: Server) -> N
     for connections in held.values():
         for connection in connections:
             connection.close()
+    assert stop(workers) == 0  # SIGTERM drains both workers and ends the supervisor
+
+
+def cookie(answer: http.client.HTTPResponse, name: str) -> str:
+    """The value of the cookie `name` that `answer` sets."""
+    for header in answer.headers.get_all("set-cookie") or []:
+        found, _, rest = header.partition("=")
+        if found == name:
+            return rest.split(";", 1)[0]
+    raise AssertionError(f"no {name} cookie in {answer.headers}")
+
+
+@ON_POSTGRES
+def test_a_dashboard_session_holds_on_every_worker(workers: Server) -> None:
+    """Signed in through one worker, the browser's cookie is good on the other."""
+    (one,), (other,) = by_worker(workers, each=1).values()
+    one.request("GET", "/login")
+    answer = one.getresponse()
+    answer.read()
+    csrf = cookie(answer, CSRF_COOKIE)
+    form = urlencode({"key": workers.admin_key, "csrf": csrf, "next": "/jobs"})
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    one.request("POST", "/login", form, headers | {"Cookie": f"{CSRF_COOKIE}={csrf}"})
+    answer = one.getresponse()
+    answer.read()
+    assert answer.status == 303, answer.headers
+    session = cookie(answer, SESSION_COOKIE)
+    other.request("GET", "/jobs", headers={"Cookie": f"{SESSION_COOKIE}={session}"})
+    answer = other.getresponse()
+    assert answer.status == 200, answer.headers  # not sent back to sign in
+    answer.read()
+    one.close()
+    other.close()
 
 
 @ON_POSTGRES
