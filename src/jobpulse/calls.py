@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -190,6 +190,11 @@ class Requests:
     def record_usage(job_id: str, **fields: Any) -> Call[dict[str, Any]]:
         body = {name: value for name, value in fields.items() if value is not None}
         return Call("POST", f"/v1/jobs/{job_id}/usage", _record, json=body)
+
+    @staticmethod
+    def report_jobs(reports: Sequence[Mapping[str, Any]]) -> Call[list[dict[str, Any]]]:
+        body = {"reports": [dict(report) for report in reports]}
+        return Call("POST", "/v1/jobs/reports", lambda r: list(r.json()["results"]), json=body)
 
     @staticmethod
     def list_usage(job_id: str) -> Call[list[dict[str, Any]]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -130,6 +130,15 @@ class JobPulse:
     def list_usage(self, job_id: str) -> list[dict[str, Any]]:
         """A job's LLM calls, in the order they were recorded."""
         return self._run(Requests.list_usage(job_id))
+
+    def report_jobs(self, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Apply up to 500 reports of what tasks did in one request (POST /v1/jobs/reports):
+        each `{"idempotency_key": ..., "job": {...}, "update": {...}}` or with `heartbeat`,
+        applied to the job its key names (made from `job` if there is none yet). One result
+        a report, in order: its `job_id` and `status`, or the `error` that refused it; a
+        refused report never stops the others.
+        """
+        return self._run(Requests.report_jobs(reports))
 
     def list_events(self, job_id: str) -> list[EventPublic]:
         """A job's history."""
@@ -300,6 +309,10 @@ class AsyncJobPulse:
     async def list_usage(self, job_id: str) -> list[dict[str, Any]]:
         """A job's LLM calls, in the order they were recorded."""
         return await self._run(Requests.list_usage(job_id))
+
+    async def report_jobs(self, reports: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Apply up to 500 reports in one request (see `JobPulse.report_jobs`)."""
+        return await self._run(Requests.report_jobs(reports))
 
     async def list_events(self, job_id: str) -> list[EventPublic]:
         """A job's history."""
