@@ -6,7 +6,8 @@ BENCH_HTTP_SECONDS (each wrk run; default 10), BENCH_HTTP_ROUNDS (rounds of the 
 comparison; default 3), BENCH_TRANSITION_ROUNDS (alternating rounds of PostgreSQL's
 transitions and creates; default 3), BENCH_ONLY (comma-separated sections: transitions,
 creates, sqlite_cpu, http, tracing, webhooks, listing, imports, retention, batches, stats,
-fanout, writepath, redesign, fairness, usage, alerts, bulk, llmsdk, integrations, executors),
+fanout, writepath, redesign, fairness, usage, alerts, bulk, llmsdk, integrations, executors,
+workers),
 BENCH_WRITEPATH_ROUNDS (rounds of the write path against the revision before the rollups, and
 before the storage redesign; default 7), BENCH_BASELINE_REV (the revision the `redesign`
 section compares with; default the one before the redesign), BENCH_STATS_SIZES (job counts of
@@ -43,6 +44,7 @@ from benchmarks import (
     stats,
     transitions,
     webhooks,
+    workers,
 )
 from benchmarks.features import (
     bench_alerts,
@@ -410,6 +412,17 @@ async def bench_fairness() -> None:
         )
 
 
+async def bench_workers() -> None:
+    report(
+        f"== workers: PATCH transitions/s on PostgreSQL (wrk, {http.CONNECTIONS} connections, "
+        f"{http.DURATION_S}s, {HTTP_ROUNDS} alternating rounds), `serve --workers 2` vs `serve`, "
+        "neither pinned; ratios are medians"
+    )
+    runs = await workers.measure(HTTP_ROUNDS)
+    report_rounds(runs)
+    report_ratio(runs, "two", "one", "two workers / one", 1.3)
+
+
 SECTIONS = {
     "transitions": bench_transitions,
     "creates": bench_creates,
@@ -432,6 +445,7 @@ SECTIONS = {
     "llmsdk": bench_llmsdk,
     "integrations": bench_integrations,
     "executors": bench_executors,
+    "workers": bench_workers,
 }
 
 

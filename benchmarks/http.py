@@ -66,7 +66,7 @@ def pinned(cpu: int) -> list[str]:
 
 
 def _wait(url: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
             httpx.get(url)
@@ -76,7 +76,7 @@ def _wait(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _wrk(url: str, script: str, env: dict[str, str] | None = None, pin: bool = True) -> float:
+def wrk(url: str, script: str, env: dict[str, str] | None = None, pin: bool = True) -> float:
     """Requests per second that wrk measured (on the load core if `pin`); every answer must
     have been a success.
     """
@@ -190,10 +190,16 @@ SAMPLED = (
 
 @contextlib.asynccontextmanager
 async def jobpulse(
-    kind: str, command: Sequence[str] = PLAIN, rounds: int = 1
+    kind: str,
+    command: Sequence[str] = PLAIN,
+    rounds: int = 1,
+    *,
+    workers: int = 1,
+    cpu: int | None = SERVER_CPU,
 ) -> AsyncIterator[Load]:
-    """`jobpulse serve` on a fresh `kind` database, loaded with PATCH transitions: each moves
-    a different seeded job from created to running, so every request is a real transition.
+    """`jobpulse serve` (with `workers` processes, on core `cpu` or none in particular) on a
+    fresh `kind` database, loaded with PATCH transitions: each moves a different seeded job
+    from created to running, so every request is a real transition.
     """
     per_round = 12_000 * DURATION_S
     async with fresh_database(kind) as url:
@@ -201,11 +207,13 @@ async def jobpulse(
         secret = await _member_key(url)
         port = _free_port()
         flags = ["--port", str(port), "--database-url", url, "--no-access-log"]
+        flags += ["--workers", str(workers)]
         probe = f"http://127.0.0.1:{port}/healthz"
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
             ids.write("\n".join(job_ids))
             ids.flush()
-            process = _serve([*pinned(SERVER_CPU), *command, "serve", *flags], probe, NO_STALE)
+            pin = [] if cpu is None else pinned(cpu)
+            process = _serve([*pin, *command, "serve", *flags], probe, NO_STALE)
             env = {"JOBS_FILE": ids.name, "API_KEY": secret, "PER_ROUND": str(per_round)}
             try:
                 yield Load(process.pid, f"http://127.0.0.1:{port}", PATCH_SCRIPT, env)
@@ -229,15 +237,15 @@ async def side_by_side(
             _unpin(load.pid)
     runs: dict[str, list[Run]] = {name: [] for name in loads}
     for turn in range(first_round, first_round + rounds):
-        cpu_before = {name: _cpu_seconds(load.pid) for name, load in loads.items()}
+        cpu_before = {name: cpu_seconds(load.pid) for name, load in loads.items()}
         rates = await asyncio.gather(
             *(
-                asyncio.to_thread(_wrk, load.url, load.script, load.env | {"ROUND": str(turn)}, pin)
+                asyncio.to_thread(wrk, load.url, load.script, load.env | {"ROUND": str(turn)}, pin)
                 for load in loads.values()
             )
         )
         for (name, load), rate in zip(loads.items(), rates, strict=True):
-            used = _cpu_seconds(load.pid) - cpu_before[name]
+            used = cpu_seconds(load.pid) - cpu_before[name]
             runs[name].append(Run(rate, used / (rate * DURATION_S)))
     return runs
 
@@ -251,7 +259,11 @@ def _unpin(pid: int) -> None:
         )
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU time process `pid` has used, all its threads included."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time process `pid` has used, all its threads included, and its
+    child processes' (the workers of `serve --workers N`).
+    """
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(child)) for child in children)

@@ -19,7 +19,7 @@ import aiohttp
 import httpx
 
 from benchmarks.common import fresh_database, p99
-from benchmarks.http import BIN, _free_port, _member_key, _serve, _stop, serve_asgi
+from benchmarks.http import BIN, _free_port, _member_key, _serve, _stop, cpu_seconds, serve_asgi
 from jobpulse import Settings
 from jobpulse.domain import OutboxMessage
 from jobpulse.storage.outbox import insert_messages, pending_count
@@ -56,13 +56,6 @@ async def _arrival_rate(url: str, prefix: str) -> float:
     times: list[float] = [at for job_id, at in arrivals.items() if job_id.startswith(prefix)]
     assert len(times) == BACKLOG, f"{BACKLOG - len(times)} of {prefix} missing"
     return (BACKLOG - 1) / (max(times) - min(times))
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU a process has used (Linux)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _raw_aiohttp(url: str, prefix: str) -> tuple[float, float]:
@@ -137,11 +130,11 @@ async def _worker_drain(kind: str, url: str, prefix: str) -> tuple[float, float]
                 )
                 for n in range(BACKLOG)
             ]
-            began = _cpu_seconds(worker.pid)
+            began = cpu_seconds(worker.pid)
             await store.database.write(insert_messages, messages)
             while await store.database.read(pending_count) > 0:  # noqa: ASYNC110 - the store says
                 await asyncio.sleep(0.05)
-            cpu = (_cpu_seconds(worker.pid) - began) / BACKLOG
+            cpu = (cpu_seconds(worker.pid) - began) / BACKLOG
         finally:
             _stop(worker)
             await store.close()

@@ -1,15 +1,20 @@
 """Prometheus metrics, one registry per app: job lifecycle counters and histograms kept as
 changes commit, and gauges read from the database when /metrics is scraped. Each replica
 exports its own counters; nothing is counted twice within one (only applied changes count).
+The workers of one `serve --workers N` export as one replica: with PROMETHEUS_MULTIPROC_DIR
+set (`serve` sets it for its workers), prometheus_client keeps each worker's values in that
+folder and a scrape of any worker sums the counters and histograms of all of them.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from jobpulse.domain import Job, JobStatus, Plan
 
@@ -23,6 +28,12 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 
 CALLBACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15)
 #: The label every job type past the first `job_types_max` is counted under.
 OTHER = "other"
+#: The folder where the workers of one `serve` keep their values (prometheus_client's name).
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+#: Across workers, a gauge read from the database shows the last worker's reading (every
+#: worker reads the same database), and the event-loop lag the worst of the live workers'.
+FROM_DATABASE: Final = "mostrecent"
+WORST_WORKER: Final = "livemax"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +95,23 @@ class Metrics:
             registry=r,
         )
         self.active = Gauge(
-            "jobpulse_jobs_active", "Jobs not yet ended, by status.", ["status"], registry=r
+            "jobpulse_jobs_active",
+            "Jobs not yet ended, by status.",
+            ["status"],
+            registry=r,
+            multiprocess_mode=FROM_DATABASE,
         )
-        self.stuck = Gauge("jobpulse_jobs_stuck", "Running jobs flagged stuck.", registry=r)
+        self.stuck = Gauge(
+            "jobpulse_jobs_stuck",
+            "Running jobs flagged stuck.",
+            registry=r,
+            multiprocess_mode=FROM_DATABASE,
+        )
         self.outbox_pending = Gauge(
-            "jobpulse_outbox_pending", "Webhooks waiting to be delivered.", registry=r
+            "jobpulse_outbox_pending",
+            "Webhooks waiting to be delivered.",
+            registry=r,
+            multiprocess_mode=FROM_DATABASE,
         )
         self.http_duration = Histogram(
             "jobpulse_http_request_duration_seconds",
@@ -114,7 +137,10 @@ class Metrics:
             registry=r,
         )
         self.batches_in_flight = Gauge(
-            "jobpulse_batches_in_flight", "LLM batches followed at their providers.", registry=r
+            "jobpulse_batches_in_flight",
+            "LLM batches followed at their providers.",
+            registry=r,
+            multiprocess_mode=FROM_DATABASE,
         )
         self.llm_tokens = Counter(
             "jobpulse_llm_tokens",
@@ -131,7 +157,10 @@ class Metrics:
         #: Providers and models are chosen by callers too: bounded as job types are.
         self._models: set[tuple[str, str]] = set()
         self.loop_lag = Gauge(
-            "jobpulse_event_loop_lag_seconds", "Last measured event-loop lag.", registry=r
+            "jobpulse_event_loop_lag_seconds",
+            "Last measured event-loop lag (of the worst worker).",
+            registry=r,
+            multiprocess_mode=WORST_WORKER,
         )
 
     def child(self, metric: M, *labels: str) -> M:
@@ -215,5 +244,11 @@ class Metrics:
         self.batches_in_flight.set(figures.batches)
 
     def exposition(self) -> bytes:
-        """The Prometheus text format."""
-        return generate_latest(self.registry)
+        """The Prometheus text format: this process's metrics, or those of every worker of
+        its `serve` (PROMETHEUS_MULTIPROC_DIR set).
+        """
+        if not os.environ.get(MULTIPROCESS_DIR):
+            return generate_latest(self.registry)
+        workers = CollectorRegistry()
+        MultiProcessCollector(workers)  # type: ignore[no-untyped-call]
+        return generate_latest(workers)

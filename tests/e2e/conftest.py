@@ -54,11 +54,15 @@ def start(
     expect_key: bool = True,
     env: dict[str, str] | None = None,
     port: int | None = None,
+    workers: int = 1,
 ) -> Server:
-    """`jobpulse serve` on `port` (a free one unless given: to bring a stopped server back)."""
+    """`jobpulse serve` on `port` (a free one unless given: to bring a stopped server back),
+    with `workers` processes.
+    """
     port = port or free_port()
+    command = [JOBPULSE, "serve", "--port", str(port), "--database-url", database_url]
     process = subprocess.Popen(
-        [JOBPULSE, "serve", "--port", str(port), "--database-url", database_url],
+        [*command, "--workers", str(workers)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -79,7 +83,7 @@ def start(
     output: list[str] = []
     reader = threading.Thread(target=output.extend, args=(process.stdout,), daemon=True)
     reader.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # workers each import jobpulse as they start
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/readyz").status_code == 200:

@@ -1,5 +1,6 @@
-"""Two `jobpulse serve` processes on one PostgreSQL database: a change made through one
-reaches the live streams of the other, and a revocation closes the streams of both.
+"""Two `jobpulse serve` processes on one PostgreSQL database, the second also as a replica of
+two worker processes (`serve --workers 2`): a change made through one reaches the live
+streams of the other, and a revocation closes the streams of both.
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ from jobpulse.storage.sql_store import open_store
 from tests.api.test_stream import listen
 from tests.e2e.conftest import cli, close, start
 
+#: The second replica: one process, or two workers sharing its port.
+SECOND_WORKERS = pytest.mark.parametrize("workers", [1, 2], ids=["one", "two_workers"])
 
+
+@SECOND_WORKERS
 def test_a_change_through_one_replica_reaches_a_stream_of_the_other(
-    empty_database_url: str,
+    empty_database_url: str, workers: int
 ) -> None:
     if not empty_database_url.startswith("postgresql"):
         pytest.skip("replicas share a PostgreSQL database")
     first = start(empty_database_url)
-    second = start(empty_database_url, expect_key=False)
+    second = start(empty_database_url, expect_key=False, workers=workers)
     try:
         key = {"Authorization": f"Bearer {first.admin_key}"}
         with (
@@ -77,16 +82,19 @@ def test_a_change_through_one_replica_reaches_a_stream_of_the_other(
         close(second)
 
 
+@SECOND_WORKERS
 def test_the_keys_revoke_command_closes_open_streams_on_every_replica(
-    empty_database_url: str,
+    empty_database_url: str, workers: int
 ) -> None:
     """`jobpulse keys revoke`, another process, closes the key's open streams within
     seconds: on SQLite's one `serve`, and on both `serve` processes of a PostgreSQL store.
     """
     url = empty_database_url
+    if workers > 1 and not url.startswith("postgresql"):
+        pytest.skip("workers share a PostgreSQL database")
     servers = [start(url)]
     if url.startswith("postgresql"):
-        servers.append(start(url, expect_key=False))
+        servers.append(start(url, expect_key=False, workers=workers))
     try:
         secret = cli("keys", "create", "--user", "al", "--org", "org-a", "--database-url", url)
         key = {"Authorization": f"Bearer {secret.stdout.strip()}"}

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import sys
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +21,9 @@ def serve(
     port: int = 8000,
     database_url: DatabaseUrl = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes serving the port (more than 1 needs PostgreSQL).")
+    ] = 1,
 ) -> None:
     """Migrate the database, then serve the API (SIGTERM drains and exits 0)."""
     from jobpulse.storage.sql_store import served
@@ -29,15 +32,16 @@ def serve(
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = settings_of(database_url)
     with contextlib.ExitStack() as claim:
-        exit_on_error(lambda: claim.enter_context(served(settings.database_url)))
-        _serve(settings, host, port, access_log)
+        exit_on_error(lambda: claim.enter_context(served(settings.database_url, workers)))
+        _serve(settings, host, port, access_log, workers)
 
 
-def _serve(settings: Settings, host: str, port: int, access_log: bool) -> None:
+def _serve(settings: Settings, host: str, port: int, access_log: bool, workers: int) -> None:
     import uvicorn
 
     from jobpulse.api import create_app
     from jobpulse.api.protocol import server_options
+    from jobpulse.api.workers import serve_workers
     from jobpulse.bootstrap import prepare
     from jobpulse.logs import log_config
     from jobpulse.telemetry import setup_tracing
@@ -53,17 +57,18 @@ def _serve(settings: Settings, host: str, port: int, access_log: bool) -> None:
         out.print(f"Admin API key, shown once: {first_key}", highlight=False, soft_wrap=True)
     sys.stdout.flush()
     app = exit_on_error(lambda: create_app(settings, serving=True))  # a bad price file stops here
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        timeout_graceful_shutdown=30,
-        log_level="info",
-        access_log=access_log,
-        log_config=log_config(settings.log_format),
-        **server_options(settings),
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "timeout_graceful_shutdown": 30,
+        "log_level": "info",
+        "access_log": access_log,
+        "log_config": log_config(settings.log_format),
+    }
+    if workers > 1:
+        raise typer.Exit(serve_workers(settings, workers, **options))
+    uvicorn.run(app, **options, **server_options(settings))
 
 
 def _exit_cleanly(_signal: int, _frame: object) -> None:

@@ -92,8 +92,8 @@ class Backend(Protocol):
         """The connections, readers and writer of `settings.database_url`."""
         ...
 
-    def served(self, url: URL) -> AbstractContextManager[None]:
-        """Held while `serve` serves the database at `url`."""
+    def served(self, url: URL, processes: int) -> AbstractContextManager[None]:
+        """Held while `serve` serves the database at `url` with `processes` workers."""
         ...
 
     async def run_in_transaction(self, url: str, command: Callable[[Connection], T]) -> T:

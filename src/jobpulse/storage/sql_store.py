@@ -53,11 +53,12 @@ def open_store(settings: Settings) -> SqlJobStore:
     return SqlJobStore(Database(settings))
 
 
-def served(url: str) -> AbstractContextManager[None]:
-    """Held while `serve` serves the database at `url`: a SQLite file by one process at a
-    time (AlreadyServedError for a second), PostgreSQL by any number of replicas.
+def served(url: str, processes: int = 1) -> AbstractContextManager[None]:
+    """Held while `serve` serves the database at `url` with `processes` worker processes: a
+    SQLite file by one process at a time (AlreadyServedError for a second, ValidationError
+    for more than one worker), PostgreSQL by any number of replicas and workers.
     """
-    return backend_of(url).served(database_url(url))
+    return backend_of(url).served(database_url(url), processes)
 
 
 class SqlJobStore(

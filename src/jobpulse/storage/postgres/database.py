@@ -74,8 +74,8 @@ class PostgresBackend:
     def connect(self, settings: Settings) -> PostgresConnections:
         return PostgresConnections(settings)
 
-    def served(self, url: URL) -> AbstractContextManager[None]:
-        """Nothing to hold: any number of replicas serve one database."""
+    def served(self, url: URL, processes: int) -> AbstractContextManager[None]:
+        """Nothing to hold: any number of replicas and workers serve one database."""
         return contextlib.nullcontext()
 
     async def run_in_transaction(self, url: str, command: Callable[[Connection], T]) -> T:

@@ -76,9 +76,14 @@ class SqliteBackend:
     def connect(self, settings: Settings) -> SqliteConnections:
         return SqliteConnections(settings)
 
-    def served(self, url: URL) -> AbstractContextManager[None]:
-        """One `serve` per file (see storage/sqlite/serving.py)."""
+    def served(self, url: URL, processes: int) -> AbstractContextManager[None]:
+        """One `serve` per file, in one process (see storage/sqlite/serving.py)."""
         assert url.database is not None  # `url` refuses a URL without one
+        if processes > 1:
+            raise ValidationError(
+                f"--workers {processes} needs PostgreSQL: a SQLite file is served by one "
+                "process (serve it with --workers 1, or run workers on postgresql://…)"
+            )
         return serving.claimed(url.database)
 
     async def run_in_transaction(self, url: str, command: Callable[[Connection], T]) -> T:
