@@ -75,11 +75,11 @@ class Settings(BaseSettings):
     #: statement_timeout on its connections; SQLite interrupts it.
     read_timeout_s: float = Field(default=30.0, gt=0)
     #: The share of the time long reads take while changes are being written: a figures
-    #: read (/v1/stats) pauses between its slices (a third: twice as long as each took), and
+    #: read (/v1/stats) pauses between its slices (0.33: about twice as long as each took), and
     #: a turn of the read gate rests after its read before the next takes it (twice as long
     #: as the read took; the answer is not held), so that the writes keep the CPU they need;
     #: 1 never pauses.
-    read_share: float = Field(default=1 / 3, gt=0, le=1)
+    read_share: float = Field(default=0.33, gt=0, le=1)
 
     #: A bearer token /metrics then requires (`Authorization: Bearer <token>`); open without.
     metrics_token: str | None = None
