@@ -134,23 +134,6 @@ class AiohttpSender:
         proxy = self._settings.webhook_proxy
         return frozenset({URL(proxy).host or ""}) if proxy else frozenset()
 
-    def _check_literal(self, url: str) -> None:
-        """IP literals never reach the resolver: check them here, in every spelling a socket
-        takes (`127.1`, `2130706433`, `0x7f.1` are 127.0.0.1).
-        """
-        host = (URL(url).host or "").strip("[]").split("%", 1)[0]
-        try:
-            address: guard.IpAddress = ipaddress.ip_address(host)
-        except ValueError:
-            try:
-                address = ipaddress.IPv4Address(socket.inet_aton(host))
-            except (OSError, UnicodeError):
-                return  # a name: the resolver checks what it resolves to
-            if self._allow_private or guard.is_public(address):
-                raise SendError(f"write the address {host!r} as {address}") from None
-        if not self._allow_private and not guard.is_public(address):
-            raise SendError(f"refused: {guard.refusal(address)}")
-
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
         refused = _literal_refusal(url, self._allow_private)
         if refused is not None:
