@@ -4,8 +4,9 @@ The SDK and exporters are wired by `setup_tracing`, called by `serve`; tests bri
 
 A request is one span by default (`RequestSpan`): the service method it calls writes its name
 and parameters there rather than opening a span of its own, which would double what tracing a
-request costs. Outside a request, or with `trace_inner_spans`, each traced method has its own
-span.
+request costs; the caller and the job it names are the span's `user.id`, `organization.id`
+and `job.id` rather than parameters. Outside a request, or with `trace_inner_spans`, each
+traced method has its own span.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any, ParamSpec, TypeVar
 
@@ -152,6 +154,12 @@ def _install_exporters(console: bool) -> None:
     trace.set_tracer_provider(provider)
 
 
+#: Parameters a request's span shows under names of its own rather than as `parameter.<name>`:
+#: the caller is its `user.id` and `organization.id` (noted by authentication), the job its
+#: `job.id`. Spans of their own (outside requests, or with inner spans) show every parameter.
+REQUEST_NOTED = frozenset({"actor", "job_id"})
+
+
 @functools.cache
 def _is_secret(name: str) -> bool:
     lowered = name.lower()
@@ -189,6 +197,50 @@ def parameter_attributes(parameters: Iterable[tuple[str, Any]]) -> dict[str, Att
     return attributes
 
 
+@dataclass(frozen=True, slots=True)
+class _Parameters:
+    """A traced method's parameters, and how its arguments become span attributes."""
+
+    names: tuple[str, ...]
+    #: Positional arguments to skip (`self`).
+    skip: int
+    #: Positions of the parameters a request's span shows (see REQUEST_NOTED), the job id's.
+    shown: tuple[int, ...]
+    job_at: int | None
+
+    @classmethod
+    def of(cls, function: Callable[..., Any]) -> _Parameters:
+        names = tuple(inspect.signature(function).parameters)
+        skip = 1 if names[:1] == ("self",) else 0
+        names = names[skip:]
+        shown = tuple(i for i, name in enumerate(names) if name not in REQUEST_NOTED)
+        job_at = names.index("job_id") if "job_id" in names else None
+        return cls(names, skip, shown, job_at)
+
+    def all(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, AttributeValue]:
+        """Every argument as `parameter.<name>` (arguments paired with names directly, no
+        `Signature.bind`: this runs on every call).
+        """
+        given = zip(self.names, args[self.skip :], strict=False)
+        return parameter_attributes(chain(given, kwargs.items()))
+
+    def on_request(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, AttributeValue]:
+        """The arguments as a request's span shows them: the job id as `job.id`, the caller
+        not at all (REQUEST_NOTED).
+        """
+        given = args[self.skip :]
+        pairs = [(self.names[i], given[i]) for i in self.shown if i < len(given)]
+        pairs += [pair for pair in kwargs.items() if pair[0] not in REQUEST_NOTED]
+        recorded = parameter_attributes(pairs)
+        at = self.job_at
+        job_id = kwargs.get("job_id", given[at] if at is not None and at < len(given) else None)
+        if isinstance(job_id, str):
+            recorded["job.id"] = attribute_value("job_id", job_id)
+        return recorded
+
+
 def trace_method(
     function: Callable[P, Awaitable[R]],
 ) -> Callable[P, Awaitable[R]]:
@@ -197,16 +249,12 @@ def trace_method(
     method), unless it asks for inner spans.
 
     This runs on every service call, so it is kept to the SDK's own cost: arguments are paired
-    with parameter names directly (no `Signature.bind`) and set in one call, and the span is
-    made current by attaching it to the context (no context-manager generators).
+    with parameter names directly (`_Parameters`) and set in one call, and the span is made
+    current by attaching it to the context (no context-manager generators).
     """
-    names = tuple(inspect.signature(function).parameters)
-    skip = 1 if names[:1] == ("self",) else 0
-    names = names[skip:]
+    parameters = _Parameters.of(function)
     name = function.__qualname__
-
-    def attributes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, AttributeValue]:
-        return parameter_attributes(chain(zip(names, args[skip:], strict=False), kwargs.items()))
+    attributes = parameters.all
 
     async def in_own_span(
         provider: trace.TracerProvider, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -235,7 +283,7 @@ def trace_method(
             return await in_own_span(provider, args, kwargs)
         request.claimed = True
         if request.recording:
-            request.attributes.update(attributes(args, kwargs))
+            request.attributes.update(parameters.on_request(args, kwargs))
             request.attributes["code.function.name"] = name
         try:
             return await function(*args, **kwargs)

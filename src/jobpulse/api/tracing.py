@@ -66,7 +66,7 @@ PROPAGATED = frozenset(name.encode("latin-1") for name in propagate.get_global_t
 
 def _caller_context(scope: Scope) -> Context:
     """The trace context the caller sent (empty if none: the request starts a trace)."""
-    if not any(key in PROPAGATED for key, _value in scope["headers"]):
+    if PROPAGATED.isdisjoint(dict(scope["headers"])):  # no generator: this runs every request
         return Context()
     headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
     return propagate.extract(headers)
