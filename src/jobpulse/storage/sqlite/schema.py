@@ -5,7 +5,7 @@ text, integer keys as the rowid; and the parts of migrations only SQLite needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Integer
@@ -17,7 +17,13 @@ from jobpulse.storage.tables import utc
 def _to_text(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:  # aware UTC, as jobpulse makes them: no conversion
+        value = utc(value)
+    return value.isoformat(" ", "microseconds")[:_TEXT_LENGTH]  # the offset cut off
+
+
+#: 'YYYY-MM-DD HH:MM:SS.ffffff' (a datetime's year has four digits).
+_TEXT_LENGTH = 26
 
 
 def _from_text(value: str | None) -> datetime | None:
