@@ -47,11 +47,17 @@ class RequestSpan:
 
     __slots__ = ("_tokens", "attributes", "claimed", "inner_spans", "recording", "span")
 
-    def __init__(self, name: str, caller: context.Context, inner_spans: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        caller: context.Context,
+        inner_spans: bool,
+        start_time: int | None = None,
+    ) -> None:
         provider = active_provider()
         assert provider is not None, "a request span needs a tracer provider"
         self.span = _tracer_of(provider).start_span(
-            name, context=caller, kind=trace.SpanKind.SERVER
+            name, context=caller, kind=trace.SpanKind.SERVER, start_time=start_time
         )
         self.recording = self.span.is_recording()  # not when the sampler left it out
         self.attributes: dict[str, AttributeValue] = {}

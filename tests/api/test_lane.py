@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,6 +15,9 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from jobpulse import Settings
+from jobpulse.api import create_app
+from jobpulse.api.app import MAX_BODY_BYTES
 from jobpulse.api.lane import JobLane
 from tests.conftest import MakeKey
 
@@ -24,14 +28,8 @@ VOLATILE = {"id", "created_at", "updated_at", "started_at", "completed_at", "tot
 
 
 def without_lane(app: FastAPI) -> Any:
-    """The app's middleware stack with every layer but the lane, as an ASGI app."""
-    layers = app.user_middleware
-    lane: object = JobLane
-    app.user_middleware = [layer for layer in layers if layer.cls is not lane]
-    try:
-        stack = app.build_middleware_stack()
-    finally:
-        app.user_middleware = layers
+    """The app's middleware stack without the lane ahead of it, as an ASGI app."""
+    stack = FastAPI.build_middleware_stack(app)
 
     async def plain(scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = app
@@ -96,6 +94,13 @@ CASES: list[tuple[str, str, bytes | None, dict[str, str], bool]] = [
     ("POST", "", b"{}", {"Idempotency-Key": "k" * 256} | JSON, True),
     ("POST", "", b"{}", {"Idempotency-Key": "same-{side}"} | JSON, True),
     ("POST", "", b"{}", JSON, False),
+    ("PATCH", "{job}", b" " * MAX_BODY_BYTES + RUNNING, JSON, True),
+    ("PATCH", "{job}", b" " * MAX_BODY_BYTES + RUNNING, JSON, False),
+    ("POST", "", b" " * (MAX_BODY_BYTES - 2) + b"{}", JSON, True),
+    ("GET", "{job}", b"{}", JSON, True),
+    ("GET", "{job}", b"{}", JSON, False),
+    ("PATCH", "{job}", RUNNING, {"Origin": "http://one.example"} | JSON, True),
+    ("PATCH", "{job}", RUNNING, {"Authorization": "Bearer jpt_x"} | JSON, False),
 ]
 
 
@@ -110,26 +115,139 @@ async def test_the_lane_answers_as_the_route_does(
     keyed: bool,
 ) -> None:
     key = await make_key("org", "alice")
-    answers = []
+    lane, route = await both_answers(app, key, method, where, body, headers, keyed)
+    assert lane == route
+
+
+Answer = tuple[int, Any, dict[str, str]]
+#: What one request added to the HTTP histogram's counts, by method, route and status.
+Counted = dict[tuple[str, str, str], float]
+
+
+async def both_answers(
+    app: FastAPI,
+    key: dict[str, str],
+    method: str,
+    where: str,
+    body: Any,
+    headers: dict[str, str],
+    keyed: bool = True,
+) -> tuple[tuple[Answer, Counted], tuple[Answer, Counted]]:
+    """The comparable answers to one request (see CASES; a callable `body` gives the content
+    to send, an iterator for a chunked body) with the lane and without it, each about a job
+    of its own made first with `key`, with what each added to the HTTP histogram.
+    """
+    sides = []
     for side, asgi in (("lane", app), ("route", without_lane(app))):
-        transport = httpx.ASGITransport(app=asgi)
+        transport = httpx.ASGITransport(app=asgi, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             made = await client.post("/v1/jobs", json={}, headers=key)
             job_id = made.json()["id"]
             path = "/v1/jobs" + (f"/{where.format(job=job_id)}" if where else "")
             sent = {name: value.format(side=side) for name, value in headers.items()}
-            answer = await client.request(
-                method, path, content=body, headers=(key if keyed else {}) | sent
-            )
-            answers.append(comparable(answer, job_id))
-    assert answers[0] == answers[1]
+            before = served(app)
+            content = body() if callable(body) else body
+            sent = (key if keyed else {}) | sent
+            answer = await client.request(method, path, content=content, headers=sent)
+            after = served(app)
+            counted = {labels: n - before.get(labels, 0) for labels, n in after.items()}
+            sides.append((comparable(answer, job_id), {k: n for k, n in counted.items() if n}))
+    return sides[0], sides[1]
+
+
+def served(app: FastAPI) -> dict[tuple[str, str, str], float]:
+    """The HTTP histogram's counts, by method, route and status."""
+    registry = app.state.jobs.metrics.registry
+    return {
+        (sample.labels["method"], sample.labels["route"], sample.labels["status"]): sample.value
+        for family in registry.collect()
+        if family.name == "jobpulse_http_request_duration_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    }
+
+
+async def test_a_chunked_body_is_answered_as_the_route_does(
+    app: FastAPI, make_key: MakeKey
+) -> None:
+    key = await make_key("org", "alice")
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield b'{"status": '
+        yield b'"running"}'
+
+    lane, route = await both_answers(app, key, "PATCH", "{job}", chunked, JSON)
+    assert lane == route
+    assert lane[0][0] == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        ("PATCH", {"Origin": "http://one.example"}),
+        ("PATCH", {"Origin": "http://other.example"}),
+        ("PATCH", {}),
+        ("GET", {"Origin": "http://one.example"}),
+    ],
+)
+async def test_cors_is_answered_as_the_route_does(
+    database_url: str, method: str, headers: dict[str, str]
+) -> None:
+    settings = Settings(database_url=database_url, cors_origins="http://one.example")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        _key, secret = await app.state.keys.create(organization_id="org", user_id="alice")
+        key = {"Authorization": f"Bearer {secret}"}
+        body = RUNNING if method == "PATCH" else None
+        lane, route = await both_answers(app, key, method, "{job}", body, headers | JSON)
+    assert lane == route
+    assert ("access-control-allow-origin" in lane[0][2]) == (
+        headers.get("Origin") == "http://one.example"
+    )
+
+
+@pytest.mark.parametrize("method", ["PATCH", "GET", "POST"])
+async def test_an_unexpected_error_is_answered_as_the_app_does(
+    app: FastAPI, make_key: MakeKey, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await make_key("org", "alice")
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("broken")
+
+    jobs = app.state.jobs
+    made = jobs.create_job
+    monkeypatch.setattr(jobs, "update_job", broken)
+    monkeypatch.setattr(jobs, "get_job", broken)
+    calls = 0
+
+    async def create_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls % 2 == 0:  # the job each side makes first is made
+            raise RuntimeError("broken")
+        return await made(*args, **kwargs)
+
+    if method == "POST":
+        monkeypatch.setattr(jobs, "create_job", create_once)
+    where = "" if method == "POST" else "{job}"
+    body = None if method == "GET" else RUNNING if method == "PATCH" else b"{}"
+    (lane, lane_counted), (route, route_counted) = await both_answers(
+        app, key, method, where, body, JSON
+    )
+    assert lane_counted == route_counted
+    for status, answer, headers in (lane, route):
+        assert status == 500
+        assert answer["error"]["code"] == "internal_error"
+        assert headers["connection"] == "close"
+    assert lane[2] == route[2]
 
 
 def test_the_lane_takes_only_the_hot_routes(app: FastAPI) -> None:
     """Every path of every route, its parameters filled with a job id: the lane takes those
     of the hot routes and no other.
     """
-    lane = JobLane(app)
+    lane = JobLane(app, max_bytes=MAX_BODY_BYTES)
     templates = {path: set(ops) for path, ops in app.openapi()["paths"].items()}
     templates |= {"/v1/jobs/stream": {"get"}, "/v1/jobs/count": {"get"}}
     taken = set()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp
 
 from jobpulse import __version__
 from jobpulse.alerts.evaluator import AlertEvaluator
@@ -90,6 +92,18 @@ def build_routes(app: FastAPI) -> None:
         route.matches(dict(probe, headers=[], query_string=b""))
 
 
+class JobPulseApi(FastAPI):
+    """FastAPI with the lane of the hot job routes (api/lane.py) ahead of its whole middleware
+    stack, once `lane` says how to build it.
+    """
+
+    lane: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.lane is None else self.lane(stack)
+
+
 def create_app(settings: Settings | None = None, *, serving: bool = False) -> FastAPI:
     """The jobpulse HTTP API on the database `settings` names (already migrated).
 
@@ -153,7 +167,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 await providers.close()
                 await store.close()
 
-    app = FastAPI(
+    app = JobPulseApi(
         title="jobpulse",
         version=__version__,
         summary="Track, guard and watch background jobs and LLM agent runs.",
@@ -181,10 +195,16 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     for extra in (bulk_pages, views_pages, deliveries, batch_pages, timeline):
         app.include_router(extra.router)
     pages.install(app, Sessions.from_settings(settings))
-    app.add_middleware(JobLane)  # innermost: under the limits and the request's span
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(KeyBeforeBody)
     app.add_middleware(RequestSpans, inner_spans=settings.trace_inner_spans)
     if origins := settings.cors_origin_list:
         app.add_middleware(ApiCors, origins=origins)
+    # Ahead of all of them, and of Starlette's and FastAPI's: it does what they would.
+    app.lane = partial(
+        JobLane,
+        max_bytes=MAX_BODY_BYTES,
+        inner_spans=settings.trace_inner_spans,
+        origins=origins,
+    )
     return app

@@ -135,7 +135,7 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), headers)
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+def unexpected_error_response(request: Request, exc: Exception) -> JSONResponse:
     """500 with nothing of the error but an id to find it in the log by; the connection is
     closed after it (the server does, as the error leaves the app), and the client is told.
     """
@@ -158,4 +158,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(JobPulseError, _jobpulse_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, unexpected_error_response)

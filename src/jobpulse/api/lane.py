@@ -1,34 +1,46 @@
 """The hot job routes (POST /v1/jobs, GET and PATCH /v1/jobs/{id}) served without FastAPI's
 per-request machinery: its routing, dependency solving and body handling cost more than the
-whole of a hello-world request before the service was even called.
+whole of a hello-world request before the service was even called, and the middleware stack
+every request passes (Starlette's, FastAPI's, jobpulse's) a tenth of a transition's Python.
 
-`JobLane` serves a well-formed request of one of those routes itself: the body is read and
-validated once by the route's own pydantic model, the key checked once (by `KeyBeforeBody`
-when a body came), the service called, the job's JSON written once. Anything else (another
-path, a query string, a scoped token, a body FastAPI would refuse or read otherwise) goes on,
-its body replayed, to the FastAPI route, which answers it as it always has. The routes stay
-declared in api/jobs.py (OpenAPI, docs); the lane takes only what they would do the same.
+`JobLane` sits ahead of that stack and serves a well-formed request of one of those routes
+itself, doing what the stack would do to it: the key checked before the body is read (as
+`KeyBeforeBody`), a body of declared length within the limit (`BodySizeLimit`), the request's
+span and metrics (`RequestSpans`), errors answered as the app's handlers answer them. The
+body is read and validated once by the route's own pydantic model, the key checked once, the
+service called, the job's JSON written once (with `ApiCors`'s headers where CORS is on).
+Anything else (another path, a query string, a scoped token, a body the stack or FastAPI
+would refuse or read otherwise) goes on, its body replayed, through the stack to the FastAPI
+route, which answers it as it always has. The routes stay declared in api/jobs.py (OpenAPI,
+docs); the lane takes only what they would do the same.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobpulse.api import jobs
+from jobpulse.api.cors import cors_middleware
 from jobpulse.api.deps import Caller, bearer_actor, traced
-from jobpulse.api.errors import jobpulse_error_response
-from jobpulse.api.limits import CHECKED_KEY, replay
-from jobpulse.domain import Job
+from jobpulse.api.errors import jobpulse_error_response, unexpected_error_response
+from jobpulse.api.limits import replay
+from jobpulse.api.tracing import end_request, start_request
+from jobpulse.domain import Actor, Job
 from jobpulse.errors import JobPulseError
 from jobpulse.schemas import JobCreate, JobUpdate
+from jobpulse.telemetry import tracing_enabled
 from jobpulse.tokens.rules import is_token
 
 PREFIX = "/v1/jobs"
@@ -79,12 +91,25 @@ def _route(endpoint: Callable[..., Any]) -> APIRoute:
 
 
 class JobLane:
-    """ASGI middleware: the hot job routes, served directly when the FastAPI route would
-    do the same (see the module's docstring); placed inside the limits and the request span.
+    """ASGI app ahead of the app's whole middleware stack (`app`): the hot job routes, served
+    directly when the FastAPI route would do the same (see the module's docstring), with
+    what the stack does to them (limits, key before body, request span and metrics, errors);
+    anything else goes to the stack.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        inner_spans: bool = False,
+        origins: Sequence[str] = (),
+    ) -> None:
         self.app = app
+        self.max_bytes = max_bytes
+        self.inner_spans = inner_spans
+        #: `ApiCors`'s headers on the answers the lane sends, where the app answers origins.
+        self.cors = cors_middleware(app, origins) if origins else None
         self.create = _Hot(_route(jobs.create_job), JobCreate, 201, _create)
         self.read = _Hot(_route(jobs.get_job), None, 200, _read, tokens=True)
         self.change = _Hot(_route(jobs.update_job), JobUpdate, 200, _change)
@@ -110,43 +135,65 @@ class JobLane:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])  # the first of a repeated header is the last here
-        if len(headers) != len(scope["headers"]):
+        if len(headers) != len(scope["headers"]) or not self._plain(hot, headers):
             await self.app(scope, receive, send)  # repeated headers: FastAPI reads the first
             return
-        messages: list[Message] = []
+        started = time.perf_counter()
+        begun = time.time_ns() if tracing_enabled() else None
         body: Any = None
+        checked = None
         if hot.body is not None:
-            body = await _body(hot.body, headers, receive, messages)
+            # `KeyBeforeBody`: a body is read only for a valid key (the stack answers others).
+            checked = await _key(scope, headers)
+            if checked is None:
+                await self.app(scope, receive, send)
+                return
+            messages: list[Message] = []
+            body = await _body(hot.body, headers, receive, messages, self.max_bytes)
             if not isinstance(body, pydantic.BaseModel):
                 await self.app(scope, replay(messages, receive, body), send)
                 return
-        if not _plain(hot, headers):
-            await self.app(scope, replay(messages, receive), send)
-            return
         scope["route"] = hot.route
         if job_id:
             scope["path_params"] = {"job_id": job_id}
+        # What `RequestSpans` does around the rest, then `ServerErrorMiddleware` (its 500).
+        request = start_request(scope, self.inner_spans, begun)
+        answer = _Answer(scope, receive, send if self.cors is None else self._cors(scope, send))
         try:
-            caller = await _caller(scope, headers)
-            job = await hot.handler(caller, job_id, body, headers)
-        except JobPulseError as error:
-            await jobpulse_error_response(error)(scope, receive, send)
-            return
-        content = jobs.job_json(job)
-        start = [(b"content-length", str(len(content)).encode()), (b"content-type", _JSON)]
-        await send({"type": "http.response.start", "status": hot.status, "headers": start})
-        await send({"type": "http.response.body", "body": content})
+            await answer.job(hot, job_id, body, headers, checked)
+        except Exception as exc:
+            if request is not None:
+                request.fail(exc)
+            if not answer.started:
+                await unexpected_error_response(Request(scope), exc)(scope, receive, send)
+            raise
+        finally:
+            end_request(scope, request, answer.status, started)
 
+    def _cors(self, scope: Scope, send: Send) -> Send:
+        """`send` with the CORS headers `ApiCors` adds to an answer (`Vary: Origin` at least)."""
+        assert self.cors is not None
+        return functools.partial(self.cors.send, send=send, request_headers=Headers(scope=scope))
 
-def _plain(hot: _Hot, headers: dict[bytes, bytes]) -> bool:
-    """Whether the request's headers ask nothing of the FastAPI route that the lane does not
-    do: a scoped token (where one may read), an Idempotency-Key its length would refuse.
-    """
-    if hot.tokens:
-        _scheme, _, secret = headers.get(b"authorization", b"").partition(b" ")
-        return not is_token(secret.strip().decode("latin-1"))
-    key = headers.get(_IDEMPOTENCY_KEY)
-    return key is None or 1 <= len(key) <= 255
+    def _plain(self, hot: _Hot, headers: dict[bytes, bytes]) -> bool:
+        """Whether the request's headers ask nothing of the stack or the FastAPI route that
+        the lane does not do: a body not of a declared length within the limit (none for a
+        read), a scoped token (where one may read), an Idempotency-Key its length would
+        refuse.
+        """
+        if b"transfer-encoding" in headers:
+            return False
+        declared = headers.get(b"content-length")
+        if hot.body is None:
+            if declared not in (None, b"0"):
+                return False
+        elif declared is None or not declared.isdigit() or not 0 < int(declared) <= self.max_bytes:
+            return False
+        if hot.tokens:
+            _scheme, _, secret = headers.get(b"authorization", b"").partition(b" ")
+            return not is_token(secret.strip().decode("latin-1"))
+        key = headers.get(_IDEMPOTENCY_KEY)
+        return key is None or 1 <= len(key) <= 255
 
 
 async def _body(
@@ -154,21 +201,27 @@ async def _body(
     headers: dict[bytes, bytes],
     receive: Receive,
     messages: list[Message],
+    max_bytes: int,
 ) -> pydantic.BaseModel | BaseException | None:
-    """The request's body as `model`; None if FastAPI would do anything but take it so
-    (refuse it, or read it another way), or what reading it raised. Every message received
-    is kept in `messages`.
+    """The request's body as `model`; None if the stack or FastAPI would do anything but
+    take it so (refuse it, or read it another way), or what reading it raised. Every message
+    received is kept in `messages`.
     """
     chunks = []
+    seen = 0
     while True:
         try:
             message = await receive()
-        except Exception as error:  # a limit (BodySizeLimit): FastAPI's route answers it
+        except Exception as error:  # the server's: the stack answers it as it reads it
             return error
         messages.append(message)
         if message["type"] != "http.request":
             return None  # a disconnect: FastAPI's route says so
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        seen += len(chunk)
+        if seen > max_bytes:
+            return None  # more than declared: `BodySizeLimit` answers it
         if not message.get("more_body", False):
             break
     if headers.get(b"content-type") != _JSON:
@@ -180,10 +233,59 @@ async def _body(
         return None
 
 
-async def _caller(scope: Scope, headers: dict[bytes, bytes]) -> Caller:
-    """The caller, as `BearerKey` finds it (`KeyBeforeBody` may have already)."""
+class _Answer:
+    """The answer to one request the lane serves, and its status once it has started."""
+
+    __slots__ = ("receive", "scope", "send", "started", "status")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope, self.receive, self.send = scope, receive, send
+        self.status = 500  # as `RequestSpans` counts a request that raised before answering
+        self.started = False
+
+    async def job(
+        self,
+        hot: _Hot,
+        job_id: str,
+        body: Any,
+        headers: dict[bytes, bytes],
+        checked: tuple[Actor, str] | None,
+    ) -> None:
+        """The job as the route answers it, or its JobPulseError (the caller's too) as the
+        app's handler does.
+        """
+        try:
+            caller = await _caller(self.scope, headers, checked)
+            job = await hot.handler(caller, job_id, body, headers)
+        except JobPulseError as error:
+            response = jobpulse_error_response(error)
+            self.status, self.started = response.status_code, True
+            await response(self.scope, self.receive, self.send)
+            return
+        content = jobs.job_json(job)
+        start = [(b"content-length", str(len(content)).encode()), (b"content-type", _JSON)]
+        self.status, self.started = hot.status, True
+        await self.send({"type": "http.response.start", "status": hot.status, "headers": start})
+        await self.send({"type": "http.response.body", "body": content})
+
+
+async def _key(scope: Scope, headers: dict[bytes, bytes]) -> tuple[Actor, str] | None:
+    """The caller and its key's SHA-256, as `KeyBeforeBody` checks them before a body is
+    read; None if it would not let the request through as it is (it answers those).
+    """
+    authorization = headers.get(b"authorization")
+    text = None if authorization is None else authorization.decode("latin-1")
+    try:
+        return await bearer_actor(scope["app"].state.keys, text)
+    except JobPulseError:
+        return None
+
+
+async def _caller(
+    scope: Scope, headers: dict[bytes, bytes], checked: tuple[Actor, str] | None
+) -> Caller:
+    """The caller, as `BearerKey` finds it (`_key` may have already)."""
     app: FastAPI = scope["app"]
-    checked = scope.get(CHECKED_KEY)
     if checked is None:
         authorization = headers.get(b"authorization")
         text = None if authorization is None else authorization.decode("latin-1")

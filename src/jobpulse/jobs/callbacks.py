@@ -25,7 +25,7 @@ def with_callback(
     plan = planner(job)
     if not plan.ends_job:
         return plan
-    ended = replace(job, **plan.values)
+    ended = job.changed(plan.values)
     if ended.callback_url is None:
         return plan
     message = replace(payload.callback(ended, now), trace_context=trace_headers(trace))

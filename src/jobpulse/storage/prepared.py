@@ -168,12 +168,20 @@ def write_many(connection: Connection, statement: Dml, params: Sequence[Mapping[
     driver.executemany(connection, prepared.sql, [prepared.values(one) for one in params])
 
 
-_COLUMNS: dict[int, frozenset[str]] = {}
+_COLUMNS: dict[tuple[int, tuple[str, ...]], tuple[str, ...]] = {}
+#: How many orders of keys are kept (the writes make a few dozen).
+_COLUMNS_KEPT = 4096
 
 
 def _columns(statement: Dml, params: Mapping[str, Any]) -> tuple[str, ...]:
-    """The keys of `params` that name columns of the statement's table, in order."""
-    names = _COLUMNS.get(id(statement))
-    if names is None:
-        names = _COLUMNS[id(statement)] = frozenset(statement.table.columns.keys())
-    return tuple(sorted(params.keys() & names))
+    """The keys of `params` that name columns of the statement's table, in order (found
+    once for each statement and order of keys: a transition's are always the same).
+    """
+    key = (id(statement), tuple(params))
+    found = _COLUMNS.get(key)
+    if found is None:
+        names = frozenset(statement.table.columns.keys())
+        found = tuple(sorted(params.keys() & names))
+        if len(_COLUMNS) < _COLUMNS_KEPT:
+            _COLUMNS[key] = found
+    return found

@@ -13,7 +13,7 @@ runs each request alone, and that one fails on its own).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -87,7 +87,7 @@ class _Planned:
         if self.expected is None:
             self.expected = plan.expected
         if plan.values:
-            self.job = replace(self.job, **plan.values)
+            self.job = self.job.changed(plan.values)
             self.values = (self.values or {}) | plan.values
 
     def write(self) -> JobWrite | None:

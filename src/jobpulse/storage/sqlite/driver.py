@@ -11,7 +11,9 @@ from sqlalchemy import Connection
 
 
 def _sqlite3(connection: Connection) -> Any:
-    return connection.connection.driver_connection
+    # pysqlite's DBAPI connection is the driver's (a plain attribute; driver_connection goes
+    # through the pool's record, a few properties per statement).
+    return connection.connection.dbapi_connection
 
 
 class Sqlite3Driver:

@@ -5,7 +5,7 @@ text, integer keys as the rowid; and the parts of migrations only SQLite needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Integer
@@ -15,9 +15,22 @@ from jobpulse.storage.tables import utc
 
 
 def _to_text(value: datetime | None) -> str | None:
+    global _last
     if value is None:
         return None
-    return utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+    last = _last
+    if last[0] is value:  # a transition writes its moment two or three times
+        return last[1]
+    moment = value if value.tzinfo is UTC else utc(value)  # aware UTC needs no conversion
+    text = moment.isoformat(" ", "microseconds")[:_TEXT_LENGTH]  # the offset cut off
+    _last = (value, text)  # one assignment: a thread reading it sees either pair whole
+    return text
+
+
+#: 'YYYY-MM-DD HH:MM:SS.ffffff' (a datetime's year has four digits).
+_TEXT_LENGTH = 26
+#: The last datetime written and its text (held, so that `is` cannot match another).
+_last: tuple[datetime | None, str] = (None, "")
 
 
 def _from_text(value: str | None) -> datetime | None:
