@@ -18,7 +18,6 @@ from jobpulse.storage.dialects import Dialect
 from jobpulse.storage.repository import (
     SELECT_JOB,
     creation_event,
-    insert_events,
     insert_job,
     job_row,
     to_job,
@@ -83,7 +82,5 @@ def _create_together(
         rows.append(job_row(request.job, request.idempotency_key))
         events.append(creation_event(request.job))
         outcomes.append((True, (request.job, True)))
-    if rows:
-        insert_jobs(connection, rows)
-        insert_events(connection, events)
+    insert_jobs(connection, rows, events)
     return outcomes
