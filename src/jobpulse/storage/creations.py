@@ -44,6 +44,13 @@ class Creation:
         return True
 
     @staticmethod
+    def is_one_statement(requests: Sequence[Creation]) -> bool:
+        """Whether storing `requests` together is one statement: no idempotency key to look
+        up first.
+        """
+        return all(request.idempotency_key is None for request in requests)
+
+    @staticmethod
     def run_together(
         connection: Connection, requests: Sequence[Creation]
     ) -> list[tuple[bool, Any]]:

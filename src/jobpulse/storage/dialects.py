@@ -46,6 +46,9 @@ class Dialect(Protocol):
     #: The transitions of one writer batch share their statements (where each statement is a
     #: round trip, and so worth sharing).
     shares_transitions: bool
+    #: A writer batch that is one statement runs outside a transaction, the statement its
+    #: own (where BEGIN and COMMIT are round trips of their own).
+    commits_one_statement_alone: bool
 
     def lock_jobs(self, connection: Connection, ids: Sequence[str]) -> list[Sequence[Any]]:
         """The rows (repository.SELECT_JOB's columns) of the jobs of `ids` that exist, locked
