@@ -66,7 +66,8 @@ def run_batch(
 ) -> list[tuple[bool, Any]]:
     """Run `commands` in one transaction, and after them the commands `then()` gives (changes
     that came in meanwhile); fall back to one transaction each on an error. The outcomes are
-    those of `commands`, then of `then()`'s.
+    those of `commands`, then of `then()`'s. Commands that run together in one statement,
+    where the database says a statement alone may be its own transaction, run without one.
 
     A JobPulseError from a command goes back to its caller without undoing the batch:
     commands raise those before they write anything.
