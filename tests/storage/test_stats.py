@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import Connection
 
 from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings, StopReason
+from jobpulse.domain import JobEvent
 from jobpulse.retention.pruner import prune
 from jobpulse.stats.figures import Figures
 from jobpulse.stats.fold import fold_stats
@@ -289,9 +290,13 @@ async def test_rollups_answer_as_a_scan_would(
     manager, clock = jobs
     batches: list[int] = []
 
-    def written(connection: Connection, changes: Sequence[changes_module.JobWrite]) -> int:
+    def written(
+        connection: Connection,
+        changes: Sequence[changes_module.JobWrite],
+        events: Sequence[JobEvent] = (),
+    ) -> int:
         batches.append(len(changes))
-        return changes_module.update_jobs(connection, changes)
+        return changes_module.update_jobs(connection, changes, events)
 
     monkeypatch.setattr(transitions, "update_jobs", written)
     made = await _workload(manager, clock, seed=1)

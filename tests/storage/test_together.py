@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import Connection, update
@@ -14,6 +15,7 @@ from sqlalchemy import Connection, update
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.domain import Job, JobChange, JobStatus, Plan, plan_change
 from jobpulse.errors import InvalidTransitionError, NotFoundError
+from jobpulse.storage.creations import Creation
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import jobs as jobs_table
 from jobpulse.storage.transitions import ChangedWhileLockedError, Transition, write_plans
@@ -137,6 +139,38 @@ async def test_creations_together_keep_idempotency(jobs: JobManager) -> None:
         assert [(e.from_status, e.to_status, e.reason) for e in events] == [
             (None, "created", "created")
         ]
+
+
+def in_one_transaction(connection: Connection) -> bool:
+    """Whether a command's statements share a transaction (SQLite's writer: always)."""
+    if connection.dialect.name != "postgresql":
+        return True
+    ids = [connection.exec_driver_sql("SELECT txid_current()").scalar() for _ in range(2)]
+    return ids[0] == ids[1]
+
+
+async def test_creations_in_one_statement_fail_alone(jobs: JobManager) -> None:
+    # A batch of new jobs without keys is one statement (on PostgreSQL a transaction of its
+    # own): one whose id is taken fails it, and each then runs alone.
+    store = database_of(jobs)
+    taken = await jobs.create_job(ALICE)
+    fresh = [replace(taken, id=f"fresh-{n}", metadata={"n": n}) for n in range(6)]
+    first = await asyncio.gather(*(store.submit(Creation(job, None)) for job in fresh[:2]))
+    assert first == [(job, True) for job in fresh[:2]]
+    assert await store.write(in_one_transaction)
+    batch = [*fresh[2:4], replace(taken, metadata={"copy": True}), *fresh[4:]]
+    made = await asyncio.gather(
+        *(store.submit(Creation(job, None)) for job in batch), return_exceptions=True
+    )
+    assert isinstance(made[2], Exception)
+    assert [result for n, result in enumerate(made) if n != 2] == [(job, True) for job in fresh[2:]]
+    assert await store.write(in_one_transaction)  # the batches after it are transactions
+    assert (await jobs.get_job(ALICE, taken.id)).metadata == taken.metadata
+    for job in fresh:
+        assert (await jobs.get_job(ALICE, job.id)).metadata == job.metadata
+        events = await jobs.list_events(ALICE, job.id)
+        assert [(e.from_status, e.to_status) for e in events] == [(None, "created")]
+    assert (await jobs.count_jobs(ALICE)).total == 1 + len(fresh)
 
 
 async def test_a_killed_connection_never_reports_a_rolled_back_success(

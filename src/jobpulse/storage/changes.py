@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, update
 
-from jobpulse.domain import Job, JobStatus
+from jobpulse.domain import Job, JobEvent, JobStatus
 from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.rollups import CHANGING
 from jobpulse.storage.tables import jobs
@@ -77,19 +77,25 @@ def created_delta(row: Mapping[str, Any]) -> dict[str, Any]:
     return {name: row[name] for name in FIXED} | {f"new_{name}": row[name] for name in CHANGING}
 
 
-def update_jobs(connection: Connection, writes: Sequence[JobWrite]) -> int:
+def update_jobs(
+    connection: Connection, writes: Sequence[JobWrite], events: Sequence[JobEvent] = ()
+) -> int:
     """Write each job's change where it still has the status its plan expected, with its
-    rollup delta; how many jobs were written.
+    rollup delta, and the history rows `events`; how many jobs were written.
     """
-    if not writes:
+    if not writes and not events:
         return 0
-    return dialect_of(connection).update_jobs(connection, writes)
+    return dialect_of(connection).update_jobs(connection, writes, events)
 
 
-def insert_jobs(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Store new jobs' rows (every column of `INSERTED`), with their rollup deltas."""
+def insert_jobs(
+    connection: Connection, rows: Sequence[Mapping[str, Any]], events: Sequence[JobEvent] = ()
+) -> None:
+    """Store new jobs' rows (every column of `INSERTED`), with their rollup deltas, and the
+    history rows `events`.
+    """
     if rows:
-        dialect_of(connection).insert_jobs(connection, rows)
+        dialect_of(connection).insert_jobs(connection, rows, events)
 
 
 def insert_row(connection: Connection, row: Mapping[str, Any]) -> None:

@@ -18,7 +18,6 @@ from jobpulse.storage.dialects import Dialect
 from jobpulse.storage.repository import (
     SELECT_JOB,
     creation_event,
-    insert_events,
     insert_job,
     job_row,
     to_job,
@@ -43,6 +42,13 @@ class Creation:
         every database.
         """
         return True
+
+    @staticmethod
+    def is_one_statement(requests: Sequence[Creation]) -> bool:
+        """Whether storing `requests` together is one statement: no idempotency key to look
+        up first.
+        """
+        return all(request.idempotency_key is None for request in requests)
 
     @staticmethod
     def run_together(
@@ -83,7 +89,5 @@ def _create_together(
         rows.append(job_row(request.job, request.idempotency_key))
         events.append(creation_event(request.job))
         outcomes.append((True, (request.job, True)))
-    if rows:
-        insert_jobs(connection, rows)
-        insert_events(connection, events)
+    insert_jobs(connection, rows, events)
     return outcomes

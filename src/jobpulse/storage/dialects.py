@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Connection, Table
 from sqlalchemy.engine import Dialect as SqlalchemyDialect
 from sqlalchemy.types import TypeEngine
 
+from jobpulse.domain import JobEvent
 from jobpulse.stats.windows import Bucket
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ class Dialect(Protocol):
     #: The transitions of one writer batch share their statements (where each statement is a
     #: round trip, and so worth sharing).
     shares_transitions: bool
+    #: A writer batch that is one statement runs outside a transaction, the statement its
+    #: own (where BEGIN and COMMIT are round trips of their own).
+    commits_one_statement_alone: bool
 
     def lock_jobs(self, connection: Connection, ids: Sequence[str]) -> list[Sequence[Any]]:
         """The rows (repository.SELECT_JOB's columns) of the jobs of `ids` that exist, locked
@@ -52,14 +56,20 @@ class Dialect(Protocol):
         """
         ...
 
-    def update_jobs(self, connection: Connection, writes: Sequence[JobWrite]) -> int:
+    def update_jobs(
+        self, connection: Connection, writes: Sequence[JobWrite], events: Sequence[JobEvent]
+    ) -> int:
         """Write each job's change where the job has the status its plan expected, with its
-        rollup delta; how many jobs were written.
+        rollup delta, and the history rows `events`; how many jobs were written.
         """
         ...
 
-    def insert_jobs(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Store new jobs' rows (changes.INSERTED's columns), with their rollup deltas."""
+    def insert_jobs(
+        self, connection: Connection, rows: Sequence[Mapping[str, Any]], events: Sequence[JobEvent]
+    ) -> None:
+        """Store new jobs' rows (changes.INSERTED's columns), with their rollup deltas, and
+        the history rows `events`.
+        """
         ...
 
     def insert_job(self, connection: Connection, row: Mapping[str, Any]) -> None:

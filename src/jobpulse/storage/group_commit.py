@@ -6,8 +6,9 @@ bad request never fails its neighbours. The writers of each database queue into 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,7 +66,8 @@ def run_batch(
 ) -> list[tuple[bool, Any]]:
     """Run `commands` in one transaction, and after them the commands `then()` gives (changes
     that came in meanwhile); fall back to one transaction each on an error. The outcomes are
-    those of `commands`, then of `then()`'s.
+    those of `commands`, then of `then()`'s. Commands that run together in one statement,
+    where the database says a statement alone may be its own transaction, run without one.
 
     A JobPulseError from a command goes back to its caller without undoing the batch:
     commands raise those before they write anything.
@@ -73,6 +75,9 @@ def run_batch(
     ran = list(commands)
     try:
         outcomes: list[tuple[bool, Any]] = []
+        if then is None and _is_one_statement(connection, commands):
+            with _autocommit(connection):
+                return _run_all(connection, commands)
         with connection.begin():
             outcomes += _run_all(connection, commands)
             if then is not None:
@@ -87,6 +92,28 @@ def run_batch(
         if len(ran) == 1:
             return [(False, translate_error(exc))]
     return [run_batch(connection, [command])[0] for command in ran]
+
+
+def _is_one_statement(connection: Connection, commands: Sequence[Command]) -> bool:
+    """`commands` run together in one statement, which on this database may be a transaction
+    of its own. A kind that can says so with `is_one_statement(commands)` (see
+    storage/creations.py).
+    """
+    if len(commands) < 2 or not dialect_of(connection).commits_one_statement_alone:
+        return False
+    is_one_statement = getattr(commands[0], "is_one_statement", None)
+    runs = _runs(connection, commands)
+    return is_one_statement is not None and len(runs) == 1 and is_one_statement(commands)
+
+
+@contextlib.contextmanager
+def _autocommit(connection: Connection) -> Iterator[None]:
+    """No transaction around the statements run within: each is its own."""
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield
+    finally:
+        connection.execution_options(isolation_level=connection.default_isolation_level)
 
 
 def _run_all(connection: Connection, commands: Sequence[Command]) -> list[tuple[bool, Any]]:

@@ -97,12 +97,13 @@ def _visible(actor: Actor) -> ColumnElement[bool]:
 def insert_events(connection: Connection, events: Sequence[JobEvent]) -> None:
     """Write history rows, in the caller's transaction (one batch on the driver)."""
     if len(events) == 1:
-        prepared.write(connection, _INSERT_EVENT, _event_row(events[0]))
+        prepared.write(connection, _INSERT_EVENT, event_row(events[0]))
     elif events:
-        prepared.write_many(connection, _INSERT_EVENT, [_event_row(event) for event in events])
+        prepared.write_many(connection, _INSERT_EVENT, [event_row(event) for event in events])
 
 
-def _event_row(event: JobEvent) -> dict[str, Any]:
+def event_row(event: JobEvent) -> dict[str, Any]:
+    """A history row's column values (EVENT_FIELDS)."""
     return {name: getattr(event, name) for name in EVENT_FIELDS}
 
 

@@ -23,7 +23,7 @@ from jobpulse.errors import JobPulseError, NotFoundError
 from jobpulse.storage.changes import JobWrite, update_jobs
 from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.outbox import insert_messages
-from jobpulse.storage.repository import insert_events, is_job_id, sees, to_job
+from jobpulse.storage.repository import is_job_id, sees, to_job
 
 
 class ChangedWhileLockedError(RuntimeError):
@@ -122,9 +122,8 @@ def write_plans(connection: Connection, requests: Sequence[Transition]) -> list[
         messages.extend(plan.outbox)
         outcomes.append((True, (entry.job, plan)))
     writes = [write for entry in planned.values() if (write := entry.write()) is not None]
-    if update_jobs(connection, writes) != len(writes):
+    if update_jobs(connection, writes, events) != len(writes):
         named = ", ".join(write.locked.id for write in writes)
         raise ChangedWhileLockedError(f"a job of {named} changed while locked")
-    insert_events(connection, events)
     insert_messages(connection, messages)
     return outcomes

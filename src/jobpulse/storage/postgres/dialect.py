@@ -34,6 +34,8 @@ class PostgresDialect(PostgresReads, PostgresSchema):
     driver: Driver = AsyncpgDriver()
     #: Each statement is a round trip: a batch's transitions share theirs.
     shares_transitions = True
+    #: BEGIN and COMMIT are round trips too: a batch of one statement goes without them.
+    commits_one_statement_alone = True
     lock_jobs = staticmethod(writes.lock_jobs)
     update_jobs = staticmethod(writes.update_jobs)
     insert_jobs = staticmethod(writes.insert_jobs)

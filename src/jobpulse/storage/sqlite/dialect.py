@@ -33,6 +33,8 @@ class SqliteDialect(SqliteReads, SqliteSchema):
     #: A statement costs no round trip, and the writer runs a lone transition's few straight
     #: on the driver: sharing them would only add the work of gathering them.
     shares_transitions = False
+    #: The writer's transactions cost no round trip.
+    commits_one_statement_alone = False
     lock_jobs = staticmethod(writes.lock_jobs)
     update_jobs = staticmethod(writes.update_jobs)
     insert_jobs = staticmethod(writes.insert_jobs)

@@ -12,9 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from jobpulse.domain import JobEvent
 from jobpulse.storage import prepared
 from jobpulse.storage.changes import UPDATE_GUARDED, JobWrite, created_delta, guarded
-from jobpulse.storage.repository import LOCK_ONE
+from jobpulse.storage.repository import LOCK_ONE, insert_events
 from jobpulse.storage.tables import job_rollup_deltas, jobs
 
 _INSERT = insert(jobs)
@@ -31,20 +32,26 @@ def lock_jobs(connection: Connection, ids: Sequence[str]) -> list[Sequence[Any]]
     return found
 
 
-def update_jobs(connection: Connection, writes: Sequence[JobWrite]) -> int:
-    """Write each job's changed columns where it has the status its plan expected; how many
-    were written.
+def update_jobs(
+    connection: Connection, writes: Sequence[JobWrite], events: Sequence[JobEvent]
+) -> int:
+    """Write each job's changed columns where it has the status its plan expected, then the
+    history rows `events`; how many jobs were written.
     """
     written = 0
     for write in writes:
         written += prepared.write(connection, UPDATE_GUARDED, guarded(write))
+    insert_events(connection, events)
     return written
 
 
-def insert_jobs(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Store new jobs' rows and their deltas."""
+def insert_jobs(
+    connection: Connection, rows: Sequence[Mapping[str, Any]], events: Sequence[JobEvent]
+) -> None:
+    """Store new jobs' rows and their deltas, then the history rows `events`."""
     prepared.write_many(connection, _INSERT, rows)
     prepared.write_many(connection, _INSERT_DELTA, [created_delta(row) for row in rows])
+    insert_events(connection, events)
 
 
 def insert_job(connection: Connection, row: Mapping[str, Any]) -> None:
