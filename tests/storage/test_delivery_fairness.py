@@ -18,7 +18,7 @@ from jobpulse.storage import outbox
 from jobpulse.storage.sql_store import open_store
 from jobpulse.webhooks import payload
 from jobpulse.webhooks.delivery import Deliverer, new_client
-from jobpulse.webhooks.fairness import FairSlots
+from jobpulse.webhooks.fairness import FairQueue
 from tests.receiver import Receiver
 from tests.sql import database_of
 
@@ -141,49 +141,56 @@ async def test_a_claim_passes_over_organizations_and_hosts_that_hold_their_share
     assert by_org[None] == 4  # the alerts, by their host's share only
 
 
-async def test_a_free_slot_goes_to_the_least_busy_organization() -> None:
-    changes: list[int] = []
-    slots = FairSlots(total=3, per_org=2, per_host=8, on_change=lambda: changes.append(1))
+async def test_a_free_sender_takes_the_least_busy_organizations_message() -> None:
+    queue: FairQueue[str] = FairQueue(per_org=2, per_host=8)
     order: list[str] = []
-    release = asyncio.Event()
+    release, all_sent = asyncio.Event(), asyncio.Event()
 
-    async def send(org: str, host: str) -> None:
-        async with slots.hold(org, host):
-            order.append(org)
+    async def sender() -> None:  # three senders: the process's total
+        while True:
+            taken = await queue.get()
+            order.append(taken.item)
+            if len(order) == 6:
+                all_sent.set()
             await release.wait()
+            queue.done(taken)
 
-    tasks = [asyncio.create_task(send("a", f"a{n}")) for n in range(4)]
+    for n in range(4):
+        queue.put("a", "a", f"a{n}")
+    senders = [asyncio.create_task(sender()) for _ in range(3)]
+    try:
+        await asyncio.sleep(0.01)
+        assert order == ["a", "a"]  # its cap, though a sender is free
+        assert queue.blocked == 2
+        queue.put("b", "b", "b0")
+        queue.put("c", "c", "c0")
+        await asyncio.sleep(0.01)
+        assert order == ["a", "a", "b"]  # b went to the free sender; c waits for one
+        release.set()
+        await asyncio.wait_for(all_sent.wait(), 1)
+        assert order[3] == "c", "c had nothing in flight: it goes before a's third"
+        assert sorted(order) == ["a", "a", "a", "a", "b", "c"]
+        assert queue.blocked == 0
+    finally:
+        for task in senders:
+            task.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+
+
+async def test_a_sender_that_stops_waiting_leaves_no_trace() -> None:
+    queue: FairQueue[str] = FairQueue(per_org=1, per_host=8)
+    gone = asyncio.create_task(queue.get())  # nothing queued: it waits
     await asyncio.sleep(0.01)
-    assert order == ["a", "a"]  # its cap, though a slot is free
-    assert slots.blocked == 2
-    tasks += [asyncio.create_task(send("b", "b0")), asyncio.create_task(send("c", "c0"))]
+    gone.cancel()
     await asyncio.sleep(0.01)
-    assert order == ["a", "a", "b"]  # b took the free slot; c waits for one
-    release.set()
-    await asyncio.gather(*tasks)
-    assert order[3] == "c", "c had nothing in flight: it goes before a's third"
-    assert sorted(order) == ["a", "a", "a", "a", "b", "c"]
-    assert slots.blocked == 0
-
-
-async def test_a_message_that_stops_waiting_leaves_no_trace() -> None:
-    slots = FairSlots(total=1, per_org=1, per_host=8, on_change=lambda: None)
-    release = asyncio.Event()
-    sent: list[str] = []
-
-    async def send(org: str) -> None:
-        async with slots.hold(org, "h"):
-            sent.append(org)
-            await release.wait()
-
-    first = asyncio.create_task(send("a"))
-    waiting = [asyncio.create_task(send(org)) for org in ("a", "b")]
+    sender = asyncio.create_task(queue.get())
     await asyncio.sleep(0.01)
-    assert (sent, slots.blocked) == (["a"], 1)  # a's second waits for a; b for the slot
-    waiting[1].cancel()  # b gives up before it gets the slot
+    queue.put("a", "a", "h")
+    assert (await asyncio.wait_for(sender, 1)).item == "a"
+    # Woken for a message, then stopped before it ran: another sender gets it.
+    first, second = asyncio.create_task(queue.get()), asyncio.create_task(queue.get())
     await asyncio.sleep(0.01)
-    assert slots.blocked == 1
-    release.set()
-    await asyncio.gather(first, waiting[0])
-    assert sent == ["a", "a"]
-    assert slots.blocked == 0
+    queue.put("b", "b", "h")
+    first.cancel()
+    assert (await asyncio.wait_for(second, 1)).item == "b"
+    assert queue.blocked == 0

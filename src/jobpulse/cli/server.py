@@ -93,10 +93,14 @@ def worker(database_url: DatabaseUrl = None) -> None:
     import uvloop
 
     from jobpulse.storage.sql_store import open_store
+    from jobpulse.telemetry import setup_tracing
     from jobpulse.webhooks.delivery import Deliverer, new_client
 
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = settings_of(database_url)
+    # Its deliveries' spans are exported as `serve`'s are; and, tracing settled, a delivery
+    # asks a flag whether to make one (not OpenTelemetry, which reads the environment).
+    setup_tracing(console=settings.trace_console)
 
     async def deliver() -> None:
         store = open_store(settings)

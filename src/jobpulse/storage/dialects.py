@@ -78,6 +78,12 @@ class Dialect(Protocol):
         """
         ...
 
+    def record_attempts(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Keep delivery attempts (callback_attempts' columns, in the order they ended),
+        move each message on and show the last attempt on its job (outbox.record_attempts).
+        """
+        ...
+
     def is_past(
         self, moment: ColumnElement[Any], seconds: ColumnElement[Any], now: datetime
     ) -> ColumnElement[bool]:

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from jobpulse.domain import OutboxMessage
 from jobpulse.errors import NotFoundError
 from jobpulse.storage import prepared
+from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.tables import UTCDateTime, callback_attempts, jobs, outbox
 
 PENDING = "pending"
@@ -314,61 +315,71 @@ _SHOW_ON_JOB = update(jobs).where(jobs.c.id == bindparam("b_id"))
 
 
 def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None:
-    """Keep each attempt, move its message on, and show the last attempt on its job: three
-    statements for the whole batch, whatever its size, run straight on the driver.
+    """Keep each attempt, move its message on, and show the last attempt on its job (its
+    `callback_*` columns, for a job's own callback): a few statements for the whole batch,
+    whatever its size, run straight on the driver (see `Dialect.record_attempts`).
     """
     if not outcomes:
         return
-    prepared.write_many(
-        connection,
-        _INSERT_ATTEMPT,
-        [
-            {
-                "outbox_id": message.id,
-                "webhook_id": message.webhook_id,
-                "job_id": message.job_id,
-                "event_type": message.event_type,
-                "attempt": attempt.attempt,
-                "attempted_at": attempt.attempted_at,
-                "status_code": attempt.status_code,
-                "error": attempt.error,
-                "duration_ms": attempt.duration_ms,
-                "state": attempt.state,
-                "next_attempt_at": attempt.next_attempt_at,
-            }
-            for message, attempt, _follow_up in outcomes
-        ],
-    )
+    rows = [
+        {
+            "outbox_id": message.id,
+            "webhook_id": message.webhook_id,
+            "job_id": message.job_id,
+            "event_type": message.event_type,
+            "attempt": attempt.attempt,
+            "attempted_at": attempt.attempted_at,
+            "status_code": attempt.status_code,
+            "error": attempt.error,
+            "duration_ms": attempt.duration_ms,
+            "state": attempt.state,
+            "next_attempt_at": attempt.next_attempt_at,
+        }
+        for message, attempt, _follow_up in outcomes
+    ]
+    dialect_of(connection).record_attempts(connection, rows)
+    follow_ups = [follow_up for _m, _a, follow_up in outcomes if follow_up is not None]
+    if follow_ups:
+        insert_messages(connection, follow_ups)
+
+
+def record_each(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`record_attempts` as three batches of a statement a row (callback_attempts' columns
+    in `rows`, in the order the attempts ended: the last of a message or job is what stays).
+    """
+    prepared.write_many(connection, _INSERT_ATTEMPT, rows)
     prepared.write_many(
         connection,
         _MOVE_MESSAGE,
         [
             {
-                "b_id": message.id,
-                "state": PENDING if attempt.next_attempt_at is not None else attempt.state,
-                "attempts": attempt.attempt,
-                "next_attempt_at": attempt.next_attempt_at or attempt.attempted_at,
+                "b_id": row["outbox_id"],
+                "state": PENDING if row["next_attempt_at"] is not None else row["state"],
+                "attempts": row["attempt"],
+                "next_attempt_at": row["next_attempt_at"] or row["attempted_at"],
                 "locked_until": None,
-                "delivered_at": attempt.attempted_at if attempt.state == "delivered" else None,
+                "delivered_at": row["attempted_at"] if row["state"] == "delivered" else None,
             }
-            for message, attempt, _follow_up in outcomes
+            for row in rows
         ],
     )
     shown = [
         {
-            "b_id": message.job_id,
-            "callback_sent_at": attempt.attempted_at,
-            "callback_status_code": attempt.status_code,
-            "callback_error": attempt.error,
+            "b_id": row["job_id"],
+            "callback_sent_at": row["attempted_at"],
+            "callback_status_code": row["status_code"],
+            "callback_error": row["error"],
         }
-        for message, attempt, _follow_up in outcomes
-        if message.job_id is not None and message.event_type.startswith("job.")
+        for row in rows
+        if shows_on_job(row["job_id"], row["event_type"])
     ]
     if shown:
         prepared.write_many(connection, _SHOW_ON_JOB, shown)
-    follow_ups = [follow_up for _m, _a, follow_up in outcomes if follow_up is not None]
-    if follow_ups:
-        insert_messages(connection, follow_ups)
+
+
+def shows_on_job(job_id: str | None, event_type: str) -> bool:
+    """Whether an attempt of this message is shown on its job: a job's own callback."""
+    return job_id is not None and event_type.startswith("job.")
 
 
 def pending_count(connection: Connection) -> int:

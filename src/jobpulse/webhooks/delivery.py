@@ -6,17 +6,17 @@ A message is held only under a lease, longer than an attempt can last: if this p
 mid-delivery, the lease runs out and the message is sent again, with the same webhook-id, by
 whichever worker claims it next (at least once). A message whose lease would run out before
 its attempt could end is not sent at all, so two workers never send one message at once.
-The process's slots are shared fairly (`fairness.py`): at most `webhook_org_concurrency` sends
-of one organization's callbacks and `webhook_host_concurrency` to one host at a time, and
-claims pass over the organizations and hosts that hold their share already, so one tenant's
-hanging receivers cannot hold up another's callbacks.
+A fixed set of `webhook_concurrency` sender coroutines takes the claimed messages from a fair
+queue (`fairness.py`): at most `webhook_org_concurrency` sends of one organization's callbacks
+and `webhook_host_concurrency` to one host at a time, and claims pass over the organizations
+and hosts that hold their share already, so one tenant's hanging receivers cannot hold up
+another's callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import time
@@ -35,7 +35,7 @@ from jobpulse.storage import outbox
 from jobpulse.storage.store import JobStore
 from jobpulse.telemetry import tracer, tracing_enabled
 from jobpulse.webhooks import guard, payload, policy, signing
-from jobpulse.webhooks.fairness import FairSlots
+from jobpulse.webhooks.fairness import FairQueue, Taken
 from jobpulse.webhooks.sender import AiohttpSender, Sender, SendError
 
 logger = logging.getLogger("jobpulse.webhooks")
@@ -101,12 +101,11 @@ class Deliverer:
         self.wake = wake or asyncio.Event()
         self._now = clock
         self.metrics = metrics or Metrics()
-        self._slots = FairSlots(
-            settings.webhook_concurrency,
-            settings.webhook_org_concurrency,
-            settings.webhook_host_concurrency,
-            on_change=self._check_room,
+        #: Claimed messages (with their lease) waiting for a sender.
+        self._queue: FairQueue[tuple[outbox.Claimed, datetime]] = FairQueue(
+            settings.webhook_org_concurrency, settings.webhook_host_concurrency
         )
+        self._senders: list[asyncio.Task[None]] = []
         #: Claimed messages held per organization and host at most: enough to keep their
         #: slots busy between claims, and no more (the rest is left to other workers).
         self._org_held_max = settings.webhook_org_concurrency * 8
@@ -122,7 +121,11 @@ class Deliverer:
         #: waiting ones included.
         self._capacity = settings.webhook_concurrency * 4
         self._held_max = self._capacity * 4
-        self._in_flight: set[asyncio.Task[None]] = set()
+        #: Claimed messages not yet sent (or given up): queued or in a sender's hands.
+        self._held = 0
+        #: Set while no claimed message is held.
+        self._drained = asyncio.Event()
+        self._drained.set()
         #: Set when at most half the capacity is ready or in flight.
         self._room = asyncio.Event()
         self._recorder = Recorder(store)
@@ -135,6 +138,14 @@ class Deliverer:
         as its host has a slot; once the backlog is drained, wait to be woken (or for the
         poll period), and while it is not, for half the room to be free again.
         """
+        self._open()
+        try:
+            await self._claim_while_running()
+        finally:
+            if not self._stopping:  # cancelled from outside: its sends end with it
+                await self._close()
+
+    async def _claim_while_running(self) -> None:
         while not self._stopping:
             room = self._room_left()
             # Cleared before the claim: news that comes while it runs is not lost.
@@ -153,53 +164,82 @@ class Deliverer:
                 await _wait(self._room, self.settings.webhook_poll_s)
 
     async def stop(self, worker: asyncio.Task[None]) -> None:
-        """Claim nothing more and let the deliveries in flight finish (at most one timeout);
-        any still unfinished is cancelled, and its lease hands it to the next worker.
+        """Claim nothing more and let the claimed messages go out (for one timeout at most);
+        any still unsent then is left, and its lease hands it to the next worker.
         """
         self._stopping = True
         self.wake.set()
         self._room.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(worker, self.settings.webhook_timeout_s + 5)
-        if self._in_flight:
-            _done, late = await asyncio.wait(
-                self._in_flight, timeout=self.settings.webhook_timeout_s
-            )
-            for task in late:
-                task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), self.settings.webhook_timeout_s)
+        await self._close()
         await self._recorder.flush()
 
     async def run_once(self) -> int:
         """Claim the due messages (within the shares) and deliver them all; how many there
         were.
         """
-        started = await self._start(self._capacity)
-        await asyncio.gather(*started)
+        opened = self._open()
+        try:
+            started = await self._start(self._capacity)
+            await self._drained.wait()
+        finally:
+            if opened:
+                await self._close()
         await self._recorder.flush()
         return len(started)
 
-    async def _start(self, limit: int) -> list[asyncio.Task[None]]:
-        """Claim up to `limit` due messages and start delivering each."""
+    def _open(self) -> bool:
+        """Start the senders, unless they run already; whether they were started."""
+        if self._senders:
+            return False
+        count = self.settings.webhook_concurrency
+        self._senders = [asyncio.create_task(self._send_from_queue()) for _ in range(count)]
+        return True
+
+    async def _close(self) -> None:
+        """Stop the senders: a send in flight is cut short, and its lease hands it on."""
+        senders, self._senders = self._senders, []
+        for sender in senders:
+            sender.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+
+    async def _send_from_queue(self) -> None:
+        """One sender: the next message its organization's and host's caps allow, in turn."""
+        while True:
+            taken = await self._queue.get()
+            self._check_room()  # its pair may be at its cap now: the rest of it is blocked
+            try:
+                await self._deliver(*taken.item)
+            except Exception:  # never lose the sender: the lease hands the message on
+                logger.exception("webhook %s: delivery failed", taken.item[0].webhook_id)
+            finally:
+                self._finished(taken)
+
+    async def _start(self, limit: int) -> list[outbox.Claimed]:
+        """Claim up to `limit` due messages and queue each for the senders."""
         now = self._now()
         lease = now + timedelta(seconds=self.settings.webhook_lease_s)
         shares = outbox.Shares(
             self._org_held_max, self._host_held_max, dict(self._held_org), dict(self._held_host)
         )
         claimed = await self.store.claim_outbox(now, lease, limit, shares)
-        started = []
+        if claimed:
+            self._held += len(claimed)
+            self._drained.clear()
         for message in claimed:
-            self._count(message, 1)
-            task = asyncio.create_task(self._deliver(message, lease))
-            self._in_flight.add(task)
-            task.add_done_callback(functools.partial(self._finished, message))
-            started.append(task)
+            host = self._count(message, 1)
+            self._queue.put((message, lease), message.organization_id, host)
         self._full_orgs, self._full_hosts = shares.filled(claimed)
-        return started
+        return claimed
 
-    def _count(self, message: outbox.Claimed, change: int) -> None:
+    def _count(self, message: outbox.Claimed, change: int) -> str:
         """Count a message held (1) or let go (-1) against its organization's and host's
-        shares; a share left full by the last claim wakes the claims once half of it is
-        free (so they take many messages at a time, not one per delivery).
+        shares (its host, which it returns); a share left full by the last claim wakes the
+        claims once half of it is free (so they take many messages at a time, not one per
+        delivery).
         """
         org, host = message.organization_id, outbox.host_of(message.url)
         if org is not None:
@@ -211,17 +251,21 @@ class Deliverer:
         if host in self._full_hosts and self._held_host[host] <= self._host_held_max // 2:
             self._full_hosts.discard(host)
             self.wake.set()
+        return host
 
     def _room_left(self) -> int:
         """How many more messages to claim: those waiting for a slow host do not count
         against the capacity, so the other hosts' messages keep coming, within a hard cap.
         """
-        ready = len(self._in_flight) - self._slots.blocked
-        return min(self._capacity - ready, self._held_max - len(self._in_flight))
+        ready = self._held - self._queue.blocked
+        return min(self._capacity - ready, self._held_max - self._held)
 
-    def _finished(self, message: outbox.Claimed, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._count(message, -1)
+    def _finished(self, taken: Taken[tuple[outbox.Claimed, datetime]]) -> None:
+        self._queue.done(taken)
+        self._held -= 1
+        if not self._held:
+            self._drained.set()
+        self._count(taken.item[0], -1)
         self._check_room()
 
     def _check_room(self) -> None:
@@ -230,12 +274,11 @@ class Deliverer:
             self._room.set()
 
     async def _deliver(self, message: outbox.Claimed, lease: datetime) -> None:
-        async with self._slots.hold(message.organization_id, outbox.host_of(message.url)):
-            # An attempt ends within the timeout: it must end a second before the lease does.
-            latest_start = lease - timedelta(seconds=self.settings.webhook_timeout_s + 1)
-            if self._now() > latest_start:
-                return  # it waited too long for a slot: the next claim after the lease sends it
-            attempt, follow_up = await self._attempt(message)
+        # An attempt ends within the timeout: it must end a second before the lease does.
+        latest_start = lease - timedelta(seconds=self.settings.webhook_timeout_s + 1)
+        if self._now() > latest_start:
+            return  # it waited too long for a sender: the next claim after the lease sends it
+        attempt, follow_up = await self._attempt(message)
         self.metrics.child(self.metrics.callbacks, message.event_type, attempt.state).inc()
         self.metrics.callback_latency.observe(attempt.duration_ms / 1000)
         self._recorder.add((message, attempt, follow_up))

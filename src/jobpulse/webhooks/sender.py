@@ -126,7 +126,8 @@ class AiohttpSender:
                 timeout=aiohttp.ClientTimeout(total=self._settings.webhook_timeout_s),
                 auto_decompress=False,
                 trust_env=False,
-                skip_auto_headers=("User-Agent",),
+                # No skip_auto_headers: it costs every request a header merge, and aiohttp
+                # adds its User-Agent only where the headers name none (a delivery's do).
             )
         return self._session
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql import ColumnElement
 
 from jobpulse.storage import dialects, failures, urls
-from jobpulse.storage.postgres import writes
+from jobpulse.storage.postgres import attempts, writes
 from jobpulse.storage.postgres.database import PostgresBackend
 from jobpulse.storage.postgres.driver import AsyncpgDriver
 from jobpulse.storage.postgres.reads import PostgresReads
@@ -40,6 +40,7 @@ class PostgresDialect(PostgresReads, PostgresSchema):
     update_jobs = staticmethod(writes.update_jobs)
     insert_jobs = staticmethod(writes.insert_jobs)
     insert_job = staticmethod(writes.insert_job)
+    record_attempts = staticmethod(attempts.record_attempts)
 
     def is_past(
         self, moment: ColumnElement[Any], seconds: ColumnElement[Any], now: datetime
