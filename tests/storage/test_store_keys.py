@@ -175,6 +175,24 @@ async def test_traffic_tells_of_queued_changes(store: JobStore) -> None:
     assert not traffic.waiting()
 
 
+async def test_upkeep_is_not_traffic(store: JobStore) -> None:
+    """The server's own claims poll every second or so: counted as changes, they kept an idle
+    server busy for ever, and its long reads, prunes and bulk actions gave way to nothing.
+    """
+    traffic = store.traffic
+    for _ in range(3):
+        assert await store.claim_outbox(T0, T0 + HOUR, 10, None) == []
+        assert await store.claim_batches(T0, T0, 10, 60.0) == []
+    assert not traffic.recent()
+    assert not traffic.waiting()
+    # changes and upkeep queued together: once all are done, none is counted as waiting
+    changes = [store.create(new_job(), None) for _ in range(10)]
+    claims = [store.claim_outbox(T0, T0 + HOUR, 10, None) for _ in range(10)]
+    await asyncio.gather(*changes, *claims)
+    assert traffic.recent()
+    assert not traffic.waiting()
+
+
 async def test_close_finishes_queued_writes(database_url: str) -> None:
     closing = open_store(Settings(database_url=database_url))
     job = new_job()

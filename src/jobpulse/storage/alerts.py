@@ -164,7 +164,7 @@ class SqlAlertStore:
     async def claim_alert_rules(
         self, now: datetime, next_at: datetime, limit: int
     ) -> list[AlertRule]:
-        return await self.database.write(claim, now, next_at, limit)
+        return await self.database.write_upkeep(claim, now, next_at, limit)
 
     async def record_alert_evaluation(self, evaluation: Evaluation) -> bool:
         return await self.database.write(record, evaluation)

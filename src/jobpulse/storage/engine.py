@@ -181,6 +181,18 @@ class Database:
         )
         return result
 
+    async def write_upkeep(
+        self, command: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Like `write`, for the server's own periodic upkeep (claims of due work, sweeps): it
+        commits as a change does, but `traffic` does not count it, so that an idle server's
+        polling does not make long reads, prunes and bulk actions give way as to changes.
+        """
+        result: T = await self._writer.submit(
+            lambda connection: command(connection, *args, **kwargs), counted=False
+        )
+        return result
+
     async def submit(self, command: Callable[[Connection], T]) -> T:
         """Run `command(connection)` in the writer's next committed batch, as it is: a
         `Together` command may then run with those of its kind beside it.

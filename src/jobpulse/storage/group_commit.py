@@ -26,6 +26,8 @@ class Request:
     command: Command
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    #: Whether it is a change `Traffic` counts (not the server's own upkeep, see `Writer`).
+    counted: bool = True
 
 
 def resolve(pairs: list[tuple[Request, bool, Any]]) -> None:
@@ -164,10 +166,15 @@ class Traffic:
 
 
 class Writer(Protocol):
-    """Runs write commands, committing them in batches."""
+    """Runs write commands, committing them in batches. A command not `counted` runs as a
+    change does but is left out of `traffic`: the server's own upkeep (claims, sweeps), which
+    polls every second or so and would otherwise keep an idle server busy for ever.
+    """
 
     traffic: Traffic
 
-    async def submit(self, command: Command, background: bool = False) -> Any: ...
+    async def submit(
+        self, command: Command, background: bool = False, counted: bool = True
+    ) -> Any: ...
 
     async def close(self) -> None: ...

@@ -119,7 +119,7 @@ class SqlJobStore(
     async def claim_outbox(
         self, now: datetime, lease_until: datetime, limit: int, shares: outbox.Shares | None
     ) -> list[outbox.Claimed]:
-        return await self.database.write(outbox.claim_due, now, lease_until, limit, shares)
+        return await self.database.write_upkeep(outbox.claim_due, now, lease_until, limit, shares)
 
     async def record_attempts(self, outcomes: Sequence[outbox.Outcome]) -> None:
         await self.database.write(outbox.record_attempts, outcomes)
@@ -127,7 +127,7 @@ class SqlJobStore(
     async def sweep_due(
         self, now: datetime, planner: Planner, limit: int, stale: StaleLimits | None
     ) -> list[tuple[Job, Plan]]:
-        return await self.database.write(sweeps.sweep, now, planner, limit, stale)
+        return await self.database.write_upkeep(sweeps.sweep, now, planner, limit, stale)
 
     async def count_old(self, cutoff: datetime) -> dict[str, int]:
         return await self.database.read(retention.count_old, cutoff)
@@ -151,7 +151,7 @@ class SqlJobStore(
     async def claim_batches(
         self, due_by: datetime, now: datetime, limit: int, lease_s: float
     ) -> list[batches.Claimed]:
-        return await self.database.write(batches.claim, due_by, now, limit, lease_s)
+        return await self.database.write_upkeep(batches.claim, due_by, now, limit, lease_s)
 
     async def record_batch_poll(
         self, actor: Actor, job_id: str, planner: Planner, poll: batches.Polled

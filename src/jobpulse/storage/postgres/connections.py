@@ -49,7 +49,7 @@ class TaskWriter:
         self._queue: asyncio.Queue[Request] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def submit(self, command: Command, background: bool = False) -> Any:
+    async def submit(self, command: Command, background: bool = False, counted: bool = True) -> Any:
         if background:  # beside the writers, in a transaction of its own
             async with self._engine.connect() as connection:
                 [(ok, value)] = await connection.run_sync(run_batch, [command])
@@ -64,8 +64,9 @@ class TaskWriter:
                 for n in range(self._workers)
             ]
         future = loop.create_future()
-        self.traffic.queue()
-        self._queue.put_nowait(Request(command, future, loop))
+        if counted:
+            self.traffic.queue()
+        self._queue.put_nowait(Request(command, future, loop, counted))
         return await future
 
     async def close(self) -> None:
@@ -80,7 +81,7 @@ class TaskWriter:
             batch = [await requests.get()]
             while len(batch) < self._batch_max and not requests.empty():
                 batch.append(requests.get_nowait())
-            self.traffic.take(len(batch))
+            self.traffic.take(sum(request.counted for request in batch))
             try:
                 async with self._engine.connect() as connection:
                     outcomes = await connection.run_sync(run_batch, [r.command for r in batch])

@@ -86,15 +86,16 @@ class ThreadWriter:
         self._thread = threading.Thread(target=self._run, name="jobpulse-writer", daemon=True)
         self._thread.start()
 
-    async def submit(self, command: Command, background: bool = False) -> Any:
+    async def submit(self, command: Command, background: bool = False, counted: bool = True) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if background:
             self._background.append(Request(command, future, loop))
             self._queue.put(_WAKE)
         else:
-            self.traffic.queue()
-            self._queue.put(Request(command, future, loop))
+            if counted:
+                self.traffic.queue()
+            self._queue.put(Request(command, future, loop, counted))
         return await future
 
     async def close(self) -> None:
@@ -115,7 +116,7 @@ class ThreadWriter:
         if first is None:
             return None
         assert isinstance(first, Request)
-        self.traffic.take(1)
+        self.traffic.take(int(first.counted))
         return [first, *self._take_queued(self._batch_max - 1)], False
 
     def _join(self, joined: list[Request]) -> list[Command]:
@@ -136,7 +137,7 @@ class ThreadWriter:
                 break
             if isinstance(request, Request):
                 taken.append(request)
-        self.traffic.take(len(taken))
+        self.traffic.take(sum(request.counted for request in taken))
         return taken
 
     def _run(self) -> None:
