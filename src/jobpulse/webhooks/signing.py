@@ -1,12 +1,7 @@
-"""Standard Webhooks headers and signatures: `v1,` and the base64 HMAC-SHA256 of
-`{webhook-id}.{webhook-timestamp}.{body}` under the secret's key, made here with one call to
-`hmac.digest` per attempt (the `standardwebhooks` package verifies, and decodes the key).
-"""
+"""Standard Webhooks headers and signatures (the `standardwebhooks` package does the crypto)."""
 
 from __future__ import annotations
 
-import base64
-import hmac
 from datetime import datetime
 from typing import Any
 
@@ -23,21 +18,18 @@ class Signer:
     """Makes the headers of deliveries, signed when there is a secret (its key decoded once)."""
 
     def __init__(self, secret: str | None) -> None:
-        # The library decodes the key (its prefix, padding and checks) and signs as we do.
-        self._key = Webhook(secret)._whsecret if secret else None
+        self._webhook = Webhook(secret) if secret else None
 
     def headers(self, webhook_id: str, sent_at: datetime, body: str) -> dict[str, str]:
         """The headers of one delivery attempt, stamped and signed for `sent_at`."""
-        stamp = str(int(sent_at.timestamp()))
         result = {
             "content-type": "application/json",
             "user-agent": _USER_AGENT,
             "webhook-id": webhook_id,
-            "webhook-timestamp": stamp,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
         }
-        if self._key is not None:
-            signed = hmac.digest(self._key, f"{webhook_id}.{stamp}.{body}".encode(), "sha256")
-            result["webhook-signature"] = "v1," + base64.b64encode(signed).decode()
+        if self._webhook is not None:
+            result["webhook-signature"] = self._webhook.sign(webhook_id, sent_at, body)
         return result
 
 
