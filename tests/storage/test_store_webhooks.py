@@ -93,6 +93,22 @@ async def test_claim_outbox_takes_the_oldest_within_each_share(store: JobStore) 
     assert rest.job_id == second.id
 
 
+async def test_claim_outbox_reads_on_past_a_share_that_fills_within_the_claim(
+    store: JobStore,
+) -> None:
+    first = await ended_with_callback(store)
+    await ended_with_callback(store)
+    await ended_with_callback(store)
+    other = await ended_with_callback(store, url="https://other.example.com/x")
+    now = T0 + seconds(2)
+    shares = Shares(org_max=10, host_max=1)  # nothing held: the first host fills in the claim
+    claimed = await store.claim_outbox(now, now + LEASE, 2, shares)
+    assert [message.job_id for message in claimed] == [first.id, other.id]
+    # The oldest two alone, when no share can fill.
+    roomy = Shares(org_max=10, host_max=10)
+    assert len(await store.claim_outbox(now, now + LEASE, 2, roomy)) == 2
+
+
 async def test_record_attempts_keeps_each_attempt_and_moves_the_message_on(
     store: JobStore,
 ) -> None:

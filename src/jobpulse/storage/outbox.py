@@ -235,13 +235,7 @@ def claim_due(
         found = prepared.rows(connection, _OLDEST_DUE, params)
         taken = {row.id: row for row in map(_Candidate._make, found)}
     else:
-        params["b_limit"] = limit * _CANDIDATES_PER_CLAIM if shares.may_fill(limit) else limit
-        if shares.full_orgs() or shares.full_hosts():
-            due = _passing_over(_DUE, shares).limit(params["b_limit"])
-            found = [tuple(row) for row in connection.execute(due, params)]
-        else:
-            found = prepared.rows(connection, _OLDEST_DUE, params)
-        taken = _pick([_Candidate._make(row) for row in found], limit, shares)
+        taken = _pick_due(connection, params, limit, shares)
     claimed: list[Claimed] = []
     ids = list(taken)
     for start in range(0, len(ids), _LEASE_CHUNK):
@@ -284,6 +278,34 @@ def _goes_to(host: str) -> ColumnElement[bool]:
         url.in_(starts),
         *(url.startswith(start + end, autoescape=True) for start in starts for end in "/?#"),
     )
+
+
+def _pick_due(
+    connection: Connection, params: dict[str, Any], limit: int, shares: Shares
+) -> dict[int, _Candidate]:
+    """The due messages a claim takes within `shares`: the oldest `limit` first, and, only
+    if some were passed over for a share they filled, the next ones up to
+    `_CANDIDATES_PER_CLAIM` times `limit` in all (what one read of them all would take).
+    """
+    most = limit * _CANDIDATES_PER_CLAIM if shares.may_fill(limit) else limit
+    passing_over = shares.full_orgs() or shares.full_hosts()
+    due = None
+    if passing_over:
+        due = _passing_over(_DUE, shares).limit(bindparam("b_limit")).offset(bindparam("b_offset"))
+    candidates: dict[int, _Candidate] = {}
+    params["b_limit"] = limit
+    while True:
+        if due is None:
+            found = prepared.rows(connection, _OLDEST_DUE, params)
+        else:
+            found = [tuple(row) for row in connection.execute(due, params)]
+        for row in map(_Candidate._make, found):
+            candidates.setdefault(row.id, row)  # a row read twice counts once
+        taken = _pick(list(candidates.values()), limit, shares)
+        params["b_offset"] += len(found)
+        if len(taken) == limit or len(found) < params["b_limit"] or params["b_offset"] >= most:
+            return taken
+        params["b_limit"] = most - params["b_offset"]
 
 
 def _pick(candidates: Sequence[_Candidate], limit: int, shares: Shares) -> dict[int, _Candidate]:
