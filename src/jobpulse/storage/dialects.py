@@ -49,6 +49,8 @@ class Dialect(Protocol):
     #: A writer batch that is one statement runs outside a transaction, the statement its
     #: own (where BEGIN and COMMIT are round trips of their own).
     commits_one_statement_alone: bool
+    #: `record_attempts` is one statement.
+    records_in_one_statement: bool
 
     def lock_jobs(self, connection: Connection, ids: Sequence[str]) -> list[Sequence[Any]]:
         """The rows (repository.SELECT_JOB's columns) of the jobs of `ids` that exist, locked

@@ -99,10 +99,14 @@ def run_batch(
 def _is_one_statement(connection: Connection, commands: Sequence[Command]) -> bool:
     """`commands` run together in one statement, which on this database may be a transaction
     of its own. A kind that can says so with `is_one_statement(commands)` (see
-    storage/creations.py).
+    storage/creations.py), a command alone with `is_one_statement_alone(dialect)`.
     """
-    if len(commands) < 2 or not dialect_of(connection).commits_one_statement_alone:
+    dialect = dialect_of(connection)
+    if not dialect.commits_one_statement_alone:
         return False
+    if len(commands) == 1:  # a lone command that can says so (see outbox.Recording)
+        is_alone_one_statement = getattr(commands[0], "is_one_statement_alone", None)
+        return is_alone_one_statement is not None and is_alone_one_statement(dialect)
     is_one_statement = getattr(commands[0], "is_one_statement", None)
     runs = _runs(connection, commands)
     return is_one_statement is not None and len(runs) == 1 and is_one_statement(commands)

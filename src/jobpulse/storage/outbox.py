@@ -33,7 +33,7 @@ from sqlalchemy import (
 from jobpulse.domain import OutboxMessage
 from jobpulse.errors import NotFoundError
 from jobpulse.storage import prepared
-from jobpulse.storage.dialects import dialect_of
+from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.tables import UTCDateTime, callback_attempts, jobs, outbox
 
 PENDING = "pending"
@@ -363,6 +363,23 @@ def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None
     follow_ups = [follow_up for _m, _a, follow_up in outcomes if follow_up is not None]
     if follow_ups:
         insert_messages(connection, follow_ups)
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A batch of attempts for the writer to record (see `record_attempts`): alone in its
+    writer batch, where that is one statement, it commits without BEGIN and COMMIT.
+    """
+
+    outcomes: Sequence[Outcome]
+
+    def __call__(self, connection: Connection) -> None:
+        record_attempts(connection, self.outcomes)
+
+    def is_one_statement_alone(self, dialect: Dialect) -> bool:
+        """Whether recording these is one statement: no alert follows any of them."""
+        follow_ups = any(follow_up is not None for _m, _a, follow_up in self.outcomes)
+        return dialect.records_in_one_statement and not follow_ups
 
 
 def record_each(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:

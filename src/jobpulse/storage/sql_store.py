@@ -122,7 +122,7 @@ class SqlJobStore(
         return await self.database.write_upkeep(outbox.claim_due, now, lease_until, limit, shares)
 
     async def record_attempts(self, outcomes: Sequence[outbox.Outcome]) -> None:
-        await self.database.write(outbox.record_attempts, outcomes)
+        await self.database.submit(outbox.Recording(outcomes))
 
     async def sweep_due(
         self, now: datetime, planner: Planner, limit: int, stale: StaleLimits | None

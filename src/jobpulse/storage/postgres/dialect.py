@@ -41,6 +41,7 @@ class PostgresDialect(PostgresReads, PostgresSchema):
     insert_jobs = staticmethod(writes.insert_jobs)
     insert_job = staticmethod(writes.insert_job)
     record_attempts = staticmethod(attempts.record_attempts)
+    records_in_one_statement = True
 
     def is_past(
         self, moment: ColumnElement[Any], seconds: ColumnElement[Any], now: datetime

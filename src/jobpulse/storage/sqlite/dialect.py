@@ -40,6 +40,7 @@ class SqliteDialect(SqliteReads, SqliteSchema):
     insert_jobs = staticmethod(writes.insert_jobs)
     insert_job = staticmethod(writes.insert_job)
     record_attempts = staticmethod(outbox.record_each)
+    records_in_one_statement = False
 
     def is_past(
         self, moment: ColumnElement[Any], seconds: ColumnElement[Any], now: datetime
