@@ -47,14 +47,20 @@ async def worker(url, database_url, count):
     store = open_store(settings)
     done = asyncio.Event()
     recorded = 0
-    record = store.record_attempts
-    async def counted(outcomes):
+    def tally(outcomes):
         nonlocal recorded
-        await record(outcomes)
         recorded += len(outcomes)
         if recorded >= count:
             done.set()
-    store.record_attempts = counted
+    record, claim = store.record_attempts, store.claim_outbox
+    async def recording(outcomes):
+        await record(outcomes)
+        tally(outcomes)
+    async def claiming(now, lease, limit, shares, outcomes=()):
+        claimed = await claim(now, lease, limit, shares, outcomes)
+        tally(outcomes)
+        return claimed
+    store.record_attempts, store.claim_outbox = recording, claiming
     async with new_client(settings) as http:
         deliverer = Deliverer(store, settings, http)
         task = asyncio.create_task(deliverer.run())

@@ -8,7 +8,8 @@ from datetime import datetime
 import pytest
 
 from jobpulse.errors import NotFoundError
-from jobpulse.storage.outbox import Attempt, Claimed, Shares
+from jobpulse.storage.dialects import dialect_of
+from jobpulse.storage.outbox import Attempt, Claimed, Recording, Shares
 from jobpulse.storage.store import JobStore
 from jobpulse.storage.tables import outbox as outbox_table
 from jobpulse.webhooks import payload
@@ -146,6 +147,39 @@ async def test_list_attempts_oldest_first(store: JobStore) -> None:
     assert {a["webhook_id"] for a in attempts} == {message.webhook_id}
     with pytest.raises(NotFoundError):
         await store.list_attempts(BOB, job.id)
+
+
+async def test_a_batch_of_attempts_alone_commits_as_one_statement_where_it_is_one(
+    store: JobStore,
+) -> None:
+    job = await ended_with_callback(store)
+    now = T0 + seconds(2)
+    [message] = await store.claim_outbox(now, now + LEASE, 10, None)
+    dialect = await database_of(store).read(dialect_of)
+    alert = payload.alert(HOOK, payload.CALLBACK_EXHAUSTED, {}, now)
+    failed = attempt(message, now, 500, None)
+    plain, alerting = Recording([(message, failed, None)]), Recording([(message, failed, alert)])
+    assert plain.is_one_statement_alone(dialect) == dialect.records_in_one_statement
+    assert not alerting.is_one_statement_alone(dialect)  # the alert is a statement more
+    await store.record_attempts([(message, failed, None)])
+    [kept] = await store.list_attempts(ALICE, job.id)
+    assert (kept["status_code"], kept["state"]) == (500, "failed")
+    assert await store.claim_outbox(now + LEASE, now + 2 * LEASE, 10, None) == []
+
+
+async def test_claim_outbox_records_the_attempts_it_is_given_first(store: JobStore) -> None:
+    job = await ended_with_callback(store)
+    second = await ended_with_callback(store)
+    now = T0 + seconds(2)
+    [message] = await store.claim_outbox(now, now + LEASE, 1, None)
+    retry_at = now + seconds(10)
+    outcome = (message, attempt(message, now, 503, retry_at), None)
+    [other] = await store.claim_outbox(now, now + LEASE, 10, None, [outcome])
+    assert other.job_id == second.id
+    [kept] = await store.list_attempts(ALICE, job.id)
+    assert (kept["status_code"], kept["state"], kept["attempt"]) == (503, "retrying", 1)
+    [again] = await store.claim_outbox(retry_at, retry_at + LEASE, 10, None)
+    assert (again.webhook_id, again.attempts) == (message.webhook_id, 1)
 
 
 async def test_requeue_callback_makes_it_due_again_with_its_webhook_id(store: JobStore) -> None:

@@ -382,6 +382,21 @@ class Recording:
         return dialect.records_in_one_statement and not follow_ups
 
 
+def record_and_claim(
+    connection: Connection,
+    recorded: Sequence[Outcome],
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    shares: Shares | None = None,
+) -> list[Claimed]:
+    """`record_attempts` of `recorded`, then `claim_due`, in the caller's transaction: a
+    worker's record of the attempts that ended since its last claim costs no commit of its own.
+    """
+    record_attempts(connection, recorded)
+    return claim_due(connection, now, lease_until, limit, shares)
+
+
 def record_each(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """`record_attempts` as three batches of a statement a row (callback_attempts' columns
     in `rows`, in the order the attempts ended: the last of a message or job is what stays).

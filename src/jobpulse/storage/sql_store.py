@@ -117,8 +117,17 @@ class SqlJobStore(
         )
 
     async def claim_outbox(
-        self, now: datetime, lease_until: datetime, limit: int, shares: outbox.Shares | None
+        self,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        shares: outbox.Shares | None,
+        recorded: Sequence[outbox.Outcome] = (),
     ) -> list[outbox.Claimed]:
+        if recorded:  # attempts recorded are changes, as record_attempts counts them
+            return await self.database.write(
+                outbox.record_and_claim, recorded, now, lease_until, limit, shares
+            )
         return await self.database.write_upkeep(outbox.claim_due, now, lease_until, limit, shares)
 
     async def record_attempts(self, outcomes: Sequence[outbox.Outcome]) -> None:

@@ -147,9 +147,16 @@ class JobStore(AlertStore, UsageStore, TokensStore, BulkStore, ViewStore, Protoc
         ...
 
     async def claim_outbox(
-        self, now: datetime, lease_until: datetime, limit: int, shares: Shares | None
+        self,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        shares: Shares | None,
+        recorded: Sequence[Outcome] = (),
     ) -> list[ClaimedMessage]:
-        """Hold up to `limit` due webhooks until `lease_until` (see outbox.claim_due)."""
+        """Hold up to `limit` due webhooks until `lease_until` (see outbox.claim_due), having
+        recorded the attempts `recorded` in the same transaction (see `record_attempts`).
+        """
         ...
 
     async def record_attempts(self, outcomes: Sequence[Outcome]) -> None:

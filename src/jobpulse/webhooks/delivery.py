@@ -36,6 +36,7 @@ from jobpulse.storage.store import JobStore
 from jobpulse.telemetry import tracer, tracing_enabled
 from jobpulse.webhooks import guard, payload, policy, signing
 from jobpulse.webhooks.fairness import FairQueue, Taken
+from jobpulse.webhooks.recorder import Recorder
 from jobpulse.webhooks.sender import AiohttpSender, Sender, SendError
 
 logger = logging.getLogger("jobpulse.webhooks")
@@ -44,42 +45,6 @@ logger = logging.getLogger("jobpulse.webhooks")
 def new_client(settings: Settings) -> AiohttpSender:
     """The sender deliveries use (an async context manager that closes it)."""
     return AiohttpSender(settings)
-
-
-class Recorder:
-    """Writes attempts in batches: every attempt that ends while a batch is being written
-    goes into the next one, so a burst costs a few statements, not several per message.
-    A delivery does not wait for its record: its message stays leased until it is written.
-    """
-
-    def __init__(self, store: JobStore) -> None:
-        self._store = store
-        self._pending: list[outbox.Outcome] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    def add(self, outcome: outbox.Outcome) -> None:
-        """Record `outcome` with the next batch (if that fails, the lease runs out and the
-        message is sent again).
-        """
-        self._pending.append(outcome)
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
-
-    async def flush(self) -> None:
-        """Return once every outcome added so far is written (or has failed)."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
-
-    async def _write_all(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    await self._store.record_attempts(batch)
-                except Exception:
-                    logger.exception("could not record %d delivery attempts", len(batch))
-        finally:
-            self._writer = None
 
 
 class Deliverer:
@@ -128,7 +93,7 @@ class Deliverer:
         self._drained.set()
         #: Set when at most half the capacity is ready or in flight.
         self._room = asyncio.Event()
-        self._recorder = Recorder(store)
+        self._recorder = Recorder(store, self.metrics)
         self._stopping = False
         self._schedule = settings.retry_schedule
         self._signer = signing.Signer(settings.webhook_secret)
@@ -225,7 +190,12 @@ class Deliverer:
         shares = outbox.Shares(
             self._org_held_max, self._host_held_max, dict(self._held_org), dict(self._held_host)
         )
-        claimed = await self.store.claim_outbox(now, lease, limit, shares)
+        recorded = self._recorder.take()
+        try:
+            claimed = await self.store.claim_outbox(now, lease, limit, shares, recorded)
+        except Exception:
+            self._recorder.give_back(recorded)
+            raise
         if claimed:
             self._held += len(claimed)
             self._drained.clear()
@@ -279,7 +249,6 @@ class Deliverer:
         if self._now() > latest_start:
             return  # it waited too long for a sender: the next claim after the lease sends it
         attempt, follow_up = await self._attempt(message)
-        self.metrics.child(self.metrics.callbacks, message.event_type, attempt.state).inc()
         self.metrics.callback_latency.observe(attempt.duration_ms / 1000)
         self._recorder.add((message, attempt, follow_up))
 
