@@ -20,7 +20,7 @@ logger = logging.getLogger("jobpulse.webhooks")
 #: How long an attempt waits to be written with the next claim, in its transaction, before
 #: it is written in a batch of its own: while a backlog drains, claims come every few
 #: milliseconds and carry the record of all that ended since the last.
-WAIT_FOR_CLAIM_S = 0.05
+WAIT_FOR_CLAIM_S = 0.1
 
 
 class Recorder:
@@ -70,9 +70,12 @@ class Recorder:
 
     async def _write_all(self) -> None:
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._now.wait(), WAIT_FOR_CLAIM_S)
-            while self._pending or self._returned:
+            while True:
+                if not self._now.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._now.wait(), WAIT_FOR_CLAIM_S)
+                if not (self._pending or self._returned):
+                    return  # a claim took them all
                 fresh, self._pending = self._pending, []
                 batch, self._returned = [*self._returned, *fresh], []
                 self._count(fresh)
