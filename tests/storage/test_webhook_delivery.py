@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -192,3 +192,45 @@ async def test_private_callback_urls_are_refused(database_url: str, url: str) ->
         assert (await jobs.count_jobs(ALICE)).total == 1
     finally:
         await jobs.close()
+
+
+async def test_attempts_a_failed_claim_carried_are_recorded_alone(
+    database_url: str, receiver: Receiver
+) -> None:
+    # Claims every 20 ms: the attempt ends while claims come, and the next one carries it.
+    settings = Settings(database_url=database_url, webhook_allow_private=True, webhook_poll_s=0.02)
+    store = open_store(settings)
+    jobs = JobManager(store, allow_private_callbacks=True)
+    claim = store.claim_outbox
+    carried: list[Sequence[outbox.Outcome]] = []
+
+    async def claim_failing_once(
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        shares: outbox.Shares | None,
+        recorded: Sequence[outbox.Outcome] = (),
+    ) -> list[outbox.Claimed]:
+        if recorded and not carried:  # the first claim that carries attempts
+            carried.append(recorded)
+            raise ConnectionError("the database went away")
+        return await claim(now, lease_until, limit, shares, recorded)
+
+    store.claim_outbox = claim_failing_once  # type: ignore[method-assign]
+    try:
+        job = await jobs.create_job(ALICE, status="running", callback_url=receiver.url)
+        await jobs.update_job(ALICE, job.id, status="completed")
+        async with new_client(settings) as http:
+            deliverer = Deliverer(store, settings, http)
+            worker = asyncio.create_task(deliverer.run())
+            deadline = time.monotonic() + 10
+            while not await jobs.list_callbacks(ALICE, job.id):
+                assert time.monotonic() < deadline, "the attempt was never recorded"
+                await asyncio.sleep(0.02)
+            await deliverer.stop(worker)
+        assert len(carried) == 1
+        [attempt] = await jobs.list_callbacks(ALICE, job.id)
+        assert (attempt["attempt"], attempt["state"]) == (1, "delivered")
+        assert len(receiver.received) == 1  # recorded, so not sent again
+    finally:
+        await store.close()
