@@ -45,10 +45,10 @@ class Creation:
 
     @staticmethod
     def is_one_statement(requests: Sequence[Creation]) -> bool:
-        """Whether storing `requests` together is one statement: no idempotency key to look
-        up first.
+        """Whether storing `requests` together is one statement: several (one alone takes a
+        savepoint), and no idempotency key to look up first.
         """
-        return all(request.idempotency_key is None for request in requests)
+        return len(requests) > 1 and all(request.idempotency_key is None for request in requests)
 
     @staticmethod
     def run_together(
