@@ -33,7 +33,12 @@ class Creation:
     idempotency_key: str | None
 
     def __call__(self, connection: Connection) -> tuple[Job, bool]:
-        """Alone: see `insert_job`."""
+        """Alone: see `insert_job`; with no idempotency key, as a batch of one (its statements
+        need no savepoint).
+        """
+        if self.idempotency_key is None:
+            [(_, made)] = _create_together(connection, [self])
+            return made  # type: ignore[no-any-return]
         return insert_job(connection, self.job, self.idempotency_key)
 
     @staticmethod
@@ -45,10 +50,10 @@ class Creation:
 
     @staticmethod
     def is_one_statement(requests: Sequence[Creation]) -> bool:
-        """Whether storing `requests` together is one statement: several (one alone takes a
-        savepoint), and no idempotency key to look up first.
+        """Whether storing `requests` together is one statement: no idempotency key to look
+        up first.
         """
-        return len(requests) > 1 and all(request.idempotency_key is None for request in requests)
+        return all(request.idempotency_key is None for request in requests)
 
     @staticmethod
     def run_together(
