@@ -70,10 +70,9 @@ def column_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return columns
 
 
-def written(job: Job) -> dict[str, Any]:
-    """The values of a job's written columns."""
-    values = column_values({name: getattr(job, name) for name in JOB_FIELDS})
-    return {name: values[name] for name in WRITTEN}
+def written(job: Job, names: Sequence[str] = WRITTEN) -> dict[str, Any]:
+    """The values of a job's written columns `names` (source_id with metadata)."""
+    return column_values({name: getattr(job, name) for name in names if name != "source_id"})
 
 
 def guarded(write: JobWrite) -> dict[str, Any]:

@@ -41,7 +41,6 @@ from jobpulse.storage import prepared
 from jobpulse.storage.changes import (
     FIXED,
     INSERTED,
-    WRITTEN,
     JobWrite,
     Queued,
     column_values,
@@ -165,20 +164,21 @@ def _with_deltas(written: Any, old: bool) -> Any:
 
 
 @functools.cache
-def _update_all(logged: bool, queued: bool) -> Any:
-    """Every changed job in one UPDATE, each where it is still the version it was read at,
-    with the deltas of those whose counted fields changed, and with `logged` and `queued`
-    the batch's history and outbox rows; it selects the ids of the jobs it updated.
+def _update_all(keys: tuple[str, ...], logged: bool, queued: bool) -> Any:
+    """Every changed job in one UPDATE of columns `keys` (`a_<key>`), each where it is still
+    the version it was read at, with the deltas of those whose counted fields changed, and
+    with `logged` and `queued` the batch's history and outbox rows; it selects the ids of the
+    jobs it updated.
     """
     olds = [f"old_{name}" for name in CHANGING]
     given = _given(
-        ("id", "version", *WRITTEN, *olds),
+        ("id", "version", *keys, *olds),
         {"version": BigInteger()} | dict(zip(olds, CHANGING, strict=True)),
     )
     updated = (
         update(jobs)
         .where(jobs.c.id == given.c.id, given.c.version == _VERSION)
-        .values({name: given.c[name] for name in WRITTEN})
+        .values({name: given.c[name] for name in keys})
         .returning(*_RETURNED, *(given.c[name] for name in olds))
         .cte("updated")
     )
@@ -256,8 +256,8 @@ def update_jobs(
 ) -> set[str]:
     """Write each job's change where the job is still the version it was read at, with its
     rollup delta, and the history rows `events` and outbox `messages` of the jobs written and
-    of jobs no write names, in one statement; the ids of the jobs written. One job writes
-    only its changed columns.
+    of jobs no write names, in one statement; the ids of the jobs written. It writes the
+    columns a change changed (in a batch, those any of its changes did).
     """
     if not writes:
         insert_events(connection, events)
@@ -272,15 +272,16 @@ def update_jobs(
         params |= {"b_id": write.locked.id, "b_version": write.version}
         params |= {f"old_{name}": getattr(write.locked, name) for name in CHANGING}
         statement = _update_one(tuple(sorted(columns)), bool(events), bool(messages))
-    else:
-        rows = [written(write.changed) for write in writes]
+    else:  # the columns any of them changed, each job's own value where it did not
+        keys = sorted({key for write in writes for key in column_values(write.values)})
+        rows = [written(write.changed, keys) for write in writes]
         params["a_id"] = params["b_writing"]
         params["a_version"] = [write.version for write in writes]
-        params |= {f"a_{name}": [row[name] for row in rows] for name in WRITTEN}
+        params |= {f"a_{name}": [row[name] for row in rows] for name in keys}
         params |= {
             f"a_old_{name}": [getattr(write.locked, name) for write in writes] for name in CHANGING
         }
-        statement = _update_all(bool(events), bool(messages))
+        statement = _update_all(tuple(keys), bool(events), bool(messages))
     return {row[0] for row in prepared.rows(connection, statement, params)}
 
 
