@@ -208,14 +208,14 @@ def _update_one(keys: tuple[str, ...], logged: bool, queued: bool) -> Any:
 
 
 @functools.cache
-def _insert_all(logged: bool) -> Any:
-    """New jobs in one INSERT, with their deltas, and with `logged` the history rows of the
-    batch; it selects their ids.
+def _insert_all(names: tuple[str, ...], logged: bool) -> Any:
+    """New jobs in one INSERT of columns `names` (`a_<name>`; the others NULL), with their
+    deltas, and with `logged` the history rows of the batch; it selects their ids.
     """
-    given = _given(INSERTED, {})
+    given = _given(names, {})
     inserted = (
         insert(jobs)
-        .from_select(INSERTED, select(*(given.c[name] for name in INSERTED)))
+        .from_select(names, select(*(given.c[name] for name in names)))
         .returning(*_RETURNED)
         .cte("inserted")
     )
@@ -289,10 +289,11 @@ def insert_jobs(
     connection: Connection, rows: Sequence[Mapping[str, Any]], events: Sequence[JobEvent]
 ) -> None:
     """Store new jobs' rows with their deltas, and the history rows `events`, in one
-    statement.
+    statement (which leaves out the columns NULL in every row: the table has no defaults).
     """
-    params = {f"a_{name}": [row[name] for row in rows] for name in INSERTED}
-    prepared.first(connection, _insert_all(bool(events)), params | _rows(events))
+    names = tuple(name for name in INSERTED if any(row[name] is not None for row in rows))
+    params = {f"a_{name}": [row[name] for row in rows] for name in names}
+    prepared.first(connection, _insert_all(names, bool(events)), params | _rows(events))
 
 
 def insert_job(connection: Connection, row: Mapping[str, Any]) -> None:
