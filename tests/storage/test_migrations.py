@@ -42,6 +42,18 @@ async def test_upgrade_head_on_an_empty_database_equals_the_models(
         assert wanted <= found[name], name
 
 
+async def test_no_column_of_a_job_has_a_default(empty_database_url: str) -> None:
+    # A batch of new jobs leaves out of its INSERT the columns NULL in all of them
+    # (storage/postgres/writes.py): a default would then take the place of that NULL.
+    await upgrade(empty_database_url)
+
+    def defaults(connection: Connection) -> dict[str, Any]:
+        columns = inspect(connection).get_columns("jobs")
+        return {column["name"]: column["default"] for column in columns if column["default"]}
+
+    assert await run_in_transaction(empty_database_url, defaults) == {}
+
+
 async def test_upgrade_is_repeatable(empty_database_url: str) -> None:
     await upgrade(empty_database_url)
     await upgrade(empty_database_url)

@@ -294,9 +294,10 @@ async def test_rollups_answer_as_a_scan_would(
         connection: Connection,
         changes: Sequence[changes_module.JobWrite],
         events: Sequence[JobEvent] = (),
-    ) -> int:
+        messages: Sequence[changes_module.Queued] = (),
+    ) -> set[str]:
         batches.append(len(changes))
-        return changes_module.update_jobs(connection, changes, events)
+        return changes_module.update_jobs(connection, changes, events, messages)
 
     monkeypatch.setattr(transitions, "update_jobs", written)
     made = await _workload(manager, clock, seed=1)

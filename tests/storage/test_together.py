@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.domain import Job, JobChange, JobStatus, Plan, plan_change
@@ -18,11 +19,13 @@ from jobpulse.errors import InvalidTransitionError, NotFoundError
 from jobpulse.storage.creations import Creation
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import jobs as jobs_table
-from jobpulse.storage.transitions import ChangedWhileLockedError, Transition, write_plans
+from jobpulse.storage.tables import outbox
+from jobpulse.storage.transitions import Transition, write_plans
 from tests.clock import T0, Clock
 from tests.sql import database_of
 
 ALICE = Actor("org-a", "alice")
+CALLBACK = "http://127.0.0.1:9/callback"
 BOB = Actor("org-a", "bob")
 STATUSES = ("pending", "running", "completed", "failed", "cancelled", "created")
 
@@ -90,33 +93,109 @@ async def test_one_requests_failure_is_its_own(jobs: JobManager) -> None:
     assert [(e.from_status, e.to_status) for e in rejected] == [("completed", "running")]
 
 
+def _finish(job: Job) -> Plan:
+    return plan_change(job, JobChange(status=JobStatus.COMPLETED), T0, ALICE.user_id)
+
+
+Batch = Callable[[Connection, str, list[str]], list[tuple[bool, Any]]]
+
+
+def _moved_once(values: dict[str, object]) -> Batch:
+    """A batch whose last request's job another writer changes to `values` after it was
+    read, the first time it is planned: the others finish their jobs.
+    """
+
+    def batch(connection: Connection, target: str, others: list[str]) -> list[tuple[bool, Any]]:
+        moved: list[str] = []
+
+        def planner(job: Job) -> Plan:
+            if not moved:  # a writer outside jobpulse, between the read and the write
+                moved.append(job.id)
+                connection.execute(
+                    update(jobs_table).where(jobs_table.c.id == job.id).values(values)
+                )
+            return _finish(job)
+
+        requests = [Transition(ALICE, job_id, _finish) for job_id in others]
+        return write_plans(connection, [*requests, Transition(ALICE, target, planner)])
+
+    return batch
+
+
+@pytest.mark.parametrize("neighbours", [0, 3])
+async def test_a_change_to_a_job_changed_meanwhile_is_planned_again(
+    jobs: JobManager, neighbours: int
+) -> None:
+    target = await jobs.create_job(ALICE, status="running", metadata={"a": 1})
+    others = [(await jobs.create_job(ALICE, status="running")).id for _ in range(neighbours)]
+    batch = _moved_once({"metadata": {"a": 1, "b": 2}})
+    outcomes = await database_of(jobs).write(lambda c: batch(c, target.id, others))
+    assert all(ok for ok, _ in outcomes)
+    done = await jobs.get_job(ALICE, target.id)
+    assert (done.status, done.metadata) == ("completed", {"a": 1, "b": 2})  # nothing lost
+    events = await jobs.list_events(ALICE, target.id)
+    assert [e.to_status for e in events] == ["running", "completed"]
+    for job_id in others:
+        assert (await jobs.get_job(ALICE, job_id)).status == "completed"
+
+
 @pytest.mark.parametrize("neighbours", [0, 3])
 async def test_a_change_planned_for_a_status_the_job_lost_is_refused(
     jobs: JobManager, neighbours: int
 ) -> None:
     target = await jobs.create_job(ALICE, status="running")
-    others = [(await jobs.create_job(ALICE)).id for _ in range(neighbours)]
-
-    def finish(job: Job) -> Plan:
-        return plan_change(job, JobChange(status=JobStatus.COMPLETED), T0, ALICE.user_id)
-
-    def moved_outside(connection: Connection) -> None:
-        def planner(job: Job) -> Plan:
-            # A writer outside jobpulse moves the job after it was read and locked.
-            moved = update(jobs_table).where(jobs_table.c.id == job.id).values(status="failed")
-            connection.execute(moved)
-            return finish(job)
-
-        requests = [Transition(ALICE, job_id, finish) for job_id in others]
-        write_plans(connection, [*requests, Transition(ALICE, target.id, planner)])
-
-    with pytest.raises(ChangedWhileLockedError):
-        await database_of(jobs).write(moved_outside)
-    assert (await jobs.get_job(ALICE, target.id)).status == "running"
+    others = [(await jobs.create_job(ALICE, status="running")).id for _ in range(neighbours)]
+    batch = _moved_once({"status": "failed"})
+    outcomes = await database_of(jobs).write(lambda c: batch(c, target.id, others))
+    ok, (_, plan) = outcomes[-1]
+    assert ok  # refused, the refusal recorded (the manager raises its error after)
+    assert isinstance(plan.error, InvalidTransitionError)
+    assert plan.error.current_status == "failed"  # planned again from what it became
+    assert (await jobs.get_job(ALICE, target.id)).status == "failed"
     events = await jobs.list_events(ALICE, target.id)
-    assert [e.to_status for e in events] == ["running"]  # no "completed" recorded
-    for job_id in others:  # the batch went with it
-        assert (await jobs.get_job(ALICE, job_id)).status == "created"
+    moves = [(e.from_status, e.to_status, e.applied) for e in events]
+    assert moves == [(None, "running", True), ("failed", "completed", False)]
+    for job_id in others:  # the neighbours are not held back by it
+        assert (await jobs.get_job(ALICE, job_id)).status == "completed"
+
+
+async def test_writers_of_two_managers_lose_no_change(database_url: str) -> None:
+    settings = Settings(database_url=database_url, postgres_writers=2, write_batch_max=16)
+    managers = [
+        JobManager(open_store(settings), Clock(), allow_private_callbacks=True) for _ in range(2)
+    ]
+    try:
+        made = [
+            await managers[0].create_job(ALICE, status="running", callback_url=CALLBACK)
+            for _ in range(2)
+        ]
+        ids = [job.id for job in made]
+        keys = [f"k{n}" for n in range(240)]
+        await asyncio.gather(
+            *(
+                managers[n % 2].update_job(ALICE, ids[n % 2 ^ n // 2 % 2], metadata={key: n})
+                for n, key in enumerate(keys)
+            )
+        )
+        for index, job_id in enumerate(ids):
+            job = await managers[1].get_job(ALICE, job_id)
+            mine = {key: n for n, key in enumerate(keys) if n % 2 ^ n // 2 % 2 == index}
+            assert job.metadata == mine  # every merge kept, whichever writer made it
+        ends = [
+            managers[n % 2].update_job(ALICE, ids[n % 2 ^ n // 2 % 2], status=status)
+            for n, status in enumerate(["completed", "failed"] * 8)
+        ]
+        await asyncio.gather(*ends, return_exceptions=True)  # one ending a job wins
+        rows = await database_of(managers[0]).read(
+            lambda c: c.execute(select(outbox.c.job_id, outbox.c.payload)).all()
+        )
+        for job_id in ids:
+            ended = await managers[1].get_job(ALICE, job_id)
+            [payload] = [payload for of, payload in rows if of == job_id]  # its one callback
+            assert payload["status"] == ended.status
+    finally:
+        for manager in managers:
+            await manager.close()
 
 
 async def test_creations_together_keep_idempotency(jobs: JobManager) -> None:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, update
 
-from jobpulse.domain import Job, JobEvent, JobStatus
+from jobpulse.domain import Job, JobEvent, JobStatus, OutboxMessage
 from jobpulse.storage.dialects import dialect_of
 from jobpulse.storage.rollups import CHANGING
 from jobpulse.storage.tables import jobs
@@ -38,18 +38,27 @@ UPDATE_GUARDED = update(jobs).where(
 
 
 class JobWrite(NamedTuple):
-    """One job's change: the job as locked, as changed, the fields that make the one of the
-    other, and the status its plan expected the stored job to have.
+    """One job's change: the job as read, as changed, the fields that make the one of the
+    other, the status its plan expected the stored job to have, and the version of its row
+    as read (see `Dialect.read_jobs`).
     """
 
     locked: Job
     changed: Job
     values: Mapping[str, Any]
     expected: JobStatus
+    version: Any = None
 
     def counted_changed(self) -> bool:
         """A field the rollups count changed."""
         return any(getattr(self.locked, name) != getattr(self.changed, name) for name in CHANGING)
+
+
+class Queued(NamedTuple):
+    """An outbox message a change queues, and the job whose write it goes in with."""
+
+    change_of: str
+    message: OutboxMessage
 
 
 def column_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,10 +70,9 @@ def column_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return columns
 
 
-def written(job: Job) -> dict[str, Any]:
-    """The values of a job's written columns."""
-    values = column_values({name: getattr(job, name) for name in JOB_FIELDS})
-    return {name: values[name] for name in WRITTEN}
+def written(job: Job, names: Sequence[str] = WRITTEN) -> dict[str, Any]:
+    """The values of a job's written columns `names` (source_id with metadata)."""
+    return column_values({name: getattr(job, name) for name in names if name != "source_id"})
 
 
 def guarded(write: JobWrite) -> dict[str, Any]:
@@ -78,14 +86,18 @@ def created_delta(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def update_jobs(
-    connection: Connection, writes: Sequence[JobWrite], events: Sequence[JobEvent] = ()
-) -> int:
-    """Write each job's change where it still has the status its plan expected, with its
-    rollup delta, and the history rows `events`; how many jobs were written.
+    connection: Connection,
+    writes: Sequence[JobWrite],
+    events: Sequence[JobEvent] = (),
+    messages: Sequence[Queued] = (),
+) -> set[str]:
+    """Write each job's change where the job is still as read, with its rollup delta; and
+    the history rows `events` and outbox `messages` of the jobs written and of jobs no write
+    names. The ids of the jobs written.
     """
-    if not writes and not events:
-        return 0
-    return dialect_of(connection).update_jobs(connection, writes, events)
+    if not writes and not events and not messages:
+        return set()
+    return dialect_of(connection).update_jobs(connection, writes, events, messages)
 
 
 def insert_jobs(

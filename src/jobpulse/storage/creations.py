@@ -33,7 +33,12 @@ class Creation:
     idempotency_key: str | None
 
     def __call__(self, connection: Connection) -> tuple[Job, bool]:
-        """Alone: see `insert_job`."""
+        """Alone: see `insert_job`; with no idempotency key, as a batch of one (its statements
+        need no savepoint).
+        """
+        if self.idempotency_key is None:
+            [(_, made)] = _create_together(connection, [self])
+            return made  # type: ignore[no-any-return]
         return insert_job(connection, self.job, self.idempotency_key)
 
     @staticmethod

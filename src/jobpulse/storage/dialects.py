@@ -19,7 +19,7 @@ from jobpulse.domain import JobEvent
 from jobpulse.stats.windows import Bucket
 
 if TYPE_CHECKING:
-    from jobpulse.storage.changes import JobWrite
+    from jobpulse.storage.changes import JobWrite, Queued
     from jobpulse.storage.prepared import Driver
 
 
@@ -58,11 +58,27 @@ class Dialect(Protocol):
         """
         ...
 
+    def read_jobs(
+        self, connection: Connection, ids: Sequence[str], locked: bool
+    ) -> list[Sequence[Any]]:
+        """The rows of the jobs of `ids` that exist, in id order, for changes `update_jobs`
+        writes where each is still as read: repository.SELECT_JOB's columns, then the row's
+        version (None where the database keeps none, its one writer holding every job until
+        it commits); `locked` until the transaction ends, or not.
+        """
+        ...
+
     def update_jobs(
-        self, connection: Connection, writes: Sequence[JobWrite], events: Sequence[JobEvent]
-    ) -> int:
-        """Write each job's change where the job has the status its plan expected, with its
-        rollup delta, and the history rows `events`; how many jobs were written.
+        self,
+        connection: Connection,
+        writes: Sequence[JobWrite],
+        events: Sequence[JobEvent],
+        messages: Sequence[Queued],
+    ) -> set[str]:
+        """Write each job's change where the job is still as read (its version, else the
+        status its plan expected), with its rollup delta; and the history rows `events` and
+        outbox `messages` of the jobs written and of jobs no write names. The ids of the jobs
+        written.
         """
         ...
 

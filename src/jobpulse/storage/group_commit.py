@@ -61,6 +61,12 @@ def _runs(connection: Connection, commands: Sequence[Command]) -> list[list[Comm
     return runs
 
 
+class NeedsTransactionError(Exception):
+    """The outcome of a command run with no transaction around it that must run again in
+    one (see storage/transitions.py): the writer does so at once.
+    """
+
+
 def run_batch(
     connection: Connection,
     commands: Sequence[Command],
@@ -68,18 +74,40 @@ def run_batch(
 ) -> list[tuple[bool, Any]]:
     """Run `commands` in one transaction, and after them the commands `then()` gives (changes
     that came in meanwhile); fall back to one transaction each on an error. The outcomes are
-    those of `commands`, then of `then()`'s. Commands that run together in one statement,
-    where the database says a statement alone may be its own transaction, run without one.
+    those of `commands`, then of `then()`'s.
 
-    A JobPulseError from a command goes back to its caller without undoing the batch:
-    commands raise those before they write anything.
+    Commands that write in one statement, where the database says a statement alone may be
+    its own transaction, run without one; those whose outcome is `NeedsTransactionError`
+    then run again, in a transaction. A JobPulseError from a command goes back to its caller
+    without undoing the batch: commands raise those before they write anything.
     """
+    if then is not None or not _is_one_statement(connection, commands):
+        return _in_transaction(connection, commands, then)
+    try:
+        with _autocommit(connection):
+            outcomes = _run_all(connection, commands)
+    except Exception as exc:  # the one statement, all or nothing, wrote nothing
+        return _each_alone(connection, commands, exc)
+    again = [
+        n
+        for n, (ok, value) in enumerate(outcomes)
+        if not ok and type(value) is NeedsTransactionError
+    ]
+    if again:
+        redone = _in_transaction(connection, [commands[n] for n in again])
+        for n, outcome in zip(again, redone, strict=True):
+            outcomes[n] = outcome
+    return outcomes
+
+
+def _in_transaction(
+    connection: Connection,
+    commands: Sequence[Command],
+    then: Callable[[], Sequence[Command]] | None = None,
+) -> list[tuple[bool, Any]]:
     ran = list(commands)
     try:
         outcomes: list[tuple[bool, Any]] = []
-        if then is None and _is_one_statement(connection, commands):
-            with _autocommit(connection):
-                return _run_all(connection, commands)
         with connection.begin():
             outcomes += _run_all(connection, commands)
             if then is not None:
@@ -88,38 +116,55 @@ def run_batch(
                 outcomes += _run_all(connection, joined)
         return outcomes
     except Exception as exc:
-        # Whatever the failure left on the connection (an open cursor, a savepoint, a broken
-        # socket) goes with it: the next statement reconnects and starts clean.
-        connection.invalidate()
-        if len(ran) == 1:
-            return [(False, translate_error(exc))]
-    return [run_batch(connection, [command])[0] for command in ran]
+        return _each_alone(connection, ran, exc)
+
+
+def _each_alone(
+    connection: Connection, commands: Sequence[Command], exc: Exception
+) -> list[tuple[bool, Any]]:
+    """After `exc` undid `commands`: each run again on its own (its outcome `exc` if alone)."""
+    # Whatever the failure left on the connection (an open cursor, a savepoint, a broken
+    # socket) goes with it: the next statement reconnects and starts clean.
+    connection.invalidate()
+    if len(commands) == 1:
+        return [(False, translate_error(exc))]
+    return [run_batch(connection, [command])[0] for command in commands]
 
 
 def _is_one_statement(connection: Connection, commands: Sequence[Command]) -> bool:
-    """`commands` run together in one statement, which on this database may be a transaction
-    of its own. A kind that can says so with `is_one_statement(commands)` (see
-    storage/creations.py), a command alone with `is_one_statement_alone(dialect)`.
+    """`commands` run together write in one statement, which on this database may be a
+    transaction of its own. A kind that can says so with `is_one_statement(commands)` (see
+    storage/creations.py, storage/transitions.py), a command alone with
+    `is_one_statement_alone(dialect)` (see outbox.Recording).
     """
     dialect = dialect_of(connection)
     if not dialect.commits_one_statement_alone:
         return False
-    if len(commands) == 1:  # a lone command that can says so (see outbox.Recording)
-        is_alone_one_statement = getattr(commands[0], "is_one_statement_alone", None)
-        return is_alone_one_statement is not None and is_alone_one_statement(dialect)
+    is_alone_one_statement = getattr(commands[0], "is_one_statement_alone", None)
+    if len(commands) == 1 and is_alone_one_statement is not None:
+        return bool(is_alone_one_statement(dialect))
     is_one_statement = getattr(commands[0], "is_one_statement", None)
-    runs = _runs(connection, commands)
-    return is_one_statement is not None and len(runs) == 1 and is_one_statement(commands)
+    if is_one_statement is None or len(_runs(connection, commands)) > 1:
+        return False
+    return bool(is_one_statement(commands))
 
 
 @contextlib.contextmanager
 def _autocommit(connection: Connection) -> Iterator[None]:
     """No transaction around the statements run within: each is its own."""
-    connection.execution_options(isolation_level="AUTOCOMMIT")
+    connection.execution_options(isolation_level=_AUTOCOMMIT)
     try:
         yield
     finally:
         connection.execution_options(isolation_level=connection.default_isolation_level)
+
+
+_AUTOCOMMIT = "AUTOCOMMIT"
+
+
+def commits_each_statement(connection: Connection) -> bool:
+    """Whether `connection` runs with no transaction around its statements (`_autocommit`)."""
+    return connection.get_execution_options().get("isolation_level") == _AUTOCOMMIT
 
 
 def _run_all(connection: Connection, commands: Sequence[Command]) -> list[tuple[bool, Any]]:
@@ -131,7 +176,7 @@ def _run_all(connection: Connection, commands: Sequence[Command]) -> list[tuple[
             continue
         try:
             outcomes.append((True, run[0](connection)))
-        except JobPulseError as exc:
+        except (JobPulseError, NeedsTransactionError) as exc:
             outcomes.append((False, exc))
     return outcomes
 

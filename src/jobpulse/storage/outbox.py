@@ -89,8 +89,12 @@ def encode_body(payload: Any) -> str | None:
         return None
 
 
-def _message_rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
-    """The outbox rows that queue `messages`."""
+#: The columns of a queued message's row (all but its number).
+MESSAGE_FIELDS = tuple(column.name for column in outbox.columns if column.name != "id")
+
+
+def message_rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
+    """The outbox rows that queue `messages` (their `MESSAGE_FIELDS`)."""
     return [
         {
             "webhook_id": message.webhook_id,
@@ -114,7 +118,7 @@ def _message_rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
 def insert_messages(connection: Connection, messages: Sequence[OutboxMessage]) -> None:
     """Queue messages for delivery, in the caller's transaction (one batch on the driver)."""
     if messages:
-        prepared.write_many(connection, _INSERT_MESSAGE, _message_rows(messages))
+        prepared.write_many(connection, _INSERT_MESSAGE, message_rows(messages))
 
 
 @dataclass(frozen=True, slots=True)

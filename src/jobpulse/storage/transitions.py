@@ -1,36 +1,40 @@
-"""Changes to existing jobs: lock the jobs, let the domain plan each change, write them.
+"""Changes to existing jobs: read the jobs, let the domain plan each change, write them.
 
 Every change goes through `write_plans`, alone or with others of a writer batch (a lone change
-is a batch of one): the jobs are locked (FOR UPDATE on PostgreSQL; SQLite has one writer) in
-id order, each request is planned in queue order by the pure rules (several requests for one
-job see each other's changes), then the changed jobs are written, each guarded by the status
-its plan expected (see storage/changes.py), and the history and outbox rows inserted. A
-request for a job the caller may not see, or one its rules refuse, gets its own outcome; the
-others commit. A job found in another status than planned fails the batch (the writer then
-runs each request alone, and that one fails on its own).
+is a batch of one): the jobs are read in id order, each request is planned in queue order by
+the pure rules (several requests for one job see each other's changes), then the changed jobs
+are written, each where it is still as read (the version of its row on PostgreSQL; SQLite's
+one writer holds every job), with the history and outbox rows of the jobs written. A request
+for a job the caller may not see, or one its rules refuse, gets its own outcome; the others
+commit.
+
+On PostgreSQL a writer batch of transitions runs with no transaction around it: the jobs are
+read with no lock and written in one statement, which commits alone. The requests of a job
+another writer changed in between are then run again in a transaction, which reads the jobs
+locked (see storage/group_commit.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
 
-from jobpulse.domain import Actor, Job, JobEvent, JobStatus, OutboxMessage, Plan
+from jobpulse.domain import Actor, Job, JobEvent, JobStatus, Plan
 from jobpulse.errors import JobPulseError, NotFoundError
-from jobpulse.storage.changes import JobWrite, update_jobs
+from jobpulse.storage.changes import JobWrite, Queued, update_jobs
 from jobpulse.storage.dialects import Dialect, dialect_of
-from jobpulse.storage.outbox import insert_messages
+from jobpulse.storage.group_commit import NeedsTransactionError, commits_each_statement
 from jobpulse.storage.repository import is_job_id, sees, to_job
 
 
 class ChangedWhileLockedError(RuntimeError):
-    """A job was not in the status its change was planned for: a writer outside jobpulse
-    changed it under the lock, or the plan did not expect the job's status.
+    """A job was not as its change was planned for though locked: a writer outside jobpulse
+    changed it in the same transaction, or the plan did not expect the job's status.
 
-    Not a JobPulseError: it comes after writes, so it undoes the batch (see group_commit).
+    Not a JobPulseError: it undoes the batch (see group_commit).
     """
 
 
@@ -55,6 +59,11 @@ class Transition:
         return dialect.shares_transitions
 
     @staticmethod
+    def is_one_statement(requests: Sequence[Transition]) -> bool:
+        """`requests` write in one statement (their read changes nothing)."""
+        return True
+
+    @staticmethod
     def run_together(
         connection: Connection, requests: Sequence[Transition]
     ) -> list[tuple[bool, Any]]:
@@ -65,19 +74,23 @@ class Transition:
 def apply_plan(
     connection: Connection, actor: Actor, job_id: str, planner: Callable[[Job], Plan]
 ) -> tuple[Job, Plan]:
-    """Lock the job, plan the change, write it; the job as it now is, and the plan."""
+    """Read the job, plan the change, write it; the job as it now is, and the plan."""
     return Transition(actor, job_id, planner)(connection)
 
 
 @dataclass(slots=True)
 class _Planned:
-    """One locked job through a batch's plans: as locked, as it now is, what changed."""
+    """One job read for a round's plans: as read, as it now is, what changed, and the
+    outcomes of its requests (by their index in the batch), final once it is written.
+    """
 
     locked: Job
     job: Job
+    version: Any
     #: The status the first plan for the job expected: the stored job's, if no one else's.
     expected: JobStatus | None = None
     values: dict[str, Any] | None = None
+    outcomes: list[tuple[int, tuple[bool, Any]]] = field(default_factory=list)
 
     def apply(self, plan: Plan) -> None:
         if plan.expected != self.job.status:
@@ -93,37 +106,78 @@ class _Planned:
     def write(self) -> JobWrite | None:
         if self.values is None or self.expected is None:
             return None
-        return JobWrite(self.locked, self.job, self.values, self.expected)
+        return JobWrite(self.locked, self.job, self.values, self.expected, self.version)
 
 
 def write_plans(connection: Connection, requests: Sequence[Transition]) -> list[tuple[bool, Any]]:
-    """Lock, plan and write `requests` in the caller's transaction; each one's outcome:
-    (True, (job as it now is, plan)) or (False, the JobPulseError it gets).
+    """Read, plan and write `requests`; each one's outcome: (True, (job as it now is, plan)),
+    (False, the JobPulseError it gets), or with no transaction around it (False,
+    NeedsTransactionError) for the requests of a job another writer changed between the
+    read and the write.
+
+    In a transaction the jobs are read locked; one changed all the same (a writer outside
+    jobpulse, in the same transaction) is read and planned again, once.
     """
-    ids = sorted({request.job_id for request in requests if is_job_id(request.job_id)})
-    found = dialect_of(connection).lock_jobs(connection, ids) if ids else []
-    planned = {job.id: _Planned(job, job) for job in map(to_job, found)}
-    outcomes: list[tuple[bool, Any]] = []
+    outcomes: list[tuple[bool, Any]] = [(False, None)] * len(requests)
+    locked = not commits_each_statement(connection)
+    waiting = _write_round(connection, requests, range(len(requests)), outcomes, locked)
+    if waiting and not locked:
+        return _ended(outcomes, waiting, NeedsTransactionError())
+    if waiting and _write_round(connection, requests, waiting, outcomes, locked):
+        named = ", ".join(sorted({requests[index].job_id for index in waiting}))
+        raise ChangedWhileLockedError(f"a job of {named} kept changing while locked")
+    return outcomes
+
+
+def _ended(
+    outcomes: list[tuple[bool, Any]], waiting: Sequence[int], error: Exception
+) -> list[tuple[bool, Any]]:
+    for index in waiting:
+        outcomes[index] = (False, error)
+    return outcomes
+
+
+def _write_round(
+    connection: Connection,
+    requests: Sequence[Transition],
+    waiting: Sequence[int],
+    outcomes: list[tuple[bool, Any]],
+    locked: bool,
+) -> list[int]:
+    """Read (`locked`, or not), plan and write the requests `waiting` (by index), setting
+    their `outcomes`; those of jobs another writer changed since the read are left to plan
+    again: their indices.
+    """
+    ids = sorted({job_id for index in waiting if is_job_id(job_id := requests[index].job_id)})
+    planned: dict[str, _Planned] = {}
+    for row in dialect_of(connection).read_jobs(connection, ids, locked) if ids else []:
+        job = to_job(row[:-1])
+        planned[job.id] = _Planned(job, job, row[-1])
     events: list[JobEvent] = []
-    messages: list[OutboxMessage] = []
-    for request in requests:
+    messages: list[Queued] = []
+    for index in waiting:
+        request = requests[index]
         entry = planned.get(request.job_id)
         if entry is None or not sees(request.actor, entry.job):
-            outcomes.append((False, NotFoundError(f"job {request.job_id} not found")))
+            outcomes[index] = (False, NotFoundError(f"job {request.job_id} not found"))
             continue
         try:
             plan = request.planner(entry.job)
         except JobPulseError as exc:
-            outcomes.append((False, exc))
+            entry.outcomes.append((index, (False, exc)))
             continue
         entry.apply(plan)
         if plan.event is not None:
             events.append(plan.event)
-        messages.extend(plan.outbox)
-        outcomes.append((True, (entry.job, plan)))
+        messages.extend(Queued(entry.job.id, message) for message in plan.outbox)
+        entry.outcomes.append((index, (True, (entry.job, plan))))
     writes = [write for entry in planned.values() if (write := entry.write()) is not None]
-    if update_jobs(connection, writes, events) != len(writes):
-        named = ", ".join(write.locked.id for write in writes)
-        raise ChangedWhileLockedError(f"a job of {named} changed while locked")
-    insert_messages(connection, messages)
-    return outcomes
+    written = update_jobs(connection, writes, events, messages)
+    again: list[int] = []
+    for entry in planned.values():
+        if entry.values is None or entry.job.id in written:
+            for index, outcome in entry.outcomes:
+                outcomes[index] = outcome
+        else:
+            again.extend(index for index, _ in entry.outcomes)
+    return sorted(again)

@@ -37,6 +37,7 @@ class PostgresDialect(PostgresReads, PostgresSchema):
     #: BEGIN and COMMIT are round trips too: a batch of one statement goes without them.
     commits_one_statement_alone = True
     lock_jobs = staticmethod(writes.lock_jobs)
+    read_jobs = staticmethod(writes.read_jobs)
     update_jobs = staticmethod(writes.update_jobs)
     insert_jobs = staticmethod(writes.insert_jobs)
     insert_job = staticmethod(writes.insert_job)

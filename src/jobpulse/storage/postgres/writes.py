@@ -3,9 +3,15 @@
 The values go as one array a column, `unnest`ed into the rows an INSERT … SELECT stores or an
 UPDATE … FROM joins the jobs with, and data-modifying CTEs of the same statement append a
 delta for each new job and each job whose counted fields changed (their old values are in the
-arrays too, the new ones come back from the UPDATE) and the history rows of the batch (their
-values arrays too). Each statement is a round trip here, so a row trigger's per-row PL/pgSQL,
-or a statement a row, would cost more than the arrays.
+arrays too, the new ones come back from the UPDATE), the history rows and the outbox messages
+of the batch (their values arrays too). Each statement is a round trip here, so a row
+trigger's per-row PL/pgSQL, or a statement a row, would cost more than the arrays.
+
+Changed jobs are read without a lock and written where each is still the row version it was
+read at (its `xmin`, the transaction that wrote it): the one statement commits on its own,
+with no BEGIN, lock and COMMIT round trips around it, and a job another writer changed
+meanwhile is left as that writer made it, for its change to be planned again (see
+storage/transitions.py).
 """
 
 from __future__ import annotations
@@ -14,7 +20,20 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, String, any_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    all_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from jobpulse.domain import JobEvent
@@ -22,13 +41,12 @@ from jobpulse.storage import prepared
 from jobpulse.storage.changes import (
     FIXED,
     INSERTED,
-    UPDATE_GUARDED,
-    WRITTEN,
     JobWrite,
+    Queued,
     column_values,
-    guarded,
     written,
 )
+from jobpulse.storage.outbox import MESSAGE_FIELDS, insert_messages, message_rows
 from jobpulse.storage.repository import (
     EVENT_FIELDS,
     LOCK_ONE,
@@ -37,16 +55,29 @@ from jobpulse.storage.repository import (
     insert_events,
 )
 from jobpulse.storage.rollups import CHANGING
-from jobpulse.storage.tables import job_events, job_rollup_deltas, jobs
+from jobpulse.storage.tables import Json, job_events, job_rollup_deltas, jobs, outbox
 
-#: What a written job's statement returns for its delta: its counted fields.
-_RETURNED = tuple(jobs.c[name] for name in (*FIXED, *CHANGING))
+#: What a written job's statement returns for its delta: its counted fields, and its id.
+_RETURNED = tuple(jobs.c[name] for name in ("id", *FIXED, *CHANGING))
 #: Every job of a batch, locked in id order (one array parameter, one statement).
 _LOCK_ALL = (
     SELECT_JOB.where(jobs.c.id == any_(bindparam("b_ids", type_=ARRAY(String))))
     .order_by(jobs.c.id)
     .with_for_update()
 )
+#: A job row's version: the id of the transaction that wrote it, as a number.
+_VERSION = literal_column("jobs.xmin::text::bigint", BigInteger)
+_READ_ALL = (
+    SELECT_JOB.add_columns(_VERSION)
+    .where(jobs.c.id == any_(bindparam("b_ids", type_=ARRAY(String))))
+    .order_by(jobs.c.id)
+)
+_READ_ONE = SELECT_JOB.add_columns(_VERSION).where(jobs.c.id == bindparam("b_id"))
+#: Every job of a batch with its version (one job, and many), by whether it is locked.
+_READS = {
+    False: (_READ_ONE, _READ_ALL),
+    True: (_READ_ONE.with_for_update(), _READ_ALL.with_for_update()),
+}
 
 
 def _bound(names: Sequence[str]) -> dict[str, Any]:
@@ -54,39 +85,70 @@ def _bound(names: Sequence[str]) -> dict[str, Any]:
     return {name: bindparam(f"v_{name}", type_=jobs.c[name].type) for name in names}
 
 
-def _given(names: Sequence[str], types: Mapping[str, str], table: Any = jobs) -> Any:
-    """Rows of columns `names` from one array parameter each (`a_<name>`, `e_<name>` for
-    the history's), typed as the `table` column `types` names (its own name's if none).
+#: The array parameters' prefix of each table's rows.
+_PREFIXES = {jobs: "a", job_events: "e", outbox: "m"}
+
+
+def _given(names: Sequence[str], types: Mapping[str, Any], table: Any = jobs) -> Any:
+    """Rows of columns `names` from one array parameter each (`a_<name>`; `e_<name>` for the
+    history's, `m_<name>` for the outbox's), typed as `types` says: the type, or the name of
+    the `table` column, it gives (the column of its own name if none).
     """
     arrays = []
-    prefix = "a" if table is jobs else "e"
+    prefix = _PREFIXES[table]
     for name in names:
-        item = table.c[types.get(name, name)].type
-        array = ARRAY(JSONB() if name == "metadata" else item)
+        item = types.get(name, name)
+        item = table.c[item].type if isinstance(item, str) else item
+        array = ARRAY(JSONB() if isinstance(item, Json) else item)
         arrays.append(bindparam(f"{prefix}_{name}", type_=array))
     return func.unnest(*arrays).table_valued(*names).render_derived(name=f"given_{prefix}")
 
 
-def _history() -> Any:
-    """A data-modifying CTE inserting history rows from arrays (`e_<field>`)."""
-    given = _given(EVENT_FIELDS, {}, job_events)
-    rows = select(*(given.c[name] for name in EVENT_FIELDS))
-    return insert(job_events).from_select(EVENT_FIELDS, rows).cte("history")
+def _appended(table: Any, names: Sequence[str], job: str, updated: Any = None) -> Any:
+    """A data-modifying CTE inserting `table`'s rows (columns `names`) from arrays; with
+    `updated` (the CTE of an UPDATE), only the rows whose `job` (an array of those) it wrote,
+    or the statement does not write (`b_writing`): a job left unwritten keeps no history or
+    message of the change.
+    """
+    given = _given((*names, job) if job not in names else names, {job: String()}, table)
+    rows = select(*(given.c[name] for name in names))
+    if updated is not None:
+        writing = bindparam("b_writing", type_=ARRAY(String))
+        of = given.c[job]
+        rows = rows.where(or_(of.in_(select(updated.c.id)), of != all_(writing)))
+    return insert(table).from_select(names, rows).cte(f"appended_{_PREFIXES[table]}")
 
 
-def _logged(statement: Any) -> Any:
-    """`statement`, and the history rows of its batch inserted with it."""
-    return statement.add_cte(_history())
+def _with_rows(statement: Any, logged: bool, queued: bool, updated: Any = None) -> Any:
+    """`statement`, and with `logged` the history rows, with `queued` the outbox messages of
+    its batch inserted with it (those of the jobs `updated` wrote, see `_appended`).
+    """
+    if logged:
+        history = _appended(job_events, EVENT_FIELDS, "job_id", updated)
+        statement = statement.add_cte(history)
+    if queued:
+        statement = statement.add_cte(_appended(outbox, MESSAGE_FIELDS, "change_of", updated))
+    return statement
 
 
-def _events(events: Sequence[JobEvent]) -> dict[str, list[Any]]:
-    rows = [event_row(event) for event in events]
-    return {f"e_{name}": [row[name] for row in rows] for name in EVENT_FIELDS}
+def _rows(events: Sequence[JobEvent], queued: Sequence[Queued] = ()) -> dict[str, list[Any]]:
+    """The array parameters of the history rows `events` and the outbox rows `queued`."""
+    params: dict[str, list[Any]] = {}
+    rows = message_rows([message for _, message in queued])
+    for row, (job_id, _) in zip(rows, queued, strict=True):
+        row["change_of"] = job_id
+    for prefix, names, made in (
+        ("e", EVENT_FIELDS, [event_row(event) for event in events]),
+        ("m", (*MESSAGE_FIELDS, "change_of"), rows),
+    ):
+        if made:
+            params |= {f"{prefix}_{name}": [row[name] for row in made] for name in names}
+    return params
 
 
 def _with_deltas(written: Any, old: bool) -> Any:
-    """A count of the rows `written` (a data-modifying CTE that returns the counted fields,
-    and `old_` ones when `old`) that also appends their rollup deltas.
+    """The ids of the rows `written` (a data-modifying CTE that returns the ids and counted
+    fields, and `old_` ones when `old`), which also appends their rollup deltas.
     """
     w = written.c
     new = [w[name] for name in (*FIXED, *CHANGING)]
@@ -98,37 +160,40 @@ def _with_deltas(written: Any, old: bool) -> Any:
         changed = (w[f"old_{name}"].is_distinct_from(w[name]) for name in CHANGING)
         counted = counted.where(or_(*changed))
     deltas = insert(job_rollup_deltas).from_select(columns, counted).cte("deltas")
-    return select(func.count()).select_from(written).add_cte(deltas)
-
-
-def _update_all() -> Any:
-    """Every changed job in one UPDATE, each guarded by the status its plan expected, with
-    the deltas of those whose counted fields changed; it selects how many jobs it updated.
-    """
-    olds = [f"old_{name}" for name in CHANGING]
-    given = _given(
-        ("id", "expected", *WRITTEN, *olds),
-        {"expected": "status"} | dict(zip(olds, CHANGING, strict=True)),
-    )
-    updated = (
-        update(jobs)
-        .where(jobs.c.id == given.c.id, jobs.c.status == given.c.expected)
-        .values({name: given.c[name] for name in WRITTEN})
-        .returning(*_RETURNED, *(given.c[name] for name in olds))
-        .cte("updated")
-    )
-    return _with_deltas(updated, old=True)
+    return select(w.id).add_cte(deltas)
 
 
 @functools.cache
-def _update_one(keys: tuple[str, ...], logged: bool) -> Any:
-    """One job's UPDATE of columns `keys` (`v_<key>`), guarded by the status its plan
-    expected, with its delta (its old counted fields are parameters too), and with `logged`
-    its history rows.
+def _update_all(keys: tuple[str, ...], logged: bool, queued: bool) -> Any:
+    """Every changed job in one UPDATE of columns `keys` (`a_<key>`), each where it is still
+    the version it was read at, with the deltas of those whose counted fields changed, and
+    with `logged` and `queued` the batch's history and outbox rows; it selects the ids of the
+    jobs it updated.
+    """
+    olds = [f"old_{name}" for name in CHANGING]
+    given = _given(
+        ("id", "version", *keys, *olds),
+        {"version": BigInteger()} | dict(zip(olds, CHANGING, strict=True)),
+    )
+    updated = (
+        update(jobs)
+        .where(jobs.c.id == given.c.id, given.c.version == _VERSION)
+        .values({name: given.c[name] for name in keys})
+        .returning(*_RETURNED, *(given.c[name] for name in olds))
+        .cte("updated")
+    )
+    return _with_rows(_with_deltas(updated, old=True), logged, queued, updated)
+
+
+@functools.cache
+def _update_one(keys: tuple[str, ...], logged: bool, queued: bool) -> Any:
+    """One job's UPDATE of columns `keys` (`v_<key>`) where it is still the version it was
+    read at (`b_version`), with its delta (its old counted fields are parameters too), and
+    with `logged` and `queued` its history and outbox rows.
     """
     updated = (
         update(jobs)
-        .where(jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_expected"))
+        .where(jobs.c.id == bindparam("b_id"), bindparam("b_version", BigInteger) == _VERSION)
         .values(_bound(keys))
         .returning(
             *_RETURNED,
@@ -139,27 +204,24 @@ def _update_one(keys: tuple[str, ...], logged: bool) -> Any:
         )
         .cte("updated")
     )
-    statement = _with_deltas(updated, old=True)
-    return _logged(statement) if logged else statement
+    return _with_rows(_with_deltas(updated, old=True), logged, queued, updated)
 
 
-def _insert_all() -> Any:
-    """New jobs in one INSERT, with their deltas; it selects how many."""
-    given = _given(INSERTED, {})
+@functools.cache
+def _insert_all(names: tuple[str, ...], logged: bool) -> Any:
+    """New jobs in one INSERT of columns `names` (`a_<name>`; the others NULL), with their
+    deltas, and with `logged` the history rows of the batch; it selects their ids.
+    """
+    given = _given(names, {})
     inserted = (
         insert(jobs)
-        .from_select(INSERTED, select(*(given.c[name] for name in INSERTED)))
+        .from_select(names, select(*(given.c[name] for name in names)))
         .returning(*_RETURNED)
         .cte("inserted")
     )
-    return _with_deltas(inserted, old=False)
+    return _with_rows(_with_deltas(inserted, old=False), logged, queued=False)
 
 
-_UPDATE_ALL = _update_all()
-_INSERT_ALL = _insert_all()
-#: The same with their batch's history rows.
-_UPDATE_ALL_LOGGED = _logged(_UPDATE_ALL)
-_INSERT_ALL_LOGGED = _logged(_INSERT_ALL)
 #: One new job (`v_<column>`), with its delta.
 _INSERT_ONE = _with_deltas(
     insert(jobs).values(_bound(INSERTED)).returning(*_RETURNED).cte("inserted"),
@@ -175,59 +237,63 @@ def lock_jobs(connection: Connection, ids: Sequence[str]) -> list[Sequence[Any]]
     return list(prepared.rows(connection, _LOCK_ALL, {"b_ids": list(ids)}))
 
 
+def read_jobs(connection: Connection, ids: Sequence[str], locked: bool) -> list[Sequence[Any]]:
+    """The jobs of `ids` that exist, each with its version last, in id order; `locked` FOR
+    UPDATE, or not.
+    """
+    one, many = _READS[locked]
+    if len(ids) == 1:
+        row = prepared.first(connection, one, {"b_id": ids[0]})
+        return [] if row is None else [row]
+    return list(prepared.rows(connection, many, {"b_ids": list(ids)}))
+
+
 def update_jobs(
-    connection: Connection, writes: Sequence[JobWrite], events: Sequence[JobEvent]
-) -> int:
-    """Write each job's change where it has the status its plan expected, with its rollup
-    delta, and the history rows `events`, in one statement; how many jobs were written. One
-    job writes only its changed columns.
+    connection: Connection,
+    writes: Sequence[JobWrite],
+    events: Sequence[JobEvent],
+    messages: Sequence[Queued],
+) -> set[str]:
+    """Write each job's change where the job is still the version it was read at, with its
+    rollup delta, and the history rows `events` and outbox `messages` of the jobs written and
+    of jobs no write names, in one statement; the ids of the jobs written. It writes the
+    columns a change changed (in a batch, those any of its changes did).
     """
     if not writes:
         insert_events(connection, events)
-        return 0
+        insert_messages(connection, [message for _, message in messages])
+        return set()
+    params: dict[str, Any] = _rows(events, messages)
+    params["b_writing"] = [write.locked.id for write in writes]
     if len(writes) == 1:
-        return _update_one_job(connection, writes[0], events)
-    rows = [written(write.changed) for write in writes]
-    params: dict[str, list[Any]] = {
-        "a_id": [write.locked.id for write in writes],
-        "a_expected": [write.expected for write in writes],
-    }
-    params |= {f"a_{name}": [row[name] for row in rows] for name in WRITTEN}
-    params |= {
-        f"a_old_{name}": [getattr(write.locked, name) for write in writes] for name in CHANGING
-    }
-    if events:
-        params |= _events(events)
-    found = prepared.first(connection, _UPDATE_ALL_LOGGED if events else _UPDATE_ALL, params)
-    return 0 if found is None else int(found[0])
-
-
-def _update_one_job(connection: Connection, write: JobWrite, events: Sequence[JobEvent]) -> int:
-    if not write.counted_changed():  # no delta to append
-        written = prepared.write(connection, UPDATE_GUARDED, guarded(write))
-        insert_events(connection, events)
-        return written
-    columns = column_values(write.values)
-    params = {f"v_{name}": value for name, value in columns.items()}
-    params |= {"b_id": write.locked.id, "b_expected": write.expected}
-    params |= {f"old_{name}": getattr(write.locked, name) for name in CHANGING}
-    statement = _update_one(tuple(sorted(columns)), bool(events))
-    if events:
-        params |= _events(events)
-    found = prepared.first(connection, statement, params)
-    return 0 if found is None else int(found[0])
+        [write] = writes
+        columns = column_values(write.values)
+        params |= {f"v_{name}": value for name, value in columns.items()}
+        params |= {"b_id": write.locked.id, "b_version": write.version}
+        params |= {f"old_{name}": getattr(write.locked, name) for name in CHANGING}
+        statement = _update_one(tuple(sorted(columns)), bool(events), bool(messages))
+    else:  # the columns any of them changed, each job's own value where it did not
+        keys = sorted({key for write in writes for key in column_values(write.values)})
+        rows = [written(write.changed, keys) for write in writes]
+        params["a_id"] = params["b_writing"]
+        params["a_version"] = [write.version for write in writes]
+        params |= {f"a_{name}": [row[name] for row in rows] for name in keys}
+        params |= {
+            f"a_old_{name}": [getattr(write.locked, name) for write in writes] for name in CHANGING
+        }
+        statement = _update_all(tuple(keys), bool(events), bool(messages))
+    return {row[0] for row in prepared.rows(connection, statement, params)}
 
 
 def insert_jobs(
     connection: Connection, rows: Sequence[Mapping[str, Any]], events: Sequence[JobEvent]
 ) -> None:
     """Store new jobs' rows with their deltas, and the history rows `events`, in one
-    statement.
+    statement (which leaves out the columns NULL in every row: the table has no defaults).
     """
-    params = {f"a_{name}": [row[name] for row in rows] for name in INSERTED}
-    if events:
-        params |= _events(events)
-    prepared.first(connection, _INSERT_ALL_LOGGED if events else _INSERT_ALL, params)
+    names = tuple(name for name in INSERTED if any(row[name] is not None for row in rows))
+    params = {f"a_{name}": [row[name] for row in rows] for name in names}
+    prepared.first(connection, _insert_all(names, bool(events)), params | _rows(events))
 
 
 def insert_job(connection: Connection, row: Mapping[str, Any]) -> None:

@@ -36,6 +36,7 @@ class SqliteDialect(SqliteReads, SqliteSchema):
     #: The writer's transactions cost no round trip.
     commits_one_statement_alone = False
     lock_jobs = staticmethod(writes.lock_jobs)
+    read_jobs = staticmethod(writes.read_jobs)
     update_jobs = staticmethod(writes.update_jobs)
     insert_jobs = staticmethod(writes.insert_jobs)
     insert_job = staticmethod(writes.insert_job)

@@ -14,7 +14,8 @@ from sqlalchemy import Connection, insert
 
 from jobpulse.domain import JobEvent
 from jobpulse.storage import prepared
-from jobpulse.storage.changes import UPDATE_GUARDED, JobWrite, created_delta, guarded
+from jobpulse.storage.changes import UPDATE_GUARDED, JobWrite, Queued, created_delta, guarded
+from jobpulse.storage.outbox import insert_messages
 from jobpulse.storage.repository import LOCK_ONE, insert_events
 from jobpulse.storage.tables import job_rollup_deltas, jobs
 
@@ -32,17 +33,32 @@ def lock_jobs(connection: Connection, ids: Sequence[str]) -> list[Sequence[Any]]
     return found
 
 
-def update_jobs(
-    connection: Connection, writes: Sequence[JobWrite], events: Sequence[JobEvent]
-) -> int:
-    """Write each job's changed columns where it has the status its plan expected, then the
-    history rows `events`; how many jobs were written.
+def read_jobs(connection: Connection, ids: Sequence[str], locked: bool) -> list[Sequence[Any]]:
+    """The jobs of `ids` that exist, each with no version (None) last: the one writer holds
+    them all until it commits, `locked` or not.
     """
-    written = 0
-    for write in writes:
-        written += prepared.write(connection, UPDATE_GUARDED, guarded(write))
-    insert_events(connection, events)
-    return written
+    return [(*row, None) for row in lock_jobs(connection, ids)]
+
+
+def update_jobs(
+    connection: Connection,
+    writes: Sequence[JobWrite],
+    events: Sequence[JobEvent],
+    messages: Sequence[Queued],
+) -> set[str]:
+    """Write each job's changed columns where it has the status its plan expected, then the
+    history rows `events` and outbox `messages` of the jobs written and of jobs no write
+    names; the ids of the jobs written.
+    """
+    done = {
+        write.locked.id
+        for write in writes
+        if prepared.write(connection, UPDATE_GUARDED, guarded(write))
+    }
+    left = {write.locked.id for write in writes} - done
+    insert_events(connection, [event for event in events if event.job_id not in left])
+    insert_messages(connection, [message for job_id, message in messages if job_id not in left])
+    return done
 
 
 def insert_jobs(
