@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from jobpulse import Actor, JobManager, Settings, ValidationError
 from jobpulse.retention.pruner import prune
-from jobpulse.storage import outbox, retention
+from jobpulse.storage import attempts, outbox, retention
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import callback_attempts, job_events, job_steps, jobs
 from jobpulse.storage.tables import outbox as outbox_table
@@ -60,7 +60,7 @@ async def deliver_all(manager: JobManager, at: datetime) -> None:
     outcomes = [
         (m, outbox.Attempt(1, at, 200, None, 1.0, "delivered", None), None) for m in claimed
     ]
-    await database_of(manager).write(outbox.record_attempts, outcomes)
+    await database_of(manager).write(attempts.record_attempts, outcomes)
 
 
 async def test_old_ended_jobs_and_finished_webhooks_go_and_nothing_else(

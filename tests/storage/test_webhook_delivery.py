@@ -12,7 +12,7 @@ import pytest
 
 from jobpulse import Actor, JobManager, Settings, ValidationError
 from jobpulse.client import verify_webhook
-from jobpulse.storage import outbox
+from jobpulse.storage import attempts, outbox
 from jobpulse.storage.sql_store import SqlJobStore, open_store
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.receiver import Receiver
@@ -202,14 +202,14 @@ async def test_attempts_a_failed_claim_carried_are_recorded_alone(
     store = open_store(settings)
     jobs = JobManager(store, allow_private_callbacks=True)
     claim = store.claim_outbox
-    carried: list[Sequence[outbox.Outcome]] = []
+    carried: list[Sequence[attempts.Outcome]] = []
 
     async def claim_failing_once(
         now: datetime,
         lease_until: datetime,
         limit: int,
         shares: outbox.Shares | None,
-        recorded: Sequence[outbox.Outcome] = (),
+        recorded: Sequence[attempts.Outcome] = (),
     ) -> list[outbox.Claimed]:
         if recorded and not carried:  # the first claim that carries attempts
             carried.append(recorded)

@@ -98,7 +98,7 @@ class Dialect(Protocol):
 
     def record_attempts(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Keep delivery attempts (callback_attempts' columns, in the order they ended),
-        move each message on and show the last attempt on its job (outbox.record_attempts).
+        move each message on and show the last attempt on its job (attempts.record_attempts).
         """
         ...
 

@@ -135,7 +135,7 @@ def _is_one_statement(connection: Connection, commands: Sequence[Command]) -> bo
     """`commands` run together write in one statement, which on this database may be a
     transaction of its own. A kind that can says so with `is_one_statement(commands)` (see
     storage/creations.py, storage/transitions.py), a command alone with
-    `is_one_statement_alone(dialect)` (see outbox.Recording).
+    `is_one_statement_alone(dialect)` (see attempts.Recording).
     """
     dialect = dialect_of(connection)
     if not dialect.commits_one_statement_alone:

@@ -19,6 +19,7 @@ from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Gauges
 from jobpulse.stats.windows import Stats, Window
 from jobpulse.storage import (
+    attempts,
     batches,
     events,
     keys,
@@ -108,7 +109,7 @@ class SqlJobStore(
 
     async def list_attempts(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
         return await self.database.read(
-            repository.for_visible_job, actor, job_id, outbox.list_attempts
+            repository.for_visible_job, actor, job_id, attempts.list_attempts
         )
 
     async def requeue_callback(self, actor: Actor, job_id: str, now: datetime) -> str:
@@ -122,16 +123,16 @@ class SqlJobStore(
         lease_until: datetime,
         limit: int,
         shares: outbox.Shares | None,
-        recorded: Sequence[outbox.Outcome] = (),
+        recorded: Sequence[attempts.Outcome] = (),
     ) -> list[outbox.Claimed]:
         if recorded:  # attempts recorded are changes, as record_attempts counts them
             return await self.database.write(
-                outbox.record_and_claim, recorded, now, lease_until, limit, shares
+                attempts.record_and_claim, recorded, now, lease_until, limit, shares
             )
         return await self.database.write_upkeep(outbox.claim_due, now, lease_until, limit, shares)
 
-    async def record_attempts(self, outcomes: Sequence[outbox.Outcome]) -> None:
-        await self.database.submit(outbox.Recording(outcomes))
+    async def record_attempts(self, outcomes: Sequence[attempts.Outcome]) -> None:
+        await self.database.submit(attempts.Recording(outcomes))
 
     async def sweep_due(
         self, now: datetime, planner: Planner, limit: int, stale: StaleLimits | None

@@ -19,13 +19,14 @@ from jobpulse.listing import JobFilter, Page
 from jobpulse.metrics import Gauges
 from jobpulse.stats.windows import Stats, Window
 from jobpulse.storage.alerts_store import AlertStore
+from jobpulse.storage.attempts import Outcome
 from jobpulse.storage.batches import Claimed as ClaimedBatch
 from jobpulse.storage.batches import Polled
 from jobpulse.storage.bulk_store import BulkStore
 from jobpulse.storage.events import Happened, Position, Start
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.outbox import Claimed as ClaimedMessage
-from jobpulse.storage.outbox import Outcome, Shares
+from jobpulse.storage.outbox import Shares
 from jobpulse.storage.retention import Pruned
 from jobpulse.storage.tokens_store import TokensStore
 from jobpulse.storage.usage_store import UsageStore

@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 
 from jobpulse.metrics import Metrics
-from jobpulse.storage import outbox
+from jobpulse.storage import attempts
 from jobpulse.storage.store import JobStore
 
 logger = logging.getLogger("jobpulse.webhooks")
@@ -33,20 +33,20 @@ class Recorder:
     def __init__(self, store: JobStore, metrics: Metrics) -> None:
         self._store = store
         self._metrics = metrics
-        self._pending: list[outbox.Outcome] = []
+        self._pending: list[attempts.Outcome] = []
         #: Outcomes a claim took (and counted) but did not write.
-        self._returned: list[outbox.Outcome] = []
+        self._returned: list[attempts.Outcome] = []
         self._writer: asyncio.Task[None] | None = None
         #: Set to write what is pending now, without waiting for a claim.
         self._now = asyncio.Event()
 
-    def add(self, outcome: outbox.Outcome) -> None:
+    def add(self, outcome: attempts.Outcome) -> None:
         """Record `outcome` with the next claim or batch."""
         self._pending.append(outcome)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())
 
-    def take(self) -> list[outbox.Outcome]:
+    def take(self) -> list[attempts.Outcome]:
         """The outcomes not yet being written, counted, for a claim to write (see
         `JobStore.claim_outbox`); give them back with `give_back` if it fails.
         """
@@ -54,7 +54,7 @@ class Recorder:
         self._count(taken)
         return taken
 
-    def give_back(self, outcomes: list[outbox.Outcome]) -> None:
+    def give_back(self, outcomes: list[attempts.Outcome]) -> None:
         """Outcomes a claim took and did not write: they go in a batch of their own."""
         if outcomes:
             self._returned += outcomes
@@ -87,7 +87,7 @@ class Recorder:
             self._writer = None
             self._now.clear()
 
-    def _count(self, batch: list[outbox.Outcome]) -> None:
+    def _count(self, batch: list[attempts.Outcome]) -> None:
         outcomes = Counter((message.event_type, attempt.state) for message, attempt, _ in batch)
         for (event_type, state), number in outcomes.items():
             self._metrics.child(self._metrics.callbacks, event_type, state).inc(number)

@@ -80,7 +80,7 @@ def _record_all() -> Any:
         )
         .cte("moved")
     )
-    # What outbox.shows_on_job says: a job's own callback.
+    # What attempts.shows_on_job says: a job's own callback.
     callbacks = (
         select(given)
         .where(g.job_id.is_not(None), g.event_type.like(literal_column("'job.%'")))
@@ -106,7 +106,7 @@ _RECORD_ALL = _record_all()
 
 def record_attempts(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Keep the attempts, move their messages on and show them on their jobs, in one
-    statement (see outbox.record_attempts).
+    statement (see attempts.record_attempts).
     """
     params = {f"a_{name}": [row[name] for row in rows] for name in COLUMNS}
     prepared.write(connection, _RECORD_ALL, params)
