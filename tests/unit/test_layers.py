@@ -73,6 +73,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.feed",
         "jobpulse.webhooks.delivery",
         "jobpulse.webhooks.sender",
+        "jobpulse.webhooks.recorder",
         "jobpulse.tokens",
     ),
     # The features, each with its loop: LLM batches, the sweeper, figures, retention.
