@@ -13,16 +13,13 @@ database's engine and writer thread included (PostgreSQL's server is another pro
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.common import fresh_database
 from benchmarks.http import _stop
+from benchmarks.instructions import callgrind
 from benchmarks.webhooks import BODY, WORKER_ENV, _receiver
 from jobpulse import Settings
 from jobpulse.domain import OutboxMessage
@@ -103,18 +100,7 @@ async def _fill(database_url: str, url: str, count: int) -> None:
 
 
 def _instructions(side: str, url: str, database_url: str, count: int) -> int:
-    env = os.environ | WORKER_ENV | {"PYTHONPATH": f"{HERE / 'src'}:{HERE}"}
-    with tempfile.TemporaryDirectory(prefix="jobpulse-cg-") as folder:
-        out = Path(folder) / "callgrind.out"
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             sys.executable, "-c", _ONE, side, url, database_url, str(count)],
-            capture_output=True, text=True, env=env, cwd=HERE, check=True, timeout=1800,
-        )  # fmt: skip
-        found = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
-        if found is None:
-            raise RuntimeError(f"callgrind wrote no summary to {out}")
-        return int(found.group(1))
+    return callgrind(HERE, _ONE, [side, url, database_url, str(count)], WORKER_ENV)
 
 
 async def _drained(side: str, kind: str, url: str, count: int) -> int:

@@ -61,12 +61,19 @@ def available() -> bool:
 
 
 def _instructions(root: Path, loop: str, jobs: int) -> int:
-    env = os.environ | {"PYTHONPATH": f"{root / 'src'}:{root}"}
+    return callgrind(root, _ONE, [loop, str(jobs)])
+
+
+def callgrind(root: Path, script: str, args: list[str], env: dict[str, str] | None = None) -> int:
+    """The instructions `python -c script *args` runs under callgrind, from checkout `root`
+    (its sources first on the path), with `env` added to this process's environment.
+    """
+    env = os.environ | (env or {}) | {"PYTHONPATH": f"{root / 'src'}:{root}"}
     with tempfile.TemporaryDirectory(prefix="jobpulse-cg-") as folder:
         out = Path(folder) / "callgrind.out"
         subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             sys.executable, "-c", _ONE, loop, str(jobs)],
+             sys.executable, "-c", script, *args],
             capture_output=True, text=True, env=env, cwd=root, check=True, timeout=1800,
         )  # fmt: skip
         found = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
