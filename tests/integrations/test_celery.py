@@ -47,6 +47,11 @@ class Publisher:
     def close(self) -> None:
         if self.installed is not None:
             self.installed.uninstrument()
+        # The result backend's sockets to Redis (its pubsub and pool) are closed here, not
+        # left to the garbage collector to warn of in whichever test runs then.
+        backend = self.app.backend
+        backend.result_consumer.stop()
+        backend.client.connection_pool.disconnect()
         self.app.close()
 
 

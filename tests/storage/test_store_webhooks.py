@@ -200,6 +200,41 @@ async def test_requeue_callback_makes_it_due_again_with_its_webhook_id(store: Jo
         await store.requeue_callback(ALICE, plain.id, later)
 
 
+async def test_an_attempt_recorded_after_a_resend_was_asked_does_not_undo_it(
+    store: JobStore,
+) -> None:
+    """A resend asked while the attempt's record was not yet written (it waits for the next
+    claim): the message stays due, and the record of the first attempt is still kept.
+    """
+    job = await ended_with_callback(store)
+    now = T0 + seconds(2)
+    [message] = await store.claim_outbox(now, now + LEASE, 10, None)
+    assert await store.requeue_callback(ALICE, job.id, now) == message.webhook_id
+    await store.record_attempts([(message, attempt(message, now, 200, None), None)])
+    [again] = await store.claim_outbox(now, now + LEASE, 10, None)
+    assert again.webhook_id == message.webhook_id
+    [kept] = await store.list_attempts(ALICE, job.id)
+    assert (kept["status_code"], kept["state"]) == (200, "delivered")
+
+
+async def test_an_attempt_recorded_after_its_lease_ran_out_leaves_the_new_claim_be(
+    store: JobStore,
+) -> None:
+    """A worker that records after its lease ran out and another worker claimed the message
+    does not move it on under that worker: if that one dies too, the message comes back.
+    """
+    await ended_with_callback(store)
+    now = T0 + seconds(2)
+    [slow] = await store.claim_outbox(now, now + LEASE, 10, None)
+    later = now + LEASE + seconds(1)
+    [taken] = await store.claim_outbox(later, later + LEASE, 10, None)
+    await store.record_attempts([(slow, attempt(slow, later, 200, None), None)])
+    assert await store.claim_outbox(later, later + LEASE, 10, None) == []  # still taken's
+    latest = later + LEASE + seconds(1)
+    [back] = await store.claim_outbox(latest, latest + LEASE, 10, None)
+    assert back.webhook_id == taken.webhook_id == slow.webhook_id
+
+
 async def test_a_claim_carries_the_body_made_when_the_message_was_written(
     store: JobStore,
 ) -> None:

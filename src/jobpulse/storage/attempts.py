@@ -23,7 +23,9 @@ Outcome = tuple[Claimed, Attempt, OutboxMessage | None]
 
 _INSERT_ATTEMPT = insert(callback_attempts)
 #: The SET columns are the parameters' other keys (see prepared.write_many).
-_MOVE_MESSAGE = update(outbox).where(outbox.c.id == bindparam("b_id"))
+_MOVE_MESSAGE = update(outbox).where(
+    outbox.c.id == bindparam("b_id"), outbox.c.locked_until == bindparam("b_lease")
+)
 _SHOW_ON_JOB = update(jobs).where(jobs.c.id == bindparam("b_id"))
 
 
@@ -31,6 +33,10 @@ def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None
     """Keep each attempt, move its message on, and show the last attempt on its job (its
     `callback_*` columns, for a job's own callback): a few statements for the whole batch,
     whatever its size, run straight on the driver (see `Dialect.record_attempts`).
+
+    A message is moved on only while it is still under the lease its attempt was made in:
+    one made due again meanwhile (a resend asked for, or its lease ran out and another
+    worker claimed it) is left as that made it, so the resend is not undone.
     """
     if not outcomes:
         return
@@ -47,6 +53,7 @@ def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None
             "duration_ms": attempt.duration_ms,
             "state": attempt.state,
             "next_attempt_at": attempt.next_attempt_at,
+            "lease": message.locked_until,
         }
         for message, attempt, _follow_up in outcomes
     ]
@@ -90,7 +97,8 @@ def record_and_claim(
 
 def record_each(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """`record_attempts` as three batches of a statement a row (callback_attempts' columns
-    in `rows`, in the order the attempts ended: the last of a message or job is what stays).
+    and each message's `lease` in `rows`, in the order the attempts ended: the last of a
+    message or job is what stays).
     """
     prepared.write_many(connection, _INSERT_ATTEMPT, rows)
     prepared.write_many(
@@ -99,6 +107,7 @@ def record_each(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> No
         [
             {
                 "b_id": row["outbox_id"],
+                "b_lease": row["lease"],
                 "state": PENDING if row["next_attempt_at"] is not None else row["state"],
                 "attempts": row["attempt"],
                 "next_attempt_at": row["next_attempt_at"] or row["attempted_at"],

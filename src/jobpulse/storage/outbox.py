@@ -53,6 +53,9 @@ class Claimed:
     body: str | None
     attempts: int
     trace_context: dict[str, str] | None
+    #: The end of its lease: what its attempt's record is written under (see
+    #: attempts.record_attempts).
+    locked_until: datetime
     #: The organization of its job (None: an operator's alert or step event, or a job gone).
     organization_id: str | None = None
     #: The stored document, read only when there is no body.
@@ -217,6 +220,7 @@ _LEASE = (
         outbox.c.body,
         outbox.c.attempts,
         outbox.c.trace_context,
+        outbox.c.locked_until,
     )
 )
 

@@ -44,14 +44,21 @@ COLUMNS = (
     "state",
     "next_attempt_at",
 )
+#: What the statement is given of each: those, and the lease its message was claimed under.
+GIVEN = (*COLUMNS, "lease")
 
 
 def _record_all() -> Any:
     arrays = []
-    for name in COLUMNS:
-        item = BigInteger() if name == "outbox_id" else callback_attempts.c[name].type
+    for name in GIVEN:
+        if name == "outbox_id":
+            item: Any = BigInteger()
+        elif name == "lease":
+            item = outbox.c.locked_until.type
+        else:
+            item = callback_attempts.c[name].type
         arrays.append(bindparam(f"a_{name}", type_=ARRAY(item)))
-    rows = func.unnest(*arrays).table_valued(*COLUMNS, with_ordinality="n")
+    rows = func.unnest(*arrays).table_valued(*GIVEN, with_ordinality="n")
     given = select(rows.render_derived(name="rows")).cte("given")
     g = given.c
     kept = (
@@ -67,7 +74,7 @@ def _record_all() -> Any:
     )
     moved = (
         update_(outbox)
-        .where(outbox.c.id == last.c.outbox_id)
+        .where(outbox.c.id == last.c.outbox_id, outbox.c.locked_until == last.c.lease)
         .values(
             state=case(
                 (last.c.next_attempt_at.is_not(None), literal_column(f"'{PENDING}'")),
@@ -108,5 +115,5 @@ def record_attempts(connection: Connection, rows: Sequence[Mapping[str, Any]]) -
     """Keep the attempts, move their messages on and show them on their jobs, in one
     statement (see attempts.record_attempts).
     """
-    params = {f"a_{name}": [row[name] for row in rows] for name in COLUMNS}
+    params = {f"a_{name}": [row[name] for row in rows] for name in GIVEN}
     prepared.write(connection, _RECORD_ALL, params)
