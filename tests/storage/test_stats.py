@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -295,7 +296,7 @@ async def test_rollups_answer_as_a_scan_would(
         changes: Sequence[changes_module.JobWrite],
         events: Sequence[JobEvent] = (),
         messages: Sequence[changes_module.Queued] = (),
-    ) -> set[str]:
+    ) -> dict[str, Any]:
         batches.append(len(changes))
         return changes_module.update_jobs(connection, changes, events, messages)
 

@@ -198,6 +198,56 @@ async def test_writers_of_two_managers_lose_no_change(database_url: str) -> None
             await manager.close()
 
 
+@pytest.fixture
+async def two(database_url: str) -> AsyncIterator[list[JobManager]]:
+    """Two managers of one database, as two replicas: each keeps the jobs it wrote last."""
+    settings = Settings(database_url=database_url, postgres_writers=1)
+    managers = [JobManager(open_store(settings), Clock()) for _ in range(2)]
+    yield managers
+    for manager in managers:
+        await manager.close()
+
+
+async def test_a_change_after_another_replicas_is_planned_from_the_job_as_it_is(
+    two: list[JobManager],
+) -> None:
+    mine, theirs = two
+    job = await mine.create_job(ALICE, metadata={"a": 1})
+    await mine.update_job(ALICE, job.id, status="pending", metadata={"mine": 1})
+    await theirs.update_job(ALICE, job.id, status="running", metadata={"theirs": 2})
+    done = await mine.update_job(ALICE, job.id, status="completed", metadata={"mine": 3})
+    assert (done.status, done.metadata) == ("completed", {"a": 1, "mine": 3, "theirs": 2})
+    stored = await theirs.get_job(ALICE, job.id)
+    assert (stored.status, stored.metadata) == (done.status, done.metadata)
+    events = await theirs.list_events(ALICE, job.id)
+    moves = [(e.from_status, e.to_status, e.applied) for e in events]
+    assert moves == [
+        (None, "created", True),
+        ("created", "pending", True),
+        ("pending", "running", True),
+        ("running", "completed", True),
+    ]
+
+
+async def test_a_refusal_or_no_change_is_of_the_job_as_it_is_not_as_last_written(
+    two: list[JobManager],
+) -> None:
+    """What the replica that wrote a job last would refuse, or leave as it is, may be allowed
+    or a change by now: the answer is from the job as it is.
+    """
+    mine, theirs = two
+    job = await mine.create_job(ALICE)
+    await mine.update_job(ALICE, job.id, status="pending", metadata={"a": 1})
+    await theirs.update_job(ALICE, job.id, status="running", metadata={"b": 2})
+    same = await mine.update_job(ALICE, job.id, metadata={"a": 1})  # no change to mine
+    assert (same.status, same.metadata) == ("running", {"a": 1, "b": 2})
+    with pytest.raises(InvalidTransitionError) as refused:
+        await mine.update_job(ALICE, job.id, status="pending")  # it is running now
+    assert refused.value.current_status == "running"
+    moved = await mine.update_job(ALICE, job.id, status="completed")
+    assert moved.status == "completed"
+
+
 async def test_creations_together_keep_idempotency(jobs: JobManager) -> None:
     earlier = await jobs.create_job(ALICE, idempotency_key="k-0")
     made = await asyncio.gather(

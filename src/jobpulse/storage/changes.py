@@ -90,13 +90,13 @@ def update_jobs(
     writes: Sequence[JobWrite],
     events: Sequence[JobEvent] = (),
     messages: Sequence[Queued] = (),
-) -> set[str]:
+) -> dict[str, Any]:
     """Write each job's change where the job is still as read, with its rollup delta; and
     the history rows `events` and outbox `messages` of the jobs written and of jobs no write
-    names. The ids of the jobs written.
+    names. The jobs written, each with its row's version now (see `Dialect.update_jobs`).
     """
     if not writes and not events and not messages:
-        return set()
+        return {}
     return dialect_of(connection).update_jobs(connection, writes, events, messages)
 
 

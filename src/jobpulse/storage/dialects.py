@@ -74,11 +74,11 @@ class Dialect(Protocol):
         writes: Sequence[JobWrite],
         events: Sequence[JobEvent],
         messages: Sequence[Queued],
-    ) -> set[str]:
+    ) -> dict[str, Any]:
         """Write each job's change where the job is still as read (its version, else the
         status its plan expected), with its rollup delta; and the history rows `events` and
-        outbox `messages` of the jobs written and of jobs no write names. The ids of the jobs
-        written.
+        outbox `messages` of the jobs written and of jobs no write names. The jobs written,
+        each with the version of its row now (None where the database keeps none).
         """
         ...
 

@@ -27,6 +27,7 @@ from jobpulse.errors import JobPulseError, NotFoundError
 from jobpulse.storage.changes import JobWrite, Queued, update_jobs
 from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.group_commit import NeedsTransactionError, commits_each_statement
+from jobpulse.storage.recent import RecentJobs, recent_jobs
 from jobpulse.storage.repository import is_job_id, sees, to_job
 
 
@@ -87,6 +88,8 @@ class _Planned:
     locked: Job
     job: Job
     version: Any
+    #: Whether the job is a copy this process kept of it, rather than read.
+    from_copy: bool = False
     #: The status the first plan for the job expected: the stored job's, if no one else's.
     expected: JobStatus | None = None
     values: dict[str, Any] | None = None
@@ -102,6 +105,11 @@ class _Planned:
         if plan.values:
             self.job = self.job.changed(plan.values)
             self.values = (self.values or {}) | plan.values
+
+    @property
+    def unchecked(self) -> bool:
+        """Planned from a copy that no write of it will check (refused, or no change)."""
+        return self.from_copy and self.values is None
 
     def write(self) -> JobWrite | None:
         if self.values is None or self.expected is None:
@@ -120,10 +128,14 @@ def write_plans(connection: Connection, requests: Sequence[Transition]) -> list[
     """
     outcomes: list[tuple[bool, Any]] = [(False, None)] * len(requests)
     locked = not commits_each_statement(connection)
-    waiting = _write_round(connection, requests, range(len(requests)), outcomes, locked)
+    kept = recent_jobs(connection)
+    waiting, stale = _write_round(connection, requests, range(len(requests)), outcomes, kept)
+    if stale:  # planned from copies another writer's change outdated: read those anew
+        again, _ = _write_round(connection, requests, stale, outcomes, kept)
+        waiting = sorted({*waiting} - {*stale} | {*again})
     if waiting and not locked:
         return _ended(outcomes, waiting, NeedsTransactionError())
-    if waiting and _write_round(connection, requests, waiting, outcomes, locked):
+    if waiting and _write_round(connection, requests, waiting, outcomes, kept)[0]:
         named = ", ".join(sorted({requests[index].job_id for index in waiting}))
         raise ChangedWhileLockedError(f"a job of {named} kept changing while locked")
     return outcomes
@@ -142,17 +154,19 @@ def _write_round(
     requests: Sequence[Transition],
     waiting: Sequence[int],
     outcomes: list[tuple[bool, Any]],
-    locked: bool,
-) -> list[int]:
-    """Read (`locked`, or not), plan and write the requests `waiting` (by index), setting
-    their `outcomes`; those of jobs another writer changed since the read are left to plan
-    again: their indices.
+    kept: RecentJobs,
+) -> tuple[list[int], list[int]]:
+    """Read, plan and write the requests `waiting` (by index), setting their `outcomes`;
+    those of jobs another writer changed since the read are left to plan again: their
+    indices, and of those the ones planned from a copy `kept` (not read).
+
+    In a transaction the jobs are read locked. With no transaction around it the copies
+    `kept` of the jobs this process wrote last stand for them, and each job written goes
+    there with its new version (see storage/recent.py).
     """
     ids = sorted({job_id for index in waiting if is_job_id(job_id := requests[index].job_id)})
-    planned: dict[str, _Planned] = {}
-    for row in dialect_of(connection).read_jobs(connection, ids, locked) if ids else []:
-        job = to_job(row[:-1])
-        planned[job.id] = _Planned(job, job, row[-1])
+    locked = not commits_each_statement(connection)
+    planned = _read(connection, ids, locked, kept)
     events: list[JobEvent] = []
     messages: list[Queued] = []
     for index in waiting:
@@ -172,12 +186,63 @@ def _write_round(
         messages.extend(Queued(entry.job.id, message) for message in plan.outbox)
         entry.outcomes.append((index, (True, (entry.job, plan))))
     writes = [write for entry in planned.values() if (write := entry.write()) is not None]
+    unchecked = {job_id for job_id, entry in planned.items() if entry.unchecked}
+    if unchecked:  # their refusals are not recorded: they are planned again, from a read
+        events = [event for event in events if event.job_id not in unchecked]
+        messages = [queued for queued in messages if queued.change_of not in unchecked]
     written = update_jobs(connection, writes, events, messages)
+    return _settle(planned, written, outcomes, kept, keeping=not locked)
+
+
+def _read(
+    connection: Connection, ids: Sequence[str], locked: bool, kept: RecentJobs
+) -> dict[str, _Planned]:
+    """The jobs of `ids` that exist, to plan from: read (`locked` or not), or with no lock
+    the copies `kept` of those this process wrote last.
+    """
+    planned: dict[str, _Planned] = {}
+    if not locked:
+        for job_id in ids:
+            if (copy := kept.get(job_id)) is not None:
+                planned[job_id] = _Planned(copy[0], copy[0], copy[1], from_copy=True)
+        ids = [job_id for job_id in ids if job_id not in planned]
+    for row in dialect_of(connection).read_jobs(connection, ids, locked) if ids else []:
+        job = to_job(row[:-1])
+        planned[job.id] = _Planned(job, job, row[-1])
+    return planned
+
+
+def _settle(
+    planned: dict[str, _Planned],
+    written: dict[str, Any],
+    outcomes: list[tuple[bool, Any]],
+    kept: RecentJobs,
+    keeping: bool,
+) -> tuple[list[int], list[int]]:
+    """Set the outcomes of the requests of the jobs `written` and of those refused or left
+    as read; the indices of the others, to plan again, and of those the ones planned from a
+    copy. The jobs written are `kept` with their new versions when `keeping` (each written
+    by a statement alone: in a transaction, a row's version is that of all its statements).
+    """
     again: list[int] = []
+    stale: list[int] = []
     for entry in planned.values():
-        if entry.values is None or entry.job.id in written:
-            for index, outcome in entry.outcomes:
-                outcomes[index] = outcome
-        else:
-            again.extend(index for index, _ in entry.outcomes)
-    return sorted(again)
+        job_id = entry.job.id
+        if job_id in written:
+            version = written[job_id]
+            if keeping and version is not None:
+                kept.keep(entry.job, version)
+            else:
+                kept.forget((job_id,))
+        elif entry.values is not None or entry.unchecked:
+            # Changed since it was read; or refused, or left as it was, by a copy no write
+            # has checked: planned again from the job as it is.
+            kept.forget((job_id,))
+            indices = [index for index, _ in entry.outcomes]
+            again += indices
+            if entry.from_copy:
+                stale += indices
+            continue
+        for index, outcome in entry.outcomes:
+            outcomes[index] = outcome
+    return sorted(again), sorted(stale)

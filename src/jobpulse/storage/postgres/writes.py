@@ -148,7 +148,8 @@ def _rows(events: Sequence[JobEvent], queued: Sequence[Queued] = ()) -> dict[str
 
 def _with_deltas(written: Any, old: bool) -> Any:
     """The ids of the rows `written` (a data-modifying CTE that returns the ids and counted
-    fields, and `old_` ones when `old`), which also appends their rollup deltas.
+    fields, and `old_` ones and the rows' versions when `old`), with those versions, which
+    also appends their rollup deltas.
     """
     w = written.c
     new = [w[name] for name in (*FIXED, *CHANGING)]
@@ -160,7 +161,7 @@ def _with_deltas(written: Any, old: bool) -> Any:
         changed = (w[f"old_{name}"].is_distinct_from(w[name]) for name in CHANGING)
         counted = counted.where(or_(*changed))
     deltas = insert(job_rollup_deltas).from_select(columns, counted).cte("deltas")
-    return select(w.id).add_cte(deltas)
+    return select(w.id, w.version).add_cte(deltas) if old else select(w.id).add_cte(deltas)
 
 
 @functools.cache
@@ -179,7 +180,7 @@ def _update_all(keys: tuple[str, ...], logged: bool, queued: bool) -> Any:
         update(jobs)
         .where(jobs.c.id == given.c.id, given.c.version == _VERSION)
         .values({name: given.c[name] for name in keys})
-        .returning(*_RETURNED, *(given.c[name] for name in olds))
+        .returning(*_RETURNED, _VERSION.label("version"), *(given.c[name] for name in olds))
         .cte("updated")
     )
     return _with_rows(_with_deltas(updated, old=True), logged, queued, updated)
@@ -197,6 +198,7 @@ def _update_one(keys: tuple[str, ...], logged: bool, queued: bool) -> Any:
         .values(_bound(keys))
         .returning(
             *_RETURNED,
+            _VERSION.label("version"),
             *(
                 bindparam(f"old_{name}", type_=jobs.c[name].type).label(f"old_{name}")
                 for name in CHANGING
@@ -253,16 +255,16 @@ def update_jobs(
     writes: Sequence[JobWrite],
     events: Sequence[JobEvent],
     messages: Sequence[Queued],
-) -> set[str]:
+) -> dict[str, int]:
     """Write each job's change where the job is still the version it was read at, with its
     rollup delta, and the history rows `events` and outbox `messages` of the jobs written and
-    of jobs no write names, in one statement; the ids of the jobs written. It writes the
-    columns a change changed (in a batch, those any of its changes did).
+    of jobs no write names, in one statement; the jobs written, each with its new version.
+    It writes the columns a change changed (in a batch, those any of its changes did).
     """
     if not writes:
         insert_events(connection, events)
         insert_messages(connection, [message for _, message in messages])
-        return set()
+        return {}
     params: dict[str, Any] = _rows(events, messages)
     params["b_writing"] = [write.locked.id for write in writes]
     if len(writes) == 1:
@@ -282,7 +284,7 @@ def update_jobs(
             f"a_old_{name}": [getattr(write.locked, name) for write in writes] for name in CHANGING
         }
         statement = _update_all(tuple(keys), bool(events), bool(messages))
-    return {row[0] for row in prepared.rows(connection, statement, params)}
+    return dict(prepared.rows(connection, statement, params))
 
 
 def insert_jobs(

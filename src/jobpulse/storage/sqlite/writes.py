@@ -45,17 +45,17 @@ def update_jobs(
     writes: Sequence[JobWrite],
     events: Sequence[JobEvent],
     messages: Sequence[Queued],
-) -> set[str]:
+) -> dict[str, None]:
     """Write each job's changed columns where it has the status its plan expected, then the
     history rows `events` and outbox `messages` of the jobs written and of jobs no write
-    names; the ids of the jobs written.
+    names; the jobs written (with no version: SQLite keeps none).
     """
-    done = {
-        write.locked.id
+    done: dict[str, None] = {
+        write.locked.id: None
         for write in writes
         if prepared.write(connection, UPDATE_GUARDED, guarded(write))
     }
-    left = {write.locked.id for write in writes} - done
+    left = {write.locked.id for write in writes} - done.keys()
     insert_events(connection, [event for event in events if event.job_id not in left])
     insert_messages(connection, [message for job_id, message in messages if job_id not in left])
     return done

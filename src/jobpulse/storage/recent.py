@@ -1,0 +1,62 @@
+"""The jobs this process wrote last, as it wrote them, with their rows' versions: a change to
+one of them is planned from here, with no read, and written where its row is still that
+version (see storage/transitions.py). Another writer's change, in this process or another,
+gives the row a new version, so a copy gone stale is never written over: its change is
+planned again from the job read anew.
+
+A copy is kept only from a statement that committed on its own: a row's version is the
+transaction that wrote it, and no other statement shares that one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Connection, Engine
+
+from jobpulse.domain import Job
+
+#: How many jobs each database keeps: those changed most recently, a job's next change
+#: usually comes soon after its last (a run started, then its heartbeats and its end).
+KEPT = 8192
+
+
+class RecentJobs:
+    """Copies of the jobs last written, by id, the oldest dropped past `size`."""
+
+    __slots__ = ("_jobs", "_size")
+
+    def __init__(self, size: int = KEPT) -> None:
+        self._jobs: dict[str, tuple[Job, Any]] = {}
+        self._size = size
+
+    def get(self, job_id: str) -> tuple[Job, Any] | None:
+        """The job as last written, and its row's version then; None if not kept."""
+        return self._jobs.get(job_id)
+
+    def keep(self, job: Job, version: Any) -> None:
+        """`job` as just written, its row now at `version`."""
+        jobs = self._jobs
+        jobs.pop(job.id, None)  # to the newest end
+        jobs[job.id] = (job, version)
+        if len(jobs) > self._size:
+            del jobs[next(iter(jobs))]
+
+    def forget(self, ids: Iterable[str]) -> None:
+        """Drop the copies of `ids` (changed elsewhere, or written where none is kept)."""
+        for job_id in ids:
+            self._jobs.pop(job_id, None)
+
+
+_KEPT: WeakKeyDictionary[Engine, RecentJobs] = WeakKeyDictionary()
+
+
+def recent_jobs(connection: Connection) -> RecentJobs:
+    """The jobs kept for the database of `connection`."""
+    engine = connection.engine
+    found = _KEPT.get(engine)
+    if found is None:
+        found = _KEPT[engine] = RecentJobs()
+    return found
