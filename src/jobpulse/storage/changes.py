@@ -102,12 +102,14 @@ def update_jobs(
 
 def insert_jobs(
     connection: Connection, rows: Sequence[Mapping[str, Any]], events: Sequence[JobEvent] = ()
-) -> None:
+) -> dict[str, Any]:
     """Store new jobs' rows (every column of `INSERTED`), with their rollup deltas, and the
-    history rows `events`.
+    history rows `events`; the jobs stored, each with its row's version (see
+    `Dialect.insert_jobs`).
     """
-    if rows:
-        dialect_of(connection).insert_jobs(connection, rows, events)
+    if not rows:
+        return {}
+    return dialect_of(connection).insert_jobs(connection, rows, events)
 
 
 def insert_row(connection: Connection, row: Mapping[str, Any]) -> None:

@@ -15,6 +15,8 @@ from sqlalchemy import Connection, tuple_
 from jobpulse.domain import Job, JobEvent
 from jobpulse.storage.changes import insert_jobs
 from jobpulse.storage.dialects import Dialect
+from jobpulse.storage.group_commit import commits_each_statement
+from jobpulse.storage.recent import recent_jobs
 from jobpulse.storage.repository import (
     SELECT_JOB,
     creation_event,
@@ -94,5 +96,10 @@ def _create_together(
         rows.append(job_row(request.job, request.idempotency_key))
         events.append(creation_event(request.job))
         outcomes.append((True, (request.job, True)))
-    insert_jobs(connection, rows, events)
+    stored = insert_jobs(connection, rows, events)
+    if commits_each_statement(connection):  # each row's version its own (see storage/recent.py)
+        kept = recent_jobs(connection)
+        for ok, (job, new) in outcomes:
+            if ok and new and (version := stored.get(job.id)) is not None:
+                kept.keep(job, version)
     return outcomes

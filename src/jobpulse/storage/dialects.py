@@ -84,9 +84,10 @@ class Dialect(Protocol):
 
     def insert_jobs(
         self, connection: Connection, rows: Sequence[Mapping[str, Any]], events: Sequence[JobEvent]
-    ) -> None:
+    ) -> dict[str, Any]:
         """Store new jobs' rows (changes.INSERTED's columns), with their rollup deltas, and
-        the history rows `events`.
+        the history rows `events`; the jobs stored, each with its row's version (None where
+        the database keeps none).
         """
         ...
 

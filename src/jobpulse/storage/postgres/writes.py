@@ -147,9 +147,9 @@ def _rows(events: Sequence[JobEvent], queued: Sequence[Queued] = ()) -> dict[str
 
 
 def _with_deltas(written: Any, old: bool) -> Any:
-    """The ids of the rows `written` (a data-modifying CTE that returns the ids and counted
-    fields, and `old_` ones and the rows' versions when `old`), with those versions, which
-    also appends their rollup deltas.
+    """The ids of the rows `written` (a data-modifying CTE that returns the ids, versions
+    and counted fields, and `old_` ones when `old`), with their versions, which also appends
+    their rollup deltas.
     """
     w = written.c
     new = [w[name] for name in (*FIXED, *CHANGING)]
@@ -161,7 +161,7 @@ def _with_deltas(written: Any, old: bool) -> Any:
         changed = (w[f"old_{name}"].is_distinct_from(w[name]) for name in CHANGING)
         counted = counted.where(or_(*changed))
     deltas = insert(job_rollup_deltas).from_select(columns, counted).cte("deltas")
-    return select(w.id, w.version).add_cte(deltas) if old else select(w.id).add_cte(deltas)
+    return select(w.id, w.version).add_cte(deltas)
 
 
 @functools.cache
@@ -218,7 +218,7 @@ def _insert_all(names: tuple[str, ...], logged: bool) -> Any:
     inserted = (
         insert(jobs)
         .from_select(names, select(*(given.c[name] for name in names)))
-        .returning(*_RETURNED)
+        .returning(*_RETURNED, _VERSION.label("version"))
         .cte("inserted")
     )
     return _with_rows(_with_deltas(inserted, old=False), logged, queued=False)
@@ -226,7 +226,10 @@ def _insert_all(names: tuple[str, ...], logged: bool) -> Any:
 
 #: One new job (`v_<column>`), with its delta.
 _INSERT_ONE = _with_deltas(
-    insert(jobs).values(_bound(INSERTED)).returning(*_RETURNED).cte("inserted"),
+    insert(jobs)
+    .values(_bound(INSERTED))
+    .returning(*_RETURNED, _VERSION.label("version"))
+    .cte("inserted"),
     old=False,
 )
 
@@ -289,13 +292,14 @@ def update_jobs(
 
 def insert_jobs(
     connection: Connection, rows: Sequence[Mapping[str, Any]], events: Sequence[JobEvent]
-) -> None:
+) -> dict[str, int]:
     """Store new jobs' rows with their deltas, and the history rows `events`, in one
-    statement (which leaves out the columns NULL in every row: the table has no defaults).
+    statement (which leaves out the columns NULL in every row: the table has no defaults);
+    the jobs stored, each with its row's version.
     """
     names = tuple(name for name in INSERTED if any(row[name] is not None for row in rows))
     params = {f"a_{name}": [row[name] for row in rows] for name in names}
-    prepared.first(connection, _insert_all(names, bool(events)), params | _rows(events))
+    return dict(prepared.rows(connection, _insert_all(names, bool(events)), params | _rows(events)))
 
 
 def insert_job(connection: Connection, row: Mapping[str, Any]) -> None:

@@ -63,11 +63,14 @@ def update_jobs(
 
 def insert_jobs(
     connection: Connection, rows: Sequence[Mapping[str, Any]], events: Sequence[JobEvent]
-) -> None:
-    """Store new jobs' rows and their deltas, then the history rows `events`."""
+) -> dict[str, None]:
+    """Store new jobs' rows and their deltas, then the history rows `events`; the jobs
+    stored (with no version: SQLite keeps none).
+    """
     prepared.write_many(connection, _INSERT, rows)
     prepared.write_many(connection, _INSERT_DELTA, [created_delta(row) for row in rows])
     insert_events(connection, events)
+    return dict.fromkeys(row["id"] for row in rows)
 
 
 def insert_job(connection: Connection, row: Mapping[str, Any]) -> None:
