@@ -16,6 +16,7 @@ from jobpulse.domain import OutboxMessage
 from jobpulse.storage import prepared
 from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.outbox import PENDING, Attempt, Claimed, Shares, claim_due, insert_messages
+from jobpulse.storage.recent import recent_jobs
 from jobpulse.storage.tables import callback_attempts, jobs, outbox
 
 #: One attempt to record: the message, what the attempt did, and an alert it leads to.
@@ -58,6 +59,12 @@ def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None
         for message, attempt, _follow_up in outcomes
     ]
     dialect_of(connection).record_attempts(connection, rows)
+    shown = [
+        message.job_id
+        for message, _attempt, _follow_up in outcomes
+        if message.job_id is not None and shows_on_job(message.job_id, message.event_type)
+    ]
+    recent_jobs(connection).forget(shown)  # their next change reads them anew
     follow_ups = [follow_up for _m, _a, follow_up in outcomes if follow_up is not None]
     if follow_ups:
         insert_messages(connection, follow_ups)

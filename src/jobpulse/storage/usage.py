@@ -21,6 +21,7 @@ from jobpulse.stats.windows import Window
 from jobpulse.storage import prepared
 from jobpulse.storage.dialects import Dialect, dialect_of
 from jobpulse.storage.feature_tables import llm_usage
+from jobpulse.storage.recent import recent_jobs
 from jobpulse.storage.repository import for_visible_job, insert_events, is_job_id, sees, to_job
 from jobpulse.storage.tables import jobs
 from jobpulse.storage.usage_figures import usage_figures
@@ -149,6 +150,7 @@ def record_calls(connection: Connection, requests: Sequence[Recording]) -> list[
         prepared.write_many(connection, _INSERT_CALL, rows)
         params = [{"b_id": job_id, "usage": locked[job_id].usage} for job_id in sorted(changed)]
         prepared.write_many(connection, _SET_USAGE, params)
+        recent_jobs(connection).forget(changed)  # their next change reads them anew
         insert_events(connection, events)
         add_to_rollups(connection, recorded)
     return outcomes
