@@ -40,3 +40,17 @@ def test_past_its_room_the_job_written_longest_ago_goes() -> None:
     kept.keep(job(1), 4)  # written again: the newest now
     kept.keep(job(5), 5)
     assert [kept.get(f"job-{n}") is not None for n in (1, 2, 3, 5)] == [True, False, True, True]
+
+
+def test_what_a_caller_does_to_the_job_it_was_handed_does_not_reach_the_copy() -> None:
+    kept = RecentJobs()
+    handed = job(1).changed({"metadata": {"a": {"b": [1]}}, "usage": {"calls": 1}})
+    kept.keep(handed, 7)
+    handed.metadata["a"]["b"].append(2)
+    handed.metadata["c"] = 3
+    assert handed.usage is not None
+    handed.usage["calls"] = 2
+    found = kept.get("job-1")
+    assert found is not None
+    copy, version = found
+    assert (copy.metadata, copy.usage, version) == ({"a": {"b": [1]}}, {"calls": 1}, 7)

@@ -37,7 +37,12 @@ class RecentJobs:
         return self._jobs.get(job_id)
 
     def keep(self, job: Job, version: Any) -> None:
-        """`job` as just written, its row now at `version`."""
+        """`job` as just written, its row now at `version`: a copy of its own, so what the
+        caller does with the job it was handed (its metadata is a dict) cannot reach the
+        next change.
+        """
+        if job.metadata or job.usage:
+            job = job.changed({"metadata": _copied(job.metadata), "usage": _copied(job.usage)})
         jobs = self._jobs
         jobs.pop(job.id, None)  # to the newest end
         jobs[job.id] = (job, version)
@@ -48,6 +53,15 @@ class RecentJobs:
         """Drop the copies of `ids` (changed elsewhere, or written where none is kept)."""
         for job_id in ids:
             self._jobs.pop(job_id, None)
+
+
+def _copied(value: Any) -> Any:
+    """A JSON value's own copy (its dicts and lists new, all the way down)."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
 
 
 _KEPT: WeakKeyDictionary[Engine, RecentJobs] = WeakKeyDictionary()
