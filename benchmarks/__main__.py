@@ -418,9 +418,15 @@ async def bench_workers() -> None:
         f"{http.DURATION_S}s, {HTTP_ROUNDS} alternating rounds), `serve --workers 2` vs `serve`, "
         "neither pinned; ratios are medians"
     )
-    runs = await workers.measure(HTTP_ROUNDS)
-    report_rounds(runs)
-    report_ratio(runs, "two", "one", "two workers / one", 1.3)
+    measured = await workers.measure(HTTP_ROUNDS)
+    report_rounds(measured.runs)
+    report_ratio(measured.runs, "two", "one", "two workers / one", 1.3)
+    idle = {name: statistics.median(shares) for name, shares in measured.idle.items()}
+    report(
+        f"the machine idle while loaded (medians): one worker {idle['one']:.0%}, two "
+        f"{idle['two']:.0%}: the room a second worker had, beside PostgreSQL and wrk "
+        "(informational)"
+    )
 
 
 SECTIONS = {
