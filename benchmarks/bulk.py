@@ -12,8 +12,8 @@ import time
 
 from benchmarks.common import ORG, fresh_database, p99, seed
 from jobpulse import Actor, JobManager, Settings
-from jobpulse.api.app import GIL_SWITCH_S
 from jobpulse.bulk.actions import BulkActions
+from jobpulse.heap import GIL_SWITCH_S
 from jobpulse.listing import JobFilter
 
 JOBS = int(os.environ.get("BENCH_BULK_JOBS", "10000"))

@@ -38,9 +38,9 @@ class Settings(BaseSettings):
     #: Writer connections on PostgreSQL (SQLite always has exactly one writer).
     postgres_writers: int = Field(default=4, ge=1)
 
-    #: Allocations (net of frees) before `serve`'s garbage collector runs. Python's default
-    #: (700) had a server with 64 requests in flight collect ~200 times a second, nearly always
-    #: for nothing (requests free what they allocate): a tenth of its time.
+    #: Allocations (net of frees) before the collector of `serve` and `worker` runs. Python's
+    #: default (700) had a server with 64 requests in flight collect ~200 times a second,
+    #: nearly always for nothing (requests free what they allocate): a tenth of its time.
     gc_threshold: int = Field(default=50_000, ge=1)
 
     #: Seconds a connection may take to send a request's headers (from opening, or from the

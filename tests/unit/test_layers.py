@@ -54,6 +54,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.public",
         "jobpulse.schemas",
         "jobpulse.watchdog",
+        "jobpulse.heap",
         "jobpulse.webhooks",
         "jobpulse.webhooks.guard",
         "jobpulse.webhooks.signing",

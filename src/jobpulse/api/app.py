@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -44,6 +42,7 @@ from jobpulse.dashboard import deliveries, pages, timeline
 from jobpulse.dashboard import views as views_pages
 from jobpulse.dashboard.session import Sessions
 from jobpulse.feed import EventFeed
+from jobpulse.heap import settle_heap
 from jobpulse.jobs.hooks import Hooks
 from jobpulse.jobs.manager import JobManager
 from jobpulse.keys import KeyManager
@@ -62,24 +61,6 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
-
-
-#: Seconds a thread may hold the GIL while another waits for it (Python's default is 5 ms):
-#: the Python half of a long read, in a thread of its own, then holds up the event loop,
-#: and with it every write's answer, for at most this long at a time.
-GIL_SWITCH_S = 0.001
-
-
-def settle_heap(threshold: int) -> None:
-    """Once a server has started: move everything built so far (modules, the app, its
-    database) out of the collector's sight, and let it run after `threshold` allocations
-    (JOBPULSE_GC_THRESHOLD). Each collection then walks only what requests made. And hand
-    the GIL over sooner (GIL_SWITCH_S).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(threshold, *gc.get_threshold()[1:])
-    sys.setswitchinterval(GIL_SWITCH_S)
 
 
 def build_routes(app: FastAPI) -> None:

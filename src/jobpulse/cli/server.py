@@ -92,6 +92,7 @@ def worker(database_url: DatabaseUrl = None) -> None:
     """Deliver webhooks without serving the API (`serve` delivers too)."""
     import uvloop
 
+    from jobpulse.heap import settle_heap
     from jobpulse.storage.sql_store import open_store
     from jobpulse.telemetry import setup_tracing
     from jobpulse.webhooks.delivery import Deliverer, new_client
@@ -106,7 +107,9 @@ def worker(database_url: DatabaseUrl = None) -> None:
         store = open_store(settings)
         try:
             async with new_client(settings) as http:
-                await Deliverer(store, settings, http).run()
+                deliverer = Deliverer(store, settings, http)
+                settle_heap(settings.gc_threshold)  # as `serve` does once started
+                await deliverer.run()
         finally:
             await store.close()
 
