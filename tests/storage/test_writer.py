@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -275,3 +276,23 @@ async def test_a_joined_change_that_fails_fails_alone(
     )
     assert stored == 1  # the background work committed, once
     assert (await manager.count_jobs(ALICE)).total == 2
+
+
+def row_versions(connection: Connection) -> list[str]:
+    """The transaction that last wrote each job (PostgreSQL's xmin), by job id."""
+    return [row[0] for row in connection.exec_driver_sql("SELECT xmin::text FROM jobs ORDER BY id")]
+
+
+async def test_creates_queued_at_once_go_in_two_overlapping_halves(
+    manager: JobManager, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer: there is no second one to build the other half")
+    created = await asyncio.gather(*(manager.create_job(ALICE) for _ in range(16)))
+    assert len({job.id for job in created}) == 16
+    # Two statements of 8: the second built while the first ran.
+    creates = sorted(Counter(await database_of(manager).read(row_versions)).values())
+    assert creates == [8, 8]
+    # Changes are not halved: their statement is mostly the database's work.
+    await asyncio.gather(*(manager.update_job(ALICE, j.id, status="running") for j in created))
+    assert list(Counter(await database_of(manager).read(row_versions)).values()) == [16]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, tuple_
 
@@ -49,6 +49,14 @@ class Creation:
         every database.
         """
         return True
+
+    #: Building a batch's statement is most of its time (on PostgreSQL, 0.70 of the 1.23 ms
+    #: a batch of 16 takes), so a writer with no other batch in flight takes half of what is
+    #: queued: another writer builds the rest while this one's statement runs (see
+    #: TaskWriter). Creates at 16 callers against a raw pool of 16 rose from 1.61 to 2.08 and
+    #: 2.18; transitions, whose statement is mostly the database's work, fell from 1.87 to
+    #: 1.60 when halved too.
+    halved_when_idle: ClassVar[bool] = True
 
     @staticmethod
     def is_one_statement(requests: Sequence[Creation]) -> bool:

@@ -38,6 +38,11 @@ def postgres_engine(
     )
 
 
+#: The fewest commands a halved batch takes (fewer would cost more statements than the
+#: overlap saves).
+HALF_MIN = 4
+
+
 class TaskWriter:
     """PostgreSQL writers: a few tasks, each committing queued commands in batches."""
 
@@ -48,6 +53,8 @@ class TaskWriter:
         self._batch_max = batch_max
         self._queue: asyncio.Queue[Request] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Batches being run now, by all the writer tasks.
+        self._in_flight = 0
 
     async def submit(self, command: Command, background: bool = False, counted: bool = True) -> Any:
         if background:  # beside the writers, in a transaction of its own
@@ -79,14 +86,22 @@ class TaskWriter:
     async def _work(self, requests: asyncio.Queue[Request]) -> None:
         while True:
             batch = [await requests.get()]
-            while len(batch) < self._batch_max and not requests.empty():
+            most = self._batch_max
+            if not self._in_flight and getattr(batch[0].command, "halved_when_idle", False):
+                # Half of what is queued (at least HALF_MIN), for another writer to build the
+                # rest of while this batch's statement runs (see Creation.halved_when_idle).
+                most = min(most, max(HALF_MIN, (requests.qsize() + 2) // 2))
+            while len(batch) < most and not requests.empty():
                 batch.append(requests.get_nowait())
+            self._in_flight += 1
             self.traffic.take(sum(request.counted for request in batch))
             try:
                 async with self._engine.connect() as connection:
                     outcomes = await connection.run_sync(run_batch, [r.command for r in batch])
             except Exception as exc:
                 outcomes = [(False, translate_error(exc))] * len(batch)
+            finally:
+                self._in_flight -= 1
             resolve([(r, ok, value) for r, (ok, value) in zip(batch, outcomes, strict=True)])
             for _ in batch:
                 requests.task_done()
