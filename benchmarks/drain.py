@@ -34,6 +34,7 @@ _ONE = """
 import asyncio, json, sys, uvloop
 from benchmarks.webhooks import BODY, CONCURRENCY
 from jobpulse import Settings
+from jobpulse.heap import settle_heap
 from jobpulse.storage.sql_store import open_store
 from jobpulse.telemetry import setup_tracing
 from jobpulse.webhooks.delivery import Deliverer, new_client
@@ -60,6 +61,7 @@ async def worker(url, database_url, count):
     store.record_attempts, store.claim_outbox = recording, claiming
     async with new_client(settings) as http:
         deliverer = Deliverer(store, settings, http)
+        settle_heap(settings.gc_threshold)  # as `jobpulse worker` does once started
         task = asyncio.create_task(deliverer.run())
         await done.wait()
         await deliverer.stop(task)
