@@ -132,6 +132,31 @@ async def test_record_attempts_keeps_each_attempt_and_moves_the_message_on(
     assert (await store.get(ALICE, job.id)).callback_status_code == 200
 
 
+async def test_two_attempts_of_a_message_in_one_batch_leave_it_as_the_last_says(
+    store: JobStore,
+) -> None:
+    job = await ended_with_callback(store)
+    now = T0 + seconds(2)
+    [message] = await store.claim_outbox(now, now + LEASE, 10, None)
+    error = 'HTTP 502 \u2014 "bad gateway" from \u00fcber\\proxy'
+    failed = Attempt(1, now, 502, error, 3.25, "retrying", now + seconds(5))
+    delivered = Attempt(2, now + seconds(1), 200, None, 1.5, "delivered", None)
+    await store.record_attempts([(message, failed, None), (message, delivered, None)])
+    kept = await store.list_attempts(ALICE, job.id)
+    assert [(a["attempt"], a["status_code"], a["error"], a["duration_ms"]) for a in kept] == [
+        (1, 502, error, 3.25),
+        (2, 200, None, 1.5),
+    ]
+    assert [(a["attempted_at"], a["next_attempt_at"]) for a in kept] == [
+        (now, now + seconds(5)),
+        (now + seconds(1), None),
+    ]
+    shown = await store.get(ALICE, job.id)
+    assert (shown.callback_sent_at, shown.callback_status_code) == (now + seconds(1), 200)
+    assert shown.callback_error is None
+    assert await store.claim_outbox(now + seconds(3600), now + seconds(3700), 10, None) == []
+
+
 async def test_list_attempts_oldest_first(store: JobStore) -> None:
     job = await ended_with_callback(store)
     assert await store.list_attempts(ALICE, job.id) == []

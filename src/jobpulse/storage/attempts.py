@@ -5,29 +5,21 @@ storage/outbox.py for the claims).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, select
 
 from jobpulse.domain import OutboxMessage
-from jobpulse.storage import prepared
 from jobpulse.storage.dialects import Dialect, dialect_of
-from jobpulse.storage.outbox import PENDING, Attempt, Claimed, Shares, claim_due, insert_messages
+from jobpulse.storage.outbox import Attempt, AttemptRow, Claimed, Shares, claim_due, insert_messages
 from jobpulse.storage.recent import recent_jobs
-from jobpulse.storage.tables import callback_attempts, jobs, outbox
+from jobpulse.storage.tables import callback_attempts
 
 #: One attempt to record: the message, what the attempt did, and an alert it leads to.
 Outcome = tuple[Claimed, Attempt, OutboxMessage | None]
-
-_INSERT_ATTEMPT = insert(callback_attempts)
-#: The SET columns are the parameters' other keys (see prepared.write_many).
-_MOVE_MESSAGE = update(outbox).where(
-    outbox.c.id == bindparam("b_id"), outbox.c.locked_until == bindparam("b_lease")
-)
-_SHOW_ON_JOB = update(jobs).where(jobs.c.id == bindparam("b_id"))
 
 
 def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None:
@@ -41,21 +33,15 @@ def record_attempts(connection: Connection, outcomes: Sequence[Outcome]) -> None
     """
     if not outcomes:
         return
-    rows = [
-        {
-            "outbox_id": message.id,
-            "webhook_id": message.webhook_id,
-            "job_id": message.job_id,
-            "event_type": message.event_type,
-            "attempt": attempt.attempt,
-            "attempted_at": attempt.attempted_at,
-            "status_code": attempt.status_code,
-            "error": attempt.error,
-            "duration_ms": attempt.duration_ms,
-            "state": attempt.state,
-            "next_attempt_at": attempt.next_attempt_at,
-            "lease": message.locked_until,
-        }
+    rows: list[AttemptRow] = [
+        (
+            message.id,
+            message.webhook_id,
+            message.job_id,
+            message.event_type,
+            *attempt,
+            message.locked_until,
+        )
         for message, attempt, _follow_up in outcomes
     ]
     dialect_of(connection).record_attempts(connection, rows)
@@ -100,42 +86,6 @@ def record_and_claim(
     """
     record_attempts(connection, recorded)
     return claim_due(connection, now, lease_until, limit, shares)
-
-
-def record_each(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """`record_attempts` as three batches of a statement a row (callback_attempts' columns
-    and each message's `lease` in `rows`, in the order the attempts ended: the last of a
-    message or job is what stays).
-    """
-    prepared.write_many(connection, _INSERT_ATTEMPT, rows)
-    prepared.write_many(
-        connection,
-        _MOVE_MESSAGE,
-        [
-            {
-                "b_id": row["outbox_id"],
-                "b_lease": row["lease"],
-                "state": PENDING if row["next_attempt_at"] is not None else row["state"],
-                "attempts": row["attempt"],
-                "next_attempt_at": row["next_attempt_at"] or row["attempted_at"],
-                "locked_until": None,
-                "delivered_at": row["attempted_at"] if row["state"] == "delivered" else None,
-            }
-            for row in rows
-        ],
-    )
-    shown = [
-        {
-            "b_id": row["job_id"],
-            "callback_sent_at": row["attempted_at"],
-            "callback_status_code": row["status_code"],
-            "callback_error": row["error"],
-        }
-        for row in rows
-        if shows_on_job(row["job_id"], row["event_type"])
-    ]
-    if shown:
-        prepared.write_many(connection, _SHOW_ON_JOB, shown)
 
 
 def shows_on_job(job_id: str | None, event_type: str) -> bool:

@@ -20,6 +20,7 @@ from jobpulse.stats.windows import Bucket
 
 if TYPE_CHECKING:
     from jobpulse.storage.changes import JobWrite, Queued
+    from jobpulse.storage.outbox import AttemptRow
     from jobpulse.storage.prepared import Driver
 
 
@@ -97,8 +98,8 @@ class Dialect(Protocol):
         """
         ...
 
-    def record_attempts(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Keep delivery attempts (callback_attempts' columns, in the order they ended),
+    def record_attempts(self, connection: Connection, rows: Sequence[AttemptRow]) -> None:
+        """Keep delivery attempts (in the order they ended),
         move each message on and show the last attempt on its job (attempts.record_attempts).
         """
         ...

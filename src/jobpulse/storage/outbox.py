@@ -26,6 +26,7 @@ from sqlalchemy import (
     insert,
     literal_column,
     not_,
+    null,
     or_,
     select,
     update,
@@ -67,8 +68,7 @@ class Claimed:
         return self.document if self.body is None else json.loads(self.body)
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """What one delivery attempt did, and what it leaves the message in."""
 
     attempt: int
@@ -78,6 +78,42 @@ class Attempt:
     duration_ms: float
     state: str
     next_attempt_at: datetime | None
+
+
+#: What recording one attempt writes, a tuple in this order (see attempts.record_attempts):
+#: callback_attempts' columns but its id, then the lease its message was claimed under.
+RECORDED_FIELDS = ("outbox_id", "webhook_id", "job_id", "event_type", *Attempt._fields, "lease")
+AttemptRow = tuple[Any, ...]
+
+
+def moved_on(last: Any) -> dict[str, Any]:
+    """The outbox columns the last attempt of a message leaves (`last`: a subquery with
+    RECORDED_FIELDS): due again at its next attempt, else delivered or failed for good.
+    """
+    return {
+        "state": case(
+            (last.c.next_attempt_at.is_not(None), literal_column(f"'{PENDING}'")),
+            else_=last.c.state,
+        ),
+        "attempts": last.c.attempt,
+        "next_attempt_at": func.coalesce(last.c.next_attempt_at, last.c.attempted_at),
+        "locked_until": null(),
+        "delivered_at": case((last.c.state == literal_column("'delivered'"), last.c.attempted_at)),
+    }
+
+
+def is_job_callback(job_id: Any, event_type: Any) -> ColumnElement[bool]:
+    """Whether an attempt is shown on its job: a job's own callback (`shows_on_job`)."""
+    return and_(job_id.is_not(None), event_type.like(literal_column("'job.%'")))
+
+
+def shown_on_job(last: Any) -> dict[str, Any]:
+    """The job columns that show the last attempt of its callback (`last` as in moved_on)."""
+    return {
+        "callback_sent_at": last.c.attempted_at,
+        "callback_status_code": last.c.status_code,
+        "callback_error": last.c.error,
+    }
 
 
 def encode_body(payload: Any) -> str | None:

@@ -9,43 +9,34 @@ hundred microseconds of the driver's work a row here; the arrays cost one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Connection,
     bindparam,
-    case,
     func,
     insert,
-    literal_column,
-    null,
     select,
 )
 from sqlalchemy import update as update_
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 
 from jobpulse.storage import prepared
-from jobpulse.storage.outbox import PENDING
+from jobpulse.storage.outbox import (
+    RECORDED_FIELDS,
+    AttemptRow,
+    is_job_callback,
+    moved_on,
+    shown_on_job,
+)
 from jobpulse.storage.tables import callback_attempts, jobs, outbox
 
+#: What the statement is given of each attempt: callback_attempts' columns, and the lease.
+GIVEN = RECORDED_FIELDS
 #: The columns an attempt gives (callback_attempts' own, but its id).
-COLUMNS = (
-    "outbox_id",
-    "webhook_id",
-    "job_id",
-    "event_type",
-    "attempt",
-    "attempted_at",
-    "status_code",
-    "error",
-    "duration_ms",
-    "state",
-    "next_attempt_at",
-)
-#: What the statement is given of each: those, and the lease its message was claimed under.
-GIVEN = (*COLUMNS, "lease")
+COLUMNS = GIVEN[:-1]
 
 
 def _record_all() -> Any:
@@ -75,22 +66,12 @@ def _record_all() -> Any:
     moved = (
         update_(outbox)
         .where(outbox.c.id == last.c.outbox_id, outbox.c.locked_until == last.c.lease)
-        .values(
-            state=case(
-                (last.c.next_attempt_at.is_not(None), literal_column(f"'{PENDING}'")),
-                else_=last.c.state,
-            ),
-            attempts=last.c.attempt,
-            next_attempt_at=func.coalesce(last.c.next_attempt_at, last.c.attempted_at),
-            locked_until=null(),
-            delivered_at=case((last.c.state == literal_column("'delivered'"), last.c.attempted_at)),
-        )
+        .values(moved_on(last))
         .cte("moved")
     )
-    # What attempts.shows_on_job says: a job's own callback.
     callbacks = (
         select(given)
-        .where(g.job_id.is_not(None), g.event_type.like(literal_column("'job.%'")))
+        .where(is_job_callback(g.job_id, g.event_type))
         .ext(distinct_on(g.job_id))
         .order_by(g.job_id, g.n.desc())
         .subquery("shown")
@@ -98,11 +79,7 @@ def _record_all() -> Any:
     return (
         update_(jobs)
         .where(jobs.c.id == callbacks.c.job_id)
-        .values(
-            callback_sent_at=callbacks.c.attempted_at,
-            callback_status_code=callbacks.c.status_code,
-            callback_error=callbacks.c.error,
-        )
+        .values(shown_on_job(callbacks))
         .add_cte(kept)
         .add_cte(moved)
     )
@@ -111,9 +88,10 @@ def _record_all() -> Any:
 _RECORD_ALL = _record_all()
 
 
-def record_attempts(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def record_attempts(connection: Connection, rows: Sequence[AttemptRow]) -> None:
     """Keep the attempts, move their messages on and show them on their jobs, in one
     statement (see attempts.record_attempts).
     """
-    params = {f"a_{name}": [row[name] for row in rows] for name in GIVEN}
+    columns = zip(*rows, strict=True)
+    params = {f"a_{name}": list(column) for name, column in zip(GIVEN, columns, strict=True)}
     prepared.write(connection, _RECORD_ALL, params)

@@ -9,9 +9,9 @@ from sqlalchemy import Connection, String, and_, bindparam, func, literal
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.sql import ColumnElement
 
-from jobpulse.storage import attempts, dialects, urls
+from jobpulse.storage import dialects, urls
 from jobpulse.storage.prepared import Driver
-from jobpulse.storage.sqlite import writes
+from jobpulse.storage.sqlite import attempts, writes
 from jobpulse.storage.sqlite.database import SqliteBackend
 from jobpulse.storage.sqlite.driver import Sqlite3Driver
 from jobpulse.storage.sqlite.reads import SqliteReads
@@ -40,7 +40,7 @@ class SqliteDialect(SqliteReads, SqliteSchema):
     update_jobs = staticmethod(writes.update_jobs)
     insert_jobs = staticmethod(writes.insert_jobs)
     insert_job = staticmethod(writes.insert_job)
-    record_attempts = staticmethod(attempts.record_each)
+    record_attempts = staticmethod(attempts.record_attempts)
     records_in_one_statement = False
 
     def is_past(

@@ -14,7 +14,7 @@ from sqlalchemy.types import TypeEngine
 from jobpulse.storage.tables import utc
 
 
-def _to_text(value: datetime | None) -> str | None:
+def to_text(value: datetime | None) -> str | None:
     global _last
     if value is None:
         return None
@@ -54,7 +54,7 @@ class SqliteSchema:
         return Integer()
 
     def datetime_binder(self) -> Callable[[Any], Any]:
-        return _to_text
+        return to_text
 
     def datetime_reader(self) -> Callable[[Any], Any]:
         return _from_text
