@@ -99,7 +99,7 @@ class Dialect(Protocol):
         ...
 
     def record_attempts(self, connection: Connection, rows: Sequence[AttemptRow]) -> None:
-        """Keep delivery attempts (in the order they ended),
+        """Keep delivery attempts (rows of outbox.RECORDED_FIELDS, in the order they ended),
         move each message on and show the last attempt on its job (attempts.record_attempts).
         """
         ...

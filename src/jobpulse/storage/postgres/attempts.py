@@ -33,15 +33,13 @@ from jobpulse.storage.outbox import (
 )
 from jobpulse.storage.tables import callback_attempts, jobs, outbox
 
-#: What the statement is given of each attempt: callback_attempts' columns, and the lease.
-GIVEN = RECORDED_FIELDS
 #: The columns an attempt gives (callback_attempts' own, but its id).
-COLUMNS = GIVEN[:-1]
+COLUMNS = RECORDED_FIELDS[:-1]
 
 
 def _record_all() -> Any:
     arrays = []
-    for name in GIVEN:
+    for name in RECORDED_FIELDS:
         if name == "outbox_id":
             item: Any = BigInteger()
         elif name == "lease":
@@ -49,7 +47,7 @@ def _record_all() -> Any:
         else:
             item = callback_attempts.c[name].type
         arrays.append(bindparam(f"a_{name}", type_=ARRAY(item)))
-    rows = func.unnest(*arrays).table_valued(*GIVEN, with_ordinality="n")
+    rows = func.unnest(*arrays).table_valued(*RECORDED_FIELDS, with_ordinality="n")
     given = select(rows.render_derived(name="rows")).cte("given")
     g = given.c
     kept = (
@@ -92,6 +90,6 @@ def record_attempts(connection: Connection, rows: Sequence[AttemptRow]) -> None:
     """Keep the attempts, move their messages on and show them on their jobs, in one
     statement (see attempts.record_attempts).
     """
-    columns = zip(*rows, strict=True)
-    params = {f"a_{name}": list(column) for name, column in zip(GIVEN, columns, strict=True)}
+    columns = zip(RECORDED_FIELDS, zip(*rows, strict=True), strict=True)
+    params = {f"a_{name}": list(values) for name, values in columns}
     prepared.write(connection, _RECORD_ALL, params)
