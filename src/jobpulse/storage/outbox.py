@@ -83,6 +83,8 @@ class Attempt(NamedTuple):
 #: What recording one attempt writes, a tuple in this order (see attempts.record_attempts):
 #: callback_attempts' columns but its id, then the lease its message was claimed under.
 RECORDED_FIELDS = ("outbox_id", "webhook_id", "job_id", "event_type", *Attempt._fields, "lease")
+#: The columns of callback_attempts an attempt's record fills (all but its id).
+ATTEMPT_COLUMNS = RECORDED_FIELDS[:-1]
 AttemptRow = tuple[Any, ...]
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 
 from jobpulse.storage import prepared
 from jobpulse.storage.outbox import (
+    ATTEMPT_COLUMNS,
     RECORDED_FIELDS,
     AttemptRow,
     is_job_callback,
@@ -32,9 +33,6 @@ from jobpulse.storage.outbox import (
     shown_on_job,
 )
 from jobpulse.storage.tables import callback_attempts, jobs, outbox
-
-#: The columns an attempt gives (callback_attempts' own, but its id).
-COLUMNS = RECORDED_FIELDS[:-1]
 
 
 def _record_all() -> Any:
@@ -52,7 +50,7 @@ def _record_all() -> Any:
     g = given.c
     kept = (
         insert(callback_attempts)
-        .from_select(COLUMNS, select(*(g[name] for name in COLUMNS)).order_by(g.n))
+        .from_select(ATTEMPT_COLUMNS, select(*(g[name] for name in ATTEMPT_COLUMNS)).order_by(g.n))
         .cte("kept")
     )
     last = (

@@ -19,6 +19,7 @@ from sqlalchemy import update as update_
 
 from jobpulse.storage import prepared
 from jobpulse.storage.outbox import (
+    ATTEMPT_COLUMNS,
     RECORDED_FIELDS,
     AttemptRow,
     is_job_callback,
@@ -28,8 +29,6 @@ from jobpulse.storage.outbox import (
 from jobpulse.storage.sqlite.schema import to_text
 from jobpulse.storage.tables import callback_attempts, jobs, outbox
 
-#: The columns an attempt gives (callback_attempts' own, but its id).
-COLUMNS = RECORDED_FIELDS[:-1]
 #: The positions of the datetimes in a row, written as SQLite keeps them.
 _MOMENTS = [RECORDED_FIELDS.index(name) for name in ("attempted_at", "next_attempt_at", "lease")]
 _GIVEN_ROWS = func.json_each(bindparam("b_rows")).table_valued("key", "value").alias("given")
@@ -51,7 +50,7 @@ def _last_of_each(key: str, names: tuple[str, ...], *where: Any) -> Any:
 
 
 _KEEP = insert(callback_attempts).from_select(
-    COLUMNS, select(*(_field(name) for name in COLUMNS)).order_by(_GIVEN_ROWS.c.key)
+    ATTEMPT_COLUMNS, select(*(_field(name) for name in ATTEMPT_COLUMNS)).order_by(_GIVEN_ROWS.c.key)
 )
 _message = _last_of_each(
     "outbox_id", ("lease", "state", "attempt", "attempted_at", "next_attempt_at")
