@@ -99,16 +99,34 @@ async def test_claim_outbox_reads_on_past_a_share_that_fills_within_the_claim(
     store: JobStore,
 ) -> None:
     first = await ended_with_callback(store)
-    await ended_with_callback(store)
-    await ended_with_callback(store)
+    second = await ended_with_callback(store)
+    third = await ended_with_callback(store)
     other = await ended_with_callback(store, url="https://other.example.com/x")
     now = T0 + seconds(2)
     shares = Shares(org_max=10, host_max=1)  # nothing held: the first host fills in the claim
     claimed = await store.claim_outbox(now, now + LEASE, 2, shares)
     assert [message.job_id for message in claimed] == [first.id, other.id]
-    # The oldest two alone, when no share can fill.
+    # What the claim passed over is due at once, to the next claim (here, of the oldest two
+    # alone: no share can fill).
     roomy = Shares(org_max=10, host_max=10)
-    assert len(await store.claim_outbox(now, now + LEASE, 2, roomy)) == 2
+    claimed = await store.claim_outbox(now, now + LEASE, 2, roomy)
+    assert [message.job_id for message in claimed] == [second.id, third.id]
+
+
+async def test_a_claim_passes_over_what_would_overfill_an_organizations_share(
+    store: JobStore,
+) -> None:
+    mine = [await ended_with_callback(store) for _ in range(3)]
+    theirs = await ended_with_callback(store, actor=EVE)
+    now = T0 + seconds(2)
+    shares = Shares(org_max=2, host_max=10, held_org={"org-a": 1})
+    claimed = await store.claim_outbox(now, now + LEASE, 3, shares)
+    assert [(message.job_id, message.organization_id) for message in claimed] == [
+        (mine[0].id, "org-a"),
+        (theirs.id, "org-b"),
+    ]
+    claimed = await store.claim_outbox(now, now + LEASE, 10, None)
+    assert [message.job_id for message in claimed] == [mine[1].id, mine[2].id]
 
 
 async def test_record_attempts_keeps_each_attempt_and_moves_the_message_on(

@@ -8,10 +8,10 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import (
@@ -22,6 +22,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     func,
     insert,
     literal_column,
@@ -188,19 +189,35 @@ class Shares:
         host_room = self.host_max - max(self.held_host.values(), default=0)
         return limit > min(org_room, host_room)
 
-    def filled(self, claimed: Sequence[Claimed]) -> tuple[set[str], set[str]]:
-        """The organizations and hosts that hold their share once `claimed` is added: a
-        claim may have left due messages of theirs behind.
+    def room(self, limit: int) -> int:
+        """At most `limit`: how many more messages cannot fill a share held already (one
+        that holds none may still fill, see `claim_due`).
         """
+        org_room = self.org_max - max(self.held_org.values(), default=-limit)
+        host_room = self.host_max - max(self.held_host.values(), default=-limit)
+        return min(limit, org_room, host_room)
+
+    def any_full(self) -> bool:
+        """Whether some organization or host holds its share already."""
+        return any(held >= self.org_max for held in self.held_org.values()) or any(
+            held >= self.host_max for held in self.held_host.values()
+        )
+
+    def holding(self, claimed: Iterable[Claimed]) -> Shares:
+        """These shares once `claimed` is held too."""
         orgs, hosts = Counter(self.held_org), Counter(self.held_host)
         for message in claimed:
             if message.organization_id is not None:
                 orgs[message.organization_id] += 1
             hosts[host_of(message.url)] += 1
-        return (
-            {org for org, held in orgs.items() if held >= self.org_max},
-            {host for host, held in hosts.items() if held >= self.host_max},
-        )
+        return Shares(self.org_max, self.host_max, orgs, hosts)
+
+    def filled(self, claimed: Sequence[Claimed]) -> tuple[set[str], set[str]]:
+        """The organizations and hosts that hold their share once `claimed` is added: a
+        claim may have left due messages of theirs behind.
+        """
+        held = self.holding(claimed)
+        return set(held.full_orgs()), set(held.full_hosts())
 
 
 #: A job's callback, to the URL its organization gave (alerts and step events go to URLs
@@ -229,19 +246,45 @@ class _Candidate(NamedTuple):
     document: Any
 
 
+class _Counts(Protocol):
+    """What a message counts against: its organization and its URL's host."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def organization_id(self) -> str | None: ...
+
+
+_Held = TypeVar("_Held", bound=_Counts)
+
+#: A message due at `b_now` and held by no lease.
+_IS_DUE = (
+    _IS_PENDING,
+    outbox.c.next_attempt_at <= bindparam("b_now"),
+    or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < bindparam("b_now")),
+)
 _DUE: Select[Any] = (
     select(outbox.c.id, outbox.c.url, jobs.c.organization_id, _DOCUMENT)
     .select_from(outbox.outerjoin(jobs, _TENANT_CALLBACK))
-    .where(
-        _IS_PENDING,
-        outbox.c.next_attempt_at <= bindparam("b_now"),
-        or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < bindparam("b_now")),
-    )
+    .where(*_IS_DUE)
     .order_by(outbox.c.next_attempt_at, outbox.c.id)
     .with_for_update(skip_locked=True, of=outbox)
 )
 #: The oldest due messages, when no organization or host is passed over (run on the driver).
 _OLDEST_DUE = _DUE.limit(bindparam("b_limit")).offset(bindparam("b_offset"))
+#: What a lease reads back of each message: the fields of its `Claimed` up to its lease.
+_LEASED_FIELDS = (
+    outbox.c.id,
+    outbox.c.webhook_id,
+    outbox.c.job_id,
+    outbox.c.event_type,
+    outbox.c.url,
+    outbox.c.body,
+    outbox.c.attempts,
+    outbox.c.trace_context,
+)
 #: Messages leased by one statement, run on the driver: the ids of a claim go in chunks of
 #: this many, the last one padded with NULL (which matches no row).
 _LEASE_CHUNK = 64
@@ -249,17 +292,57 @@ _LEASE = (
     update(outbox)
     .where(outbox.c.id.in_([bindparam(f"b_id{n}", type_=Integer) for n in range(_LEASE_CHUNK)]))
     .values(locked_until=bindparam("b_lease", type_=UTCDateTime()))
-    .returning(
-        outbox.c.id,
-        outbox.c.webhook_id,
-        outbox.c.job_id,
-        outbox.c.event_type,
-        outbox.c.url,
-        outbox.c.body,
-        outbox.c.attempts,
-        outbox.c.trace_context,
-        outbox.c.locked_until,
+    .returning(*_LEASED_FIELDS)
+)
+
+
+#: The leased row, as the subqueries of a RETURNING name it: SQLite's compiler writes the
+#: columns there unqualified, which inside a subquery would name the subquery's own.
+_LEASED_ID: ColumnElement[Any] = literal_column("outbox.id")
+_LEASED_JOB: ColumnElement[Any] = literal_column("outbox.job_id")
+_LEASED_EVENT: ColumnElement[Any] = literal_column("outbox.event_type")
+#: The organization a leased message counts against (see `_TENANT_CALLBACK`). Its job is
+#: found by the key's index only with the id cast: SQLite 3.40 gives a RETURNING's columns
+#: no type, and compares them to a text column only by scanning.
+_LEASED_ORGANIZATION = (
+    select(jobs.c.organization_id)
+    .where(
+        jobs.c.id == cast(_LEASED_JOB, jobs.c.id.type),
+        _LEASED_EVENT.like(literal_column("'job.%'")),
     )
+    .scalar_subquery()
+)
+#: A leased message's document when it has no body, by a subquery of its own: in a
+#: RETURNING, SQLite 3.40 sees the added `body` column as never NULL.
+_STORED = outbox.alias("stored")
+_LEASED_DOCUMENT = (
+    select(_STORED.c.payload)
+    .where(_STORED.c.id == _LEASED_ID, _STORED.c.body.is_(None))
+    .scalar_subquery()
+)
+#: The oldest `b_limit` due messages leased by one statement, each read back whole (run on
+#: the driver; the rows come in any order).
+_LEASE_OLDEST = (
+    update(outbox)
+    .where(
+        outbox.c.id.in_(
+            select(outbox.c.id)
+            .where(*_IS_DUE)
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(bindparam("b_limit"))
+            .offset(bindparam("b_offset"))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(locked_until=bindparam("b_lease", type_=UTCDateTime()))
+    .returning(*_LEASED_FIELDS, _LEASED_ORGANIZATION, _LEASED_DOCUMENT)
+)
+
+#: Leased messages let go again (due as they were: a lease is kept only while it runs).
+_LET_GO = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(locked_until=None)
 )
 
 
@@ -274,14 +357,39 @@ def claim_due(
     worker holds are skipped, and a lease that ran out (a worker died) makes its message due
     again. With `shares`, organizations and hosts that hold their share are passed over, so
     the messages of the others are claimed even behind a slow tenant's backlog.
+
+    While no share is full, the oldest are leased and read back by one statement; those
+    that would overfill a share (the last written first) are let go again, and the rest of
+    the claim is read past the shares they filled.
     """
-    params: dict[str, Any] = {"b_now": now, "b_offset": 0}
+    if shares is not None and shares.any_full():
+        return _claim_within(connection, now, lease_until, limit, shares)
+    most = limit if shares is None else shares.room(limit)
+    params = {"b_now": now, "b_limit": most, "b_offset": 0, "b_lease": lease_until}
+    leased = prepared.returned(connection, _LEASE_OLDEST, params)
+    read = len(_LEASED_FIELDS)
+    fields: list[tuple[Any, ...]] = [(*row[:read], lease_until, *row[read:]) for row in leased]
+    claimed = [Claimed(*row) for row in fields]
+    claimed.sort(key=_by_id)
     if shares is None:
-        params["b_limit"] = limit
-        found = prepared.rows(connection, _OLDEST_DUE, params)
-        taken = {row.id: row for row in map(_Candidate._make, found)}
-    else:
-        taken = _pick_due(connection, params, limit, shares)
+        return claimed
+    kept = list(_pick(claimed, limit, shares).values())
+    if len(kept) < len(claimed):  # a share held by none filled: let go what overfills it
+        let_go = {message.id for message in claimed}.difference(message.id for message in kept)
+        connection.execute(_LET_GO, {"b_ids": sorted(let_go)})
+    elif len(kept) == limit or len(claimed) < most:
+        return kept  # all that was asked, or all that is due
+    rest = _claim_within(connection, now, lease_until, limit - len(kept), shares.holding(kept))
+    return sorted([*kept, *rest], key=_by_id)
+
+
+def _claim_within(
+    connection: Connection, now: datetime, lease_until: datetime, limit: int, shares: Shares
+) -> list[Claimed]:
+    """`claim_due` when a share is full: due messages read past the full shares, then
+    leased by id.
+    """
+    taken = _pick_due(connection, {"b_now": now, "b_offset": 0}, limit, shares)
     claimed: list[Claimed] = []
     ids = list(taken)
     for start in range(0, len(ids), _LEASE_CHUNK):
@@ -290,9 +398,13 @@ def claim_due(
         lease.update({f"b_id{n}": id_ for n, id_ in enumerate(chunk)}, b_lease=lease_until)
         for row in prepared.returned(connection, _LEASE, lease):
             candidate = taken[row[0]]
-            fields: tuple[Any, ...] = (*row, candidate.organization_id, candidate.document)
+            fields = (*row, lease_until, candidate.organization_id, candidate.document)
             claimed.append(Claimed(*fields))
-    return sorted(claimed, key=lambda message: message.id)
+    return sorted(claimed, key=_by_id)
+
+
+def _by_id(message: Claimed) -> int:
+    return message.id
 
 
 @functools.lru_cache(maxsize=4096)
@@ -304,16 +416,19 @@ def host_of(url: str) -> str:
         return url
 
 
-def _passing_over(due: Select[Any], shares: Shares) -> Select[Any]:
-    """`due` without the messages of organizations and hosts that hold their share."""
-    full_orgs = shares.full_orgs()
+@functools.lru_cache(maxsize=256)
+def _passing_over(full_orgs: tuple[str, ...], full_hosts: tuple[str, ...]) -> Select[Any]:
+    """The due messages but those of organizations and hosts that hold their share (made
+    once for each, so that SQLAlchemy finds it compiled).
+    """
+    due = _DUE
     if full_orgs:
         due = due.where(
             or_(jobs.c.organization_id.is_(None), jobs.c.organization_id.not_in(full_orgs))
         )
-    for host in shares.full_hosts():
+    for host in full_hosts:
         due = due.where(not_(_goes_to(host)))
-    return due
+    return due.limit(bindparam("b_limit")).offset(bindparam("b_offset"))
 
 
 def _goes_to(host: str) -> ColumnElement[bool]:
@@ -334,10 +449,10 @@ def _pick_due(
     `_CANDIDATES_PER_CLAIM` times `limit` in all (what one read of them all would take).
     """
     most = limit * _CANDIDATES_PER_CLAIM if shares.may_fill(limit) else limit
-    passing_over = shares.full_orgs() or shares.full_hosts()
+    full_orgs, full_hosts = tuple(shares.full_orgs()), tuple(shares.full_hosts())
     due = None
-    if passing_over:
-        due = _passing_over(_DUE, shares).limit(bindparam("b_limit")).offset(bindparam("b_offset"))
+    if full_orgs or full_hosts:
+        due = _passing_over(full_orgs, full_hosts)
     candidates: dict[int, _Candidate] = {}
     params["b_limit"] = limit
     while True:
@@ -354,10 +469,10 @@ def _pick_due(
         params["b_limit"] = most - params["b_offset"]
 
 
-def _pick(candidates: Sequence[_Candidate], limit: int, shares: Shares) -> dict[int, _Candidate]:
+def _pick(candidates: Iterable[_Held], limit: int, shares: Shares) -> dict[int, _Held]:
     """The candidates a claim takes, oldest first, within each one's shares, by id."""
     held_org, held_host = Counter(shares.held_org), Counter(shares.held_host)
-    taken: dict[int, _Candidate] = {}
+    taken: dict[int, _Held] = {}
     for row in candidates:
         org, host = row.organization_id, host_of(row.url)
         if held_host[host] >= shares.host_max:
