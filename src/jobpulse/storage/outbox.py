@@ -190,18 +190,12 @@ class Shares:
         host_room = self.host_max - max(self.held_host.values(), default=0)
         return limit > min(org_room, host_room)
 
-    def room(self, limit: int) -> int:
-        """At most `limit`: how many more messages cannot fill a share held already (one
-        that holds none may still fill, see `claim_due`).
+    def fits(self, limit: int) -> bool:
+        """Whether `limit` more messages fit in every share held already (one that holds
+        none may still fill, see `claim_due`).
         """
-        org_room = self.org_max - max(self.held_org.values(), default=-limit)
-        host_room = self.host_max - max(self.held_host.values(), default=-limit)
-        return min(limit, org_room, host_room)
-
-    def any_full(self) -> bool:
-        """Whether some organization or host holds its share already."""
-        return any(held >= self.org_max for held in self.held_org.values()) or any(
-            held >= self.host_max for held in self.held_host.values()
+        return all(held + limit <= self.org_max for held in self.held_org.values()) and all(
+            held + limit <= self.host_max for held in self.held_host.values()
         )
 
     def holding(self, claimed: Iterable[Claimed]) -> Shares:
@@ -359,14 +353,13 @@ def claim_due(
     again. With `shares`, organizations and hosts that hold their share are passed over, so
     the messages of the others are claimed even behind a slow tenant's backlog.
 
-    While no share is full, the oldest are leased and read back by one statement; those
-    that would overfill a share (the last written first) are let go again, and the rest of
-    the claim is read past the shares they filled.
+    While the claim fits in every share held already, the oldest are leased and read back
+    by one statement; those that would overfill a share held by none (the last written
+    first) are let go again, and the rest of the claim is read past the shares they filled.
     """
-    if shares is not None and shares.any_full():
+    if shares is not None and not shares.fits(limit):
         return _claim_within(connection, now, lease_until, limit, shares)
-    most = limit if shares is None else shares.room(limit)
-    params = {"b_now": now, "b_limit": most, "b_offset": 0, "b_lease": lease_until}
+    params = {"b_now": now, "b_limit": limit, "b_offset": 0, "b_lease": lease_until}
     leased = prepared.returned(connection, _LEASE_OLDEST, params)
     read = len(_LEASED_FIELDS)
     claimed = [Claimed._make((*row[:read], lease_until, *row[read:])) for row in leased]
@@ -374,11 +367,11 @@ def claim_due(
     if shares is None:
         return claimed
     kept = list(_pick(claimed, limit, shares).values())
-    if len(kept) < len(claimed):  # a share held by none filled: let go what overfills it
-        let_go = {message.id for message in claimed}.difference(message.id for message in kept)
-        connection.execute(_LET_GO, {"b_ids": sorted(let_go)})
-    elif len(kept) == limit or len(claimed) < most:
-        return kept  # all that was asked, or all that is due
+    if len(kept) == len(claimed):
+        return claimed
+    # A share held by none filled within the claim: what overfills it is let go.
+    let_go = {message.id for message in claimed}.difference(message.id for message in kept)
+    connection.execute(_LET_GO, {"b_ids": sorted(let_go)})
     rest = _claim_within(connection, now, lease_until, limit - len(kept), shares.holding(kept))
     return sorted([*kept, *rest], key=_by_id)
 
@@ -386,7 +379,7 @@ def claim_due(
 def _claim_within(
     connection: Connection, now: datetime, lease_until: datetime, limit: int, shares: Shares
 ) -> list[Claimed]:
-    """`claim_due` when a share is full: due messages read past the full shares, then
+    """`claim_due` when a share may fill: due messages read past the full shares, then
     leased by id.
     """
     taken = _pick_due(connection, {"b_now": now, "b_offset": 0}, limit, shares)
