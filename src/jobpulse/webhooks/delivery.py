@@ -96,6 +96,8 @@ class Deliverer:
         self._recorder = Recorder(store, self.metrics)
         self._stopping = False
         self._schedule = settings.retry_schedule
+        #: An attempt ends within the timeout: it must start this long before its lease ends.
+        self._start_margin = timedelta(seconds=settings.webhook_timeout_s + 1)
         self._signer = signing.Signer(settings.webhook_secret)
 
     async def run(self) -> None:
@@ -244,19 +246,17 @@ class Deliverer:
             self._room.set()
 
     async def _deliver(self, message: outbox.Claimed, lease: datetime) -> None:
-        # An attempt ends within the timeout: it must end a second before the lease does.
-        latest_start = lease - timedelta(seconds=self.settings.webhook_timeout_s + 1)
-        if self._now() > latest_start:
+        sent_at = self._now()
+        if sent_at > lease - self._start_margin:
             return  # it waited too long for a sender: the next claim after the lease sends it
-        attempt, follow_up = await self._attempt(message)
+        attempt, follow_up = await self._attempt(message, sent_at)
         self.metrics.callback_latency.observe(attempt.duration_ms / 1000)
         self._recorder.add((message, attempt, follow_up))
 
     async def _attempt(
-        self, message: outbox.Claimed
+        self, message: outbox.Claimed, sent_at: datetime
     ) -> tuple[outbox.Attempt, OutboxMessage | None]:
         number = message.attempts + 1
-        sent_at = self._now()
         started = time.perf_counter()
         try:
             status_code, error, retry_after = await self._send(message, number, sent_at)
