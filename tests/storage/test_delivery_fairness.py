@@ -14,7 +14,7 @@ import pytest
 
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.jobs.hooks import Hooks
-from jobpulse.storage import outbox
+from jobpulse.storage import claims, outbox
 from jobpulse.storage.sql_store import open_store
 from jobpulse.webhooks import payload
 from jobpulse.webhooks.delivery import Deliverer, new_client
@@ -123,7 +123,7 @@ async def test_a_claim_passes_over_organizations_and_hosts_that_hold_their_share
     alerts = [payload.alert(f"{full_host}/a{n}", payload.JOB_STUCK, {}, now) for n in range(30)]
     await database.write(outbox.insert_messages, alerts)
     healthy = await _end_with_callback(world.jobs, GOOD, receiver.url)
-    shares = outbox.Shares(
+    shares = claims.Shares(
         org_max=4,
         host_max=4,
         held_org={hostile.organization_id: 4},
@@ -131,11 +131,11 @@ async def test_a_claim_passes_over_organizations_and_hosts_that_hold_their_share
     )
     later = datetime.now(UTC) + timedelta(seconds=1)
     lease = later + timedelta(seconds=60)
-    claimed = await database.write(outbox.claim_due, later, lease, 4, shares)
+    claimed = await database.write(claims.claim_due, later, lease, 4, shares)
     assert [(c.job_id, c.organization_id) for c in claimed] == [(healthy, GOOD.organization_id)]
     # With room in its share, an organization gets what the room allows, no more.
-    shares = outbox.Shares(org_max=4, host_max=4, held_org={hostile.organization_id: 1})
-    claimed = await database.write(outbox.claim_due, later, lease, 16, shares)
+    shares = claims.Shares(org_max=4, host_max=4, held_org={hostile.organization_id: 1})
+    claimed = await database.write(claims.claim_due, later, lease, 16, shares)
     by_org = Counter(c.organization_id for c in claimed)
     assert by_org[hostile.organization_id] == 3
     assert by_org[None] == 4  # the alerts, by their host's share only

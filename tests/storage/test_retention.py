@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from jobpulse import Actor, JobManager, Settings, ValidationError
 from jobpulse.retention.pruner import prune
-from jobpulse.storage import attempts, outbox, retention
+from jobpulse.storage import attempts, claims, outbox, retention
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import callback_attempts, job_events, job_steps, jobs
 from jobpulse.storage.tables import outbox as outbox_table
@@ -56,7 +56,7 @@ def rows(connection: Connection) -> dict[str, int]:
 
 async def deliver_all(manager: JobManager, at: datetime) -> None:
     """Record one delivered attempt for every message waiting (as a worker would)."""
-    claimed = await database_of(manager).write(outbox.claim_due, at, at + timedelta(60), 1000)
+    claimed = await database_of(manager).write(claims.claim_due, at, at + timedelta(60), 1000)
     outcomes = [
         (m, outbox.Attempt(1, at, 200, None, 1.0, "delivered", None), None) for m in claimed
     ]

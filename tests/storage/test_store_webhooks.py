@@ -9,8 +9,9 @@ import pytest
 
 from jobpulse.errors import NotFoundError
 from jobpulse.storage.attempts import Recording
+from jobpulse.storage.claims import Shares
 from jobpulse.storage.dialects import dialect_of
-from jobpulse.storage.outbox import Attempt, Claimed, Shares
+from jobpulse.storage.outbox import Attempt, Claimed
 from jobpulse.storage.store import JobStore
 from jobpulse.storage.tables import outbox as outbox_table
 from jobpulse.webhooks import payload

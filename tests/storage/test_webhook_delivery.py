@@ -12,7 +12,7 @@ import pytest
 
 from jobpulse import Actor, JobManager, Settings, ValidationError
 from jobpulse.client import verify_webhook
-from jobpulse.storage import attempts, outbox
+from jobpulse.storage import attempts, claims, outbox
 from jobpulse.storage.sql_store import SqlJobStore, open_store
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.receiver import Receiver
@@ -163,11 +163,11 @@ async def test_a_claim_is_leased(world: World, receiver: Receiver) -> None:
     await world.jobs.update_job(ALICE, job.id, status="completed")
     now = (await world.jobs.get_job(ALICE, job.id)).updated_at + timedelta(seconds=1)
     lease = now + timedelta(seconds=60)
-    first = await database_of(world.store).write(outbox.claim_due, now, lease, 10)
+    first = await database_of(world.store).write(claims.claim_due, now, lease, 10)
     assert [message.job_id for message in first] == [job.id]
-    assert await database_of(world.store).write(outbox.claim_due, now, lease, 10) == []
+    assert await database_of(world.store).write(claims.claim_due, now, lease, 10) == []
     later = lease + timedelta(seconds=1)  # the first worker died: its lease ran out
-    again = await database_of(world.store).write(outbox.claim_due, later, later + timedelta(60), 10)
+    again = await database_of(world.store).write(claims.claim_due, later, later + timedelta(60), 10)
     assert [message.webhook_id for message in again] == [first[0].webhook_id]
 
 
@@ -208,7 +208,7 @@ async def test_attempts_a_failed_claim_carried_are_recorded_alone(
         now: datetime,
         lease_until: datetime,
         limit: int,
-        shares: outbox.Shares | None,
+        shares: claims.Shares | None,
         recorded: Sequence[attempts.Outcome] = (),
     ) -> list[outbox.Claimed]:
         if recorded and not carried:  # the first claim that carries attempts

@@ -1,6 +1,6 @@
 """Delivery attempts kept: each attempt's row, its message moved on and shown on its job,
 written by a worker in batches (alone, or in the transaction of its next claim, see
-storage/outbox.py for the claims).
+storage/claims.py for the claims).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from jobpulse.domain import OutboxMessage
+from jobpulse.storage.claims import Shares, claim_due
 from jobpulse.storage.dialects import Dialect, dialect_of
-from jobpulse.storage.outbox import Attempt, AttemptRow, Claimed, Shares, claim_due, insert_messages
+from jobpulse.storage.outbox import Attempt, AttemptRow, Claimed, insert_messages
 from jobpulse.storage.recent import recent_jobs
 from jobpulse.storage.tables import callback_attempts
 

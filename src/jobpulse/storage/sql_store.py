@@ -21,6 +21,7 @@ from jobpulse.stats.windows import Stats, Window
 from jobpulse.storage import (
     attempts,
     batches,
+    claims,
     events,
     keys,
     notify,
@@ -122,14 +123,14 @@ class SqlJobStore(
         now: datetime,
         lease_until: datetime,
         limit: int,
-        shares: outbox.Shares | None,
+        shares: claims.Shares | None,
         recorded: Sequence[attempts.Outcome] = (),
     ) -> list[outbox.Claimed]:
         if recorded:  # attempts recorded are changes, as record_attempts counts them
             return await self.database.write(
                 attempts.record_and_claim, recorded, now, lease_until, limit, shares
             )
-        return await self.database.write_upkeep(outbox.claim_due, now, lease_until, limit, shares)
+        return await self.database.write_upkeep(claims.claim_due, now, lease_until, limit, shares)
 
     async def record_attempts(self, outcomes: Sequence[attempts.Outcome]) -> None:
         await self.database.submit(attempts.Recording(outcomes))

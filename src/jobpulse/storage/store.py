@@ -23,10 +23,10 @@ from jobpulse.storage.attempts import Outcome
 from jobpulse.storage.batches import Claimed as ClaimedBatch
 from jobpulse.storage.batches import Polled
 from jobpulse.storage.bulk_store import BulkStore
+from jobpulse.storage.claims import Shares
 from jobpulse.storage.events import Happened, Position, Start
 from jobpulse.storage.group_commit import Traffic
 from jobpulse.storage.outbox import Claimed as ClaimedMessage
-from jobpulse.storage.outbox import Shares
 from jobpulse.storage.retention import Pruned
 from jobpulse.storage.tokens_store import TokensStore
 from jobpulse.storage.usage_store import UsageStore
@@ -155,7 +155,7 @@ class JobStore(AlertStore, UsageStore, TokensStore, BulkStore, ViewStore, Protoc
         shares: Shares | None,
         recorded: Sequence[Outcome] = (),
     ) -> list[ClaimedMessage]:
-        """Hold up to `limit` due webhooks until `lease_until` (see outbox.claim_due), having
+        """Hold up to `limit` due webhooks until `lease_until` (see claims.claim_due), having
         recorded the attempts `recorded` in the same transaction (see `record_attempts`).
         """
         ...

@@ -31,7 +31,7 @@ from jobpulse.config import Settings
 from jobpulse.domain import OutboxMessage
 from jobpulse.errors import ValidationError
 from jobpulse.metrics import Metrics
-from jobpulse.storage import outbox
+from jobpulse.storage import claims, outbox
 from jobpulse.storage.store import JobStore
 from jobpulse.telemetry import tracer, tracing_enabled
 from jobpulse.webhooks import guard, payload, policy, signing
@@ -189,7 +189,7 @@ class Deliverer:
         """Claim up to `limit` due messages and queue each for the senders."""
         now = self._now()
         lease = now + timedelta(seconds=self.settings.webhook_lease_s)
-        shares = outbox.Shares(
+        shares = claims.Shares(
             self._org_held_max, self._host_held_max, dict(self._held_org), dict(self._held_host)
         )
         recorded = self._recorder.take()
@@ -213,7 +213,7 @@ class Deliverer:
         claims once half of it is free (so they take many messages at a time, not one per
         delivery).
         """
-        org, host = message.organization_id, outbox.host_of(message.url)
+        org, host = message.organization_id, claims.host_of(message.url)
         if org is not None:
             _add(self._held_org, org, change)
             if org in self._full_orgs and self._held_org[org] <= self._org_held_max // 2:
