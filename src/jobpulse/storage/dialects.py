@@ -193,6 +193,16 @@ class Dialect(Protocol):
         """The statements dropping what `rollup_triggers` created."""
         ...
 
+    def create_attempt_recorder(self) -> list[str]:
+        """The statements creating what `record_attempts` writes through, where it is more
+        than the tables (migration 0017).
+        """
+        ...
+
+    def drop_attempt_recorder(self) -> list[str]:
+        """The statements dropping what `create_attempt_recorder` created."""
+        ...
+
 
 _REGISTERED: dict[type[Any], Dialect] = {}
 

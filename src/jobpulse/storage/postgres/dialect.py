@@ -44,6 +44,13 @@ class PostgresDialect(PostgresReads, PostgresSchema):
     record_attempts = staticmethod(attempts.record_attempts)
     records_in_one_statement = True
 
+    def create_attempt_recorder(self) -> list[str]:
+        """Nothing: the one statement that records attempts writes the tables themselves."""
+        return []
+
+    def drop_attempt_recorder(self) -> list[str]:
+        return []
+
     def is_past(
         self, moment: ColumnElement[Any], seconds: ColumnElement[Any], now: datetime
     ) -> ColumnElement[bool]:

@@ -1,21 +1,25 @@
-"""SQLite's record of delivery attempts: three statements whatever their number.
+"""SQLite's record of delivery attempts: one statement whatever their number.
 
-The batch goes as one bound text, a JSON array of the attempts' rows, which `json_each`
-turns back into rows inside SQLite: the writer thread builds one string rather than the
-parameters of three statements a row, and SQLite's engine, which runs without the GIL the
-delivery loop needs, does the rest. As on PostgreSQL (postgres/attempts.py), each message
-and each job is left as the last of its attempts in the batch says (SQLite's `max()` takes
-the other columns of a group from the row it picks).
+The batch goes as one bound text, a JSON array of the attempts' rows, inserted into the view
+`callback_attempt_records` (migration 0017), whose INSTEAD OF trigger keeps each attempt,
+moves its message on and shows it on its job. So the writer thread builds one string, and
+SQLite's engine, which runs without the GIL the delivery loop needs, reads it once and does
+the rest in one step: the writer hands the GIL over and waits to take it back once a batch,
+not once for each of three statements. The rows go in the order of the batch, so each
+message and each job is left as the last of its attempts says (as on PostgreSQL,
+postgres/attempts.py).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, literal_column, select
+from sqlalchemy import Connection, bindparam, column, func, insert, literal_column, select, table
 from sqlalchemy import update as update_
+from sqlalchemy.dialects import sqlite
 
 from jobpulse.storage import prepared
 from jobpulse.storage.outbox import (
@@ -29,43 +33,32 @@ from jobpulse.storage.outbox import (
 from jobpulse.storage.sqlite.schema import to_text
 from jobpulse.storage.tables import callback_attempts, jobs, outbox
 
+#: The view an attempt's record is inserted into (nothing to read): RECORDED_FIELDS, and
+#: whether the attempt is the last of its message's in the batch, the one that moves it on.
+RECORDS = "callback_attempt_records"
+_VIEW_FIELDS = (*RECORDED_FIELDS, "last_of_message")
+_RECORDS = table(RECORDS, *(column(name) for name in _VIEW_FIELDS))
 #: The positions of the datetimes in a row, written as SQLite keeps them.
-_MOMENTS = [RECORDED_FIELDS.index(name) for name in ("attempted_at", "next_attempt_at", "lease")]
+_ATTEMPTED_AT, _NEXT_ATTEMPT_AT, _LEASE = (
+    RECORDED_FIELDS.index(name) for name in ("attempted_at", "next_attempt_at", "lease")
+)
 _GIVEN_ROWS = func.json_each(bindparam("b_rows")).table_valued("key", "value").alias("given")
 
 
 def _field(name: str) -> Any:
     """The field `name` of a given row."""
     path: Any = literal_column(f"'$[{RECORDED_FIELDS.index(name)}]'")
-    return func.json_extract(_GIVEN_ROWS.c.value, path).label(name)
+    return func.json_extract(_GIVEN_ROWS.c.value, path)
 
 
-def _last_of_each(key: str, names: tuple[str, ...], *where: Any) -> Any:
-    """Fields `names` of the given rows, the last one of each `key` (as a statement a row
-    would leave it).
-    """
-    fields = [_field(name) for name in (key, *names)]
-    picked = func.max(_GIVEN_ROWS.c.key).label("n")
-    return select(*fields, picked).where(*where).group_by(_field(key)).subquery(f"last_{key}")
-
-
-_KEEP = insert(callback_attempts).from_select(
-    ATTEMPT_COLUMNS, select(*(_field(name) for name in ATTEMPT_COLUMNS)).order_by(_GIVEN_ROWS.c.key)
+_LAST_OF_MESSAGE = func.max(_GIVEN_ROWS.c.key).over(partition_by=_field("outbox_id"))
+_RECORD = insert(_RECORDS).from_select(
+    _VIEW_FIELDS,
+    select(
+        *(_field(name).label(name) for name in RECORDED_FIELDS),
+        (_GIVEN_ROWS.c.key == _LAST_OF_MESSAGE).label("last_of_message"),
+    ).order_by(_GIVEN_ROWS.c.key),
 )
-_message = _last_of_each(
-    "outbox_id", ("lease", "state", "attempt", "attempted_at", "next_attempt_at")
-)
-_MOVE = (
-    update_(outbox)
-    .where(outbox.c.id == _message.c.outbox_id, outbox.c.locked_until == _message.c.lease)
-    .values(moved_on(_message))
-)
-_job = _last_of_each(
-    "job_id",
-    ("attempted_at", "status_code", "error"),
-    is_job_callback(_field("job_id"), _field("event_type")),
-)
-_SHOW = update_(jobs).where(jobs.c.id == _job.c.job_id).values(shown_on_job(_job))
 
 
 def record_attempts(connection: Connection, rows: Sequence[AttemptRow]) -> None:
@@ -73,11 +66,58 @@ def record_attempts(connection: Connection, rows: Sequence[AttemptRow]) -> None:
     attempts.record_attempts).
     """
     given = []
+    lease: Any = None
+    lease_text = None
     for row in rows:
         values = list(row)
-        for n in _MOMENTS:
-            values[n] = to_text(values[n])
+        values[_ATTEMPTED_AT] = to_text(values[_ATTEMPTED_AT])
+        values[_NEXT_ATTEMPT_AT] = to_text(values[_NEXT_ATTEMPT_AT])
+        if values[_LEASE] is not lease:  # the messages of a claim share their lease
+            lease = values[_LEASE]
+            lease_text = to_text(lease)
+        values[_LEASE] = lease_text
         given.append(values)
-    params = {"b_rows": json.dumps(given, allow_nan=False)}
-    for statement in (_KEEP, _MOVE, _SHOW):
-        prepared.write(connection, statement, params)
+    prepared.write(connection, _RECORD, {"b_rows": json.dumps(given, allow_nan=False)})
+
+
+class _Inserted:
+    """The row the trigger runs for (`new`), as the shared column helpers read a row."""
+
+    c: Any = SimpleNamespace(**{name: literal_column(f"new.{name}") for name in _VIEW_FIELDS})
+
+
+def _trigger_body() -> str:
+    """What the trigger does for each row: the statements record_attempts stands for."""
+    new = _Inserted.c
+    keep = insert(callback_attempts).values({name: getattr(new, name) for name in ATTEMPT_COLUMNS})
+    move = (
+        update_(outbox)
+        .where(new.last_of_message, outbox.c.id == new.outbox_id)
+        .where(outbox.c.locked_until == new.lease)
+        .values(moved_on(_Inserted))
+    )
+    show = (
+        update_(jobs)
+        .where(is_job_callback(new.job_id, new.event_type), jobs.c.id == new.job_id)
+        .values(shown_on_job(_Inserted))
+    )
+    dialect = sqlite.dialect()
+    return "".join(
+        f"{statement.compile(dialect=dialect, compile_kwargs={'literal_binds': True})};\n"
+        for statement in (keep, move, show)
+    )
+
+
+def create_recorder() -> list[str]:
+    """The statements creating the view record_attempts inserts into, and its trigger."""
+    nothing = ", ".join(f"NULL AS {name}" for name in _VIEW_FIELDS)
+    return [
+        f"CREATE VIEW {RECORDS} AS SELECT {nothing} WHERE 0",
+        f"CREATE TRIGGER {RECORDS}_insert INSTEAD OF INSERT ON {RECORDS} BEGIN\n"
+        f"{_trigger_body()}END",
+    ]
+
+
+def drop_recorder() -> list[str]:
+    """The statements dropping what create_recorder made."""
+    return [f"DROP TRIGGER {RECORDS}_insert", f"DROP VIEW {RECORDS}"]

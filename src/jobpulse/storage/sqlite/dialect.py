@@ -41,7 +41,9 @@ class SqliteDialect(SqliteReads, SqliteSchema):
     insert_jobs = staticmethod(writes.insert_jobs)
     insert_job = staticmethod(writes.insert_job)
     record_attempts = staticmethod(attempts.record_attempts)
-    records_in_one_statement = False
+    records_in_one_statement = True
+    create_attempt_recorder = staticmethod(attempts.create_recorder)
+    drop_attempt_recorder = staticmethod(attempts.drop_recorder)
 
     def is_past(
         self, moment: ColumnElement[Any], seconds: ColumnElement[Any], now: datetime
