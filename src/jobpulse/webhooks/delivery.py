@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from opentelemetry import propagate, trace
@@ -37,7 +37,7 @@ from jobpulse.telemetry import tracer, tracing_enabled
 from jobpulse.webhooks import guard, payload, policy, signing
 from jobpulse.webhooks.fairness import FairQueue, Taken
 from jobpulse.webhooks.recorder import Recorder
-from jobpulse.webhooks.sender import AiohttpSender, Sender, SendError
+from jobpulse.webhooks.sender import AiohttpSender, Reply, Sender, SendError
 
 logger = logging.getLogger("jobpulse.webhooks")
 
@@ -246,20 +246,33 @@ class Deliverer:
             self._room.set()
 
     async def _deliver(self, message: outbox.Claimed, lease: datetime) -> None:
+        """One attempt of the message, recorded: a signed POST in a span continuing the
+        trace that caused it. The sender's await is the only one below the sender's loop
+        (each coroutine between them would be resumed and suspended with every await of
+        the request).
+        """
         sent_at = self._now()
         if sent_at > lease - self._start_margin:
             return  # it waited too long for a sender: the next claim after the lease sends it
-        attempt, follow_up = await self._attempt(message, sent_at)
-        self.metrics.callback_latency.observe(attempt.duration_ms / 1000)
-        self._recorder.add((message, attempt, follow_up))
-
-    async def _attempt(
-        self, message: outbox.Claimed, sent_at: datetime
-    ) -> tuple[outbox.Attempt, OutboxMessage | None]:
         number = message.attempts + 1
+        status_code: int | None
+        error: str | None
+        retry_after: float | None
         started = time.perf_counter()
         try:
-            status_code, error, retry_after = await self._send(message, number, sent_at)
+            body, headers = self._request(message, sent_at)
+            with self._span(message, number, headers) as span:
+                try:
+                    guard.split(message.url)
+                    reply = await self.sender.post(message.url, body, headers)
+                except ValidationError as exc:
+                    status_code, error, retry_after = None, exc.message, None
+                except SendError as exc:
+                    status_code, error, retry_after = None, str(exc)[:1000], None
+                else:
+                    status_code, error, retry_after = _answered(reply, sent_at)
+                    if span is not None:
+                        span.set_attribute("http.status_code", reply.status)
         except Exception as exc:  # a message that cannot be serialized or signed fails alone
             logger.exception("webhook %s cannot be sent", message.webhook_id)
             status_code, error, retry_after = None, f"cannot send: {exc}"[:1000], None
@@ -268,12 +281,11 @@ class Deliverer:
         attempt = outbox.Attempt(
             number, sent_at, status_code, error, duration_ms, state.value, next_at
         )
-        return attempt, self._alert(message, attempt, state)
+        self.metrics.callback_latency.observe(duration_ms / 1000)
+        self._recorder.add((message, attempt, self._alert(message, attempt, state)))
 
-    async def _send(
-        self, message: outbox.Claimed, number: int, sent_at: datetime
-    ) -> tuple[int | None, str | None, float | None]:
-        """One signed POST of the message, in a span continuing the trace that caused it."""
+    def _request(self, message: outbox.Claimed, sent_at: datetime) -> tuple[bytes, dict[str, str]]:
+        """The body and the signed headers of one attempt."""
         body = message.body
         if body is None:  # written before bodies were kept, or not sendable as it is
             if not isinstance(message.document, dict):
@@ -282,36 +294,18 @@ class Deliverer:
         headers = self._signer.headers(message.webhook_id, sent_at, body)
         if message.event_type == payload.STEP_COMPLETED and self.settings.step_complete_key:
             headers["authorization"] = f"Bearer {self.settings.step_complete_key}"
-        if not tracing_enabled():  # pass the caller's trace on, without span work
-            headers.update(message.trace_context or {})
-            return await self._post(message.url, body, headers, sent_at)
-        parent = propagate.extract(message.trace_context or {})
-        with tracer().start_as_current_span(
-            f"webhook {message.event_type}", context=parent, kind=trace.SpanKind.CLIENT
-        ) as span:
-            span.set_attribute("webhook.id", message.webhook_id)
-            span.set_attribute("webhook.attempt", number)
-            propagate.inject(headers)  # traceparent, continuing the request that ended the job
-            result = await self._post(message.url, body, headers, sent_at)
-            if result[0] is not None:
-                span.set_attribute("http.status_code", result[0])
-        return result
+        return body.encode(), headers
 
-    async def _post(
-        self, url: str, body: str, headers: dict[str, str], sent_at: datetime
-    ) -> tuple[int | None, str | None, float | None]:
-        """(status code, error, Retry-After seconds) of one POST; never raises."""
-        try:
-            guard.split(url)
-            reply = await self.sender.post(url, body.encode(), headers)
-        except ValidationError as exc:
-            return None, exc.message, None
-        except SendError as exc:
-            return None, str(exc)[:1000], None
-        error = None if 200 <= reply.status < 300 else f"HTTP {reply.status}"
-        if reply.cut:
-            error = f"{error or 'delivered'}; the answer was cut at 64 KiB"
-        return reply.status, error, policy.retry_after_seconds(reply.retry_after, sent_at)
+    def _span(
+        self, message: outbox.Claimed, number: int, headers: dict[str, str]
+    ) -> contextlib.AbstractContextManager[trace.Span | None]:
+        """The attempt's span, its trace context added to `headers`; untraced, the caller's
+        trace context is passed on as it is, without span work.
+        """
+        if not tracing_enabled():
+            headers.update(message.trace_context or {})
+            return _UNTRACED
+        return _traced(message, number, headers)
 
     def _alert(
         self, message: outbox.Claimed, attempt: outbox.Attempt, state: policy.AttemptState
@@ -331,6 +325,32 @@ class Deliverer:
             "last_error": attempt.error,
         }
         return payload.alert(url, payload.CALLBACK_EXHAUSTED, data, attempt.attempted_at)
+
+
+_UNTRACED: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _traced(message: outbox.Claimed, number: int, headers: dict[str, str]) -> Iterator[trace.Span]:
+    """A client span for one attempt, continuing the request that caused the message; its
+    traceparent goes in `headers`.
+    """
+    parent = propagate.extract(message.trace_context or {})
+    with tracer().start_as_current_span(
+        f"webhook {message.event_type}", context=parent, kind=trace.SpanKind.CLIENT
+    ) as span:
+        span.set_attribute("webhook.id", message.webhook_id)
+        span.set_attribute("webhook.attempt", number)
+        propagate.inject(headers)
+        yield span
+
+
+def _answered(reply: Reply, sent_at: datetime) -> tuple[int, str | None, float | None]:
+    """(status code, error, Retry-After seconds) of an answer."""
+    error = None if 200 <= reply.status < 300 else f"HTTP {reply.status}"
+    if reply.cut:
+        error = f"{error or 'delivered'}; the answer was cut at 64 KiB"
+    return reply.status, error, policy.retry_after_seconds(reply.retry_after, sent_at)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
