@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, bindparam, inspect, text
@@ -14,8 +15,11 @@ from jobpulse.stats.figures import Figures
 from jobpulse.stats.fold import fold_stats
 from jobpulse.stats.windows import Bucket, Window
 from jobpulse.storage.engine import run_in_transaction
-from jobpulse.storage.migrate import upgrade
+from jobpulse.storage.migrate import alembic_config, upgrade
+from jobpulse.storage.outbox import Attempt, insert_messages
+from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import UTCDateTime, metadata
+from jobpulse.webhooks import payload
 from tests.clock import T0
 
 
@@ -116,3 +120,35 @@ async def test_upgrading_to_user_rollups_counts_the_jobs_already_stored(
             await fold_stats(manager.store)
     finally:
         await manager.close()
+
+
+async def test_attempts_are_recorded_after_migration_0017_is_undone_and_done_again(
+    empty_database_url: str,
+) -> None:
+    """Migration 0017 (what deliveries write through) undoes cleanly, and once done again a
+    claimed message's attempt is kept and moves it on.
+    """
+    url = empty_database_url
+    await upgrade(url)
+
+    def migrate(connection: Connection, action: str, revision: str) -> None:
+        getattr(command, action)(alembic_config(connection), revision)
+
+    await run_in_transaction(url, migrate, "downgrade", "0016")
+    await run_in_transaction(url, migrate, "upgrade", "head")
+    store = open_store(Settings(database_url=url))
+    try:
+        message = payload.alert("http://hooks.example/ops", "callback.exhausted", {"n": 1}, T0)
+        await store.database.write(insert_messages, [message])
+        [claimed] = await store.claim_outbox(T0, T0 + timedelta(seconds=30), 10, None)
+        sent = Attempt(1, T0, 200, None, 1.5, "delivered", None)
+        await store.record_attempts([(claimed, sent, None)])
+        assert await store.claim_outbox(T0 + timedelta(hours=1), T0, 10, None) == []
+        kept = await store.database.read(
+            lambda connection: connection.execute(
+                text("SELECT webhook_id, status_code FROM callback_attempts")
+            ).all()
+        )
+        assert [tuple(row) for row in kept] == [(message.webhook_id, 200)]
+    finally:
+        await store.close()

@@ -193,14 +193,15 @@ class Dialect(Protocol):
         """The statements dropping what `rollup_triggers` created."""
         ...
 
-    def create_attempt_recorder(self) -> list[str]:
-        """The statements creating what `record_attempts` writes through, where it is more
-        than the tables (migration 0017).
+    def create_delivery_storage(self) -> list[str]:
+        """The statements that let deliveries write less (migration 0017): where the
+        database needs more than the tables to record a batch of attempts in one statement,
+        and how the outbox's rows are laid out.
         """
         ...
 
-    def drop_attempt_recorder(self) -> list[str]:
-        """The statements dropping what `create_attempt_recorder` created."""
+    def drop_delivery_storage(self) -> list[str]:
+        """The statements undoing `create_delivery_storage`."""
         ...
 
 

@@ -42,8 +42,8 @@ class SqliteDialect(SqliteReads, SqliteSchema):
     insert_job = staticmethod(writes.insert_job)
     record_attempts = staticmethod(attempts.record_attempts)
     records_in_one_statement = True
-    create_attempt_recorder = staticmethod(attempts.create_recorder)
-    drop_attempt_recorder = staticmethod(attempts.drop_recorder)
+    create_delivery_storage = staticmethod(attempts.create_recorder)
+    drop_delivery_storage = staticmethod(attempts.drop_recorder)
 
     def is_past(
         self, moment: ColumnElement[Any], seconds: ColumnElement[Any], now: datetime
