@@ -6,6 +6,7 @@ import ipaddress
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from jobpulse.client import verify_webhook
 from jobpulse.domain import Job, JobStatus, StopReason
@@ -149,3 +150,26 @@ def test_signatures_verify_with_the_sdk_helper() -> None:
     with pytest.raises(signing.WebhookVerificationError):
         verify_webhook(stale, body, secret)
     assert "webhook-signature" not in signing.headers("msg_1", sent_at, body, None)
+
+
+@pytest.mark.parametrize(
+    ("webhook_id", "body"),
+    [
+        ("msg_1", '{"type":"job.completed"}'),
+        ("msg_2UKh0LH7v5ZbOtJ7jfNS6Yfg3Bv", '{"metadata":{"name":"Zoë ✓ 日本"}}'),
+        ("msg_empty", ""),
+        ("msg_long", '{"text":"' + "x" * 70_000 + '"}'),
+    ],
+)
+def test_signatures_are_the_standardwebhooks_package_s_own(webhook_id: str, body: str) -> None:
+    # The signer keys its HMAC once and copies it; the package keys one each message.
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    signer = signing.Signer(secret)
+    for sent_at in (
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 12, 6, 9, 59, 59, 999_999, tzinfo=UTC),
+    ):
+        for _ in range(2):  # the keyed state is copied, never spent
+            headers = signer.headers(webhook_id, sent_at, body)
+            assert headers["webhook-signature"] == Webhook(secret).sign(webhook_id, sent_at, body)
+            assert headers["webhook-timestamp"] == str(int(sent_at.timestamp()))
