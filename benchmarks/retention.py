@@ -118,8 +118,12 @@ async def _ours(url: str) -> float:
     return JOBS / seconds
 
 
-async def _transitions_p99(jobs: JobManager, job_ids: list[str], stop: asyncio.Event) -> float:
-    """p99 seconds of metadata updates, one at a time, until `stop` (at least 200)."""
+#: Seconds of the writer's updates alone before the prune, and as many after it.
+ALONE_S = 5.0
+
+
+async def _updates(jobs: JobManager, job_ids: list[str], stop: asyncio.Event) -> list[float]:
+    """Seconds each metadata update took, one at a time, until `stop` (at least 200)."""
     latencies: list[float] = []
     number = 0
     while not stop.is_set() or len(latencies) < 200:
@@ -128,32 +132,37 @@ async def _transitions_p99(jobs: JobManager, job_ids: list[str], stop: asyncio.E
         await jobs.update_job(ACTOR, job_id, metadata={"n": number})
         latencies.append(time.perf_counter() - began)
         number += 1
-    return p99(latencies)
+    return latencies
+
+
+async def _alone(jobs: JobManager, job_ids: list[str]) -> list[float]:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(ALONE_S, stop.set)
+    return await _updates(jobs, job_ids, stop)
 
 
 async def writer_p99(kind: str) -> dict[str, float]:
-    """p99 of one writer's updates alone, and while a prune of the seeded jobs runs; the
-    prune's pace meanwhile (jobs/s)."""
+    """p99 of one writer's updates alone (before the prune and after it, pooled, so that the
+    machine's slow spells weigh on both sides alike), and while a prune of the seeded jobs
+    runs; the prune's pace meanwhile (jobs/s).
+    """
     async with fresh_database(kind) as url:
         await _seeded(kind, url)
         jobs = JobManager.from_settings(Settings(database_url=url))
         try:
             running = [(await jobs.create_job(ACTOR, status="running")).id for _ in range(20)]
-            alone = asyncio.Event()
-            alone_task = asyncio.create_task(_transitions_p99(jobs, running, alone))
-            await asyncio.sleep(2)
-            alone.set()
-            quiet = await alone_task
+            quiet = await _alone(jobs, running)
             pruned = asyncio.Event()
-            busy_task = asyncio.create_task(_transitions_p99(jobs, running, pruned))
+            busy_task = asyncio.create_task(_updates(jobs, running, pruned))
             began = time.perf_counter()
             await prune(jobs, timedelta(days=1), batch=BATCH)
             rate = JOBS / (time.perf_counter() - began)
             pruned.set()
             busy = await busy_task
+            quiet += await _alone(jobs, running)
         finally:
             await jobs.close()
-    return {"alone": quiet, "pruning": busy, "rate": rate}
+    return {"alone": p99(quiet), "pruning": p99(busy), "rate": rate}
 
 
 async def measure(kind: str) -> dict[str, float]:
