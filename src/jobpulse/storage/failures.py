@@ -35,16 +35,20 @@ def register_unreachable(*errors: type[BaseException]) -> None:
 def translate_error(exc: Exception) -> Exception:
     """UnavailableError for a database that cannot be reached or cannot serve now (refused,
     starting up, shutting down, too many connections, timed out); ValidationError for a value
-    it cannot store; anything else as it is.
+    it cannot store; anything else as it is. The driver's error is the new one's cause, so a
+    traceback shows both.
     """
     state = sqlstate(exc)
+    translated: Exception = exc
     if isinstance(exc, DataError | UnicodeEncodeError) or state.startswith("22"):
-        return ValidationError("a value cannot be stored: text must be UTF-8 without NUL")
-    if isinstance(exc, _UNREACHABLE) or state[:2] in _UNAVAILABLE_SQLSTATES:
-        return UnavailableError("the database cannot be reached")
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return UnavailableError("the database connection was lost")
-    return exc
+        translated = ValidationError("a value cannot be stored: text must be UTF-8 without NUL")
+    elif isinstance(exc, _UNREACHABLE) or state[:2] in _UNAVAILABLE_SQLSTATES:
+        translated = UnavailableError("the database cannot be reached")
+    elif isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        translated = UnavailableError("the database connection was lost")
+    if translated is not exc:
+        translated.__cause__ = exc
+    return translated
 
 
 def sqlstate(exc: Exception) -> str:

@@ -11,7 +11,9 @@ Changed jobs are read without a lock and written where each is still the row ver
 read at (its `xmin`, the transaction that wrote it): the one statement commits on its own,
 with no BEGIN, lock and COMMIT round trips around it, and a job another writer changed
 meanwhile is left as that writer made it, for its change to be planned again (see
-storage/transitions.py).
+storage/transitions.py). The statement never waits for a job another transaction holds: it
+leaves that job out too, and writers that wait lock jobs in id order, so no two of them ever
+deadlock.
 """
 
 from __future__ import annotations
@@ -64,6 +66,16 @@ _LOCK_ALL = (
     SELECT_JOB.where(jobs.c.id == any_(bindparam("b_ids", type_=ARRAY(String))))
     .order_by(jobs.c.id)
     .with_for_update()
+)
+#: The jobs a batch writes that no other transaction holds, locked (the others it skips).
+#: Writers that lock several jobs and wait lock them in id order (`_LOCK_ALL`), but the rows
+#: of an UPDATE … FROM come in whatever order its plan joins them: one that waited for a job
+#: while holding others could deadlock with them, for a second each (deadlock_timeout).
+_LOCKABLE = jobs.alias("lockable")
+_LOCKED_NOW = (
+    select(_LOCKABLE.c.id)
+    .where(_LOCKABLE.c.id == any_(bindparam("b_writing", type_=ARRAY(String))))
+    .with_for_update(skip_locked=True)
 )
 #: A job row's version: the id of the transaction that wrote it, as a number.
 _VERSION = literal_column("jobs.xmin::text::bigint", BigInteger)
@@ -178,7 +190,7 @@ def _update_all(keys: tuple[str, ...], logged: bool, queued: bool) -> Any:
     )
     updated = (
         update(jobs)
-        .where(jobs.c.id == given.c.id, given.c.version == _VERSION)
+        .where(jobs.c.id == given.c.id, given.c.version == _VERSION, jobs.c.id.in_(_LOCKED_NOW))
         .values({name: given.c[name] for name in keys})
         .returning(*_RETURNED, _VERSION.label("version"), *(given.c[name] for name in olds))
         .cte("updated")
