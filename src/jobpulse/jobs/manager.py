@@ -159,7 +159,7 @@ class JobManager:
             created_at=now,
             updated_at=now,
             background=bool(background),
-            metadata=check_metadata(metadata if metadata is not None else {}),
+            metadata=check_metadata(metadata) if metadata is not None else {},
             callback_url=checks.callback_url(callback_url),
             started_at=now if initial == JobStatus.RUNNING else None,
             deadline_at=(deadline_at and to_utc("deadline_at", deadline_at))

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Connection, Dialect
+from sqlalchemy import ARRAY, ColumnElement, Connection, Dialect
 from sqlalchemy.sql import Delete, Insert, Select, Update
+from sqlalchemy.types import TypeEngine
 
 from jobpulse.storage.dialects import dialect_of
 
@@ -54,10 +55,7 @@ class Prepared:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         self.sql = compiled.string
         self.names = list(compiled.positiontup or ())
-        self.binds: list[Processor] = [
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in self.names
-        ]
+        self.binds = [_bind_processor(compiled.binds[name].type, dialect) for name in self.names]
         # A select's columns, or the RETURNING columns of an insert, update or delete.
         selected: Sequence[ColumnElement[Any]] = ()
         if isinstance(statement, Select):
@@ -96,6 +94,20 @@ class Prepared:
             if values[n] is not None:
                 values[n] = result(values[n])
         return tuple(values)
+
+
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
+    """`type_`'s bind processor. The array parameters here are flat lists (a column's values,
+    see storage/postgres/writes.py): each item goes through its type's processor if it has
+    one, and a list of items that need none is bound as it is, where SQLAlchemy's array
+    processor would copy it and look at its first item on every call.
+    """
+    if isinstance(type_, ARRAY):
+        item = type_.item_type.dialect_impl(dialect).bind_processor(dialect)
+        if item is None:
+            return None
+        return lambda items: [item(value) for value in items]
+    return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
 _PREPARED: dict[tuple[type[Dialect], int, tuple[str, ...]], tuple[Prepared, Driver]] = {}
