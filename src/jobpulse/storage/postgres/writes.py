@@ -71,11 +71,17 @@ _LOCK_ALL = (
 #: Writers that lock several jobs and wait lock them in id order (`_LOCK_ALL`), but the rows
 #: of an UPDATE … FROM come in whatever order its plan joins them: one that waited for a job
 #: while holding others could deadlock with them, for a second each (deadlock_timeout).
+#: Their ids are gathered in an array (an InitPlan), so the lock runs once: as a subquery
+#: joined to the UPDATE, the plan may run it again for each of the batch's rows.
 _LOCKABLE = jobs.alias("lockable")
-_LOCKED_NOW = (
-    select(_LOCKABLE.c.id)
-    .where(_LOCKABLE.c.id == any_(bindparam("b_writing", type_=ARRAY(String))))
-    .with_for_update(skip_locked=True)
+_LOCKED_NOW = any_(
+    func.array(
+        select(_LOCKABLE.c.id)
+        .where(_LOCKABLE.c.id == any_(bindparam("b_writing", type_=ARRAY(String))))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery(),
+        type_=ARRAY(String),
+    )
 )
 #: A job row's version: the id of the transaction that wrote it, as a number.
 _VERSION = literal_column("jobs.xmin::text::bigint", BigInteger)
@@ -190,7 +196,7 @@ def _update_all(keys: tuple[str, ...], logged: bool, queued: bool) -> Any:
     )
     updated = (
         update(jobs)
-        .where(jobs.c.id == given.c.id, given.c.version == _VERSION, jobs.c.id.in_(_LOCKED_NOW))
+        .where(jobs.c.id == given.c.id, given.c.version == _VERSION, jobs.c.id == _LOCKED_NOW)
         .values({name: given.c[name] for name in keys})
         .returning(*_RETURNED, _VERSION.label("version"), *(given.c[name] for name in olds))
         .cte("updated")
