@@ -395,8 +395,6 @@ async def test_a_killed_connection_never_reports_a_rolled_back_success(
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL backends can be terminated mid-batch")
-    import asyncpg
-
     ids = [(await jobs.create_job(ALICE)).id for _ in range(200)]
     killer = await asyncpg.connect(database_url)
     stop = asyncio.Event()
