@@ -240,9 +240,8 @@ async def test_writers_of_two_replicas_never_deadlock_on_the_jobs_they_share(
     finally:
         for manager in managers:
             await manager.close()
-    assert (
-        await _counted(database_url, "deadlocks") == 0
-    )  # each deadlock stalls its writers a second
+    # Each deadlock stalls its writers a second.
+    assert await _counted(database_url, "deadlocks") == 0
 
 
 async def test_a_batch_of_changes_reads_each_of_its_jobs_a_few_times_not_once_per_other_job(
