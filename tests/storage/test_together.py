@@ -244,6 +244,36 @@ async def test_writers_of_two_replicas_never_deadlock_on_the_jobs_they_share(
     assert await _counted(database_url, "deadlocks") == 0
 
 
+async def test_a_batch_of_creations_takes_its_keys_in_one_order(database_url: str) -> None:
+    # A key another writer (a replica) is inserting too is waited for: two batches inserting
+    # the same keys in different orders would each wait for a key the other holds, a
+    # deadlock that costs both a second. In key order, one waits for the other.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer")
+    settings = Settings(database_url=database_url, postgres_writers=1, write_batch_max=64)
+    manager = JobManager(open_store(settings), Clock())
+    try:
+        keys = [f"k{n:03}" for n in range(200)]
+        random.Random(3).shuffle(keys)
+        await asyncio.gather(*(manager.create_job(ALICE, idempotency_key=key) for key in keys))
+    finally:
+        await manager.close()
+    connection = await asyncpg.connect(database_url)
+    try:  # the rows of one transaction share its xmin; a table's new rows follow their order
+        rows = await connection.fetch(
+            "SELECT xmin::text AS batch, idempotency_key FROM jobs ORDER BY ctid"
+        )
+    finally:
+        await connection.close()
+    batches: dict[str, list[str]] = {}
+    for row in rows:
+        batches.setdefault(row["batch"], []).append(row["idempotency_key"])
+    assert sorted(key for batch in batches.values() for key in batch) == sorted(keys)
+    assert max(len(batch) for batch in batches.values()) > 1
+    for batch in batches.values():
+        assert batch == sorted(batch)
+
+
 async def test_a_batch_of_changes_reads_each_of_its_jobs_a_few_times_not_once_per_other_job(
     database_url: str,
 ) -> None:

@@ -80,6 +80,12 @@ def _key(job: Job, idempotency_key: str | None) -> _Key | None:
     return None if idempotency_key is None else (job.organization_id, job.user_id, idempotency_key)
 
 
+def _row_key(row: dict[str, Any]) -> tuple[bool, str, str, str]:
+    """A row's place when rows with keys are stored: by owner and key (those without last)."""
+    key = row["idempotency_key"]
+    return (key is None, row["organization_id"], row["user_id"], key or "")
+
+
 def _create_together(
     connection: Connection, requests: Sequence[Creation]
 ) -> list[tuple[bool, Any]]:
@@ -104,6 +110,10 @@ def _create_together(
         rows.append(job_row(request.job, request.idempotency_key))
         events.append(creation_event(request.job))
         outcomes.append((True, (request.job, True)))
+    if wanted:
+        # In the order of their keys: a key another writer inserts too is waited for, and
+        # writers that each wait for a key the other holds would deadlock (a second each).
+        rows.sort(key=_row_key)
     stored = insert_jobs(connection, rows, events)
     if commits_each_statement(connection):  # each row's version its own (see storage/recent.py)
         kept = recent_jobs(connection)
