@@ -52,6 +52,9 @@ class Dialect(Protocol):
     commits_one_statement_alone: bool
     #: `record_attempts` is one statement.
     records_in_one_statement: bool
+    #: Writers of other connections hold rows a transaction may wait for (not so under one
+    #: writer): a transaction that waits while holding rows must take them in one order.
+    writers_wait_for_rows: bool
 
     def lock_jobs(self, connection: Connection, ids: Sequence[str]) -> list[Sequence[Any]]:
         """The rows (repository.SELECT_JOB's columns) of the jobs of `ids` that exist, locked

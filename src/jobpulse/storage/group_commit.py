@@ -169,7 +169,10 @@ def commits_each_statement(connection: Connection) -> bool:
 
 def _run_all(connection: Connection, commands: Sequence[Command]) -> list[tuple[bool, Any]]:
     outcomes: list[tuple[bool, Any]] = []
-    for run in _runs(connection, commands):
+    runs = _runs(connection, commands)
+    if len(runs) > 1:
+        _lock_jobs_first(connection, commands)
+    for run in runs:
         if len(run) > 1:
             run_together: Any = getattr(run[0], "run_together")  # noqa: B009
             outcomes.extend(run_together(connection, run))
@@ -179,6 +182,21 @@ def _run_all(connection: Connection, commands: Sequence[Command]) -> list[tuple[
         except (JobPulseError, NeedsTransactionError) as exc:
             outcomes.append((False, exc))
     return outcomes
+
+
+def _lock_jobs_first(connection: Connection, commands: Sequence[Command]) -> None:
+    """Lock at once, in id order, the jobs that `commands` of several runs lock (a command
+    that locks a job names it as its `locked_job`). Each run locks its own jobs in id
+    order, but a later run's would be waited for while the earlier runs' are held: a
+    transaction holding one of those and waiting for a later one's would be a deadlock,
+    which costs both a second (deadlock_timeout) where writers wait for each other's rows.
+    """
+    dialect = dialect_of(connection)
+    if not dialect.writers_wait_for_rows:
+        return
+    ids = {job_id for command in commands if (job_id := getattr(command, "locked_job", None))}
+    if len(ids) > 1:
+        dialect.lock_jobs(connection, sorted(ids))
 
 
 #: Seconds after a change was queued during which background work counts the writer as busy.

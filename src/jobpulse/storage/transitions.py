@@ -54,6 +54,11 @@ class Transition:
             raise outcome
         return outcome  # type: ignore[no-any-return]
 
+    @property
+    def locked_job(self) -> str | None:
+        """The job it locks in a transaction (see group_commit): none for an id no job has."""
+        return self.job_id if is_job_id(self.job_id) else None
+
     @staticmethod
     def is_shared_on(dialect: Dialect) -> bool:
         """Whether transitions of one batch share their statements on `dialect`."""

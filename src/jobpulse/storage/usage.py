@@ -73,6 +73,11 @@ class Recording:
             raise outcome
         return outcome  # type: ignore[no-any-return]
 
+    @property
+    def locked_job(self) -> str | None:
+        """The job it locks (see group_commit): none for an id no job has."""
+        return self.job_id if is_job_id(self.job_id) else None
+
     @staticmethod
     def is_shared_on(dialect: Dialect) -> bool:
         """Records of one batch share their statements on every database: on SQLite too,

@@ -46,6 +46,8 @@ class PostgresDialect(PostgresReads, PostgresSchema):
     insert_job = staticmethod(writes.insert_job)
     record_attempts = staticmethod(attempts.record_attempts)
     records_in_one_statement = True
+    #: Replicas' writers, and a replica's several writers, hold jobs' rows for each other.
+    writers_wait_for_rows = True
 
     def create_delivery_storage(self) -> list[str]:
         """Half of each outbox page left free: a claim changes only the lease, which no

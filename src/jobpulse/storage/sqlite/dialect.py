@@ -42,6 +42,8 @@ class SqliteDialect(SqliteReads, SqliteSchema):
     insert_job = staticmethod(writes.insert_job)
     record_attempts = staticmethod(attempts.record_attempts)
     records_in_one_statement = True
+    #: The one writer holds the whole file.
+    writers_wait_for_rows = False
     create_delivery_storage = staticmethod(attempts.create_recorder)
     drop_delivery_storage = staticmethod(attempts.drop_recorder)
 
