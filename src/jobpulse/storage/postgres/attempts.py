@@ -1,10 +1,10 @@
 """PostgreSQL's record of delivery attempts: one statement whatever their number.
 
-The attempts go as one array a column, `unnest`ed (with their order) into the rows that
+The attempts go as one JSON text (see recordsets.py), with their order, into the rows that
 callback_attempts keeps; data-modifying CTEs of the same statement move each message on and
 show each job its last attempt, from the last attempt of each in the batch (as a statement
 a row, applied in order, would leave them). Each statement is a round trip and a few
-hundred microseconds of the driver's work a row here; the arrays cost one.
+hundred microseconds of the driver's work a row here; the text costs one.
 """
 
 from __future__ import annotations
@@ -12,16 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Connection,
-    bindparam,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import BigInteger, Connection, insert, select
 from sqlalchemy import update as update_
-from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from jobpulse.storage import prepared
 from jobpulse.storage.outbox import (
@@ -32,21 +25,20 @@ from jobpulse.storage.outbox import (
     moved_on,
     shown_on_job,
 )
+from jobpulse.storage.postgres.recordsets import recordset
 from jobpulse.storage.tables import callback_attempts, jobs, outbox
 
 
 def _record_all() -> Any:
-    arrays = []
+    columns: list[tuple[str, Any]] = [("n", BigInteger())]
     for name in RECORDED_FIELDS:
         if name == "outbox_id":
-            item: Any = BigInteger()
+            columns.append((name, BigInteger()))
         elif name == "lease":
-            item = outbox.c.locked_until.type
+            columns.append((name, outbox.c.locked_until.type))
         else:
-            item = callback_attempts.c[name].type
-        arrays.append(bindparam(f"a_{name}", type_=ARRAY(item)))
-    rows = func.unnest(*arrays).table_valued(*RECORDED_FIELDS, with_ordinality="n")
-    given = select(rows.render_derived(name="rows")).cte("given")
+            columns.append((name, callback_attempts.c[name].type))
+    given = select(recordset("a_rows", columns, "rows")).cte("given")
     g = given.c
     kept = (
         insert(callback_attempts)
@@ -88,6 +80,7 @@ def record_attempts(connection: Connection, rows: Sequence[AttemptRow]) -> None:
     """Keep the attempts, move their messages on and show them on their jobs, in one
     statement (see attempts.record_attempts).
     """
-    columns = zip(RECORDED_FIELDS, zip(*rows, strict=True), strict=True)
-    params = {f"a_{name}": list(values) for name, values in columns}
-    prepared.write(connection, _RECORD_ALL, params)
+    given = [
+        dict(zip(RECORDED_FIELDS, row, strict=True), n=number) for number, row in enumerate(rows, 1)
+    ]
+    prepared.write(connection, _RECORD_ALL, {"a_rows": given})

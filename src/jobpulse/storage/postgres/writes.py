@@ -1,14 +1,12 @@
 """PostgreSQL's writes of new and changed jobs: one statement whatever their number.
 
-The rows go as one JSON text a table (orjson's), which `json_to_recordset` turns into the
-typed rows an INSERT … SELECT stores or an UPDATE … FROM joins the jobs with, and
+The rows go as one JSON text a table (see recordsets.py), typed rows again for the
+INSERT … SELECT that stores them or the UPDATE … FROM that joins the jobs with them, and
 data-modifying CTEs of the same statement append a delta for each new job and each job whose
 counted fields changed (their old values are in the rows too, the new ones come back from the
 UPDATE), the history rows and the outbox messages of the batch (their rows' text too). Each
 statement is a round trip here, so a row trigger's per-row PL/pgSQL, or a statement a row,
-would cost more. An array a column, as before, cost asyncpg a Python-level type check for
-every value of every array: 256 to 293 µs of the client's CPU for 16 rows of 14 columns,
-against 94 to 113 µs for their JSON text (docs/performance.md).
+would cost more.
 
 Changed jobs are read without a lock and written where each is still the row version it was
 read at (its `xmin`, the transaction that wrote it): the one statement commits on its own,
@@ -25,16 +23,13 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     BigInteger,
     Connection,
     String,
-    TypeDecorator,
     all_,
     any_,
     bindparam,
-    column,
     func,
     insert,
     literal_column,
@@ -42,7 +37,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from jobpulse.domain import JobEvent
 from jobpulse.storage import prepared
@@ -55,6 +50,7 @@ from jobpulse.storage.changes import (
     written,
 )
 from jobpulse.storage.outbox import MESSAGE_FIELDS, insert_messages, message_rows
+from jobpulse.storage.postgres.recordsets import recordset
 from jobpulse.storage.repository import (
     EVENT_FIELDS,
     LOCK_ONE,
@@ -63,7 +59,7 @@ from jobpulse.storage.repository import (
     insert_events,
 )
 from jobpulse.storage.rollups import CHANGING
-from jobpulse.storage.tables import Json, job_events, job_rollup_deltas, jobs, outbox
+from jobpulse.storage.tables import job_events, job_rollup_deltas, jobs, outbox
 
 #: What a written job's statement returns for its delta: its counted fields, and its id.
 _RETURNED = tuple(jobs.c[name] for name in ("id", *FIXED, *CHANGING))
@@ -109,21 +105,6 @@ def _bound(names: Sequence[str]) -> dict[str, Any]:
     return {name: bindparam(f"v_{name}", type_=jobs.c[name].type) for name in names}
 
 
-class _Rows(TypeDecorator[Any]):
-    """A parameter of rows (dicts of JSON values, datetimes, enums) sent as their JSON text."""
-
-    impl = JSON
-    cache_ok = True
-
-    def bind_processor(self, dialect: Any) -> Any:
-        return _json_text
-
-
-def _json_text(rows: Any) -> str:
-    # A naive datetime is taken as UTC, as the columns' own type takes it.
-    return orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode()
-
-
 #: The rows parameter's name of each table (`a_rows`; `e_rows` for the history's, `m_rows`
 #: for the outbox's).
 _PREFIXES = {jobs: "a", job_events: "e", outbox: "m"}
@@ -138,10 +119,8 @@ def _given(names: Sequence[str], types: Mapping[str, Any], table: Any = jobs) ->
     columns = []
     for name in names:
         item = types.get(name, name)
-        item = table.c[item].type if isinstance(item, str) else item
-        columns.append(column(name, JSONB() if isinstance(item, Json) else item))
-    rows = func.json_to_recordset(bindparam(f"{prefix}_rows", type_=_Rows()))
-    return rows.table_valued(*columns).render_derived(name=f"given_{prefix}", with_types=True)
+        columns.append((name, table.c[item].type if isinstance(item, str) else item))
+    return recordset(f"{prefix}_rows", columns, f"given_{prefix}")
 
 
 def _appended(table: Any, names: Sequence[str], job: str, updated: Any = None) -> Any:
