@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -222,13 +222,25 @@ async def _counted(database_url: str, counter: str) -> int:
         await admin.close()
 
 
-@pytest.mark.parametrize("creating_every", [0, 3], ids=["changes", "changes and creations"])
+def _among_changes(manager: JobManager, job_id: str, n: int, other: str) -> Awaitable[Any]:
+    """The `n`th request: every third `other` ("creation", "step"), the rest changes."""
+    if other == "creation" and n % 3 == 0:
+        return manager.create_job(ALICE)
+    if other == "step" and n % 3 == 0:
+        return manager.record_step(ALICE, job_id, status="success", step_id=f"s{n}")
+    return manager.update_job(ALICE, job_id, metadata={"n": n})
+
+
+@pytest.mark.parametrize(
+    "other", ["", "creation", "step"], ids=["changes", "changes and creations", "changes and steps"]
+)
 async def test_writers_of_two_replicas_never_deadlock_on_the_jobs_they_share(
-    database_url: str, creating_every: int
+    database_url: str, other: str
 ) -> None:
-    # Each writer's batch holds several of the jobs, in any order. A creation among the
-    # changes makes a batch of several runs, in one transaction: each run's jobs locked in
-    # id order is not enough when a later run of the batch locks more.
+    # Each writer's batch holds several of the jobs, in any order. A creation or a step
+    # among the changes makes a batch of several runs, in one transaction: each run's jobs
+    # locked in id order is not enough when a later run of the batch locks more (a step's
+    # row locks its job's as a key it refers to).
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has one writer")
     settings = Settings(database_url=database_url, postgres_writers=4, write_batch_max=16)
@@ -238,12 +250,7 @@ async def test_writers_of_two_replicas_never_deadlock_on_the_jobs_they_share(
         rng = random.Random(7)
         picks = [(rng.randrange(2), rng.choice(ids), n) for n in range(1200)]
         await asyncio.gather(
-            *(
-                managers[m].create_job(ALICE)
-                if creating_every and n % creating_every == 0
-                else managers[m].update_job(ALICE, job_id, metadata={"n": n})
-                for m, job_id, n in picks
-            )
+            *(_among_changes(managers[m], job_id, n, other) for m, job_id, n in picks)
         )
     finally:
         for manager in managers:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL
 from jobpulse.config import Settings
 from jobpulse.storage.dialects import Dialect
 from jobpulse.storage.failures import translated_errors
-from jobpulse.storage.group_commit import Traffic, Writer
+from jobpulse.storage.group_commit import OnJob, Traffic, Writer
 from jobpulse.storage.scans import Pacer, Reader
 from jobpulse.storage.urls import backend_of
 
@@ -178,6 +178,22 @@ class Database:
         """
         result: T = await self._writer.submit(
             lambda connection: command(connection, *args, **kwargs)
+        )
+        return result
+
+    async def write_on(
+        self,
+        job_id: str,
+        command: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Like `write`, for a command that locks the job `job_id` and no other: a batch
+        that holds it with others locks their jobs at once, in id order, so two writers'
+        batches never wait for each other's (see group_commit.OnJob).
+        """
+        result: T = await self._writer.submit(
+            OnJob(job_id, lambda connection: command(connection, *args, **kwargs))
         )
         return result
 

@@ -30,6 +30,20 @@ class Request:
     counted: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class OnJob:
+    """A command that locks one job, `locked_job` (a step, a delete, a batch's poll): in a
+    batch of several runs it is locked with the other runs' jobs, in id order, before any
+    of them writes (see `_lock_jobs_first`).
+    """
+
+    locked_job: str
+    command: Command
+
+    def __call__(self, connection: Connection) -> Any:
+        return self.command(connection)
+
+
 def resolve(pairs: list[tuple[Request, bool, Any]]) -> None:
     for request, ok, value in pairs:
         if request.future.done():  # the caller gave up waiting

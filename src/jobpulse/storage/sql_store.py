@@ -87,7 +87,7 @@ class SqlJobStore(
         return await self.database.read(repository.get_job, actor, job_id)
 
     async def delete(self, actor: Actor, job_id: str) -> None:
-        await self.database.write(repository.delete_job, actor, job_id)
+        await self.database.write_on(job_id, repository.delete_job, actor, job_id)
 
     async def list_jobs(self, actor: Actor, query: JobFilter, page: Page) -> list[Job]:
         return await self.database.scan(repository.list_jobs, actor, query, page)
@@ -101,8 +101,8 @@ class SqlJobStore(
     async def record_step(
         self, actor: Actor, job_id: str, step: dict[str, Any], message: OutboxMessage | None
     ) -> dict[str, Any]:
-        return await self.database.write(
-            repository.for_visible_job, actor, job_id, steps.record_step, step, message
+        return await self.database.write_on(
+            job_id, repository.for_visible_job, actor, job_id, steps.record_step, step, message
         )
 
     async def list_steps(self, actor: Actor, job_id: str) -> list[dict[str, Any]]:
@@ -114,8 +114,8 @@ class SqlJobStore(
         )
 
     async def requeue_callback(self, actor: Actor, job_id: str, now: datetime) -> str:
-        return await self.database.write(
-            repository.for_visible_job, actor, job_id, outbox.requeue_callback, now
+        return await self.database.write_on(
+            job_id, repository.for_visible_job, actor, job_id, outbox.requeue_callback, now
         )
 
     async def claim_outbox(
@@ -167,10 +167,12 @@ class SqlJobStore(
     async def record_batch_poll(
         self, actor: Actor, job_id: str, planner: Planner, poll: batches.Polled
     ) -> tuple[Job, Plan]:
-        return await self.database.write(batches.record_poll, actor, job_id, planner, poll)
+        return await self.database.write_on(
+            job_id, batches.record_poll, actor, job_id, planner, poll
+        )
 
     async def poll_batch_soon(self, job_id: str, now: datetime) -> None:
-        await self.database.write(batches.poll_soon, job_id, now)
+        await self.database.write_on(job_id, batches.poll_soon, job_id, now)
 
     async def feed_start(self) -> events.Start:
         return await self.database.read(events.start)
