@@ -289,6 +289,61 @@ async def test_a_batch_of_creations_takes_its_keys_in_one_order(database_url: st
         assert batch == sorted(batch)
 
 
+async def test_a_key_another_writer_takes_meanwhile_leaves_the_rest_of_its_batch_together(
+    jobs: JobManager, database_url: str
+) -> None:
+    # The batch reads its keys, another writer (a replica) inserts one of them, and the
+    # batch's INSERT waits for it. The key's request gets that writer's job, as it would
+    # alone, and the rest of the batch is stored by it: nothing to undo and run again one
+    # transaction a request.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer")
+    other, watcher = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    taken = other.transaction()
+    await taken.start()
+    await other.execute(
+        "INSERT INTO jobs (id, organization_id, user_id, job_type, status, background,"
+        " metadata, created_at, updated_at, idempotency_key) VALUES ('job-theirs', 'org-a',"
+        " 'alice', 'job', 'created', false, '{}', now(), now(), 'k07')"
+    )
+    mine = [replace(await jobs.create_job(ALICE), id=f"job-mine-{n:02}") for n in range(16)]
+    creations = [Creation(job, f"k{n:02}") for n, job in enumerate(mine)]
+    deltas = await watcher.fetchval("SELECT count(*) FROM job_rollup_deltas")
+    try:
+        storing = asyncio.ensure_future(
+            database_of(jobs).write(lambda c: Creation.run_together(c, creations))
+        )
+        waiting = 0
+        for _ in range(200):  # until the batch's INSERT waits for the other writer's key
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        await taken.commit()
+        assert waiting, "the batch never waited for the key"
+        outcomes = await storing
+        stored = await watcher.fetch(
+            "SELECT id, xmin::text AS batch FROM jobs WHERE id LIKE 'job-mine-%' ORDER BY id"
+        )
+        deltas = await watcher.fetchval("SELECT count(*) FROM job_rollup_deltas") - deltas
+    finally:
+        await other.close()  # its transaction, if still open, ends: the batch goes on
+        await watcher.close()
+    ours = mine[:7] + mine[8:]
+    answered = [(job.id, new) for _ok, (job, new) in outcomes]
+    assert answered[7] == ("job-theirs", False)
+    assert answered[:7] + answered[8:] == [(job.id, True) for job in ours]
+    assert [row["id"] for row in stored] == [job.id for job in ours]
+    assert len({row["batch"] for row in stored}) == 1
+    assert deltas == len(ours)  # the left-out row counts in no figure
+    assert [event.job_id for event in await jobs.list_events(ALICE, "job-mine-00")] == [
+        "job-mine-00"
+    ]
+
+
 async def test_a_batch_of_changes_reads_each_of_its_jobs_a_few_times_not_once_per_other_job(
     database_url: str,
 ) -> None:

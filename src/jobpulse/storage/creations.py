@@ -76,6 +76,12 @@ class Creation:
 _Key = tuple[str, str, str]
 
 
+class KeyTakenMeanwhileError(Exception):
+    """A key another writer stored while a batch ran, and whose job is gone already: the
+    batch runs again, a request at a time (see group_commit), where the key is free.
+    """
+
+
 def _key(job: Job, idempotency_key: str | None) -> _Key | None:
     return None if idempotency_key is None else (job.organization_id, job.user_id, idempotency_key)
 
@@ -90,13 +96,7 @@ def _create_together(
     connection: Connection, requests: Sequence[Creation]
 ) -> list[tuple[bool, Any]]:
     wanted = {key for r in requests if (key := _key(r.job, r.idempotency_key)) is not None}
-    made: dict[_Key, Job] = {}
-    if wanted:
-        owners = tuple_(jobs.c.organization_id, jobs.c.user_id, jobs.c.idempotency_key)
-        statement = SELECT_JOB.add_columns(jobs.c.idempotency_key).where(owners.in_(wanted))
-        for row in connection.execute(statement):
-            job = to_job(row[:-1])
-            made[(job.organization_id, job.user_id, row[-1])] = job
+    made = _made_with(connection, wanted) if wanted else {}
     outcomes: list[tuple[bool, Any]] = []
     rows: list[dict[str, Any]] = []
     events: list[JobEvent] = []
@@ -115,9 +115,46 @@ def _create_together(
         # writers that each wait for a key the other holds would deadlock (a second each).
         rows.sort(key=_row_key)
     stored = insert_jobs(connection, rows, events)
+    if wanted and len(stored) < len(rows):
+        _answer_keys_taken_meanwhile(connection, requests, outcomes, stored)
     if commits_each_statement(connection):  # each row's version its own (see storage/recent.py)
         kept = recent_jobs(connection)
         for ok, (job, new) in outcomes:
             if ok and new and (version := stored.get(job.id)) is not None:
                 kept.keep(job, version)
     return outcomes
+
+
+def _made_with(connection: Connection, keys: set[_Key]) -> dict[_Key, Job]:
+    """The jobs stored with `keys`, by key."""
+    owners = tuple_(jobs.c.organization_id, jobs.c.user_id, jobs.c.idempotency_key)
+    statement = SELECT_JOB.add_columns(jobs.c.idempotency_key).where(owners.in_(keys))
+    made: dict[_Key, Job] = {}
+    for row in connection.execute(statement):
+        job = to_job(row[:-1])
+        made[(job.organization_id, job.user_id, row[-1])] = job
+    return made
+
+
+def _answer_keys_taken_meanwhile(
+    connection: Connection,
+    requests: Sequence[Creation],
+    outcomes: list[tuple[bool, Any]],
+    stored: dict[str, Any],
+) -> None:
+    """Answer with another writer's job each request whose key that writer stored after the
+    batch looked its keys up (the INSERT left its row out, see `Dialect.insert_jobs`), as
+    the request would have been answered alone.
+    """
+    left_out = {
+        key
+        for request, (_, (job, new)) in zip(requests, outcomes, strict=True)
+        if new and job.id not in stored and (key := _key(job, request.idempotency_key))
+    }
+    theirs = _made_with(connection, left_out)
+    for n, request in enumerate(requests):
+        key = _key(request.job, request.idempotency_key)
+        if key in left_out:
+            if key not in theirs:  # their job is gone already: nothing holds the key now
+                raise KeyTakenMeanwhileError(key)
+            outcomes[n] = (True, (theirs[key], False))

@@ -37,6 +37,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from jobpulse.domain import JobEvent
@@ -230,15 +231,26 @@ def _update_one(keys: tuple[str, ...], logged: bool, queued: bool) -> Any:
 def _insert_all(names: tuple[str, ...], logged: bool) -> Any:
     """New jobs in one INSERT of columns `names` (from `a_rows`; the others NULL), with their
     deltas, and with `logged` the history rows of the batch; it selects their ids.
+
+    With idempotency keys among the columns, a row whose key another writer stored since the
+    batch looked its keys up is left out (with its history row), not an error that would
+    undo the batch: the caller answers its request with that writer's job.
     """
     given = _given(names, {})
-    inserted = (
-        insert(jobs)
-        .from_select(names, select(*(given.c[name] for name in names)))
-        .returning(*_RETURNED, _VERSION.label("version"))
-        .cte("inserted")
-    )
-    return _with_rows(_with_deltas(inserted, old=False), logged, queued=False)
+    rows = select(*(given.c[name] for name in names))
+    keyed = "idempotency_key" in names
+    inserting: Any = insert(jobs).from_select(names, rows)
+    if keyed:
+        inserting = (
+            postgresql.insert(jobs)
+            .from_select(names, rows)
+            .on_conflict_do_nothing(
+                index_elements=[jobs.c.organization_id, jobs.c.user_id, jobs.c.idempotency_key]
+            )
+        )
+    inserted = inserting.returning(*_RETURNED, _VERSION.label("version")).cte("inserted")
+    stored = inserted if keyed else None
+    return _with_rows(_with_deltas(inserted, old=False), logged, queued=False, updated=stored)
 
 
 #: One new job (`v_<column>`), with its delta.
@@ -315,7 +327,9 @@ def insert_jobs(
     the jobs stored, each with its row's version.
     """
     names = tuple(name for name in INSERTED if any(row[name] is not None for row in rows))
-    params = {"a_rows": rows} | _rows(events)
+    params: dict[str, Any] = {"a_rows": rows} | _rows(events)
+    if events and "idempotency_key" in names:  # the history of the rows left out goes too
+        params["b_writing"] = [row["id"] for row in rows]
     return dict(prepared.rows(connection, _insert_all(names, bool(events)), params))
 
 
