@@ -91,7 +91,9 @@ class Dialect(Protocol):
     ) -> dict[str, Any]:
         """Store new jobs' rows (changes.INSERTED's columns), with their rollup deltas, and
         the history rows `events`; the jobs stored, each with its row's version (None where
-        the database keeps none).
+        the database keeps none). Where writers run side by side, a row whose idempotency key
+        another writer stored meanwhile is left out, its history row with it, and not among
+        the jobs returned.
         """
         ...
 

@@ -239,7 +239,7 @@ def _insert_all(names: tuple[str, ...], logged: bool) -> Any:
     given = _given(names, {})
     rows = select(*(given.c[name] for name in names))
     keyed = "idempotency_key" in names
-    inserting: Any = insert(jobs).from_select(names, rows)
+    inserting: Any
     if keyed:
         inserting = (
             postgresql.insert(jobs)
@@ -248,6 +248,8 @@ def _insert_all(names: tuple[str, ...], logged: bool) -> Any:
                 index_elements=[jobs.c.organization_id, jobs.c.user_id, jobs.c.idempotency_key]
             )
         )
+    else:
+        inserting = insert(jobs).from_select(names, rows)
     inserted = inserting.returning(*_RETURNED, _VERSION.label("version")).cte("inserted")
     stored = inserted if keyed else None
     return _with_rows(_with_deltas(inserted, old=False), logged, queued=False, updated=stored)
