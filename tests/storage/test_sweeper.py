@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
+from sqlalchemy import Connection
 
 from jobpulse import Actor, JobFilter, JobManager, JobStatus, Settings
+from jobpulse.storage import sweeps
+from jobpulse.storage.dialects import dialect_of
+from jobpulse.storage.engine import run_in_transaction
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import outbox
 from jobpulse.sweeper.loop import Sweeper
@@ -205,3 +211,43 @@ async def test_without_stale_limits_a_jobs_own_still_holds(database_url: str, cl
         assert [j.id for j, _ in await sweeper.sweep()] == [job.id]
     finally:
         await jobs.close()
+
+
+def _plans(connection: Connection, now: datetime) -> dict[str, str]:
+    """Each sweeper statement's plan, as the database would run it on the jobs stored."""
+    stale = StaleLimits(created_s=60, pending_s=60, running_s=60, expire=True)
+    statements = {
+        "past their deadline": sweeps._past_deadline(now, 100),
+        "silent too long": sweeps._watched(100),
+        "unchanged too long": sweeps._stale(dialect_of(connection), now, stale, 100),
+    }
+    connection.exec_driver_sql("ANALYZE jobs")
+    explain = "EXPLAIN" if connection.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN"
+    plans = {}
+    for name, statement in statements.items():
+        compiled = statement.compile(connection, compile_kwargs={"literal_binds": True})
+        rows = connection.exec_driver_sql(f"{explain} {compiled}").all()
+        plans[name] = "\n".join(str(row[-1]) for row in rows)
+    return plans
+
+
+async def test_a_sweep_reads_only_the_jobs_it_may_take_not_every_job(
+    jobs: JobManager, database_url: str, clock: Clock
+) -> None:
+    # A few jobs of every kind the sweeper looks at, among many ended ones, as in any table.
+    for number in range(40):
+        status = "running" if number % 4 == 0 else "created"
+        await jobs.create_job(ALICE, status=status, heartbeat_timeout_s=30, stale_after_s=60)
+
+    async def ended() -> None:
+        job = await jobs.create_job(ALICE, status="running", heartbeat_timeout_s=30)
+        await jobs.update_job(ALICE, job.id, status="completed")
+
+    for _ in range(10):
+        await asyncio.gather(*(ended() for _ in range(200)))
+    plans = await run_in_transaction(database_url, lambda c: _plans(c, clock()))
+    for name, plan in plans.items():
+        full_scans = [
+            line for line in plan.splitlines() if re.search(r"^SCAN jobs$|Seq Scan on jobs", line)
+        ]
+        assert full_scans == [], f"the jobs {name} are found by reading every job:\n{plan}"

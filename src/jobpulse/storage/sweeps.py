@@ -49,7 +49,11 @@ def _watched(limit: int) -> Select[Any]:
     last_sign = func.coalesce(jobs.c.stuck_since, jobs.c.heartbeat_at, jobs.c.started_at)
     return (
         select(jobs.c.id, jobs.c.organization_id)
-        .where(jobs.c.status == JobStatus.RUNNING, jobs.c.heartbeat_timeout_s.is_not(None))
+        .where(
+            jobs.c.status == JobStatus.RUNNING,
+            jobs.c.heartbeat_timeout_s.is_not(None),
+            jobs.c.completed_at.is_(None),  # with the line above, the partial index's condition
+        )
         .order_by(last_sign)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -180,6 +180,12 @@ jobs = Table(
     _partial_index(
         "ix_jobs_deadline", "deadline_at", where="deadline_at IS NOT NULL AND completed_at IS NULL"
     ),
+    # The jobs the sweeper watches for heartbeats: without it each sweep read every job.
+    _partial_index(
+        "ix_jobs_watched",
+        "status",
+        where="heartbeat_timeout_s IS NOT NULL AND completed_at IS NULL",
+    ),
     Index(
         "uq_jobs_idempotency",
         "organization_id",
