@@ -221,8 +221,10 @@ def _plans(connection: Connection, now: datetime) -> dict[str, str]:
         "silent too long": sweeps._watched(100),
         "unchanged too long": sweeps._stale(dialect_of(connection), now, stale, 100),
     }
-    connection.exec_driver_sql("ANALYZE jobs")
-    explain = "EXPLAIN" if connection.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN"
+    explain = "EXPLAIN QUERY PLAN"  # SQLite's planner, as jobpulse leaves it: no statistics
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("ANALYZE jobs")  # as autovacuum would have by then
+        explain = "EXPLAIN"
     plans = {}
     for name, statement in statements.items():
         compiled = statement.compile(connection, compile_kwargs={"literal_binds": True})
