@@ -222,13 +222,16 @@ async def bench_tracing() -> None:
 
 
 def report_rounds(runs: dict[str, list[http.Run]]) -> None:
+    """Each round's rate and CPU a request of each server, and the cores it used (pinned,
+    its share of the one core: a server that sleeps, as on an fsync, leaves the others more).
+    """
     for turn in range(HTTP_ROUNDS):
-        report(
-            "  ".join(
-                f"{name} {r[turn].rate:6.0f}/s {r[turn].cpu_per_request * 1e6:5.0f} us CPU/req"
-                for name, r in runs.items()
-            )
-        )
+        report("  ".join(_described(name, r[turn]) for name, r in runs.items()))
+
+
+def _described(name: str, run: http.Run) -> str:
+    used = run.rate * run.cpu_per_request
+    return f"{name} {run.rate:6.0f}/s {run.cpu_per_request * 1e6:5.0f} us CPU/req {used:4.2f} cores"
 
 
 def report_ratio(

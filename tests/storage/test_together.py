@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import Connection, select, update
+from sqlalchemy.util import await_only
 
 from jobpulse import Actor, JobManager, Settings
-from jobpulse.domain import Job, JobChange, JobStatus, Plan, plan_change
+from jobpulse.domain import Job, JobChange, JobEvent, JobStatus, Plan, plan_change
 from jobpulse.errors import InvalidTransitionError, NotFoundError
+from jobpulse.storage import changes, creations
 from jobpulse.storage.creations import Creation
 from jobpulse.storage.sql_store import open_store
 from jobpulse.storage.tables import jobs as jobs_table
@@ -342,6 +344,54 @@ async def test_a_key_another_writer_takes_meanwhile_leaves_the_rest_of_its_batch
     assert [event.job_id for event in await jobs.list_events(ALICE, "job-mine-00")] == [
         "job-mine-00"
     ]
+
+
+async def test_a_key_taken_and_let_go_meanwhile_goes_to_its_own_request(
+    jobs: JobManager, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch reads its keys; another writer (a replica) stores a job with one of them,
+    # so the batch's INSERT leaves that row out; then it deletes its job before the batch
+    # looks the key up again. Nothing holds the key by then: the batch is undone and run
+    # again a request at a time, and every request gets a job of its own, the key's too.
+    # The other writer acts between two of the batch's statements, so it runs from a
+    # wrapper of the batch's INSERT (on a connection of its own, committing each step).
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer")
+    other = await asyncpg.connect(database_url)
+    store_rows = changes.insert_jobs
+    left_out: list[int] = []
+
+    def replica_meanwhile(
+        connection: Connection, rows: Sequence[dict[str, Any]], events: Sequence[JobEvent]
+    ) -> dict[str, Any]:
+        if left_out or all(row["idempotency_key"] != "k07" for row in rows):
+            return store_rows(connection, rows, events)
+        await_only(
+            other.execute(
+                "INSERT INTO jobs (id, organization_id, user_id, job_type, status, background,"
+                " metadata, created_at, updated_at, idempotency_key) VALUES ('job-theirs',"
+                " 'org-a', 'alice', 'job', 'created', false, '{}', now(), now(), 'k07')"
+            )
+        )
+        stored = store_rows(connection, rows, events)
+        left_out.append(len(rows) - len(stored))
+        await_only(other.execute("DELETE FROM jobs WHERE id = 'job-theirs'"))
+        return stored
+
+    monkeypatch.setattr(creations, "insert_jobs", replica_meanwhile)
+    try:
+        made = await asyncio.gather(
+            *(jobs.create_job(ALICE, idempotency_key=f"k{n:02}") for n in range(16))
+        )
+    finally:
+        await other.close()
+    assert left_out == [1], "the other writer's key was not taken between the statements"
+    assert len({job.id for job in made}) == 16
+    assert "job-theirs" not in {job.id for job in made}
+    for n, job in enumerate(made):
+        assert await jobs.get_job(ALICE, job.id) == job
+        assert (await jobs.create_job(ALICE, idempotency_key=f"k{n:02}")).id == job.id
+    assert [event.job_id for event in await jobs.list_events(ALICE, made[7].id)] == [made[7].id]
 
 
 async def test_a_batch_of_changes_reads_each_of_its_jobs_a_few_times_not_once_per_other_job(
