@@ -31,6 +31,12 @@ ALICE = Actor("org-a", "alice")
 CALLBACK = "http://127.0.0.1:9/callback"
 BOB = Actor("org-a", "bob")
 STATUSES = ("pending", "running", "completed", "failed", "cancelled", "created")
+#: Another writer's job with the idempotency key k07 (a replica's, inserted straight).
+THEIRS_WITH_K07 = (
+    "INSERT INTO jobs (id, organization_id, user_id, job_type, status, background, metadata,"
+    " created_at, updated_at, idempotency_key) VALUES ('job-theirs', 'org-a', 'alice', 'job',"
+    " 'created', false, '{}', now(), now(), 'k07')"
+)
 
 
 @pytest.fixture
@@ -303,11 +309,7 @@ async def test_a_key_another_writer_takes_meanwhile_leaves_the_rest_of_its_batch
     other, watcher = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
     taken = other.transaction()
     await taken.start()
-    await other.execute(
-        "INSERT INTO jobs (id, organization_id, user_id, job_type, status, background,"
-        " metadata, created_at, updated_at, idempotency_key) VALUES ('job-theirs', 'org-a',"
-        " 'alice', 'job', 'created', false, '{}', now(), now(), 'k07')"
-    )
+    await other.execute(THEIRS_WITH_K07)
     mine = [replace(await jobs.create_job(ALICE), id=f"job-mine-{n:02}") for n in range(16)]
     creations = [Creation(job, f"k{n:02}") for n, job in enumerate(mine)]
     deltas = await watcher.fetchval("SELECT count(*) FROM job_rollup_deltas")
@@ -366,13 +368,7 @@ async def test_a_key_taken_and_let_go_meanwhile_goes_to_its_own_request(
     ) -> dict[str, Any]:
         if left_out or all(row["idempotency_key"] != "k07" for row in rows):
             return store_rows(connection, rows, events)
-        await_only(
-            other.execute(
-                "INSERT INTO jobs (id, organization_id, user_id, job_type, status, background,"
-                " metadata, created_at, updated_at, idempotency_key) VALUES ('job-theirs',"
-                " 'org-a', 'alice', 'job', 'created', false, '{}', now(), now(), 'k07')"
-            )
-        )
+        await_only(other.execute(THEIRS_WITH_K07))
         stored = store_rows(connection, rows, events)
         left_out.append(len(rows) - len(stored))
         await_only(other.execute("DELETE FROM jobs WHERE id = 'job-theirs'"))
