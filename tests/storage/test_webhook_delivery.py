@@ -6,15 +6,19 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from jobpulse import Actor, JobManager, Settings, ValidationError
 from jobpulse.client import verify_webhook
+from jobpulse.domain import OutboxMessage
 from jobpulse.storage import attempts, claims, outbox
 from jobpulse.storage.sql_store import SqlJobStore, open_store
+from jobpulse.webhooks import payload
 from jobpulse.webhooks.delivery import Deliverer, new_client
+from jobpulse.webhooks.pace import MOST
 from tests.receiver import Receiver
 from tests.sql import database_of
 
@@ -234,3 +238,47 @@ async def test_attempts_a_failed_claim_carried_are_recorded_alone(
         assert len(receiver.received) == 1  # recorded, so not sent again
     finally:
         await store.close()
+
+
+async def test_a_fast_receivers_backlog_is_claimed_ahead_of_its_senders(
+    database_url: str, receiver: Receiver
+) -> None:
+    # Two senders, four ready messages each at the least pace: a receiver answering at once
+    # lets the claims grow (fewer, larger ones) so that the senders never wait for them.
+    settings = Settings(
+        database_url=database_url,
+        webhook_allow_private=True,
+        webhook_concurrency=2,
+        webhook_host_concurrency=2,
+    )
+    least = settings.webhook_concurrency * 4
+    store = open_store(settings)
+    backlog = 400
+    now = datetime.now(UTC)
+    messages = [
+        OutboxMessage(payload.new_webhook_id(), "job.completed", receiver.url, {"n": n}, now)
+        for n in range(backlog)
+    ]
+    await database_of(store).write(outbox.insert_messages, messages)
+    limits: list[int] = []
+    claim = store.claim_outbox
+
+    async def claim_outbox(*args: Any) -> list[outbox.Claimed]:
+        limits.append(args[2])
+        return await claim(*args)
+
+    store.claim_outbox = claim_outbox  # type: ignore[method-assign,assignment]
+    async with new_client(settings) as http:
+        deliverer = Deliverer(store, settings, http)
+        worker = asyncio.create_task(deliverer.run())
+        try:
+            deadline = time.monotonic() + 30
+            while len(receiver.received) < backlog:
+                assert time.monotonic() < deadline, f"{len(receiver.received)} delivered"
+                await asyncio.sleep(0.05)
+        finally:
+            await deliverer.stop(worker)
+    await store.close()
+    assert sorted(got.json["n"] for got in receiver.received) == list(range(backlog))
+    assert limits[0] == least
+    assert least < max(limits) <= least * MOST, limits

@@ -36,6 +36,7 @@ from jobpulse.storage.store import JobStore
 from jobpulse.telemetry import tracer, tracing_enabled
 from jobpulse.webhooks import guard, payload, policy, signing
 from jobpulse.webhooks.fairness import FairQueue, Taken
+from jobpulse.webhooks.pace import ClaimPace
 from jobpulse.webhooks.recorder import Recorder
 from jobpulse.webhooks.sender import AiohttpSender, Reply, Sender, SendError
 
@@ -71,10 +72,11 @@ class Deliverer:
             settings.webhook_org_concurrency, settings.webhook_host_concurrency
         )
         self._senders: list[asyncio.Task[None]] = []
-        #: Claimed messages held per organization and host at most: enough to keep their
-        #: slots busy between claims, and no more (the rest is left to other workers).
-        self._org_held_max = settings.webhook_org_concurrency * 8
-        self._host_held_max = settings.webhook_host_concurrency * 8
+        #: Claimed messages held per organization and host at most, at the least pace:
+        #: enough to keep their slots busy between claims, and no more (the rest is left to
+        #: other workers).
+        self._org_held_least = settings.webhook_org_concurrency * 8
+        self._host_held_least = settings.webhook_host_concurrency * 8
         self._held_org: Counter[str] = Counter()
         self._held_host: Counter[str] = Counter()
         #: The organizations and hosts whose share was full at the last claim (due messages
@@ -82,10 +84,9 @@ class Deliverer:
         self._full_orgs: set[str] = set()
         self._full_hosts: set[str] = set()
         #: Claimed messages ready to send (not held back by their organization's or host's
-        #: cap) at most: enough to keep every slot busy; and all claimed messages at most,
-        #: waiting ones included.
-        self._capacity = settings.webhook_concurrency * 4
-        self._held_max = self._capacity * 4
+        #: cap) at most, at the least pace: enough to keep every slot busy. The pace scales
+        #: it, and the shares above, while the senders keep up (see `pace.py`).
+        self._pace = ClaimPace(settings.webhook_concurrency * 4, time.monotonic())
         #: Claimed messages not yet sent (or given up): queued or in a sender's hands.
         self._held = 0
         #: Set while no claimed message is held.
@@ -114,6 +115,7 @@ class Deliverer:
 
     async def _claim_while_running(self) -> None:
         while not self._stopping:
+            self._pace.measure(time.monotonic())
             room = self._room_left()
             # Cleared before the claim: news that comes while it runs is not lost.
             self.wake.clear()
@@ -126,7 +128,7 @@ class Deliverer:
                 break
             if claimed < room:  # drained, or what is left waits for a full share to free
                 await _wait(self.wake, self.settings.webhook_poll_s)
-            elif self._room_left() < self._capacity // 2:
+            elif self._room_left() < self._capacity() // 2:
                 self._room.clear()
                 await _wait(self._room, self.settings.webhook_poll_s)
 
@@ -150,7 +152,7 @@ class Deliverer:
         """
         opened = self._open()
         try:
-            started = await self._start(self._capacity)
+            started = await self._start(self._capacity())
             await self._drained.wait()
         finally:
             if opened:
@@ -190,7 +192,7 @@ class Deliverer:
         now = self._now()
         lease = now + timedelta(seconds=self.settings.webhook_lease_s)
         shares = claims.Shares(
-            self._org_held_max, self._host_held_max, dict(self._held_org), dict(self._held_host)
+            self._org_held_max(), self._host_held_max(), dict(self._held_org), dict(self._held_host)
         )
         recorded = self._recorder.take()
         try:
@@ -216,11 +218,11 @@ class Deliverer:
         org, host = message.organization_id, claims.host_of(message.url)
         if org is not None:
             _add(self._held_org, org, change)
-            if org in self._full_orgs and self._held_org[org] <= self._org_held_max // 2:
+            if org in self._full_orgs and self._held_org[org] <= self._org_held_max() // 2:
                 self._full_orgs.discard(org)
                 self.wake.set()
         _add(self._held_host, host, change)
-        if host in self._full_hosts and self._held_host[host] <= self._host_held_max // 2:
+        if host in self._full_hosts and self._held_host[host] <= self._host_held_max() // 2:
             self._full_hosts.discard(host)
             self.wake.set()
         return host
@@ -230,10 +232,24 @@ class Deliverer:
         against the capacity, so the other hosts' messages keep coming, within a hard cap.
         """
         ready = self._held - self._queue.blocked
-        return min(self._capacity - ready, self._held_max - self._held)
+        capacity = self._capacity()
+        return min(capacity - ready, capacity * 4 - self._held)
+
+    def _capacity(self) -> int:
+        """Claimed messages ready to send at most (all held, waiting ones included, four
+        times that).
+        """
+        return self._pace.least_ready * self._pace.scale
+
+    def _org_held_max(self) -> int:
+        return self._org_held_least * self._pace.scale
+
+    def _host_held_max(self) -> int:
+        return self._host_held_least * self._pace.scale
 
     def _finished(self, taken: Taken[tuple[outbox.Claimed, datetime]]) -> None:
         self._queue.done(taken)
+        self._pace.sent()
         self._held -= 1
         if not self._held:
             self._drained.set()
@@ -242,7 +258,7 @@ class Deliverer:
 
     def _check_room(self) -> None:
         # Only while the claims wait for room: a delivery's own work does not count it.
-        if not self._room.is_set() and self._room_left() >= self._capacity // 2:
+        if not self._room.is_set() and self._room_left() >= self._capacity() // 2:
             self._room.set()
 
     async def _deliver(self, message: outbox.Claimed, lease: datetime) -> None:
