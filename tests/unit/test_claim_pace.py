@@ -52,3 +52,8 @@ def test_each_window_counts_only_its_own_sends() -> None:
     for _ in range(2):  # 2 sends in the next 0.1 s: the earlier burst no longer counts
         pace.sent()
     assert pace.measure(0.2) == 1
+
+
+def test_what_is_held_scales_with_the_pace() -> None:
+    pace = _paced(2 * LEAST / AHEAD_S)
+    assert (pace.scaled(LEAST), pace.scaled(32)) == (2 * LEAST, 64)

@@ -192,7 +192,10 @@ class Deliverer:
         now = self._now()
         lease = now + timedelta(seconds=self.settings.webhook_lease_s)
         shares = claims.Shares(
-            self._org_held_max(), self._host_held_max(), dict(self._held_org), dict(self._held_host)
+            self._pace.scaled(self._org_held_least),
+            self._pace.scaled(self._host_held_least),
+            dict(self._held_org),
+            dict(self._held_host),
         )
         recorded = self._recorder.take()
         try:
@@ -218,11 +221,17 @@ class Deliverer:
         org, host = message.organization_id, claims.host_of(message.url)
         if org is not None:
             _add(self._held_org, org, change)
-            if org in self._full_orgs and self._held_org[org] <= self._org_held_max() // 2:
+            if (
+                org in self._full_orgs
+                and self._held_org[org] <= self._pace.scaled(self._org_held_least) // 2
+            ):
                 self._full_orgs.discard(org)
                 self.wake.set()
         _add(self._held_host, host, change)
-        if host in self._full_hosts and self._held_host[host] <= self._host_held_max() // 2:
+        if (
+            host in self._full_hosts
+            and self._held_host[host] <= self._pace.scaled(self._host_held_least) // 2
+        ):
             self._full_hosts.discard(host)
             self.wake.set()
         return host
@@ -236,16 +245,10 @@ class Deliverer:
         return min(capacity - ready, capacity * 4 - self._held)
 
     def _capacity(self) -> int:
-        """Claimed messages ready to send at most (all held, waiting ones included, four
-        times that).
+        """Claimed messages ready to send at most; all held, waiting ones included, at most
+        four times that.
         """
-        return self._pace.least_ready * self._pace.scale
-
-    def _org_held_max(self) -> int:
-        return self._org_held_least * self._pace.scale
-
-    def _host_held_max(self) -> int:
-        return self._host_held_least * self._pace.scale
+        return self._pace.scaled(self._pace.least_ready)
 
     def _finished(self, taken: Taken[tuple[outbox.Claimed, datetime]]) -> None:
         self._queue.done(taken)

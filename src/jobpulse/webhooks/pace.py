@@ -30,6 +30,10 @@ class ClaimPace:
         self._sent = 0
         self._since = now
 
+    def scaled(self, least: int) -> int:
+        """`least`, what is held at the least pace, at the current scale."""
+        return least * self.scale
+
     def sent(self) -> None:
         """A message went out (or was given up)."""
         self._sent += 1
