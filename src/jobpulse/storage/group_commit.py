@@ -166,19 +166,21 @@ def _is_one_statement(connection: Connection, commands: Sequence[Command]) -> bo
 @contextlib.contextmanager
 def _autocommit(connection: Connection) -> Iterator[None]:
     """No transaction around the statements run within: each is its own."""
-    connection.execution_options(isolation_level=_AUTOCOMMIT)
+    connection.info[_EACH_ALONE] = True
     try:
-        yield
+        with dialect_of(connection).driver.autocommit(connection):
+            yield
     finally:
-        connection.execution_options(isolation_level=connection.default_isolation_level)
+        connection.info[_EACH_ALONE] = False
 
 
-_AUTOCOMMIT = "AUTOCOMMIT"
+#: The key of `Connection.info` saying statements run in `_autocommit`.
+_EACH_ALONE = "jobpulse.each_alone"
 
 
 def commits_each_statement(connection: Connection) -> bool:
     """Whether `connection` runs with no transaction around its statements (`_autocommit`)."""
-    return connection.get_execution_options().get("isolation_level") == _AUTOCOMMIT
+    return bool(connection.info.get(_EACH_ALONE))
 
 
 def _run_all(connection: Connection, commands: Sequence[Command]) -> list[tuple[bool, Any]]:

@@ -10,6 +10,7 @@ each driver (its `Driver`, see storage/dialects.py) runs the compiled text.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -45,6 +46,12 @@ class Driver(Protocol):
 
     def executemany(self, connection: Connection, sql: str, values: list[list[Any]]) -> None:
         """The statement once for each of `values`, as one batch."""
+        ...
+
+    def autocommit(self, connection: Connection) -> AbstractContextManager[None]:
+        """No transaction around the statements run within (none may be open): each one
+        commits on its own.
+        """
         ...
 
 

@@ -4,7 +4,8 @@ inside the transaction the adapter keeps for it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import asyncpg
@@ -17,14 +18,15 @@ T = TypeVar("T")
 
 def _on_asyncpg(connection: Connection, call: Callable[[Any], Awaitable[T]]) -> T:
     """`call(asyncpg_connection)` on the driver under `connection`, inside the transaction
-    SQLAlchemy's adapter keeps for it (begun here if no statement has begun it yet). Errors
+    SQLAlchemy's adapter keeps for it (begun here if no statement has begun it yet), unless
+    it is in autocommit (`AsyncpgDriver.autocommit`). Errors
     come out as SQLAlchemy's would: DBAPIError, the connection invalidated if it was lost.
     """
     # SQLAlchemy's asyncpg adapter has no public way to this: its attributes are those of
     # the version pinned in constraints.txt, and every PostgreSQL test goes through here.
     adapted: Any = connection.connection.dbapi_connection
     try:
-        if adapted._transaction is None:
+        if adapted._transaction is None and not adapted.autocommit:
             await_only(adapted._start_transaction())
         return await_only(call(adapted._connection))
     except Exception as exc:
@@ -70,3 +72,17 @@ class AsyncpgDriver:
 
     def executemany(self, connection: Connection, sql: str, values: list[list[Any]]) -> None:
         _on_asyncpg(connection, lambda driver: driver.executemany(sql, values))
+
+    @contextmanager
+    def autocommit(self, connection: Connection) -> Iterator[None]:
+        # The adapter's DBAPI `autocommit` switch, as SQLAlchemy's AUTOCOMMIT isolation level
+        # sets it: that level set and reset through `Connection.execution_options` went
+        # through SQLAlchemy's connection characteristics, a tenth of a batch of creates.
+        adapted: Any = connection.connection.dbapi_connection
+        if adapted._transaction is not None:
+            raise RuntimeError("autocommit asked for inside a transaction")
+        adapted.autocommit = True
+        try:
+            yield
+        finally:
+            adapted.autocommit = False

@@ -4,7 +4,8 @@ writer's SQLAlchemy connection, whose transaction SQLAlchemy has already begun.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
@@ -31,3 +32,11 @@ class Sqlite3Driver:
 
     def executemany(self, connection: Connection, sql: str, values: list[list[Any]]) -> None:
         _sqlite3(connection).executemany(sql, values)
+
+    @contextmanager
+    def autocommit(self, connection: Connection) -> Iterator[None]:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield
+        finally:
+            connection.execution_options(isolation_level=connection.default_isolation_level)
