@@ -97,7 +97,6 @@ def worker(database_url: DatabaseUrl = None) -> None:
     from jobpulse.telemetry import setup_tracing
     from jobpulse.webhooks.delivery import Deliverer, new_client
 
-    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = settings_of(database_url)
     # Its deliveries' spans are exported as `serve`'s are; and, tracing settled, a delivery
     # asks a flag whether to make one (not OpenTelemetry, which reads the environment).
@@ -109,14 +108,37 @@ def worker(database_url: DatabaseUrl = None) -> None:
             async with new_client(settings) as http:
                 deliverer = Deliverer(store, settings, http)
                 settle_heap(settings.gc_threshold)  # as `serve` does once started
-                await deliverer.run()
+                delivering = asyncio.create_task(deliverer.run())
+                await _until_signalled(delivering)
+                if delivering.done():
+                    delivering.result()  # its error, if it ended on one
+                else:
+                    await deliverer.stop(delivering)
         finally:
             await store.close()
 
     out.print("delivering webhooks (Ctrl-C or SIGTERM stops)")
     sys.stdout.flush()
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C while it stops
         exit_on_error(lambda: uvloop.run(deliver()))
+
+
+async def _until_signalled(task: asyncio.Task[None]) -> None:
+    """Until SIGTERM or SIGINT comes, or `task` ends. A signal is handled on the event loop,
+    between its callbacks: raised wherever the process was, it cut sends and writes short
+    (they went out again, or hung the exit waiting for a writer it had cancelled).
+    """
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signalled.set)
+    waiting = asyncio.create_task(signalled.wait())
+    try:
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 @app.command()
