@@ -19,8 +19,8 @@ T = TypeVar("T")
 def _on_asyncpg(connection: Connection, call: Callable[[Any], Awaitable[T]]) -> T:
     """`call(asyncpg_connection)` on the driver under `connection`, inside the transaction
     SQLAlchemy's adapter keeps for it (begun here if no statement has begun it yet), unless
-    it is in autocommit (`AsyncpgDriver.autocommit`). Errors
-    come out as SQLAlchemy's would: DBAPIError, the connection invalidated if it was lost.
+    it is in autocommit (`AsyncpgDriver.autocommit`). Errors come out as SQLAlchemy's would:
+    DBAPIError, the connection invalidated if it was lost.
     """
     # SQLAlchemy's asyncpg adapter has no public way to this: its attributes are those of
     # the version pinned in constraints.txt, and every PostgreSQL test goes through here.
