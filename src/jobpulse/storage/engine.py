@@ -9,8 +9,8 @@ threads, one writer thread), on PostgreSQL under `run_sync` on an asyncpg connec
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Connection
@@ -242,3 +242,13 @@ class Database:
     async def close(self) -> None:
         """Finish queued writes and close every connection."""
         await self._connections.close()
+
+
+async def close_in_turn(*closes: Callable[[], Awaitable[object]]) -> None:
+    """Call each of `closes` in turn, every one even when one before it fails (that error is
+    raised at the end): a part left open, such as a thread running an event loop, can crash
+    the interpreter as it exits.
+    """
+    async with AsyncExitStack() as stack:
+        for close in reversed(closes):
+            stack.push_async_callback(close)

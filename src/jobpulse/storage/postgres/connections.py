@@ -77,8 +77,9 @@ class TaskWriter:
         return await future
 
     async def close(self) -> None:
+        """Let the writers commit what is queued, then stop them (see `_joined`)."""
         if self._queue is not None:
-            await self._queue.join()
+            await _joined(self._queue, self._tasks)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -100,11 +101,40 @@ class TaskWriter:
                     outcomes = await connection.run_sync(run_batch, [r.command for r in batch])
             except Exception as exc:
                 outcomes = [(False, translate_error(exc))] * len(batch)
+            except BaseException:  # cancelled mid-batch: whether it committed is not known
+                _cancel(batch, requests)
+                raise
             finally:
                 self._in_flight -= 1
             resolve([(r, ok, value) for r, (ok, value) in zip(batch, outcomes, strict=True)])
             for _ in batch:
                 requests.task_done()
+
+
+async def _joined(requests: asyncio.Queue[Request], writers: list[asyncio.Task[None]]) -> None:
+    """Until every queued request is done. Writers cancelled from outside (the event loop
+    ending, as `asyncio.run` does on its way out) cancel the batch they were running; once no
+    writer is left, what is still queued is cancelled too, since nothing would commit it.
+    """
+    joined = asyncio.ensure_future(requests.join())
+    try:
+        while not joined.done():
+            live = [writer for writer in writers if not writer.done()]
+            if not live:
+                queued = []
+                while not requests.empty():
+                    queued.append(requests.get_nowait())
+                _cancel(queued, requests)
+            await asyncio.wait([joined, *live], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        joined.cancel()
+
+
+def _cancel(batch: list[Request], requests: asyncio.Queue[Request]) -> None:
+    """Cancel requests taken from `requests` (their callers see CancelledError)."""
+    for request in batch:
+        request.future.cancel()
+        requests.task_done()
 
 
 class _DroppedError(Exception):

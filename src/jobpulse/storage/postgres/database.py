@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 
 from jobpulse.config import Settings
 from jobpulse.storage.dialects import Dialect
+from jobpulse.storage.engine import close_in_turn
 from jobpulse.storage.postgres import listening
 from jobpulse.storage.postgres.connections import TaskReader, TaskWriter, pause, postgres_engine
 from jobpulse.storage.postgres.scans import LoopReader
@@ -53,10 +54,9 @@ class PostgresConnections:
         await listening.listen(plain.render_as_string(hide_password=False), channel, callback)
 
     async def close(self) -> None:
-        await self.writer.close()
-        await self.reader.close()
-        await self.scanner.close()
-        await self._engine.dispose()
+        await close_in_turn(
+            self.writer.close, self.reader.close, self.scanner.close, self._engine.dispose
+        )
 
 
 class PostgresBackend:

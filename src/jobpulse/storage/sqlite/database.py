@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL
 from jobpulse.config import Settings
 from jobpulse.errors import ValidationError
 from jobpulse.storage.dialects import Dialect
+from jobpulse.storage.engine import close_in_turn
 from jobpulse.storage.sqlite import serving
 from jobpulse.storage.sqlite.checkpoints import Checkpointer
 from jobpulse.storage.sqlite.connections import ThreadReader, ThreadWriter, sqlite_engine
@@ -53,10 +54,9 @@ class SqliteConnections:
         """Nothing to hear: the one process serving the file hears of its own changes."""
 
     async def close(self) -> None:
-        await self.writer.close()
-        await self.reader.close()
-        await self.scanner.close()
-        await self.checkpointer.close()
+        await close_in_turn(
+            self.writer.close, self.reader.close, self.scanner.close, self.checkpointer.close
+        )
 
 
 class SqliteBackend:
