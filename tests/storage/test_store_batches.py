@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from datetime import datetime
 
 import pytest
+from sqlalchemy import Connection
 
 from jobpulse.batches.rules import BatchRef, Provider
 from jobpulse.domain import Job, JobStatus, StopReason
 from jobpulse.errors import NotFoundError
+from jobpulse.storage import batches
 from jobpulse.storage.batches import Polled
+from jobpulse.storage.engine import run_in_transaction
 from jobpulse.storage.store import JobStore
 from tests.storage.conftest import ADMIN, ALICE, EVE, T0, change, new_job, seconds
 
@@ -79,3 +84,28 @@ async def test_poll_batch_soon_makes_a_held_batch_due_now(store: JobStore) -> No
     await store.poll_batch_soon(job.id, now)
     [due] = await store.claim_batches(now, now, 10, LEASE_S)
     assert (due.job_id, due.job_status) == (job.id, JobStatus.CANCELLED)
+
+
+def _claim_plan(connection: Connection) -> str:
+    """The plan of a claim's read, on a database whose planner has statistics of a large
+    jobs table and none of the work list, which was empty when they were gathered (SQLite
+    keeps them once anyone runs ANALYZE or `PRAGMA optimize`; PostgreSQL's autovacuum does).
+    """
+    postgres = connection.dialect.name == "postgresql"
+    connection.exec_driver_sql("ANALYZE jobs" if postgres else "ANALYZE")
+    compiled = batches.due(T0, 10).compile(connection, compile_kwargs={"literal_binds": True})
+    explain = "EXPLAIN" if postgres else "EXPLAIN QUERY PLAN"
+    rows = connection.exec_driver_sql(f"{explain} {compiled}").all()
+    return "\n".join(str(row[-1]) for row in rows)
+
+
+async def test_a_claim_reads_the_due_batches_not_every_job(
+    store: JobStore, database_url: str
+) -> None:
+    await asyncio.gather(*(store.create(new_job(), None) for _ in range(2000)))
+    plan = await run_in_transaction(database_url, _claim_plan)
+    scans = [line for line in plan.splitlines() if re.search(r"SCAN jobs\b|Seq Scan on jobs", line)]
+    assert scans == [], f"a claim reads every job:\n{plan}"
+    await followed(store)
+    [claimed] = await store.claim_batches(T0, T0, 10, LEASE_S)
+    assert claimed.job_status == JobStatus.RUNNING

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
 from jobpulse.batches.rules import BatchRef, Provider, keeps_following
 from jobpulse.domain import Actor, Job, JobStatus, Plan
@@ -68,20 +69,29 @@ def insert_batch_job(
     return stored, created
 
 
+def due(due_by: datetime, limit: int) -> Select[Any]:
+    """Up to `limit` rows due by `due_by`, each with its job's status, the longest unpolled
+    first. The status is a lookup of each due row's job, not a join: with statistics of a
+    large jobs table and none of an empty work list, SQLite's planner read every job to join
+    them (17 ms at 200,000 jobs, every poll, in the writer's transaction).
+    """
+    status = select(jobs.c.status).where(jobs.c.id == batch_polls.c.job_id).scalar_subquery()
+    return (
+        select(batch_polls, status.label("status"))
+        .where(batch_polls.c.next_poll_at <= due_by)
+        .order_by(batch_polls.c.polled_at.asc().nulls_first(), batch_polls.c.next_poll_at)
+        .limit(limit)
+        .with_for_update(of=batch_polls, skip_locked=True)
+    )
+
+
 def claim(
     connection: Connection, due_by: datetime, now: datetime, limit: int, lease_s: float
 ) -> list[Claimed]:
     """Up to `limit` batches due by `due_by`, the longest unpolled first, held for `lease_s`
     from `now`.
     """
-    rows = connection.execute(
-        select(batch_polls, jobs.c.status)
-        .join(jobs, jobs.c.id == batch_polls.c.job_id)
-        .where(batch_polls.c.next_poll_at <= due_by)
-        .order_by(batch_polls.c.polled_at.asc().nulls_first(), batch_polls.c.next_poll_at)
-        .limit(limit)
-        .with_for_update(of=batch_polls, skip_locked=True)
-    ).all()
+    rows = connection.execute(due(due_by, limit)).all()
     if not rows:
         return []
     connection.execute(
