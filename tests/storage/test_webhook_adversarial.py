@@ -173,6 +173,20 @@ async def test_a_redirect_is_not_followed(open_world: Deliveries, receiver: Rece
     assert receiver.received == []
 
 
+async def test_a_receivers_cookie_is_never_sent_back(open_world: Deliveries) -> None:
+    # Kept, it would ride on every later callback to that host, whoever's job it is about.
+    served = Receiver(headers={"Set-Cookie": "session=org-a; Path=/"})
+    named = served.url.replace("127.0.0.1", "localhost")  # cookies of IP addresses are not kept
+    try:
+        for _ in range(2):
+            await open_world.queue(named)
+            await open_world.deliverer.run_once()
+    finally:
+        served.close()
+    assert len(served.received) == 2
+    assert [received.headers.get("cookie") for received in served.received] == [None, None]
+
+
 async def test_one_hanging_receiver_does_not_slow_the_others(
     open_world: Deliveries, receiver: Receiver
 ) -> None:

@@ -124,6 +124,9 @@ class AiohttpSender:
                 timeout=aiohttp.ClientTimeout(total=self._settings.webhook_timeout_s),
                 auto_decompress=False,
                 trust_env=False,
+                # A receiver's cookies are never sent back: kept, they would ride on every
+                # later callback to its host, whichever organization's job it is about.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 # No skip_auto_headers: it costs every request a header merge, and aiohttp
                 # adds its User-Agent only where the headers name none (a delivery's do).
             )
