@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 from sqlalchemy import Connection, func, select
 
@@ -296,3 +297,24 @@ async def test_creates_queued_at_once_go_in_two_overlapping_halves(
     # Changes are not halved: their statement is mostly the database's work.
     await asyncio.gather(*(manager.update_job(ALICE, j.id, status="running") for j in created))
     assert list(Counter(await database_of(manager).read(row_versions)).values()) == [16]
+
+
+async def test_a_batch_waiting_on_a_lock_does_not_hold_up_the_other_writes(
+    manager: JobManager, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer, and no other process holds its rows")
+    held, free = await asyncio.gather(manager.create_job(ALICE), manager.create_job(ALICE))
+    other = await asyncpg.connect(database_url)  # another replica, in a transaction
+    try:
+        async with other.transaction():
+            await other.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", held.id)
+            waiting = asyncio.ensure_future(manager.update_job(ALICE, held.id, status="running"))
+            await asyncio.sleep(0.3)
+            assert not waiting.done(), "the job's row was not locked"
+            moved = await asyncio.wait_for(manager.update_job(ALICE, free.id, status="running"), 5)
+            assert moved.status == "running"
+            assert not waiting.done()
+    finally:
+        await other.close()
+    assert (await waiting).status == "running"  # once the other transaction ended

@@ -112,9 +112,10 @@ class TaskWriter:
 
 
 async def _joined(requests: asyncio.Queue[Request], writers: list[asyncio.Task[None]]) -> None:
-    """Until every queued request is done. Writers cancelled from outside (the event loop
-    ending, as `asyncio.run` does on its way out) cancel the batch they were running; once no
-    writer is left, what is still queued is cancelled too, since nothing would commit it.
+    """Until every queued request is done, or no writer is left to do them. Writers stopped
+    from outside (the event loop ending, as `asyncio.run` does on its way out, or an exception
+    a signal handler raised in their code) leave what is still queued, which is cancelled:
+    nothing would commit it, and a request one of them had taken may never be marked done.
     """
     joined = asyncio.ensure_future(requests.join())
     try:
@@ -125,6 +126,7 @@ async def _joined(requests: asyncio.Queue[Request], writers: list[asyncio.Task[N
                 while not requests.empty():
                     queued.append(requests.get_nowait())
                 _cancel(queued, requests)
+                return
             await asyncio.wait([joined, *live], return_when=asyncio.FIRST_COMPLETED)
     finally:
         joined.cancel()
