@@ -16,6 +16,7 @@ from jobpulse.storage import batches
 from jobpulse.storage.batches import Polled
 from jobpulse.storage.engine import run_in_transaction
 from jobpulse.storage.store import JobStore
+from tests.sql import plan_of
 from tests.storage.conftest import ADMIN, ALICE, EVE, T0, change, new_job, seconds
 
 LEASE_S = 60.0
@@ -93,10 +94,7 @@ def _claim_plan(connection: Connection) -> str:
     """
     postgres = connection.dialect.name == "postgresql"
     connection.exec_driver_sql("ANALYZE jobs" if postgres else "ANALYZE")
-    compiled = batches.due(T0, 10).compile(connection, compile_kwargs={"literal_binds": True})
-    explain = "EXPLAIN" if postgres else "EXPLAIN QUERY PLAN"
-    rows = connection.exec_driver_sql(f"{explain} {compiled}").all()
-    return "\n".join(str(row[-1]) for row in rows)
+    return plan_of(connection, batches.due(T0, 10))
 
 
 async def test_a_claim_reads_the_due_batches_not_every_job(

@@ -19,7 +19,7 @@ from jobpulse.storage.tables import outbox
 from jobpulse.sweeper.loop import Sweeper
 from jobpulse.sweeper.rules import StaleLimits
 from tests.clock import Clock
-from tests.sql import database_of
+from tests.sql import database_of, plan_of
 
 ALICE = Actor("org-a", "alice")
 
@@ -221,16 +221,10 @@ def _plans(connection: Connection, now: datetime) -> dict[str, str]:
         "silent too long": sweeps._watched(100),
         "unchanged too long": sweeps._stale(dialect_of(connection), now, stale, 100),
     }
-    explain = "EXPLAIN QUERY PLAN"  # SQLite's planner, as jobpulse leaves it: no statistics
+    # SQLite's planner as jobpulse leaves it, with no statistics; PostgreSQL's with them.
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("ANALYZE jobs")  # as autovacuum would have by then
-        explain = "EXPLAIN"
-    plans = {}
-    for name, statement in statements.items():
-        compiled = statement.compile(connection, compile_kwargs={"literal_binds": True})
-        rows = connection.exec_driver_sql(f"{explain} {compiled}").all()
-        plans[name] = "\n".join(str(row[-1]) for row in rows)
-    return plans
+    return {name: plan_of(connection, statement) for name, statement in statements.items()}
 
 
 async def test_a_sweep_reads_only_the_jobs_it_may_take_not_every_job(
