@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, select
 from jobpulse import Actor, JobManager
 from jobpulse.errors import UnavailableError
 from jobpulse.storage import keys
+from jobpulse.storage.postgres import connections
 from jobpulse.storage.tables import api_keys
 from tests.sql import database_of
 
@@ -318,3 +319,31 @@ async def test_a_batch_waiting_on_a_lock_does_not_hold_up_the_other_writes(
     finally:
         await other.close()
     assert (await waiting).status == "running"  # once the other transaction ended
+
+
+async def test_changes_that_come_while_a_batch_runs_go_together_after_it(
+    manager: JobManager, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer: batches never run side by side")
+    monkeypatch.setattr(connections, "OVERLAP_AFTER_S", 60.0)  # the batch runs "briefly"
+    slow, *jobs = [await manager.create_job(ALICE) for _ in range(11)]
+    other = await asyncpg.connect(database_url)
+    try:
+        async with other.transaction():  # the first batch waits on this row lock
+            await other.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", slow.id)
+            first = asyncio.ensure_future(manager.update_job(ALICE, slow.id, status="running"))
+            await asyncio.sleep(0.1)
+            later = []
+            for job in jobs:  # one at a time, each of them free for a writer to take alone
+                later.append(
+                    asyncio.ensure_future(manager.update_job(ALICE, job.id, status="running"))
+                )
+                await asyncio.sleep(0.02)
+            assert not any(change.done() for change in [first, *later])
+    finally:
+        await other.close()
+    await asyncio.gather(first, *later)
+    # The first batch alone, then the ten changes that came while it ran, in one.
+    batches = Counter(await database_of(manager).read(row_versions))
+    assert sorted(batches.values()) == [1, 10]

@@ -41,6 +41,12 @@ def postgres_engine(
 #: The fewest commands a halved batch takes (fewer would cost more statements than the
 #: overlap saves).
 HALF_MIN = 4
+#: How long a batch runs before another writer starts one beside it. Until then the next
+#: writer waits and takes what came meanwhile: a batch costs the server about 0.6 ms of CPU
+#: whatever its size, so batches side by side that could have been one cost more CPU a
+#: request (docs/performance.md); one that waits on a lock another replica holds does not
+#: hold up the rest for longer than this.
+OVERLAP_AFTER_S = 0.005
 
 
 class TaskWriter:
@@ -55,6 +61,13 @@ class TaskWriter:
         self._tasks: list[asyncio.Task[None]] = []
         #: Batches being run now, by all the writer tasks.
         self._in_flight = 0
+        #: One writer at a time takes a batch from the queue (and waits to start it).
+        self._taking = asyncio.Lock()
+        #: When each batch running now began (event-loop time), by its writer; halved ones
+        #: are left out, so that the other half runs beside them.
+        self._started: dict[int, float] = {}
+        #: Set when a batch ends, for a writer waiting to start.
+        self._ended = asyncio.Event()
 
     async def submit(self, command: Command, background: bool = False, counted: bool = True) -> Any:
         if background:  # beside the writers, in a transaction of its own
@@ -66,6 +79,7 @@ class TaskWriter:
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
+            self._taking, self._ended = asyncio.Lock(), asyncio.Event()  # this event loop's
             self._tasks = [
                 asyncio.create_task(self._work(self._queue), name=f"jobpulse-writer-{n}")
                 for n in range(self._workers)
@@ -85,16 +99,24 @@ class TaskWriter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _work(self, requests: asyncio.Queue[Request]) -> None:
+        me = id(asyncio.current_task())
         while True:
-            batch = [await requests.get()]
-            most = self._batch_max
-            if not self._in_flight and getattr(batch[0].command, "halved_when_idle", False):
-                # Half of what is queued (at least HALF_MIN), for another writer to build the
-                # rest of while this batch's statement runs (see Creation.halved_when_idle).
-                most = min(most, max(HALF_MIN, (requests.qsize() + 2) // 2))
-            while len(batch) < most and not requests.empty():
-                batch.append(requests.get_nowait())
+            batch: list[Request] = []
+            try:
+                async with self._taking:
+                    batch.append(await requests.get())
+                    halved = not self._in_flight and getattr(
+                        batch[0].command, "halved_when_idle", False
+                    )
+                    if not halved:
+                        await self._may_start()
+                    self._take(requests, batch, halved)
+            except BaseException:  # stopped while waiting to start: nothing has run
+                _cancel(batch, requests)
+                raise
             self._in_flight += 1
+            if not halved:
+                self._started[me] = asyncio.get_running_loop().time()
             self.traffic.take(sum(request.counted for request in batch))
             try:
                 async with self._engine.connect() as connection:
@@ -106,9 +128,36 @@ class TaskWriter:
                 raise
             finally:
                 self._in_flight -= 1
+                if self._started.pop(me, None) is not None:
+                    self._ended.set()
             resolve([(r, ok, value) for r, (ok, value) in zip(batch, outcomes, strict=True)])
             for _ in batch:
                 requests.task_done()
+
+    def _take(self, requests: asyncio.Queue[Request], batch: list[Request], halved: bool) -> None:
+        """Fill `batch` with what is queued, up to the batch size; `halved`, to half of it
+        (at least HALF_MIN), for another writer to build the rest of while this batch's
+        statement runs (see Creation.halved_when_idle).
+        """
+        most = self._batch_max
+        if halved:
+            most = min(most, max(HALF_MIN, (requests.qsize() + 2) // 2))
+        while len(batch) < most and not requests.empty():
+            batch.append(requests.get_nowait())
+
+    async def _may_start(self) -> None:
+        """Until no batch is running, or the oldest running has run OVERLAP_AFTER_S."""
+        loop = asyncio.get_running_loop()
+        while self._started:
+            left = min(self._started.values()) + OVERLAP_AFTER_S - loop.time()
+            if left <= 0:
+                return
+            self._ended.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._ended.wait()
+            except TimeoutError:
+                return
 
 
 async def _joined(requests: asyncio.Queue[Request], writers: list[asyncio.Task[None]]) -> None:
