@@ -347,3 +347,25 @@ async def test_changes_that_come_while_a_batch_runs_go_together_after_it(
     # The first batch alone, then the ten changes that came while it ran, in one.
     batches = Counter(await database_of(manager).read(row_versions))
     assert sorted(batches.values()) == [1, 10]
+
+
+async def test_creates_are_not_held_back_by_a_batch_of_changes(
+    manager: JobManager, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer: batches never run side by side")
+    monkeypatch.setattr(connections, "OVERLAP_AFTER_S", 60.0)
+    slow = await manager.create_job(ALICE)
+    other = await asyncpg.connect(database_url)
+    try:
+        async with other.transaction():
+            await other.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", slow.id)
+            held = asyncio.ensure_future(manager.update_job(ALICE, slow.id, status="running"))
+            await asyncio.sleep(0.1)
+            # Creates overlap by halves: they start beside the change's batch at once.
+            created = await asyncio.wait_for(manager.create_job(ALICE), 5)
+            assert not held.done()
+    finally:
+        await other.close()
+    assert (await held).status == "running"
+    assert (await manager.get_job(ALICE, created.id)).status == "created"

@@ -41,11 +41,11 @@ def postgres_engine(
 #: The fewest commands a halved batch takes (fewer would cost more statements than the
 #: overlap saves).
 HALF_MIN = 4
-#: How long a batch runs before another writer starts one beside it. Until then the next
-#: writer waits and takes what came meanwhile: a batch costs the server about 0.6 ms of CPU
-#: whatever its size, so batches side by side that could have been one cost more CPU a
-#: request (docs/performance.md); one that waits on a lock another replica holds does not
-#: hold up the rest for longer than this.
+#: How long a batch of changes runs before another writer starts one beside it. Until then
+#: the next writer waits and takes what came meanwhile: a batch costs the server about
+#: 0.6 ms of CPU whatever its size, so batches side by side that could have been one cost
+#: more CPU a request (docs/performance.md); one that waits on a lock another replica holds
+#: does not hold up the rest for longer than this.
 OVERLAP_AFTER_S = 0.005
 
 
@@ -63,8 +63,8 @@ class TaskWriter:
         self._in_flight = 0
         #: One writer at a time takes a batch from the queue (and waits to start it).
         self._taking = asyncio.Lock()
-        #: When each batch running now began (event-loop time), by its writer; halved ones
-        #: are left out, so that the other half runs beside them.
+        #: When each batch running now began (event-loop time), by its writer; batches of
+        #: creates are left out, since they overlap by halves.
         self._started: dict[int, float] = {}
         #: Set when a batch ends, for a writer waiting to start.
         self._ended = asyncio.Event()
@@ -105,17 +105,16 @@ class TaskWriter:
             try:
                 async with self._taking:
                     batch.append(await requests.get())
-                    halved = not self._in_flight and getattr(
-                        batch[0].command, "halved_when_idle", False
-                    )
-                    if not halved:
+                    # Creates overlap by halves instead (see Creation.halved_when_idle).
+                    gated = not getattr(batch[0].command, "halved_when_idle", False)
+                    if gated:
                         await self._may_start()
-                    self._take(requests, batch, halved)
+                    self._take(requests, batch, halved=not gated and not self._in_flight)
             except BaseException:  # stopped while waiting to start: nothing has run
                 _cancel(batch, requests)
                 raise
             self._in_flight += 1
-            if not halved:
+            if gated:
                 self._started[me] = asyncio.get_running_loop().time()
             self.traffic.take(sum(request.counted for request in batch))
             try:
