@@ -50,7 +50,9 @@ OVERLAP_AFTER_S = 0.005
 
 
 class TaskWriter:
-    """PostgreSQL writers: a few tasks, each committing queued commands in batches."""
+    """PostgreSQL writers: a few tasks, each committing queued commands in batches, taking
+    turns (see OVERLAP_AFTER_S).
+    """
 
     def __init__(self, engine: AsyncEngine, workers: int, batch_max: int) -> None:
         self._engine = engine
