@@ -181,22 +181,29 @@ def fold(connection: Connection, limit: int | None = FOLD_LIMIT) -> int:
     return dialect_of(connection).fold_rollups(connection, limit)
 
 
+def sums_of(dialect: Dialect, source: FromClause) -> Select[Any]:
+    """The rollup rows of the deltas `source` summed by user (`USER_COLUMNS`; a NULL user for
+    the deltas that name none): what `into_rollups` adds to both tables, made once.
+    """
+    rows = union_all(*_both_spans(dialect, images(source), by_user=True)).subquery()
+    key = [rows.c[name] for name in USER_COLUMNS[:-1]]
+    return select(*key, func.sum(rows.c.jobs).label("jobs")).group_by(*key)
+
+
 def into_rollups(
-    dialect: Dialect,
-    source: FromClause,
+    sums: FromClause,
     upsert: Any,
     where: tuple[ColumnElement[bool], ...] = (),
     table: Table = job_rollups,
 ) -> Any:
     """`upsert` (the database's INSERT of `table`, `job_rollups` or `user_rollups`, with ON
-    CONFLICT) adding the rollup rows of the deltas `source` to it, in key order, those
-    `where` holds (by user: the deltas that name one).
+    CONFLICT) adding the rollup rows `sums` (as `sums_of` makes them) to it, in key order,
+    those `where` holds (by user: those that name one).
     """
     by_user = table is user_rollups
-    rows = union_all(*_both_spans(dialect, images(source), by_user)).subquery()
-    key = [rows.c[name] for name in (USER_COLUMNS if by_user else COLUMNS)[:-1]]
-    named = (rows.c.user_id.is_not(None),) if by_user else ()
-    summed = select(*key, func.sum(rows.c.jobs)).where(*where, *named)
+    key = [sums.c[name] for name in (USER_COLUMNS if by_user else COLUMNS)[:-1]]
+    named = (sums.c.user_id.is_not(None),) if by_user else ()
+    summed = select(*key, func.sum(sums.c.jobs)).where(*where, *named)
     summed = summed.group_by(*key).order_by(*key)
     statement = upsert.from_select([*(column.name for column in key), "jobs"], summed)
     return statement.on_conflict_do_update(

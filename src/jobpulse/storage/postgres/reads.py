@@ -92,9 +92,8 @@ class PostgresReads:
             # statement) cost milliseconds of Python a fold.
             dialect = dialect_of(connection)
             deltas = delete(job_rollup_deltas).returning(*job_rollup_deltas.c).cte("folded")
-            by_user = rollups.into_rollups(
-                dialect, deltas, postgresql.insert(user_rollups), table=user_rollups
-            )
-            upsert = rollups.into_rollups(dialect, deltas, postgresql.insert(job_rollups))
+            sums = rollups.sums_of(dialect, deltas).cte("sums")  # read once, added twice
+            by_user = rollups.into_rollups(sums, postgresql.insert(user_rollups), (), user_rollups)
+            upsert = rollups.into_rollups(sums, postgresql.insert(job_rollups))
             self._fold = upsert.add_cte(by_user.cte("by_user"))
         return int(connection.execute(self._fold).rowcount)
