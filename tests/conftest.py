@@ -19,13 +19,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.api import create_app
 from jobpulse.storage.migrate import upgrade
+from jobpulse.telemetry import make_ended_spans
 from tests.receiver import Receiver
 
 POSTGRES_URL = os.environ.get(
@@ -151,9 +152,23 @@ def make_key(app: FastAPI) -> MakeKey:
     return make
 
 
+class Spans(InMemorySpanExporter):
+    """The spans exported so far, once the spans of requests that ended are made (which the
+    app does within `BATCH_S`, and when it stops): a test reads them at once.
+    """
+
+    def get_finished_spans(self) -> tuple[ReadableSpan, ...]:
+        make_ended_spans()
+        return super().get_finished_spans()
+
+    def clear(self) -> None:
+        make_ended_spans()
+        super().clear()
+
+
 @functools.cache
-def _exporter() -> InMemorySpanExporter:
-    memory = InMemorySpanExporter()
+def _exporter() -> Spans:
+    memory = Spans()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     trace.set_tracer_provider(provider)  # once per process: the global provider
@@ -161,7 +176,7 @@ def _exporter() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-def spans() -> InMemorySpanExporter:
+def spans() -> Spans:
     """Every span finished from here on (a tracer provider is set for the whole run)."""
     memory = _exporter()
     memory.clear()

@@ -11,9 +11,12 @@ traced method has its own span.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import os
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -39,13 +42,31 @@ _decided = False
 class RequestSpan:
     """The span of an HTTP request while it is served, and the attributes gathered for it.
 
-    They are set in one call when it ends: each call to the SDK takes the span's lock and
-    checks every value, and this runs on every request. The first traced service method the
-    request calls adds its name and parameters (`claimed`: the methods it calls in turn, as
-    `cancel_job` calls `update_job`, add none), unless `inner_spans` gives each its own span.
+    The SDK makes it when the request has ended, from everything gathered, in one call and
+    with the spans of the other requests that end within `BATCH_S` (`make_ended_spans`): made
+    at the request's start and ended at its end, one request at a time, a span cost twice the
+    CPU (docs/performance.md). Until then the context holds a `SpanOnDemand`: anything that
+    asks for the span's ids (a child span, a log line, a callback's traceparent) makes the
+    span there and then, begun when the request was, and the request ends it.
+
+    The first traced service method the request calls adds its name and parameters
+    (`claimed`: the methods it calls in turn, as `cancel_job` calls `update_job`, add none),
+    unless `inner_spans` gives each its own span.
     """
 
-    __slots__ = ("_tokens", "attributes", "claimed", "inner_spans", "recording", "span")
+    __slots__ = (
+        "_lock",
+        "_made",
+        "_tokens",
+        "attributes",
+        "begun",
+        "caller",
+        "claimed",
+        "error",
+        "exceptions",
+        "inner_spans",
+        "name",
+    )
 
     def __init__(
         self,
@@ -54,35 +75,169 @@ class RequestSpan:
         inner_spans: bool,
         start_time: int | None = None,
     ) -> None:
-        provider = active_provider()
-        assert provider is not None, "a request span needs a tracer provider"
-        self.span = _tracer_of(provider).start_span(
-            name, context=caller, kind=trace.SpanKind.SERVER, start_time=start_time
-        )
-        self.recording = self.span.is_recording()  # not when the sampler left it out
+        self.name = name
+        self.caller = caller
+        self.begun = time.time_ns() if start_time is None else start_time
         self.attributes: dict[str, AttributeValue] = {}
         self.inner_spans = inner_spans
         self.claimed = False
+        #: Exceptions raised while it was served (with when), its ERROR status if it failed.
+        self.exceptions: list[tuple[Exception, int]] = []
+        self.error: Status | None = None
+        self._made: trace.Span | None = None
+        self._lock = threading.Lock()  # a callback's planner may ask from the writer thread
         self._tokens: tuple[Token[RequestSpan | None], Token[context.Context]] = (
             _request.set(self),
-            context.attach(trace.set_span_in_context(self.span, caller)),
+            context.attach(trace.set_span_in_context(SpanOnDemand(self), caller)),
         )
 
+    @property
+    def recording(self) -> bool:
+        """Whether the span may be recorded: until made, not known (the sampler decides then)."""
+        return self._made is None or self._made.is_recording()
+
+    def made(self) -> trace.Span:
+        """The SDK's span for the request, made now if not yet."""
+        with self._lock:
+            if self._made is None:
+                self._made = _tracer_of(_provider_set()).start_span(
+                    self.name, self.caller, trace.SpanKind.SERVER, start_time=self.begun
+                )
+            return self._made
+
+    def record(self, exc: Exception) -> None:
+        """Record an exception raised while the request was served."""
+        self.exceptions.append((exc, time.time_ns()))
+
     def fail(self, exc: Exception) -> None:
-        """Record an exception that escaped the request."""
-        self.span.record_exception(exc)
-        self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        """Record an exception that escaped the request, whose span is then in error."""
+        self.record(exc)
+        self.error = Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
 
     def end(self, name: str | None) -> None:
-        """Rename the span (once routed), set what was gathered, end it; its context ends."""
+        """The request has ended: its context ends, and its span is made (with the next
+        batch) or, if made while it was served, ended now, under `name` once routed.
+        """
         request, attached = self._tokens
         context.detach(attached)
         _request.reset(request)
-        if self.recording:
-            if name:
-                self.span.update_name(name)
-            self.span.set_attributes(self.attributes)
-        self.span.end()
+        if name:
+            self.name = name
+        ended = time.time_ns()
+        with self._lock:
+            span = self._made
+            if span is None:
+                _ENDED.add(self, ended)
+                return
+        if span.is_recording():
+            span.update_name(self.name)
+            self._fill(span)
+        span.end(ended)
+
+    def make(self, tracer: trace.Tracer, ended: int) -> None:
+        """Make the span of the ended request, with all it gathered."""
+        span = tracer.start_span(
+            self.name,
+            self.caller,
+            trace.SpanKind.SERVER,
+            attributes=self.attributes,
+            start_time=self.begun,
+        )
+        if self.exceptions or self.error:
+            self._fill(span, attributes=False)
+        span.end(ended)
+
+    def _fill(self, span: trace.Span, attributes: bool = True) -> None:
+        if attributes:
+            span.set_attributes(self.attributes)
+        for exc, at in self.exceptions:
+            span.record_exception(exc, timestamp=at)
+        if self.error is not None:
+            span.set_status(self.error)
+
+
+class SpanOnDemand(trace.Span):
+    """What the context holds as the span of a request being served: the first use of it
+    makes the request's span (`RequestSpan.made`), which the request ends.
+    """
+
+    def __init__(self, request: RequestSpan) -> None:
+        self.request = request
+
+    def get_span_context(self) -> trace.SpanContext:
+        return self.request.made().get_span_context()
+
+    def is_recording(self) -> bool:
+        return self.request.made().is_recording()
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        self.request.made().set_attributes(attributes)
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        self.request.made().set_attribute(key, value)
+
+    def add_event(
+        self,
+        name: str,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        self.request.made().add_event(name, attributes, timestamp)
+
+    def update_name(self, name: str) -> None:
+        self.request.name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self.request.made().set_status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        self.request.made().record_exception(exception, attributes, timestamp, escaped)
+
+    def end(self, end_time: int | None = None) -> None:
+        """Nothing: the request ends its span."""
+
+
+#: How long an ended request's span waits for others to be made with it.
+BATCH_S = 0.05
+
+
+class _Ended:
+    """The requests whose spans are to be made, and the timer that makes them."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[RequestSpan, int]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, request: RequestSpan, ended: int) -> None:
+        self.requests.append((request, ended))
+        loop = asyncio.get_running_loop()
+        if self.timer is None or self.loop is not loop:  # a loop may close with its timer
+            self.loop, self.timer = loop, loop.call_later(BATCH_S, self.make)
+
+    def make(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop = None
+        ended, self.requests = self.requests, []
+        if ended:
+            tracer = _tracer_of(_provider_set())
+            for request, at in ended:
+                request.make(tracer, at)
+
+
+_ENDED = _Ended()
+
+
+def make_ended_spans() -> None:
+    """Make now the spans of every request that has ended (the app does when it stops)."""
+    _ENDED.make()
 
 
 #: The request being served, if any (see `RequestSpan`).
@@ -111,6 +266,12 @@ def active_provider() -> trace.TracerProvider | None:
         if type(provider) is not trace.ProxyTracerProvider:
             _provider = provider
     return _provider
+
+
+def _provider_set() -> trace.TracerProvider:
+    provider = active_provider()
+    assert provider is not None, "a request span needs a tracer provider"
+    return provider
 
 
 def tracing_enabled() -> bool:
@@ -294,7 +455,7 @@ def trace_method(
         try:
             return await function(*args, **kwargs)
         except Exception as exc:
-            request.span.record_exception(exc)  # its status is the answer's (api/tracing.py)
+            request.record(exc)  # its status is the answer's (api/tracing.py)
             raise
 
     return traced

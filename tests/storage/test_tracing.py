@@ -5,12 +5,13 @@ on it; inner spans when asked), trace_method, webhook trace continuation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -18,14 +19,17 @@ from opentelemetry.trace import SpanKind, StatusCode
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.api.app import create_app
 from jobpulse.storage.sql_store import open_store
-from jobpulse.telemetry import trace_method, tracer
+from jobpulse.telemetry import BATCH_S, trace_method, tracer
 from jobpulse.webhooks.delivery import Deliverer, new_client
-from tests.conftest import MakeKey
+from tests.conftest import MakeKey, Spans
 from tests.receiver import Receiver
 
+PATCHED = "PATCH /v1/jobs/{job_id}"
 
-def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
-    return [span for span in spans.get_finished_spans() if span.name == name]
+
+def named(spans: InMemorySpanExporter | Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
+    finished = spans.get_finished_spans() if isinstance(spans, InMemorySpanExporter) else spans
+    return [span for span in finished if span.name == name]
 
 
 def patched(job_id: str) -> dict[str, object]:
@@ -108,20 +112,24 @@ async def test_a_sampled_out_request_records_nothing(
     assert of_requests(spans) == []
 
 
-@pytest.fixture
-async def inner_app(database_url: str) -> AsyncIterator[FastAPI]:
-    application = create_app(Settings(database_url=database_url, trace_inner_spans=True))
+@contextlib.asynccontextmanager
+async def served(
+    database_url: str, **settings: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """A client of an app with these settings, and alice's headers."""
+    application = create_app(Settings(database_url=database_url, **settings))
     async with application.router.lifespan_context(application):
-        yield application
+        keys = application.state.keys
+        _key, secret = await keys.create(organization_id="org-a", user_id="alice")
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://jobpulse.test") as http:
+            yield http, {"Authorization": f"Bearer {secret}"}
 
 
 async def test_inner_spans_when_the_setting_asks(
-    spans: InMemorySpanExporter, inner_app: FastAPI
+    spans: InMemorySpanExporter, database_url: str
 ) -> None:
-    _key, secret = await inner_app.state.keys.create(organization_id="org-a", user_id="alice")
-    me = {"Authorization": f"Bearer {secret}"}
-    transport = httpx.ASGITransport(app=inner_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://jobpulse.test") as http:
+    async with served(database_url, trace_inner_spans=True) as (http, me):
         job = (await http.post("/v1/jobs", json={"status": "running"}, headers=me)).json()
         await http.patch(f"/v1/jobs/{job['id']}", json={"status": "completed"}, headers=me)
     [span] = named(spans, "PATCH /v1/jobs/{job_id}")
@@ -147,6 +155,56 @@ async def test_a_request_continues_the_callers_trace(
     assert f"{first.parent.span_id:016x}" == parent_id
     assert second.parent is None  # no traceparent: a trace of its own
     assert second.context.trace_id != first.context.trace_id
+
+
+async def test_a_request_span_is_made_soon_after_the_request_ends(
+    spans: Spans, http: httpx.AsyncClient, make_key: MakeKey
+) -> None:
+    me = await make_key("org-a", "alice")
+    job = (await http.post("/v1/jobs", json={"status": "running"}, headers=me)).json()
+    spans.clear()
+    begun = time.time_ns()
+    await http.patch(f"/v1/jobs/{job['id']}", json={"status": "completed"}, headers=me)
+    answered = time.time_ns()
+    deadline = time.monotonic() + 5
+    # Read without making the ended spans first: the app makes them on its own, in a batch.
+    while not (made := named(InMemorySpanExporter.get_finished_spans(spans), PATCHED)):
+        assert time.monotonic() < deadline, "the request's span was never made"
+        await asyncio.sleep(BATCH_S / 5)
+    [span] = made
+    assert span.start_time is not None
+    assert span.end_time is not None
+    assert begun <= span.start_time < span.end_time <= answered  # the request's, not the batch's
+    assert (span.attributes or {})["parameter.status"] == "completed"
+
+
+async def test_the_callback_of_a_request_continues_its_span(
+    spans: Spans, database_url: str
+) -> None:
+    receiver = Receiver()
+    try:
+        async with served(database_url, webhook_allow_private=True) as (http, me):
+            body = {"status": "running", "callback_url": receiver.url}
+            job = (await http.post("/v1/jobs", json=body, headers=me)).json()
+            done = {"status": "completed"}
+            assert (await http.patch(f"/v1/jobs/{job['id']}", json=done, headers=me)).is_success
+        deadline = time.monotonic() + 10
+        while not receiver.received:
+            assert time.monotonic() < deadline, "the callback never came"
+            await asyncio.sleep(0.02)
+        # The span was made when the callback asked for its ids, and ended with the request.
+        [request] = named(spans, "PATCH /v1/jobs/{job_id}")
+        _version, trace_id, parent_id, _flags = (
+            receiver.received[0].headers["traceparent"].split("-")
+        )
+        assert trace_id == f"{request.context.trace_id:032x}"
+        [delivery] = named(spans, "webhook job.completed")  # what sent it, under the request
+        assert delivery.parent is not None
+        assert delivery.parent.span_id == request.context.span_id
+        assert int(parent_id, 16) == delivery.context.span_id
+        assert (request.attributes or {})["parameter.status"] == "completed"
+    finally:
+        receiver.close()
 
 
 class Vault:

@@ -50,6 +50,7 @@ from jobpulse.retention.pruner import prune_forever
 from jobpulse.stats.fold import fold_forever
 from jobpulse.storage.sql_store import open_store
 from jobpulse.sweeper.loop import Sweeper
+from jobpulse.telemetry import make_ended_spans
 from jobpulse.tokens.manager import TokenManager
 from jobpulse.usage.prices import load_prices
 from jobpulse.usage.recorder import UsageRecorder
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 await deliverer.stop(worker)
                 await providers.close()
                 await store.close()
+                make_ended_spans()  # before the tracer provider shuts down, at exit
 
     app = JobPulseApi(
         title="jobpulse",

@@ -96,7 +96,7 @@ def _finish(request: RequestSpan, scope: Scope, route: str | None, status: int) 
         if job_id:
             attributes["job.id"] = job_id
         if status >= 500:
-            request.span.set_status(Status(StatusCode.ERROR))
+            request.error = request.error or Status(StatusCode.ERROR)
     request.end(f"{scope['method']} {route}" if route else None)
 
 
