@@ -202,9 +202,11 @@ def into_rollups(
     """
     by_user = table is user_rollups
     key = [sums.c[name] for name in (USER_COLUMNS if by_user else COLUMNS)[:-1]]
-    named = (sums.c.user_id.is_not(None),) if by_user else ()
-    summed = select(*key, func.sum(sums.c.jobs)).where(*where, *named)
-    summed = summed.group_by(*key).order_by(*key)
+    if by_user:  # the sums are by user already
+        summed = select(*key, sums.c.jobs).where(*where, sums.c.user_id.is_not(None))
+    else:
+        summed = select(*key, func.sum(sums.c.jobs)).where(*where).group_by(*key)
+    summed = summed.order_by(*key)
     statement = upsert.from_select([*(column.name for column in key), "jobs"], summed)
     return statement.on_conflict_do_update(
         index_elements=[column.name for column in key],

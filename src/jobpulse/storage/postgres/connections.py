@@ -63,13 +63,14 @@ class TaskWriter:
         self._tasks: list[asyncio.Task[None]] = []
         #: Batches being run now, by all the writer tasks.
         self._in_flight = 0
-        #: One writer at a time takes a batch from the queue (and waits to start it).
-        self._taking = asyncio.Lock()
+        #: One writer at a time takes a batch from the queue (and waits to start it); made
+        #: with the queue, for the event loop that runs the writers.
+        self._taking: asyncio.Lock
         #: When each batch running now began (event-loop time), by its writer; batches of
         #: creates are left out, since they overlap by halves.
         self._started: dict[int, float] = {}
-        #: Set when a batch ends, for a writer waiting to start.
-        self._ended = asyncio.Event()
+        #: Set when a batch ends, for a writer waiting to start (made with the queue).
+        self._ended: asyncio.Event
 
     async def submit(self, command: Command, background: bool = False, counted: bool = True) -> Any:
         if background:  # beside the writers, in a transaction of its own
@@ -81,7 +82,7 @@ class TaskWriter:
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._taking, self._ended = asyncio.Lock(), asyncio.Event()  # this event loop's
+            self._taking, self._ended = asyncio.Lock(), asyncio.Event()
             self._tasks = [
                 asyncio.create_task(self._work(self._queue), name=f"jobpulse-writer-{n}")
                 for n in range(self._workers)
