@@ -208,24 +208,30 @@ BATCH_S = 0.05
 
 
 class _Ended:
-    """The requests whose spans are to be made, and the timer that makes them."""
+    """The requests whose spans are to be made, and the event loop whose timer will make them.
+
+    Any thread's event loop may end requests (an app served beside another): the list is
+    swapped under a lock, and a loop that closed before its timer fired (as a test's does)
+    leaves its requests to the next loop's timer.
+    """
 
     def __init__(self) -> None:
         self.requests: list[tuple[RequestSpan, int]] = []
-        self.timer: asyncio.TimerHandle | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.due: asyncio.AbstractEventLoop | None = None
+        self.lock = threading.Lock()
 
     def add(self, request: RequestSpan, ended: int) -> None:
-        self.requests.append((request, ended))
         loop = asyncio.get_running_loop()
-        if self.timer is None or self.loop is not loop:  # a loop may close with its timer
-            self.loop, self.timer = loop, loop.call_later(BATCH_S, self.make)
+        with self.lock:
+            self.requests.append((request, ended))
+            if self.due is loop:
+                return
+            self.due = loop
+        loop.call_later(BATCH_S, self.make)
 
     def make(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop = None
-        ended, self.requests = self.requests, []
+        with self.lock:
+            ended, self.requests, self.due = self.requests, [], None
         if ended:
             tracer = _tracer_of(_provider_set())
             for request, at in ended:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -19,7 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.api.app import create_app
 from jobpulse.storage.sql_store import open_store
-from jobpulse.telemetry import BATCH_S, trace_method, tracer
+from jobpulse.telemetry import BATCH_S, RequestSpan, trace_method, tracer
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.conftest import MakeKey, Spans
 from tests.receiver import Receiver
@@ -176,6 +177,24 @@ async def test_a_request_span_is_made_soon_after_the_request_ends(
     assert span.end_time is not None
     assert begun <= span.start_time < span.end_time <= answered  # the request's, not the batch's
     assert (span.attributes or {})["parameter.status"] == "completed"
+
+
+def test_spans_left_by_a_loop_that_closed_are_made_by_the_next(spans: Spans) -> None:
+    def served(name: str) -> None:
+        RequestSpan(name, Context(), inner_spans=False).end(None)
+
+    async def briefly(name: str) -> None:
+        served(name)  # its loop closes before the batch's timer fires
+
+    async def longer(name: str) -> None:
+        served(name)
+        await asyncio.sleep(BATCH_S * 4)
+
+    asyncio.run(briefly("GET /first"))
+    assert named(InMemorySpanExporter.get_finished_spans(spans), "GET /first") == []
+    asyncio.run(longer("GET /second"))
+    made = InMemorySpanExporter.get_finished_spans(spans)
+    assert [len(named(made, name)) for name in ("GET /first", "GET /second")] == [1, 1]
 
 
 async def test_the_callback_of_a_request_continues_its_span(
