@@ -25,8 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.api import create_app
+from jobpulse.request_spans import make_ended_spans
 from jobpulse.storage.migrate import upgrade
-from jobpulse.telemetry import make_ended_spans
 from tests.receiver import Receiver
 
 POSTGRES_URL = os.environ.get(

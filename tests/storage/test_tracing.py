@@ -19,8 +19,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from jobpulse import Actor, JobManager, Settings
 from jobpulse.api.app import create_app
+from jobpulse.request_spans import BATCH_S, RequestSpan
 from jobpulse.storage.sql_store import open_store
-from jobpulse.telemetry import BATCH_S, RequestSpan, trace_method, tracer
+from jobpulse.telemetry import trace_method, tracer
 from jobpulse.webhooks.delivery import Deliverer, new_client
 from tests.conftest import MakeKey, Spans
 from tests.receiver import Receiver
@@ -181,7 +182,7 @@ async def test_a_request_span_is_made_soon_after_the_request_ends(
 
 def test_spans_left_by_a_loop_that_closed_are_made_by_the_next(spans: Spans) -> None:
     def served(name: str) -> None:
-        RequestSpan(name, Context(), inner_spans=False).end(None)
+        RequestSpan(name, Context(), tracer(), inner_spans=False).end(None)
 
     async def briefly(name: str) -> None:
         served(name)  # its loop closes before the batch's timer fires

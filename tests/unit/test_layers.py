@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "jobpulse.config",
         "jobpulse.metrics",
         "jobpulse.telemetry",
+        "jobpulse.request_spans",
         "jobpulse.logs",
         "jobpulse.gate",
         "jobpulse.public",

@@ -46,11 +46,11 @@ from jobpulse.heap import settle_heap
 from jobpulse.jobs.hooks import Hooks
 from jobpulse.jobs.manager import JobManager
 from jobpulse.keys import KeyManager
+from jobpulse.request_spans import make_ended_spans
 from jobpulse.retention.pruner import prune_forever
 from jobpulse.stats.fold import fold_forever
 from jobpulse.storage.sql_store import open_store
 from jobpulse.sweeper.loop import Sweeper
-from jobpulse.telemetry import make_ended_spans
 from jobpulse.tokens.manager import TokenManager
 from jobpulse.usage.prices import load_prices
 from jobpulse.usage.recorder import UsageRecorder

@@ -21,7 +21,7 @@ from jobpulse.errors import ForbiddenError, UnauthorizedError, ValidationError
 from jobpulse.jobs.manager import JobManager
 from jobpulse.keys import KeyManager, hash_key
 from jobpulse.listing import JobFilter
-from jobpulse.telemetry import note
+from jobpulse.request_spans import note
 from jobpulse.tokens.manager import TokenHolder, TokenManager
 from jobpulse.tokens.rules import is_token
 

@@ -11,7 +11,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobpulse.telemetry import RequestSpan, tracing_enabled
+from jobpulse.request_spans import RequestSpan
+from jobpulse.telemetry import tracer, tracing_enabled
 
 
 class RequestSpans:
@@ -60,7 +61,7 @@ def start_request(
     if not tracing_enabled():
         return None
     name = f"{scope['method']} {scope['path']}"
-    return RequestSpan(name, _caller_context(scope), inner_spans, start_time)
+    return RequestSpan(name, _caller_context(scope), tracer(), inner_spans, start_time)
 
 
 def end_request(scope: Scope, request: RequestSpan | None, status: int, started: float) -> None:
