@@ -111,7 +111,8 @@ class RequestSpan:
                 return
         if span.is_recording():
             span.update_name(self.name)
-            self._fill(span)
+            span.set_attributes(self.attributes)
+            self._outcome(span)
         span.end(ended)
 
     def make(self, ended: int) -> None:
@@ -123,13 +124,11 @@ class RequestSpan:
             attributes=self.attributes,
             start_time=self.begun,
         )
-        if self.exceptions or self.error:
-            self._fill(span, attributes=False)
+        self._outcome(span)
         span.end(ended)
 
-    def _fill(self, span: trace.Span, attributes: bool = True) -> None:
-        if attributes:
-            span.set_attributes(self.attributes)
+    def _outcome(self, span: trace.Span) -> None:
+        """The exceptions and the status of the request, on its span."""
         for exc, at in self.exceptions:
             span.record_exception(exc, timestamp=at)
         if self.error is not None:
@@ -212,9 +211,8 @@ class _Ended:
     def make(self) -> None:
         with self.lock:
             ended, self.requests, self.due = self.requests, [], None
-        if ended:
-            for request, at in ended:
-                request.make(at)
+        for request, at in ended:
+            request.make(at)
 
 
 _ENDED = _Ended()
