@@ -74,7 +74,7 @@ class SqliteReads:
         if top is None:
             return 0
         fold = self._fold_statements(connection)
-        connection.exec_driver_sql(_CREATE_SUMS)  # the connection's own, made once
+        connection.exec_driver_sql(_CREATE_SUMS)  # IF NOT EXISTS: made by the first fold
         connection.execute(fold.sums, {"top": top})
         connection.execute(fold.by_user)
         changed = connection.execute(fold.upsert).rowcount
