@@ -141,6 +141,35 @@ async def test_a_claim_passes_over_organizations_and_hosts_that_hold_their_share
     assert by_org[None] == 4  # the alerts, by their host's share only
 
 
+async def test_behind_a_share_the_oldest_fill_a_claim_takes_the_next_due_of_the_others(
+    world: World,
+) -> None:
+    database = database_of(world.jobs)
+    began = datetime.now(UTC) - timedelta(minutes=1)
+    flood = [
+        payload.alert(f"http://flood.example/{n}", payload.JOB_STUCK, {}, began) for n in range(8)
+    ]
+    # Written after the flood, each due sooner than the one written before it.
+    others = [
+        payload.alert(
+            f"http://host-{n}.example/", payload.JOB_STUCK, {}, began + timedelta(seconds=6 - n)
+        )
+        for n in range(6)
+    ]
+    await database.write(outbox.insert_messages, [*flood, *others])
+    # A host held already, whose share four more would overfill: the claim reads past shares.
+    shares = claims.Shares(org_max=4, host_max=2, held_host={"elsewhere.example": 1})
+    lease = datetime.now(UTC) + timedelta(seconds=60)
+    claimed = await database.write(claims.claim_due, datetime.now(UTC), lease, 4, shares)
+    # The flood's host takes its share of two; the rest go to the two others due soonest.
+    assert sorted(c.url for c in claimed) == [
+        "http://flood.example/0",
+        "http://flood.example/1",
+        "http://host-4.example/",
+        "http://host-5.example/",
+    ]
+
+
 async def test_a_free_sender_takes_the_least_busy_organizations_message() -> None:
     queue: FairQueue[str] = FairQueue(per_org=2, per_host=8)
     order: list[str] = []

@@ -69,7 +69,7 @@ class Shares:
             held + limit <= self.host_max for held in self.held_host.values()
         )
 
-    def holding(self, claimed: Iterable[Claimed]) -> Shares:
+    def holding(self, claimed: Iterable[_Counts]) -> Shares:
         """These shares once `claimed` is held too."""
         orgs, hosts = Counter(self.held_org), Counter(self.held_host)
         for message in claimed:
@@ -124,6 +124,8 @@ class _Counts(Protocol):
 
 
 _Held = TypeVar("_Held", bound=_Counts)
+#: Organizations and hosts whose shares are full.
+_Full = tuple[tuple[str, ...], tuple[str, ...]]
 
 #: A message due at `b_now` and held by no lease.
 _IS_DUE = (
@@ -253,7 +255,7 @@ def _claim_within(
     """`claim_due` when a share may fill: due messages read past the full shares, then
     leased by id.
     """
-    taken = _pick_due(connection, {"b_now": now, "b_offset": 0}, limit, shares)
+    taken = _pick_due(connection, now, limit, shares)
     claimed: list[Claimed] = []
     ids = list(taken)
     for start in range(0, len(ids), _LEASE_CHUNK):
@@ -285,52 +287,75 @@ def _passing_over(full_orgs: tuple[str, ...], full_hosts: tuple[str, ...]) -> Se
     """The due messages but those of organizations and hosts that hold their share (made
     once for each, so that SQLAlchemy finds it compiled).
     """
-    due = _DUE
-    if full_orgs:
-        due = due.where(
-            or_(jobs.c.organization_id.is_(None), jobs.c.organization_id.not_in(full_orgs))
-        )
-    for host in full_hosts:
-        due = due.where(not_(_goes_to(host)))
+    due = _past(_DUE, outbox.c.url, jobs.c.organization_id, full_orgs, full_hosts)
     return due.limit(bindparam("b_limit")).offset(bindparam("b_offset"))
 
 
-def _goes_to(host: str) -> ColumnElement[bool]:
-    """Whether a message's URL is on `host` (as `host_of` reads it, in any letter case)."""
-    url = func.lower(outbox.c.url)
+@functools.lru_cache(maxsize=256)
+def _rest_of_window(full: _Full, filled: _Full) -> Select[Any]:
+    """The due messages from `b_offset` up to `b_limit` of them (read past the shares `full`
+    as the claim began), but those of the shares `filled` since: what a claim may still take
+    of the rows after those it read first, filtered where the rows are, so that a share
+    filled by the oldest costs no row sent back for each of its messages.
+    """
+    due = _DUE.add_columns(outbox.c.next_attempt_at.label("due_at"))
+    window = _past(due, outbox.c.url, jobs.c.organization_id, *full)
+    rows = window.limit(bindparam("b_limit")).offset(bindparam("b_offset")).subquery("window")
+    takable = select(rows.c.id, rows.c.url, rows.c.organization_id, rows.c.document)
+    return _past(takable, rows.c.url, rows.c.organization_id, *filled).order_by(
+        rows.c.due_at, rows.c.id
+    )
+
+
+def _past(
+    due: Select[Any],
+    url: ColumnElement[str],
+    organization: ColumnElement[str | None],
+    full_orgs: tuple[str, ...],
+    full_hosts: tuple[str, ...],
+) -> Select[Any]:
+    """`due` but the rows of the organizations and hosts given."""
+    if full_orgs:
+        due = due.where(or_(organization.is_(None), organization.not_in(full_orgs)))
+    for host in full_hosts:
+        due = due.where(not_(_goes_to(url, host)))
+    return due
+
+
+def _goes_to(url: ColumnElement[str], host: str) -> ColumnElement[bool]:
+    """Whether a message's `url` is on `host` (as `host_of` reads it, in any letter case)."""
+    lowered = func.lower(url)
     starts = [f"{scheme}://{host}" for scheme in ("http", "https")]
     return or_(
-        url.in_(starts),
-        *(url.startswith(start + end, autoescape=True) for start in starts for end in "/?#"),
+        lowered.in_(starts),
+        *(lowered.startswith(start + end, autoescape=True) for start in starts for end in "/?#"),
     )
 
 
 def _pick_due(
-    connection: Connection, params: dict[str, Any], limit: int, shares: Shares
+    connection: Connection, now: datetime, limit: int, shares: Shares
 ) -> dict[int, _Candidate]:
     """The due messages a claim takes within `shares`: the oldest `limit` first, and, only
-    if some were passed over for a share they filled, the next ones up to
-    `_CANDIDATES_PER_CLAIM` times `limit` in all (what one read of them all would take).
+    if some were passed over for a share they filled, those of the next ones up to
+    `_CANDIDATES_PER_CLAIM` times `limit` in all that are not of a share full by then.
     """
-    most = limit * _CANDIDATES_PER_CLAIM if shares.may_fill(limit) else limit
-    full_orgs, full_hosts = tuple(shares.full_orgs()), tuple(shares.full_hosts())
-    due = None
-    if full_orgs or full_hosts:
-        due = _passing_over(full_orgs, full_hosts)
-    candidates: dict[int, _Candidate] = {}
-    params["b_limit"] = limit
-    while True:
-        if due is None:
-            found = prepared.rows(connection, _OLDEST_DUE, params)
-        else:
-            found = [tuple(row) for row in connection.execute(due, params)]
-        for row in map(_Candidate._make, found):
-            candidates.setdefault(row.id, row)  # a row read twice counts once
-        taken = _pick(list(candidates.values()), limit, shares)
-        params["b_offset"] += len(found)
-        if len(taken) == limit or len(found) < params["b_limit"] or params["b_offset"] >= most:
-            return taken
-        params["b_limit"] = most - params["b_offset"]
+    full = (tuple(shares.full_orgs()), tuple(shares.full_hosts()))
+    params: dict[str, Any] = {"b_now": now, "b_offset": 0, "b_limit": limit}
+    if full == ((), ()):
+        found = prepared.rows(connection, _OLDEST_DUE, params)
+    else:
+        found = [tuple(row) for row in connection.execute(_passing_over(*full), params)]
+    oldest = [_Candidate._make(row) for row in found]
+    taken = _pick(oldest, limit, shares)
+    if len(taken) == limit or len(found) < limit or not shares.may_fill(limit):
+        return taken
+    held = shares.holding(taken.values())
+    filled = (tuple(held.full_orgs()), tuple(held.full_hosts()))
+    params.update(b_offset=limit, b_limit=limit * (_CANDIDATES_PER_CLAIM - 1))
+    candidates = {row.id: row for row in oldest}
+    for row in map(_Candidate._make, connection.execute(_rest_of_window(full, filled), params)):
+        candidates.setdefault(row.id, row)  # a row read twice (its place moved) counts once
+    return _pick(list(candidates.values()), limit, shares)
 
 
 def _pick(candidates: Iterable[_Held], limit: int, shares: Shares) -> dict[int, _Held]:
