@@ -294,9 +294,10 @@ def _passing_over(full_orgs: tuple[str, ...], full_hosts: tuple[str, ...]) -> Se
 @functools.lru_cache(maxsize=256)
 def _rest_of_window(full: _Full, filled: _Full) -> Select[Any]:
     """The due messages from `b_offset` up to `b_limit` of them (read past the shares `full`
-    as the claim began), but those of the shares `filled` since: what a claim may still take
-    of the rows after those it read first, filtered where the rows are, so that a share
-    filled by the oldest costs no row sent back for each of its messages.
+    as the claim began), but those of the shares full by now (`filled`, which the oldest
+    filled): what a claim may still take of the rows after those it read first, filtered
+    where the rows are, so that a share the oldest filled sends no row back for each of its
+    messages.
     """
     due = _DUE.add_columns(outbox.c.next_attempt_at.label("due_at"))
     window = _past(due, outbox.c.url, jobs.c.organization_id, *full)
