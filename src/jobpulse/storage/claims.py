@@ -294,10 +294,9 @@ def _passing_over(full_orgs: tuple[str, ...], full_hosts: tuple[str, ...]) -> Se
 @functools.lru_cache(maxsize=256)
 def _rest_of_window(full: _Full, filled: _Full) -> Select[Any]:
     """The due messages from `b_offset` up to `b_limit` of them (read past the shares `full`
-    as the claim began), but those of the shares full by now (`filled`, which the oldest
-    filled): what a claim may still take of the rows after those it read first, filtered
-    where the rows are, so that a share the oldest filled sends no row back for each of its
-    messages.
+    as the claim began), but those of the shares the oldest filled since (`filled`): what a
+    claim may still take of the rows after those it read first, filtered where the rows are,
+    so that a share the oldest filled sends no row back for each of its messages.
     """
     due = _DUE.add_columns(outbox.c.next_attempt_at.label("due_at"))
     window = _past(due, outbox.c.url, jobs.c.organization_id, *full)
@@ -351,12 +350,17 @@ def _pick_due(
     if len(taken) == limit or len(found) < limit or not shares.may_fill(limit):
         return taken
     held = shares.holding(taken.values())
-    filled = (tuple(held.full_orgs()), tuple(held.full_hosts()))
+    filled = (_since(held.full_orgs(), full[0]), _since(held.full_hosts(), full[1]))
     params.update(b_offset=limit, b_limit=limit * (_CANDIDATES_PER_CLAIM - 1))
     candidates = {row.id: row for row in oldest}
     for row in map(_Candidate._make, connection.execute(_rest_of_window(full, filled), params)):
         candidates.setdefault(row.id, row)  # a row read twice (its place moved) counts once
     return _pick(list(candidates.values()), limit, shares)
+
+
+def _since(now_full: list[str], full: tuple[str, ...]) -> tuple[str, ...]:
+    """The shares full now that were not at first (those passed over already)."""
+    return tuple(key for key in now_full if key not in full)
 
 
 def _pick(candidates: Iterable[_Held], limit: int, shares: Shares) -> dict[int, _Held]:
